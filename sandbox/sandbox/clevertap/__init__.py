@@ -1,0 +1,3 @@
+"""The clevertap API emulator."""
+
+from __future__ import annotations

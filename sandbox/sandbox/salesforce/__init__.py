@@ -1,0 +1,3 @@
+"""The salesforce API emulator."""
+
+from __future__ import annotations

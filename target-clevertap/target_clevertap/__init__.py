@@ -1,0 +1,3 @@
+"""Singer target that loads records into CleverTap profiles and events."""
+
+from __future__ import annotations
