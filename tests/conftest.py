@@ -1,0 +1,74 @@
+"""Shared fixtures: the emulators, started on 127.0.0.1 for the tests that need them."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from sandbox.tls import TLSFiles
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A test CA and a server certificate for the real hostnames and 127.0.0.1."""
+    from sandbox.tls import ensure_tls_files  # noqa: PLC0415
+
+    return ensure_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def make_clevertap_emulator(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """A factory: `make_clevertap_emulator(timezone="Asia/Kolkata")` starts one more.
+
+    Each emulator gets its own SQLite file under tmp_path and is stopped at teardown.
+    """
+    from sandbox.clevertap.testing import running_emulator  # noqa: PLC0415
+
+    with contextlib.ExitStack() as stack:
+        count = 0
+
+        def make(**kwargs: Any) -> Any:
+            nonlocal count
+            count += 1
+            kwargs.setdefault("db_path", tmp_path / f"clevertap-{count}.db")
+            return stack.enter_context(running_emulator(**kwargs))
+
+        yield make
+
+
+@pytest.fixture
+def clevertap_emulator(make_clevertap_emulator: Callable[..., Any]) -> Any:
+    """A CleverTap emulator with default account, passcode and UTC time zone."""
+    return make_clevertap_emulator()
+
+
+@pytest.fixture
+def make_salesforce_emulator(
+    tmp_path: Path, tls_files: TLSFiles
+) -> Iterator[Callable[..., Any]]:
+    """A factory for Salesforce emulators (HTTPS on 127.0.0.1 with the test CA)."""
+    from sandbox.salesforce.testing import running_emulator  # noqa: PLC0415
+
+    with contextlib.ExitStack() as stack:
+        count = 0
+
+        def make(**kwargs: Any) -> Any:
+            nonlocal count
+            count += 1
+            kwargs.setdefault("db_path", tmp_path / f"salesforce-{count}.db")
+            kwargs.setdefault("tls_files", tls_files)
+            return stack.enter_context(running_emulator(**kwargs))
+
+        yield make
+
+
+@pytest.fixture
+def salesforce_emulator(make_salesforce_emulator: Callable[..., Any]) -> Any:
+    """A Salesforce emulator seeded with the sample org."""
+    return make_salesforce_emulator()
