@@ -16,7 +16,22 @@ $(STAMP): $(BIN)/python pyproject.toml $(foreach p,$(PKGS),$(p)/pyproject.toml)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(foreach p,$(PKGS),-e ./$(p)) -r $(VENV)/dev-requirements.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+# The singer-io tap-salesforce and Meltano each need a venv of their own: both conflict
+# with singer-sdk's pins (see ../shared/docs/singer-meltano-notes.md, section 1).
+TAP_SF_VENV  := .venv-tap-salesforce
+MELTANO_VENV := .venv-meltano
+
+$(TAP_SF_VENV)/.installed:
+	$(PYTHON) -m venv $(TAP_SF_VENV)
+	$(TAP_SF_VENV)/bin/python -m pip install --quiet --disable-pip-version-check tap-salesforce==2.8.1
+	touch $@
+
+$(MELTANO_VENV)/.installed:
+	$(PYTHON) -m venv $(MELTANO_VENV)
+	$(MELTANO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check meltano==4.4.1
+	touch $@
+
+install: $(STAMP) $(TAP_SF_VENV)/.installed $(MELTANO_VENV)/.installed
 
 lint: install
 	$(BIN)/ruff check .
@@ -44,4 +59,4 @@ bench-quick: install
 	$(BIN)/python bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .sandbox
+	rm -rf $(VENV) $(TAP_SF_VENV) $(MELTANO_VENV) .mypy_cache .ruff_cache .sandbox

@@ -17,6 +17,15 @@ def _add_clevertap(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--tls", action="store_true", help="serve HTTPS with the sandbox test CA"
     )
     p.add_argument("--seed", action="store_true", help="seed engagement data at start")
+    p.add_argument(
+        "--seed-value", type=int, default=1, help="the seed integer for --seed"
+    )
+    p.add_argument(
+        "--max-event-properties",
+        type=int,
+        default=None,
+        help="properties allowed per event (default 100)",
+    )
 
 
 def _add_salesforce(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

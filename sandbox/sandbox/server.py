@@ -42,6 +42,9 @@ def _config(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         timeout_keep_alive=30,
+        # An idle TLS keep-alive connection whose client never closes it would hold
+        # shutdown for the TLS close timeout (30 s); give up waiting after 2 s.
+        timeout_graceful_shutdown=2,
         limit_concurrency=None,
         backlog=2048,
     )

@@ -1,16 +1,186 @@
-"""Sinks for target-clevertap."""
+"""The CleverTap sink: validates, maps and hands batch windows to the loader."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import fastjsonschema
+from singer_sdk.exceptions import InvalidJSONSchema
+from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import BaseJSONSchemaValidator
 from typing_extensions import override
+
+from target_clevertap.loader import Entry
+from target_clevertap.mapping import default_mapping
+from target_clevertap.payloads import SchemaInfo, record_key
+
+if TYPE_CHECKING:
+    from target_clevertap.loader import Loader
+    from target_clevertap.mapping import StreamMapping
+    from target_clevertap.target import TargetCleverTap
+
+
+class RejectingValidator(BaseJSONSchemaValidator):
+    """A compiled (fastjsonschema) validator that notes failures instead of raising.
+
+    Every record is still validated; an invalid one becomes a reject naming the
+    stream, key and field, instead of stopping the run.
+    """
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        """Compile the schema.
+
+        Args:
+            schema: the stream schema.
+
+        Raises:
+            InvalidJSONSchema: when the schema does not compile.
+        """
+        super().__init__(schema)
+        try:
+            self._validate = fastjsonschema.compile(schema, use_formats=False)
+        except (fastjsonschema.JsonSchemaDefinitionException, TypeError) as exc:
+            msg = f"Schema Validation Error: {exc}"
+            raise InvalidJSONSchema(msg) from exc
+        self.invalid: dict[int, tuple[str, str | None]] = {}
+
+    @override
+    def validate(self, record: dict[str, Any]) -> None:
+        try:
+            self._validate(record)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            path = list(exc.path or [])
+            field = str(path[1]) if len(path) > 1 else None
+            self.invalid[id(record)] = (str(exc.message), field)
 
 
 class CleverTapSink(BatchSink):
-    """Placeholder sink (issue 3 fills it)."""
+    """Turns a stream's records into CleverTap profiles and events."""
+
+    datetime_error_treatment = DatetimeErrorTreatmentEnum.NULL
+
+    def __init__(
+        self,
+        target: TargetCleverTap,
+        stream_name: str,
+        schema: dict[str, Any],
+        key_properties: list[str] | None,
+    ) -> None:
+        """Create the sink.
+
+        Args:
+            target: the target.
+            stream_name: the stream.
+            schema: its schema.
+            key_properties: its key properties.
+        """
+        self.loader: Loader = target.loader
+        self._target_ref = target
+        self.deferred: list[Entry] = []
+        super().__init__(target, stream_name, schema, key_properties)
+        target.clevertap_sinks.append(self)
+
+    @override
+    def setup(self) -> None:
+        self.schema_info = SchemaInfo.from_schema(self.schema)
+        mapping = self._target_ref.mappings.get(self.stream_name)
+        self.mapping: StreamMapping | None = mapping or default_mapping(
+            self.stream_name, self.schema_info.fields
+        )
+        if self.mapping is None:
+            self.loader.warn_once(
+                f"nomap:{self.stream_name}",
+                "Stream %s has no mapping and no Email field; its records are "
+                "skipped (add it to `mappings` to load it)",
+                self.stream_name,
+            )
+        elif mapping is None:
+            self.logger.info(
+                "Stream %s has no mapping: default profile keyed on Email",
+                self.stream_name,
+            )
+
+    @property
+    @override
+    def max_size(self) -> int:
+        if self.batch_size_rows is not None:
+            return self.batch_size_rows
+        return self.loader.batch_size * self.loader.max_concurrency
+
+    @property
+    @override
+    def current_size(self) -> int:
+        # deferred records count, so the end-of-input drain reaches them
+        return super().current_size + len(self.deferred)
+
+    @property
+    @override
+    def is_full(self) -> bool:
+        return super().current_size >= self.max_size
+
+    @override
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        if not self.validate_schema:
+            return None
+        return RejectingValidator(self.schema)
+
+    @override
+    def _parse_timestamps_in_record(
+        self,
+        record: dict[str, Any],
+        schema: dict[str, Any],
+        treatment: DatetimeErrorTreatmentEnum,
+    ) -> None:
+        validator = self._validator
+        if (
+            isinstance(validator, RejectingValidator)
+            and id(record) in validator.invalid
+        ):
+            return  # rejected anyway; keep the raw values for the rejects file
+        super()._parse_timestamps_in_record(record, schema, treatment)
+
+    @override
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        loader = self.loader
+        stream = self.stream_name
+        loader.received(stream)
+        key = record_key(record, self.key_properties)
+        validator = self._validator
+        if isinstance(validator, RejectingValidator):
+            problem = validator.invalid.pop(id(record), None)
+            if problem is not None:
+                message, field = problem
+                loader.reject(
+                    stream,
+                    key,
+                    code="invalid_record",
+                    message=f"schema: {message}",
+                    field_name=field,
+                    record=record,
+                )
+                return
+        if self.mapping is None:
+            loader.skip(stream, "no_mapping")
+            return
+        if self.mapping.skip:
+            loader.skip(stream, "mapping_skip")
+            return
+        entry = Entry(stream, key, record, self.mapping, self.schema_info)
+        loader.register_identity(entry)
+        context.setdefault("records", []).append(entry)
 
     @override
     def process_batch(self, context: dict[str, Any]) -> None:
-        """Not implemented yet."""
+        entries: list[Entry] = [*self.deferred, *context.get("records", [])]
+        self.deferred = []
+        if not entries:
+            return
+        # unresolved references wait; the target settles them after the last drain
+        self.deferred = self.loader.process_window(entries, final=False)
+        if self.deferred:
+            self.logger.info(
+                "Stream %s: %d records wait for their referenced person",
+                self.stream_name,
+                len(self.deferred),
+            )

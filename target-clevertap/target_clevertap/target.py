@@ -2,16 +2,69 @@
 
 from __future__ import annotations
 
-from singer_sdk import typing as th
-from singer_sdk.target_base import Target
+import sys
+from typing import TYPE_CHECKING, Any
 
+import msgspec
+from singer_sdk import typing as th
+from singer_sdk.contrib import msgspec as sdk_msgspec
+from singer_sdk.contrib.msgspec import MsgSpecReader
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    InvalidJSONSchema,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
+from singer_sdk.singerlib.exceptions import InvalidInputLine
+from singer_sdk.target_base import Target
+from typing_extensions import override
+
+from target_clevertap.client import REGION_HOSTS, CleverTapError
+from target_clevertap.loader import Loader
+from target_clevertap.mapping import MappingError, StreamMapping, load_mappings
 from target_clevertap.sinks import CleverTapSink
+
+if TYPE_CHECKING:
+    from target_clevertap.loader import Loader as LoaderType
+
+
+class CleverTapReader(MsgSpecReader):
+    """The SDK's msgspec reader, reporting a bad line as one clear error.
+
+    The SDK's reader logs a traceback and the whole (possibly huge) line.
+    """
+
+    @override
+    def deserialize_json(self, line: str) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = sdk_msgspec.decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            msg = f"Unable to parse line as JSON ({exc}; {len(line)} characters)"
+            raise InvalidInputLine(msg) from exc
+        return result
+
+
+_STOPPING_ERRORS = (
+    CleverTapError,
+    InvalidInputLine,
+    InvalidJSONSchema,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
 
 
 class TargetCleverTap(Target):
-    """Load Singer records into CleverTap profiles and events through the Upload API."""
+    """Load Singer records (e.g. tap-salesforce) into CleverTap profiles and events.
+
+    Records are mapped per stream to profile upserts and/or events, typed for
+    CleverTap ($D_ dates, E.164 phones, multi-values), uploaded concurrently with
+    retries, and settled durably: per-record rejects go to a 0600 JSONL file and an
+    event ledger in `state_dir` guarantees no event is sent twice.
+    """
 
     name = "target-clevertap"
+    message_reader_class = CleverTapReader
+    default_sink_class = CleverTapSink
     config_jsonschema = th.PropertiesList(
         th.Property(
             "account_id",
@@ -24,7 +77,217 @@ class TargetCleverTap(Target):
             th.StringType,
             required=True,
             secret=True,
-            description="CleverTap account passcode.",
+            description="CleverTap account passcode (sent only in the auth header).",
+        ),
+        th.Property(
+            "region",
+            th.StringType,
+            default="eu1",
+            allowed_values=list(REGION_HOSTS),
+            description="Account region: eu1 -> api.clevertap.com, others -> "
+            "<region>.api.clevertap.com.",
+        ),
+        th.Property(
+            "api_url",
+            th.StringType,
+            description="Overrides the region's API base URL (tests, proxies).",
+        ),
+        th.Property(
+            "mappings",
+            th.CustomType({"type": ["object", "string", "null"]}),
+            description="Inline per-stream mappings (object, or JSON/YAML text); "
+            "wins over mappings_file for the same stream. See the README.",
+        ),
+        th.Property(
+            "mappings_file",
+            th.StringType,
+            description="Path of a YAML/JSON mappings file "
+            "(e.g. transforms/salesforce_to_clevertap.yml).",
+        ),
+        th.Property(
+            "batch_size",
+            th.IntegerType(minimum=1, maximum=1000),
+            default=1000,
+            description="Upload records per request (CleverTap allows at most 1000).",
+        ),
+        th.Property(
+            "max_concurrency",
+            th.IntegerType(minimum=1, maximum=15),
+            default=8,
+            description="Upload requests in flight (CleverTap allows 15 per account).",
+        ),
+        th.Property(
+            "request_timeout",
+            th.NumberType(minimum=1),
+            default=60,
+            description="Seconds to wait for connect and for each reply.",
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType(minimum=1, maximum=20),
+            default=8,
+            description="Attempts per request on 429, 5xx and unsent-connection "
+            "errors (exponential backoff with jitter).",
+        ),
+        th.Property(
+            "dry_run",
+            th.BooleanType,
+            default=False,
+            description="Validate and build every payload, write them to "
+            "dry_run_path, upload nothing (and emit no STATE).",
+        ),
+        th.Property(
+            "dry_run_path",
+            th.StringType,
+            default="target-clevertap-dry-run.jsonl",
+            description="Where dry_run writes one JSON line per upload record.",
+        ),
+        th.Property(
+            "rejects_path",
+            th.StringType,
+            default="target-clevertap-rejects.jsonl",
+            description="JSON lines {stream, key, code, message, field, record} for "
+            "every rejected record (file mode 0600).",
+        ),
+        th.Property(
+            "on_reject",
+            th.StringType,
+            default="continue",
+            allowed_values=["continue", "fail"],
+            description="continue: write rejects and go on; fail: stop at the first.",
+        ),
+        th.Property(
+            "max_reject_ratio",
+            th.NumberType(minimum=0, maximum=1),
+            description="Fail the run (no STATE) when rejected/received exceeds this.",
+        ),
+        th.Property(
+            "deleted_records",
+            th.StringType,
+            default="ignore",
+            allowed_values=["ignore", "delete_profile", "event"],
+            description="What an IsDeleted=true row does: nothing, delete the "
+            "profile (/1/delete/profiles.json), or send a '<stream> Deleted' event.",
+        ),
+        th.Property(
+            "null_values",
+            th.StringType,
+            default="skip",
+            allowed_values=["skip", "send"],
+            description="skip: a null never wipes a CleverTap value; send: send nulls.",
+        ),
+        th.Property(
+            "oversize_values",
+            th.StringType,
+            default="truncate",
+            allowed_values=["truncate", "reject"],
+            description="Keys over 120 bytes, values over 512 bytes, multi-values "
+            "over 100 items: truncate with a warning, or reject the record.",
+        ),
+        th.Property(
+            "max_event_properties",
+            th.IntegerType(minimum=2, maximum=256),
+            default=100,
+            description="Properties allowed per event (CleverTap: 100 by default, "
+            "configurable per account); extra ones are cut (oversize_values).",
+        ),
+        th.Property(
+            "default_phone_country",
+            th.StringType,
+            description="ISO country (e.g. US, IN) for phone numbers without '+'.",
+        ),
+        th.Property(
+            "state_dir",
+            th.StringType,
+            default=".target-clevertap",
+            description="Directory of the identity map and event ledger (SQLite, "
+            "0600); keep it across runs.",
+        ),
+        th.Property(
+            "event_key_property",
+            th.StringType,
+            default="ct_event_key",
+            description="Event property carrying the deterministic event key used "
+            "for duplicate protection and reconciliation.",
         ),
     ).to_dict()
-    default_sink_class = CleverTapSink
+
+    @override
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.clevertap_sinks: list[CleverTapSink] = []
+        self._dry_run_state_warned = False
+        self._held_state: dict[str, Any] | None = None
+        super().__init__(*args, **kwargs)
+        # sinks share one upload pool; draining them one at a time keeps
+        # profiles-before-events order across streams and bounds concurrency
+        self.max_parallelism = 1
+        try:
+            self.mappings: dict[str, StreamMapping] = load_mappings(
+                self.config.get("mappings"), self.config.get("mappings_file")
+            )
+        except MappingError as exc:
+            raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
+        self.loader: LoaderType = Loader(self.config, self.logger)
+
+    def _check_reject_ratio(self) -> None:
+        ratio = self.config.get("max_reject_ratio")
+        if ratio is None:
+            return
+        totals = self.loader.totals()
+        if totals["received"] and totals["rejected"] / totals["received"] > ratio:
+            msg = (
+                f"{totals['rejected']} of {totals['received']} records rejected, "
+                f"over max_reject_ratio {ratio}; see the rejects file"
+            )
+            raise CleverTapError(msg)
+
+    @override
+    def _write_state_message(self, state: dict[str, Any]) -> None:
+        if self.loader.dry_run:
+            if not self._dry_run_state_warned:
+                self.logger.info("dry_run: STATE is not emitted")
+                self._dry_run_state_warned = True
+            return
+        if any(sink.deferred for sink in self.clevertap_sinks):
+            self.logger.info("STATE held back: records wait for their person")
+            self._held_state = state
+            return
+        self._held_state = None
+        self._check_reject_ratio()
+        super()._write_state_message(state)
+
+    def _settle_deferred(self) -> None:
+        """Retry records waiting for a person until no more resolve; reject the rest."""
+        pending = [sink for sink in self.clevertap_sinks if sink.deferred]
+        progress = True
+        while pending and progress:
+            progress = False
+            for sink in pending:
+                before = len(sink.deferred)
+                sink.deferred = self.loader.process_window(sink.deferred, final=False)
+                progress = progress or len(sink.deferred) < before
+            pending = [sink for sink in pending if sink.deferred]
+        for sink in pending:
+            sink.deferred = self.loader.process_window(sink.deferred, final=True)
+
+    @override
+    def process_endofpipe(self) -> None:
+        try:
+            super().process_endofpipe()
+            self._settle_deferred()
+            if self._held_state is not None:
+                self._write_state_message(self._held_state)
+            self._check_reject_ratio()
+        finally:
+            self.loader.log_summary()
+            self.loader.close()
+
+    @classmethod
+    @override
+    def invoke(cls, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().invoke(*args, **kwargs)
+        except _STOPPING_ERRORS as exc:
+            # one clear line instead of a traceback; no STATE was written past it
+            cls.logger.error("target-clevertap stopped: %s", exc)  # noqa: TRY400 - the message says it all
+            sys.exit(1)

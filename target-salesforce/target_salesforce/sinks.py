@@ -1,16 +1,396 @@
-"""Sinks for target-salesforce."""
+"""Sinks: one per mapped stream (sObject or Apex REST), one for unmapped streams.
+
+`process_batch` returns only when every record of the batch is settled (written,
+or rejected with a reason in the rejects file). A fatal error raises out of it, so
+the SDK never writes a STATE that covers unsettled records.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
+from target_salesforce.client import CallFailed, TargetSalesforceError
+from target_salesforce.payloads import (
+    CODE_LOCK_ROW,
+    MISSING,
+    ItemResult,
+    JsonValue,
+    Prepared,
+    apex_calls,
+    apex_results,
+    build_csv,
+    bulk_columns,
+    bulk_results,
+    check_mapping_against_describe,
+    chunked,
+    collections_request,
+    collections_results,
+    error_result,
+    get_path,
+    json_safe,
+    parse_describe,
+    prepare_apex_batch,
+    prepare_batch,
+)
+from target_salesforce.rejects import StreamSummary, reject_entry
+from target_salesforce.validation import CompiledValidator
 
-class SalesforceSink(BatchSink):
-    """Placeholder sink (issue 5 fills it)."""
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
+    from target_salesforce.mapping import StreamMapping
+    from target_salesforce.payloads import FieldInfo
+    from target_salesforce.target import RunContext, TargetSalesforce
+
+
+class _CompiledValidation(BatchSink):
+    """Shared by both sinks: compiled validation and the summary at the end."""
+
+    run: RunContext
+    summary: StreamSummary
+
+    @override
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        """The compiled validator, or None when validation is off."""
+        if not self.validate_schema:
+            return None
+        return CompiledValidator(
+            self.schema, validate_formats=self.validate_field_string_format
+        )
+
+    @override
+    def clean_up(self) -> None:
+        """Log the stream's run summary (and update the summary file)."""
+        self.logger.info(
+            "Run summary: %s", json.dumps(self.summary.as_dict(), sort_keys=True)
+        )
+        self.run.write_summary_file()
+        super().clean_up()
+
+
+class SkippedStreamSink(_CompiledValidation):
+    """A stream with no mapping: records are validated and counted, not written."""
+
+    MAX_SIZE_DEFAULT = 10000
+
+    def __init__(
+        self,
+        target: TargetSalesforce,
+        stream_name: str,
+        schema: dict[str, Any],
+        key_properties: Sequence[str] | None,
+    ) -> None:
+        """Remember the run context."""
+        super().__init__(target, stream_name, schema, key_properties)
+        self.run = target.run
+        self.summary = self.run.summary(stream_name, "(unmapped: skipped)")
+
+    @override
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        """Count the record; nothing is kept."""
+        self.summary.received += 1
 
     @override
     def process_batch(self, context: dict[str, Any]) -> None:
-        """Not implemented yet."""
+        """Nothing to write."""
+
+
+class SalesforceSink(_CompiledValidation):
+    """Write one stream to an sObject (Collections or Bulk 2.0) or Apex REST."""
+
+    MAX_SIZE_DEFAULT = 10000
+
+    def __init__(
+        self,
+        target: TargetSalesforce,
+        stream_name: str,
+        schema: dict[str, Any],
+        key_properties: Sequence[str] | None,
+    ) -> None:
+        """Find the stream's mapping; describe checks run in `setup`."""
+        super().__init__(target, stream_name, schema, key_properties)
+        self.run = target.run
+        mapping = self.run.mapping_for(stream_name)
+        if mapping is None:  # pragma: no cover - get_sink_class routes these
+            msg = f"stream {stream_name!r} has no mapping"
+            raise TargetSalesforceError(msg)
+        self.mapping: StreamMapping = mapping
+        label = (
+            f"apex:{mapping.apex.path}"
+            if mapping.apex
+            else f"{mapping.sobject}:{mapping.action}"
+        )
+        self.summary = self.run.summary(stream_name, label)
+        self.fields: dict[str, FieldInfo] = {}
+        cfg = self.config
+        self.null_policy = mapping.null_policy or cfg.get("null_policy", "skip")
+        self.duplicate_policy = mapping.duplicate_keys or cfg.get(
+            "duplicate_keys", "merge"
+        )
+        threshold = mapping.bulk_threshold
+        self.bulk_threshold = int(
+            threshold if threshold is not None else cfg.get("bulk_threshold", 2000)
+        )
+        size = int(cfg.get("collections_batch_size", 200))
+        self.collection_size = max(1, min(size, 200))
+        self.max_retries = int(cfg.get("max_retries", 3))
+
+    @override
+    def setup(self) -> None:
+        """Check the mapping against the object's describe before any write."""
+        if self.mapping.mode != "sobject":
+            return
+        describe = self.run.client.describe(str(self.mapping.sobject))
+        self.fields = parse_describe(describe)
+        check_mapping_against_describe(
+            self.mapping,
+            self.fields,
+            self.schema.get("properties", {}),
+            related=lambda name: parse_describe(self.run.client.describe(name)),
+        )
+
+    # ------------------------------------------------------------------ batches
+
+    @override
+    def process_batch(self, context: dict[str, Any]) -> None:
+        """Write the batch and settle every record before returning."""
+        records: list[dict[str, Any]] = context.get("records", [])
+        if not records:
+            return
+        self.summary.received += len(records)
+        if self.mapping.mode == "apex":
+            self._process_apex(records)
+        else:
+            self._process_sobject(records)
+        self._enforce_reject_policy()
+
+    def _process_sobject(self, records: list[dict[str, Any]]) -> None:
+        mapping = self.mapping
+        items, local = prepare_batch(
+            records, mapping, self.fields, self.null_policy, self.duplicate_policy
+        )
+        for rej in local:
+            self._reject(records[rej.index], rej.key, rej.code, rej.message, rej.fields)
+        if not items:
+            return
+        use_bulk = len(items) > self.bulk_threshold
+        api = "bulk2" if use_bulk else "collections"
+        if self.run.dry_run:
+            self._dry_run(api, items)
+            return
+        send = self._send_bulk if use_bulk else self._send_collections
+        results = self._with_lock_retry(items, send)
+        self._settle(records, items, results)
+
+    def _process_apex(self, records: list[dict[str, Any]]) -> None:
+        apex = self.mapping.apex
+        assert apex is not None  # noqa: S101 - apex mode always has apex settings
+        items, local = prepare_apex_batch(records, self.mapping)
+        for rej in local:
+            self._reject(records[rej.index], None, rej.code, rej.message, rej.fields)
+        if self.run.dry_run:
+            self._dry_run("apex", items)
+            return
+        for path, body, call_items in apex_calls(items, self.mapping):
+            results = self._apex_call(apex.method, path, body, len(call_items))
+            self._settle(records, call_items, results)
+
+    def _apex_call(
+        self, method: str, path: str, body: JsonValue, count: int
+    ) -> list[ItemResult]:
+        attempt = 0
+        while True:
+            try:
+                self.summary.api_calls["apex"] += 1
+                response = self.run.client.apex(method, path, body)
+            except CallFailed as exc:
+                if exc.code == CODE_LOCK_ROW and attempt < self.max_retries:
+                    self.run.client.wait_before_retry(attempt)
+                    attempt += 1
+                    continue
+                return [error_result(exc.code, exc.message, exc.fields)] * count
+            return apex_results(response, count)
+
+    # ------------------------------------------------------------------ sending
+
+    def _with_lock_retry(
+        self,
+        items: list[Prepared],
+        send: Callable[[list[Prepared]], list[ItemResult]],
+    ) -> list[ItemResult]:
+        """Send, then resend only the items that failed with UNABLE_TO_LOCK_ROW."""
+        results: list[ItemResult | None] = [None] * len(items)
+        pending = list(range(len(items)))
+        attempt = 0
+        while True:
+            outcome = send([items[i] for i in pending])
+            retry = []
+            for position, result in zip(pending, outcome, strict=True):
+                results[position] = result
+                if not result.success and result.code == CODE_LOCK_ROW:
+                    retry.append(position)
+            if not retry or attempt >= self.max_retries:
+                break
+            self.logger.warning(
+                "%d records hit UNABLE_TO_LOCK_ROW; retrying them (attempt %d of %d)",
+                len(retry),
+                attempt + 1,
+                self.max_retries,
+            )
+            self.run.client.wait_before_retry(attempt)
+            attempt += 1
+            pending = retry
+        return [r for r in results if r is not None]
+
+    def _send_collections(self, items: list[Prepared]) -> list[ItemResult]:
+        mapping = self.mapping
+        out: list[ItemResult] = []
+        for chunk in chunked(items, self.collection_size):
+            method, path, kwargs = collections_request(
+                mapping.action, str(mapping.sobject), mapping.external_id_field, chunk
+            )
+            self.summary.api_calls["collections"] += 1
+            try:
+                response = self.run.client.collections(
+                    method, path, kwargs, idempotent=mapping.action != "insert"
+                )
+            except CallFailed as exc:
+                out.extend(
+                    [error_result(exc.code, exc.message, exc.fields)] * len(chunk)
+                )
+                continue
+            try:
+                out.extend(collections_results(response, len(chunk)))
+            except ValueError as exc:
+                raise TargetSalesforceError(str(exc)) from None
+        return out
+
+    def _send_bulk(self, items: list[Prepared]) -> list[ItemResult]:
+        mapping = self.mapping
+        key_field = mapping.key_field
+        columns = bulk_columns(mapping.action, key_field, items)
+        self.summary.api_calls["bulk2_jobs"] += 1
+        try:
+            outcome = self.run.client.bulk_ingest(
+                mapping.action,
+                str(mapping.sobject),
+                mapping.external_id_field,
+                build_csv(columns, items),
+            )
+        except CallFailed as exc:
+            return [error_result(exc.code, exc.message, exc.fields)] * len(items)
+        matched = bulk_results(
+            columns, key_field, items, outcome.successful, outcome.failed
+        )
+        unknown = sum(1 for r in matched if r is None)
+        if unknown:
+            msg = (
+                f"Bulk 2.0 job {outcome.job_id}: {unknown} of {len(items)} records "
+                f"have no result row ({len(outcome.unprocessed)} unprocessed); "
+                "their outcome is unknown, so the run stops without STATE"
+            )
+            raise TargetSalesforceError(msg)
+        return [r for r in matched if r is not None]
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _settle(
+        self,
+        records: list[dict[str, Any]],
+        items: Sequence[Prepared],
+        results: Sequence[ItemResult],
+    ) -> None:
+        for item, result in zip(items, results, strict=True):
+            for index in item.inputs:
+                if result.success:
+                    self.summary.succeeded += 1
+                    if result.created is True:
+                        self.summary.created += 1
+                    elif result.created is False:
+                        self.summary.updated += 1
+                else:
+                    self._reject(
+                        records[index],
+                        item.key,
+                        str(result.code),
+                        str(result.message or ""),
+                        list(result.fields),
+                    )
+
+    def _record_key(self, record: Mapping[str, Any]) -> str | None:
+        key_field = self.mapping.key_field
+        for spec in self.mapping.fields:
+            if spec.target == key_field and spec.source:
+                value = get_path(record, spec.source)
+                return None if value is MISSING or value is None else str(value)
+        if key_field and key_field in record:
+            return str(record[key_field])
+        return None
+
+    def _reject(
+        self,
+        record: Mapping[str, Any],
+        key: str | None,
+        code: str,
+        message: str,
+        fields: Sequence[str],
+    ) -> None:
+        self.summary.rejected += 1
+        self.summary.codes[code] += 1
+        self.run.write_reject(
+            reject_entry(
+                stream=self.stream_name,
+                sobject=self.mapping.sobject,
+                action=self.mapping.action
+                if self.mapping.mode == "sobject"
+                else "apex",
+                key=key if key is not None else self._record_key(record),
+                code=code,
+                message=message,
+                fields=fields,
+                record=record,
+            )
+        )
+
+    def _dry_run(self, api: str, items: Sequence[Prepared]) -> None:
+        mapping = self.mapping
+        for item in items:
+            self.summary.dry_run += len(item.inputs)
+            self.run.write_dry_run(
+                {
+                    "stream": self.stream_name,
+                    "object": mapping.sobject,
+                    "action": mapping.action if mapping.mode == "sobject" else "apex",
+                    "api": api,
+                    "path": item.key if mapping.mode == "apex" else None,
+                    "key": item.key if mapping.mode == "sobject" else None,
+                    "inputs": len(item.inputs),
+                    "payload": json_safe(item.payload),
+                }
+            )
+
+    def _enforce_reject_policy(self) -> None:
+        summary = self.summary
+        if not summary.rejected:
+            return
+        codes = ", ".join(f"{c}={n}" for c, n in sorted(summary.codes.items()))
+        if self.config.get("on_reject", "continue") == "fail":
+            msg = (
+                f"stream {self.stream_name}: {summary.rejected} records rejected "
+                f"({codes}) and on_reject is 'fail'; see {self.run.rejects_path}"
+            )
+            raise TargetSalesforceError(msg)
+        ratio = self.config.get("max_reject_ratio")
+        if ratio is not None and summary.reject_ratio > float(ratio):
+            msg = (
+                f"stream {self.stream_name}: reject ratio {summary.reject_ratio:.3f} "
+                f"is above max_reject_ratio {float(ratio):g} ({codes}); see "
+                f"{self.run.rejects_path}"
+            )
+            raise TargetSalesforceError(msg)

@@ -2,25 +2,395 @@
 
 from __future__ import annotations
 
-from singer_sdk import typing as th
-from singer_sdk.target_base import Target
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
-from target_salesforce.sinks import SalesforceSink
+from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecReader
+from singer_sdk.target_base import Target
+from typing_extensions import override
+
+from target_salesforce.auth import FLOWS
+from target_salesforce.client import SalesforceClient, TargetSalesforceError
+from target_salesforce.mapping import find_mapping, load_mappings
+from target_salesforce.rejects import PrivateJsonLines, StreamSummary
+from target_salesforce.sinks import SalesforceSink, SkippedStreamSink
+
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import Mapping
+    from pathlib import PurePath
+
+    from singer_sdk.sinks import Sink
+
+    from target_salesforce.mapping import StreamMapping
+
+DEFAULT_REJECTS_PATH: Final = "target-salesforce-rejects.jsonl"
+DRY_RUN_LOG_LINES: Final = 20
+
+
+class RunContext:
+    """What the sinks of one run share: mappings, client, rejects and summaries."""
+
+    def __init__(self, config: Mapping[str, Any], logger: logging.Logger) -> None:
+        """Parse the mappings (fails early on a bad mapping); no network yet."""
+        self.config = config
+        self.logger = logger
+        self.mappings = load_mappings(
+            config.get("streams"), config.get("mappings_file")
+        )
+        self.dry_run = bool(config.get("dry_run", False))
+        self.rejects_path = str(config.get("rejects_path") or DEFAULT_REJECTS_PATH)
+        self._rejects = PrivateJsonLines(self.rejects_path)
+        dry_path = config.get("dry_run_path")
+        self._dry = PrivateJsonLines(dry_path) if dry_path else None
+        self._dry_logged = 0
+        self._client: SalesforceClient | None = None
+        self._summaries: dict[str, StreamSummary] = {}
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> SalesforceClient:
+        """The Salesforce client, created on first use."""
+        with self._lock:
+            if self._client is None:
+                self._client = SalesforceClient(
+                    self.config, self.logger.getChild("client")
+                )
+            return self._client
+
+    def close(self) -> None:
+        """Close the HTTP session (keep-alive connections) if one was opened."""
+        with self._lock:
+            if self._client is not None:
+                self._client.session.close()
+
+    def mapping_for(self, stream: str) -> StreamMapping | None:
+        """The stream's mapping (exact name, then pattern), or None."""
+        return find_mapping(self.mappings, stream)
+
+    def warn_unmapped(self, stream: str) -> None:
+        """Say once per stream that it has no mapping and is skipped."""
+        if stream not in self._warned:
+            self._warned.add(stream)
+            self.logger.warning(
+                "Stream %r has no mapping in `streams` or `mappings_file`; its "
+                "records are validated and counted but not written "
+                "(unmapped_streams=skip).",
+                stream,
+            )
+
+    def summary(self, stream: str, target: str) -> StreamSummary:
+        """The stream's summary (one per stream for the whole run)."""
+        with self._lock:
+            if stream not in self._summaries:
+                self._summaries[stream] = StreamSummary(stream=stream, target=target)
+            return self._summaries[stream]
+
+    @property
+    def summaries(self) -> dict[str, StreamSummary]:
+        """All stream summaries so far."""
+        return dict(self._summaries)
+
+    def write_reject(self, entry: Mapping[str, Any]) -> None:
+        """Append one reject to the rejects file (mode 0600)."""
+        self._rejects.write(entry)
+
+    def write_dry_run(self, entry: Mapping[str, Any]) -> None:
+        """Record what would be written: to dry_run_path, else to the log."""
+        if self._dry is not None:
+            self._dry.write(entry)
+            return
+        if self._dry_logged < DRY_RUN_LOG_LINES:
+            self._dry_logged += 1
+            self.logger.info("Dry run, would write: %s", json.dumps(entry))
+
+    def write_summary_file(self) -> None:
+        """Write every stream summary to `summary_path` (mode 0600), if set."""
+        path = self.config.get("summary_path")
+        if not path:
+            return
+        data = {
+            "dry_run": self.dry_run,
+            "rejects_path": self.rejects_path,
+            "streams": [s.as_dict() for s in self._summaries.values()],
+        }
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+
+
+def _secret(name: str, description: str) -> th.Property[Any]:
+    return th.Property(name, th.StringType, secret=True, description=description)
 
 
 class TargetSalesforce(Target):
-    """Write Singer records into Salesforce with simple-salesforce."""
+    """Load Singer records into Salesforce objects (any External ID) or Apex REST."""
 
     name = "target-salesforce"
+    message_reader_class = MsgSpecReader
+    default_sink_class = SalesforceSink
+
     config_jsonschema = th.PropertiesList(
+        # ---------------------------------------------------------------- auth
         th.Property(
-            "client_id", th.StringType, description="Connected app consumer key."
+            "auth_flow",
+            th.StringType,
+            allowed_values=list(FLOWS),
+            description=(
+                "Login flow. Default: the first configured of access_token, jwt, "
+                "refresh_token, password (legacy), client_credentials."
+            ),
         ),
         th.Property(
-            "client_secret",
+            "client_id",
             th.StringType,
-            secret=True,
-            description="Connected app consumer secret.",
+            description="Connected App / External Client App consumer key.",
+        ),
+        _secret(
+            "client_secret", "Consumer secret (client credentials, refresh token)."
+        ),
+        th.Property(
+            "username",
+            th.StringType,
+            description="Run-as user (JWT bearer) or login user (legacy password).",
+        ),
+        _secret("private_key", "PEM private key that signs the JWT bearer assertion."),
+        th.Property(
+            "private_key_path",
+            th.StringType,
+            description="Path of the PEM private key, instead of private_key.",
+        ),
+        _secret("refresh_token", "OAuth refresh token (refresh_token flow)."),
+        _secret(
+            "password",
+            "Legacy username/password login; deprecated, ends 2027-02-20.",
+        ),
+        _secret("security_token", "Security token appended to the legacy password."),
+        _secret(
+            "access_token", "A ready access token (with instance_url); no refresh."
+        ),
+        th.Property(
+            "instance_url",
+            th.StringType,
+            description="Instance URL for access_token, e.g. https://acme.my.salesforce.com.",
+        ),
+        th.Property(
+            "domain",
+            th.StringType,
+            default="login",
+            description=(
+                "Login host prefix: `login`, `test` (sandboxes) or your My Domain "
+                "such as `acme.my` (required for client credentials)."
+            ),
+        ),
+        th.Property(
+            "api_version",
+            th.StringType,
+            default="62.0",
+            description="Salesforce REST API version, without a leading v.",
+        ),
+        th.Property(
+            "ca_bundle",
+            th.StringType,
+            description=(
+                "CA bundle for TLS verification. REQUESTS_CA_BUNDLE in the "
+                "environment takes precedence, as for plain requests."
+            ),
+        ),
+        th.Property(
+            "request_timeout",
+            th.NumberType,
+            default=120,
+            description="HTTP timeout per request, in seconds.",
+        ),
+        # ---------------------------------------------------------------- mapping
+        th.Property(
+            "streams",
+            th.ObjectType(additional_properties=True),
+            description=(
+                "Per-stream mapping: stream name (or pattern) -> {object, action, "
+                "external_id_field, fields, pass_through, pack_unmapped_into, "
+                "null_policy, duplicate_keys, bulk_threshold} or {mode: apex, apex: "
+                "{path, method, payload, batching, list_key}}. See README."
+            ),
+        ),
+        th.Property(
+            "mappings_file",
+            th.StringType,
+            description=(
+                "YAML file with a top-level `streams:` mapping (e.g. "
+                "transforms/clevertap_to_salesforce.yml); `streams` wins per stream."
+            ),
+        ),
+        th.Property(
+            "unmapped_streams",
+            th.StringType,
+            default="skip",
+            allowed_values=["skip", "fail"],
+            description=(
+                "A stream without a mapping: skip it with one warning, or fail."
+            ),
+        ),
+        # ---------------------------------------------------------------- writes
+        th.Property(
+            "bulk_threshold",
+            th.IntegerType,
+            default=2000,
+            description=(
+                "Batches with more records than this go through Bulk API 2.0; "
+                "smaller ones through sObject Collections."
+            ),
+        ),
+        th.Property(
+            "collections_batch_size",
+            th.IntegerType,
+            default=200,
+            description="Records per sObject Collections call (at most 200).",
+        ),
+        th.Property(
+            "null_policy",
+            th.StringType,
+            default="skip",
+            allowed_values=["skip", "set_null"],
+            description=(
+                "Null values: `skip` leaves the Salesforce field unchanged; "
+                "`set_null` clears it (JSON null, Bulk CSV #N/A)."
+            ),
+        ),
+        th.Property(
+            "duplicate_keys",
+            th.StringType,
+            default="merge",
+            allowed_values=["merge", "reject"],
+            description=(
+                "Same key twice in one batch: merge (later values win) or reject "
+                "all of them before sending."
+            ),
+        ),
+        th.Property(
+            "bulk_poll_interval",
+            th.NumberType,
+            default=2.0,
+            description="Seconds between Bulk 2.0 job status polls.",
+        ),
+        th.Property(
+            "bulk_timeout",
+            th.NumberType,
+            default=3600,
+            description="Give up waiting for a Bulk 2.0 job after this many seconds.",
+        ),
+        # ---------------------------------------------------------------- failures
+        th.Property(
+            "rejects_path",
+            th.StringType,
+            default=DEFAULT_REJECTS_PATH,
+            description="JSON-lines file (mode 0600) for rejected records.",
+        ),
+        th.Property(
+            "on_reject",
+            th.StringType,
+            default="continue",
+            allowed_values=["continue", "fail"],
+            description="After a batch with rejects: continue, or fail the run.",
+        ),
+        th.Property(
+            "max_reject_ratio",
+            th.NumberType,
+            description=(
+                "Fail the run when a stream's rejected/settled ratio exceeds this "
+                "(0 to 1). Unset: no limit."
+            ),
+        ),
+        th.Property(
+            "summary_path",
+            th.StringType,
+            description="Also write the per-stream run summary to this JSON file.",
+        ),
+        th.Property(
+            "quota_percent",
+            th.NumberType,
+            default=80,
+            description=(
+                "Stop cleanly when Sforce-Limit-Info api-usage is above this "
+                "percent of the org's daily limit."
+            ),
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType,
+            default=3,
+            description=(
+                "Retries for UNABLE_TO_LOCK_ROW records and for 5xx or connection "
+                "errors on idempotent calls."
+            ),
+        ),
+        th.Property(
+            "retry_backoff_seconds",
+            th.NumberType,
+            default=1.0,
+            description="Base of the exponential retry backoff, in seconds.",
+        ),
+        # ---------------------------------------------------------------- dry run
+        th.Property(
+            "dry_run",
+            th.BooleanType,
+            default=False,
+            description=(
+                "Validate (with describe checks) and show what would be written; "
+                "write nothing."
+            ),
+        ),
+        th.Property(
+            "dry_run_path",
+            th.StringType,
+            description="Dry run: write the would-be payloads here as JSON lines.",
         ),
     ).to_dict()
-    default_sink_class = SalesforceSink
+
+    def __init__(
+        self,
+        *,
+        config: dict[str, Any] | PurePath | str | list[PurePath | str] | None = None,
+        parse_env_config: bool = False,
+        validate_config: bool = True,
+        setup_mapper: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """Initialise the SDK target, then parse the mappings (fails early)."""
+        super().__init__(
+            config=config,
+            parse_env_config=parse_env_config,
+            validate_config=validate_config,
+            setup_mapper=setup_mapper,
+            **kwargs,
+        )
+        self.max_parallelism = 1  # one shared client, quota guard and session
+        self.run = RunContext(self.config, self.logger)
+
+    @override
+    def process_endofpipe(self) -> None:
+        """Drain everything, then close the HTTP session."""
+        try:
+            super().process_endofpipe()
+        finally:
+            self.run.close()
+
+    @override
+    def get_sink_class(self, stream_name: str) -> type[Sink]:
+        """Mapped streams get SalesforceSink; unmapped ones skip or fail."""
+        if self.run.mapping_for(stream_name) is not None:
+            return SalesforceSink
+        if self.config.get("unmapped_streams", "skip") == "fail":
+            msg = (
+                f"stream {stream_name!r} has no mapping in `streams` or "
+                "`mappings_file` (unmapped_streams=fail)"
+            )
+            raise TargetSalesforceError(msg)
+        self.run.warn_unmapped(stream_name)
+        return SkippedStreamSink

@@ -1,0 +1,393 @@
+"""Process plumbing for the bench: child runs with per-process peak RSS, emulators.
+
+Every measured program runs as its own child process. Its wall time is taken around
+the child, and its CPU time and peak RSS come from `os.wait4` on that child alone
+(`ru_maxrss` is in KiB on Linux), so other processes (the emulator, the input
+generator) never count against it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import IO, TYPE_CHECKING, Any
+
+import requests
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+PYTHON = sys.executable
+LOCALHOST = "127.0.0.1"
+
+
+class NotAvailableError(Exception):
+    """A measurement cannot run yet: its plugin or emulator feature is missing."""
+
+
+class RunFailedError(Exception):
+    """A measured child process failed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildRun:
+    """The cost of one child process."""
+
+    wall: float
+    cpu: float
+    max_rss_kib: int
+    returncode: int
+
+
+def child_env() -> dict[str, str]:
+    """The environment for plugins under test.
+
+    Settings never leak in from the shell (`TARGET_*`/`TAP_*`), no proxy is used for
+    127.0.0.1, and no CA bundle override applies (the emulators serve plain HTTP).
+
+    Returns:
+        A copy of os.environ with those variables removed.
+    """
+    drop_prefix = ("TARGET_", "TAP_")
+    drop = {"HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY"}
+    drop |= {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(drop_prefix) and k not in drop
+    }
+    env["NO_PROXY"] = "127.0.0.1,localhost"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])[-400:]
+
+
+def run_child(  # noqa: PLR0913 - a process launcher takes several independent options
+    cmd: Sequence[str],
+    *,
+    log: Path,
+    stdin_path: Path | None = None,
+    feeder: Sequence[str] | None = None,
+    stdout_path: Path | None = None,
+    timeout: float = 1800.0,
+) -> ChildRun:
+    """Run one measured child and return its wall time, CPU time and peak RSS.
+
+    Args:
+        cmd: the command line.
+        log: file that receives the child's stderr.
+        stdin_path: a file to feed on stdin.
+        feeder: instead of a file, a command whose stdout is piped into the child
+            (not measured; used to stream generated input without a file).
+        stdout_path: where the child's stdout goes (default: discarded).
+        timeout: seconds before the child is killed.
+
+    Returns:
+        The measurements.
+
+    Raises:
+        RunFailedError: on a non-zero exit or a timeout; the message carries the
+            last lines of stderr.
+    """
+    env = child_env()
+    feeder_proc: subprocess.Popen[bytes] | None = None
+    with contextlib.ExitStack() as stack:
+        err = stack.enter_context(log.open("wb"))
+        out: IO[bytes] | int = subprocess.DEVNULL
+        if stdout_path is not None:
+            out = stack.enter_context(stdout_path.open("wb"))
+        stdin: IO[bytes] | int = subprocess.DEVNULL
+        if stdin_path is not None:
+            stdin = stack.enter_context(stdin_path.open("rb"))
+        elif feeder is not None:
+            feeder_proc = subprocess.Popen(
+                feeder, stdout=subprocess.PIPE, stderr=err, env=env
+            )
+            assert feeder_proc.stdout is not None  # noqa: S101 - set by stdout=PIPE
+            stdin = feeder_proc.stdout
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=err, env=env)
+        if feeder_proc is not None and feeder_proc.stdout is not None:
+            feeder_proc.stdout.close()  # the child holds the read end now
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if feeder_proc is not None and feeder_proc.wait(timeout=60) != 0:
+            msg = f"the input generator failed (exit {feeder_proc.returncode})"
+            raise RunFailedError(msg)
+    run = ChildRun(
+        wall=wall,
+        cpu=usage.ru_utime + usage.ru_stime,
+        max_rss_kib=usage.ru_maxrss,
+        returncode=proc.returncode,
+    )
+    if run.returncode != 0:
+        why = "timeout" if wall >= timeout else f"exit {run.returncode}"
+        msg = f"{why}: {_tail(log)}"
+        raise RunFailedError(msg)
+    return run
+
+
+def module_available(module: str) -> bool:
+    """Whether a module can be imported by the bench's Python.
+
+    Args:
+        module: the dotted module name.
+
+    Returns:
+        True when it is installed.
+    """
+    import importlib.util  # noqa: PLC0415 - only needed here
+
+    return importlib.util.find_spec(module) is not None
+
+
+@functools.cache
+def plugin_settings(module: str) -> frozenset[str]:
+    """The setting names a plugin's `--about --format=json` lists.
+
+    Args:
+        module: the plugin's module, run with `python -m`.
+
+    Returns:
+        The names of its settings.
+
+    Raises:
+        NotAvailableError: when the plugin is not installed or `--about` fails.
+    """
+    if not module_available(module):
+        msg = f"{module} is not installed"
+        raise NotAvailableError(msg)
+    proc = subprocess.run(
+        [PYTHON, "-m", module, "--about", "--format=json"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        msg = f"{module} --about failed: {proc.stderr.strip()[-200:]}"
+        raise NotAvailableError(msg)
+    about = json.loads(proc.stdout)
+    return frozenset(about.get("settings", {}).get("properties", {}))
+
+
+def require_settings(module: str, *names: str) -> frozenset[str]:
+    """Check that a plugin declares the settings a measurement needs.
+
+    Args:
+        module: the plugin's module.
+        names: the settings that must exist.
+
+    Returns:
+        All the plugin's setting names.
+
+    Raises:
+        NotAvailableError: naming the missing settings.
+    """
+    settings = plugin_settings(module)
+    missing = [n for n in names if n not in settings]
+    if missing:
+        msg = f"{module} has no setting {', '.join(missing)}"
+        raise NotAvailableError(msg)
+    return settings
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now.
+
+    Returns:
+        The port number.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclasses.dataclass
+class Emulator:
+    """An emulator served by `python -m sandbox ...` in its own process."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    session: requests.Session
+    ca_file: Path | None = None
+
+    def control(self, method: str, path: str, body: object = None) -> Any:  # noqa: ANN401 - decoded JSON of any shape
+        """Call the `/_sandbox/` control API.
+
+        Args:
+            method: HTTP method.
+            path: the path under the base URL.
+            body: JSON body, if any.
+
+        Returns:
+            The decoded JSON reply.
+
+        Raises:
+            NotAvailableError: when the emulator does not offer that control.
+        """
+        if body is None and method == "POST":
+            body = {}
+        resp = self.session.request(
+            method, self.base_url + path, json=body, timeout=120
+        )
+        if resp.status_code in {404, 405, 422} or (
+            resp.status_code == 400 and path.startswith("/_sandbox/faults")
+        ):
+            msg = f"emulator has no {method} {path} ({resp.status_code})"
+            raise NotAvailableError(msg)
+        resp.raise_for_status()
+        return resp.json() if resp.content else None
+
+
+@contextlib.contextmanager
+def emulator(
+    kind: str, workdir: Path, *extra: str, ready_path: str = "/", tls: bool = False
+) -> Iterator[Emulator]:
+    """Start `python -m sandbox <kind>` as a subprocess and stop it afterwards.
+
+    Args:
+        kind: clevertap or salesforce.
+        workdir: where its database and log go.
+        extra: more command-line arguments.
+        ready_path: a path that answers (any HTTP status) once the server is up.
+        tls: serve HTTPS with the sandbox test CA (`Emulator.ca_file` trusts it).
+
+    Yields:
+        The running emulator.
+
+    Raises:
+        NotAvailableError: when the emulator cannot start.
+    """
+    if not module_available(f"sandbox.{kind}"):
+        msg = f"sandbox.{kind} is not installed"
+        raise NotAvailableError(msg)
+    port = free_port()
+    base = f"{'https' if tls else 'http'}://{LOCALHOST}:{port}"
+    ca_file = None
+    if tls:
+        from sandbox.tls import ensure_tls_files  # noqa: PLC0415 - only for TLS runs
+
+        # the emulator reads ./.sandbox/tls relative to its cwd (the workdir)
+        ca_file = ensure_tls_files(workdir / ".sandbox" / "tls").ca_cert
+        extra = (*extra, "--tls")
+    db = workdir / f"{kind}-{port}.db"
+    log = workdir / f"{kind}-{port}.log"
+    cmd = [PYTHON, "-m", "sandbox", kind, "--port", str(port), "--db", str(db)]
+    env = child_env()
+    # the Salesforce emulator hands this out as instance_url from its token endpoint
+    env["SANDBOX_SALESFORCE_INSTANCE_URL"] = base
+    with log.open("wb") as err:
+        # cwd: the emulators keep key material under ./.sandbox; keep it in workdir
+        proc = subprocess.Popen(
+            [*cmd, *extra], stdout=err, stderr=err, env=env, cwd=workdir
+        )
+    session = requests.Session()
+    session.trust_env = False
+    if ca_file is not None:
+        session.verify = str(ca_file)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                msg = f"`python -m sandbox {kind}` exited: {_tail(log, 1)}"
+                raise NotAvailableError(msg)
+            with contextlib.suppress(requests.ConnectionError):
+                session.get(base + ready_path, timeout=5)
+                break
+            if time.monotonic() > deadline:
+                msg = f"`python -m sandbox {kind}` did not answer within 30 s"
+                raise NotAvailableError(msg)
+            time.sleep(0.1)
+        yield Emulator(base_url=base, process=proc, session=session, ca_file=ca_file)
+    finally:
+        session.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+        for path in (
+            db,
+            db.with_name(db.name + "-wal"),
+            db.with_name(db.name + "-shm"),
+        ):
+            path.unlink(missing_ok=True)
+
+
+def fresh_dir(path: Path) -> Path:
+    """Empty a scratch directory (create it if needed).
+
+    Args:
+        path: the directory.
+
+    Returns:
+        The same path.
+    """
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def write_json(path: Path, data: object) -> Path:
+    """Write a config or catalog file readable only by the owner.
+
+    Args:
+        path: the file.
+        data: the JSON-serialisable content.
+
+    Returns:
+        The same path.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    return path
+
+
+def count_lines(path: Path, needle: bytes | None = None) -> int:
+    """Count lines of a file, or the lines containing `needle`.
+
+    Args:
+        path: the file (a missing file counts 0).
+        needle: optional substring.
+
+    Returns:
+        The count.
+    """
+    if not path.exists():
+        return 0
+    total = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            if needle is None or needle in line:
+                total += 1
+    return total

@@ -1,0 +1,882 @@
+"""The measurements P1..P5 of issue 8.
+
+Each `p*` function fills a `Section` with rows and goals. A measurement whose plugin or
+emulator feature is missing adds a "not available yet: <reason>" row instead (the
+check reads the plugin's `--about` settings or probes the emulator), so it is picked
+up automatically once the piece exists.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import json
+import re
+import statistics
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import generate
+import harness
+from harness import NotAvailableError, RunFailedError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+BASELINES = BENCH / "baselines"
+IMPORT_PRESET = ROOT / "transforms" / "salesforce_to_clevertap.yml"
+CT_ACCOUNT = "SANDBOX-ACCOUNT"
+CT_PASSCODE = "SANDBOX-PASSCODE"  # the emulator's default; not a real secret
+BENCH_EVENT = "Bench Viewed"
+P2_LATENCY_MS = 100
+P2_CONCURRENCY = (1, 4, 15)
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the results table."""
+
+    pid: str
+    what: str
+    n: int | None = None
+    wall: float | None = None
+    cpu: float | None = None
+    rss_mib: float | None = None
+    reps: int = 0
+    note: str = ""
+
+    @property
+    def rate(self) -> float | None:
+        """Records per second, from the median wall time."""
+        if self.n is None or not self.wall:
+            return None
+        return self.n / self.wall
+
+
+@dataclasses.dataclass
+class Goal:
+    """A goal of the issue and how the measured value compares."""
+
+    pid: str
+    text: str
+    value: float | None
+    limit: float | None
+    at_most: bool = True
+    note: str = ""
+
+    @property
+    def holds(self) -> bool | None:
+        """True when met, False when missed, None when not measured."""
+        if self.value is None or self.limit is None:
+            return None
+        return self.value <= self.limit if self.at_most else self.value >= self.limit
+
+    @property
+    def miss(self) -> str:
+        """How far the value is from the goal, in words."""
+        if self.value is None:
+            return "not measured"
+        if self.limit is None:
+            return "reported"
+        if self.holds:
+            return "holds"
+        if self.at_most:
+            return f"misses by {self.value / self.limit:.2f}x (over the limit)"
+        return f"misses by {self.limit / self.value:.2f}x (under the minimum)"
+
+
+@dataclasses.dataclass
+class Section:
+    """Rows and goals of one measurement."""
+
+    pid: str
+    title: str
+    rows: list[Row] = dataclasses.field(default_factory=list)
+    goals: list[Goal] = dataclasses.field(default_factory=list)
+
+    def unavailable(self, what: str, reason: str) -> None:
+        """Add a row saying why a part could not be measured."""
+        self.rows.append(Row(self.pid, what, note=f"not available yet: {reason}"))
+
+    def failed(self, what: str, reason: str) -> None:
+        """Add a row saying a part ran and failed."""
+        self.rows.append(Row(self.pid, what, note=f"failed: {reason}"))
+
+
+@dataclasses.dataclass
+class Context:
+    """Sizes and places for one bench run."""
+
+    n: int
+    reps: int
+    mem_sizes: tuple[int, ...]
+    p2_n: int
+    workdir: Path
+    timeout: float = 1800.0
+    p5_reps: int | None = None
+    p2_concurrency: tuple[int, ...] = P2_CONCURRENCY
+    log: Callable[[str], None] = print
+    _inputs: dict[tuple[int, bool], Path] = dataclasses.field(default_factory=dict)
+
+    def input_file(self, n: int) -> Path:
+        """The cached tap-salesforce-shaped input with n records (generated once).
+
+        Args:
+            n: number of records.
+
+        Returns:
+            The file path.
+        """
+        name = f"input-sf-{n}-v{generate.GENERATOR_VERSION}.singer"
+        path = self.workdir / name
+        if not path.exists():
+            self.log(f"  generating {n} records -> {path.name}")
+            generate.write(path, n)
+        return path
+
+    def scratch(self, name: str) -> Path:
+        """An empty scratch directory under the workdir.
+
+        Args:
+            name: its name.
+
+        Returns:
+            The path.
+        """
+        return harness.fresh_dir(self.workdir / "scratch" / name)
+
+
+def _median_run(  # noqa: PLR0913 - label, id, size and factory are all needed
+    ctx: Context,
+    what: str,
+    pid: str,
+    n: int,
+    make: Callable[[int], tuple[list[str], dict[str, Any]]],
+    *,
+    reps: int | None = None,
+) -> Row:
+    """Run a child `reps` times and summarise by the median.
+
+    Args:
+        ctx: the run context.
+        what: the row label.
+        pid: the measurement id.
+        n: records processed per run (for the rate).
+        make: given the repetition index, returns the command and the keyword
+            arguments for `harness.run_child` (a fresh setup per repetition).
+        reps: repetitions (default ctx.reps).
+
+    Returns:
+        The row with median wall time, CPU time and peak RSS.
+    """
+    runs: list[harness.ChildRun] = []
+    count = reps or ctx.reps
+    for rep in range(count):
+        cmd, kwargs = make(rep)
+        ctx.log(f"  {pid} {what}: run {rep + 1}/{count}")
+        runs.append(harness.run_child(cmd, timeout=ctx.timeout, **kwargs))
+    return Row(
+        pid,
+        what,
+        n=n,
+        wall=statistics.median(r.wall for r in runs),
+        cpu=statistics.median(r.cpu for r in runs),
+        rss_mib=statistics.median(r.max_rss_kib for r in runs) / 1024,
+        reps=len(runs),
+    )
+
+
+def _clevertap_config(
+    settings: frozenset[str], scratch: Path, rep: int, **extra: Any
+) -> dict[str, Any]:
+    """A target-clevertap config with fresh state, rejects and dry-run paths.
+
+    Args:
+        settings: the target's setting names (from --about).
+        scratch: the measurement's scratch directory.
+        rep: the repetition index (each gets its own state).
+        extra: more settings.
+
+    Returns:
+        The config.
+    """
+    run_dir = harness.fresh_dir(scratch / f"rep{rep}")
+    cfg: dict[str, Any] = {"account_id": CT_ACCOUNT, "passcode": CT_PASSCODE}
+    optional = {
+        "default_phone_country": "US",  # the generated org is mostly US numbers
+        "state_dir": str(run_dir / "state"),
+        "rejects_path": str(run_dir / "rejects.jsonl"),
+    }
+    if IMPORT_PRESET.exists():
+        optional["mappings_file"] = str(IMPORT_PRESET)
+    cfg.update({k: v for k, v in optional.items() if k in settings})
+    cfg.update(extra)
+    return cfg
+
+
+def _ratio(a: Row | None, b: Row | None) -> float | None:
+    if a is None or b is None or not a.wall or not b.wall:
+        return None
+    return a.wall / b.wall
+
+
+# --------------------------------------------------------------------------- P1
+
+
+def p1_cpu(ctx: Context) -> Section:
+    """P1: target-clevertap dry run against two do-nothing SDK targets.
+
+    Args:
+        ctx: the run context.
+
+    Returns:
+        The section.
+    """
+    sec = Section("P1", "CPU path: parse, validate, map, build payloads (dry run)")
+    data = ctx.input_file(ctx.n)
+    scratch = ctx.scratch("p1")
+    size_mb = data.stat().st_size / 1e6
+    rows: dict[str, Row | None] = {"default": None, "floor": None, "ours": None}
+
+    def baseline(script: str, cfg: dict[str, Any]) -> Callable[[int], Any]:
+        cfg_path = harness.write_json(scratch / f"{script}.json", cfg)
+
+        def make(rep: int) -> tuple[list[str], dict[str, Any]]:
+            cmd = [harness.PYTHON, str(BASELINES / script), "--config", str(cfg_path)]
+            return cmd, {"stdin_path": data, "log": scratch / f"{script}-{rep}.log"}
+
+        return make
+
+    for key, label, script, cfg in (
+        ("default", "do-nothing SDK target (default reader, validation on)",
+         "noop_default.py", {}),
+        ("floor", "do-nothing SDK target (msgspec reader, validate_records false)",
+         "noop_msgspec.py", {"validate_records": False}),
+    ):  # fmt: skip
+        try:
+            rows[key] = _median_run(ctx, label, "P1", ctx.n, baseline(script, cfg))
+            rows[key].note = f"input {size_mb:.1f} MB"  # type: ignore[union-attr]
+            sec.rows.append(rows[key])  # type: ignore[arg-type]
+        except RunFailedError as exc:
+            sec.failed(label, str(exc))
+
+    label = "target-clevertap dry_run"
+    try:
+        settings = harness.require_settings(
+            "target_clevertap", "dry_run", "dry_run_path"
+        )
+        out_name = "payloads.jsonl"
+
+        def make(rep: int) -> tuple[list[str], dict[str, Any]]:
+            cfg = _clevertap_config(settings, scratch / "ours", rep)
+            cfg["dry_run"] = True
+            cfg["dry_run_path"] = str(scratch / "ours" / f"rep{rep}" / out_name)
+            if "api_url" in settings:
+                cfg["api_url"] = "http://127.0.0.1:9"  # never called in a dry run
+            cfg_path = harness.write_json(scratch / "ours" / f"rep{rep}.json", cfg)
+            cmd = [harness.PYTHON, "-m", "target_clevertap", "--config", str(cfg_path)]
+            return cmd, {"stdin_path": data, "log": scratch / f"ours-{rep}.log"}
+
+        ours = _median_run(ctx, label, "P1", ctx.n, make)
+        last = scratch / "ours" / f"rep{ours.reps - 1}"
+        payloads = harness.count_lines(last / out_name)
+        rejects = harness.count_lines(last / "rejects.jsonl")
+        preset = "preset mappings" if IMPORT_PRESET.exists() else "default mappings"
+        ours.note = f"{payloads} payload records, {rejects} rejects, {preset}"
+        if payloads == 0:
+            ours.note += "; WARNING: the dry run wrote no payloads"
+        rows["ours"] = ours
+        sec.rows.append(ours)
+    except NotAvailableError as exc:
+        sec.unavailable(label, str(exc))
+    except RunFailedError as exc:
+        sec.failed(label, str(exc))
+
+    sec.goals.append(
+        Goal("P1", "target-clevertap / do-nothing default target",
+             _ratio(rows["ours"], rows["default"]), 0.5)
+    )  # fmt: skip
+    sec.goals.append(
+        Goal("P1", "target-clevertap / msgspec no-validation floor",
+             _ratio(rows["ours"], rows["floor"]), 1.5)
+    )  # fmt: skip
+    return sec
+
+
+# --------------------------------------------------------------------------- P2
+
+
+def _uploaded(emu: harness.Emulator) -> tuple[int, int, int, float]:
+    """Upload calls, records in 200 replies, non-200 calls, arrival span in s."""
+    log = emu.control("GET", "/_sandbox/requests")
+    calls = [r for r in log if r.get("path") == "/1/upload"]
+    records = sum(int(r.get("records") or 0) for r in calls if r.get("status") == 200)
+    bad = sum(1 for r in calls if r.get("status") != 200)
+    times = [float(r["time"]) for r in calls if r.get("time") is not None]
+    span = max(times) - min(times) if times else 0.0
+    return len(calls), records, bad, span
+
+
+def p2_upload(ctx: Context) -> Section:
+    """P2: uploads to the CleverTap emulator with 100 ms added latency.
+
+    Args:
+        ctx: the run context.
+
+    Returns:
+        The section.
+    """
+    sec = Section("P2", f"upload path: emulator with {P2_LATENCY_MS} ms latency")
+    results: dict[int, Row] = {}
+    spans: dict[int, float] = {}
+    try:
+        settings = harness.require_settings(
+            "target_clevertap", "api_url", "max_concurrency"
+        )
+        data = ctx.input_file(ctx.p2_n)
+        scratch = ctx.scratch("p2")
+        with harness.emulator(
+            "clevertap", scratch, ready_path="/_sandbox/health"
+        ) as emu:
+            fault = {"kind": "latency", "ms": P2_LATENCY_MS, "path": "/1/upload"}
+            emu.control("POST", "/_sandbox/reset")
+            emu.control("POST", "/_sandbox/faults", fault)
+            for conc in ctx.p2_concurrency:
+                label = f"target-clevertap max_concurrency={conc}"
+
+                def make(
+                    rep: int, conc: int = conc
+                ) -> tuple[list[str], dict[str, Any]]:
+                    emu.control("POST", "/_sandbox/reset")
+                    emu.control("POST", "/_sandbox/faults", fault)
+                    extra: dict[str, Any] = {
+                        "api_url": emu.base_url,
+                        "max_concurrency": conc,
+                    }
+                    if "batch_size" in settings:
+                        extra["batch_size"] = 1000
+                    where = scratch / f"c{conc}"
+                    cfg = _clevertap_config(settings, where, rep, **extra)
+                    cfg_path = harness.write_json(where / f"rep{rep}.json", cfg)
+                    cmd = [harness.PYTHON, "-m", "target_clevertap"]
+                    log = scratch / f"c{conc}-{rep}.log"
+                    return [*cmd, "--config", str(cfg_path)], {
+                        "stdin_path": data,
+                        "log": log,
+                    }
+
+                try:
+                    row = _median_run(ctx, label, "P2", ctx.p2_n, make)
+                except RunFailedError as exc:
+                    sec.failed(label, str(exc))
+                    continue
+                calls, records, bad, span = _uploaded(emu)
+                floor = calls * P2_LATENCY_MS / 1000 / conc
+                row.note = (
+                    f"last run: {calls} upload calls ({bad} not HTTP 200) carrying "
+                    f"{records} records, arriving over {span:.1f} s; the added "
+                    f"latency alone needs >= {floor:.1f} s at this concurrency"
+                )
+                results[conc] = row
+                spans[conc] = span
+                sec.rows.append(row)
+    except NotAvailableError as exc:
+        sec.unavailable("target-clevertap uploads", str(exc))
+    ratio = window = None
+    if 1 in results and 15 in results:
+        ratio = _ratio(results[1], results[15])
+        if spans[15] > 0:
+            window = spans[1] / spans[15]
+    sec.goals.append(
+        Goal("P2", "throughput at max_concurrency 15 / at 1 (whole run)",
+             ratio, 8.0, at_most=False)
+    )  # fmt: skip
+    sec.goals.append(
+        Goal("P2", "same, within the upload window (first to last upload, last run)",
+             window, 8.0, at_most=False)
+    )  # fmt: skip
+    return sec
+
+
+# --------------------------------------------------------------------------- P3
+
+
+def p3_memory(ctx: Context) -> Section:
+    """P3: peak RSS of the dry run at two sizes, input streamed by the generator.
+
+    Args:
+        ctx: the run context.
+
+    Returns:
+        The section.
+    """
+    sec = Section("P3", "memory: peak RSS, input streamed by the generator")
+    rows: list[Row] = []
+    try:
+        settings = harness.require_settings(
+            "target_clevertap", "dry_run", "dry_run_path"
+        )
+        scratch = ctx.scratch("p3")
+        for size in ctx.mem_sizes:
+            label = f"target-clevertap dry_run, {size} records"
+
+            def make(rep: int, size: int = size) -> tuple[list[str], dict[str, Any]]:
+                where = scratch / f"n{size}"
+                cfg = _clevertap_config(settings, where, rep, dry_run=True)
+                # the payloads go to a file that is removed after the run
+                cfg["dry_run_path"] = str(where / f"rep{rep}" / "payloads.jsonl")
+                if "api_url" in settings:
+                    cfg["api_url"] = "http://127.0.0.1:9"
+                cfg_path = harness.write_json(where / f"rep{rep}.json", cfg)
+                feeder = [harness.PYTHON, str(BENCH / "generate.py"), "--n", str(size)]
+                cmd = [
+                    harness.PYTHON,
+                    "-m",
+                    "target_clevertap",
+                    "--config",
+                    str(cfg_path),
+                ]
+                log = scratch / f"n{size}-{rep}.log"
+                return cmd, {"feeder": feeder, "log": log}
+
+            try:
+                row = _median_run(ctx, label, "P3", size, make, reps=1)
+            except RunFailedError as exc:
+                sec.failed(label, str(exc))
+                continue
+            payloads = scratch / f"n{size}" / "rep0" / "payloads.jsonl"
+            row.note = f"{harness.count_lines(payloads)} payload records"
+            payloads.unlink(missing_ok=True)
+            rows.append(row)
+            sec.rows.append(row)
+    except NotAvailableError as exc:
+        sec.unavailable("target-clevertap dry_run", str(exc))
+    value = None
+    if len(rows) == len(ctx.mem_sizes) >= 2 and rows[0].rss_mib:
+        value = (rows[-1].rss_mib or 0) / rows[0].rss_mib
+    big, small = ctx.mem_sizes[-1], ctx.mem_sizes[0]
+    sec.goals.append(Goal("P3", f"peak RSS at {big} / at {small} records", value, 1.25))
+    return sec
+
+
+# --------------------------------------------------------------------------- P4
+
+
+P4_DAYS = (dt.date(2024, 1, 1), dt.date(2024, 1, 7))
+
+
+def _seed_events(emu: harness.Emulator, n: int) -> None:
+    """Upload n events of BENCH_EVENT across P4_DAYS through the public upload API."""
+    start = int(dt.datetime.combine(P4_DAYS[0], dt.time(), dt.UTC).timestamp())
+    span = (P4_DAYS[1] - P4_DAYS[0]).days * 86400
+    headers = {
+        "X-CleverTap-Account-Id": CT_ACCOUNT,
+        "X-CleverTap-Passcode": CT_PASSCODE,
+    }
+    products = ("GC1000", "GC5000", "SLA Gold", "Install", "Support Plan")
+
+    def batch(lo: int) -> None:
+        records = [
+            {
+                "type": "event",
+                "identity": f"bench-user-{i % 5000:05d}",
+                "evtName": BENCH_EVENT,
+                "ts": start + (i * span) // n,
+                "evtData": {
+                    "product": products[i % len(products)],
+                    "category": "Hardware" if i % 3 else "Services",
+                    "price": round(10 + (i % 997) * 1.5, 2),
+                    "quantity": 1 + i % 4,
+                },
+            }
+            for i in range(lo, min(lo + 1000, n))
+        ]
+        resp = emu.session.post(
+            emu.base_url + "/1/upload",
+            json={"d": records},
+            headers=headers,
+            timeout=120,
+        )
+        resp.raise_for_status()
+        body = resp.json()
+        if body.get("processed") != len(records):
+            msg = f"seeding the emulator failed: {json.dumps(body)[:300]}"
+            raise RunFailedError(msg)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(batch, range(0, n, 1000)))
+
+
+def _select_event_stream(catalog: dict[str, Any], event: str) -> str:
+    """Select only the stream of `event` in a discovered catalog, in place."""
+    wanted = re.sub(r"[^a-z0-9]", "", event.lower())
+    chosen = ""
+    for stream in catalog.get("streams", []):
+        sid = str(stream.get("tap_stream_id") or stream.get("stream"))
+        hit = wanted in re.sub(r"[^a-z0-9]", "", sid.lower())
+        chosen = sid if hit else chosen
+        for entry in stream.get("metadata", []):
+            if entry.get("breadcrumb") == []:
+                entry.setdefault("metadata", {})["selected"] = hit
+    if not chosen:
+        msg = f"no stream for event {event!r} in the discovered catalog"
+        raise NotAvailableError(msg)
+    return chosen
+
+
+def p4_tap(ctx: Context) -> Section:
+    """P4: tap-clevertap export against a bare requests loop over the same pages.
+
+    Args:
+        ctx: the run context.
+
+    Returns:
+        The section.
+    """
+    sec = Section("P4", "tap path: event export from the emulator")
+    n = ctx.n
+    rows: dict[str, Row] = {}
+    settings: frozenset[str] = frozenset()
+    try:
+        settings = harness.require_settings(
+            "tap_clevertap", "api_url", "event_names", "start_date", "timezone"
+        )
+    except NotAvailableError as exc:
+        sec.unavailable("tap-clevertap", str(exc))
+    scratch = ctx.scratch("p4")
+    try:
+        with harness.emulator(
+            "clevertap", scratch, ready_path="/_sandbox/health"
+        ) as emu:
+            emu.control("POST", "/_sandbox/reset")
+            ctx.log(f"  P4 seeding {n} events through /1/upload")
+            _seed_events(emu, n)
+            day = "%Y%m%d"
+            base_cfg = harness.write_json(
+                scratch / "export.json",
+                {
+                    "api_url": emu.base_url,
+                    "account_id": CT_ACCOUNT,
+                    "passcode": CT_PASSCODE,
+                    "event_name": BENCH_EVENT,
+                    "from": int(P4_DAYS[0].strftime(day)),
+                    "to": int(P4_DAYS[1].strftime(day)),
+                    "batch_size": 5000,
+                },
+            )
+            label = "bare requests loop over the cursor pages, JSON lines"
+            out = scratch / "export.jsonl"
+
+            def make_base(rep: int) -> tuple[list[str], dict[str, Any]]:
+                cmd = [harness.PYTHON, str(BASELINES / "export_requests.py")]
+                return [*cmd, "--config", str(base_cfg), "--out", str(out)], {
+                    "log": scratch / f"export-{rep}.log"
+                }
+
+            try:
+                rows["base"] = _median_run(ctx, label, "P4", n, make_base)
+                rows["base"].note = f"{harness.count_lines(out)} lines written"
+                sec.rows.append(rows["base"])
+            except RunFailedError as exc:
+                sec.failed(label, str(exc))
+            if settings:
+                rows.update(_p4_tap_runs(ctx, sec, emu, scratch, settings))
+    except NotAvailableError as exc:
+        sec.unavailable("CleverTap emulator", str(exc))
+    tap, base = rows.get("tap"), rows.get("base")
+    sec.goals.append(
+        Goal("P4", "tap-clevertap / bare requests loop, wall time",
+             _ratio(tap, base), 2.0)
+    )  # fmt: skip
+    cpu = None
+    if tap and base and tap.cpu and base.cpu:
+        cpu = tap.cpu / base.cpu
+    sec.goals.append(
+        Goal("P4", "tap-clevertap / bare requests loop, CPU time of the process "
+             "(report only; the emulator's export work is in both wall times)",
+             cpu, None)
+    )  # fmt: skip
+    return sec
+
+
+def _p4_tap_runs(
+    ctx: Context,
+    sec: Section,
+    emu: harness.Emulator,
+    scratch: Path,
+    settings: frozenset[str],
+) -> dict[str, Row]:
+    label = "tap-clevertap, one event stream selected"
+    end = P4_DAYS[1] + dt.timedelta(days=1)
+    cfg: dict[str, Any] = {
+        "account_id": CT_ACCOUNT,
+        "passcode": CT_PASSCODE,
+        "api_url": emu.base_url,
+        "start_date": f"{P4_DAYS[0].isoformat()}T00:00:00Z",
+        "timezone": "UTC",
+        "event_names": [BENCH_EVENT],
+    }
+    optional = {"end_date": f"{end.isoformat()}T00:00:00Z", "batch_size": 5000}
+    cfg.update({k: v for k, v in optional.items() if k in settings})
+    cfg_path = harness.write_json(scratch / "tap.json", cfg)
+    tap = [harness.PYTHON, "-m", "tap_clevertap", "--config", str(cfg_path)]
+    discovered = subprocess.run(
+        [*tap, "--discover"],
+        capture_output=True,
+        text=True,
+        env=harness.child_env(),
+        timeout=300,
+        check=False,
+    )
+    if discovered.returncode != 0:
+        sec.failed(label, f"--discover: {discovered.stderr.strip()[-300:]}")
+        return {}
+    try:
+        catalog = json.loads(discovered.stdout)
+        stream = _select_event_stream(catalog, BENCH_EVENT)
+    except (ValueError, NotAvailableError) as exc:
+        sec.unavailable(label, str(exc))
+        return {}
+    cat_path = harness.write_json(scratch / "catalog.json", catalog)
+    out = scratch / "tap.singer"
+
+    def make(rep: int) -> tuple[list[str], dict[str, Any]]:
+        return [*tap, "--catalog", str(cat_path)], {
+            "stdout_path": out,
+            "log": scratch / f"tap-{rep}.log",
+        }
+
+    try:
+        row = _median_run(ctx, label, "P4", ctx.n, make)
+    except RunFailedError as exc:
+        sec.failed(label, str(exc))
+        return {}
+    records = harness.count_lines(out, b'"type":"RECORD"') or harness.count_lines(
+        out, b'"type": "RECORD"'
+    )
+    row.note = f"stream {stream}: {records} RECORD messages"
+    sec.rows.append(row)
+    return {"tap": row}
+
+
+# --------------------------------------------------------------------------- P5
+
+
+P5_STREAM = "bench_contacts"
+# Insert, not upsert: the emulator finds an upsert's external id by scanning the
+# table, so an upsert of 100k rows would measure that scan, not the target.
+P5_FIELDS = ("LastName", "FirstName", "Email", "Phone", "Title")
+
+
+def p5_records(n: int) -> list[dict[str, Any]]:
+    """Deterministic Contact rows (distinct emails).
+
+    Args:
+        n: how many.
+
+    Returns:
+        The records.
+    """
+    first, last = generate.FIRST, generate.LAST
+    return [
+        {
+            "LastName": last[i % len(last)],
+            "FirstName": first[(i * 7) % len(first)],
+            "Email": f"bench.{i}@example.com",
+            "Phone": f"+1415{2000000 + i % 7999999:07d}",
+            "Title": ("CEO", "VP Sales", "Engineer", "Analyst")[i % 4],
+        }
+        for i in range(n)
+    ]
+
+
+def write_p5_input(path: Path, n: int) -> Path:
+    """The P5 Singer input: one stream of Contact-shaped rows.
+
+    Args:
+        path: where to write.
+        n: number of records.
+
+    Returns:
+        The path.
+    """
+    schema = {
+        "type": "object",
+        "properties": {f: {"type": ["string", "null"]} for f in P5_FIELDS},
+    }
+    with path.open("w", encoding="utf-8") as out:
+        head = {"type": "SCHEMA", "stream": P5_STREAM, "schema": schema}
+        head["key_properties"] = []
+        out.write(json.dumps(head) + "\n")
+        for rec in p5_records(n):
+            msg = {"type": "RECORD", "stream": P5_STREAM, "record": rec}
+            out.write(json.dumps(msg) + "\n")
+        state = {"type": "STATE", "value": {"bench": n}}
+        out.write(json.dumps(state) + "\n")
+    return path
+
+
+def p5_reverse(ctx: Context) -> Section:
+    """P5: target-salesforce through Bulk 2.0 against writing the CSV with `csv`.
+
+    Args:
+        ctx: the run context.
+
+    Returns:
+        The section.
+    """
+    sec = Section("P5", "reverse path: Bulk 2.0 upsert into the Salesforce emulator")
+    n = ctx.n
+    scratch = ctx.scratch("p5")
+    data = write_p5_input(scratch / "input.singer", n)
+    rows: dict[str, Row] = {}
+    label = "csv module: same rows to a CSV file"
+    out = scratch / "rows.csv"
+
+    def make_csv(rep: int) -> tuple[list[str], dict[str, Any]]:
+        cmd = [harness.PYTHON, str(BASELINES / "csv_write.py"), "--out", str(out)]
+        return cmd, {"stdin_path": data, "log": scratch / f"csv-{rep}.log"}
+
+    try:
+        rows["csv"] = _median_run(ctx, label, "P5", n, make_csv)
+        rows["csv"].note = f"{harness.count_lines(out) - 1} data rows"
+        sec.rows.append(rows["csv"])
+    except RunFailedError as exc:
+        sec.failed(label, str(exc))
+    label = "target-salesforce insert, bulk_threshold 1 (every batch via Bulk 2.0)"
+    try:
+        settings = harness.require_settings(
+            "target_salesforce", "bulk_threshold", "streams", "instance_url"
+        )
+        rows.update(
+            _p5_target_runs(
+                ctx, sec, scratch=scratch, data=data, settings=settings, label=label
+            )
+        )
+    except NotAvailableError as exc:
+        sec.unavailable(label, str(exc))
+    ours, csv_row = rows.get("ours"), rows.get("csv")
+    sec.goals.append(
+        Goal("P5", "target-salesforce / csv module, wall time (report only)",
+             _ratio(ours, csv_row), None)
+    )  # fmt: skip
+    cpu = None
+    if ours and csv_row and ours.cpu and csv_row.cpu:
+        cpu = ours.cpu / csv_row.cpu
+    sec.goals.append(
+        Goal("P5", "target-salesforce / csv module, CPU time of the process "
+             "(report only; the wall time includes the emulator's Bulk work)",
+             cpu, None)
+    )  # fmt: skip
+    return sec
+
+
+def _salesforce_token(emu: harness.Emulator) -> str:
+    """A session token from the emulator's `/_sandbox/token` control endpoint."""
+    reply = emu.control("POST", "/_sandbox/token", {})
+    token = reply.get("access_token") if isinstance(reply, dict) else None
+    if not token:
+        msg = "emulator /_sandbox/token gave no access_token"
+        raise NotAvailableError(msg)
+    return str(token)
+
+
+def _p5_target_runs(  # noqa: PLR0913 - the pieces prepared by p5_reverse
+    ctx: Context,
+    sec: Section,
+    *,
+    scratch: Path,
+    data: Path,
+    settings: frozenset[str],
+    label: str,
+) -> dict[str, Row]:
+    del settings
+    with harness.emulator("salesforce", scratch, "--no-seed", tls=True) as emu:
+        mapping = {
+            P5_STREAM: {
+                "object": "Contact",
+                "action": "insert",
+            }
+        }
+
+        def make(rep: int) -> tuple[list[str], dict[str, Any]]:
+            emu.control("POST", "/_sandbox/reset")
+            run_dir = harness.fresh_dir(scratch / f"rep{rep}")
+            cfg = {
+                "access_token": _salesforce_token(emu),
+                "instance_url": emu.base_url,
+                "ca_bundle": str(emu.ca_file),
+                "streams": mapping,
+                "bulk_threshold": 1,
+                "bulk_poll_interval": 0.25,
+                "rejects_path": str(run_dir / "rejects.jsonl"),
+                "summary_path": str(run_dir / "summary.json"),
+            }
+            cfg_path = harness.write_json(run_dir / "config.json", cfg)
+            cmd = [harness.PYTHON, "-m", "target_salesforce", "--config", str(cfg_path)]
+            return cmd, {"stdin_path": data, "log": scratch / f"target-{rep}.log"}
+
+        try:
+            row = _median_run(ctx, label, "P5", ctx.n, make, reps=ctx.p5_reps)
+        except RunFailedError as exc:
+            sec.failed(label, str(exc))
+            return {}
+        rejects = harness.count_lines(scratch / f"rep{row.reps - 1}" / "rejects.jsonl")
+        stored = emu.control("GET", "/_sandbox/records").get("Contact")
+        calls = emu.control("GET", "/_sandbox/requests")
+        bulk = sum(1 for c in calls if "jobs/ingest" in str(c.get("path", "")))
+        row.note = (
+            f"last run: {stored} Contacts stored, {rejects} rejects, {bulk} Bulk 2.0 "
+            f"calls, {len(calls)} API calls; bulk_poll_interval 0.25 s"
+        )
+        sec.rows.append(row)
+        return {"ours": row}
+
+
+MEASURES: dict[str, Callable[[Context], Section]] = {
+    "P1": p1_cpu,
+    "P2": p2_upload,
+    "P3": p3_memory,
+    "P4": p4_tap,
+    "P5": p5_reverse,
+}
+
+
+# P3 streams up to a million records, the longest part: it runs last, so a run that
+# is cut short still has the others.
+ORDER = ("P1", "P2", "P4", "P5", "P3")
+
+
+def run_all(
+    ctx: Context,
+    only: Sequence[str],
+    progress: Callable[[list[Section]], None] | None = None,
+) -> list[Section]:
+    """Run the chosen measurements; return their sections in P1..P5 order.
+
+    Args:
+        ctx: the run context.
+        only: measurement ids to run.
+        progress: called with the sections so far after each measurement.
+
+    Returns:
+        One section each.
+    """
+    done: dict[str, Section] = {}
+    for pid in ORDER:
+        if pid not in only:
+            continue
+        ctx.log(f"{pid} ...")
+        try:
+            done[pid] = MEASURES[pid](ctx)
+        except Exception as exc:  # noqa: BLE001 - one broken measurement must not stop the rest
+            sec = Section(pid, "(crashed)")
+            sec.failed(pid, f"{type(exc).__name__}: {exc}")
+            done[pid] = sec
+        if progress is not None:
+            progress([done[p] for p in MEASURES if p in done])
+    return [done[p] for p in MEASURES if p in done]

@@ -1,0 +1,203 @@
+"""The ASGI layer in front of the CleverTap routes.
+
+It checks credentials, enforces CleverTap's concurrency limits, logs every request and
+injects the transport-level faults (status replies, latency, reset, lost or slow reply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import socket
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from sandbox.clevertap.emulator import Emulator
+
+SANDBOX_PREFIX = "/_sandbox/"
+UPLOAD_PATH = "/1/upload"
+UPLOAD_CONCURRENCY = 15
+OTHER_CONCURRENCY = 3
+ABORT_KEY = "sandbox.abort"
+INFO_KEY = "sandbox.info"
+
+_STATUS_BODIES = {
+    429: "Too many concurrent requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable. Please try again later",
+    504: "Gateway Timeout",
+}
+_CONTENT_TYPE = (b"content-type", b"application/json;charset=utf-8")
+
+
+def fail_body(status: int, error: str) -> dict[str, Any]:
+    """CleverTap's JSON body for a failed request."""
+    return {"status": "fail", "error": error, "code": status}
+
+
+async def send_json(send: Send, status: int, body: object) -> None:
+    """Send a complete JSON response."""
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [_CONTENT_TYPE, (b"content-length", str(len(data)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+def make_abort(send: Send) -> Any:  # noqa: ANN401 - a coroutine function
+    """Build a coroutine function that breaks the client's connection.
+
+    With uvicorn, the raw `send` is a bound method of the request cycle, which holds
+    the asyncio transport: aborting it with SO_LINGER 0 makes the client see a reset.
+    Otherwise a response is started with a Content-Length and cut short.
+    """
+    owner = getattr(send, "__self__", None)
+    transport = getattr(owner, "transport", None)
+
+    async def abort() -> None:
+        if isinstance(transport, asyncio.WriteTransport):
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+            transport.abort()
+            await asyncio.sleep(0.01)  # let the server see the connection is gone
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [_CONTENT_TYPE, (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        msg = "connection dropped by a sandbox fault"
+        raise ConnectionAbortedError(msg)
+
+    return abort
+
+
+class Gate:
+    """Pure ASGI middleware: auth, concurrency, request log and transport faults."""
+
+    def __init__(self, app: ASGIApp, emulator: Emulator) -> None:
+        """Wrap `app` for `emulator`."""
+        self.app = app
+        self.emulator = emulator
+        self.inflight = {"upload": 0, "other": 0}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection scope."""
+        if scope["type"] != "http" or scope["path"].startswith(SANDBOX_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        info: dict[str, Any] = {"status": None, "records": None, "fault": None}
+        scope[INFO_KEY] = info
+        info["entry"] = self.emulator.log_start(
+            time.time(),
+            scope["method"],
+            scope["path"],
+            scope.get("query_string", b"").decode("latin-1"),
+        )
+
+        async def logged_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                info["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, logged_send, info)
+        finally:
+            self.emulator.log_finish(info["entry"], info)
+
+    def _authorised(self, scope: Scope) -> bool:
+        headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
+        account = headers.get("x-clevertap-account-id", b"")
+        passcode = headers.get("x-clevertap-passcode", b"")
+        return hmac.compare_digest(
+            account, self.emulator.account_id.encode()
+        ) and hmac.compare_digest(passcode, self.emulator.passcode.encode())
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, info: dict[str, Any]
+    ) -> None:
+        if not self._authorised(scope):
+            await send_json(
+                send,
+                401,
+                fail_body(401, "Invalid credentials: account id or passcode is wrong"),
+            )
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        group = "upload" if path == UPLOAD_PATH else "other"
+        limit = UPLOAD_CONCURRENCY if group == "upload" else OTHER_CONCURRENCY
+        if self.inflight[group] >= limit:
+            info["fault"] = "concurrency"
+            await send_json(send, 429, fail_body(429, "Too many concurrent requests"))
+            return
+        self.inflight[group] += 1
+        try:
+            await self._faulted(scope, receive, send, info, method, path)
+        finally:
+            self.inflight[group] -= 1
+
+    async def _faulted(  # noqa: PLR0913, PLR0917 - the ASGI triple plus request facts
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        info: dict[str, Any],
+        method: str,
+        path: str,
+    ) -> None:
+        faults = self.emulator.faults
+        latency = faults.take("latency", method, path)
+        if latency is not None:
+            await asyncio.sleep(float(latency.params["ms"]) / 1000)
+        status = faults.take("status", method, path)
+        if status is not None:
+            code = int(status.params["status"])
+            info["fault"] = f"status {code}"
+            await send_json(send, code, fail_body(code, _STATUS_BODIES[code]))
+            return
+        abort = scope[ABORT_KEY]
+        if faults.take("reset", method, path) is not None:
+            info["fault"] = "reset"
+            self.emulator.log_finish(info["entry"], info)
+            await abort()
+            return
+        lost = faults.take("lost_reply", method, path)
+        slow = None if lost is not None else faults.take("slow_reply", method, path)
+        if lost is None and slow is None:
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self.app(scope, receive, hold)
+        if lost is not None:
+            info["fault"] = "lost_reply"
+            self.emulator.log_finish(info["entry"], info)
+            await abort()
+            return
+        if slow is not None:
+            info["fault"] = "slow_reply"
+            await asyncio.sleep(float(slow.params.get("seconds", 2)))
+        for message in held:
+            await send(message)

@@ -1,0 +1,341 @@
+"""Deterministic engagement data for the export APIs (`POST /_sandbox/seed`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import TYPE_CHECKING, Any
+
+from sandbox.clevertap.store import dumps
+from sandbox.clevertap.validation import event_key
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sandbox.clevertap.emulator import Emulator
+
+DEFAULT_EVENTS = (
+    "Product Viewed",
+    "Added To Cart",
+    "Charged",
+    "NPS Submitted",
+    "Survey Answered",
+)
+NOTIFICATION_EVENTS = (
+    "Notification Sent",
+    "Notification Viewed",
+    "Notification Clicked",
+)
+_FIRST = ("Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken")
+_LAST = ("Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Ritchie", "Liskov")
+_PRODUCTS = (
+    ("Laptop", "Electronics", 1200.0),
+    ("Phone", "Electronics", 800.0),
+    ("Headphones", "Audio", 150.0),
+    ("Coffee Maker", "Home", 90.0),
+    ("Novel", "Books", 15.0),
+    ("Sneakers", "Fashion", 110.0),
+)
+_INTERESTS = ("sports", "music", "travel", "tech", "food", "books")
+_CHANNELS = ("push", "email", "sms", "inapp", "webhooks")
+_DELIVERIES = ("one_time", "action", "recurring", "api")
+_STATUSES = ("completed", "running", "stopped", "scheduled")
+_PLATFORMS = (
+    {"platform": "Android", "os_version": "14", "make": "Google", "model": "Pixel 8"},
+    {"platform": "iOS", "os_version": "17.4", "make": "Apple", "model": "iPhone 15"},
+    {"platform": "Web", "os_version": "Linux", "make": "Firefox", "model": "Desktop"},
+)
+_MAX_PROFILES = 100_000
+_MAX_EVENTS_PER_DAY = 100_000
+_MAX_DAYS = 400
+
+
+class SeedError(ValueError):
+    """Invalid seed parameters."""
+
+
+def _int(params: dict[str, Any], key: str, default: int, high: int) -> int:
+    value = params.pop(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+        msg = f"{key} must be an integer from 0 to {high}"
+        raise SeedError(msg)
+    return value
+
+
+def _day(value: Any, key: str) -> dt.date:  # noqa: ANN401 - JSON value
+    text = str(value)
+    if len(text) != 8 or not text.isdigit():  # noqa: PLR2004 - YYYYMMDD
+        msg = f"{key} must be YYYYMMDD"
+        raise SeedError(msg)
+    try:
+        return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        msg = f"{key} must be YYYYMMDD"
+        raise SeedError(msg) from None
+
+
+def _range(emulator: Emulator, params: dict[str, Any]) -> tuple[dt.date, dt.date]:
+    days = _int(params, "days", 7, _MAX_DAYS)
+    to_value = params.pop("to", None)
+    from_value = params.pop("from", None)
+    end = (
+        _day(to_value, "to")
+        if to_value is not None
+        else dt.datetime.now(tz=emulator.tz).date()
+    )
+    start = (
+        _day(from_value, "from")
+        if from_value is not None
+        else end - dt.timedelta(days=max(days, 1) - 1)
+    )
+    if start > end or (end - start).days > _MAX_DAYS:
+        msg = f"from must be before to, at most {_MAX_DAYS} days apart"
+        raise SeedError(msg)
+    return start, end
+
+
+def _names(params: dict[str, Any]) -> list[str]:
+    names = params.pop("event_names", list(DEFAULT_EVENTS))
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        msg = "event_names must be a list of names"
+        raise SeedError(msg)
+    return names
+
+
+def _event_data(rng: random.Random, name: str) -> dict[str, Any]:
+    product, category, price = rng.choice(_PRODUCTS)
+    key = event_key(name)
+    if key == "charged":
+        quantity = rng.randint(1, 3)
+        return {
+            "Amount": int(price * quantity),
+            "Currency": "USD",
+            "Payment Mode": rng.choice(("Card", "UPI", "Wallet")),
+            "Items": [{"Product": product, "Category": category, "Quantity": quantity}],
+        }
+    if key == "npssubmitted":
+        return {
+            "score": rng.randint(0, 10),
+            "comment": rng.choice(("great", "ok", "slow delivery", "")),
+        }
+    if key == "surveyanswered":
+        return {
+            "survey": "Onboarding",
+            "question": "How easy was sign-up?",
+            "answer": rng.choice(("Easy", "Neutral", "Hard")),
+            "score": rng.randint(1, 5),
+        }
+    return {"product": product, "category": category, "price": price}
+
+
+def _profiles(
+    conn: sqlite3.Connection, rng: random.Random, count: int, start_ts: int
+) -> list[tuple[str, str]]:
+    people: list[tuple[str, str]] = []
+    for number in range(1, count + 1):
+        identity = f"seed-user-{number:04d}"
+        object_id = f"__seed{rng.getrandbits(96):024x}"
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        device = dict(rng.choice(_PLATFORMS))
+        device.update(objectId=object_id, app_version=f"3.{rng.randint(0, 9)}.0")
+        data = {
+            "Name": f"{first} {last}",
+            "Email": f"{first}.{last}.{number}@example.com".lower(),
+            "Phone": f"+1415555{number:04d}",
+            "Gender": rng.choice(("M", "F")),
+            "Customer Type": rng.choice(("Silver", "Gold", "Platinum")),
+            "DOB": {"$date": rng.randint(0, 946_684_800)},
+            "Interests": sorted(rng.sample(_INTERESTS, 2)),
+            "MSG-email": rng.random() > 0.2,  # noqa: PLR2004 - share subscribed
+        }
+        conn.execute(
+            "INSERT INTO profiles (object_id, identity, profile_data, platform_info, "
+            "created_ts, updated_ts, source) VALUES (?, ?, ?, ?, ?, ?, 'seed')",
+            (object_id, identity, dumps(data), dumps([device]), start_ts, start_ts),
+        )
+        people.append((identity, object_id))
+    return people
+
+
+def _events(  # noqa: PLR0913, PLR0917 - the seeding context
+    conn: sqlite3.Connection,
+    rng: random.Random,
+    emulator: Emulator,
+    people: list[tuple[str, str]],
+    days: list[dt.date],
+    names: list[str],
+    per_day: int,
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if not people or not names:
+        return counts
+    for day in days:
+        base = int(dt.datetime.combine(day, dt.time(), tzinfo=emulator.tz).timestamp())
+        for _ in range(per_day):
+            name = rng.choice(names)
+            identity, object_id = rng.choice(people)
+            ts = base + rng.randint(0, 86_399)
+            session = {
+                "utm_source": rng.choice(("google", "newsletter", "direct")),
+                "session_length": rng.randint(10, 900),
+            }
+            conn.execute(
+                "INSERT INTO events (object_id, identity, evt_name, evt_key, ts, "
+                "evt_data, session_props, source) VALUES (?, ?, ?, ?, ?, ?, ?, 'seed')",
+                (
+                    object_id,
+                    identity,
+                    name,
+                    event_key(name),
+                    ts,
+                    dumps(_event_data(rng, name)),
+                    dumps(session),
+                ),
+            )
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _campaigns(
+    conn: sqlite3.Connection, rng: random.Random, days: list[dt.date], count: int
+) -> int:
+    with_result = 0
+    quirks = ("500", "200", "409")
+    for number in range(count):
+        day = days[number % len(days)]
+        target_id = 1_700_000_000 + number
+        status = _STATUSES[number % len(_STATUSES)]
+        target = {
+            "id": target_id,
+            "name": f"Seed campaign {number + 1}",
+            "scheduled_on": int(day.strftime("%Y%m%d")) * 10_000 + 900 + number % 60,
+            "status": status,
+        }
+        result = None
+        no_result = None
+        if number % 2 == 0:
+            sent = rng.randint(500, 5000)
+            viewed = rng.randint(0, sent)
+            result = {
+                "sent": sent,
+                "viewed": viewed,
+                "clicked": rng.randint(0, viewed),
+                "bounced": rng.randint(0, 20),
+            }
+            with_result += 1
+        else:
+            no_result = quirks[(number // 2) % len(quirks)]
+        conn.execute(
+            "INSERT INTO campaigns (id, scheduled_day, target, result, no_result) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                target_id,
+                int(day.strftime("%Y%m%d")),
+                dumps(target),
+                None if result is None else dumps(result),
+                no_result,
+            ),
+        )
+    return with_result
+
+
+def _messages(
+    conn: sqlite3.Connection, rng: random.Random, days: list[dt.date], count: int
+) -> None:
+    for number in range(count):
+        day = days[number % len(days)]
+        sent = rng.randint(100, 10_000)
+        viewed = rng.randint(0, sent)
+        message = {
+            "message id": 1_800_000_000 + number,
+            "message name": f"Seed message {number + 1}",
+            "channel": _CHANNELS[number % len(_CHANNELS)],
+            "delivery": _DELIVERIES[number % len(_DELIVERIES)],
+            "status": _STATUSES[number % len(_STATUSES)],
+            "message_type": "ab" if number % 3 == 0 else "single",
+            "label": rng.choice(("promo", "onboarding", "retention")),
+            "date": int(day.strftime("%Y%m%d")),
+            "sent": sent,
+            "viewed": viewed,
+            "clicked": rng.randint(0, viewed),
+            "daily": {day.strftime("%Y%m%d"): {"sent": sent, "viewed": viewed}},
+        }
+        conn.execute(
+            "INSERT INTO messages (id, day, message) VALUES (?, ?, ?)",
+            (message["message id"], int(day.strftime("%Y%m%d")), dumps(message)),
+        )
+
+
+def seed(emulator: Emulator, **raw: Any) -> dict[str, Any]:
+    """Replace earlier seeded data with a fresh deterministic set.
+
+    Args:
+        emulator: the emulator to fill.
+        **raw: seed, profiles, events_per_day, days, from, to, event_names,
+            notifications, campaigns, messages (see sandbox/README.md).
+
+    Returns:
+        A summary of what was stored.
+
+    Raises:
+        SeedError: on invalid parameters.
+    """
+    params = dict(raw)
+    seed_value = params.pop("seed", 1)
+    if isinstance(seed_value, bool) or not isinstance(seed_value, int):
+        msg = "seed must be an integer"
+        raise SeedError(msg)
+    profiles = _int(params, "profiles", 40, _MAX_PROFILES)
+    per_day = _int(params, "events_per_day", 30, _MAX_EVENTS_PER_DAY)
+    campaigns = _int(params, "campaigns", 6, 10_000)
+    messages = _int(params, "messages", 8, 10_000)
+    notifications = bool(params.pop("notifications", True))
+    start, end = _range(emulator, params)
+    names = _names(params)
+    if params:
+        msg = f"unknown seed parameters: {sorted(params)}"
+        raise SeedError(msg)
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    rng = random.Random(seed_value)  # noqa: S311 - test data, not security
+    start_ts = int(
+        dt.datetime.combine(start, dt.time(), tzinfo=emulator.tz).timestamp()
+    )
+    with emulator.store.transaction() as conn:
+        seeded = [
+            r[0]
+            for r in conn.execute(
+                "SELECT object_id FROM profiles WHERE source = 'seed'"
+            )
+        ]
+        conn.execute("DELETE FROM events WHERE source = 'seed'")
+        for object_id in seeded:
+            conn.execute("DELETE FROM profiles WHERE object_id = ?", (object_id,))
+        conn.execute("DELETE FROM campaigns")
+        conn.execute("DELETE FROM messages")
+        people = _profiles(conn, rng, profiles, start_ts)
+        events = _events(conn, rng, emulator, people, days, names, per_day)
+        notes: dict[str, int] = {}
+        if notifications:
+            notes = _events(
+                conn,
+                rng,
+                emulator,
+                people,
+                days,
+                list(NOTIFICATION_EVENTS),
+                max(per_day // 3, 1),
+            )
+        with_result = _campaigns(conn, rng, days, campaigns)
+        _messages(conn, rng, days, messages)
+    return {
+        "status": "success",
+        "seed": seed_value,
+        "from": int(start.strftime("%Y%m%d")),
+        "to": int(end.strftime("%Y%m%d")),
+        "profiles": len(people),
+        "events": events,
+        "notification_events": notes,
+        "campaigns": campaigns,
+        "campaigns_with_result": with_result,
+        "messages": messages,
+    }

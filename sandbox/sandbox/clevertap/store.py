@@ -1,0 +1,191 @@
+"""SQLite storage of the CleverTap emulator: profiles, events, cursors, logs.
+
+One connection guarded by a lock: the ASGI handlers run on one event loop, the lock
+keeps the connection safe if several threads ever share a store.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS profiles (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    object_id TEXT NOT NULL UNIQUE,
+    identity TEXT UNIQUE,
+    fbid TEXT,
+    gpid TEXT,
+    profile_data TEXT NOT NULL DEFAULT '{}',
+    platform_info TEXT NOT NULL DEFAULT '[]',
+    created_ts INTEGER NOT NULL,
+    updated_ts INTEGER NOT NULL,
+    source TEXT NOT NULL DEFAULT 'upload'
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    object_id TEXT NOT NULL,
+    identity TEXT,
+    evt_name TEXT NOT NULL,
+    evt_key TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    evt_data TEXT NOT NULL DEFAULT '{}',
+    session_props TEXT NOT NULL DEFAULT '{}',
+    source TEXT NOT NULL DEFAULT 'upload'
+);
+CREATE INDEX IF NOT EXISTS events_by_key_ts ON events (evt_key, ts);
+CREATE INDEX IF NOT EXISTS events_by_object ON events (object_id);
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    object_id TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    token_type TEXT NOT NULL,
+    UNIQUE (object_id, token_id)
+);
+CREATE TABLE IF NOT EXISTS campaigns (
+    id INTEGER PRIMARY KEY,
+    scheduled_day INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    result TEXT,
+    no_result TEXT
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    day INTEGER NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    token TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    query TEXT NOT NULL,
+    after_id INTEGER NOT NULL,
+    max_id INTEGER NOT NULL,
+    batch_size INTEGER NOT NULL,
+    fetches INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS count_requests (
+    req_id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    result TEXT NOT NULL,
+    polls_left INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS request_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    query TEXT NOT NULL,
+    status INTEGER,
+    records INTEGER,
+    fault TEXT
+);
+"""
+
+_DATA_TABLES = (
+    "profiles",
+    "events",
+    "tokens",
+    "campaigns",
+    "messages",
+    "cursors",
+    "count_requests",
+    "request_log",
+)
+
+
+def dumps(value: object) -> str:
+    """Serialise a value to compact JSON for a TEXT column."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | None) -> Any:  # noqa: ANN401 - JSON columns hold any JSON value
+    """Parse a JSON TEXT column (None stays None)."""
+    return None if text is None else json.loads(text)
+
+
+class Store:
+    """The emulator's SQLite database (WAL mode, one connection behind a lock)."""
+
+    def __init__(self, path: str | Path) -> None:
+        """Open (and create if needed) the database at `path`."""
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    def transaction(self, *, rollback: bool = False) -> _Transaction:
+        """A locked transaction; `rollback=True` discards it (dry runs)."""
+        return _Transaction(self, rollback=rollback)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Run a read query under the lock."""
+        with self._lock:
+            return list(self._conn.execute(sql, params))
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Run one write statement (autocommit) and return the last row id."""
+        with self._lock:
+            cur = self._conn.execute(sql, params)
+            return int(cur.lastrowid or 0)
+
+    def wipe(self) -> None:
+        """Delete every row of every table."""
+        with self.transaction() as conn:
+            for table in _DATA_TABLES:
+                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+
+    def iter_rows(
+        self, sql: str, params: tuple[Any, ...] = (), chunk: int = 2000
+    ) -> Iterator[sqlite3.Row]:
+        """Yield rows of a query chunk by chunk (the query must end with LIMIT ?).
+
+        The last parameter is the chunk size; the first is the `id >` bound, advanced
+        after each chunk.
+        """
+        after = params[0]
+        rest = params[1:]
+        while True:
+            rows = self.query(sql, (after, *rest, chunk))
+            yield from rows
+            if len(rows) < chunk:
+                return
+            after = rows[-1]["id"]
+
+
+class _Transaction:
+    def __init__(self, store: Store, *, rollback: bool) -> None:
+        self._store = store
+        self._rollback = rollback
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._store._lock.acquire()  # noqa: SLF001 - the transaction is part of Store
+        conn = self._store._conn  # noqa: SLF001 - the transaction is part of Store
+        conn.execute("BEGIN IMMEDIATE")
+        return conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        conn = self._store._conn  # noqa: SLF001 - the transaction is part of Store
+        try:
+            if exc_type is None and not self._rollback:
+                conn.execute("COMMIT")
+            else:
+                conn.execute("ROLLBACK")
+        finally:
+            self._store._lock.release()  # noqa: SLF001 - the transaction is part of Store

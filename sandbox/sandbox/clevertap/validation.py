@@ -1,0 +1,392 @@
+"""Per-record validation of `/1/upload` records, with CleverTap's error codes.
+
+Pure functions: a record goes in, either a `RecordError` or a normalised operation
+comes out. Storing is done elsewhere (`upload.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from typing import Any
+
+MAX_KEY_BYTES = 120
+MAX_VALUE_BYTES = 512
+MAX_MULTI_VALUES = 100
+MAX_IDENTITY_CHARS = 1024
+MAX_CHARGED_ITEMS = 256
+MAX_EPOCH_SECONDS = 32_503_680_000  # 3000-01-01; larger values are milliseconds
+DEFAULT_MAX_EVENT_PROPERTIES = 100
+
+IDENTIFIER_FIELDS = ("identity", "objectId", "FBID", "GPID")
+
+MESSAGES = {
+    509: "Event name is mandatory.",
+    512: "Invalid event structure.",
+    513: "Raised a restricted system event.",
+    514: "Profile data is incorrect. Gender is not valid.",
+    515: "Profile data is incorrect. Email is not valid.",
+    516: "Profile data is incorrect. Phone is not valid.",
+    517: "Profile data is incorrect. Employment status is not valid.",
+    518: "Profile data is incorrect. Education is not valid.",
+    519: "Profile data is incorrect. Marital status is not valid.",
+    520: "Profile data is incorrect. Age is invalid.",
+    522: "Event properties limit exceeded.",
+    523: "Identity, objectId, FBID or GPID is mandatory.",
+    524: "Data is neither event nor profile.",
+    525: "Timestamp is not a valid UNIX epoch.",
+    526: "objectId is invalid.",
+    528: "Raised a discarded event.",
+    530: "Invalid objectId.",
+    531: "Invalid token data.",
+    532: "Token id is missing.",
+    533: "Token type is missing.",
+    534: "Token type is not valid for the objectId.",
+    555: "Miscellaneous server error.",
+}
+
+RESTRICTED_EVENTS = frozenset(
+    name.replace(" ", "").lower()
+    for name in (
+        "Notification Sent",
+        "Notification Viewed",
+        "Notification Clicked",
+        "Notification Delivered",
+        "Notification Replied",
+        "UTM Visited",
+        "App Launched",
+        "App Uninstalled",
+        "App Version Changed",
+        "Stayed",
+        "Reply Sent",
+        "Experiment Rendered",
+        "Reachable By",
+        "Identity Reset",
+        "Identity Set",
+        "Identity Error",
+    )
+)
+
+PLACEHOLDER_IDENTITIES = frozenset(
+    {
+        "undefined",
+        "null",
+        "na",
+        "n/a",
+        "0",
+        "nil",
+        "-1",
+        "inf",
+        "nan",
+        "empty",
+        "none",
+        "xxxxxx",
+    }
+)
+
+_PROHIBITED = set("%><!|&.:;$'\"\\")
+_PROFILE_PROHIBITED = _PROHIBITED | {"#"}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+_OBJECT_ID = re.compile(r"^[A-Za-z0-9_\-:=+/]{1,1024}$")
+_DATE = re.compile(r"^\$D_(-?\d+)$")
+_OPERATORS = frozenset({"$add", "$remove", "$set", "$incr", "$decr", "$delete"})
+_TOKEN_TYPES = frozenset({"fcm", "gcm", "apns", "wns", "mpns", "chrome"})
+
+
+def event_key(name: str) -> str:
+    """The case- and space-insensitive key of an event name."""
+    return name.replace(" ", "").lower()
+
+
+class RecordError(Exception):
+    """A record failed validation with a CleverTap error code."""
+
+    def __init__(self, code: int, detail: str = "") -> None:
+        """Record the code and an optional detail appended to the standard message."""
+        self.code = code
+        base = MESSAGES.get(code, "Record rejected.")
+        self.message = f"{base} {detail}".strip() if detail else base
+        super().__init__(self.message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Identifier:
+    """How a record names its profile: the field and its value."""
+
+    field: str
+    value: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileOp:
+    """A validated profile upsert."""
+
+    who: Identifier
+    ts: int
+    properties: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class EventOp:
+    """A validated event."""
+
+    who: Identifier
+    ts: int
+    name: str
+    data: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenOp:
+    """A validated device token."""
+
+    object_id: str
+    token_id: str
+    token_type: str
+
+
+Operation = ProfileOp | EventOp | TokenOp
+
+
+def _nbytes(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _identifier(record: dict[str, Any]) -> Identifier:
+    for field in IDENTIFIER_FIELDS:
+        if field not in record or record[field] is None:
+            continue
+        value = record[field]
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            code = 526 if field == "objectId" else 523
+            raise RecordError(code, f"{field} must be a string.")
+        text = str(value).strip()
+        if not text:
+            continue
+        if len(text) >= MAX_IDENTITY_CHARS:
+            code = 526 if field == "objectId" else 523
+            raise RecordError(
+                code, "Keep identity / fbId / gpId / objectId under 1024 chars."
+            )
+        if field == "objectId" and not _OBJECT_ID.match(text):
+            raise RecordError(526)
+        if field == "identity" and text.lower() in PLACEHOLDER_IDENTITIES:
+            raise RecordError(523, f"'{text}' is a placeholder, not an identity.")
+        return Identifier(field, text)
+    raise RecordError(523)
+
+
+def _timestamp(record: dict[str, Any], now: int) -> int:
+    if "ts" not in record or record["ts"] is None:
+        return now
+    value = record["ts"]
+    if isinstance(value, bool):
+        raise RecordError(525)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value < 0 or value >= MAX_EPOCH_SECONDS:
+        raise RecordError(525)
+    return value
+
+
+def _check_key(key: str, code: int, *, profile: bool) -> None:
+    prohibited = _PROFILE_PROHIBITED if profile else _PROHIBITED
+    if not key or _nbytes(key) > MAX_KEY_BYTES:
+        raise RecordError(code, f"Key '{key[:40]}' is empty or over 120 bytes.")
+    bad = sorted(set(key) & prohibited)
+    if bad:
+        raise RecordError(
+            code, f"Key '{key}' has prohibited characters {''.join(bad)}."
+        )
+
+
+def _scalar(key: str, value: Any, code: int) -> Any:  # noqa: ANN401 - JSON value
+    """Validate a scalar value; `$D_<epoch>` becomes `{"$date": epoch}`."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        if _nbytes(value) > MAX_VALUE_BYTES:
+            raise RecordError(code, f"Value of '{key}' is over 512 bytes.")
+        match = _DATE.match(value)
+        if match:
+            return {"$date": int(match.group(1))}
+        if value.startswith("$D_"):
+            raise RecordError(code, f"Value of '{key}' is not a valid $D_ date.")
+        return value
+    raise RecordError(code, f"Value of '{key}' must be a string, number or boolean.")
+
+
+def _multi(key: str, value: Any, code: int) -> list[str]:  # noqa: ANN401 - JSON value
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise RecordError(code, f"Multi-value items of '{key}' must be strings.")
+        if _nbytes(item) > MAX_VALUE_BYTES:
+            raise RecordError(code, f"A multi-value item of '{key}' is over 512 bytes.")
+        if item not in out:
+            out.append(item)
+    return out
+
+
+_ENUMS: dict[str, tuple[int, frozenset[str]]] = {
+    "Gender": (514, frozenset({"M", "F"})),
+    "Employed": (517, frozenset({"Y", "N"})),
+    "Education": (518, frozenset({"Graduate", "College", "School"})),
+    "Married": (519, frozenset({"Y", "N"})),
+}
+
+
+def _check_reserved(key: str, value: Any) -> None:  # noqa: ANN401 - JSON value
+    if key in _ENUMS:
+        code, allowed = _ENUMS[key]
+        if value not in allowed:
+            raise RecordError(code)
+    elif key == "Email":
+        if not isinstance(value, str) or not _EMAIL.match(value):
+            raise RecordError(515)
+    elif key == "Phone":
+        if not isinstance(value, str) or not _PHONE.match(value):
+            raise RecordError(516)
+    elif key == "Age":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok or (isinstance(value, str) and value.isdigit())
+        if not ok:
+            raise RecordError(520)
+
+
+def _profile_property(key: str, value: Any) -> Any:  # noqa: ANN401, PLR0911 - JSON value; one return per operator
+    """Normalise one profileData entry to a plain value or `{"$op": operand}`."""
+    code = 512
+    _check_key(key, code, profile=True)
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in _OPERATORS:
+            raise RecordError(
+                code, f"'{key}' is a nested object (not enabled on this account)."
+            )
+        op, operand = next(iter(value.items()))
+        if op in {"$add", "$remove"}:
+            return {op: _multi(key, operand, code)}
+        if op in {"$incr", "$decr"}:
+            if isinstance(operand, bool) or not isinstance(operand, int | float):
+                raise RecordError(code, f"{op} on '{key}' needs a number.")
+            return {op: operand}
+        if op == "$delete":
+            return {op: 1}
+        # $set
+        if isinstance(operand, list):
+            return {op: _multi(key, operand, code)[-MAX_MULTI_VALUES:]}
+        _check_reserved(key, operand)
+        return {op: _scalar(key, operand, code)}
+    if isinstance(value, list):
+        return _multi(key, value, code)[-MAX_MULTI_VALUES:]
+    _check_reserved(key, value)
+    return _scalar(key, value, code)
+
+
+def _event_value(key: str, value: Any, *, allow_items: bool) -> Any:  # noqa: ANN401
+    if isinstance(value, list):
+        if allow_items and key == "Items":
+            if len(value) > MAX_CHARGED_ITEMS:
+                raise RecordError(512, "Charged has more than 256 Items.")
+            items = []
+            for item in value:
+                if not isinstance(item, dict):
+                    raise RecordError(512, "Charged Items must be objects.")
+                clean = {}
+                for k, v in item.items():
+                    _check_key(k, 512, profile=False)
+                    clean[k] = _event_value(k, v, allow_items=False)
+                items.append(clean)
+            return items
+        return _multi(key, value, 512)
+    if isinstance(value, dict):
+        raise RecordError(512, f"'{key}' is a nested object (not enabled).")
+    return _scalar(key, value, 512)
+
+
+def validate_record(
+    record: Any,  # noqa: ANN401 - any JSON value may arrive
+    *,
+    max_event_properties: int = DEFAULT_MAX_EVENT_PROPERTIES,
+    now: int | None = None,
+) -> Operation:
+    """Validate one upload record.
+
+    Args:
+        record: the record as received.
+        max_event_properties: the account's cap on properties per event.
+        now: the current epoch seconds (for records without `ts`).
+
+    Returns:
+        The normalised operation.
+
+    Raises:
+        RecordError: with CleverTap's code when the record is rejected.
+    """
+    now = int(time.time()) if now is None else now
+    if not isinstance(record, dict):
+        raise RecordError(524)
+    kind = record.get("type")
+    if kind == "event":
+        return _validate_event(record, max_event_properties, now)
+    if kind == "profile":
+        return _validate_profile(record, now)
+    if kind == "token":
+        return _validate_token(record)
+    raise RecordError(524)
+
+
+def _validate_event(record: dict[str, Any], cap: int, now: int) -> EventOp:
+    name = record.get("evtName")
+    if name is None or name == "":
+        raise RecordError(509)
+    if not isinstance(name, str):
+        raise RecordError(512, "evtName must be a string.")
+    if event_key(name) in RESTRICTED_EVENTS:
+        raise RecordError(513)
+    _check_key(name, 512, profile=False)
+    data = record.get("evtData", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecordError(512, "evtData must be an object.")
+    who = _identifier(record)
+    ts = _timestamp(record, now)
+    if len(data) > cap:
+        raise RecordError(522, f"{len(data)} properties, at most {cap}.")
+    clean: dict[str, Any] = {}
+    for key, value in data.items():
+        _check_key(key, 512, profile=False)
+        clean[key] = _event_value(key, value, allow_items=event_key(name) == "charged")
+    return EventOp(who=who, ts=ts, name=name, data=clean)
+
+
+def _validate_profile(record: dict[str, Any], now: int) -> ProfileOp:
+    who = _identifier(record)
+    ts = _timestamp(record, now)
+    data = record.get("profileData")
+    if not isinstance(data, dict):
+        raise RecordError(524, "profileData must be an object.")
+    props = {key: _profile_property(key, value) for key, value in data.items()}
+    return ProfileOp(who=who, ts=ts, properties=props)
+
+
+def _validate_token(record: dict[str, Any]) -> TokenOp:
+    object_id = record.get("objectId")
+    if not isinstance(object_id, str) or not _OBJECT_ID.match(object_id):
+        raise RecordError(530)
+    data = record.get("tokenData")
+    if not isinstance(data, dict):
+        raise RecordError(531)
+    token_id = data.get("id")
+    if not isinstance(token_id, str) or not token_id:
+        raise RecordError(532)
+    token_type = data.get("type")
+    if not isinstance(token_type, str) or not token_type:
+        raise RecordError(533)
+    if token_type not in _TOKEN_TYPES:
+        raise RecordError(534)
+    return TokenOp(object_id=object_id, token_id=token_id, token_type=token_type)

@@ -1,0 +1,653 @@
+"""Pure record shaping: stream and column names, typed flat records, event keys.
+
+Nothing here does I/O. Records are shaped for row stores and Salesforce: flat,
+one scalar per column, identity columns present, datetimes as ISO UTC strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from tap_clevertap.timeutil import iso_utc, parse_account_ts
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from zoneinfo import ZoneInfo
+
+EVENT_STREAM_PREFIX = "events_"
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_DATE_PREFIX = "$D_"
+_SUFFIX_HEX = 8
+
+# Column types a CleverTap schema type maps to (JSON-schema type, format).
+STRING = "string"
+INTEGER = "integer"
+NUMBER = "number"
+BOOLEAN = "boolean"
+DATETIME = "date-time"
+_TYPE_ALIASES: dict[str, str] = {
+    "string": STRING,
+    "str": STRING,
+    "text": STRING,
+    "integer": INTEGER,
+    "int": INTEGER,
+    "long": INTEGER,
+    "number": NUMBER,
+    "float": NUMBER,
+    "double": NUMBER,
+    "decimal": NUMBER,
+    "numeric": NUMBER,
+    "boolean": BOOLEAN,
+    "bool": BOOLEAN,
+    "date": DATETIME,
+    "datetime": DATETIME,
+    "date-time": DATETIME,
+    "timestamp": DATETIME,
+}
+
+
+def snake(text: str) -> str:
+    """Lower snake_case of a CleverTap name: ``"Customer Type"`` -> ``customer_type``.
+
+    camelCase boundaries split (``objectId`` -> ``object_id``); accents fold to
+    ASCII; every run of other characters becomes one underscore.
+    """
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _NON_WORD.sub("_", _CAMEL.sub("_", folded).lower()).strip("_")
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:_SUFFIX_HEX]
+
+
+def event_stream_names(event_names: Iterable[str]) -> dict[str, str]:
+    """Map each raw event name to a Meltano-selectable stream name.
+
+    ``"Opportunity Won"`` -> ``events_opportunity_won``. A name whose snake form is
+    empty, or shared with another name (``"Sign-Up"`` / ``"Sign Up"``), gets
+    ``_<first 8 hex digits of sha256(raw name)>`` appended instead, for every name
+    in the clash, so a stream name never depends on the order names arrive in.
+
+    Args:
+        event_names: raw CleverTap event names.
+
+    Returns:
+        raw name -> stream name.
+    """
+    names = sorted(set(event_names))
+    slugs = {name: snake(name) for name in names}
+    counts: dict[str, int] = {}
+    for slug in slugs.values():
+        counts[slug] = counts.get(slug, 0) + 1
+    result: dict[str, str] = {}
+    for name, slug in slugs.items():
+        if not slug:
+            result[name] = f"{EVENT_STREAM_PREFIX}{_short_hash(name)}"
+        elif counts[slug] > 1:
+            result[name] = f"{EVENT_STREAM_PREFIX}{slug}_{_short_hash(name)}"
+        else:
+            result[name] = f"{EVENT_STREAM_PREFIX}{slug}"
+    return result
+
+
+def normalise_type(raw_type: object) -> str:
+    """Map a CleverTap schema type name to a column type; unknown -> string."""
+    if isinstance(raw_type, str):
+        return _TYPE_ALIASES.get(raw_type.strip().lower(), STRING)
+    return STRING
+
+
+def parse_property_list(raw: object) -> dict[str, str]:
+    """Read a property list from a ``/getSchema`` entry into ``{name: type}``.
+
+    Accepts a list of ``{"name", "type"}`` objects, a list of names, or a mapping of
+    name to type (or to an object with a ``type``).
+
+    Args:
+        raw: the value found in the schema entry.
+
+    Returns:
+        Property name -> normalised column type.
+    """
+    result: dict[str, str] = {}
+    if isinstance(raw, dict):
+        for name, spec in raw.items():
+            kind = spec.get("type") if isinstance(spec, dict) else spec
+            result[str(name)] = normalise_type(kind)
+    elif isinstance(raw, list):
+        for item in raw:
+            if isinstance(item, str):
+                result[item] = STRING
+            elif isinstance(item, dict) and item.get("name"):
+                result[str(item["name"])] = normalise_type(
+                    item.get("type", item.get("dataType"))
+                )
+    return result
+
+
+def assign_columns(
+    prefix: str, property_names: Iterable[str], taken: set[str]
+) -> dict[str, str]:
+    """Give each raw property a unique column name ``<prefix><snake name>``.
+
+    Clashes (with `taken` or with each other) get ``_2``, ``_3``... in the sorted
+    order of raw names. `taken` is updated in place.
+
+    Args:
+        prefix: column prefix such as ``prop_``.
+        property_names: raw property names.
+        taken: column names already used in the stream.
+
+    Returns:
+        raw property name -> column name.
+    """
+    result: dict[str, str] = {}
+    for name in sorted(set(property_names)):
+        base = f"{prefix}{snake(name) or _short_hash(name)}"
+        column = base
+        counter = 2
+        while column in taken:
+            column = f"{base}_{counter}"
+            counter += 1
+        taken.add(column)
+        result[name] = column
+    return result
+
+
+def canonical_json(value: Any) -> str:  # noqa: ANN401 - any JSON value
+    """Serialise a JSON value deterministically (the event-key input format).
+
+    msgspec's JSON encoder with ``order="sorted"``: object keys sorted at every
+    level, no whitespace, non-ASCII text kept as UTF-8. This is the same text as
+    ``json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
+    except for float exponents, written without ``+`` or leading zeros
+    (``1e16``, ``1e-7``). Numbers keep their exported form (``2`` vs ``2.0``).
+    """
+    return _CANONICAL.encode(value).decode("utf-8")
+
+
+_CANONICAL = msgspec.json.Encoder(order="sorted", enc_hook=str)
+
+
+def event_key(  # noqa: PLR0913 - the documented key parts, all keyword-only
+    *,
+    identity: str | None,
+    object_id: str | None,
+    event_name: str,
+    ts: object,
+    event_props: Mapping[str, Any] | None,
+    session_props: Mapping[str, Any] | None,
+) -> str:
+    """The stable primary key of an exported event (CleverTap has no event id).
+
+    ``sha256`` (hex) of the canonical JSON (see `canonical_json`) of the array
+    ``[who, event_name, ts, event_props, session_props]``, where ``who`` is the
+    identity, or ``"objectId:" + objectId`` when the profile has no identity, and
+    ``ts`` is the 14-digit local timestamp as a string. Properties absent from the
+    export count as ``{}``.
+
+    Returns:
+        64 lowercase hex digits.
+    """
+    return event_key_from_json(
+        identity=identity,
+        object_id=object_id,
+        event_name=event_name,
+        ts=str(ts),
+        event_props_json=canonical_json(dict(event_props or {})),
+        session_props_json=canonical_json(dict(session_props or {})),
+    )
+
+
+def event_key_from_json(  # noqa: PLR0913 - the key parts, properties pre-serialised
+    *,
+    identity: str | None,
+    object_id: str | None,
+    event_name: str,
+    ts: str,
+    event_props_json: str,
+    session_props_json: str,
+) -> str:
+    """`event_key` with the two property objects already in canonical JSON.
+
+    ``json.dumps`` of a list is ``[`` + its items' dumps joined by ``,`` + ``]``,
+    so property JSON serialised once serves both the key and the JSON columns.
+    """
+    who = identity if identity not in (None, "") else f"objectId:{object_id or ''}"
+    head = canonical_json([who, event_name, ts])[:-1]
+    material = f"{head},{event_props_json},{session_props_json}]"
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def coerce(value: Any, kind: str, zone: ZoneInfo) -> Any:  # noqa: ANN401, C901, PLR0911
+    """Convert one CleverTap value to the column's type, or None when it cannot.
+
+    Args:
+        value: the exported value.
+        kind: the column type (`STRING`, `INTEGER`, `NUMBER`, `BOOLEAN`, `DATETIME`).
+        zone: account time zone (for 14-digit local timestamps).
+
+    Returns:
+        The converted value; lists and objects become canonical JSON strings.
+    """
+    if value is None or value == "":
+        return None
+    if kind == STRING:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (dict, list)):
+            return canonical_json(value)
+        return canonical_json(value) if isinstance(value, bool) else str(value)
+    if kind == BOOLEAN:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        return {"true": True, "false": False, "1": True, "0": False}.get(text)
+    if kind == INTEGER:
+        try:
+            number = float(value) if not isinstance(value, int) else value
+        except (TypeError, ValueError):
+            return None
+        if isinstance(number, float):
+            return int(number) if number.is_integer() else None
+        return number if not isinstance(number, bool) else int(number)
+    if kind == NUMBER:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        return number if math.isfinite(number) else None
+    return coerce_datetime(value, zone)
+
+
+def coerce_datetime(value: Any, zone: ZoneInfo) -> str | None:  # noqa: ANN401
+    """Read a CleverTap date value as an ISO UTC string.
+
+    ``$D_<epoch seconds>`` is CleverTap's date syntax. Bare digit strings are
+    read by length: 8 = local ``yyyyMMdd``, 12 = local ``yyyyMMddHHmm``,
+    14 = local ``yyyyMMddHHmmss``, 13 = epoch milliseconds, otherwise epoch
+    seconds.
+    """
+    text = str(value).strip()
+    if text.startswith(_DATE_PREFIX):
+        return _epoch_iso(text.removeprefix(_DATE_PREFIX), millis=False)
+    if not text.isdigit():
+        return None
+    local = {8: "000000", 12: "00", 14: ""}
+    if len(text) in local:
+        try:
+            return iso_utc(parse_account_ts(text + local[len(text)], zone))
+        except ValueError:
+            return None
+    return _epoch_iso(text, millis=len(text) == _EPOCH_MS_DIGITS)
+
+
+_EPOCH_MS_DIGITS = 13
+
+
+def _epoch_iso(text: str, *, millis: bool) -> str | None:
+    if not text.lstrip("-").isdigit():
+        return None
+    seconds = int(text) // 1000 if millis else int(text)
+    try:
+        return iso_utc(dt.datetime.fromtimestamp(seconds, tz=dt.UTC))
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def lift_object_id(profile: Mapping[str, Any]) -> str | None:
+    """The profile's CleverTap objectId, from the top level or ``platformInfo``."""
+    direct = profile.get("objectId")
+    if direct:
+        return str(direct)
+    for info in profile.get("platformInfo") or []:
+        if isinstance(info, dict) and info.get("objectId"):
+            return str(info["objectId"])
+    return None
+
+
+def scalar_str(value: Any) -> str | None:  # noqa: ANN401
+    """A string for identity-like fields (numbers become their decimal text)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value if isinstance(value, str) else str(value)
+
+
+def json_or_none(value: Any) -> str | None:  # noqa: ANN401
+    """Canonical JSON text of a non-empty container, else None."""
+    if value in (None, {}, []):
+        return None
+    return canonical_json(value)
+
+
+def value_type(value: Any) -> str | None:  # noqa: ANN401 - any JSON value
+    """The column type a single exported value suggests (None for null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return BOOLEAN
+    if isinstance(value, int):
+        return INTEGER
+    if isinstance(value, float):
+        return NUMBER
+    if isinstance(value, str) and value.startswith(_DATE_PREFIX):
+        return DATETIME
+    return STRING
+
+
+def infer_types(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Column types for the properties seen in sample `rows`.
+
+    Integers mixed with floats become numbers; any other mix becomes string, as
+    does a property only ever seen as null.
+    """
+    seen: dict[str, set[str]] = {}
+    for row in rows:
+        for name, value in row.items():
+            kinds = seen.setdefault(str(name), set())
+            kind = value_type(value)
+            if kind is not None:
+                kinds.add(kind)
+    result: dict[str, str] = {}
+    for name, kinds in seen.items():
+        if len(kinds) == 1:
+            result[name] = next(iter(kinds))
+        elif kinds == {INTEGER, NUMBER}:
+            result[name] = NUMBER
+        else:
+            result[name] = STRING
+    return result
+
+
+_DESCRIPTION = re.compile(r'^CleverTap (event property|profile property) (".*")$')
+
+
+def columns_in_schema(
+    properties: Mapping[str, Any], source: str
+) -> dict[str, tuple[str, str]]:
+    """Recover ``raw name -> (column, type)`` from a catalog schema of this tap.
+
+    Each generated column's description names its raw property (see
+    `Columns.schema`), so a catalog saved (and trimmed) by Meltano maps back.
+    """
+    result: dict[str, tuple[str, str]] = {}
+    for column, spec in properties.items():
+        if not isinstance(spec, dict):
+            continue
+        match = _DESCRIPTION.match(str(spec.get("description") or ""))
+        if not match or match.group(1) != source:
+            continue
+        kinds = spec.get("type")
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
+        kind = next((k for k in kinds if k != "null"), STRING)
+        if spec.get("format") == "date-time":
+            kind = DATETIME
+        result[str(json.loads(match.group(2)))] = (str(column), kind)
+    return result
+
+
+# -- JSON schema fragments -------------------------------------------------------
+
+
+def column_schema(kind: str, description: str | None = None) -> dict[str, Any]:
+    """A nullable JSON-schema property for a column type."""
+    prop: dict[str, Any]
+    if kind == DATETIME:
+        prop = {"type": ["string", "null"], "format": "date-time"}
+    else:
+        prop = {"type": [kind, "null"]}
+    if description:
+        prop["description"] = description
+    return prop
+
+
+def object_schema(
+    properties: Mapping[str, dict[str, Any]], required: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Wrap properties into an object schema (required ones made non-null)."""
+    props = {name: dict(spec) for name, spec in properties.items()}
+    for name in required:
+        kind = props[name]["type"]
+        props[name]["type"] = kind[0] if isinstance(kind, list) else kind
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+EVENT_PROPERTY = "event property"
+PROFILE_PROPERTY = "profile property"
+_PROFILE_BASE: dict[str, dict[str, Any]] = {
+    "identity": column_schema(STRING, "The profile's identity (your user id)."),
+    "object_id": column_schema(STRING, "CleverTap objectId (per device/profile)."),
+    "email": column_schema(STRING),
+    "phone": column_schema(STRING),
+    "name": column_schema(STRING),
+    "platform": column_schema(STRING),
+}
+_PROFILE_SOURCE = {
+    "identity": "identity",
+    "email": "email",
+    "phone": "phone",
+    "name": "name",
+    "platform": "platform",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """Typed columns for one group of CleverTap properties."""
+
+    source: str
+    columns: dict[str, tuple[str, str]]  # raw name -> (column, type)
+
+    @classmethod
+    def build(
+        cls, source: str, prefix: str, types: Mapping[str, str], taken: set[str]
+    ) -> Columns:
+        """Name columns for `types` (raw name -> type) with `prefix`."""
+        names = assign_columns(prefix, types, taken)
+        return cls(source, {raw: (names[raw], types[raw]) for raw in names})
+
+    @classmethod
+    def from_schema(cls, source: str, schema: Mapping[str, Any]) -> Columns:
+        """The columns a catalog schema of this tap declares for `source`."""
+        return cls(source, columns_in_schema(schema.get("properties") or {}, source))
+
+    def schema(self) -> dict[str, dict[str, Any]]:
+        """JSON-schema properties; each description names the raw property."""
+        return {
+            column: column_schema(
+                kind, f"CleverTap {self.source} {json.dumps(raw, ensure_ascii=False)}"
+            )
+            for raw, (column, kind) in self.columns.items()
+        }
+
+    def fill(
+        self, record: dict[str, Any], values: Mapping[str, Any], zone: ZoneInfo
+    ) -> None:
+        """Write every known column (None when absent) into `record`."""
+        for raw, (column, kind) in self.columns.items():
+            record[column] = coerce(values.get(raw), kind, zone)
+
+
+# Profile fields CleverTap lifts out of profileData to the top level of a record.
+LIFTED_PROFILE_FIELDS = {"Name": "name", "Email": "email", "Phone": "phone"}
+_LIFTED_TOO = {"Gender": "gender"}
+
+
+def profile_values(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """ProfileData plus the lifted keys that have no base column (Gender)."""
+    values = dict(profile.get("profileData") or {})
+    for raw, key in _LIFTED_TOO.items():
+        if raw not in values and profile.get(key) is not None:
+            values[raw] = profile[key]
+    return values
+
+
+def profile_column_types(types: Mapping[str, str]) -> dict[str, str]:
+    """Profile property types minus those already in base columns (Name...)."""
+    return {k: v for k, v in types.items() if k not in LIFTED_PROFILE_FIELDS}
+
+
+def _profile_base(profile: Mapping[str, Any]) -> dict[str, Any]:
+    record = {key: scalar_str(profile.get(src)) for key, src in _PROFILE_SOURCE.items()}
+    record["object_id"] = lift_object_id(profile)
+    return record
+
+
+@dataclasses.dataclass(frozen=True)
+class EventShape:
+    """How one event's export records become flat rows.
+
+    Columns: ``event_key`` (primary key), ``event_name``, ``ts`` (ISO UTC),
+    ``ts_account`` (the exported local ``yyyyMMddHHmmss``), the profile identity
+    columns, ``prop_*`` (event properties), ``profile_*`` (profile properties),
+    and lossless canonical-JSON copies ``event_props_json``, ``session_props_json``
+    and ``profile_data_json``.
+    """
+
+    event_name: str
+    props: Columns
+    profile: Columns
+
+    @classmethod
+    def build(
+        cls,
+        event_name: str,
+        event_property_types: Mapping[str, str],
+        profile_property_types: Mapping[str, str],
+    ) -> EventShape:
+        """Name the columns of one event stream."""
+        taken = set(_EVENT_BASE) | set(_PROFILE_BASE)
+        props = Columns.build(EVENT_PROPERTY, "prop_", event_property_types, taken)
+        profile = Columns.build(
+            PROFILE_PROPERTY, "profile_", profile_property_types, taken
+        )
+        return cls(event_name, props, profile)
+
+    @classmethod
+    def from_schema(cls, event_name: str, schema: Mapping[str, Any]) -> EventShape:
+        """The shape a catalog schema (from an earlier discovery) describes."""
+        return cls(
+            event_name,
+            Columns.from_schema(EVENT_PROPERTY, schema),
+            Columns.from_schema(PROFILE_PROPERTY, schema),
+        )
+
+    def schema(self) -> dict[str, Any]:
+        """The stream's JSON schema."""
+        properties = {**_EVENT_BASE, **_PROFILE_BASE}
+        properties.update(self.props.schema())
+        properties.update(self.profile.schema())
+        return object_schema(properties, required=("event_key", "event_name", "ts"))
+
+    def record(
+        self, raw: Mapping[str, Any], zone: ZoneInfo
+    ) -> tuple[dict[str, Any], Any] | None:
+        """Shape one export record; None when its ``ts`` cannot be read.
+
+        Returns:
+            The row and its UTC instant.
+        """
+        try:
+            moment = parse_account_ts(raw.get("ts"), zone)
+        except ValueError:
+            return None
+        profile = raw.get("profile") or {}
+        event_props = raw.get("event_props") or {}
+        session_props = raw.get("session_props") or {}
+        record: dict[str, Any] = _profile_base(profile)
+        ts_text = str(raw.get("ts")).strip()
+        event_json = canonical_json(event_props)
+        session_json = canonical_json(session_props)
+        record["event_key"] = event_key_from_json(
+            identity=record["identity"],
+            object_id=record["object_id"],
+            event_name=self.event_name,
+            ts=ts_text,
+            event_props_json=event_json,
+            session_props_json=session_json,
+        )
+        record["event_name"] = self.event_name
+        record["ts"] = iso_utc(moment)
+        record["ts_account"] = ts_text
+        self.props.fill(record, event_props, zone)
+        self.profile.fill(record, profile_values(profile), zone)
+        record["event_props_json"] = event_json if event_props else None
+        record["session_props_json"] = session_json if session_props else None
+        record["profile_data_json"] = json_or_none(profile.get("profileData"))
+        return record, moment
+
+
+_EVENT_BASE: dict[str, dict[str, Any]] = {
+    "event_key": column_schema(
+        STRING, "sha256 of (identity, event name, ts, properties); see README."
+    ),
+    "event_name": column_schema(STRING, "The CleverTap event name, as raised."),
+    "ts": column_schema(DATETIME, "When the event happened, in UTC."),
+    "ts_account": column_schema(
+        STRING, "The exported yyyyMMddHHmmss, in the account time zone."
+    ),
+    "event_props_json": column_schema(STRING, "All event properties, as JSON."),
+    "session_props_json": column_schema(STRING, "All session properties, as JSON."),
+    "profile_data_json": column_schema(STRING, "All profile properties, as JSON."),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileShape:
+    """How ``/1/profiles.json`` records become flat rows keyed on ``object_id``."""
+
+    profile: Columns
+
+    @classmethod
+    def build(cls, profile_property_types: Mapping[str, str]) -> ProfileShape:
+        """Name the profile-property columns."""
+        taken = set(_PROFILE_BASE) | set(_PROFILE_EXTRA)
+        return cls(
+            Columns.build(PROFILE_PROPERTY, "profile_", profile_property_types, taken)
+        )
+
+    @classmethod
+    def from_schema(cls, schema: Mapping[str, Any]) -> ProfileShape:
+        """The shape a catalog schema (from an earlier discovery) describes."""
+        return cls(Columns.from_schema(PROFILE_PROPERTY, schema))
+
+    def schema(self) -> dict[str, Any]:
+        """The stream's JSON schema."""
+        properties = {**_PROFILE_BASE, **_PROFILE_EXTRA}
+        properties.update(self.profile.schema())
+        return object_schema(properties, required=("object_id",))
+
+    def record(self, raw: Mapping[str, Any], zone: ZoneInfo) -> dict[str, Any] | None:
+        """Shape one profile; None when it has no objectId anywhere."""
+        record = _profile_base(raw)
+        if not record["object_id"]:
+            return None
+        self.profile.fill(record, profile_values(raw), zone)
+        record["profile_data_json"] = json_or_none(raw.get("profileData"))
+        record["platform_info_json"] = json_or_none(raw.get("platformInfo"))
+        record["events_json"] = json_or_none(raw.get("events"))
+        return record
+
+
+_PROFILE_EXTRA: dict[str, dict[str, Any]] = {
+    "profile_data_json": column_schema(STRING, "All profile properties, as JSON."),
+    "platform_info_json": column_schema(STRING, "Devices (platformInfo), as JSON."),
+    "events_json": column_schema(
+        STRING, "Per-event summary (count, first_seen, last_seen), as JSON."
+    ),
+}

@@ -1,0 +1,440 @@
+"""All HTTP to CleverTap: uploads, profile deletes and event reads (reconciliation)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import backoff
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError, ProxyError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+
+LOGGER = logging.getLogger("target-clevertap.client")
+T = TypeVar("T")
+
+REGION_HOSTS = {
+    "eu1": "https://api.clevertap.com",
+    "in1": "https://in1.api.clevertap.com",
+    "us1": "https://us1.api.clevertap.com",
+    "sg1": "https://sg1.api.clevertap.com",
+    "aps3": "https://aps3.api.clevertap.com",
+    "mec1": "https://mec1.api.clevertap.com",
+}
+UPLOAD_PATH = "/1/upload"
+DELETE_PATH = "/1/delete/profiles.json"
+EVENTS_PATH = "/1/events.json"
+_RECORD_NUMBER = re.compile(r"record number\s*:\s*(\d+)", re.IGNORECASE)
+_MAX_CURSOR_PAGES = 10_000
+
+
+class CleverTapError(Exception):
+    """A failure that stops the run (the message is safe to log)."""
+
+
+class RetryableError(Exception):
+    """429, 5xx or a request that certainly was not sent."""
+
+
+class AmbiguousSendError(Exception):
+    """The request may have reached CleverTap, but no reply was read."""
+
+
+@dataclass
+class Rejection:
+    """One `unprocessed` entry, mapped to its position in the request."""
+
+    position: int
+    code: str
+    message: str
+
+
+@dataclass
+class UploadResult:
+    """The outcome of one upload request."""
+
+    processed: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def base_url_for(region: str, api_url: str | None) -> str:
+    """The API base URL.
+
+    Args:
+        region: eu1 | in1 | us1 | sg1 | aps3 | mec1.
+        api_url: an override (tests, proxies).
+
+    Returns:
+        The URL without a trailing slash.
+
+    Raises:
+        CleverTapError: for an unknown region.
+    """
+    if api_url:
+        return api_url.rstrip("/")
+    try:
+        return REGION_HOSTS[region]
+    except KeyError as exc:
+        msg = f"unknown region {region!r}; use one of {', '.join(REGION_HOSTS)}"
+        raise CleverTapError(msg) from exc
+
+
+def _not_sent(exc: requests.exceptions.ConnectionError) -> bool:
+    """Whether a connection error happened before any byte of the request left."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return True
+    reason: Any = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)
+    return isinstance(reason, (NewConnectionError, ProxyError)) or (
+        isinstance(reason, OSError) and "refused" in str(reason).lower()
+    )
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict) and body.get("error"):
+        return str(body["error"])[:200]
+    return str(body)[:200]
+
+
+def _position(entry: dict[str, Any], records: Sequence[dict[str, Any]]) -> int | None:
+    match = _RECORD_NUMBER.search(str(entry.get("error", "")))
+    if match:
+        pos = int(match.group(1)) - 1
+        if 0 <= pos < len(records):
+            return pos
+    echo = entry.get("record")
+    if isinstance(echo, dict):
+        for i, record in enumerate(records):
+            if record == echo:
+                return i
+    return None
+
+
+class CleverTapClient:
+    """A small CleverTap API client: one keep-alive session, timeouts, retries."""
+
+    def __init__(  # noqa: PLR0913
+        self,
+        *,
+        account_id: str,
+        passcode: str,
+        region: str = "eu1",
+        api_url: str | None = None,
+        timeout: float = 60.0,
+        max_concurrency: int = 8,
+        max_tries: int = 8,
+    ) -> None:
+        """Create the client.
+
+        Args:
+            account_id: the CleverTap account id.
+            passcode: the passcode (never logged).
+            region: the account's region.
+            api_url: overrides the region's host.
+            timeout: seconds for every call (connect and read).
+            max_concurrency: connections kept alive.
+            max_tries: attempts per request for retryable failures.
+        """
+        self.account_id = account_id
+        self.region = region
+        self.base_url = base_url_for(region, api_url)
+        self.timeout = timeout
+        self.max_tries = max_tries
+        self._headers = {
+            "X-CleverTap-Account-Id": account_id,
+            "X-CleverTap-Passcode": passcode,
+            "Content-Type": "application/json; charset=utf-8",
+        }
+        self.session = requests.Session()
+        adapter = HTTPAdapter(
+            pool_connections=2, pool_maxsize=max(1, max_concurrency), max_retries=0
+        )
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.retries = 0
+        self.in_progress_wait = 2.0
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the session."""
+        self.session.close()
+
+    # ------------------------------------------------------------------ retries
+
+    @staticmethod
+    def wait_generator() -> Generator[float, None, None]:
+        """Backoff waits: exponential, 1 s doubling up to 60 s (tests patch this).
+
+        Returns:
+            The wait generator.
+        """
+        return backoff.expo(factor=1, max_value=60)
+
+    @staticmethod
+    def jitter(value: float) -> float:
+        """Full jitter: a random wait between 0 and `value`.
+
+        Args:
+            value: the exponential wait.
+
+        Returns:
+            The jittered wait.
+        """
+        return random.uniform(0, value)  # noqa: S311 - not cryptographic
+
+    def _on_backoff(self, details: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.retries += 1
+        LOGGER.warning(
+            "CleverTap call failed (%s); retry %d in %.1f s",
+            details.get("exception"),
+            details.get("tries", 0),
+            details.get("wait", 0.0),
+        )
+
+    def _with_retries(self, func: Callable[[], T]) -> T:
+        wrapped = backoff.on_exception(
+            self.wait_generator,
+            RetryableError,
+            max_tries=self.max_tries,
+            jitter=self.jitter,
+            on_backoff=self._on_backoff,
+            logger=None,
+        )(func)
+        try:
+            return wrapped()
+        except RetryableError as exc:
+            msg = f"CleverTap still failing after {self.max_tries} attempts: {exc}"
+            raise CleverTapError(msg) from exc
+
+    # ------------------------------------------------------------------- calls
+
+    def _post(
+        self, path: str, body: bytes, params: dict[str, Any] | None = None
+    ) -> requests.Response:
+        url = f"{self.base_url}{path}"
+        try:
+            # session.request (not send) so REQUESTS_CA_BUNDLE and proxies apply
+            response = self.session.request(
+                "POST",
+                url,
+                data=body,
+                params=params,
+                headers=self._headers,
+                timeout=self.timeout,
+            )
+        except requests.exceptions.SSLError as exc:
+            msg = f"TLS error talking to {self.base_url}: {exc}"
+            raise CleverTapError(msg) from exc
+        except requests.exceptions.ConnectionError as exc:
+            if _not_sent(exc):
+                msg = f"connection to {self.base_url} failed: {type(exc).__name__}"
+                raise RetryableError(msg) from exc
+            msg = f"connection lost after sending: {type(exc).__name__}"
+            raise AmbiguousSendError(msg) from exc
+        except requests.exceptions.Timeout as exc:
+            msg = f"no reply within {self.timeout} s"
+            raise AmbiguousSendError(msg) from exc
+        except requests.exceptions.RequestException as exc:
+            msg = f"reply could not be read: {type(exc).__name__}"
+            raise AmbiguousSendError(msg) from exc
+        self._check_status(response, path)
+        return response
+
+    def _check_status(self, response: requests.Response, path: str) -> None:
+        status = response.status_code
+        if status == 429 or status >= 500:  # noqa: PLR2004
+            msg = f"HTTP {status} from {path}: {_error_text(response)}"
+            raise RetryableError(msg)
+        if status == 401:  # noqa: PLR2004
+            msg = (
+                f"CleverTap refused the credentials (HTTP 401) for account "
+                f"{self.account_id!r} in region {self.region!r} ({self.base_url}). "
+                "Check account_id, passcode and region (or api_url)."
+            )
+            raise CleverTapError(msg)
+        if status >= 400:  # noqa: PLR2004
+            msg = (
+                f"CleverTap answered HTTP {status} for {path}: {_error_text(response)}"
+            )
+            raise CleverTapError(msg)
+
+    def _upload_once(
+        self, records: Sequence[dict[str, Any]], body: bytes
+    ) -> UploadResult:
+        response = self._post(UPLOAD_PATH, body)
+        try:
+            reply = response.json()
+        except ValueError as exc:
+            msg = "upload reply is not JSON"
+            raise AmbiguousSendError(msg) from exc
+        if not isinstance(reply, dict):
+            msg = "upload reply is not a JSON object"
+            raise AmbiguousSendError(msg)
+        result = UploadResult(processed=int(reply.get("processed") or 0))
+        unmapped = 0
+        for entry in reply.get("unprocessed") or []:
+            if not isinstance(entry, dict):
+                continue
+            pos = _position(entry, records)
+            if pos is None:
+                unmapped += 1
+                continue
+            message = _RECORD_NUMBER.sub("", str(entry.get("error", ""))).strip(" .:")
+            message = re.sub(r"Skipped\s*$", "", message).strip(" .:")
+            result.rejections.append(
+                Rejection(pos, str(entry.get("code", "unknown")), message[:300])
+            )
+        if unmapped:
+            msg = f"{unmapped} unprocessed entries could not be matched to a record"
+            raise CleverTapError(msg)
+        if reply.get("status") == "fail" and not reply.get("unprocessed"):
+            msg = f"upload failed: {str(reply.get('error', 'no reason given'))[:200]}"
+            raise CleverTapError(msg)
+        return result
+
+    def upload(
+        self, records: Sequence[dict[str, Any]], *, idempotent: bool
+    ) -> UploadResult:
+        """POST records to /1/upload.
+
+        Retries 429, 5xx and connection errors that happened before sending.
+        Ambiguous failures (no reply after sending) are retried only when
+        `idempotent` (profiles); otherwise `AmbiguousSendError` is raised.
+
+        Args:
+            records: at most 1000 upload records.
+            idempotent: whether resending is harmless.
+
+        Returns:
+            The processed count and the rejections by position.
+
+        Raises:
+            RetryableError: never (converted to CleverTapError after max tries).
+            AmbiguousSendError: for events whose fate is unknown.
+        """
+        body = json.dumps({"d": list(records)}, separators=(",", ":")).encode("utf-8")
+
+        def attempt() -> UploadResult:
+            try:
+                return self._upload_once(records, body)
+            except AmbiguousSendError as exc:
+                if idempotent:
+                    raise RetryableError(str(exc)) from exc
+                raise
+
+        result: UploadResult = self._with_retries(attempt)
+        return result
+
+    def delete_profiles(self, identities: Sequence[str]) -> None:
+        """Delete profiles by identity (at most 100 per call).
+
+        Args:
+            identities: the identities.
+        """
+        body = json.dumps({"identity": list(identities)}).encode("utf-8")
+
+        def attempt() -> None:
+            try:
+                self._post(DELETE_PATH, body)
+            except AmbiguousSendError as exc:  # deleting twice is harmless
+                raise RetryableError(str(exc)) from exc
+
+        self._with_retries(attempt)
+
+    def _get(self, path: str, params: dict[str, Any]) -> object:
+        url = f"{self.base_url}{path}"
+
+        def attempt() -> object:
+            try:
+                response = self.session.request(
+                    "GET",
+                    url,
+                    params=params,
+                    headers=self._headers,
+                    timeout=self.timeout,
+                )
+            except requests.exceptions.SSLError as exc:
+                msg = f"TLS error talking to {self.base_url}: {exc}"
+                raise CleverTapError(msg) from exc
+            except requests.exceptions.RequestException as exc:
+                msg = f"reading {path} failed: {type(exc).__name__}"
+                raise RetryableError(msg) from exc
+            self._check_status(response, path)
+            return response.json()
+
+        return self._with_retries(attempt)
+
+    def iter_events(
+        self, event_name: str, day_from: int, day_to: int, batch_size: int = 5000
+    ) -> Iterator[dict[str, Any]]:
+        """Walk the Get Events API for one event name and day range.
+
+        Args:
+            event_name: the event.
+            day_from: first day, YYYYMMDD.
+            day_to: last day, YYYYMMDD.
+            batch_size: records per page.
+
+        Yields:
+            Event records.
+
+        Raises:
+            CleverTapError: when the API answers with an error.
+        """
+        body = json.dumps(
+            {"event_name": event_name, "from": day_from, "to": day_to}
+        ).encode("utf-8")
+
+        def start() -> object:
+            try:
+                return self._post(
+                    EVENTS_PATH, body, params={"batch_size": batch_size}
+                ).json()
+            except AmbiguousSendError as exc:  # a read; asking again is harmless
+                raise RetryableError(str(exc)) from exc
+
+        reply = self._with_retries(start)
+        cursor = reply.get("cursor") if isinstance(reply, dict) else None
+        if not cursor:
+            if isinstance(reply, dict) and reply.get("status") == "fail":
+                msg = f"Get Events failed: {str(reply.get('error'))[:200]}"
+                raise CleverTapError(msg)
+            return
+        seen: set[str] = set()
+        for _ in range(_MAX_CURSOR_PAGES):
+            if cursor in seen:
+                msg = "Get Events returned a repeating cursor"
+                raise CleverTapError(msg)
+            seen.add(cursor)
+            # cursors come percent-encoded: put them in the URL as they are
+            page = self._get(f"{EVENTS_PATH}?cursor={cursor}", {})
+            if not isinstance(page, dict) or page.get("status") == "fail":
+                error = page.get("error") if isinstance(page, dict) else page
+                if "progress" in str(error).lower():
+                    seen.discard(cursor)
+                    time.sleep(self.in_progress_wait)
+                    continue
+                msg = f"Get Events page failed: {str(error)[:200]}"
+                raise CleverTapError(msg)
+            yield from page.get("records") or []
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+        msg = "Get Events cursor walk did not end"
+        raise CleverTapError(msg)

@@ -1,0 +1,295 @@
+"""A small, safe condition language for mapping `when:` clauses (no eval).
+
+Grammar (case-insensitive keywords)::
+
+    expr       := or_expr
+    or_expr    := and_expr ("or" and_expr)*
+    and_expr   := not_expr ("and" not_expr)*
+    not_expr   := "not" not_expr | comparison
+    comparison := "(" expr ")"
+                | operand ("is" ["not"] "null")
+                | operand (OP operand)?
+    OP         := "=" | "==" | "!=" | "<" | "<=" | ">" | ">=" | "in"
+    operand    := FIELD | 'text' | "text" | NUMBER | true | false | null
+                | "[" literal ("," literal)* "]"
+
+A bare field is true when its value is truthy. Comparisons with a null operand
+are false (except `!=`): `Amount > 5` is false when Amount is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    Predicate = Callable[[Mapping[str, Any]], bool]
+    Getter = Callable[[Mapping[str, Any]], Any]
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+    (?P<num>-?\d+(?:\.\d+)?)
+    |(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+    |(?P<op>==|!=|<=|>=|=|<|>|\(|\)|\[|\]|,)
+    |(?P<name>[A-Za-z_][A-Za-z0-9_]*)
+    )""",
+    re.VERBOSE,
+)
+_KEYWORDS = {"and", "or", "not", "is", "null", "true", "false", "in"}
+_COMPARATORS = {"=", "==", "!=", "<", "<=", ">", ">=", "in"}
+_ORDERING: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+class ConditionError(ValueError):
+    """A `when:` expression that does not parse."""
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str
+    value: str
+    pos: int
+
+
+def _tokenize(text: str) -> list[_Tok]:
+    tokens: list[_Tok] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        match = _TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            msg = f"unexpected character {text[pos:].strip()[:1]!r} at {pos + 1}"
+            raise ConditionError(msg)
+        kind = match.lastgroup or ""
+        value = match.group(kind)
+        start = match.start(kind) + 1
+        if kind == "name" and value.lower() in _KEYWORDS:
+            kind, value = "kw", value.lower()
+        tokens.append(_Tok(kind, value, start))
+        pos = match.end()
+    return tokens
+
+
+def _normalise(value: object) -> object:
+    """Make record values and literals comparable."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return Decimal(str(value))
+    return value
+
+
+def _coerce_pair(left: object, right: object) -> tuple[object, object]:
+    left, right = _normalise(left), _normalise(right)
+    if isinstance(left, Decimal) and isinstance(right, str):
+        try:
+            right = Decimal(right)
+        except InvalidOperation:
+            left = str(left)
+    elif isinstance(right, Decimal) and isinstance(left, str):
+        try:
+            left = Decimal(left)
+        except InvalidOperation:
+            right = str(right)
+    elif (
+        isinstance(left, str)
+        and isinstance(right, str)
+        and "T" in left
+        and len(right) == len("2024-01-01")
+    ):
+        # a datetime field against a date-only literal: compare the date part
+        left = left[: len(right)]
+    return left, right
+
+
+def _compare(op: str, left: object, right: object) -> bool:
+    if op == "in":
+        items = right if isinstance(right, list) else [right]
+        return any(_compare("=", left, item) for item in items)
+    if left is None or right is None:
+        if op in {"=", "=="}:
+            return left is right
+        if op == "!=":
+            return left is not right
+        return False
+    left, right = _coerce_pair(left, right)
+    try:
+        return bool(_ORDERING[op](left, right))
+    except TypeError:
+        return False
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.i = 0
+        self.fields: set[str] = set()
+
+    def peek(self) -> _Tok | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self) -> _Tok:
+        tok = self.peek()
+        if tok is None:
+            msg = "unexpected end of expression"
+            raise ConditionError(msg)
+        self.i += 1
+        return tok
+
+    def accept(self, kind: str, value: str | None = None) -> bool:
+        tok = self.peek()
+        if tok and tok.kind == kind and (value is None or tok.value == value):
+            self.i += 1
+            return True
+        return False
+
+    def parse(self) -> Predicate:
+        if not self.tokens:
+            msg = "empty expression"
+            raise ConditionError(msg)
+        pred = self.or_expr()
+        tok = self.peek()
+        if tok is not None:
+            msg = f"unexpected {tok.value!r} at {tok.pos}"
+            raise ConditionError(msg)
+        return pred
+
+    def or_expr(self) -> Predicate:
+        parts = [self.and_expr()]
+        while self.accept("kw", "or"):
+            parts.append(self.and_expr())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda rec: any(p(rec) for p in parts)
+
+    def and_expr(self) -> Predicate:
+        parts = [self.not_expr()]
+        while self.accept("kw", "and"):
+            parts.append(self.not_expr())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda rec: all(p(rec) for p in parts)
+
+    def not_expr(self) -> Predicate:
+        if self.accept("kw", "not"):
+            inner = self.not_expr()
+            return lambda rec: not inner(rec)
+        return self.comparison()
+
+    def comparison(self) -> Predicate:
+        if self.accept("op", "("):
+            inner = self.or_expr()
+            if not self.accept("op", ")"):
+                msg = "missing ')'"
+                raise ConditionError(msg)
+            return inner
+        left = self.operand()
+        if self.accept("kw", "is"):
+            negate = self.accept("kw", "not")
+            if not self.accept("kw", "null"):
+                msg = "expected 'null' after 'is'"
+                raise ConditionError(msg)
+            if negate:
+                return lambda rec: left(rec) is not None
+            return lambda rec: left(rec) is None
+        tok = self.peek()
+        if tok and tok.value in _COMPARATORS and tok.kind in {"op", "kw"}:
+            op = self.take().value
+            right = self.operand()
+            return lambda rec: _compare(op, left(rec), right(rec))
+        return lambda rec: bool(left(rec))
+
+    def literal(self) -> object:
+        tok = self.take()
+        if tok.kind == "num":
+            return Decimal(tok.value)
+        if tok.kind == "str":
+            body = tok.value[1:-1]
+            return re.sub(r"\\(.)", r"\1", body)
+        if tok.kind == "kw" and tok.value in {"true", "false"}:
+            return tok.value == "true"
+        if tok.kind == "kw" and tok.value == "null":
+            return None
+        msg = f"expected a value, got {tok.value!r} at {tok.pos}"
+        raise ConditionError(msg)
+
+    def operand(self) -> Getter:
+        tok = self.peek()
+        if tok is None:
+            msg = "unexpected end of expression"
+            raise ConditionError(msg)
+        if tok.kind == "name":
+            self.i += 1
+            name = tok.value
+            self.fields.add(name)
+            return lambda rec: rec.get(name)
+        if tok.kind == "op" and tok.value == "[":
+            self.i += 1
+            items = [self.literal()]
+            while self.accept("op", ","):
+                items.append(self.literal())
+            if not self.accept("op", "]"):
+                msg = "missing ']'"
+                raise ConditionError(msg)
+            return lambda _rec: items
+        value = self.literal()
+        return lambda _rec: value
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A compiled `when:` expression."""
+
+    text: str
+    predicate: Predicate
+    fields: frozenset[str]
+
+    def __call__(self, record: Mapping[str, Any]) -> bool:
+        """Evaluate against a record.
+
+        Args:
+            record: the input record.
+
+        Returns:
+            Whether the condition holds.
+        """
+        return self.predicate(record)
+
+
+def compile_condition(text: str) -> Condition:
+    """Parse a `when:` expression.
+
+    Args:
+        text: the expression, e.g. `IsClosed = true and Amount > 0`.
+
+    Returns:
+        The compiled condition.
+
+    Raises:
+        ConditionError: when the expression does not parse.
+    """
+    parser = _Parser(text)
+    predicate = parser.parse()
+    return Condition(text, predicate, frozenset(parser.fields))

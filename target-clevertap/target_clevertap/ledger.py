@@ -1,0 +1,311 @@
+"""Durable state in `state_dir`: the event ledger and the identity map (SQLite).
+
+The database file is created with mode 0600; every method is safe across threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+PENDING = "pending"
+IN_DOUBT = "in_doubt"
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    key TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    evt_name TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_status ON events(status);
+CREATE TABLE IF NOT EXISTS identities (
+    obj TEXT NOT NULL,
+    id TEXT NOT NULL,
+    idents TEXT NOT NULL,
+    PRIMARY KEY (obj, id)
+);
+CREATE TABLE IF NOT EXISTS contact_account (
+    contact_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS contact_account_acc ON contact_account(account_id);
+CREATE TABLE IF NOT EXISTS links (
+    obj TEXT NOT NULL,
+    id TEXT NOT NULL,
+    to_obj TEXT NOT NULL,
+    to_id TEXT NOT NULL,
+    PRIMARY KEY (obj, id)
+);
+"""
+_CHUNK = 500
+
+
+def create_private_file(path: Path) -> None:
+    """Create (or tighten) a file with mode 0600.
+
+    Args:
+        path: the file.
+    """
+    fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+    os.close(fd)
+    path.chmod(0o600)
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+class StateStore:
+    """The SQLite file holding the event ledger and the identity map."""
+
+    def __init__(self, state_dir: str | Path, account_id: str) -> None:
+        """Open (creating) the store.
+
+        Args:
+            state_dir: the directory.
+            account_id: the CleverTap account (one file per account).
+        """
+        directory = Path(state_dir).expanduser()
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", account_id) or "account"
+        self.path = directory / f"target-clevertap-{safe}.sqlite"
+        create_private_file(self.path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._db.commit()
+        self._ident_cache: dict[tuple[str, str], list[str]] = {}
+        self._acct_cache: dict[str, str] = {}
+        self._link_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        self._pending_idents: dict[tuple[str, str], list[str]] = {}
+        self._pending_accts: dict[str, str] = {}
+        self._pending_links: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def close(self) -> None:
+        """Flush and close the database."""
+        with self._lock:
+            self.flush_identities()
+            self._db.close()
+
+    # ------------------------------------------------------------------ ledger
+
+    def event_statuses(self, keys: Sequence[str]) -> dict[str, str]:
+        """Current ledger status of event keys (absent keys are not returned).
+
+        Args:
+            keys: event keys.
+
+        Returns:
+            key -> status.
+        """
+        found: dict[str, str] = {}
+        with self._lock:
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT key, status FROM events WHERE key IN ({marks})",  # noqa: S608 - placeholders only
+                    list(chunk),
+                )
+                found.update(dict(rows.fetchall()))
+        return found
+
+    def mark_pending(self, rows: Iterable[tuple[str, str, int, str]]) -> None:
+        """Record events as pending, durably, before they are sent.
+
+        Args:
+            rows: (key, event name, ts, stream).
+        """
+        now = time.time()
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT INTO events(key, status, evt_name, ts, stream, updated_at) "
+                "VALUES (?, 'pending', ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "status='pending', updated_at=excluded.updated_at",
+                [(k, n, ts, s, now) for k, n, ts, s in rows],
+            )
+
+    def mark(self, keys: Iterable[str], status: str) -> None:
+        """Set the status of event keys.
+
+        Args:
+            keys: event keys.
+            status: the new status.
+        """
+        now = time.time()
+        with self._lock, self._db:
+            self._db.executemany(
+                "UPDATE events SET status=?, updated_at=? WHERE key=?",
+                [(status, now, k) for k in keys],
+            )
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop keys that were checked and did not land (they may be sent again).
+
+        Args:
+            keys: event keys.
+        """
+        with self._lock, self._db:
+            self._db.executemany("DELETE FROM events WHERE key=?", [(k,) for k in keys])
+
+    def unsettled(self) -> list[tuple[str, str, int, str]]:
+        """Events left pending or in doubt (by a crash or a lost reply).
+
+        Returns:
+            (key, event name, ts, status) rows.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, evt_name, ts, status FROM events "
+                "WHERE status IN ('pending', 'in_doubt') ORDER BY evt_name, ts"
+            )
+            return [(r[0], r[1], int(r[2]), r[3]) for r in rows.fetchall()]
+
+    def count(self, status: str) -> int:
+        """How many ledger keys have a status.
+
+        Args:
+            status: the status.
+
+        Returns:
+            The count.
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM events WHERE status=?", (status,)
+            ).fetchone()
+        return int(row[0])
+
+    # ------------------------------------------------------------ identity map
+
+    def remember(self, obj: str, record_id: str, identities: list[str]) -> None:
+        """Remember who a record (Contact, Lead, Opportunity...) is about.
+
+        Args:
+            obj: the object (stream) name.
+            record_id: the record Id.
+            identities: its CleverTap identities.
+        """
+        with self._lock:
+            self._ident_cache[(obj, record_id)] = identities
+            self._pending_idents[(obj, record_id)] = identities
+
+    def remember_account(self, contact_id: str, account_id: str) -> None:
+        """Remember a Contact's Account (for AccountId references).
+
+        Args:
+            contact_id: the Contact Id.
+            account_id: the Account Id.
+        """
+        with self._lock:
+            self._acct_cache[contact_id] = account_id
+            self._pending_accts[contact_id] = account_id
+
+    def link(self, obj: str, record_id: str, to_obj: str, to_id: str) -> None:
+        """Link a record to another (a converted Lead to its Contact).
+
+        Args:
+            obj: the object.
+            record_id: its Id.
+            to_obj: the target object.
+            to_id: the target Id.
+        """
+        with self._lock:
+            self._link_cache[(obj, record_id)] = (to_obj, to_id)
+            self._pending_links[(obj, record_id)] = (to_obj, to_id)
+
+    def flush_identities(self) -> None:
+        """Write the identity-map changes remembered since the last flush."""
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO identities(obj, id, idents) VALUES (?,?,?)",
+                [(o, i, json.dumps(v)) for (o, i), v in self._pending_idents.items()],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO contact_account VALUES (?, ?)",
+                list(self._pending_accts.items()),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?)",
+                [(o, i, *v) for (o, i), v in self._pending_links.items()],
+            )
+            self._pending_idents.clear()
+            self._pending_accts.clear()
+            self._pending_links.clear()
+
+    def _identities(self, obj: str, record_id: str) -> list[str]:
+        cached = self._ident_cache.get((obj, record_id))
+        if cached is not None:
+            return cached
+        row = self._db.execute(
+            "SELECT idents FROM identities WHERE obj=? AND id=?", (obj, record_id)
+        ).fetchone()
+        found: list[str] = json.loads(row[0]) if row else []
+        if found:
+            self._ident_cache[(obj, record_id)] = found
+        return found
+
+    def _linked(self, obj: str, record_id: str) -> tuple[str, str] | None:
+        hit = self._link_cache.get((obj, record_id))
+        if hit is not None:
+            return hit
+        row = self._db.execute(
+            "SELECT to_obj, to_id FROM links WHERE obj=? AND id=?", (obj, record_id)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def resolve(self, obj: str, record_id: str) -> list[str]:
+        """The CleverTap identities a reference points to.
+
+        `Who` tries Contact then Lead; a converted Lead resolves to its Contact
+        (when the Contact is known); `Account` fans out to the account's contacts.
+
+        Args:
+            obj: Contact | Lead | Who | Account | Opportunity | any stream name.
+            record_id: the referenced Id.
+
+        Returns:
+            The identities (empty when unknown).
+        """
+        with self._lock:
+            if obj == "Who":
+                return self.resolve("Contact", record_id) or self.resolve(
+                    "Lead", record_id
+                )
+            link = self._linked(obj, record_id)
+            if link is not None:
+                linked = self.resolve(*link)
+                if linked:
+                    return linked
+            if obj != "Account":
+                return self._identities(obj, record_id)
+            contacts = {c for c, a in self._acct_cache.items() if a == record_id}
+            contacts |= {
+                r[0]
+                for r in self._db.execute(
+                    "SELECT contact_id FROM contact_account WHERE account_id=?",
+                    (record_id,),
+                ).fetchall()
+                if self._acct_cache.get(r[0], record_id) == record_id
+            }
+            result: list[str] = []
+            for contact in sorted(contacts):
+                for ident in self.resolve("Contact", contact):
+                    if ident not in result:
+                        result.append(ident)
+            return result

@@ -1,0 +1,789 @@
+"""The loader: turns batch windows into uploads and settles every record durably.
+
+One Loader per target run, shared by all sinks. It owns the client, the state store
+(event ledger + identity map), the rejects and dry-run files, and the counters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from target_clevertap import ledger
+from target_clevertap.client import (
+    AmbiguousSendError,
+    CleverTapClient,
+    CleverTapError,
+    UploadResult,
+)
+from target_clevertap.ledger import StateStore, create_private_file
+from target_clevertap.payloads import (
+    PayloadOptions,
+    RecordReject,
+    UnresolvedReference,
+    UploadItem,
+    build_deleted_event,
+    build_uploads,
+    number,
+    resolve_identities,
+    scalar_text,
+)
+
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import Mapping, Sequence
+
+    from target_clevertap.mapping import StreamMapping
+    from target_clevertap.payloads import SchemaInfo
+
+PROGRESS_EVERY_S = 30.0
+PROGRESS_CHECK_EVERY = 256  # records between clock reads
+DELETE_CHUNK = 100
+RECONCILE_ROUNDS = 3
+_DAY = 86_400
+
+
+@dataclass
+class Entry:
+    """One input record waiting in a batch window."""
+
+    stream: str
+    key: str
+    record: dict[str, Any]
+    mapping: StreamMapping
+    schema: SchemaInfo
+    accounted: bool = False  # counted as rejected or skipped
+
+
+@dataclass
+class StreamStats:
+    """Per-stream counters for the summary."""
+
+    received: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    profiles_sent: int = 0
+    events_sent: int = 0
+    rejected_by_code: Counter[str] = field(default_factory=Counter)
+    duplicates_suppressed: int = 0
+    profiles_deleted: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON view.
+
+        Returns:
+            The counters.
+        """
+        return {
+            "received": self.received,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "skipped": dict(self.skipped),
+            "profiles_sent": self.profiles_sent,
+            "events_sent": self.events_sent,
+            "rejected_by_code": dict(self.rejected_by_code),
+            "duplicates_suppressed": self.duplicates_suppressed,
+            "profiles_deleted": self.profiles_deleted,
+        }
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return number(value) if value.is_finite() else str(value)
+    return scalar_text(value)
+
+
+def _day(ts: int, shift: int) -> int:
+    day = dt.datetime.fromtimestamp(ts + shift * _DAY, tz=dt.UTC)
+    return int(day.strftime("%Y%m%d"))
+
+
+class Loader:
+    """Uploads windows of records and accounts for every one of them."""
+
+    def __init__(self, config: Mapping[str, Any], logger: logging.Logger) -> None:
+        """Set up from the target config.
+
+        Args:
+            config: the target config.
+            logger: the target logger.
+        """
+        self.config = config
+        self.logger = logger
+        self.dry_run = bool(config.get("dry_run"))
+        self.batch_size = int(config.get("batch_size") or 1000)
+        self.max_concurrency = int(config.get("max_concurrency") or 8)
+        self.deleted_records = str(config.get("deleted_records") or "ignore")
+        self.on_reject = str(config.get("on_reject") or "continue")
+        self.options = PayloadOptions(
+            null_values=config.get("null_values") or "skip",
+            oversize=config.get("oversize_values") or "truncate",
+            default_phone_country=config.get("default_phone_country"),
+            event_key_property=config.get("event_key_property") or "ct_event_key",
+            max_event_properties=int(config.get("max_event_properties") or 100),
+        )
+        self.stats: dict[str, StreamStats] = {}
+        self._lock = threading.RLock()
+        self._rejects: IO[str] | None = None
+        self._dry: IO[str] | None = None
+        self._warned: set[str] = set()
+        self._started = time.monotonic()
+        self._last_progress = self._started
+        self._received_total = 0
+        self.in_doubt_total = 0
+        self._client: CleverTapClient | None = None
+        self._store: StateStore | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._reconciled = False
+
+    # ------------------------------------------------------------ resources
+
+    @property
+    def store(self) -> StateStore:
+        """The state store (opened on first use)."""
+        if self._store is None:
+            self._store = StateStore(
+                self.config.get("state_dir") or ".target-clevertap",
+                str(self.config.get("account_id") or "account"),
+            )
+        return self._store
+
+    @property
+    def client(self) -> CleverTapClient:
+        """The API client (created on first use)."""
+        if self._client is None:
+            self._client = CleverTapClient(
+                account_id=str(self.config["account_id"]),
+                passcode=str(self.config["passcode"]),
+                region=str(self.config.get("region") or "eu1"),
+                api_url=self.config.get("api_url"),
+                timeout=float(self.config.get("request_timeout") or 60),
+                max_concurrency=self.max_concurrency,
+                max_tries=int(self.config.get("max_retries") or 8),
+            )
+        return self._client
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """Threads for concurrent upload requests."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.max_concurrency, thread_name_prefix="clevertap"
+            )
+        return self._pool
+
+    def close(self) -> None:
+        """Release files, threads, connections and the database."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        if self._client is not None:
+            self._client.close()
+        if self._store is not None:
+            self._store.close()
+        for handle in (self._rejects, self._dry):
+            if handle is not None:
+                handle.close()
+
+    def _open_private(self, path_setting: str, default: str) -> IO[str]:
+        path = Path(str(self.config.get(path_setting) or default)).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(path)
+        return path.open("a", encoding="utf-8")
+
+    def stream_stats(self, stream: str) -> StreamStats:
+        """Counters of a stream.
+
+        Args:
+            stream: the stream.
+
+        Returns:
+            Its counters.
+        """
+        with self._lock:
+            return self.stats.setdefault(stream, StreamStats())
+
+    def warn_once(self, key: str, message: str, *args: Any) -> None:
+        """Log a warning once per key.
+
+        Args:
+            key: dedup key.
+            message: the message.
+            *args: message args.
+        """
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        self.logger.warning(message, *args)
+
+    # -------------------------------------------------------- record intake
+
+    def received(self, stream: str) -> None:
+        """Count one received record and log progress at most every 30 s.
+
+        Args:
+            stream: the stream.
+        """
+        self.stream_stats(stream).received += 1
+        self._received_total += 1
+        if self._received_total % PROGRESS_CHECK_EVERY == 0:
+            now = time.monotonic()
+            if now - self._last_progress >= PROGRESS_EVERY_S:
+                self._last_progress = now
+                self.log_progress(now)
+
+    def log_progress(self, now: float | None = None) -> None:
+        """Log records received/accepted/rejected and the rate.
+
+        Args:
+            now: monotonic time.
+        """
+        now = now or time.monotonic()
+        totals = self.totals()
+        rate = totals["received"] / max(now - self._started, 1e-6)
+        self.logger.info(
+            "Progress: %d received, %d accepted, %d rejected, %d skipped (%.0f rec/s)",
+            totals["received"],
+            totals["accepted"],
+            totals["rejected"],
+            totals["skipped"],
+            rate,
+        )
+
+    def totals(self) -> dict[str, int]:
+        """Totals over all streams.
+
+        Returns:
+            received/accepted/rejected/skipped.
+        """
+        with self._lock:
+            stats = list(self.stats.values())
+        return {
+            "received": sum(s.received for s in stats),
+            "accepted": sum(s.accepted for s in stats),
+            "rejected": sum(s.rejected for s in stats),
+            "skipped": sum(sum(s.skipped.values()) for s in stats),
+        }
+
+    def skip(self, stream: str, reason: str) -> None:
+        """Account a record as skipped.
+
+        Args:
+            stream: the stream.
+            reason: why.
+        """
+        self.stream_stats(stream).skipped[reason] += 1
+
+    def reject(  # noqa: PLR0913
+        self,
+        stream: str,
+        key: str | None,
+        *,
+        code: str,
+        message: str,
+        field_name: str | None,
+        record: Mapping[str, Any] | None,
+        count_record: bool = True,
+    ) -> None:
+        """Write a reject line (mode 0600 file) and count it.
+
+        Args:
+            stream: the stream.
+            key: the record key.
+            code: the reason code.
+            message: the reason.
+            field_name: the field at fault.
+            record: the input record.
+            count_record: count the input record as rejected (once per record).
+
+        Raises:
+            CleverTapError: when on_reject is `fail`.
+        """
+        stats = self.stream_stats(stream)
+        line = json.dumps(
+            {
+                "stream": stream,
+                "key": key,
+                "code": code,
+                "message": message,
+                "field": field_name,
+                "record": record,
+            },
+            default=_json_default,
+            ensure_ascii=False,
+        )
+        with self._lock:
+            if self._rejects is None:
+                self._rejects = self._open_private(
+                    "rejects_path", "target-clevertap-rejects.jsonl"
+                )
+            self._rejects.write(line + "\n")
+            self._rejects.flush()
+            stats.rejected_by_code[code] += 1
+            if count_record:
+                stats.rejected += 1
+        self.warn_once(
+            f"reject:{stream}:{code}",
+            "Stream %s: record %s rejected (%s: %s); further %s rejects are only "
+            "written to the rejects file",
+            stream,
+            key,
+            code,
+            message,
+            code,
+        )
+        if self.on_reject == "fail":
+            msg = f"stream {stream}: record {key} rejected ({code}: {message})"
+            raise CleverTapError(msg)
+
+    def register_identity(self, entry: Entry) -> None:
+        """Remember a record's people at read time (Contact/Lead Ids, links).
+
+        Args:
+            entry: the record.
+        """
+        record, mapping = entry.record, entry.mapping
+        rec_id = record.get("Id")
+        if rec_id is None:
+            return
+        rec_id = str(rec_id)
+        if mapping.profile is not None:
+            try:
+                idents = resolve_identities(
+                    record, mapping.profile.identity, self.store.resolve
+                )
+            except RecordReject:
+                idents = []
+            if idents:
+                self.store.remember(entry.stream, rec_id, idents)
+        if entry.stream == "Contact" and record.get("AccountId"):
+            self.store.remember_account(rec_id, str(record["AccountId"]))
+        conv = mapping.conversion_field
+        if conv and record.get(conv):
+            self.store.link(entry.stream, rec_id, "Contact", str(record[conv]))
+
+    # -------------------------------------------------------------- windows
+
+    def _resolver(self, obj: str, record_id: str) -> list[str]:
+        found = self.store.resolve(obj, record_id)
+        if not found:
+            raise UnresolvedReference(obj, obj, record_id)
+        return found
+
+    def _build(
+        self, entries: Sequence[Entry], *, final: bool
+    ) -> tuple[list[tuple[int, UploadItem]], list[str], list[Entry]]:
+        items: list[tuple[int, UploadItem]] = []
+        deletes: list[str] = []
+        deferred: list[Entry] = []
+        now = int(time.time())
+        for idx, entry in enumerate(entries):
+            try:
+                if entry.record.get("IsDeleted") is True:
+                    self._deleted(idx, entry, items, deletes, now)
+                    continue
+                result = build_uploads(
+                    entry.record,
+                    stream=entry.stream,
+                    key=entry.key,
+                    mapping=entry.mapping,
+                    schema=entry.schema,
+                    opts=self.options,
+                    resolve=self._resolver,
+                    now=now,
+                )
+            except UnresolvedReference as exc:
+                if not final:
+                    deferred.append(entry)
+                else:
+                    self._unresolved(entry, exc)
+                continue
+            except RecordReject as exc:
+                entry.accounted = True
+                self.reject(
+                    entry.stream,
+                    entry.key,
+                    code=exc.code,
+                    message=exc.message,
+                    field_name=exc.field,
+                    record=entry.record,
+                )
+                continue
+            for warning in result.warnings:
+                self.warn_once(
+                    f"warn:{entry.stream}:{warning}",
+                    "Stream %s: %s",
+                    entry.stream,
+                    warning,
+                )
+            if result.skipped:
+                self.skip(entry.stream, result.skipped)
+                entry.accounted = True  # accounted: not counted as accepted
+                continue
+            if (
+                entry.mapping.profile is not None
+                and entry.mapping.profile.identity.kind == "ref"
+            ):
+                rec_id = entry.record.get("Id")
+                if rec_id is not None and result.identities:
+                    self.store.remember(entry.stream, str(rec_id), result.identities)
+            items.extend((idx, item) for item in result.items)
+        return items, deletes, deferred
+
+    def _unresolved(self, entry: Entry, exc: UnresolvedReference) -> None:
+        entry.accounted = True
+        if exc.obj == "Account":  # nobody known at this account: no one to update
+            self.skip(entry.stream, "account_without_contacts")
+            return
+        self.reject(
+            entry.stream,
+            entry.key,
+            code="unresolved_reference",
+            message=f"{exc.obj} {exc.value} is not a known person (no "
+            "Contact/Lead with that Id was seen)",
+            field_name=None,
+            record=entry.record,
+        )
+
+    def _deleted(
+        self,
+        idx: int,
+        entry: Entry,
+        items: list[tuple[int, UploadItem]],
+        deletes: list[str],
+        now: int,
+    ) -> None:
+        mode = self.deleted_records
+        mapping = entry.mapping
+        spec = (
+            mapping.profile.identity
+            if mapping.profile
+            else (mapping.events[0].identity if mapping.events else None)
+        )
+        if mode == "ignore" or spec is None:
+            self.skip(entry.stream, "deleted")
+            entry.accounted = True
+            return
+        if mode == "delete_profile" and (
+            mapping.profile is None or spec.key != "identity"
+        ):
+            self.skip(entry.stream, "deleted_not_a_profile")
+            entry.accounted = True
+            return
+        identities = resolve_identities(entry.record, spec, self._resolver)
+        if not identities:
+            msg = f"deleted record has no identity ({spec.fields[0]} is empty)"
+            raise RecordReject(msg, code="missing_identity", field_name=spec.fields[0])
+        if mode == "delete_profile":
+            deletes.extend(identities)
+            return
+        for ident in identities:
+            item = build_deleted_event(
+                entry.record,
+                stream=entry.stream,
+                key=entry.key,
+                identity=ident,
+                id_key=spec.key,
+                opts=self.options,
+                now=now,
+            )
+            items.append((idx, item))
+
+    def process_window(self, entries: Sequence[Entry], *, final: bool) -> list[Entry]:
+        """Upload one window and settle every record in it.
+
+        Profiles go first, then events (oldest first); events already accepted
+        (ledger) are suppressed; ambiguous event sends are reconciled.
+
+        Args:
+            entries: the records.
+            final: this is the end-of-input drain (no more deferral).
+
+        Returns:
+            Records deferred until their referenced person is known.
+
+        Raises:
+            CleverTapError: on a fatal failure (the run must stop, no STATE).
+        """
+        if not self._reconciled and not self.dry_run:
+            self.reconcile_previous_run()
+        items, deletes, deferred = self._build(entries, final=final)
+        profiles = [(i, it) for i, it in items if it.kind == "profile"]
+        events = sorted(
+            ((i, it) for i, it in items if it.kind == "event"),
+            key=lambda pair: pair[1].ts or 0,
+        )
+        if self.dry_run:
+            self._write_dry_run([it for _, it in profiles] + [it for _, it in events])
+            for idx, item in items:
+                self._count_sent(entries, idx, item)
+        else:
+            self._upload_profiles(entries, profiles)
+            self._delete_profiles(entries, deletes)
+            self._upload_events(entries, events)
+            self.store.flush_identities()
+        waiting = {id(e) for e in deferred}
+        for entry in entries:
+            if id(entry) not in waiting and not entry.accounted:
+                self.stream_stats(entry.stream).accepted += 1
+        return deferred
+
+    def _count_sent(self, entries: Sequence[Entry], idx: int, item: UploadItem) -> None:
+        stats = self.stream_stats(entries[idx].stream)
+        if item.kind == "profile":
+            stats.profiles_sent += 1
+        else:
+            stats.events_sent += 1
+
+    def _write_dry_run(self, items: Sequence[UploadItem]) -> None:
+        with self._lock:
+            if self._dry is None:
+                self._dry = self._open_private(
+                    "dry_run_path", "target-clevertap-dry-run.jsonl"
+                )
+            for item in items:
+                self._dry.write(json.dumps(item.payload, ensure_ascii=False) + "\n")
+            self._dry.flush()
+
+    def _chunks(
+        self, pairs: Sequence[tuple[int, UploadItem]]
+    ) -> list[list[tuple[int, UploadItem]]]:
+        return [
+            list(pairs[i : i + self.batch_size])
+            for i in range(0, len(pairs), self.batch_size)
+        ]
+
+    def _apply_rejections(
+        self,
+        entries: Sequence[Entry],
+        chunk: Sequence[tuple[int, UploadItem]],
+        result: UploadResult,
+    ) -> set[int]:
+        rejected_positions: set[int] = set()
+        for rej in result.rejections:
+            idx, _item = chunk[rej.position]
+            entry = entries[idx]
+            rejected_positions.add(rej.position)
+            first = not entry.accounted
+            entry.accounted = True
+            self.reject(
+                entry.stream,
+                entry.key,
+                code=rej.code,
+                message=rej.message,
+                field_name=None,
+                record=entry.record,
+                count_record=first,
+            )
+        return rejected_positions
+
+    def _upload_profiles(
+        self, entries: Sequence[Entry], profiles: Sequence[tuple[int, UploadItem]]
+    ) -> None:
+        chunks = self._chunks(profiles)
+        results = list(
+            self.pool.map(
+                lambda c: self.client.upload(
+                    [it.payload for _, it in c], idempotent=True
+                ),
+                chunks,
+            )
+        )
+        for chunk, result in zip(chunks, results, strict=True):
+            self._apply_rejections(entries, chunk, result)
+            for idx, item in chunk:
+                self._count_sent(entries, idx, item)
+
+    def _delete_profiles(self, entries: Sequence[Entry], identities: list[str]) -> None:
+        if not identities:
+            return
+        unique = list(dict.fromkeys(identities))
+        for i in range(0, len(unique), DELETE_CHUNK):
+            self.client.delete_profiles(unique[i : i + DELETE_CHUNK])
+        if entries:
+            self.stream_stats(entries[0].stream).profiles_deleted += len(unique)
+
+    def _send_events(
+        self, chunk: Sequence[tuple[int, UploadItem]]
+    ) -> UploadResult | AmbiguousSendError:
+        try:
+            return self.client.upload([it.payload for _, it in chunk], idempotent=False)
+        except AmbiguousSendError as exc:
+            return exc
+
+    def _upload_events(
+        self, entries: Sequence[Entry], events: Sequence[tuple[int, UploadItem]]
+    ) -> None:
+        if not events:
+            return
+        keys = [it.event_key or "" for _, it in events]
+        statuses = self.store.event_statuses(keys)
+        todo: list[tuple[int, UploadItem]] = []
+        seen: set[str] = set()
+        for idx, item in events:
+            key = item.event_key or ""
+            if statuses.get(key) == ledger.ACCEPTED or key in seen:
+                self.stream_stats(entries[idx].stream).duplicates_suppressed += 1
+                continue
+            seen.add(key)
+            todo.append((idx, item))
+        for _round in range(RECONCILE_ROUNDS + 1):
+            if not todo:
+                return
+            todo = self._send_event_round(entries, todo)
+            if todo:
+                todo = self._reconcile_window(entries, todo)
+        if todo:
+            self.store.mark([it.event_key or "" for _, it in todo], ledger.IN_DOUBT)
+            self.in_doubt_total += len(todo)
+            msg = (
+                f"{len(todo)} events are in doubt after {RECONCILE_ROUNDS} checks "
+                "(sent, but CleverTap's reply was lost); no STATE was emitted; rerun "
+                "to check and settle them"
+            )
+            raise CleverTapError(msg)
+
+    def _send_event_round(
+        self, entries: Sequence[Entry], todo: list[tuple[int, UploadItem]]
+    ) -> list[tuple[int, UploadItem]]:
+        """Send events; return the ones whose fate is unknown."""
+        self.store.mark_pending(
+            (it.event_key or "", it.event_name or "", it.ts or 0, entries[idx].stream)
+            for idx, it in todo
+        )
+        chunks = self._chunks(todo)
+        outcomes = list(self.pool.map(self._send_events, chunks))
+        unknown: list[tuple[int, UploadItem]] = []
+        for chunk, outcome in zip(chunks, outcomes, strict=True):
+            if isinstance(outcome, AmbiguousSendError):
+                self.logger.warning(
+                    "Upload of %d events got no reply (%s); checking what landed",
+                    len(chunk),
+                    outcome,
+                )
+                unknown.extend(chunk)
+                continue
+            rejected = self._apply_rejections(entries, chunk, outcome)
+            self.store.mark(
+                [
+                    it.event_key or ""
+                    for p, (_, it) in enumerate(chunk)
+                    if p in rejected
+                ],
+                ledger.REJECTED,
+            )
+            self.store.mark(
+                [
+                    it.event_key or ""
+                    for p, (_, it) in enumerate(chunk)
+                    if p not in rejected
+                ],
+                ledger.ACCEPTED,
+            )
+            for idx, item in chunk:
+                self._count_sent(entries, idx, item)
+        return unknown
+
+    def _landed(self, rows: Sequence[tuple[str, str, int]]) -> set[str]:
+        """Which event keys CleverTap holds (Get Events API, per name and days)."""
+        wanted = {key for key, _, _ in rows}
+        by_name: dict[str, list[int]] = {}
+        for _, name, ts in rows:
+            by_name.setdefault(name, []).append(ts)
+        prop = self.options.event_key_property
+        found: set[str] = set()
+        for name, stamps in by_name.items():
+            for record in self.client.iter_events(
+                name, _day(min(stamps), -1), _day(max(stamps), 1)
+            ):
+                props = record.get("event_props") or record.get("evtData") or {}
+                value = props.get(prop) if isinstance(props, dict) else None
+                if value in wanted:
+                    found.add(str(value))
+        return found
+
+    def _reconcile_window(
+        self, entries: Sequence[Entry], unknown: list[tuple[int, UploadItem]]
+    ) -> list[tuple[int, UploadItem]]:
+        """Check in-doubt events; return those that did not land (to resend)."""
+        self.store.mark([it.event_key or "" for _, it in unknown], ledger.IN_DOUBT)
+        try:
+            landed = self._landed(
+                [
+                    (it.event_key or "", it.event_name or "", it.ts or 0)
+                    for _, it in unknown
+                ]
+            )
+        except CleverTapError as exc:
+            self.in_doubt_total += len(unknown)
+            msg = (
+                f"{len(unknown)} events are in doubt (reply lost) and checking them "
+                f"failed: {exc}. No STATE was emitted; the next run checks them first"
+            )
+            raise CleverTapError(msg) from exc
+        done = [(i, it) for i, it in unknown if it.event_key in landed]
+        self.store.mark([it.event_key or "" for _, it in done], ledger.ACCEPTED)
+        for idx, item in done:
+            self._count_sent(entries, idx, item)
+        missing = [(i, it) for i, it in unknown if it.event_key not in landed]
+        self.logger.info(
+            "Reconciled %d in-doubt events: %d had landed, %d will be sent again",
+            len(unknown),
+            len(done),
+            len(missing),
+        )
+        return missing
+
+    def reconcile_previous_run(self) -> None:
+        """Settle events a previous run left pending or in doubt.
+
+        Raises:
+            CleverTapError: when they cannot be checked (nothing is sent then).
+        """
+        self._reconciled = True
+        rows = self.store.unsettled()
+        if not rows:
+            return
+        self.logger.info(
+            "%d events from an earlier run are unsettled; checking CleverTap", len(rows)
+        )
+        try:
+            landed = self._landed([(k, n, ts) for k, n, ts, _ in rows])
+        except CleverTapError as exc:
+            self._reconciled = False
+            msg = (
+                f"{len(rows)} events from an earlier run are in doubt and could not "
+                f"be checked: {exc}. Nothing was sent; rerun later"
+            )
+            raise CleverTapError(msg) from exc
+        self.store.mark(sorted(landed), ledger.ACCEPTED)
+        self.store.forget([k for k, _, _, _ in rows if k not in landed])
+        self.logger.info(
+            "Earlier run: %d events had landed, %d had not (they will be sent again "
+            "when their records are replayed)",
+            len(landed),
+            len(rows) - len(landed),
+        )
+
+    # -------------------------------------------------------------- summary
+
+    def log_summary(self) -> None:
+        """Log one summary line per stream and the totals."""
+        with self._lock:
+            items = sorted(self.stats.items())
+        for stream, stats in items:
+            self.logger.info(
+                "Summary for stream %s: %s",
+                stream,
+                json.dumps(stats.as_dict(), sort_keys=True),
+            )
+        self.log_progress()

@@ -1,0 +1,944 @@
+"""Pure functions from Singer records to CleverTap upload records (no I/O)."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import functools
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Literal
+
+import phonenumbers
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from target_clevertap.mapping import (
+        EventSpec,
+        IdentitySpec,
+        PropertySpec,
+        StreamMapping,
+    )
+
+    Resolver = Callable[[str, str], list[str]]
+
+#: Salesforce date-only fields that tap-salesforce sends as midnight-UTC date-times
+KNOWN_DATE_FIELDS = frozenset({"Birthdate", "CloseDate", "ActivityDate", "DueDate"})
+MAX_KEY_BYTES = 120
+MAX_VALUE_BYTES = 512
+MAX_MULTI_ITEMS = 100
+MAX_IDENTITY_CHARS = 1024
+PLACEHOLDER_IDENTITIES = frozenset(
+    {
+        "",
+        "undefined",
+        "null",
+        "na",
+        "n/a",
+        "0",
+        "nil",
+        "-1",
+        "inf",
+        "nan",
+        "empty",
+        "none",
+        "xxxxxx",
+    }
+)
+_PROHIBITED_KEY_CHARS = re.compile(r"[%><!|&.:;$'\"\\#]")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_ADDRESS_KEYS = frozenset(
+    {
+        "street",
+        "city",
+        "state",
+        "stateCode",
+        "postalCode",
+        "country",
+        "countryCode",
+        "latitude",
+        "longitude",
+        "geocodeAccuracy",
+    }
+)
+_GENDERS = {"m": "M", "male": "M", "f": "F", "female": "F"}
+_RECORD_METADATA = "_sdc_"
+
+
+class RecordReject(Exception):  # noqa: N818 - a record outcome, not an error
+    """A record that cannot become a valid upload record."""
+
+    def __init__(
+        self, message: str, *, code: str, field_name: str | None = None
+    ) -> None:
+        """Create it.
+
+        Args:
+            message: a human-readable reason (no record values).
+            code: a short machine-readable reason.
+            field_name: the field at fault, if any.
+        """
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field_name
+
+
+class UnresolvedReference(Exception):  # noqa: N818 - a record outcome
+    """A reference (WhoId, ContactId, ...) whose person is not known yet."""
+
+    def __init__(self, obj: str, ref_field: str, value: str) -> None:
+        """Create it.
+
+        Args:
+            obj: the referenced object.
+            ref_field: the reference field.
+            value: the referenced Id.
+        """
+        super().__init__(f"{ref_field} {value} ({obj}) is not a known person")
+        self.obj = obj
+        self.field = ref_field
+        self.value = value
+
+
+@dataclass(frozen=True)
+class PayloadOptions:
+    """Settings that shape payloads."""
+
+    null_values: Literal["skip", "send"] = "skip"
+    oversize: Literal["truncate", "reject"] = "truncate"
+    default_phone_country: str | None = None
+    event_key_property: str = "ct_event_key"
+    max_event_properties: int = 100
+
+
+@dataclass
+class _Out:
+    """Options plus the warnings collected while building one record."""
+
+    opts: PayloadOptions
+    warns: list[str]
+
+
+@dataclass(frozen=True)
+class SchemaInfo:
+    """What the stream schema says about fields."""
+
+    fields: frozenset[str] = frozenset()
+    date_fields: frozenset[str] = frozenset()
+    datetime_fields: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_schema(cls, schema: Mapping[str, Any]) -> SchemaInfo:
+        """Read formats from a JSON schema.
+
+        Args:
+            schema: the stream's JSON schema.
+
+        Returns:
+            The info.
+        """
+        props: Mapping[str, Any] = schema.get("properties") or {}
+        dates: set[str] = set()
+        datetimes: set[str] = set()
+        for name, prop in props.items():
+            formats = _formats(prop)
+            if "date" in formats:
+                dates.add(name)
+            elif "date-time" in formats:
+                datetimes.add(name)
+        return cls(frozenset(props), frozenset(dates), frozenset(datetimes))
+
+
+def _formats(prop: object) -> set[str]:
+    if not isinstance(prop, dict):
+        return set()
+    found = {prop["format"]} if isinstance(prop.get("format"), str) else set()
+    for key in ("anyOf", "oneOf"):
+        for sub in prop.get(key) or []:
+            found |= _formats(sub)
+    return found
+
+
+@dataclass
+class UploadItem:
+    """One CleverTap upload record plus what the target needs to track it."""
+
+    kind: Literal["profile", "event"]
+    payload: dict[str, Any]
+    event_key: str | None = None
+    event_name: str | None = None
+    ts: int | None = None
+
+
+@dataclass
+class BuildResult:
+    """What one input record becomes."""
+
+    items: list[UploadItem] = field(default_factory=list)
+    skipped: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    identities: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ value typing
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def parse_datetime(value: object) -> dt.datetime | dt.date | None:
+    """Parse an ISO date or date-time string (or pass through date values).
+
+    Args:
+        value: a datetime, date or ISO-8601 string.
+
+    Returns:
+        The parsed value, or None when it cannot be parsed.
+    """
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        if len(text) == len("2024-01-05"):
+            return dt.date.fromisoformat(text)
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def epoch_seconds(value: object, *, date_only: bool = False) -> int | None:
+    """Epoch seconds of a date/date-time value.
+
+    Date-only values become midnight UTC of their calendar day, whatever the
+    process time zone. A date-time flagged date-only (tap-salesforce sends
+    `Birthdate` as `1990-05-17T00:00:00.000000Z`) keeps its UTC calendar day.
+
+    Args:
+        value: a datetime, date or ISO string.
+        date_only: treat as a calendar date.
+
+    Returns:
+        Epoch seconds, or None when the value is not a date.
+    """
+    parsed = parse_datetime(value)
+    if parsed is None:
+        return None
+    if isinstance(parsed, dt.datetime):
+        utc = _as_utc(parsed)
+        if date_only:
+            return calendar.timegm(utc.date().timetuple())
+        return calendar.timegm(utc.timetuple())
+    return calendar.timegm(parsed.timetuple())
+
+
+def ct_date(value: object, *, date_only: bool = False) -> str | None:
+    """CleverTap date syntax `$D_<epoch seconds>`.
+
+    Args:
+        value: a datetime, date or ISO string.
+        date_only: treat as a calendar date.
+
+    Returns:
+        The `$D_` string, or None when the value is not a date.
+    """
+    seconds = epoch_seconds(value, date_only=date_only)
+    return None if seconds is None else f"$D_{seconds}"
+
+
+def number(value: object) -> int | float:
+    """A JSON number from Decimal/int/float/str.
+
+    Args:
+        value: the input.
+
+    Returns:
+        int when integral, else float.
+
+    Raises:
+        ValueError: when not a finite number.
+    """
+    if isinstance(value, bool):
+        return int(value)
+    try:
+        dec = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        msg = "not a number"
+        raise ValueError(msg) from exc
+    if not dec.is_finite():
+        msg = "not a finite number"
+        raise ValueError(msg)
+    if dec == dec.to_integral_value():
+        return int(dec)
+    result = float(dec)
+    if math.isinf(result):
+        msg = "number out of range"
+        raise ValueError(msg)
+    return result
+
+
+def boolean(value: object) -> bool:
+    """A boolean from bool/number/string.
+
+    Args:
+        value: the input.
+
+    Returns:
+        The boolean.
+
+    Raises:
+        ValueError: when the value is not boolean-like.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, Decimal, float)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in {"true", "t", "yes", "y", "1"}:
+        return True
+    if text in {"false", "f", "no", "n", "0", ""}:
+        return False
+    msg = "not a boolean"
+    raise ValueError(msg)
+
+
+def multi_values(value: object) -> list[str]:
+    """A multi-picklist (`a;b;c`) or list as a deduplicated list of strings.
+
+    Args:
+        value: the input.
+
+    Returns:
+        The items, in first-seen order.
+    """
+    items: Iterable[Any]
+    if isinstance(value, str):
+        items = value.split(";")
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        items = [value]
+    seen: dict[str, None] = {}
+    for item in items:
+        if item is None:
+            continue
+        text = scalar_text(item).strip()
+        if text:
+            seen.setdefault(text, None)
+    return list(seen)
+
+
+def scalar_text(value: object) -> str:
+    """Text of a scalar (Decimal without exponent, dates as ISO).
+
+    Args:
+        value: the input.
+
+    Returns:
+        The text.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (Decimal, int, float)):
+        num = number(value)
+        return str(num)
+    if isinstance(value, dt.datetime):
+        return _as_utc(value).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _e164(text: str, default_country: str | None) -> str:
+    try:
+        parsed = phonenumbers.parse(text, (default_country or "").upper() or None)
+    except phonenumbers.NumberParseException as exc:
+        hint = "" if default_country else " (set default_phone_country?)"
+        msg = f"Phone is not a valid phone number{hint}"
+        raise RecordReject(msg, code="invalid_phone", field_name="Phone") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        msg = "Phone is not a valid phone number"
+        raise RecordReject(msg, code="invalid_phone", field_name="Phone")
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def normalise_phone(value: object, default_country: str | None) -> str:
+    """A phone number in E.164 (`+14155551234`).
+
+    Args:
+        value: the phone number as entered.
+        default_country: ISO country for numbers without a `+` prefix.
+
+    Returns:
+        The E.164 number.
+
+    Raises:
+        RecordReject: when it is not a valid number.
+    """
+    return _e164(scalar_text(value).strip(), default_country)
+
+
+def normalise_email(value: object, field_name: str = "Email") -> str:
+    """A trimmed, lower-cased, validated email.
+
+    Args:
+        value: the email.
+        field_name: the field name for the reject.
+
+    Returns:
+        The email.
+
+    Raises:
+        RecordReject: when it is not a valid email.
+    """
+    text = scalar_text(value).strip().lower()
+    if not _EMAIL.match(text):
+        msg = f"{field_name} is not a valid email address"
+        raise RecordReject(msg, code="invalid_email", field_name=field_name)
+    return text
+
+
+def sanitise_key(key: str) -> str:
+    """Replace characters CleverTap prohibits in property keys with `_`.
+
+    Args:
+        key: the key.
+
+    Returns:
+        The sanitised key.
+    """
+    return _PROHIBITED_KEY_CHARS.sub("_", key).strip() or "_"
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+
+
+def _fit(text: str, limit: int, what: str, name: str, out: _Out) -> str:
+    if len(text) * 4 <= limit or len(text.encode("utf-8")) <= limit:
+        return text
+    if out.opts.oversize == "reject":
+        msg = f"{what} of {name!r} is over {limit} bytes"
+        raise RecordReject(msg, code=f"{what}_too_long", field_name=name)
+    out.warns.append(f"{what} of {name!r} truncated to {limit} bytes")
+    return _truncate_utf8(text, limit)
+
+
+def _flatten_address(name: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    prefix = name.removesuffix("Address")
+    return {f"{prefix}{k[:1].upper()}{k[1:]}": v for k, v in value.items()}
+
+
+def _convert(  # noqa: C901, PLR0911, PLR0912
+    key: str,
+    value: object,
+    hint: str | None,
+    field_kind: str,
+    out: _Out,
+) -> object:
+    """Convert one value to its CleverTap representation.
+
+    `field_kind` is `date` (calendar date), `datetime`, or empty.
+    """
+    date_only = field_kind == "date"
+    datetime_field = field_kind == "datetime"
+    try:
+        if hint == "string":
+            return _fit(scalar_text(value), MAX_VALUE_BYTES, "value", key, out)
+        if hint in {"date", "datetime"} or date_only or datetime_field:
+            converted = ct_date(value, date_only=date_only or hint == "date")
+            if converted is None:
+                if hint in {"date", "datetime"}:
+                    msg = f"{key} is not a date"
+                    raise RecordReject(msg, code="invalid_value", field_name=key)
+                return _fit(str(value), MAX_VALUE_BYTES, "value", key, out)
+            return converted
+        if hint == "number":
+            return number(value)
+        if hint == "boolean":
+            return boolean(value)
+        if hint == "multi" or isinstance(value, (list, tuple)):
+            if isinstance(value, (list, tuple)) and any(
+                isinstance(v, (dict, list)) for v in value
+            ):
+                text = json.dumps(value, default=scalar_text, separators=(",", ":"))
+                return _fit(text, MAX_VALUE_BYTES, "value", key, out)
+            items = multi_values(value)
+            if len(items) > MAX_MULTI_ITEMS:
+                if out.opts.oversize == "reject":
+                    msg = f"{key} has more than {MAX_MULTI_ITEMS} values"
+                    raise RecordReject(msg, code="too_many_values", field_name=key)
+                out.warns.append(f"{key!r} cut to {MAX_MULTI_ITEMS} values")
+                items = items[:MAX_MULTI_ITEMS]
+            return [_fit(i, MAX_VALUE_BYTES, "value", key, out) for i in items]
+        if hint == "json" or isinstance(value, dict):
+            text = json.dumps(value, default=scalar_text, separators=(",", ":"))
+            return _fit(text, MAX_VALUE_BYTES, "value", key, out)
+    except ValueError as exc:
+        msg = f"{key}: {exc}"
+        raise RecordReject(msg, code="invalid_value", field_name=key) from exc
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (Decimal, int, float)):
+        try:
+            return number(value)
+        except ValueError as exc:
+            msg = f"{key}: {exc}"
+            raise RecordReject(msg, code="invalid_value", field_name=key) from exc
+    if isinstance(value, (dt.datetime, dt.date)):
+        return ct_date(value, date_only=date_only)
+    return _fit(str(value), MAX_VALUE_BYTES, "value", key, out)
+
+
+def _reserved(key: str, value: object, opts: PayloadOptions) -> object:
+    if key == "Email":
+        return normalise_email(value)
+    if key == "Phone":
+        return normalise_phone(value, opts.default_phone_country)
+    if key == "Gender":
+        gender = _GENDERS.get(scalar_text(value).strip().lower())
+        if gender is None:
+            msg = "Gender must be M or F (or Male/Female)"
+            raise RecordReject(msg, code="invalid_gender", field_name="Gender")
+        return gender
+    if key.startswith("MSG-"):
+        try:
+            return boolean(value)
+        except ValueError as exc:
+            msg = f"{key} is not a boolean"
+            raise RecordReject(msg, code="invalid_value", field_name=key) from exc
+    return value
+
+
+def _field_kind(name: str, schema: SchemaInfo) -> str:
+    if name in schema.date_fields or name in KNOWN_DATE_FIELDS:
+        return "date"
+    if name in schema.datetime_fields:
+        return "datetime"
+    return ""
+
+
+def build_properties(  # noqa: C901, PLR0912
+    record: Mapping[str, Any],
+    spec: PropertySpec,
+    schema: SchemaInfo,
+    out: _Out,
+    *,
+    profile: bool,
+) -> dict[str, Any]:
+    """Build `profileData` / `evtData` from a record.
+
+    Args:
+        record: the input record (SDK-parsed: Decimal, datetime values).
+        spec: the property spec.
+        schema: the stream's schema info.
+        out: payload options, and the list receiving truncation warnings.
+        profile: whether this is profileData (reserved keys, Name derivation).
+
+    Returns:
+        The properties.
+
+    Raises:
+        RecordReject: when a value is invalid.
+    """
+    props: dict[str, Any] = {}
+    names: Iterable[str]
+    if spec.include is None:
+        consumed = set(spec.invert)
+        names = [
+            n
+            for n in record
+            if n not in spec.exclude
+            and n not in consumed
+            and not n.startswith(_RECORD_METADATA)
+        ]
+    else:
+        names = [n for n in spec.include if n not in spec.exclude]
+    for name in names:
+        value = record.get(name)
+        hint = spec.types.get(name)
+        if isinstance(value, dict) and spec.flatten_addresses and hint is None:
+            if set(value) <= _ADDRESS_KEYS or name.endswith("Address"):
+                parts = _flatten_address(name, value)
+            else:
+                parts = {name: value}
+        else:
+            parts = {name: value}
+        for raw_key, raw_value in parts.items():
+            if raw_value is None:
+                if out.opts.null_values == "send":
+                    out_key = spec.rename.get(raw_key, raw_key)
+                    props[sanitise_key(out_key)] = None
+                continue
+            out_key = sanitise_key(spec.rename.get(raw_key, raw_key))
+            out_key = _fit(out_key, MAX_KEY_BYTES, "key", raw_key, out)
+            if profile and out_key == "DOB":
+                hint = hint or "date"
+            converted = _convert(
+                out_key,
+                raw_value,
+                hint,
+                _field_kind(raw_key, schema),
+                out,
+            )
+            if profile:
+                converted = _reserved(out_key, converted, out.opts)
+            props[out_key] = converted
+    for src, targets in spec.invert.items():
+        value = record.get(src)
+        if value is None:
+            continue
+        try:
+            flag = not boolean(value)
+        except ValueError as exc:
+            msg = f"{src} is not a boolean"
+            raise RecordReject(msg, code="invalid_value", field_name=src) from exc
+        for target in targets:
+            props[target] = flag
+    if profile and spec.derive_name and not props.get("Name"):
+        first, last = record.get("FirstName"), record.get("LastName")
+        full = " ".join(str(p).strip() for p in (first, last) if p)
+        if full:
+            props["Name"] = _fit(full, MAX_VALUE_BYTES, "value", "Name", out)
+    for key, value in spec.constants.items():
+        props[sanitise_key(str(key))] = value
+    return props
+
+
+# --------------------------------------------------------------------- identity
+
+
+def identity_text(value: object, field_name: str) -> str | None:
+    """Normalise an identity value; None when missing or a placeholder.
+
+    Args:
+        value: the raw value.
+        field_name: the field it came from (emails are lower-cased).
+
+    Returns:
+        The identity, or None.
+
+    Raises:
+        RecordReject: when the value is too long or an invalid email.
+    """
+    if value is None:
+        return None
+    text = scalar_text(value).strip()
+    if text.lower() in PLACEHOLDER_IDENTITIES:
+        return None
+    if field_name.lower().endswith("email"):
+        text = normalise_email(text, field_name)
+    if len(text) >= MAX_IDENTITY_CHARS:
+        msg = f"identity from {field_name} is {MAX_IDENTITY_CHARS} chars or more"
+        raise RecordReject(msg, code="identity_too_long", field_name=field_name)
+    return text
+
+
+def render_template(
+    template_text: str, fields: Iterable[str], record: Mapping[str, Any]
+) -> str:
+    """Fill `{Field}` placeholders.
+
+    Args:
+        template_text: the template.
+        fields: the placeholders in it.
+        record: the input record.
+
+    Returns:
+        The filled text.
+
+    Raises:
+        RecordReject: when a placeholder field is empty.
+    """
+    text = template_text
+    for name in fields:
+        value = record.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            msg = f"{name} is empty (needed by {template_text!r})"
+            raise RecordReject(msg, code="missing_field", field_name=name)
+        text = text.replace("{" + name + "}", scalar_text(value).strip())
+    return text
+
+
+def resolve_identities(
+    record: Mapping[str, Any], spec: IdentitySpec, resolve: Resolver
+) -> list[str]:
+    """The identities (usually one) a profile or event belongs to.
+
+    Args:
+        record: the input record.
+        spec: the identity spec.
+        resolve: looks up (object, Id) in the identity map.
+
+    Returns:
+        Identities; empty when the record names nobody.
+
+    Raises:
+        RecordReject: when the identity is invalid.
+    """
+    if spec.kind == "field":
+        ident = identity_text(record.get(spec.value), spec.value)
+        return [ident] if ident else []
+    if spec.kind == "template" and spec.template is not None:
+        text = render_template(spec.value, spec.template.fields, record)
+        ident = identity_text(text, spec.value)
+        return [ident] if ident else []
+    ref = record.get(spec.value)
+    if ref is None or not str(ref).strip():
+        return []
+    return resolve(spec.ref_object or "", str(ref).strip())
+
+
+# ----------------------------------------------------------------------- events
+
+
+def event_key(stream: str, record_key: str, name: str, ts: int, extra: str = "") -> str:
+    """The deterministic key stored in every event (stream, record, name, ts).
+
+    Args:
+        stream: the stream.
+        record_key: the record's key property values.
+        name: the event name.
+        ts: the event time (epoch seconds).
+        extra: disambiguates events fanned out to several people.
+
+    Returns:
+        A 20-hex-digit key.
+    """
+    raw = "\x1f".join((stream, record_key, name, str(ts), extra))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:20]
+
+
+def record_key(record: Mapping[str, Any], key_properties: Iterable[str]) -> str:
+    """A stable key for a record: its key properties, else a content hash.
+
+    Args:
+        record: the record.
+        key_properties: the stream's key properties.
+
+    Returns:
+        The key.
+    """
+    keys = list(key_properties)
+    if keys and all(record.get(k) is not None for k in keys):
+        return "|".join(scalar_text(record[k]) for k in keys)
+    blob = json.dumps(record, sort_keys=True, default=scalar_text)
+    return "sha:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
+
+
+def event_time(record: Mapping[str, Any], time_spec: str, now: int) -> int:
+    """The event's epoch seconds.
+
+    Args:
+        record: the record.
+        time_spec: `auto` (CreatedDate, else SystemModstamp), a field, or `now`.
+        now: the current time, used only for `now`.
+
+    Returns:
+        Epoch seconds.
+
+    Raises:
+        RecordReject: when the time field is missing or not a date.
+    """
+    if time_spec == "now":
+        return now
+    candidates = (
+        ["CreatedDate", "SystemModstamp"] if time_spec == "auto" else [time_spec]
+    )
+    for name in candidates:
+        value = record.get(name)
+        if value is None:
+            continue
+        seconds = epoch_seconds(value)
+        if seconds is None:
+            msg = f"{name} is not a date-time"
+            raise RecordReject(msg, code="invalid_time", field_name=name)
+        return seconds
+    msg = f"no event time: {' / '.join(candidates)} is empty"
+    raise RecordReject(msg, code="missing_time", field_name=candidates[0])
+
+
+def event_name(record: Mapping[str, Any], spec: EventSpec) -> str:
+    """The event name for a record.
+
+    Args:
+        record: the record.
+        spec: the event spec.
+
+    Returns:
+        The name.
+
+    Raises:
+        RecordReject: when the name is empty.
+    """
+    if spec.name is not None:
+        name = render_template(spec.name.text, spec.name.fields, record)
+    else:
+        value = record.get(spec.name_field or "")
+        name = "" if value is None else scalar_text(value)
+    name = _PROHIBITED_KEY_CHARS.sub(" ", name).strip()
+    if not name:
+        msg = f"event name from {spec.name_field or spec.label()!r} is empty"
+        raise RecordReject(msg, code="missing_event_name", field_name=spec.name_field)
+    return name
+
+
+def _cap_event_properties(
+    data: dict[str, Any], name: str, opts: PayloadOptions, warns: list[str]
+) -> dict[str, Any]:
+    """Keep an event within the per-event property cap (one slot for the key)."""
+    room = max(opts.max_event_properties - 1, 0)
+    if len(data) <= room:
+        return data
+    if opts.oversize == "reject":
+        msg = f"event {name!r} has {len(data) + 1} properties, over the cap of "
+        msg += f"{opts.max_event_properties} (list them with properties.include)"
+        raise RecordReject(msg, code="too_many_properties")
+    warns.append(
+        f"event {name!r} cut to {opts.max_event_properties} properties "
+        "(list the ones you need with properties.include)"
+    )
+    return dict(list(data.items())[:room])
+
+
+# ---------------------------------------------------------------------- records
+
+
+def _id_field(spec: IdentitySpec) -> str:
+    return spec.key
+
+
+def build_uploads(  # noqa: PLR0913
+    record: Mapping[str, Any],
+    *,
+    stream: str,
+    key: str,
+    mapping: StreamMapping,
+    schema: SchemaInfo,
+    opts: PayloadOptions,
+    resolve: Resolver,
+    now: int,
+) -> BuildResult:
+    """Every upload record one input record becomes.
+
+    Args:
+        record: the input record.
+        stream: its stream.
+        key: its record key.
+        mapping: the stream mapping.
+        schema: the stream schema info.
+        opts: payload options.
+        resolve: the identity-map lookup for references.
+        now: the current epoch seconds (for `time: now`).
+
+    Returns:
+        The upload items (profile first), or a skip reason.
+
+    Raises:
+        RecordReject: when the record cannot be mapped.
+    """
+    result = BuildResult()
+    profile = mapping.profile
+    if profile is not None and (profile.when is None or profile.when(record)):
+        identities = resolve_identities(record, profile.identity, resolve)
+        if not identities:
+            field_name = profile.identity.fields[0]
+            msg = f"no identity: {field_name} is empty"
+            raise RecordReject(msg, code="missing_identity", field_name=field_name)
+        data = build_properties(
+            record,
+            profile.properties,
+            schema,
+            _Out(opts, result.warnings),
+            profile=True,
+        )
+        base: dict[str, Any] = {"type": "profile"}
+        if profile.time:
+            base["ts"] = event_time(record, profile.time, now)
+        for ident in identities:
+            payload = {_id_field(profile.identity): ident, **base, "profileData": data}
+            result.items.append(UploadItem("profile", payload))
+        result.identities = identities
+    for spec in mapping.events:
+        if spec.when is not None and not spec.when(record):
+            continue
+        identities = resolve_identities(record, spec.identity, resolve)
+        if not identities:
+            field_name = spec.identity.fields[0]
+            msg = f"no identity for event {spec.label()!r}: {field_name} is empty"
+            raise RecordReject(msg, code="missing_identity", field_name=field_name)
+        name = event_name(record, spec)
+        ts = event_time(record, spec.time, now)
+        data = build_properties(
+            record,
+            spec.properties,
+            schema,
+            _Out(opts, result.warnings),
+            profile=False,
+        )
+        data = _cap_event_properties(data, name, opts, result.warnings)
+        fan_out = spec.identity.kind == "ref" and spec.identity.ref_object == "Account"
+        for ident in identities:
+            ekey = event_key(stream, key, name, ts, ident if fan_out else "")
+            payload = {
+                _id_field(spec.identity): ident,
+                "type": "event",
+                "evtName": name,
+                "ts": ts,
+                "evtData": {**data, opts.event_key_property: ekey},
+            }
+            result.items.append(UploadItem("event", payload, ekey, name, ts))
+    if not result.items:
+        result.skipped = "condition_false"
+    return result
+
+
+def build_deleted_event(  # noqa: PLR0913
+    record: Mapping[str, Any],
+    *,
+    stream: str,
+    key: str,
+    identity: str,
+    id_key: str,
+    opts: PayloadOptions,
+    now: int,
+) -> UploadItem:
+    """The `<stream> Deleted` event for an `IsDeleted` row.
+
+    Args:
+        record: the deleted record.
+        stream: its stream.
+        key: its record key.
+        identity: the person.
+        id_key: `identity` or `objectId`.
+        opts: payload options.
+        now: current epoch seconds (used only when the row has no time at all).
+
+    Returns:
+        The upload item.
+    """
+    name = f"{sanitise_key(stream)} Deleted"
+    try:
+        ts = event_time(record, "SystemModstamp", now)
+    except RecordReject:
+        ts = event_time(record, "auto", now)
+    ekey = event_key(stream, key, name, ts)
+    payload = {
+        id_key: identity,
+        "type": "event",
+        "evtName": name,
+        "ts": ts,
+        "evtData": {"Record Id": key, opts.event_key_property: ekey},
+    }
+    return UploadItem("event", payload, ekey, name, ts)

@@ -1,0 +1,436 @@
+"""All Salesforce HTTP for the target, through simple-salesforce and one session.
+
+One `SalesforceClient` per run. It logs in lazily, keeps the describe cache, reads
+`Sforce-Limit-Info` after every call and refuses to make another call once usage
+is above `quota_percent`. It logs in again once on INVALID_SESSION_ID, stops on
+REQUEST_LIMIT_EXCEEDED, and retries idempotent calls on 5xx and connection errors
+with a bounded backoff. Errors that concern the records of one call (400, 404, a
+lock) come back as `CallFailed` so the sink can reject or retry those records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import requests
+from simple_salesforce.api import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceRefusedRequest,
+)
+from simple_salesforce.util import exception_handler
+
+from target_salesforce.auth import Token, login
+from target_salesforce.payloads import CODE_LOCK_ROW, JsonValue, parse_csv
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+T = TypeVar("T")
+
+DEFAULT_API_VERSION: Final = "62.0"
+TRANSIENT_STATUS: Final = frozenset({500, 502, 503, 504})
+BULK_DONE: Final = frozenset({"JobComplete", "Failed", "Aborted"})
+HTTP_CREATED: Final = 201
+
+
+class TargetSalesforceError(RuntimeError):
+    """A fatal condition: the run stops, no STATE is written after it."""
+
+
+class QuotaExceededError(TargetSalesforceError):
+    """API usage is above `quota_percent`."""
+
+
+class RequestLimitError(TargetSalesforceError):
+    """Salesforce answered REQUEST_LIMIT_EXCEEDED."""
+
+
+class BulkJobFailedError(TargetSalesforceError):
+    """A Bulk 2.0 job ended Failed or Aborted, or did not finish in time."""
+
+
+class CallFailed(Exception):  # noqa: N818 - a result, not a crash
+    """One call failed as a whole; its records are rejected (or retried)."""
+
+    def __init__(
+        self, code: str, message: str, status: int, fields: list[str] | None = None
+    ) -> None:
+        """Keep the Salesforce error code and message."""
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.fields = fields or []
+
+
+def error_details(content: JsonValue) -> tuple[str, str, list[str]]:
+    """Pull (errorCode, message, fields) out of a Salesforce error body."""
+    first = content[0] if isinstance(content, list) and content else content
+    if isinstance(first, dict):
+        code = (
+            first.get("errorCode") or first.get("exceptionCode") or first.get("error")
+        )
+        message = (
+            first.get("message")
+            or first.get("exceptionMessage")
+            or first.get("error_description")
+            or ""
+        )
+        return (
+            str(code or "UNKNOWN_ERROR"),
+            str(message),
+            list(first.get("fields") or []),
+        )
+    if isinstance(content, bytes):
+        content = content.decode("utf-8", "replace")
+    return "UNKNOWN_ERROR", str(content)[:500], []
+
+
+@dataclasses.dataclass(frozen=True)
+class BulkOutcome:
+    """Per-record results of one Bulk 2.0 ingest job."""
+
+    job_id: str
+    successful: list[dict[str, str]]
+    failed: list[dict[str, str]]
+    unprocessed: list[dict[str, str]]
+
+
+def make_session(config: Mapping[str, Any]) -> requests.Session:
+    """The one HTTP session: proxies and CA bundle come from the environment.
+
+    `trust_env` stays on, so HTTPS_PROXY/NO_PROXY apply and REQUESTS_CA_BUNDLE
+    (when set) takes precedence over `ca_bundle`, exactly as for plain requests.
+    """
+    session = requests.Session()
+    if config.get("ca_bundle"):
+        session.verify = str(config["ca_bundle"])
+    session.headers["User-Agent"] = "target-salesforce"
+    return session
+
+
+class SalesforceClient:
+    """simple-salesforce with login, quota guard, retries and Bulk 2.0 ingest."""
+
+    def __init__(
+        self, config: Mapping[str, Any], logger: logging.Logger | None = None
+    ) -> None:
+        """Read the settings; no network until the first call."""
+        self.config = config
+        self.logger = logger or logging.getLogger("target-salesforce.client")
+        self.session = make_session(config)
+        self.version = str(config.get("api_version") or DEFAULT_API_VERSION)
+        self.timeout = float(config.get("request_timeout", 120))
+        self.quota_percent = float(config.get("quota_percent", 80))
+        self.max_retries = int(config.get("max_retries", 3))
+        self.backoff = float(config.get("retry_backoff_seconds", 1.0))
+        self.bulk_poll = float(config.get("bulk_poll_interval", 2.0))
+        self.bulk_timeout = float(config.get("bulk_timeout", 3600))
+        self.sleep: Callable[[float], None] = time.sleep
+        self.usage: tuple[int, int] | None = None
+        self.calls = 0
+        self.logins = 0
+        self._sf: Salesforce | None = None
+        self._token: Token | None = None
+        self._lock = threading.RLock()
+        self._describe: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ session
+
+    @property
+    def sf(self) -> Salesforce:
+        """The simple-salesforce client, logging in on first use."""
+        with self._lock:
+            if self._sf is None:
+                self._connect()
+            assert self._sf is not None  # noqa: S101 - set by _connect
+            return self._sf
+
+    def _connect(self) -> None:
+        if self._token is not None and self._token.flow == "access_token":
+            msg = (
+                "INVALID_SESSION_ID: the configured access_token has expired and a "
+                "direct token cannot be refreshed; configure a login flow"
+            )
+            raise TargetSalesforceError(msg)
+        self._token = login(self.config, self.session, timeout=self.timeout)
+        self.logins += 1
+        self._sf = Salesforce(
+            session_id=self._token.access_token,
+            instance_url=self._token.instance_url,
+            session=self.session,
+            version=self.version,
+        )
+        self.logger.info(
+            "Connected to %s (auth flow %s)", self._token.instance_url, self._token.flow
+        )
+
+    @property
+    def instance_url(self) -> str | None:
+        """The instance the client talks to (after login)."""
+        return self._token.instance_url if self._token else None
+
+    # ------------------------------------------------------------------ quota
+
+    def _note_usage(self) -> None:
+        usage = self._sf.api_usage.get("api-usage") if self._sf else None
+        if usage is not None:
+            self.usage = (int(usage.used), int(usage.total))
+
+    def usage_percent(self) -> float | None:
+        """Last seen API usage in percent of the org's daily limit."""
+        if not self.usage or not self.usage[1]:
+            return None
+        return 100.0 * self.usage[0] / self.usage[1]
+
+    def check_quota(self) -> None:
+        """Refuse the next call when the last seen usage is above quota_percent.
+
+        Raises:
+            QuotaExceededError: usage is above the limit.
+        """
+        percent = self.usage_percent()
+        if percent is not None and percent > self.quota_percent and self.usage:
+            msg = (
+                f"API usage {self.usage[0]}/{self.usage[1]} ({percent:.1f}%) is above "
+                f"quota_percent {self.quota_percent:g}; stopping before the next "
+                "call. Records already written are settled; rerun later."
+            )
+            raise QuotaExceededError(msg)
+
+    # ------------------------------------------------------------------ calls
+
+    def wait_before_retry(self, attempt: int) -> None:
+        """Sleep with exponential backoff (base `retry_backoff_seconds`) and jitter."""
+        delay = self.backoff * (2**attempt)
+        self.sleep(delay + random.uniform(0, self.backoff / 4))  # noqa: S311 - jitter
+
+    def call(  # noqa: C901 - one branch per Salesforce error class
+        self, what: str, func: Callable[[Salesforce], T], *, idempotent: bool
+    ) -> T:
+        """Run one API call with the quota guard, re-login and retries.
+
+        Args:
+            what: a short name for logs and errors.
+            func: does the call with the simple-salesforce client.
+            idempotent: whether a 5xx or connection error may be retried.
+
+        Returns:
+            What `func` returns.
+
+        Raises:
+            TargetSalesforceError: on fatal conditions.
+            CallFailed: when the call failed for its records.
+        """
+        relogged = False
+        attempt = 0
+        while True:
+            self.check_quota()
+            sf = self.sf
+            try:
+                self.calls += 1
+                result = func(sf)
+            except SalesforceExpiredSession:
+                if relogged:
+                    msg = f"{what}: INVALID_SESSION_ID again right after a new login"
+                    raise TargetSalesforceError(msg) from None
+                relogged = True
+                self.logger.warning("%s: session expired; logging in again", what)
+                with self._lock:
+                    if self._sf is sf:
+                        self._connect()
+                continue
+            except SalesforceRefusedRequest as exc:
+                code, message, fields = error_details(exc.content)
+                if code == "REQUEST_LIMIT_EXCEEDED":
+                    msg = (
+                        f"{what}: Salesforce refused the call with "
+                        f"REQUEST_LIMIT_EXCEEDED ({message}); the org's API limit is "
+                        "used up. Stopping; rerun once usage has dropped."
+                    )
+                    raise RequestLimitError(msg) from None
+                raise CallFailed(code, message, exc.status, fields) from None
+            except SalesforceError as exc:
+                code, message, fields = error_details(exc.content)
+                transient = exc.status in TRANSIENT_STATUS and code != CODE_LOCK_ROW
+                if not transient:
+                    raise CallFailed(code, message, exc.status, fields) from None
+                if idempotent and attempt < self.max_retries:
+                    self.logger.warning(
+                        "%s: HTTP %s (%s); retrying", what, exc.status, code
+                    )
+                    self.wait_before_retry(attempt)
+                    attempt += 1
+                    continue
+                msg = f"{what}: HTTP {exc.status} {code}: {message}"
+                raise TargetSalesforceError(msg) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if idempotent and attempt < self.max_retries:
+                    self.logger.warning("%s: %s; retrying", what, type(exc).__name__)
+                    self.wait_before_retry(attempt)
+                    attempt += 1
+                    continue
+                msg = f"{what}: {type(exc).__name__} talking to Salesforce"
+                raise TargetSalesforceError(msg) from None
+            self._note_usage()
+            return result
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        """The sObject describe (cached for the run).
+
+        Raises:
+            TargetSalesforceError: when the object does not exist.
+        """
+        with self._lock:
+            if sobject not in self._describe:
+                try:
+                    result = self.call(
+                        f"describe {sobject}",
+                        lambda sf: sf.restful(
+                            f"sobjects/{sobject}/describe", timeout=self.timeout
+                        ),
+                        idempotent=True,
+                    )
+                except CallFailed as exc:
+                    msg = f"sObject {sobject!r} cannot be described: {exc}"
+                    raise TargetSalesforceError(msg) from None
+                self._describe[sobject] = dict(result or {})
+            return self._describe[sobject]
+
+    def collections(
+        self, method: str, path: str, kwargs: Mapping[str, Any], *, idempotent: bool
+    ) -> JsonValue:
+        """One sObject Collections call (path under /services/data/vXX.X/)."""
+        return self.call(
+            f"{method} {path}",
+            lambda sf: sf.restful(path, method=method, timeout=self.timeout, **kwargs),
+            idempotent=idempotent,
+        )
+
+    def apex(self, method: str, path: str, body: JsonValue) -> JsonValue:
+        """One Apex REST call to /services/apexrest/<path>."""
+        return self.call(
+            f"apex {method} {path}",
+            lambda sf: sf.apexecute(
+                path, method=method, data=body, timeout=self.timeout
+            ),
+            idempotent=False,
+        )
+
+    # ------------------------------------------------------------------ bulk 2.0
+
+    def _raw(
+        self,
+        sf: Salesforce,
+        method: str,
+        url: str,
+        *,
+        expect: int | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        headers = dict(sf.headers)
+        headers.update(kwargs.pop("headers", {}))
+        response = self.session.request(
+            method, url, headers=headers, timeout=self.timeout, **kwargs
+        )
+        if response.status_code >= 300:  # noqa: PLR2004
+            exception_handler(response, name=url)
+        if expect is not None and response.status_code != expect:
+            msg = f"{method} {url}: expected HTTP {expect}, got {response.status_code}"
+            raise TargetSalesforceError(msg)
+        info = response.headers.get("Sforce-Limit-Info")
+        if info:
+            sf.api_usage = Salesforce.parse_api_usage(info)
+        return response
+
+    def bulk_ingest(
+        self, operation: str, sobject: str, external_id_field: str | None, csv_text: str
+    ) -> BulkOutcome:
+        """Run one Bulk 2.0 ingest job to the end and fetch its per-record results.
+
+        Raises:
+            BulkJobFailedError: when the job ends Failed/Aborted or times out.
+        """
+        body: dict[str, Any] = {
+            "object": sobject,
+            "operation": operation,
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "CRLF",
+        }
+        if operation == "upsert":
+            body["externalIdFieldName"] = external_id_field
+
+        def url(suffix: str = "") -> str:
+            return f"{self.sf.bulk2_url}ingest{suffix}"
+
+        job = self.call(
+            "bulk create job",
+            lambda sf: self._raw(sf, "POST", url(), json=body).json(),
+            idempotent=False,
+        )
+        job_id = str(job["id"])
+        self.call(
+            f"bulk upload {job_id}",
+            lambda sf: self._raw(
+                sf,
+                "PUT",
+                url(f"/{job_id}/batches"),
+                expect=HTTP_CREATED,
+                data=csv_text.encode("utf-8"),
+                headers={"Content-Type": "text/csv; charset=UTF-8"},
+            ),
+            idempotent=True,
+        )
+        self.call(
+            f"bulk close {job_id}",
+            lambda sf: self._raw(
+                sf, "PATCH", url(f"/{job_id}"), json={"state": "UploadComplete"}
+            ),
+            idempotent=True,
+        )
+        deadline = time.monotonic() + self.bulk_timeout
+        while True:
+            info = self.call(
+                f"bulk status {job_id}",
+                lambda sf: self._raw(sf, "GET", url(f"/{job_id}")).json(),
+                idempotent=True,
+            )
+            state = str(info.get("state"))
+            if state in BULK_DONE:
+                break
+            if time.monotonic() > deadline:
+                msg = (
+                    f"Bulk 2.0 job {job_id} on {sobject} still {state} after "
+                    f"{self.bulk_timeout:g}s; its records are not settled"
+                )
+                raise BulkJobFailedError(msg)
+            self.sleep(self.bulk_poll)
+        if state != "JobComplete":
+            msg = (
+                f"Bulk 2.0 job {job_id} on {sobject} ended {state}: "
+                f"{info.get('errorMessage') or 'no error message'}"
+            )
+            raise BulkJobFailedError(msg)
+
+        def results(kind: str) -> list[dict[str, str]]:
+            text = self.call(
+                f"bulk {kind} {job_id}",
+                lambda sf: self._raw(sf, "GET", url(f"/{job_id}/{kind}/")).text,
+                idempotent=True,
+            )
+            return parse_csv(text)
+
+        return BulkOutcome(
+            job_id=job_id,
+            successful=results("successfulResults"),
+            failed=results("failedResults"),
+            unprocessed=results("unprocessedrecords"),
+        )

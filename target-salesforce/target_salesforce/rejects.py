@@ -1,0 +1,102 @@
+"""The rejects file (JSON lines, mode 0600), the dry-run file and run summaries."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from target_salesforce.payloads import json_safe
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+
+class PrivateJsonLines:
+    """Append-only JSON-lines file created with mode 0600, opened on first write."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Remember the path; nothing is created until something is written."""
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def write(self, entry: Mapping[str, Any]) -> None:
+        """Append one JSON object as a line."""
+        line = json.dumps(json_safe(dict(entry)), ensure_ascii=False) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)
+            self.count += 1
+
+
+def reject_entry(  # noqa: PLR0913 - one argument per documented rejects column
+    *,
+    stream: str,
+    sobject: str | None,
+    action: str,
+    key: str | None,
+    code: str,
+    message: str,
+    fields: Sequence[str],
+    record: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One line of the rejects file. Holds record data only, never settings."""
+    return {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "stream": stream,
+        "object": sobject,
+        "action": action,
+        "key": key,
+        "code": code,
+        "message": message,
+        "fields": list(fields),
+        "record": dict(record),
+    }
+
+
+@dataclasses.dataclass
+class StreamSummary:
+    """Counts for one stream over the whole run."""
+
+    stream: str
+    target: str
+    received: int = 0
+    succeeded: int = 0
+    created: int = 0
+    updated: int = 0
+    rejected: int = 0
+    dry_run: int = 0
+    api_calls: Counter[str] = dataclasses.field(default_factory=Counter)
+    codes: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    @property
+    def reject_ratio(self) -> float:
+        """Rejected share of the records settled so far."""
+        settled = self.succeeded + self.rejected
+        return self.rejected / settled if settled else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view for logs and the summary file."""
+        return {
+            "stream": self.stream,
+            "target": self.target,
+            "received": self.received,
+            "succeeded": self.succeeded,
+            "created": self.created,
+            "updated": self.updated,
+            "rejected": self.rejected,
+            "dry_run": self.dry_run,
+            "rejected_by_code": dict(sorted(self.codes.items())),
+            "api_calls": dict(sorted(self.api_calls.items())),
+        }

@@ -1,0 +1,88 @@
+"""The bench runs end to end at a tiny size and writes a well-formed results table.
+
+No timing is asserted: only that every measurement P1..P5 produced rows (figures, or a
+"not available yet"/"failed" reason) and that RESULTS.md is a consistent Markdown table.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = ROOT / "bench" / "run.py"
+IDS = ("P1", "P2", "P3", "P4", "P5")
+BASELINES = (
+    "do-nothing SDK target (default reader, validation on)",
+    "do-nothing SDK target (msgspec reader, validate_records false)",
+    "bare requests loop over the cursor pages, JSON lines",
+    "csv module: same rows to a CSV file",
+)
+
+
+def _table(lines: list[str], heading: str) -> list[list[str]]:
+    start = lines.index(heading) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        rows.append(cells)
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_bench_runs_end_to_end_at_tiny_n_and_writes_results_table(
+    tmp_path: Path,
+) -> None:
+    results = tmp_path / "RESULTS.md"
+    args = ["--n", "100", "--reps", "1", "--mem-sizes", "100,200"]
+    args += ["--p2-concurrency", "1,15", "--results", str(results)]
+    args += ["--workdir", str(tmp_path / "out")]
+    proc = subprocess.run(
+        [sys.executable, str(RUN), *args],
+        capture_output=True,
+        text=True,
+        timeout=230,
+        check=False,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Goals:" in proc.stdout
+
+    lines = results.read_text(encoding="utf-8").splitlines()
+    machine = dict(row[:2] for row in _table(lines, "## Machine")[2:])
+    for key in ("CPU", "cores", "RAM", "Python", "singer-sdk"):
+        assert machine.get(key), key
+
+    rows = _table(lines, "## Measurements")
+    header = rows[0]
+    assert header[:4] == ["id", "measurement", "records", "median wall s"]
+    assert rows[1][0].startswith("---")
+    body = rows[2:]
+    assert {r[0] for r in body} == set(IDS)
+    for row in body:
+        assert len(row) == len(header), row
+        measured = row[3] != ""
+        explained = row[-1].startswith(("not available yet: ", "failed: "))
+        assert measured != explained, row
+    measured_baselines = {r[1] for r in body if r[3]}
+    assert set(BASELINES) <= measured_baselines
+
+    goals = _table(lines, "## Goals")[2:]
+    assert [g[0] for g in goals] == [
+        "P1",
+        "P1",
+        "P2",
+        "P2",
+        "P3",
+        "P4",
+        "P4",
+        "P5",
+        "P5",
+    ]
+    assert all(len(g) == 5 for g in goals)

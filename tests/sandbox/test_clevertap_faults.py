@@ -1,0 +1,342 @@
+"""The CleverTap emulator's concurrency limits and every injectable fault."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+from sandbox.clevertap.testing import running_emulator
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from sandbox.clevertap.testing import CleverTapHandle
+
+RANGE = {"from": 20240101, "to": 20240103}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CleverTapHandle]:
+    db = tmp_path_factory.mktemp("ct") / "faults.db"
+    with running_emulator(db_path=db) as handle:
+        yield handle
+
+
+@pytest.fixture
+def ct(shared: CleverTapHandle) -> CleverTapHandle:
+    shared.reset()
+    return shared
+
+
+def events(n: int, name: str = "E") -> dict[str, Any]:
+    return {
+        "d": [
+            {
+                "type": "event",
+                "identity": f"u{i}",
+                "evtName": name,
+                "ts": 1_704_100_000 + i,
+            }
+            for i in range(n)
+        ]
+    }
+
+
+def fresh_post(
+    ct: CleverTapHandle, path: str, body: Any, **kwargs: Any
+) -> requests.Response:
+    """A POST on a new connection (no shared keep-alive pool)."""
+    return requests.post(
+        ct.base_url + path,
+        json=body,
+        headers=ct.headers(),
+        timeout=kwargs.pop("timeout", 15),
+        **kwargs,
+    )
+
+
+def test_sixteen_concurrent_uploads_get_one_429(ct) -> None:
+    ct.fault("latency", ms=1200, path="/1/upload")
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        replies = list(
+            pool.map(lambda _: fresh_post(ct, "/1/upload", events(1)), range(16))
+        )
+    statuses = sorted(r.status_code for r in replies)
+    assert statuses == [200] * 15 + [429]
+    [limited] = [r for r in replies if r.status_code == 429]
+    assert limited.json() == {
+        "status": "fail",
+        "error": "Too many concurrent requests",
+        "code": 429,
+    }
+    assert len(ct.events()) == 15
+    assert [e["fault"] for e in ct.requests_log()].count("concurrency") == 1
+
+
+def test_four_concurrent_export_calls_get_one_429(ct) -> None:
+    ct.fault("latency", ms=800, path="/1/counts/")
+    body = {"event_name": "E", **RANGE}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        replies = list(
+            pool.map(lambda _: fresh_post(ct, "/1/counts/events.json", body), range(4))
+        )
+    assert sorted(r.status_code for r in replies) == [200, 200, 200, 429]
+
+
+def test_sandbox_api_is_not_rate_limited(ct) -> None:
+    ct.fault("latency", ms=500, path="/1/counts/")
+    body = {"event_name": "E", **RANGE}
+    with concurrent.futures.ThreadPoolExecutor(9) as pool:
+        counts = [
+            pool.submit(fresh_post, ct, "/1/counts/events.json", body) for _ in range(3)
+        ]
+        looks = [pool.submit(ct.events) for _ in range(6)]
+        assert all(f.result() == [] for f in looks)
+        assert all(f.result().status_code == 200 for f in counts)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (429, "Too many concurrent requests"),
+        (500, "Internal Server Error"),
+        (503, "Service Unavailable. Please try again later"),
+    ],
+)
+def test_status_fault_replies_n_times_then_recovers(ct, status, error) -> None:
+    ct.fault("status", status=status, times=2, path="/1/upload")
+    first = fresh_post(ct, "/1/upload", events(2))
+    second = fresh_post(ct, "/1/upload", events(2))
+    third = fresh_post(ct, "/1/upload", events(2))
+    for reply in (first, second):
+        assert reply.status_code == status
+        assert reply.json() == {"status": "fail", "error": error, "code": status}
+    assert third.status_code == 200
+    assert len(ct.events()) == 2
+    assert [e["fault"] for e in ct.requests_log()] == [f"status {status}"] * 2 + [None]
+
+
+def test_status_fault_only_hits_its_path(ct) -> None:
+    ct.fault("status", status=500, path="/1/counts/")
+    assert fresh_post(ct, "/1/upload", events(1)).status_code == 200
+    assert (
+        fresh_post(
+            ct, "/1/counts/events.json", {"event_name": "E", **RANGE}
+        ).status_code
+        == 500
+    )
+
+
+def test_reset_fault_breaks_the_connection_before_storing(ct) -> None:
+    ct.fault("reset", path="/1/upload")
+    with pytest.raises(requests.ConnectionError):
+        fresh_post(ct, "/1/upload", events(3))
+    assert ct.events() == []
+    assert fresh_post(ct, "/1/upload", events(3)).json()["processed"] == 3
+    log = ct.requests_log()
+    assert log[0]["fault"] == "reset"
+    assert log[0]["status"] is None
+
+
+def test_lost_reply_stores_the_batch_then_breaks_the_connection(ct) -> None:
+    ct.fault("lost_reply", path="/1/upload")
+    with pytest.raises(
+        (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+    ):
+        fresh_post(ct, "/1/upload", events(4))
+    assert len(ct.events()) == 4
+    assert fresh_post(ct, "/1/upload", events(4)).status_code == 200
+    assert len(ct.events()) == 8  # a blind retry duplicates events, as on CleverTap
+
+
+def test_connection_faults_work_over_a_keep_alive_session(ct) -> None:
+    session = requests.Session()
+    headers = ct.headers()
+    url = ct.base_url + "/1/upload"
+    assert (
+        session.post(url, json=events(1), headers=headers, timeout=10).status_code
+        == 200
+    )
+    ct.fault("lost_reply")
+    with pytest.raises(
+        (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+    ):
+        session.post(url, json=events(1), headers=headers, timeout=10)
+    assert (
+        session.post(url, json=events(1), headers=headers, timeout=10).status_code
+        == 200
+    )
+    session.close()
+    assert len(ct.events()) == 3
+
+
+def test_latency_applies_until_cleared(ct) -> None:
+    ct.fault("latency", ms=1500, path="/1/upload")
+    with pytest.raises(requests.Timeout):
+        fresh_post(ct, "/1/upload", events(1), timeout=0.3)
+    with pytest.raises(requests.Timeout):
+        fresh_post(ct, "/1/upload", events(1), timeout=0.3)
+    ct.clear_faults()
+    assert fresh_post(ct, "/1/upload", events(1), timeout=5).status_code == 200
+
+
+def test_slow_reply_stores_first_then_answers_late(ct) -> None:
+    ct.fault("slow_reply", seconds=1.5, path="/1/upload")
+    with pytest.raises(requests.Timeout):
+        fresh_post(ct, "/1/upload", events(2), timeout=0.5)
+    assert len(ct.events()) == 2
+    ct.fault("slow_reply", seconds=0.2)
+    assert fresh_post(ct, "/1/upload", events(1), timeout=5).json()["processed"] == 1
+
+
+def test_record_failure_by_field_value(ct) -> None:
+    ct.fault("record_failure", code=555, field="identity", value="u1")
+    reply = fresh_post(ct, "/1/upload", events(3)).json()
+    assert reply["status"] == "partial"
+    assert reply["processed"] == 2
+    [entry] = reply["unprocessed"]
+    assert entry["code"] == 555
+    assert entry["error"] == "Miscellaneous server error.Skipped record number : 2"
+    assert entry["record"]["identity"] == "u1"
+    assert sorted(e["identity"] for e in ct.events()) == ["u0", "u2"]
+    again = fresh_post(ct, "/1/upload", events(3)).json()
+    assert again["processed"] == 2  # stays until cleared
+
+
+def test_record_failure_by_position_with_times(ct) -> None:
+    ct.fault("record_failure", code=515, positions=[1, 3], times=1)
+    reply = fresh_post(ct, "/1/upload", events(3)).json()
+    assert [e["code"] for e in reply["unprocessed"]] == [515, 515]
+    assert [e["error"][-1] for e in reply["unprocessed"]] == ["1", "3"]
+    assert fresh_post(ct, "/1/upload", events(3)).json()["status"] == "success"
+
+
+def test_record_failure_by_nested_field(ct) -> None:
+    ct.fault("record_failure", code=516, field="profileData.Phone")
+    body = {
+        "d": [
+            {
+                "type": "profile",
+                "identity": "a",
+                "profileData": {"Phone": "+14155550000"},
+            },
+            {"type": "profile", "identity": "b", "profileData": {"Name": "B"}},
+        ]
+    }
+    reply = fresh_post(ct, "/1/upload", body).json()
+    assert [e["code"] for e in reply["unprocessed"]] == [516]
+    assert [p["identity"] for p in ct.profiles()] == ["b"]
+
+
+def test_unprocessed_partial_processes_only_part_of_the_batch(ct) -> None:
+    ct.fault("unprocessed_partial", processed=3)
+    reply = fresh_post(ct, "/1/upload", events(5)).json()
+    assert reply["status"] == "partial"
+    assert reply["processed"] == 3
+    assert [e["error"][-1] for e in reply["unprocessed"]] == ["4", "5"]
+    assert [e["code"] for e in reply["unprocessed"]] == [555, 555]
+    assert sorted(e["identity"] for e in ct.events()) == ["u0", "u1", "u2"]
+
+
+def export_cursor(ct: CleverTapHandle, batch: int = 2) -> str:
+    response = fresh_post(
+        ct, f"/1/events.json?batch_size={batch}", {"event_name": "E", **RANGE}
+    )
+    cursor: str = response.json()["cursor"]
+    return cursor
+
+
+def test_in_progress_fault_answers_code_2_on_each_cursors_first_fetches(ct) -> None:
+    fresh_post(ct, "/1/upload", events(3))
+    ct.fault("in_progress", fetches=2)
+    cursor = export_cursor(ct)
+    get = lambda c: ct.api_get(f"/1/events.json?cursor={c}").json()  # noqa: E731
+    for _ in range(2):
+        busy = get(cursor)
+        assert busy["status"] == "fail"
+        assert busy["code"] == 2
+        assert "in progress" in busy["error"]
+    page = get(cursor)
+    assert len(page["records"]) == 2
+    assert get(page["next_cursor"])["code"] == 2  # the next cursor is new: busy again
+    ct.clear_faults()
+    assert len(get(page["next_cursor"])["records"]) == 1
+
+
+def test_repeat_cursor_fault_returns_the_same_next_cursor(ct) -> None:
+    fresh_post(ct, "/1/upload", events(3))
+    ct.fault("repeat_cursor", times=1)
+    cursor = export_cursor(ct)
+    page = ct.api_get(f"/1/events.json?cursor={cursor}").json()
+    assert page["next_cursor"] == cursor
+    honest = ct.api_get(f"/1/events.json?cursor={cursor}").json()
+    assert honest["next_cursor"] != cursor
+
+
+@pytest.mark.parametrize("path", ["events", "profiles", "trends"])
+def test_counts_partial_needs_n_polls(ct, path) -> None:
+    fresh_post(ct, "/1/upload", events(4))
+    ct.fault("counts_partial", polls=3)
+    body = {"event_name": "E", **RANGE, "groups": {"g": {"trend_type": "daily"}}}
+    first = fresh_post(ct, f"/1/counts/{path}.json", body).json()
+    assert first["status"] == "partial"
+    req_id = first["req_id"]
+    assert isinstance(req_id, int)
+    polls = [
+        ct.api_get(f"/1/counts/{path}.json", params={"req_id": req_id}).json()
+        for _ in range(3)
+    ]
+    assert [p["status"] for p in polls] == ["partial", "partial", "success"]
+    if path == "trends":
+        assert polls[-1]["g"] == {"20240101": 4}
+    else:
+        assert polls[-1]["count"] == 4
+    bad = ct.api_get(f"/1/counts/{path}.json", params={"req_id": 12345})
+    assert bad.status_code == 400
+    assert bad.json()["status"] == "fail"
+
+
+def test_faults_can_be_listed_and_bad_faults_are_refused(ct) -> None:
+    ct.fault("status", status=429, times=2, path="/1/upload")
+    [listed] = ct.faults()
+    assert listed["kind"] == "status"
+    assert listed["remaining"] == 2
+    bad = requests.post(
+        ct.base_url + "/_sandbox/faults", json={"kind": "meteor"}, timeout=5
+    )
+    assert bad.status_code == 400
+    bad_status = requests.post(
+        ct.base_url + "/_sandbox/faults",
+        json={"kind": "status", "status": 418},
+        timeout=5,
+    )
+    assert bad_status.status_code == 400
+    ct.clear_faults()
+    assert ct.faults() == []
+
+
+def test_reset_wipes_data_logs_and_faults(ct) -> None:
+    fresh_post(ct, "/1/upload", events(2))
+    ct.fault("status", status=500)
+    ct.reset()
+    assert ct.events() == []
+    assert ct.profiles() == []
+    assert ct.requests_log() == []
+    assert ct.faults() == []
+
+
+def test_fault_parameter_aliases(ct) -> None:
+    ct.fault("in_progress", times=2)
+    ct.fault("counts_partial", times=4)
+    ct.fault("latency", seconds=0.05, path="/1/upload")
+    ct.fault("slow_reply", ms=100, path="/1/upload")
+    ct.fault("status", code=500, path="/1/targets/")
+    by_kind = {f["kind"]: f for f in ct.faults()}
+    assert by_kind["in_progress"]["fetches"] == 2
+    assert by_kind["in_progress"]["remaining"] is None
+    assert by_kind["counts_partial"]["polls"] == 4
+    assert by_kind["latency"]["ms"] == 50
+    assert by_kind["slow_reply"]["seconds"] == 0.1
+    assert by_kind["status"]["status"] == 500

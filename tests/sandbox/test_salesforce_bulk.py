@@ -1,0 +1,433 @@
+"""sObject Collections, Bulk API 2.0 ingest and Bulk API 1.0 on the emulator."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+if TYPE_CHECKING:
+    from sandbox.salesforce.testing import SalesforceHandle
+
+
+@pytest.fixture
+def sf(salesforce_emulator: SalesforceHandle) -> Salesforce:
+    return Salesforce(
+        session_id=salesforce_emulator.access_token,
+        instance_url=salesforce_emulator.base_url,
+        session=salesforce_emulator.session(),
+    )
+
+
+def _contact(records: list[dict[str, Any]], ct_id: str) -> dict[str, Any]:
+    return next(r for r in records if r["CleverTap_Id__c"] == ct_id)
+
+
+def _upsert(
+    sf: Salesforce, records: list[dict[str, Any]], *, all_or_none: bool = False
+) -> list[dict[str, Any]]:
+    body = {
+        "allOrNone": all_or_none,
+        "records": [{"attributes": {"type": "Contact"}, **r} for r in records],
+    }
+    return list(
+        sf.restful(
+            "composite/sobjects/Contact/CleverTap_Id__c", method="PATCH", json=body
+        )
+    )
+
+
+# --- sObject Collections --------------------------------------------------------
+
+
+def test_collection_upsert_reports_each_record_in_request_order(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    results = _upsert(
+        sf,
+        [
+            {"CleverTap_Id__c": "ct-000000", "NPS_Score__c": 9},
+            {"CleverTap_Id__c": "ct-col-new", "LastName": "New", "NPS_Score__c": 4},
+            {"CleverTap_Id__c": "ct-col-bad", "LastName": "Bad", "NPS_Score__c": 42},
+            {"CleverTap_Id__c": "ct-col-nolast", "FirstName": "NoLast"},
+        ],
+    )
+    assert [r["success"] for r in results] == [True, True, False, False]
+    assert [r["created"] for r in results][:2] == [False, True]
+    assert results[2]["errors"][0]["statusCode"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    assert results[3]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+    stored = salesforce_emulator.records("Contact")
+    assert _contact(stored, "ct-000000")["NPS_Score__c"] == 9
+    assert _contact(stored, "ct-col-new")["Id"] == results[1]["id"]
+    assert not [r for r in stored if r["CleverTap_Id__c"] == "ct-col-bad"]
+
+
+def test_collection_all_or_none_rolls_back_every_record(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    before = _contact(salesforce_emulator.records("Contact"), "ct-000000")
+    results = _upsert(
+        sf,
+        [
+            {"CleverTap_Id__c": "ct-000000", "Title": "Rolled back"},
+            {"CleverTap_Id__c": "ct-aon-bad", "LastName": "Bad", "NPS_Score__c": -1},
+        ],
+        all_or_none=True,
+    )
+    assert [r["success"] for r in results] == [False, False]
+    assert results[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    after = _contact(salesforce_emulator.records("Contact"), "ct-000000")
+    assert after == before
+
+
+def test_collection_rejects_the_same_key_twice_in_one_request(sf: Salesforce) -> None:
+    results = _upsert(
+        sf,
+        [
+            {"CleverTap_Id__c": "ct-twice", "LastName": "A"},
+            {"CleverTap_Id__c": "ct-twice", "LastName": "B"},
+        ],
+    )
+    assert [r["errors"][0]["statusCode"] for r in results] == ["DUPLICATE_VALUE"] * 2
+
+
+def test_collection_create_update_delete_and_limit(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    created = sf.restful(
+        "composite/sobjects",
+        method="POST",
+        json={
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": "Lead"}, "LastName": "L1", "Company": "C"},
+                {"attributes": {"type": "Lead"}, "LastName": "L2"},
+                {"attributes": {"type": "Account"}, "Name": "Acme Two"},
+            ],
+        },
+    )
+    assert [r["success"] for r in created] == [True, False, True]
+    assert created[1]["errors"][0]["fields"] == ["Company"]
+    updated = sf.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json={
+            "records": [
+                {
+                    "attributes": {"type": "Lead"},
+                    "id": created[0]["id"],
+                    "Title": "CTO",
+                },
+            ]
+        },
+    )
+    assert updated[0]["success"] is True
+    deleted = sf.restful(
+        "composite/sobjects",
+        method="DELETE",
+        params={"ids": f"{created[0]['id']},{created[2]['id']}"},
+    )
+    assert [r["success"] for r in deleted] == [True, True]
+    lead = next(
+        r for r in salesforce_emulator.records("Lead") if r["Id"] == created[0]["id"]
+    )
+    assert lead["Title"] == "CTO"
+    assert lead["IsDeleted"] is True
+    too_many = [{"attributes": {"type": "Lead"}, "LastName": "x", "Company": "c"}] * 201
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        sf.restful("composite/sobjects", method="POST", json={"records": too_many})
+    assert exc.value.content[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+
+
+def test_lock_row_fault_fails_the_next_records_then_clears(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    salesforce_emulator.fault("lock_row", count=2)
+    results = _upsert(
+        sf, [{"CleverTap_Id__c": f"ct-00000{i}", "Title": "T"} for i in range(3)]
+    )
+    codes = [r["errors"][0]["statusCode"] if r["errors"] else None for r in results]
+    assert codes == ["UNABLE_TO_LOCK_ROW", "UNABLE_TO_LOCK_ROW", None]
+
+
+# --- Bulk API 2.0 -------------------------------------------------------------------
+
+
+def test_bulk2_upsert_reports_failed_and_successful_rows_as_csv(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    summary = sf.bulk2.Contact.upsert(
+        records=[
+            {"CleverTap_Id__c": "ct-000001", "Title": "Bulk title"},
+            {"CleverTap_Id__c": "ct-bulk-new", "LastName": "Bulk", "NPS_Score__c": 3},
+            {"CleverTap_Id__c": "ct-bulk-bad", "LastName": "Bad", "NPS_Score__c": 12},
+        ],
+        external_id_field="CleverTap_Id__c",
+        wait=0,
+    )
+    assert summary[0]["numberRecordsProcessed"] == 3
+    assert summary[0]["numberRecordsFailed"] == 1
+    job_id = summary[0]["job_id"]
+    failed = list(
+        csv.DictReader(io.StringIO(sf.bulk2.Contact.get_failed_records(job_id)))
+    )
+    assert len(failed) == 1
+    assert failed[0]["CleverTap_Id__c"] == "ct-bulk-bad"
+    assert failed[0]["sf__Error"].startswith("FIELD_CUSTOM_VALIDATION_EXCEPTION:")
+    ok = list(
+        csv.DictReader(io.StringIO(sf.bulk2.Contact.get_successful_records(job_id)))
+    )
+    assert {r["CleverTap_Id__c"]: r["sf__Created"] for r in ok} == {
+        "ct-000001": "false",
+        "ct-bulk-new": "true",
+    }
+    unprocessed = sf.bulk2.Contact.get_unprocessed_records(job_id)
+    assert unprocessed.strip() == ""
+    stored = salesforce_emulator.records("Contact")
+    assert _contact(stored, "ct-000001")["Title"] == "Bulk title"
+    assert _contact(stored, "ct-bulk-new")["Id"] == next(
+        r["sf__Id"] for r in ok if r["CleverTap_Id__c"] == "ct-bulk-new"
+    )
+
+
+def test_bulk2_csv_empty_cell_keeps_value_and_na_sets_null_with_crlf_pipes(
+    salesforce_emulator: SalesforceHandle,
+) -> None:
+    before = _contact(salesforce_emulator.records("Contact"), "ct-000000")
+    assert before["Title"] or before["Phone"] or before["MobilePhone"]
+    # Built by hand: pipe-delimited, CRLF line endings.
+    data = "Phone|CleverTap_Id__c|Title\r\n|ct-000000|#N/A\r\n"
+    base = f"{salesforce_emulator.base_url}/services/data/v61.0/jobs/ingest"
+    session = salesforce_emulator.session()
+    headers = {"Authorization": f"Bearer {salesforce_emulator.access_token}"}
+    job = session.post(
+        base,
+        headers=headers,
+        timeout=10,
+        json={
+            "object": "Contact",
+            "operation": "upsert",
+            "externalIdFieldName": "CleverTap_Id__c",
+            "contentType": "CSV",
+            "columnDelimiter": "PIPE",
+            "lineEnding": "CRLF",
+        },
+    ).json()
+    assert job["state"] == "Open"
+    put = session.put(
+        f"{base}/{job['id']}/batches",
+        data=data.encode(),
+        timeout=10,
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    assert put.status_code == 201
+    session.patch(
+        f"{base}/{job['id']}",
+        json={"state": "UploadComplete"},
+        headers=headers,
+        timeout=10,
+    )
+    info = session.get(f"{base}/{job['id']}", headers=headers, timeout=10).json()
+    assert info["state"] == "JobComplete"
+    assert info["numberRecordsFailed"] == 0
+    after = _contact(salesforce_emulator.records("Contact"), "ct-000000")
+    assert after["Title"] is None
+    assert after["Phone"] == before["Phone"]
+    # A lowercase results path works too, as Salesforce documents it.
+    text = session.get(
+        f"{base}/{job['id']}/successfulresults", headers=headers, timeout=10
+    ).text
+    assert text.startswith("sf__Id|sf__Created|Phone")
+
+
+def test_bulk2_relationship_column_sets_the_lookup_by_external_id(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    contact = salesforce_emulator.records("Contact")[0]
+    summary = sf.bulk2.CleverTap_Engagement__c.upsert(
+        records=[
+            {
+                "CleverTap_Event_Id__c": "evt-bulk-rel",
+                "Event_Name__c": "Charged",
+                "Contact__r.CleverTap_Id__c": contact["CleverTap_Id__c"],
+            },
+            {
+                "CleverTap_Event_Id__c": "evt-bulk-norel",
+                "Event_Name__c": "Charged",
+                "Contact__r.CleverTap_Id__c": "ct-unknown",
+            },
+        ],
+        external_id_field="CleverTap_Event_Id__c",
+        wait=0,
+    )
+    assert summary[0]["numberRecordsFailed"] == 1
+    stored = {
+        r["CleverTap_Event_Id__c"]: r
+        for r in salesforce_emulator.records("CleverTap_Engagement__c")
+    }
+    assert stored["evt-bulk-rel"]["Contact__c"] == contact["Id"]
+    assert "evt-bulk-norel" not in stored
+    failed = sf.bulk2.CleverTap_Engagement__c.get_failed_records(summary[0]["job_id"])
+    assert "Foreign key external ID: ct-unknown not found" in failed
+
+
+def test_bulk2_line_ending_mismatch_or_unknown_column_fails_the_job(
+    salesforce_emulator: SalesforceHandle,
+) -> None:
+    base = f"{salesforce_emulator.base_url}/services/data/v61.0/jobs/ingest"
+    session = salesforce_emulator.session()
+    headers = {"Authorization": f"Bearer {salesforce_emulator.access_token}"}
+    messages = []
+    for data in ("LastName\r\nA\r\n", "LastName,Nope__c\nA,1\n"):
+        job = session.post(
+            base,
+            headers=headers,
+            timeout=10,
+            json={
+                "object": "Contact",
+                "operation": "insert",
+                "lineEnding": "LF",
+            },
+        ).json()
+        session.put(
+            f"{base}/{job['id']}/batches", data=data, headers=headers, timeout=10
+        )
+        session.patch(
+            f"{base}/{job['id']}",
+            json={"state": "UploadComplete"},
+            headers=headers,
+            timeout=10,
+        )
+        info = session.get(f"{base}/{job['id']}", headers=headers, timeout=10).json()
+        assert info["state"] == "Failed"
+        messages.append(info["errorMessage"])
+    assert "LineEnding is invalid" in messages[0]
+    assert "Field name not found : Nope__c" in messages[1]
+
+
+def test_bulk_job_failed_fault_raises_operation_error(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    from simple_salesforce.exceptions import SalesforceOperationError  # noqa: PLC0415
+
+    salesforce_emulator.fault("bulk_job_failed", message="InvalidBatch : too busy")
+    with pytest.raises(SalesforceOperationError, match="too busy"):
+        sf.bulk2.Contact.insert(records=[{"LastName": "X"}], wait=0)
+    assert not [
+        r for r in salesforce_emulator.records("Contact") if r["LastName"] == "X"
+    ]
+
+
+def test_slow_bulk_fault_keeps_the_job_in_progress_for_n_polls(
+    salesforce_emulator: SalesforceHandle,
+) -> None:
+    salesforce_emulator.fault("slow_bulk", polls=2)
+    base = f"{salesforce_emulator.base_url}/services/data/v61.0/jobs/ingest"
+    session = salesforce_emulator.session()
+    headers = {"Authorization": f"Bearer {salesforce_emulator.access_token}"}
+    job = session.post(
+        base,
+        headers=headers,
+        timeout=10,
+        json={"object": "Contact", "operation": "insert"},
+    ).json()
+    session.put(
+        f"{base}/{job['id']}/batches",
+        data="LastName\nSlow\n",
+        headers=headers,
+        timeout=10,
+    )
+    session.patch(
+        f"{base}/{job['id']}",
+        json={"state": "UploadComplete"},
+        headers=headers,
+        timeout=10,
+    )
+    states = [
+        session.get(f"{base}/{job['id']}", headers=headers, timeout=10).json()["state"]
+        for _ in range(3)
+    ]
+    assert states == ["InProgress", "InProgress", "JobComplete"]
+
+
+# --- Bulk API 1.0 -------------------------------------------------------------------
+
+
+def test_bulk1_json_upsert_returns_per_record_results(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    results = sf.bulk.Contact.upsert(
+        [
+            {"CleverTap_Id__c": "ct-000002", "Title": "B1"},
+            {"CleverTap_Id__c": "ct-b1-new", "LastName": "New"},
+            {"CleverTap_Id__c": "ct-b1-bad", "FirstName": "NoLast"},
+        ],
+        "CleverTap_Id__c",
+    )
+    assert [r["success"] for r in results] == [True, True, False]
+    assert [r["created"] for r in results][:2] == [False, True]
+    assert results[2]["id"] is None
+    assert results[2]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+    stored = salesforce_emulator.records("Contact")
+    assert _contact(stored, "ct-000002")["Title"] == "B1"
+
+
+def test_bulk1_query_returns_csv_with_the_selected_columns(
+    salesforce_emulator: SalesforceHandle,
+) -> None:
+    session = salesforce_emulator.session()
+    base = f"{salesforce_emulator.base_url}/services/async/61.0"
+    headers = {
+        "X-SFDC-Session": salesforce_emulator.access_token,
+        "Content-Type": "application/json",
+    }
+    job = session.post(
+        f"{base}/job",
+        headers=headers,
+        timeout=10,
+        json={"operation": "queryAll", "object": "Campaign", "contentType": "CSV"},
+    ).json()
+    batch = session.post(
+        f"{base}/job/{job['id']}/batch",
+        timeout=10,
+        data="SELECT Id,Name,IsActive,CleverTap_Sent__c FROM Campaign",
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    assert batch.status_code == 201
+    assert "<state>Completed</state>" in batch.text
+    batch_id = batch.text.split("<id>")[1].split("</id>")[0]
+    listing = session.get(
+        f"{base}/job/{job['id']}/batch/{batch_id}/result", headers=headers, timeout=10
+    ).text
+    result_id = listing.split("<result>")[1].split("</result>")[0]
+    text = session.get(
+        f"{base}/job/{job['id']}/batch/{batch_id}/result/{result_id}",
+        headers=headers,
+        timeout=10,
+    ).text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == len(salesforce_emulator.records("Campaign"))
+    assert {r["IsActive"] for r in rows} <= {"true", "false"}
+    missing = session.get(f"{base}/job/750000000000000AAA", headers=headers, timeout=10)
+    assert missing.status_code == 400
+    assert missing.headers["Content-Type"] == "application/json"
+    assert missing.json()["exceptionCode"] == "InvalidJob"
+
+
+def test_bulk1_json_query_and_delete_with_simple_salesforce(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    rows = sf.bulk.Contact.query("SELECT Id, Email FROM Contact WHERE Email != null")
+    assert {r["Id"] for r in rows} == {
+        r["Id"] for r in salesforce_emulator.records("Contact") if r["Email"]
+    }
+    target = rows[0]["Id"]
+    assert sf.bulk.Contact.delete([{"Id": target}])[0]["success"] is True
+    live = sf.bulk.Contact.query("SELECT Id FROM Contact")
+    assert target not in {r["Id"] for r in live}
+    every = sf.bulk.Contact.query_all("SELECT Id FROM Contact")
+    assert target in {r["Id"] for r in every}

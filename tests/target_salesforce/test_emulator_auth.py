@@ -1,0 +1,94 @@
+"""Each login flow through the real login hostnames (CONNECT proxy, test CA)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.mark.parametrize("flow", ["jwt", "client_credentials", "refresh_token"])
+def test_login_flow_then_upsert(login_harness: Any, flow: str) -> None:
+    config = login_harness.login_config(flow)
+    run = login_harness.run(config, login_harness.fixture("nps_upsert_create.singer"))
+    assert run.error is None
+    assert login_harness.contact("ct-test-1") is not None
+    tokens = [
+        r for r in login_harness.handle.requests_log() if "oauth2/token" in r["path"]
+    ]
+    assert len(tokens) == 1
+    assert run.target.run.client.logins == 1
+
+
+@pytest.mark.parametrize("oauth_grant", [False, True], ids=["soap", "oauth"])
+def test_legacy_password_login_warns_about_the_2027_cutoff(
+    login_harness: Any, caplog: pytest.LogCaptureFixture, oauth_grant: bool
+) -> None:
+    config = login_harness.login_config("password")
+    if oauth_grant:
+        config.update(
+            client_id=login_harness.handle.client_id,
+            client_secret=login_harness.handle.client_secret,
+        )
+    run = login_harness.run(config, login_harness.fixture("nps_upsert_create.singer"))
+    assert run.error is None
+    assert login_harness.contact("ct-test-2") is not None
+    warning = [r for r in caplog.records if "deprecated" in r.getMessage()]
+    assert warning
+    assert "2027-02-20" in warning[0].getMessage()
+    assert login_harness.handle.password not in caplog.text
+
+
+def test_client_credentials_on_login_domain_is_refused_clearly(
+    login_harness: Any,
+) -> None:
+    config = login_harness.login_config("client_credentials", domain="login")
+    run = login_harness.run(config, login_harness.fixture("nps_upsert_create.singer"))
+    assert "My Domain" in str(run.error)
+    assert run.states == []
+
+
+def test_wrong_secret_fails_without_leaking_it(
+    login_harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = login_harness.login_config(
+        "refresh_token",
+        client_secret="s3cr3t-wrong",  # noqa: S106 - a deliberately wrong test secret
+    )
+    run = login_harness.run(config, login_harness.fixture("nps_upsert_create.singer"))
+    assert "refresh-token login failed" in str(run.error)
+    assert "s3cr3t-wrong" not in str(run.error)
+    assert "s3cr3t-wrong" not in caplog.text
+    assert login_harness.handle.refresh_token not in str(run.error)
+
+
+def test_ca_bundle_setting_is_used_without_environment(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    config = harness.config(ca_bundle=harness.handle.ca_bundle)
+    run = harness.run(config, harness.fixture("nps_upsert_create.singer"))
+    assert run.error is None
+    assert harness.contact("ct-test-1") is not None
+
+
+def test_environment_ca_bundle_wins_over_the_setting(harness: Any) -> None:
+    # REQUESTS_CA_BUNDLE (set by the fixture) overrides a wrong `ca_bundle`,
+    # exactly as plain requests does; verification is never switched off.
+    missing = str(harness.tmp_path / "no-such-bundle.pem")
+    run = harness.run(
+        harness.config(ca_bundle=missing), harness.fixture("nps_upsert_create.singer")
+    )
+    assert run.error is None
+    assert harness.contact("ct-test-2") is not None
+
+
+def test_without_any_trusted_ca_the_run_fails_tls(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    run = harness.run(harness.config(), harness.fixture("nps_upsert_create.singer"))
+    assert run.error is not None
+    assert harness.contact("ct-test-1") is None
