@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 STREAMS = ("Contact", "Lead", "Opportunity", "Task")
 DEFAULT_MIX = {"Contact": 0.4, "Lead": 0.25, "Opportunity": 0.15, "Task": 0.2}
 STREAM_VERSION = 1732838400000  # fixed, so the output is byte-for-byte reproducible
@@ -487,7 +487,11 @@ class _Org:
         self.rng = rng
         self.counts = counts
         self.users = [_sf_id(KEY_PREFIX["User"], i) for i in range(1, 26)]
-        self.accounts = [_sf_id(KEY_PREFIX["Account"], i) for i in range(1, 501)]
+        # about four contacts per account, as in a typical B2B org
+        n_accounts = max(20, counts.get("Contact", 0) // 4)
+        self.accounts = [
+            _sf_id(KEY_PREFIX["Account"], i) for i in range(1, n_accounts + 1)
+        ]
         self.campaigns = [_sf_id(KEY_PREFIX["Campaign"], i) for i in range(1, 21)]
 
     def ref(self, stream: str) -> str | None:

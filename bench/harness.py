@@ -135,9 +135,7 @@ def run_child(  # noqa: PLR0913 - a process launcher takes several independent o
             timer.cancel()
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
-        if feeder_proc is not None and feeder_proc.wait(timeout=60) != 0:
-            msg = f"the input generator failed (exit {feeder_proc.returncode})"
-            raise RunFailedError(msg)
+        feeder_rc = feeder_proc.wait(timeout=60) if feeder_proc is not None else 0
     run = ChildRun(
         wall=wall,
         cpu=usage.ru_utime + usage.ru_stime,
@@ -145,8 +143,16 @@ def run_child(  # noqa: PLR0913 - a process launcher takes several independent o
         returncode=proc.returncode,
     )
     if run.returncode != 0:
-        why = "timeout" if wall >= timeout else f"exit {run.returncode}"
-        msg = f"{why}: {_tail(log)}"
+        why = (
+            f"stopped after the {timeout:.0f} s timeout"
+            if wall >= timeout
+            else f"exit {run.returncode} after {wall:.1f} s"
+        )
+        so_far = f"CPU {run.cpu:.1f} s, peak RSS {run.max_rss_kib / 1024:.1f} MiB"
+        msg = f"{why} ({so_far}): {_tail(log)}"
+        raise RunFailedError(msg)
+    if feeder_rc != 0:
+        msg = f"the input generator failed (exit {feeder_rc})"
         raise RunFailedError(msg)
     return run
 

@@ -119,6 +119,7 @@ class Context:
     timeout: float = 1800.0
     p5_reps: int | None = None
     p2_concurrency: tuple[int, ...] = P2_CONCURRENCY
+    mix: str | None = None
     log: Callable[[str], None] = print
     _inputs: dict[tuple[int, bool], Path] = dataclasses.field(default_factory=dict)
 
@@ -131,12 +132,25 @@ class Context:
         Returns:
             The file path.
         """
-        name = f"input-sf-{n}-v{generate.GENERATOR_VERSION}.singer"
+        tag = re.sub(r"[^A-Za-z0-9]+", "_", self.mix) if self.mix else "mix"
+        name = f"input-sf-{n}-{tag}-v{generate.GENERATOR_VERSION}.singer"
         path = self.workdir / name
         if not path.exists():
             self.log(f"  generating {n} records -> {path.name}")
-            generate.write(path, n)
+            generate.write(path, n, generate.parse_mix(self.mix) if self.mix else None)
         return path
+
+    def generator_command(self, n: int) -> list[str]:
+        """The command that streams the same input to stdout.
+
+        Args:
+            n: number of records.
+
+        Returns:
+            The command line.
+        """
+        cmd = [harness.PYTHON, str(BENCH / "generate.py"), "--n", str(n)]
+        return [*cmd, "--mix", self.mix] if self.mix else cmd
 
     def scratch(self, name: str) -> Path:
         """An empty scratch directory under the workdir.
@@ -432,7 +446,7 @@ def p3_memory(ctx: Context) -> Section:
                 if "api_url" in settings:
                     cfg["api_url"] = "http://127.0.0.1:9"
                 cfg_path = harness.write_json(where / f"rep{rep}.json", cfg)
-                feeder = [harness.PYTHON, str(BENCH / "generate.py"), "--n", str(size)]
+                feeder = ctx.generator_command(size)
                 cmd = [
                     harness.PYTHON,
                     "-m",
@@ -620,7 +634,14 @@ def _p4_tap_runs(
         "timezone": "UTC",
         "event_names": [BENCH_EVENT],
     }
-    optional = {"end_date": f"{end.isoformat()}T00:00:00Z", "batch_size": 5000}
+    # one export window over the whole range, so the tap walks the same cursor pages
+    # as the baseline (one POST, then the pages)
+    days = (end - P4_DAYS[0]).days
+    optional: dict[str, Any] = {
+        "end_date": f"{end.isoformat()}T00:00:00Z",
+        "batch_size": 5000,
+        "window_days": days,
+    }
     cfg.update({k: v for k, v in optional.items() if k in settings})
     cfg_path = harness.write_json(scratch / "tap.json", cfg)
     tap = [harness.PYTHON, "-m", "tap_clevertap", "--config", str(cfg_path)]
@@ -658,7 +679,7 @@ def _p4_tap_runs(
     records = harness.count_lines(out, b'"type":"RECORD"') or harness.count_lines(
         out, b'"type": "RECORD"'
     )
-    row.note = f"stream {stream}: {records} RECORD messages"
+    row.note = f"stream {stream}: {records} RECORD messages; window_days {days}"
     sec.rows.append(row)
     return {"tap": row}
 

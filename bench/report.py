@@ -138,12 +138,14 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
     return lines
 
 
-def markdown(
+def markdown(  # noqa: PLR0913 - the report needs every one of these facts
     sections: Sequence[Section],
     info: dict[str, str],
+    *,
     command: str,
     started: dt.datetime,
     seconds: float,
+    notes: Sequence[str] = (),
 ) -> str:
     """RESULTS.md: the machine, the results table and the goals.
 
@@ -153,6 +155,7 @@ def markdown(
         command: the command line that produced them.
         started: when the run started (UTC).
         seconds: how long it took.
+        notes: remarks on how to read this run.
 
     Returns:
         The Markdown text.
@@ -180,6 +183,9 @@ def markdown(
     lines += _md_table(header, [goal_cells(g) for s in sections for g in s.goals])
     lines += ["", "## Sections", ""]
     lines += [f"- **{s.pid}**: {s.title}" for s in sections]
+    if notes:
+        lines += ["", "## Notes", ""]
+        lines += [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:  # when imported rather than run as a script
     sys.path.insert(0, str(BENCH))
 
+import generate  # noqa: E402 - needs the path above
 import measures  # noqa: E402 - needs the path above
 import report  # noqa: E402 - needs the path above
 
@@ -64,6 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="repetitions for P5 (default: 1 from 50000 records, else --reps)",
     )
+    parser.add_argument(
+        "--mix",
+        help="stream weights of the Salesforce input for P1-P3, e.g. Contact=1 "
+        "(default Contact=40,Lead=25,Opportunity=15,Task=20)",
+    )
     parser.add_argument("--only", default="P1,P2,P3,P4,P5", help="e.g. P1,P3")
     parser.add_argument(
         "--results", type=Path, default=BENCH / "RESULTS.md", help="Markdown output"
@@ -86,10 +92,65 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # at full size P5's wall time is mostly the emulator storing rows one by one
     args.p5_reps = args.p5_reps or (1 if args.n >= P5_ONE_RUN_FROM else args.reps)
     args.only = [p.strip().upper() for p in args.only.split(",") if p.strip()]
+    if args.mix:
+        try:
+            generate.parse_mix(args.mix)
+        except ValueError as exc:
+            parser.error(str(exc))
     unknown = sorted(set(args.only) - set(measures.MEASURES))
     if unknown:
         parser.error(f"unknown measurement(s): {', '.join(unknown)}")
     return args
+
+
+def notes(args: argparse.Namespace) -> list[str]:
+    """How to read this run's figures.
+
+    Args:
+        args: the parsed options.
+
+    Returns:
+        One sentence each.
+    """
+    mix = args.mix or ",".join(
+        f"{k}={round(v * 100)}" for k, v in generate.DEFAULT_MIX.items()
+    )
+    out = [
+        (
+            f"Salesforce input (P1-P3): stream mix {mix}, generator version "
+            f"{generate.GENERATOR_VERSION}, about 1.2 KB per record with its STATE."
+        ),
+        (
+            "Wall times move with the machine's load (see the load average above); the "
+            "CPU column is the child's own user+sys time and is steadier."
+        ),
+        (
+            f"P2 uses {args.p2_n:,} records with max_concurrency "
+            f"{', '.join(map(str, args.p2_concurrency))}; 100 ms per upload of 1000 "
+            "records is 0.1 ms per record at concurrency 1, so the whole-run ratio is "
+            "bounded by the per-record CPU the target spends whatever the concurrency."
+        ),
+        (
+            "P3 streams the generator's output through a pipe; only the target's peak "
+            "RSS is measured (one run per size)."
+        ),
+        (
+            "P4 seeds the events through the emulator's /1/upload. P4 and P5 wall "
+            "times include the emulator's own work; their CPU lines show the client "
+            "side alone."
+        ),
+        (
+            f"P5 inserts Contacts (upsert by external id makes the emulator scan the "
+            f"table per row); {args.p5_reps} run(s) of the target."
+        ),
+    ]
+    if args.n < P5_ONE_RUN_FROM:
+        out.insert(
+            0,
+            "Small N: every run pays about 1 s of interpreter and SDK start-up, which "
+            "dominates here; only full-size runs say anything about the goals.",
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         p5_reps=args.p5_reps,
         p2_concurrency=args.p2_concurrency,
+        mix=args.mix,
         log=log,
     )
     log(
@@ -132,7 +194,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def write(sections: list[measures.Section], *, final: bool) -> None:
         text = report.markdown(
-            sections, info, command.strip(), started, time.monotonic() - clock
+            sections,
+            info,
+            command=command.strip(),
+            started=started,
+            seconds=time.monotonic() - clock,
+            notes=notes(args),
         )
         if not final:
             text += "\n_Partial: the run was still going when this was written._\n"

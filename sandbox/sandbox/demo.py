@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,16 @@ def find_meltano(root: Path) -> Path:
         "(`make demo` does this)"
     )
     raise DemoError(msg)
+
+
+def meltano_proxy_port(root: Path) -> int | None:
+    """The proxy port the sandbox environment of `root/meltano.yml` points at."""
+    try:
+        text = (root / "meltano.yml").read_text()
+    except FileNotFoundError:
+        return None
+    match = re.search(r"HTTPS_PROXY:\s*['\"]?http://127\.0\.0\.1:(\d+)", text)
+    return int(match.group(1)) if match else None
 
 
 def meltano_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -362,6 +373,7 @@ class Demo:
         started = time.monotonic()
         try:
             meltano = find_meltano(self.root)
+            self._check_proxy_port()
             self._install(meltano)
         except DemoError as exc:
             self.say(f"error: {exc}")
@@ -378,6 +390,19 @@ class Demo:
             self.sandbox.down()
         self.say(f"demo finished in {time.monotonic() - started:.0f} s")
         return code
+
+    def _check_proxy_port(self) -> None:
+        expected = meltano_proxy_port(self.root)
+        actual = self.sandbox.ports["proxy"]
+        if expected is None:
+            msg = f"no sandbox HTTPS_PROXY found in {self.root / 'meltano.yml'}"
+            raise DemoError(msg)
+        if expected != actual:
+            msg = (
+                f"meltano.yml's sandbox environment sends plugins to the proxy on port "
+                f"{expected}, but SANDBOX_PROXY_PORT is {actual}: make them agree"
+            )
+            raise DemoError(msg)
 
     def _install(self, meltano: Path) -> None:
         self.say(f"== meltano install (log {self._show(self.log_dir / 'install.log')})")

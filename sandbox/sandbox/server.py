@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import ssl
+import struct
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -86,6 +88,10 @@ class ServerThread:
             time.sleep(0.01)
         return self
 
+    def force_exit_on_stop(self) -> None:
+        """Make `stop()` drop idle keep-alive connections instead of waiting."""
+        self._server.force_exit = True
+
     def stop(self) -> None:
         """Ask uvicorn to exit and wait for the thread."""
         self._server.should_exit = True
@@ -124,3 +130,57 @@ def serve_forever(
 def client_ssl_context(cafile: str) -> ssl.SSLContext:
     """An SSL context that trusts only the given CA file (for tests of the TLS path)."""
     return ssl.create_default_context(cafile=cafile)
+
+
+_TRANSPORT_SEARCH_DEPTH = 8
+
+
+def find_transport(
+    send: object, depth: int = _TRANSPORT_SEARCH_DEPTH
+) -> asyncio.WriteTransport | None:
+    """Return the asyncio transport behind an ASGI `send` callable, or None.
+
+    uvicorn's `send` is a bound method of the connection's request cycle, which holds
+    the transport; Starlette's middleware wrap it in closures, so those are searched.
+
+    Args:
+        send: the ASGI `send` callable a handler received.
+        depth: how many closure levels to search.
+
+    Returns:
+        The transport, or None when it cannot be found.
+    """
+    if depth <= 0 or send is None:
+        return None
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if isinstance(transport, asyncio.WriteTransport):  # it can be aborted
+        return transport
+    for cell in getattr(send, "__closure__", None) or ():
+        with contextlib.suppress(ValueError):  # an empty cell
+            found = find_transport(cell.cell_contents, depth - 1)
+            if found is not None:
+                return found
+    return None
+
+
+async def abort_connection(send: object) -> bool:
+    """Reset the client's TCP connection (RST, no reply), for fault injection.
+
+    Args:
+        send: the ASGI `send` callable of the request whose connection is cut.
+
+    Returns:
+        False when no transport could be found (the caller then cuts the reply short).
+    """
+    transport = find_transport(send)
+    if transport is None:
+        return False
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+    transport.abort()
+    await asyncio.sleep(0.01)  # let the server notice the connection is gone
+    return True

@@ -100,7 +100,7 @@ class CleverTapAuth(requests.auth.AuthBase):
         return f"CleverTapAuth(account_id={self._account_id!r}, passcode=<hidden>)"
 
 
-def _decode(response: requests.Response) -> Any:  # noqa: ANN401 - any JSON
+def _decode(response: requests.Response) -> Any:  # noqa: ANN401 - decoded JSON; callers index the shape each endpoint documents
     """The JSON body of a response, or None when it is empty or not JSON."""
     if not response.content:
         return None

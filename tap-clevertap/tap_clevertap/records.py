@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
 import re
 import unicodedata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
 
 from tap_clevertap.timeutil import iso_utc, parse_account_ts
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from zoneinfo import ZoneInfo
 
 EVENT_STREAM_PREFIX = "events_"
@@ -164,7 +165,7 @@ def assign_columns(
     return result
 
 
-def canonical_json(value: Any) -> str:  # noqa: ANN401 - any JSON value
+def canonical_json(value: object) -> str:
     """Serialise a JSON value deterministically (the event-key input format).
 
     msgspec's JSON encoder with ``order="sorted"``: object keys sorted at every
@@ -229,7 +230,68 @@ def event_key_from_json(  # noqa: PLR0913 - the key parts, properties pre-serial
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
-def coerce(value: Any, kind: str, zone: ZoneInfo) -> Any:  # noqa: ANN401, C901, PLR0911
+def _to_string(value: object, zone: ZoneInfo) -> str | None:
+    del zone
+    if type(value) is str:
+        return value or None
+    if value is None:
+        return None
+    if isinstance(value, (dict, list, bool)):
+        return canonical_json(value)
+    return str(value)
+
+
+def _to_boolean(value: object, zone: ZoneInfo) -> bool | None:
+    del zone
+    if isinstance(value, bool) or value is None:
+        return value
+    text = str(value).strip().lower()
+    return {"true": True, "false": False, "1": True, "0": False}.get(text)
+
+
+def _as_float(value: object) -> float | None:
+    """A number or numeric text as a float; None for null, "" and anything else."""
+    if value == "" or not isinstance(value, str | int | float):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _to_integer(value: object, zone: ZoneInfo) -> int | None:
+    del zone
+    if type(value) is int:
+        return value
+    number = _as_float(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def _to_number(value: object, zone: ZoneInfo) -> float | int | None:
+    del zone
+    if type(value) is int or type(value) is float:
+        return value if math.isfinite(value) else None
+    number = _as_float(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _to_datetime(value: object, zone: ZoneInfo) -> str | None:
+    if value is None or value == "":
+        return None
+    return coerce_datetime(value, zone)
+
+
+_Converter: TypeAlias = "Callable[[object, ZoneInfo], object]"
+_CONVERTERS: dict[str, _Converter] = {
+    STRING: _to_string,
+    BOOLEAN: _to_boolean,
+    INTEGER: _to_integer,
+    NUMBER: _to_number,
+    DATETIME: _to_datetime,
+}
+
+
+def coerce(value: object, kind: str, zone: ZoneInfo) -> object:
     """Convert one CleverTap value to the column's type, or None when it cannot.
 
     Args:
@@ -238,39 +300,13 @@ def coerce(value: Any, kind: str, zone: ZoneInfo) -> Any:  # noqa: ANN401, C901,
         zone: account time zone (for 14-digit local timestamps).
 
     Returns:
-        The converted value; lists and objects become canonical JSON strings.
+        The converted value; lists, objects and booleans in string columns become
+        canonical JSON text.
     """
-    if value is None or value == "":
-        return None
-    if kind == STRING:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (dict, list)):
-            return canonical_json(value)
-        return canonical_json(value) if isinstance(value, bool) else str(value)
-    if kind == BOOLEAN:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        return {"true": True, "false": False, "1": True, "0": False}.get(text)
-    if kind == INTEGER:
-        try:
-            number = float(value) if not isinstance(value, int) else value
-        except (TypeError, ValueError):
-            return None
-        if isinstance(number, float):
-            return int(number) if number.is_integer() else None
-        return number if not isinstance(number, bool) else int(number)
-    if kind == NUMBER:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return None
-        return number if math.isfinite(number) else None
-    return coerce_datetime(value, zone)
+    return _CONVERTERS.get(kind, _to_string)(value, zone)
 
 
-def coerce_datetime(value: Any, zone: ZoneInfo) -> str | None:  # noqa: ANN401
+def coerce_datetime(value: object, zone: ZoneInfo) -> str | None:
     """Read a CleverTap date value as an ISO UTC string.
 
     ``$D_<epoch seconds>`` is CleverTap's date syntax. Bare digit strings are
@@ -316,7 +352,7 @@ def lift_object_id(profile: Mapping[str, Any]) -> str | None:
     return None
 
 
-def scalar_str(value: Any) -> str | None:  # noqa: ANN401
+def scalar_str(value: object) -> str | None:
     """A string for identity-like fields (numbers become their decimal text)."""
     if value is None or value == "":
         return None
@@ -325,14 +361,14 @@ def scalar_str(value: Any) -> str | None:  # noqa: ANN401
     return value if isinstance(value, str) else str(value)
 
 
-def json_or_none(value: Any) -> str | None:  # noqa: ANN401
+def json_or_none(value: object) -> str | None:
     """Canonical JSON text of a non-empty container, else None."""
     if value in (None, {}, []):
         return None
     return canonical_json(value)
 
 
-def value_type(value: Any) -> str | None:  # noqa: ANN401 - any JSON value
+def value_type(value: object) -> str | None:
     """The column type a single exported value suggests (None for null)."""
     if value is None:
         return None
@@ -475,12 +511,20 @@ class Columns:
             for raw, (column, kind) in self.columns.items()
         }
 
+    @functools.cached_property
+    def _plan(self) -> tuple[tuple[str, str, _Converter], ...]:
+        return tuple(
+            (raw, column, _CONVERTERS.get(kind, _to_string))
+            for raw, (column, kind) in self.columns.items()
+        )
+
     def fill(
         self, record: dict[str, Any], values: Mapping[str, Any], zone: ZoneInfo
     ) -> None:
         """Write every known column (None when absent) into `record`."""
-        for raw, (column, kind) in self.columns.items():
-            record[column] = coerce(values.get(raw), kind, zone)
+        get = values.get
+        for raw, column, convert in self._plan:
+            record[column] = convert(get(raw), zone)
 
 
 # Profile fields CleverTap lifts out of profileData to the top level of a record.

@@ -38,13 +38,13 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_SIZE = 4991  # the largest multiple of 23 under 5000 (CleverTap advice)
 CAMPAIGN_WINDOW_DAYS = 31
+DEFAULT_WINDOW_DAYS = 7
+# How CleverTap says a campaign has no report yet (HTTP 409, 500 or 200 bodies).
 _NO_RESULT_MARKERS = (
     "no result",
     "no report",
     "not been completed",
     "hasn't been completed",
-    "not completed",
-    "not yet",
 )
 
 
@@ -172,7 +172,7 @@ class EventsStream(_WindowedMixin):
             start=start,
             end=end,
             zone=self.zone,
-            days_per_window=int(self.config.get("window_days") or 1),
+            days_per_window=int(self.config.get("window_days") or DEFAULT_WINDOW_DAYS),
             today=self.today(),
         ):
             body = {
@@ -431,9 +431,12 @@ class MessageReportsStream(_WindowedMixin):
                     yield record
 
 
+_YYYYMMDD_DIGITS = 8
+
+
 def _local_day(value: object) -> str | None:
     text = str(value or "")
-    if len(text) != 8 or not text.isdigit():  # noqa: PLR2004 - YYYYMMDD
+    if len(text) != _YYYYMMDD_DIGITS or not text.isdigit():
         return None
     try:
         return dt.date(int(text[:4]), int(text[4:6]), int(text[6:])).isoformat()
@@ -498,18 +501,23 @@ class _PerEventDailyStream(_WindowedMixin):
         return first, self.last_day()
 
 
-class EventCountsStream(_PerEventDailyStream):
-    """How many times each configured event happened, per local day."""
-
-    name = "event_counts"
-    path = "/1/counts/events.json"
-    schema = th.PropertiesList(
+def _daily_counts_schema() -> dict[str, Any]:
+    """Schema of the per-event, per-day count streams (a fresh dict each call)."""
+    return th.PropertiesList(
         th.Property("event_name", th.StringType, required=True),
         th.Property(
             "date", th.DateType, required=True, description="Account-local day."
         ),
         th.Property("count", th.IntegerType),
     ).to_dict()
+
+
+class EventCountsStream(_PerEventDailyStream):
+    """How many times each configured event happened, per local day."""
+
+    name = "event_counts"
+    path = "/1/counts/events.json"
+    schema = _daily_counts_schema()
 
     @override
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
@@ -554,13 +562,7 @@ class EventTrendsStream(_PerEventDailyStream):
 
     name = "event_trends"
     path = "/1/counts/trends.json"
-    schema = th.PropertiesList(
-        th.Property("event_name", th.StringType, required=True),
-        th.Property(
-            "date", th.DateType, required=True, description="Account-local day."
-        ),
-        th.Property("count", th.IntegerType),
-    ).to_dict()
+    schema = _daily_counts_schema()
 
     @override
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:

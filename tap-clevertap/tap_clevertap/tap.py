@@ -24,6 +24,7 @@ from tap_clevertap.records import (
 )
 from tap_clevertap.streams import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_WINDOW_DAYS,
     MESSAGE_FILTERS,
     CampaignReportsStream,
     CampaignsStream,
@@ -133,12 +134,15 @@ class TapCleverTap(Tap):
             "start_date",
             th.DateTimeType,
             required=True,
-            description="Earliest event time to extract (ISO 8601; naive = UTC).",
+            description=(
+                "Extract data from this instant on (ISO 8601; without an offset "
+                "it is UTC)."
+            ),
         ),
         th.Property(
             "end_date",
             th.DateTimeType,
-            description="Extract events before this instant (default: now).",
+            description="Extract data before this instant (default: now).",
         ),
         th.Property(
             "timezone",
@@ -169,7 +173,7 @@ class TapCleverTap(Tap):
         th.Property(
             "window_days",
             th.IntegerType(minimum=1, maximum=31),
-            default=1,
+            default=DEFAULT_WINDOW_DAYS,
             description=(
                 "Local days per event export window; STATE advances after each "
                 "whole window."
@@ -264,6 +268,8 @@ class TapCleverTap(Tap):
         if profiles_schema is None and not to_sample:
             to_sample = names
         samples = self._samples(to_sample)
+        # Every listed user property gets a column: typed as /getSchema says, else
+        # as the samples suggest, else string.
         profile_types = dict.fromkeys(
             parse_property_list(user_property_entries), STRING
         )
@@ -272,6 +278,11 @@ class TapCleverTap(Tap):
                 profile_values(row.get("profile") or {})
                 for rows in samples.values()
                 for row in rows
+            )
+        )
+        profile_types.update(
+            parse_property_list(
+                [e for e in user_property_entries if e.get("type") or e.get("dataType")]
             )
         )
         profile_types = profile_column_types(profile_types)

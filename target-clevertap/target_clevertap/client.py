@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import backoff
@@ -128,7 +129,12 @@ def _position(entry: dict[str, Any], records: Sequence[dict[str, Any]]) -> int |
 class CleverTapClient:
     """A small CleverTap API client: one keep-alive session, timeouts, retries."""
 
-    def __init__(  # noqa: PLR0913
+    #: seconds between fetches of an export page CleverTap is still preparing
+    in_progress_wait = 2.0
+    #: fetches of one such page before giving up
+    in_progress_tries = 15
+
+    def __init__(  # noqa: PLR0913 - keyword-only settings
         self,
         *,
         account_id: str,
@@ -167,7 +173,6 @@ class CleverTapClient:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.retries = 0
-        self.in_progress_wait = 2.0
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -258,17 +263,20 @@ class CleverTapClient:
 
     def _check_status(self, response: requests.Response, path: str) -> None:
         status = response.status_code
-        if status == 429 or status >= 500:  # noqa: PLR2004
+        if (
+            status == HTTPStatus.TOO_MANY_REQUESTS
+            or status >= HTTPStatus.INTERNAL_SERVER_ERROR
+        ):
             msg = f"HTTP {status} from {path}: {_error_text(response)}"
             raise RetryableError(msg)
-        if status == 401:  # noqa: PLR2004
+        if status == HTTPStatus.UNAUTHORIZED:
             msg = (
                 f"CleverTap refused the credentials (HTTP 401) for account "
                 f"{self.account_id!r} in region {self.region!r} ({self.base_url}). "
                 "Check account_id, passcode and region (or api_url)."
             )
             raise CleverTapError(msg)
-        if status >= 400:  # noqa: PLR2004
+        if status >= HTTPStatus.BAD_REQUEST:
             msg = (
                 f"CleverTap answered HTTP {status} for {path}: {_error_text(response)}"
             )
@@ -376,7 +384,11 @@ class CleverTapClient:
                 msg = f"reading {path} failed: {type(exc).__name__}"
                 raise RetryableError(msg) from exc
             self._check_status(response, path)
-            return response.json()
+            try:
+                return response.json()
+            except ValueError as exc:
+                msg = f"reply from {path} is not JSON"
+                raise RetryableError(msg) from exc
 
         return self._with_retries(attempt)
 
@@ -406,7 +418,7 @@ class CleverTapClient:
                 return self._post(
                     EVENTS_PATH, body, params={"batch_size": batch_size}
                 ).json()
-            except AmbiguousSendError as exc:  # a read; asking again is harmless
+            except (AmbiguousSendError, ValueError) as exc:  # a read: ask again
                 raise RetryableError(str(exc)) from exc
 
         reply = self._with_retries(start)
@@ -417,6 +429,7 @@ class CleverTapClient:
                 raise CleverTapError(msg)
             return
         seen: set[str] = set()
+        waits = 0
         for _ in range(_MAX_CURSOR_PAGES):
             if cursor in seen:
                 msg = "Get Events returned a repeating cursor"
@@ -426,7 +439,8 @@ class CleverTapClient:
             page = self._get(f"{EVENTS_PATH}?cursor={cursor}", {})
             if not isinstance(page, dict) or page.get("status") == "fail":
                 error = page.get("error") if isinstance(page, dict) else page
-                if "progress" in str(error).lower():
+                if "progress" in str(error).lower() and waits < self.in_progress_tries:
+                    waits += 1
                     seen.discard(cursor)
                     time.sleep(self.in_progress_wait)
                     continue

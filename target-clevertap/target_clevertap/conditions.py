@@ -12,14 +12,21 @@ Grammar (case-insensitive keywords)::
     OP         := "=" | "==" | "!=" | "<" | "<=" | ">" | ">=" | "in"
     operand    := FIELD | 'text' | "text" | NUMBER | true | false | null
                 | "[" literal ("," literal)* "]"
+                | "changed" "(" FIELD ")" | "previous" "(" FIELD ")"
 
 A bare field is true when its value is truthy. Comparisons with a null operand
 are false (except `!=`): `Amount > 5` is false when Amount is missing.
+
+Change tracking: `changed(F)` is true when the record's F differs from the value
+remembered for the same record (stream and key) when it was last seen; it is false
+on the first sighting, when F is absent from the record, and when F was not
+remembered yet. `previous(F)` is that remembered value (null when unknown).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import operator
 import re
 from dataclasses import dataclass
@@ -29,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    Predicate = Callable[[Mapping[str, Any]], bool]
-    Getter = Callable[[Mapping[str, Any]], Any]
+    Predicate = Callable[["Scope"], bool]
+    Getter = Callable[["Scope"], Any]
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -42,6 +49,7 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = {"and", "or", "not", "is", "null", "true", "false", "in"}
+_FUNCTIONS = {"changed", "previous"}
 _COMPARATORS = {"=", "==", "!=", "<", "<=", ">", ">=", "in"}
 _ORDERING: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
@@ -56,6 +64,79 @@ _ORDERING: dict[str, Callable[[Any, Any], Any]] = {
 
 class ConditionError(ValueError):
     """A `when:` expression that does not parse."""
+
+
+class Scope:
+    """What a condition sees: the record and its remembered previous values."""
+
+    __slots__ = ("previous", "record")
+
+    def __init__(
+        self, record: Mapping[str, Any], previous: Mapping[str, Any] | None
+    ) -> None:
+        """Create it.
+
+        Args:
+            record: the input record.
+            previous: the tracked values remembered for this record, or None.
+        """
+        self.record = record
+        self.previous = previous
+
+    def get(self, name: str) -> Any:  # noqa: ANN401 - record values are any JSON
+        """A record field.
+
+        Args:
+            name: the field.
+
+        Returns:
+            Its value (None when absent).
+        """
+        return self.record.get(name)
+
+
+def tracked_value(value: object) -> object:
+    """The JSON form a tracked field is remembered and compared in.
+
+    Numbers compare by value (`5` = `5.0` = `Decimal('5.00')`), date-times as
+    UTC ISO text, objects and lists as sorted JSON text.
+
+    Args:
+        value: a record value.
+
+    Returns:
+        A JSON-serialisable value.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        try:
+            dec = Decimal(str(value))
+        except InvalidOperation:
+            return str(value)
+        if not dec.is_finite():
+            return str(value)
+        return int(dec) if dec == dec.to_integral_value() else float(dec)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return str(_normalise(value))
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _changed(name: str) -> Getter:
+    def changed(scope: Scope) -> bool:
+        previous = scope.previous
+        if previous is None or name not in previous or name not in scope.record:
+            return False
+        return bool(tracked_value(scope.record[name]) != previous[name])
+
+    return changed
+
+
+def _previous(name: str) -> Getter:
+    def previous(scope: Scope) -> object:
+        return None if scope.previous is None else scope.previous.get(name)
+
+    return previous
 
 
 @dataclass(frozen=True)
@@ -146,6 +227,7 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.i = 0
         self.fields: set[str] = set()
+        self.tracked: set[str] = set()
 
     def peek(self) -> _Tok | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -235,6 +317,19 @@ class _Parser:
         msg = f"expected a value, got {tok.value!r} at {tok.pos}"
         raise ConditionError(msg)
 
+    def function(self, func: str) -> Getter:
+        self.take()  # "("
+        arg = self.take()
+        if arg.kind != "name":
+            msg = f"{func}() takes a field name, got {arg.value!r} at {arg.pos}"
+            raise ConditionError(msg)
+        if not self.accept("op", ")"):
+            msg = f"missing ')' after {func}({arg.value}"
+            raise ConditionError(msg)
+        self.fields.add(arg.value)
+        self.tracked.add(arg.value)
+        return _changed(arg.value) if func == "changed" else _previous(arg.value)
+
     def operand(self) -> Getter:
         tok = self.peek()
         if tok is None:
@@ -243,6 +338,9 @@ class _Parser:
         if tok.kind == "name":
             self.i += 1
             name = tok.value
+            nxt = self.peek()
+            if name.lower() in _FUNCTIONS and nxt and nxt.value == "(":
+                return self.function(name.lower())
             self.fields.add(name)
             return lambda rec: rec.get(name)
         if tok.kind == "op" and tok.value == "[":
@@ -265,17 +363,23 @@ class Condition:
     text: str
     predicate: Predicate
     fields: frozenset[str]
+    #: fields read through changed() / previous()
+    tracked: frozenset[str] = frozenset()
 
-    def __call__(self, record: Mapping[str, Any]) -> bool:
+    def __call__(
+        self, record: Mapping[str, Any], previous: Mapping[str, Any] | None = None
+    ) -> bool:
         """Evaluate against a record.
 
         Args:
             record: the input record.
+            previous: the tracked values remembered for this record (None on the
+                first sighting).
 
         Returns:
             Whether the condition holds.
         """
-        return self.predicate(record)
+        return self.predicate(Scope(record, previous))
 
 
 def compile_condition(text: str) -> Condition:
@@ -292,4 +396,6 @@ def compile_condition(text: str) -> Condition:
     """
     parser = _Parser(text)
     predicate = parser.parse()
-    return Condition(text, predicate, frozenset(parser.fields))
+    return Condition(
+        text, predicate, frozenset(parser.fields), frozenset(parser.tracked)
+    )

@@ -12,10 +12,10 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 PENDING = "pending"
 IN_DOUBT = "in_doubt"
@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS links (
     to_obj TEXT NOT NULL,
     to_id TEXT NOT NULL,
     PRIMARY KEY (obj, id)
+);
+CREATE TABLE IF NOT EXISTS tracked (
+    stream TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER,
+    vals TEXT NOT NULL,
+    PRIMARY KEY (stream, key)
 );
 """
 _CHUNK = 500
@@ -193,16 +200,25 @@ class StateStore:
 
     # ------------------------------------------------------------ identity map
 
-    def remember(self, obj: str, record_id: str, identities: list[str]) -> None:
-        """Remember who a record (Contact, Lead, Opportunity...) is about.
+    def remember(
+        self, obj: str, record_id: str, identities: list[str], *, cache: bool = True
+    ) -> None:
+        """Remember who a record (Contact, Lead, Opportunity, Case...) is about.
+
+        An empty list records that the record was seen and names nobody.
 
         Args:
             obj: the object (stream) name.
             record_id: the record Id.
-            identities: its CleverTap identities.
+            identities: its CleverTap identities (may be empty).
+            cache: also keep it in memory (for objects references point to);
+                otherwise it is only written to the database.
         """
         with self._lock:
-            self._ident_cache[(obj, record_id)] = identities
+            if cache:
+                self._ident_cache[(obj, record_id)] = identities
+            else:
+                self._ident_cache.pop((obj, record_id), None)
             self._pending_idents[(obj, record_id)] = identities
 
     def remember_account(self, contact_id: str, account_id: str) -> None:
@@ -248,16 +264,20 @@ class StateStore:
             self._pending_accts.clear()
             self._pending_links.clear()
 
-    def _identities(self, obj: str, record_id: str) -> list[str]:
+    def _identities(self, obj: str, record_id: str) -> list[str] | None:
         cached = self._ident_cache.get((obj, record_id))
         if cached is not None:
             return cached
+        pending = self._pending_idents.get((obj, record_id))
+        if pending is not None:
+            return pending
         row = self._db.execute(
             "SELECT idents FROM identities WHERE obj=? AND id=?", (obj, record_id)
         ).fetchone()
-        found: list[str] = json.loads(row[0]) if row else []
-        if found:
-            self._ident_cache[(obj, record_id)] = found
+        if row is None:
+            return None
+        found: list[str] = json.loads(row[0])
+        self._ident_cache[(obj, record_id)] = found
         return found
 
     def _linked(self, obj: str, record_id: str) -> tuple[str, str] | None:
@@ -270,7 +290,19 @@ class StateStore:
         return (row[0], row[1]) if row else None
 
     def resolve(self, obj: str, record_id: str) -> list[str]:
-        """The CleverTap identities a reference points to.
+        """The CleverTap identities a reference points to (empty when none).
+
+        Args:
+            obj: Contact | Lead | Who | Account | Opportunity | any stream name.
+            record_id: the referenced Id.
+
+        Returns:
+            The identities (empty when unknown or when the record names nobody).
+        """
+        return self.lookup(obj, record_id) or []
+
+    def lookup(self, obj: str, record_id: str) -> list[str] | None:
+        """The identities a reference points to, telling unseen from nobody.
 
         `Who` tries Contact then Lead; a converted Lead resolves to its Contact
         (when the Contact is known); `Account` fans out to the account's contacts.
@@ -280,16 +312,21 @@ class StateStore:
             record_id: the referenced Id.
 
         Returns:
-            The identities (empty when unknown).
+            The identities; an empty list when the record was seen (in this run
+            or an earlier one) and names nobody; None when it was never seen.
         """
         with self._lock:
             if obj == "Who":
-                return self.resolve("Contact", record_id) or self.resolve(
-                    "Lead", record_id
-                )
+                contact = self.lookup("Contact", record_id)
+                if contact:
+                    return contact
+                lead = self.lookup("Lead", record_id)
+                if lead:
+                    return lead
+                return None if contact is None and lead is None else []
             link = self._linked(obj, record_id)
             if link is not None:
-                linked = self.resolve(*link)
+                linked = self.lookup(*link)
                 if linked:
                     return linked
             if obj != "Account":
@@ -304,8 +341,47 @@ class StateStore:
                 if self._acct_cache.get(r[0], record_id) == record_id
             }
             result: list[str] = []
-            for contact in sorted(contacts):
-                for ident in self.resolve("Contact", contact):
+            for contact_id in sorted(contacts):
+                for ident in self.resolve("Contact", contact_id):
                     if ident not in result:
                         result.append(ident)
-            return result
+            return result or None
+
+    # --------------------------------------------------------- change tracking
+
+    def tracked(
+        self, stream: str, key: str
+    ) -> tuple[int | None, dict[str, Any]] | None:
+        """The last remembered values of a record's tracked fields.
+
+        Args:
+            stream: the stream.
+            key: the record key.
+
+        Returns:
+            (version, field -> value), or None when the record was never tracked.
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT version, vals FROM tracked WHERE stream=? AND key=?",
+                (stream, key),
+            ).fetchone()
+        if row is None:
+            return None
+        values: dict[str, Any] = json.loads(row[1])
+        return (None if row[0] is None else int(row[0])), values
+
+    def save_tracked(
+        self, rows: Iterable[tuple[str, str, int | None, Mapping[str, Any]]]
+    ) -> None:
+        """Durably remember tracked values (after their records were settled).
+
+        Args:
+            rows: (stream, record key, version, field -> value).
+        """
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO tracked(stream, key, version, vals) "
+                "VALUES (?, ?, ?, ?)",
+                [(s, k, v, json.dumps(dict(vals))) for s, k, v, vals in rows],
+            )

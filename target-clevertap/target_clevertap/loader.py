@@ -24,6 +24,7 @@ from target_clevertap.client import (
     CleverTapError,
     UploadResult,
 )
+from target_clevertap.conditions import tracked_value
 from target_clevertap.ledger import StateStore, create_private_file
 from target_clevertap.payloads import (
     PayloadOptions,
@@ -32,14 +33,16 @@ from target_clevertap.payloads import (
     UploadItem,
     build_deleted_event,
     build_uploads,
+    epoch_seconds,
     number,
+    record_persons,
     resolve_identities,
     scalar_text,
 )
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from target_clevertap.mapping import StreamMapping
     from target_clevertap.payloads import SchemaInfo
@@ -49,6 +52,8 @@ PROGRESS_CHECK_EVERY = 256  # records between clock reads
 DELETE_CHUNK = 100
 RECONCILE_ROUNDS = 3
 _DAY = 86_400
+#: objects whose identity-map entries are always kept in memory
+_PERSON_OBJECTS = frozenset({"Contact", "Lead"})
 
 
 @dataclass
@@ -61,6 +66,20 @@ class Entry:
     mapping: StreamMapping
     schema: SchemaInfo
     accounted: bool = False  # counted as rejected or skipped
+    #: change tracking: values remembered when the record was last seen (None on
+    #: its first sighting or for a stale replay), and what to remember now
+    previous: dict[str, Any] | None = None
+    track: Tracked | None = None
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A record version's tracked values, to remember once the record settles."""
+
+    key: str  # the record key, or `<track_key>=<value>`
+    version: int | None
+    values: dict[str, Any]
+    seq: int
 
 
 @dataclass
@@ -110,14 +129,25 @@ def _day(ts: int, shift: int) -> int:
 class Loader:
     """Uploads windows of records and accounts for every one of them."""
 
-    def __init__(self, config: Mapping[str, Any], logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        logger: logging.Logger,
+        referenced: Iterable[str] | None = None,
+    ) -> None:
         """Set up from the target config.
 
         Args:
             config: the target config.
             logger: the target logger.
+            referenced: objects some mapping references (`{ref: ...}`); their
+                identity-map entries stay in memory, others' only on disk.
+                None keeps every entry in memory.
         """
         self.config = config
+        self.referenced = None if referenced is None else frozenset(referenced)
+        self._tracked_mem: dict[tuple[str, str], Tracked] = {}
+        self._track_seq = 0
         self.logger = logger
         self.dry_run = bool(config.get("dry_run"))
         self.batch_size = int(config.get("batch_size") or 1000)
@@ -208,6 +238,9 @@ class Loader:
         Returns:
             Its counters.
         """
+        stats = self.stats.get(stream)
+        if stats is not None:
+            return stats
         with self._lock:
             return self.stats.setdefault(stream, StreamStats())
 
@@ -283,7 +316,7 @@ class Loader:
         """
         self.stream_stats(stream).skipped[reason] += 1
 
-    def reject(  # noqa: PLR0913
+    def reject(  # noqa: PLR0913 - keyword-only reject fields
         self,
         stream: str,
         key: str | None,
@@ -371,12 +404,124 @@ class Loader:
         if conv and record.get(conv):
             self.store.link(entry.stream, rec_id, "Contact", str(record[conv]))
 
+    @staticmethod
+    def _record_id(entry: Entry) -> str | None:
+        """The Id other records reference this one by (`Id`, else its key)."""
+        rec_id = entry.record.get("Id")
+        if rec_id is not None:
+            return scalar_text(rec_id)
+        return None if entry.key.startswith("sha:") else entry.key
+
+    def register_persons(self, entry: Entry) -> None:
+        """Remember who a settled record is about, for `{ref: <Stream>Id}`.
+
+        Every mapped stream's records are registered (an empty list means "seen,
+        names nobody"), across runs, so references to them can resolve.
+
+        Args:
+            entry: the record.
+        """
+        rec_id = self._record_id(entry)
+        if rec_id is None:
+            return
+        persons = record_persons(entry.record, entry.mapping, self.store.resolve)
+        cache = (
+            self.referenced is None
+            or entry.stream in self.referenced
+            or entry.stream in _PERSON_OBJECTS
+        )
+        self.store.remember(entry.stream, rec_id, persons, cache=cache)
+
+    def track(self, entry: Entry) -> None:
+        """Change tracking at read time: note the previous values of a record.
+
+        Reads what was remembered for (stream, record key), in this run or an
+        earlier one, and notes the record's own values for the next version. A
+        record older than the remembered version (a replay of old input) sees
+        no previous values (so `changed()` is false) and changes nothing.
+
+        Args:
+            entry: the record.
+        """
+        fields = entry.mapping.tracked_fields
+        if not fields:
+            return
+        key = entry.key
+        if entry.mapping.track_key:
+            value = entry.record.get(entry.mapping.track_key)
+            if value is None or not str(value).strip():
+                return
+            key = f"{entry.mapping.track_key}={scalar_text(value).strip()}"
+        if key.startswith("sha:"):
+            return
+        slot = (entry.stream, key)
+        prior: tuple[int | None, dict[str, Any]] | None
+        with self._lock:
+            mem = self._tracked_mem.get(slot)
+            prior = (mem.version, mem.values) if mem else None
+        if prior is None:
+            prior = self.store.tracked(entry.stream, key)
+        version = self._version(entry)
+        if prior is not None:
+            old_version, old_values = prior
+            if (
+                version is not None
+                and old_version is not None
+                and version < old_version
+            ):
+                return  # stale: an older version than the one remembered
+            entry.previous = old_values
+        current = {
+            name: tracked_value(entry.record[name])
+            for name in sorted(fields)
+            if name in entry.record
+        }
+        merged = {**(prior[1] if prior else {}), **current}
+        if version is None and prior is not None:
+            version = prior[0]
+        with self._lock:
+            self._track_seq += 1
+            tracked = Tracked(key, version, merged, self._track_seq)
+            self._tracked_mem[slot] = tracked
+        entry.track = tracked
+
+    @staticmethod
+    def _version(entry: Entry) -> int | None:
+        for name in entry.mapping.version_fields():
+            value = entry.record.get(name)
+            if value is not None:
+                return epoch_seconds(value)
+        return None
+
+    def _save_tracked(self, entries: Sequence[Entry], waiting: set[int]) -> None:
+        """Remember tracked values of the settled records (latest versions only)."""
+        rows: list[tuple[str, str, int | None, Mapping[str, Any]]] = []
+        # a slot with a record still waiting keeps its older memory: a crash now
+        # must not make the waiting record look stale on the replay
+        held = {
+            (e.stream, e.track.key)
+            for e in entries
+            if e.track is not None and id(e) in waiting
+        }
+        with self._lock:
+            for entry in entries:
+                tracked = entry.track
+                if tracked is None or (entry.stream, tracked.key) in held:
+                    continue
+                latest = self._tracked_mem.get((entry.stream, tracked.key))
+                if latest is not None and latest.seq == tracked.seq:
+                    rows.append(
+                        (entry.stream, tracked.key, tracked.version, tracked.values)
+                    )
+        if rows:
+            self.store.save_tracked(rows)
+
     # -------------------------------------------------------------- windows
 
     def _resolver(self, obj: str, record_id: str) -> list[str]:
-        found = self.store.resolve(obj, record_id)
+        found = self.store.lookup(obj, record_id)
         if not found:
-            raise UnresolvedReference(obj, obj, record_id)
+            raise UnresolvedReference(obj, obj, record_id, seen=found is not None)
         return found
 
     def _build(
@@ -400,15 +545,18 @@ class Loader:
                     opts=self.options,
                     resolve=self._resolver,
                     now=now,
+                    previous=entry.previous,
                 )
             except UnresolvedReference as exc:
                 if not final:
                     deferred.append(entry)
                 else:
+                    self.register_persons(entry)
                     self._unresolved(entry, exc)
                 continue
             except RecordReject as exc:
                 entry.accounted = True
+                self.register_persons(entry)
                 self.reject(
                     entry.stream,
                     entry.key,
@@ -425,17 +573,11 @@ class Loader:
                     entry.stream,
                     warning,
                 )
+            self.register_persons(entry)
             if result.skipped:
                 self.skip(entry.stream, result.skipped)
                 entry.accounted = True  # accounted: not counted as accepted
                 continue
-            if (
-                entry.mapping.profile is not None
-                and entry.mapping.profile.identity.kind == "ref"
-            ):
-                rec_id = entry.record.get("Id")
-                if rec_id is not None and result.identities:
-                    self.store.remember(entry.stream, str(rec_id), result.identities)
             items.extend((idx, item) for item in result.items)
         return items, deletes, deferred
 
@@ -444,15 +586,43 @@ class Loader:
         if exc.obj == "Account":  # nobody known at this account: no one to update
             self.skip(entry.stream, "account_without_contacts")
             return
+        if exc.seen:
+            self.skip(entry.stream, "no_person")
+            self.warn_once(
+                f"no_person:{entry.stream}:{exc.obj}",
+                "Stream %s: record %s skipped (no_person): the %s %s it references "
+                "was seen but names nobody (e.g. a deal whose account has no "
+                "contacts, or a record that was itself skipped or rejected); "
+                "further ones are counted in the summary",
+                entry.stream,
+                entry.key,
+                exc.obj,
+                exc.value,
+            )
+            return
+        who = "Contact or Lead" if exc.obj == "Who" else exc.obj
         self.reject(
             entry.stream,
             entry.key,
             code="unresolved_reference",
-            message=f"{exc.obj} {exc.value} is not a known person (no "
-            "Contact/Lead with that Id was seen)",
+            message=f"{exc.obj} {exc.value} was never seen (no {who} record with "
+            "that Id was loaded, in this run or an earlier one)",
             field_name=None,
             record=entry.record,
         )
+
+    def register_unresolved(self, entries: Sequence[Entry]) -> None:
+        """Register records that still wait for a person at the end of the input.
+
+        Before the final pass, so that a record referencing one of them is told
+        apart (seen, names nobody: `no_person`) from a reference to a record
+        that never came (`unresolved_reference`).
+
+        Args:
+            entries: the records still deferred.
+        """
+        for entry in entries:
+            self.register_persons(entry)
 
     def _deleted(
         self,
@@ -532,6 +702,10 @@ class Loader:
             self._upload_events(entries, events)
             self.store.flush_identities()
         waiting = {id(e) for e in deferred}
+        if not self.dry_run:
+            # only now: a crash before this replays the records with the same
+            # previous values, so their change events get the same keys
+            self._save_tracked(entries, waiting)
         for entry in entries:
             if id(entry) not in waiting and not entry.accounted:
                 self.stream_stats(entry.stream).accepted += 1

@@ -33,8 +33,21 @@ REF_OBJECTS = {
     "ConvertedContactId": "Contact",
     "CaseId": "Case",
 }
+#: polymorphic reference fields: `<X>Id` does not tell the object, `object:` must
+POLYMORPHIC_REFS = frozenset({"WhatId", "ParentId", "RelatedToId"})
+#: the record fields whose time orders versions of a record (change tracking)
+DEFAULT_VERSION_FIELDS = ("SystemModstamp", "LastModifiedDate")
+#: `time:` of an event that uses changed()/previous() and names no time
+MODIFIED_TIME = "modified"
 _TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
-_ALLOWED_STREAM_KEYS = {"profile", "events", "skip", "conversion_field"}
+_ALLOWED_STREAM_KEYS = {
+    "profile",
+    "events",
+    "skip",
+    "conversion_field",
+    "version_field",
+    "track_key",
+}
 _ALLOWED_PROFILE_KEYS = {"identity", "objectId", "properties", "when", "time"}
 _ALLOWED_EVENT_KEYS = {
     "name",
@@ -54,6 +67,7 @@ _ALLOWED_PROPERTY_KEYS = {
     "invert",
     "flatten_addresses",
     "derive_name",
+    "previous",
 }
 _ALLOWED_IDENTITY_KEYS = {"field", "template", "ref", "object"}
 
@@ -112,6 +126,12 @@ class PropertySpec:
     invert: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     flatten_addresses: bool = True
     derive_name: bool = True
+    #: tracked field -> key carrying its previous value (change tracking)
+    previous: Mapping[str, str] = field(default_factory=dict)
+    #: raw field name -> output key, filled as records are mapped (speed)
+    key_cache: dict[str, str] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -152,6 +172,40 @@ class StreamMapping:
     skip: bool = False
     conversion_field: str | None = "ConvertedContactId"
     origin: str = "default"
+    #: orders versions of a record for change tracking (None: SystemModstamp,
+    #: else LastModifiedDate)
+    version_field: str | None = None
+    #: change tracking per value of this field instead of per record key (e.g.
+    #: OpportunityHistory rows tracked per OpportunityId)
+    track_key: str | None = None
+
+    @property
+    def tracked_fields(self) -> frozenset[str]:
+        """Fields whose last seen value is remembered per record (change tracking).
+
+        Every field named in `changed()` / `previous()` of a condition or in a
+        `properties.previous` of this stream's profile or events.
+
+        Returns:
+            The field names (empty when the mapping tracks nothing).
+        """
+        found: set[str] = set()
+        specs: list[ProfileSpec | EventSpec] = list(self.events)
+        if self.profile is not None:
+            specs.append(self.profile)
+        for spec in specs:
+            if spec.when is not None:
+                found |= spec.when.tracked
+            found |= set(spec.properties.previous)
+        return frozenset(found)
+
+    def version_fields(self) -> tuple[str, ...]:
+        """The fields tried, in order, for a record's version time.
+
+        Returns:
+            `version_field`, or the Salesforce defaults.
+        """
+        return (self.version_field,) if self.version_field else DEFAULT_VERSION_FIELDS
 
     def referenced_fields(self) -> dict[str, list[str]]:
         """Every record field this mapping reads, with where it is used.
@@ -186,6 +240,11 @@ class StreamMapping:
                 _add(found, event.name.fields, f"{where}.name")
             if event.name_field:
                 _add(found, [event.name_field], f"{where}.name_field")
+        if self.tracked_fields:
+            if self.version_field:
+                _add(found, [self.version_field], "version_field")
+            if self.track_key:
+                _add(found, [self.track_key], "track_key")
         return found
 
 
@@ -209,9 +268,10 @@ def _collect(  # noqa: PLR0913 - the parts of a profile or event spec
     _add(found, props.rename, f"{where}.properties.rename")
     _add(found, props.types, f"{where}.properties.types")
     _add(found, props.invert, f"{where}.properties.invert")
+    _add(found, props.previous, f"{where}.properties.previous")
     if when is not None:
         _add(found, when.fields, f"{where}.when")
-    if time and time not in {"auto", "now"}:
+    if time and time not in {"auto", "now", MODIFIED_TIME}:
         _add(found, [time], f"{where}.time")
 
 
@@ -314,6 +374,8 @@ def _parse_identity(
         return IdentitySpec("template", value, key, template=template)
     if kind == "ref":
         obj = spec.get("object") or REF_OBJECTS.get(value)
+        if not obj and value.endswith("Id") and value not in POLYMORPHIC_REFS:
+            obj = value.removesuffix("Id")  # the `<Object>Id` default
         if not obj:
             raise ctx.error(
                 where,
@@ -328,7 +390,9 @@ def _parse_identity(
     return IdentitySpec("field", value, key)
 
 
-def _parse_properties(ctx: _Ctx, where: str, raw: object) -> PropertySpec:  # noqa: C901
+def _parse_properties(  # noqa: C901 - one check per property key
+    ctx: _Ctx, where: str, raw: object
+) -> PropertySpec:
     if raw is None:
         return PropertySpec()
     spec = _check_keys(ctx, where, raw, _ALLOWED_PROPERTY_KEYS)
@@ -365,6 +429,12 @@ def _parse_properties(ctx: _Ctx, where: str, raw: object) -> PropertySpec:  # no
         str(k): tuple(_as_str_list(ctx, where, v, invert_raw, str(k)))
         for k, v in invert_raw.items()
     }
+    previous = spec.get("previous", {})
+    if not isinstance(previous, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in previous.items()
+    ):
+        message = "previous maps tracked field names to keys"
+        raise ctx.error(where, message, raw, "previous")
     for flag in ("flatten_addresses", "derive_name"):
         if flag in spec and not isinstance(spec[flag], bool):
             raise ctx.error(where, f"{flag} must be true or false", raw, flag)
@@ -377,6 +447,7 @@ def _parse_properties(ctx: _Ctx, where: str, raw: object) -> PropertySpec:  # no
         invert=invert,
         flatten_addresses=spec.get("flatten_addresses", True),
         derive_name=spec.get("derive_name", True),
+        previous=dict(previous),
     )
 
 
@@ -425,7 +496,11 @@ def _parse_profile(ctx: _Ctx, raw: object) -> ProfileSpec:
 
 
 def _parse_event(
-    ctx: _Ctx, where: str, raw: object, profile: ProfileSpec | None
+    ctx: _Ctx,
+    where: str,
+    raw: object,
+    profile: ProfileSpec | None,
+    version_field: str | None,
 ) -> EventSpec:
     eraw = _check_keys(ctx, where, raw, _ALLOWED_EVENT_KEYS)
     has_name = "name" in eraw
@@ -444,15 +519,20 @@ def _parse_event(
             message = "identity is required when there is no profile"
             raise ctx.error(where, message, eraw)
         identity = profile.identity
+    properties = _parse_properties(ctx, f"{where}.properties", eraw.get("properties"))
+    when = _parse_when(ctx, f"{where}.when", eraw.get("when"), eraw)
+    time = _parse_time(ctx, f"{where}.time", eraw.get("time"), eraw)
+    if time is None:
+        # a change happens when the record is modified, not when it was created
+        tracks = bool(properties.previous) or bool(when and when.tracked)
+        time = (version_field or MODIFIED_TIME) if tracks else "auto"
     return EventSpec(
         identity=identity,
-        properties=_parse_properties(
-            ctx, f"{where}.properties", eraw.get("properties")
-        ),
+        properties=properties,
         name=Template.parse(eraw["name"]) if has_name else None,
         name_field=eraw.get("name_field"),
-        when=_parse_when(ctx, f"{where}.when", eraw.get("when"), eraw),
-        time=_parse_time(ctx, f"{where}.time", eraw.get("time"), eraw) or "auto",
+        when=when,
+        time=time,
     )
 
 
@@ -465,6 +545,12 @@ def _parse_stream(
     spec = _check_keys(ctx, where, {} if raw is None else raw, _ALLOWED_STREAM_KEYS)
     if spec.get("skip"):
         return StreamMapping(stream, skip=True, origin=source)
+    version_field = spec.get("version_field")
+    track_key = spec.get("track_key")
+    for name, value in (("version_field", version_field), ("track_key", track_key)):
+        if value is not None and (not isinstance(value, str) or not value):
+            message = f"{name} must be a field name"
+            raise ctx.error(where, message, spec, name)
     profile = None
     if spec.get("profile") is not None:
         profile = _parse_profile(ctx, spec["profile"])
@@ -476,7 +562,7 @@ def _parse_stream(
         message = "expected a list of events"
         raise ctx.error(where, message, spec, "events")
     events = tuple(
-        _parse_event(ctx, f"events[{i}]", ev, profile)
+        _parse_event(ctx, f"events[{i}]", ev, profile, version_field)
         for i, ev in enumerate(events_raw)
     )
     if profile is None and not events:
@@ -492,6 +578,8 @@ def _parse_stream(
         events=events,
         conversion_field=conversion,
         origin=source,
+        version_field=version_field,
+        track_key=track_key,
     )
 
 
@@ -564,6 +652,29 @@ def load_mappings(
                     raise MappingError(msg) from exc
         result.update(_parse_document("mappings setting", doc))
     return result
+
+
+def referenced_objects(mappings: Iterable[StreamMapping]) -> set[str]:
+    """The objects (streams) that `{ref: ...}` identities of mappings resolve through.
+
+    Args:
+        mappings: the stream mappings.
+
+    Returns:
+        Object names (`Who` counts as Contact and Lead, `Account` as Contact).
+    """
+    found: set[str] = set()
+    for mapping in mappings:
+        specs = [e.identity for e in mapping.events]
+        if mapping.profile is not None:
+            specs.append(mapping.profile.identity)
+        for spec in specs:
+            if spec.kind == "ref" and spec.ref_object:
+                found |= {
+                    "Who": {"Contact", "Lead"},
+                    "Account": {"Contact"},
+                }.get(spec.ref_object, {spec.ref_object})
+    return found
 
 
 def default_mapping(stream: str, schema_fields: Iterable[str]) -> StreamMapping | None:

@@ -67,6 +67,8 @@ _ADDRESS_KEYS = frozenset(
     }
 )
 _GENDERS = {"m": "M", "male": "M", "f": "F", "female": "F"}
+_RESERVED = frozenset({"Email", "Phone", "Gender"})
+_ONE_PERSON_REFS = frozenset({"Contact", "Lead", "Who"})
 _RECORD_METADATA = "_sdc_"
 
 
@@ -92,18 +94,23 @@ class RecordReject(Exception):  # noqa: N818 - a record outcome, not an error
 class UnresolvedReference(Exception):  # noqa: N818 - a record outcome
     """A reference (WhoId, ContactId, ...) whose person is not known yet."""
 
-    def __init__(self, obj: str, ref_field: str, value: str) -> None:
+    def __init__(
+        self, obj: str, ref_field: str, value: str, *, seen: bool = False
+    ) -> None:
         """Create it.
 
         Args:
             obj: the referenced object.
             ref_field: the reference field.
             value: the referenced Id.
+            seen: the referenced record was seen and names nobody (as opposed
+                to never seen).
         """
         super().__init__(f"{ref_field} {value} ({obj}) is not a known person")
         self.obj = obj
         self.field = ref_field
         self.value = value
+        self.seen = seen
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,8 @@ class _Out:
 
     opts: PayloadOptions
     warns: list[str]
+    #: remembered values of the record's tracked fields (change tracking)
+    previous: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -440,7 +449,7 @@ def _flatten_address(name: str, value: Mapping[str, Any]) -> dict[str, Any]:
     return {f"{prefix}{k[:1].upper()}{k[1:]}": v for k, v in value.items()}
 
 
-def _convert(  # noqa: C901, PLR0911, PLR0912
+def _convert(  # noqa: C901, PLR0911, PLR0912 - one branch per type
     key: str,
     value: object,
     hint: str | None,
@@ -521,6 +530,14 @@ def _reserved(key: str, value: object, opts: PayloadOptions) -> object:
     return value
 
 
+def _out_key(spec: PropertySpec, raw_key: str, out: _Out) -> str:
+    out_key = sanitise_key(spec.rename.get(raw_key, raw_key))
+    if len(out_key.encode("utf-8")) <= MAX_KEY_BYTES:
+        spec.key_cache[raw_key] = out_key
+        return out_key
+    return _fit(out_key, MAX_KEY_BYTES, "key", raw_key, out)
+
+
 def _field_kind(name: str, schema: SchemaInfo) -> str:
     if name in schema.date_fields or name in KNOWN_DATE_FIELDS:
         return "date"
@@ -529,7 +546,7 @@ def _field_kind(name: str, schema: SchemaInfo) -> str:
     return ""
 
 
-def build_properties(  # noqa: C901, PLR0912
+def build_properties(  # noqa: C901, PLR0912, PLR0915 - the property pipeline in one place
     record: Mapping[str, Any],
     spec: PropertySpec,
     schema: SchemaInfo,
@@ -581,18 +598,18 @@ def build_properties(  # noqa: C901, PLR0912
                     out_key = spec.rename.get(raw_key, raw_key)
                     props[sanitise_key(out_key)] = None
                 continue
-            out_key = sanitise_key(spec.rename.get(raw_key, raw_key))
-            out_key = _fit(out_key, MAX_KEY_BYTES, "key", raw_key, out)
+            out_key = spec.key_cache.get(raw_key) or _out_key(spec, raw_key, out)
             if profile and out_key == "DOB":
                 hint = hint or "date"
-            converted = _convert(
-                out_key,
-                raw_value,
-                hint,
-                _field_kind(raw_key, schema),
-                out,
-            )
-            if profile:
+            kind = _field_kind(raw_key, schema)
+            if hint is None and not kind and type(raw_value) is str:
+                # the common case: plain text
+                converted: object = raw_value
+                if len(raw_value) * 4 > MAX_VALUE_BYTES:
+                    converted = _fit(raw_value, MAX_VALUE_BYTES, "value", out_key, out)
+            else:
+                converted = _convert(out_key, raw_value, hint, kind, out)
+            if profile and (out_key in _RESERVED or out_key.startswith("MSG-")):
                 converted = _reserved(out_key, converted, out.opts)
             props[out_key] = converted
     for src, targets in spec.invert.items():
@@ -611,9 +628,33 @@ def build_properties(  # noqa: C901, PLR0912
         full = " ".join(str(p).strip() for p in (first, last) if p)
         if full:
             props["Name"] = _fit(full, MAX_VALUE_BYTES, "value", "Name", out)
+    _add_previous(props, spec, schema, out, profile=profile)
     for key, value in spec.constants.items():
         props[sanitise_key(str(key))] = value
     return props
+
+
+def _add_previous(
+    props: dict[str, Any],
+    spec: PropertySpec,
+    schema: SchemaInfo,
+    out: _Out,
+    *,
+    profile: bool,
+) -> None:
+    """Add `properties.previous`: remembered values, typed like their fields."""
+    for src, key in spec.previous.items():
+        out_key = sanitise_key(key)
+        value = None if out.previous is None else out.previous.get(src)
+        if value is None:
+            if out.opts.null_values == "send":
+                props[out_key] = None
+            continue
+        hint, kind = spec.types.get(src), _field_kind(src, schema)
+        converted = _convert(out_key, value, hint, kind, out)
+        if profile and (out_key in _RESERVED or out_key.startswith("MSG-")):
+            converted = _reserved(out_key, converted, out.opts)
+        props[out_key] = converted
 
 
 # --------------------------------------------------------------------- identity
@@ -753,9 +794,12 @@ def event_time(record: Mapping[str, Any], time_spec: str, now: int) -> int:
     """
     if time_spec == "now":
         return now
-    candidates = (
-        ["CreatedDate", "SystemModstamp"] if time_spec == "auto" else [time_spec]
-    )
+    if time_spec == "auto":
+        candidates = ["CreatedDate", "SystemModstamp"]
+    elif time_spec == "modified":  # change events: when the record was modified
+        candidates = ["SystemModstamp", "LastModifiedDate"]
+    else:
+        candidates = [time_spec]
     for name in candidates:
         value = record.get(name)
         if value is None:
@@ -819,7 +863,7 @@ def _id_field(spec: IdentitySpec) -> str:
     return spec.key
 
 
-def build_uploads(  # noqa: PLR0913
+def build_uploads(  # noqa: PLR0913 - keyword-only inputs
     record: Mapping[str, Any],
     *,
     stream: str,
@@ -829,6 +873,7 @@ def build_uploads(  # noqa: PLR0913
     opts: PayloadOptions,
     resolve: Resolver,
     now: int,
+    previous: Mapping[str, Any] | None = None,
 ) -> BuildResult:
     """Every upload record one input record becomes.
 
@@ -841,6 +886,9 @@ def build_uploads(  # noqa: PLR0913
         opts: payload options.
         resolve: the identity-map lookup for references.
         now: the current epoch seconds (for `time: now`).
+        previous: the values remembered for this record's tracked fields (None
+            on its first sighting): read by `changed()`, `previous()` and
+            `properties.previous`.
 
     Returns:
         The upload items (profile first), or a skip reason.
@@ -850,7 +898,7 @@ def build_uploads(  # noqa: PLR0913
     """
     result = BuildResult()
     profile = mapping.profile
-    if profile is not None and (profile.when is None or profile.when(record)):
+    if profile is not None and (profile.when is None or profile.when(record, previous)):
         identities = resolve_identities(record, profile.identity, resolve)
         if not identities:
             field_name = profile.identity.fields[0]
@@ -860,7 +908,7 @@ def build_uploads(  # noqa: PLR0913
             record,
             profile.properties,
             schema,
-            _Out(opts, result.warnings),
+            _Out(opts, result.warnings, previous),
             profile=True,
         )
         base: dict[str, Any] = {"type": "profile"}
@@ -871,7 +919,7 @@ def build_uploads(  # noqa: PLR0913
             result.items.append(UploadItem("profile", payload))
         result.identities = identities
     for spec in mapping.events:
-        if spec.when is not None and not spec.when(record):
+        if spec.when is not None and not spec.when(record, previous):
             continue
         identities = resolve_identities(record, spec.identity, resolve)
         if not identities:
@@ -884,11 +932,18 @@ def build_uploads(  # noqa: PLR0913
             record,
             spec.properties,
             schema,
-            _Out(opts, result.warnings),
+            _Out(opts, result.warnings, previous),
             profile=False,
         )
         data = _cap_event_properties(data, name, opts, result.warnings)
-        fan_out = spec.identity.kind == "ref" and spec.identity.ref_object == "Account"
+        # a reference that may name several people (an Account's contacts, an
+        # Opportunity shared by them) keys each person's event apart; one-person
+        # references (Contact, Lead, Who) do not, so a Lead conversion that moves
+        # the person to another identity never makes an event look new
+        fan_out = (
+            spec.identity.kind == "ref"
+            and spec.identity.ref_object not in _ONE_PERSON_REFS
+        )
         for ident in identities:
             ekey = event_key(stream, key, name, ts, ident if fan_out else "")
             payload = {
@@ -904,7 +959,42 @@ def build_uploads(  # noqa: PLR0913
     return result
 
 
-def build_deleted_event(  # noqa: PLR0913
+def record_persons(
+    record: Mapping[str, Any], mapping: StreamMapping, resolve: Resolver
+) -> list[str]:
+    """Everyone a record is about, whatever its conditions say.
+
+    The union of what the profile's and every event's identity resolve to; an
+    identity that is empty, invalid or not resolvable adds nobody. Other streams
+    reference the record through this (`{ref: CaseId}`).
+
+    Args:
+        record: the input record.
+        mapping: its stream mapping.
+        resolve: the identity-map lookup (returns [] for unknown references).
+
+    Returns:
+        The identities, in first-seen order (may be empty).
+    """
+    specs: list[IdentitySpec] = []
+    if mapping.profile is not None:
+        specs.append(mapping.profile.identity)
+    for event in mapping.events:
+        if event.identity not in specs:
+            specs.append(event.identity)
+    found: dict[str, None] = {}
+    for spec in specs:
+        if spec.key != "identity":
+            continue
+        try:
+            idents = resolve_identities(record, spec, resolve)
+        except (RecordReject, UnresolvedReference):
+            continue
+        found.update(dict.fromkeys(idents))
+    return list(found)
+
+
+def build_deleted_event(  # noqa: PLR0913 - keyword-only inputs
     record: Mapping[str, Any],
     *,
     stream: str,

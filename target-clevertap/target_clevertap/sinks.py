@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
 from singer_sdk.exceptions import InvalidJSONSchema
-from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 from typing_extensions import override
@@ -16,6 +15,8 @@ from target_clevertap.mapping import default_mapping
 from target_clevertap.payloads import SchemaInfo, record_key
 
 if TYPE_CHECKING:
+    from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
+
     from target_clevertap.loader import Loader
     from target_clevertap.mapping import StreamMapping
     from target_clevertap.target import TargetCleverTap
@@ -57,8 +58,6 @@ class RejectingValidator(BaseJSONSchemaValidator):
 
 class CleverTapSink(BatchSink):
     """Turns a stream's records into CleverTap profiles and events."""
-
-    datetime_error_treatment = DatetimeErrorTreatmentEnum.NULL
 
     def __init__(
         self,
@@ -132,16 +131,21 @@ class CleverTapSink(BatchSink):
         schema: dict[str, Any],
         treatment: DatetimeErrorTreatmentEnum,
     ) -> None:
-        validator = self._validator
-        if (
-            isinstance(validator, RejectingValidator)
-            and id(record) in validator.invalid
-        ):
-            return  # rejected anyway; keep the raw values for the rejects file
-        super()._parse_timestamps_in_record(record, schema, treatment)
+        """Leave date strings as they are.
+
+        payloads.py parses date and date-time values once, where it converts them
+        to `$D_` (the schema's formats drive it), so the SDK's own pass would only
+        cost time; rejects also keep the original text.
+        """
 
     @override
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        entry = self._intake(record)
+        if entry is not None:
+            context.setdefault("records", []).append(entry)
+
+    def _intake(self, record: dict[str, Any]) -> Entry | None:
+        """Count, check and register one record; None when it is settled already."""
         loader = self.loader
         stream = self.stream_name
         loader.received(stream)
@@ -159,20 +163,28 @@ class CleverTapSink(BatchSink):
                     field_name=field,
                     record=record,
                 )
-                return
+                return None
         if self.mapping is None:
             loader.skip(stream, "no_mapping")
-            return
+            return None
         if self.mapping.skip:
             loader.skip(stream, "mapping_skip")
-            return
+            return None
         entry = Entry(stream, key, record, self.mapping, self.schema_info)
         loader.register_identity(entry)
-        context.setdefault("records", []).append(entry)
+        loader.track(entry)
+        return entry
 
     @override
     def process_batch(self, context: dict[str, Any]) -> None:
-        entries: list[Entry] = [*self.deferred, *context.get("records", [])]
+        entries: list[Entry] = list(self.deferred)
+        for item in context.get("records", []):
+            if isinstance(item, Entry):
+                entries.append(item)
+            else:  # raw records from BATCH files (the SDK skips process_record)
+                entry = self._intake(item)
+                if entry is not None:
+                    entries.append(entry)
         self.deferred = []
         if not entries:
             return

@@ -21,7 +21,12 @@ from typing_extensions import override
 
 from target_clevertap.client import REGION_HOSTS, CleverTapError
 from target_clevertap.loader import Loader
-from target_clevertap.mapping import MappingError, StreamMapping, load_mappings
+from target_clevertap.mapping import (
+    MappingError,
+    StreamMapping,
+    load_mappings,
+    referenced_objects,
+)
 from target_clevertap.sinks import CleverTapSink
 
 if TYPE_CHECKING:
@@ -227,7 +232,9 @@ class TargetCleverTap(Target):
             )
         except MappingError as exc:
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
-        self.loader: LoaderType = Loader(self.config, self.logger)
+        self.loader: LoaderType = Loader(
+            self.config, self.logger, referenced_objects(self.mappings.values())
+        )
 
     def _check_reject_ratio(self) -> None:
         ratio = self.config.get("max_reject_ratio")
@@ -267,6 +274,8 @@ class TargetCleverTap(Target):
                 sink.deferred = self.loader.process_window(sink.deferred, final=False)
                 progress = progress or len(sink.deferred) < before
             pending = [sink for sink in pending if sink.deferred]
+        for sink in pending:
+            self.loader.register_unresolved(sink.deferred)
         for sink in pending:
             sink.deferred = self.loader.process_window(sink.deferred, final=True)
 

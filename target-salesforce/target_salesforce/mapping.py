@@ -5,7 +5,8 @@ write (or which Apex REST endpoint to call), with which action and key, and how 
 build each Salesforce field from the record. Mappings come from the `streams`
 setting and from the YAML file named by `mappings_file` (its top-level `streams:`
 key); the setting wins over the file for the same stream name. Stream names may be
-shell-style patterns (`events_*`); an exact name wins over a pattern.
+shell-style patterns (`events_*`); an exact name wins over a pattern. Errors in the
+file name the file and the line of the offending key.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
 import yaml
+
+from target_salesforce.expressions import (
+    Expression,
+    ExpressionError,
+    compile_expression,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -50,15 +57,27 @@ PLACEHOLDER: Final = re.compile(r"\{([A-Za-z_$][\w$.\-]*)\}")
 
 
 class MappingError(ValueError):
-    """A mapping setting is invalid, or does not fit the org's describe."""
+    """A mapping setting is invalid, or does not fit the org's describe.
+
+    `keys` is the path of the offending key below the stream's entry (for example
+    `("fields", "Email", "type")`); the file loader turns it into a line number.
+    """
+
+    def __init__(self, message: str, keys: tuple[str, ...] = ()) -> None:
+        """Keep the message and the key path."""
+        super().__init__(message)
+        self.keys = keys
 
 
 @dataclasses.dataclass(frozen=True)
 class FieldSpec:
     """How to build one Salesforce field (or one top-level Apex payload key).
 
-    Exactly one of `source` (a dotted path into the record), `value` (a constant)
-    or `template` (a string with `{path}` placeholders) is set.
+    Exactly one of `source` (a dotted path into the record), `value` (a constant),
+    `template` (a string with `{path}` placeholders), `now` (the run's start time)
+    or `expr` (a computed number) is set. `value_map` translates source or
+    template values (keys matched case-insensitively); values it does not list
+    pass through unchanged unless `map_default` is set.
     """
 
     target: str
@@ -68,11 +87,26 @@ class FieldSpec:
     template: str | None = None
     type: str | None = None
     default: Any = None
+    now: bool = False
+    expr: Expression | None = None
+    value_map: Mapping[str, Any] | None = None
+    map_default: Any = None
+    has_map_default: bool = False
 
     @property
     def source_root(self) -> str | None:
         """The top-level record property this field reads, if any."""
         return self.source.split(".", 1)[0] if self.source else None
+
+    @property
+    def roots(self) -> set[str]:
+        """Every top-level record property this field reads."""
+        roots = {self.source_root} if self.source_root else set()
+        if self.template:
+            roots.update(p.split(".", 1)[0] for p in template_paths(self.template))
+        if self.expr is not None:
+            roots.update(n.split(".", 1)[0] for n in self.expr.names)
+        return roots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +137,16 @@ class StreamMapping:
     duplicate_keys: str | None = None
     bulk_threshold: int | None = None
     apex: ApexSpec | None = None
+    skip: bool = False
+    origin: str | None = None
+    field_lines: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    def located(self, target: str | None = None) -> str:
+        """` (mappings_file F, line N)` for a field (or the stream), else ``."""
+        if not self.origin:
+            return ""
+        line = self.field_lines.get(target or "", self.field_lines.get("", 0))
+        return f" ({self.origin}, line {line})" if line else f" ({self.origin})"
 
     @property
     def key_field(self) -> str | None:
@@ -116,10 +160,9 @@ class StreamMapping:
     @property
     def used_roots(self) -> set[str]:
         """Top-level record properties read by explicit field specs or templates."""
-        roots: set[str] = {f.source_root for f in self.fields if f.source_root}
+        roots: set[str] = set()
         for spec in self.fields:
-            if spec.template:
-                roots.update(p.split(".", 1)[0] for p in template_paths(spec.template))
+            roots |= spec.roots
         return roots
 
 
@@ -144,29 +187,95 @@ def _choice(
         return None
     if value not in allowed:
         msg = f"{_where(stream, key)} is {value!r}; allowed: {', '.join(allowed)}"
-        raise MappingError(msg)
+        raise MappingError(msg, (key,))
     return cast("str", value)
 
 
-def _parse_field(stream: str, target: str, raw: RawMapping) -> FieldSpec:
+_FIELD_KEYS: Final = {
+    "source",
+    "value",
+    "template",
+    "now",
+    "expr",
+    "type",
+    "default",
+    "map",
+    "map_default",
+}
+_FIELD_KINDS: Final = ("source", "value", "template", "now", "expr")
+
+
+def map_key(value: Any) -> str:  # noqa: ANN401 - any JSON scalar
+    """The form in which `map` keys and record values are compared."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).strip().casefold()
+
+
+def _parse_map(stream: str, target: str, raw: RawMapping) -> dict[str, Any]:
+    where = _where(stream, f"fields.{target}.map")
+    keys = ("fields", target, "map")
+    if not isinstance(raw, dict) or not raw:
+        msg = f"{where} must map source values to Salesforce values"
+        raise MappingError(msg, keys)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(key, dict | list) or key is None:
+            msg = f"{where}: keys must be plain values, not {key!r}"
+            raise MappingError(msg, keys)
+        if isinstance(value, dict | list):
+            msg = f"{where}.{key}: a Salesforce value must be a plain value"
+            raise MappingError(msg, (*keys, str(key)))
+        norm = map_key(key)
+        if norm in out:
+            msg = f"{where}: {key!r} is listed twice (keys ignore case and spaces)"
+            raise MappingError(msg, (*keys, str(key)))
+        out[norm] = value
+    return out
+
+
+def _parse_field(stream: str, target: str, raw: RawMapping) -> FieldSpec:  # noqa: C901 - one check per key
     where = _where(stream, f"fields.{target}")
+    keys = ("fields", target)
     if isinstance(raw, str):
         return FieldSpec(target=target, source=raw)
     if not isinstance(raw, dict):
         msg = f"{where} must be a source property name or a mapping"
-        raise MappingError(msg)
-    unknown = set(raw) - {"source", "value", "template", "type", "default"}
+        raise MappingError(msg, keys)
+    unknown = sorted(set(raw) - _FIELD_KEYS)
     if unknown:
-        msg = f"{where} has unknown keys: {', '.join(sorted(unknown))}"
-        raise MappingError(msg)
-    kinds = [k for k in ("source", "value", "template") if k in raw]
+        msg = f"{where} has unknown keys: {', '.join(unknown)}"
+        raise MappingError(msg, (*keys, unknown[0]))
+    kinds = [k for k in _FIELD_KINDS if k in raw]
     if len(kinds) != 1:
-        msg = f"{where} needs exactly one of source, value or template"
-        raise MappingError(msg)
+        msg = f"{where} needs exactly one of {', '.join(_FIELD_KINDS)}"
+        raise MappingError(msg, keys)
     ftype = raw.get("type")
     if ftype is not None and ftype not in FIELD_TYPES:
         msg = f"{where}.type is {ftype!r}; allowed: {', '.join(FIELD_TYPES)}"
-        raise MappingError(msg)
+        raise MappingError(msg, (*keys, "type"))
+    if "now" in raw and raw["now"] is not True:
+        msg = f"{where}.now must be `true` (the run's start time)"
+        raise MappingError(msg, (*keys, "now"))
+    expr = None
+    if "expr" in raw:
+        try:
+            expr = compile_expression(raw["expr"])
+        except ExpressionError as exc:
+            msg = f"{where}.expr: {exc}"
+            raise MappingError(msg, (*keys, "expr")) from None
+        if ftype not in {None, "number", "integer"}:
+            msg = f"{where}: an expr is a number; type must be number or integer"
+            raise MappingError(msg, (*keys, "type"))
+    value_map = None
+    if "map" in raw:
+        if kinds[0] not in {"source", "template"}:
+            msg = f"{where}.map translates a source or template value, not {kinds[0]}"
+            raise MappingError(msg, (*keys, "map"))
+        value_map = _parse_map(stream, target, raw["map"])
+    elif "map_default" in raw:
+        msg = f"{where}.map_default needs a `map`"
+        raise MappingError(msg, (*keys, "map_default"))
     return FieldSpec(
         target=target,
         source=raw.get("source"),
@@ -175,6 +284,11 @@ def _parse_field(stream: str, target: str, raw: RawMapping) -> FieldSpec:
         template=raw.get("template"),
         type=ftype,
         default=raw.get("default"),
+        now="now" in raw,
+        expr=expr,
+        value_map=value_map,
+        map_default=raw.get("map_default"),
+        has_map_default="map_default" in raw,
     )
 
 
@@ -182,7 +296,7 @@ def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
     where = _where(stream, "apex")
     if not isinstance(raw, dict) or "path" not in raw or "payload" not in raw:
         msg = f"{where} needs `path` and `payload`"
-        raise MappingError(msg)
+        raise MappingError(msg, ("apex",))
     unknown = set(raw) - {
         "path",
         "payload",
@@ -193,23 +307,23 @@ def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
     }
     if unknown:
         msg = f"{where} has unknown keys: {', '.join(sorted(unknown))}"
-        raise MappingError(msg)
+        raise MappingError(msg, ("apex", min(unknown)))
     path = str(raw["path"]).strip("/")
     if path.startswith("services/"):
         msg = f"{where}.path is relative to /services/apexrest/; got {raw['path']!r}"
-        raise MappingError(msg)
+        raise MappingError(msg, ("apex", "path"))
     method = str(raw.get("method", "POST")).upper()
     if method not in APEX_METHODS:
         msg = f"{where}.method is {method!r}; allowed: {', '.join(APEX_METHODS)}"
-        raise MappingError(msg)
+        raise MappingError(msg, ("apex", "method"))
     batching = raw.get("batching", "record")
     if batching not in APEX_BATCHING:
         msg = f"{where}.batching is {batching!r}; allowed: record, list"
-        raise MappingError(msg)
+        raise MappingError(msg, ("apex", "batching"))
     size = int(raw.get("max_records_per_call", MAX_COLLECTION_SIZE))
     if size < 1:
         msg = f"{where}.max_records_per_call must be at least 1"
-        raise MappingError(msg)
+        raise MappingError(msg, ("apex", "max_records_per_call"))
     return ApexSpec(
         path=path,
         payload=raw["payload"],
@@ -233,6 +347,7 @@ _STREAM_KEYS: Final = {
     "bulk_threshold",
     "apex",
     "description",
+    "skip",
 }
 
 
@@ -252,15 +367,21 @@ def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
     if not isinstance(raw, dict):
         msg = f"streams.{stream} must be a mapping"
         raise MappingError(msg)
-    unknown = set(raw) - _STREAM_KEYS
+    unknown = sorted(set(raw) - _STREAM_KEYS)
     if unknown:
-        msg = f"streams.{stream} has unknown keys: {', '.join(sorted(unknown))}"
-        raise MappingError(msg)
+        msg = f"streams.{stream} has unknown keys: {', '.join(unknown)}"
+        raise MappingError(msg, (unknown[0],))
+    skip = raw.get("skip", False)
+    if not isinstance(skip, bool):
+        msg = f"{_where(stream, 'skip')} must be true or false"
+        raise MappingError(msg, ("skip",))
+    if skip:
+        return StreamMapping(stream=stream, skip=True)
     mode = _choice(raw, "mode", MODES, stream, "apex" if "apex" in raw else "sobject")
     fields_raw = raw.get("fields") or {}
     if not isinstance(fields_raw, dict):
         msg = f"{_where(stream, 'fields')} must map Salesforce field names to sources"
-        raise MappingError(msg)
+        raise MappingError(msg, ("fields",))
     fields = tuple(_parse_field(stream, str(k), v) for k, v in fields_raw.items())
     bulk_threshold = raw.get("bulk_threshold")
     common: dict[str, Any] = {
@@ -282,13 +403,13 @@ def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
             f"streams.{stream}: pass_through and pack_unmapped_into exclude each "
             "other (leftover properties are either copied or packed)"
         )
-        raise MappingError(msg)
+        raise MappingError(msg, ("pack_unmapped_into",))
     if mode == "apex":
         return StreamMapping(apex=_parse_apex(stream, raw.get("apex")), **common)
     sobject = raw.get("object")
     if not sobject:
         msg = f"{_where(stream, 'object')} is required (the target sObject)"
-        raise MappingError(msg)
+        raise MappingError(msg, ("object",))
     action = cast("str", _choice(raw, "action", ACTIONS, stream, "upsert"))
     ext = raw.get("external_id_field")
     if action == "upsert" and not ext:
@@ -296,10 +417,79 @@ def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
             f"{_where(stream, 'external_id_field')} is required for upsert "
             "(any External ID field of the object)"
         )
-        raise MappingError(msg)
+        raise MappingError(msg, ("external_id_field",))
     return StreamMapping(
         sobject=str(sobject), action=action, external_id_field=ext, **common
     )
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader whose mappings remember the line of each key."""
+
+
+class _LineDict(dict[str, Any]):
+    """A YAML mapping with `line` (its own) and `lines` (each key's), 1-based."""
+
+    line: int
+    lines: dict[str, int]
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    loader.flatten_mapping(node)  # resolve `<<:` merge keys first
+    result = _LineDict()
+    result.line = node.start_mark.line + 1
+    result.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.lines[str(key)] = key_node.start_mark.line + 1
+    return result
+
+
+_LineLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def _line_of(node: Any, keys: tuple[str, ...]) -> int:  # noqa: ANN401 - parsed YAML
+    """The line of the deepest key of `keys` found under `node` (0: unknown)."""
+    line = node.line if isinstance(node, _LineDict) else 0
+    for key in keys:
+        if not isinstance(node, _LineDict) or key not in node.lines:
+            break
+        line = node.lines[key]
+        node = node[key]
+    return line
+
+
+def _read_file(mappings_file: str) -> _LineDict:
+    path = Path(mappings_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"mappings_file {mappings_file}: cannot read it ({exc.strerror})"
+        raise MappingError(msg) from exc
+    try:
+        loaded = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        msg = f"mappings_file {mappings_file}{where}: {problem}"
+        raise MappingError(msg) from exc
+    streams = loaded.get("streams") if isinstance(loaded, dict) else None
+    if not isinstance(streams, _LineDict):
+        msg = f"mappings_file {mappings_file} needs a top-level `streams:` mapping"
+        raise MappingError(msg)
+    return streams
+
+
+def _field_lines(raw: Any, stream_line: int) -> dict[str, int]:  # noqa: ANN401 - parsed YAML
+    lines = {"": stream_line}
+    fields = raw.get("fields") if isinstance(raw, dict) else None
+    if isinstance(fields, _LineDict):
+        lines.update(fields.lines)
+    return lines
 
 
 def load_mappings(
@@ -312,28 +502,40 @@ def load_mappings(
         mappings_file: path of a YAML file with a top-level `streams:` mapping.
 
     Returns:
-        Parsed mappings by stream name or pattern.
+        Parsed mappings by stream name or pattern (switched-off streams included,
+        with `skip` set).
 
     Raises:
-        MappingError: when the file cannot be read or a mapping is invalid.
+        MappingError: when the file cannot be read or a mapping is invalid; for an
+            entry of the file, the message starts with the file and the line.
     """
+    file_streams: _LineDict | None = None
     merged: dict[str, Any] = {}
     if mappings_file:
-        path = Path(mappings_file)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            msg = f"mappings_file {mappings_file!r} cannot be read: {exc}"
-            raise MappingError(msg) from exc
-        file_streams = loaded.get("streams") if isinstance(loaded, dict) else None
-        if not isinstance(file_streams, dict):
-            msg = (
-                f"mappings_file {mappings_file!r} needs a top-level `streams:` mapping"
-            )
-            raise MappingError(msg)
+        file_streams = _read_file(mappings_file)
         merged.update(file_streams)
-    merged.update(dict(streams_setting or {}))
-    return {name: parse_stream_mapping(name, raw) for name, raw in merged.items()}
+    setting = dict(streams_setting or {})
+    merged.update(setting)
+    out: dict[str, StreamMapping] = {}
+    for name, raw in merged.items():
+        from_file = file_streams is not None and name not in setting
+        try:
+            mapping = parse_stream_mapping(str(name), raw)
+        except MappingError as exc:
+            if not from_file:
+                raise
+            line = _line_of(file_streams, (str(name), *exc.keys))
+            msg = f"mappings_file {mappings_file}, line {line}: {exc}"
+            raise MappingError(msg, exc.keys) from None
+        if from_file:
+            assert file_streams is not None  # noqa: S101 - from_file says so
+            mapping = dataclasses.replace(
+                mapping,
+                origin=f"mappings_file {mappings_file}",
+                field_lines=_field_lines(raw, file_streams.lines[str(name)]),
+            )
+        out[str(name)] = mapping
+    return out
 
 
 def find_mapping(

@@ -17,7 +17,13 @@ from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import quote
 
-from target_salesforce.mapping import PLACEHOLDER, MappingError, StreamMapping
+from target_salesforce.expressions import ExpressionError
+from target_salesforce.mapping import (
+    PLACEHOLDER,
+    MappingError,
+    StreamMapping,
+    map_key,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -168,20 +174,20 @@ def _check_relationship(
     )
     if ref is None:
         msg = f"{where}: no relationship named {relationship!r}"
-        raise MappingError(msg)
+        raise MappingError(msg, ("fields", name))
     if not _needs_write(ref, mapping.action):
         msg = f"{where}: {ref.name!r} is not writable for {mapping.action}"
-        raise MappingError(msg)
+        raise MappingError(msg, ("fields", name))
     if len(ref.reference_to) != 1:
         msg = f"{where}: polymorphic relationships are not supported"
-        raise MappingError(msg)
+        raise MappingError(msg, ("fields", name))
     if related is None:
         return
     parent = ref.reference_to[0]
     info = related(parent).get(ext)
     if info is None or not (info.external_id or info.id_lookup):
         msg = f"{where}: {ext!r} is not an External ID field of {parent}"
-        raise MappingError(msg)
+        raise MappingError(msg, ("fields", name))
 
 
 def _needs_write(info: FieldInfo, action: str) -> bool:
@@ -192,7 +198,40 @@ def _needs_write(info: FieldInfo, action: str) -> bool:
     return info.createable and info.updateable
 
 
-def check_mapping_against_describe(  # noqa: C901, PLR0912 - one check per rule
+def check_mapping_against_describe(
+    mapping: StreamMapping,
+    fields: Mapping[str, FieldInfo],
+    schema_properties: Iterable[str],
+    related: Callable[[str], Mapping[str, FieldInfo]] | None = None,
+) -> None:
+    """Fail before any write when the mapping does not fit the object.
+
+    Args:
+        mapping: the stream's mapping (sobject mode).
+        fields: the object's describe, by field name.
+        schema_properties: the stream's schema properties (for pass_through).
+        related: describes a parent object, for `Rel__r.Ext__c` targets.
+
+    Raises:
+        MappingError: naming the field and object for an unknown or non-writable
+            field, or an upsert key that is not an External ID; for a mapping
+            from `mappings_file`, the message ends with the file and line.
+    """
+    try:
+        _check_describe(mapping, fields, schema_properties, related)
+    except MappingError as exc:
+        keys = exc.keys
+        target = keys[1] if len(keys) > 1 and keys[0] == "fields" else None
+        if keys[:1] == ("external_id_field",):
+            target = str(mapping.external_id_field)
+        located = mapping.located(target)
+        if not located:
+            raise
+        msg = f"{exc}{located}"
+        raise MappingError(msg, keys) from None
+
+
+def _check_describe(  # noqa: C901, PLR0912 - one check per rule
     mapping: StreamMapping,
     fields: Mapping[str, FieldInfo],
     schema_properties: Iterable[str],
@@ -236,13 +275,13 @@ def check_mapping_against_describe(  # noqa: C901, PLR0912 - one check per rule
                 f"stream {mapping.stream}: field {name!r} does not exist on "
                 f"{sobject} (or is not visible to this user)"
             )
-            raise MappingError(msg)
+            raise MappingError(msg, ("fields", name))
         if not _needs_write(info, mapping.action):
             msg = (
                 f"stream {mapping.stream}: field {name!r} on {sobject} is not "
                 f"writable for {mapping.action}"
             )
-            raise MappingError(msg)
+            raise MappingError(msg, ("fields", name))
     if mapping.action == "upsert":
         ext = str(mapping.external_id_field)
         info = fields.get(ext)
@@ -251,19 +290,19 @@ def check_mapping_against_describe(  # noqa: C901, PLR0912 - one check per rule
                 f"stream {mapping.stream}: external_id_field {ext!r} does not exist "
                 f"on {sobject}"
             )
-            raise MappingError(msg)
+            raise MappingError(msg, ("external_id_field",))
         if not info.external_id and ext != "Id":
             msg = (
                 f"stream {mapping.stream}: external_id_field {ext!r} on {sobject} "
                 "is not flagged External ID"
             )
-            raise MappingError(msg)
+            raise MappingError(msg, ("external_id_field",))
         if ext not in targets:
             msg = (
                 f"stream {mapping.stream}: the upsert key {ext!r} is not produced by "
                 "the field mapping"
             )
-            raise MappingError(msg)
+            raise MappingError(msg, ("external_id_field",))
 
 
 # --------------------------------------------------------------------------- values
@@ -471,15 +510,44 @@ def render_path(template: str, record: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- payloads
 
 
-def _field_value(spec: FieldSpec, record: Mapping[str, Any]) -> JsonValue:
+def _translate(spec: FieldSpec, value: JsonValue) -> JsonValue:
+    """Apply the field's value `map` (element-wise to lists)."""
+    table = spec.value_map
+    if table is None or value is None or value is MISSING:
+        return value
+    if isinstance(value, list | tuple):
+        return [_translate(spec, v) for v in value]
+    key = map_key(json_safe(value))
+    if key in table:
+        return table[key]
+    return spec.map_default if spec.has_map_default else value
+
+
+def _field_value(
+    spec: FieldSpec, record: Mapping[str, Any], now: dt.datetime
+) -> JsonValue:
     if spec.has_value:
         return spec.value
-    if spec.template is not None:
-        return render_template(spec.template, record)
-    value = get_path(record, str(spec.source))
+    if spec.now:
+        return now
+    if spec.expr is not None:
+
+        def lookup(path: str) -> JsonValue:
+            found = get_path(record, path)
+            return None if found is MISSING else found
+
+        try:
+            value: JsonValue = spec.expr.evaluate(lookup)
+        except ExpressionError as exc:
+            msg = f"field {spec.target!r}: {exc}"
+            raise RecordError(CODE_CONVERSION, msg, [spec.target]) from None
+    elif spec.template is not None:
+        value = render_template(spec.template, record)
+    else:
+        value = get_path(record, str(spec.source))
     if (value is MISSING or value is None) and spec.default is not None:
         return spec.default
-    return value
+    return _translate(spec, value)
 
 
 def _convert_field(
@@ -512,6 +580,8 @@ def build_sobject_payload(
     mapping: StreamMapping,
     fields: Mapping[str, FieldInfo],
     null_policy: str,
+    *,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Build the field values for one record.
 
@@ -521,6 +591,7 @@ def build_sobject_payload(
         fields: the object's describe.
         null_policy: `skip` leaves null values out (field unchanged); `set_null`
             sends them as null (Bulk: `#N/A`).
+        now: the run's start time, for `now: true` fields (default: this call's).
 
     Returns:
         Salesforce field name -> value.
@@ -529,8 +600,9 @@ def build_sobject_payload(
         RecordError: when a value cannot be converted or the key is missing.
     """
     payload: dict[str, Any] = {}
+    started = now or dt.datetime.now(dt.UTC)
     for spec in mapping.fields:
-        value = _field_value(spec, record)
+        value = _field_value(spec, record, started)
         if value is MISSING:
             continue
         if split_relationship(spec.target):
@@ -584,18 +656,21 @@ class LocalReject:
     key: str | None = None
 
 
-def prepare_batch(
+def prepare_batch(  # noqa: PLR0913 - the run's clock is a keyword-only input
     records: Sequence[Mapping[str, Any]],
     mapping: StreamMapping,
     fields: Mapping[str, FieldInfo],
     null_policy: str,
     duplicate_policy: str,
+    *,
+    now: dt.datetime | None = None,
 ) -> tuple[list[Prepared], list[LocalReject]]:
     """Build payloads for a batch and resolve duplicate keys.
 
     With `merge`, a later record with the same key is merged over the earlier one
     (later values win) and both inputs share the result. With `reject`, every
-    record of a duplicated key is rejected before sending.
+    record of a duplicated key is rejected before sending. `now` is the run's
+    start time for `now: true` fields (default: one time for the whole batch).
 
     Returns:
         The request items in input order, and the records refused locally.
@@ -605,9 +680,12 @@ def prepare_batch(
     by_key: dict[str, Prepared] = {}
     dup_keys: set[str] = set()
     key_field = mapping.key_field
+    started = now or dt.datetime.now(dt.UTC)
     for index, record in enumerate(records):
         try:
-            payload = build_sobject_payload(record, mapping, fields, null_policy)
+            payload = build_sobject_payload(
+                record, mapping, fields, null_policy, now=started
+            )
         except RecordError as exc:
             rejects.append(LocalReject(index, exc.code, exc.message, exc.fields))
             continue

@@ -75,7 +75,7 @@ class _CompiledValidation(BatchSink):
 
 
 class SkippedStreamSink(_CompiledValidation):
-    """A stream with no mapping: records are validated and counted, not written."""
+    """A stream with no mapping, or switched off: records are counted, not written."""
 
     MAX_SIZE_DEFAULT = 10000
 
@@ -89,7 +89,9 @@ class SkippedStreamSink(_CompiledValidation):
         """Remember the run context."""
         super().__init__(target, stream_name, schema, key_properties)
         self.run = target.run
-        self.summary = self.run.summary(stream_name, "(unmapped: skipped)")
+        mapping = self.run.mapping_for(stream_name)
+        label = "(skip: true)" if mapping is not None else "(unmapped: skipped)"
+        self.summary = self.run.summary(stream_name, label)
 
     @override
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
@@ -173,7 +175,12 @@ class SalesforceSink(_CompiledValidation):
     def _process_sobject(self, records: list[dict[str, Any]]) -> None:
         mapping = self.mapping
         items, local = prepare_batch(
-            records, mapping, self.fields, self.null_policy, self.duplicate_policy
+            records,
+            mapping,
+            self.fields,
+            self.null_policy,
+            self.duplicate_policy,
+            now=self.run.started_at,
         )
         for rej in local:
             self._reject(records[rej.index], rej.key, rej.code, rej.message, rej.fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import threading
@@ -42,6 +43,7 @@ class RunContext:
         self.mappings = load_mappings(
             config.get("streams"), config.get("mappings_file")
         )
+        self.started_at = run_start(config.get("run_started_at"))
         self.dry_run = bool(config.get("dry_run", False))
         self.rejects_path = str(config.get("rejects_path") or DEFAULT_REJECTS_PATH)
         self._rejects = PrivateJsonLines(self.rejects_path)
@@ -72,6 +74,16 @@ class RunContext:
     def mapping_for(self, stream: str) -> StreamMapping | None:
         """The stream's mapping (exact name, then pattern), or None."""
         return find_mapping(self.mappings, stream)
+
+    def note_skipped(self, stream: str) -> None:
+        """Say once per stream that its mapping switches it off."""
+        if stream not in self._warned:
+            self._warned.add(stream)
+            self.logger.info(
+                "Stream %r is switched off by its mapping (skip: true); its records "
+                "are validated and counted but not written.",
+                stream,
+            )
 
     def warn_unmapped(self, stream: str) -> None:
         """Say once per stream that it has no mapping and is skipped."""
@@ -123,6 +135,22 @@ class RunContext:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, sort_keys=True)
+
+
+def run_start(value: str | None) -> dt.datetime:
+    """The run's start time: the `run_started_at` setting, else now (UTC).
+
+    Raises:
+        TargetSalesforceError: when the setting is not an ISO 8601 date-time.
+    """
+    if not value:
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        msg = f"run_started_at {value!r} is not an ISO 8601 date-time"
+        raise TargetSalesforceError(msg) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _secret(name: str, description: str) -> th.Property[Any]:
@@ -217,7 +245,8 @@ class TargetSalesforce(Target):
                 "Per-stream mapping: stream name (or pattern) -> {object, action, "
                 "external_id_field, fields, pass_through, pack_unmapped_into, "
                 "null_policy, duplicate_keys, bulk_threshold} or {mode: apex, apex: "
-                "{path, method, payload, batching, list_key}}. See README."
+                "{path, method, payload, batching, list_key}}, or {skip: true} to "
+                "switch off a stream that mappings_file maps. See README."
             ),
         ),
         th.Property(
@@ -226,6 +255,14 @@ class TargetSalesforce(Target):
             description=(
                 "YAML file with a top-level `streams:` mapping (e.g. "
                 "transforms/clevertap_to_salesforce.yml); `streams` wins per stream."
+            ),
+        ),
+        th.Property(
+            "run_started_at",
+            th.DateTimeType,
+            description=(
+                "The time `now: true` fields write (ISO 8601). Default: when the "
+                "run starts; set it to reproduce a run."
             ),
         ),
         th.Property(
@@ -384,7 +421,11 @@ class TargetSalesforce(Target):
     @override
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         """Mapped streams get SalesforceSink; unmapped ones skip or fail."""
-        if self.run.mapping_for(stream_name) is not None:
+        mapping = self.run.mapping_for(stream_name)
+        if mapping is not None and mapping.skip:
+            self.run.note_skipped(stream_name)
+            return SkippedStreamSink
+        if mapping is not None:
             return SalesforceSink
         if self.config.get("unmapped_streams", "skip") == "fail":
             msg = (

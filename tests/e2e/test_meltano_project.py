@@ -45,10 +45,11 @@ def test_local_plugin_settings_mirror_about(plugin: str) -> None:
     about = _about(plugin)["settings"]["properties"]
     settings = {s["name"]: s for s in _plugins()[plugin]["settings"]}
 
-    assert sorted(settings) == sorted(about)
+    fix = "run: .venv/bin/python tests/e2e/meltano_settings.py --write"
+    assert sorted(settings) == sorted(about), fix
     secret = {k for k, v in about.items() if v.get("secret") or v.get("writeOnly")}
     sensitive = {k for k, v in settings.items() if v.get("sensitive")}
-    assert sensitive == secret
+    assert sensitive == secret, fix
 
 
 @pytest.mark.parametrize("plugin", LOCAL_PLUGINS)

@@ -57,6 +57,7 @@ class Journey:
     marker: str
     changed_contact: str
     event_identity: str
+    engagement_rows: list[dict[str, Any]]
 
 
 def _phase(project: MeltanoProject) -> Phase:
@@ -131,7 +132,22 @@ def journey(meltano_project: MeltanoProject) -> Journey:
     identity = created[0] if created else "e2e-unknown"
     _add_a_clevertap_event(meltano_project, identity, marker)
     after_changes = _phase(meltano_project)
-    return Journey(seeded, first, rerun, after_changes, marker, contact_id, identity)
+    rows = _engagement_since(meltano_project, after_changes.started)
+    return Journey(
+        seeded, first, rerun, after_changes, marker, contact_id, identity, rows
+    )
+
+
+def _engagement_since(
+    project: MeltanoProject, since: dt.datetime
+) -> list[dict[str, Any]]:
+    stamp = since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    fields = "Id, CleverTap_Id__c, Event_Name__c, Properties__c"
+    where = f"SystemModstamp >= {stamp} ORDER BY SystemModstamp ASC"
+    soql = f"SELECT {fields} FROM CleverTap_Engagement__c WHERE {where}"  # noqa: S608 - constants and a timestamp
+    session, instance = salesforce_session(project.sandbox.client_env())
+    with session:
+        return salesforce_query(session, instance, soql)
 
 
 def _failed(phase: Phase) -> dict[str, str]:
@@ -189,4 +205,8 @@ def test_clevertap_event_added_after_first_run_reaches_salesforce(
     journey: Journey,
 ) -> None:
     created = {n: c for n, (c, _) in journey.after_changes.salesforce.items() if c}
-    assert created, f"no Salesforce record created for {journey.event_identity}"
+    assert created == {"CleverTap_Engagement__c": 1}
+    carrying = [row for row in journey.engagement_rows if journey.marker in str(row)]
+    assert len(carrying) == 1
+    assert carrying[0]["CleverTap_Id__c"] == journey.event_identity
+    assert carrying[0]["Event_Name__c"] == "Survey Submitted"

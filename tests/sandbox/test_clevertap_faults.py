@@ -252,7 +252,10 @@ def test_in_progress_fault_answers_code_2_on_each_cursors_first_fetches(ct) -> N
     fresh_post(ct, "/1/upload", events(3))
     ct.fault("in_progress", fetches=2)
     cursor = export_cursor(ct)
-    get = lambda c: ct.api_get(f"/1/events.json?cursor={c}").json()  # noqa: E731
+
+    def get(c: str) -> Any:
+        return ct.api_get(f"/1/events.json?cursor={c}").json()
+
     for _ in range(2):
         busy = get(cursor)
         assert busy["status"] == "fail"

@@ -187,6 +187,13 @@ def test_bulk2_upsert_reports_failed_and_successful_rows_as_csv(
     }
     unprocessed = sf.bulk2.Contact.get_unprocessed_records(job_id)
     assert unprocessed.strip() == ""
+    jobs = (
+        salesforce_emulator.session()
+        .get(f"{salesforce_emulator.base_url}/_sandbox/jobs", timeout=10)
+        .json()
+    )
+    assert [j["id"] for j in jobs["ingest"]] == [job_id]
+    assert jobs["ingest"][0]["numberRecordsFailed"] == 1
     stored = salesforce_emulator.records("Contact")
     assert _contact(stored, "ct-000001")["Title"] == "Bulk title"
     assert _contact(stored, "ct-bulk-new")["Id"] == next(

@@ -13,6 +13,7 @@ import requests
 from sandbox.server import free_port
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
+    SalesforceExpiredSession,
     SalesforceGeneralError,
     SalesforceMalformedRequest,
     SalesforceRefusedRequest,
@@ -119,6 +120,31 @@ def test_latency_fault_delays_replies_past_a_client_timeout(
     with pytest.raises(requests.exceptions.ReadTimeout):
         session.get(url, headers=headers, timeout=0.2)
     assert session.get(url, headers=headers, timeout=5).status_code == 200
+
+
+def test_revoke_invalidates_issued_tokens_and_faults_are_listed(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    salesforce_emulator.fault("lock_row", count=3, path="/composite/")
+    listed = _sandbox(salesforce_emulator, "GET", "faults")
+    assert listed == [
+        {"kind": "lock_row", "count": 3, "path": "/composite/", "method": None}
+    ]
+    _sandbox(
+        salesforce_emulator,
+        "POST",
+        "faults",
+        {"kind": "invalid_session", "revoke": True},
+    )
+    with pytest.raises(SalesforceExpiredSession):
+        sf.query("SELECT COUNT() FROM Contact")
+    token = _sandbox(salesforce_emulator, "POST", "token")["access_token"]
+    fresh = Salesforce(
+        session_id=token,
+        instance_url=salesforce_emulator.base_url,
+        session=salesforce_emulator.session(),
+    )
+    assert fresh.query("SELECT COUNT() FROM Contact")["totalSize"] == 30
 
 
 def test_unknown_fault_kind_is_refused(salesforce_emulator: SalesforceHandle) -> None:

@@ -34,6 +34,8 @@ REST_STREAMS = (
     "CleverTap_Engagement__c",
     "CaseHistory",
     "Opportunity",
+    "OpportunityFieldHistory",
+    "Task",
 )
 BULK_STREAMS = ("Contact", "Lead", "CampaignMember", "OpportunityHistory")
 

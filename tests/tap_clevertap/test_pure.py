@@ -9,6 +9,8 @@ import json
 from zoneinfo import ZoneInfo
 
 import pytest
+from singer_sdk.exceptions import ConfigValidationError
+from tap_clevertap.client import base_url_for
 from tap_clevertap.records import (
     DATETIME,
     INTEGER,
@@ -23,6 +25,7 @@ from tap_clevertap.records import (
     parse_property_list,
     snake,
 )
+from tap_clevertap.tap import TapCleverTap
 from tap_clevertap.timeutil import (
     day_windows,
     iso_utc,
@@ -307,3 +310,49 @@ def test_profile_shape_needs_an_object_id() -> None:
 
 def test_canonical_json_is_compact_and_sorted() -> None:
     assert canonical_json({"b": 1.0, "a": "é", "c": [2]}) == '{"a":"é","b":1.0,"c":[2]}'
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, "https://api.clevertap.com"),
+        ({"region": "eu1"}, "https://api.clevertap.com"),
+        ({"region": "in1"}, "https://in1.api.clevertap.com"),
+        ({"region": "mec1"}, "https://mec1.api.clevertap.com"),
+        ({"region": "us1", "api_url": "http://127.0.0.1:9/"}, "http://127.0.0.1:9"),
+    ],
+)
+def test_base_url_from_region_or_override(config: dict, expected: str) -> None:
+    assert base_url_for(config) == expected
+
+
+def test_unknown_region_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown region"):
+        base_url_for({"region": "xx9"})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"batch_size": 5001}, {"region": "sk1"}, {"lookback_days": -1}],
+)
+def test_invalid_settings_fail_config_validation(bad: dict) -> None:
+    config = {
+        "account_id": "A",
+        "passcode": "P",
+        "start_date": "2024-01-01T00:00:00Z",
+        **bad,
+    }
+    with pytest.raises(ConfigValidationError):
+        TapCleverTap(config=config, parse_env_config=False)
+
+
+def test_unknown_timezone_fails_before_any_request() -> None:
+    config = {
+        "account_id": "A",
+        "passcode": "P",
+        "start_date": "2024-01-01T00:00:00Z",
+        "timezone": "Mars/Olympus",
+        "api_url": "http://127.0.0.1:9",  # nothing listens: no request is made
+    }
+    with pytest.raises(ConfigValidationError, match="IANA"):
+        TapCleverTap(config=config, parse_env_config=False).discover_streams()

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import backoff
 import pytest
 import requests
+from sandbox.proxy import running_proxy
 from singer_sdk.exceptions import FatalAPIError
 from tap_clevertap.client import CleverTapStream, CursorLoopError
 from tap_clevertap.tap import TapCleverTap
@@ -122,6 +123,7 @@ def test_events_at_2359_and_0001_local_land_in_their_local_day(
     one_day = base_config(
         ct,
         event_names=["Opportunity Won"],
+        window_days=1,
         start_date="2024-03-02T00:00:00+05:30",
         end_date="2024-03-03T00:00:00+05:30",
     )
@@ -187,6 +189,7 @@ def test_second_run_emits_only_new_events_plus_the_lookback_days(
     config = base_config(
         ct,
         event_names=["Charged"],
+        window_days=1,
         lookback_days=1,
         start_date="2024-03-01T00:00:00+05:30",
         end_date="2024-03-05T00:00:00+05:30",
@@ -240,6 +243,7 @@ def test_failure_inside_a_window_leaves_state_at_the_last_whole_window(
     config = base_config(
         ct,
         event_names=["Charged"],
+        window_days=1,
         lookback_days=0,
         start_date="2024-03-01T00:00:00Z",
         end_date="2024-03-03T00:00:00Z",
@@ -581,8 +585,6 @@ def test_region_host_through_https_proxy_with_ca_bundle(
     tls_files: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sandbox.proxy import running_proxy  # noqa: PLC0415
-
     ct = make_clevertap_emulator(tls_files=tls_files)
     upload_events_tls(ct, tls_files)
     port = int(ct.base_url.rsplit(":", 1)[1])

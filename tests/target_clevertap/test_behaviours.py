@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import stat
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
-from target_clevertap.client import CleverTapError
+from target_clevertap import ledger, loader
+from target_clevertap.client import CleverTapClient, CleverTapError
+from target_clevertap.target import TargetCleverTap
 
 
 def _profile(emulator: Any, identity: str) -> dict[str, Any]:
@@ -130,7 +134,7 @@ def test_partial_failure_writes_rejects_with_code(
     assert reject["code"] == "555"
     assert reject["key"] == "003C0002"
     assert reject["record"]["Email"] == "person2@example.com"
-    assert reject["record"]["CreatedDate"] == "2024-01-02T09:00:00Z"
+    assert reject["record"]["CreatedDate"] == "2024-01-02T09:00:00.000000Z"  # as input
     assert ct_config["passcode"] not in (tmp_path / "rejects.jsonl").read_text()
     mode = stat.S_IMODE((tmp_path / "rejects.jsonl").stat().st_mode)
     assert mode == 0o600
@@ -187,8 +191,6 @@ def test_401_names_account_and_region_never_the_passcode(ct_config, run_target, 
 
 
 def test_progress_and_summary_are_logged(ct_config, run_target, caplog, monkeypatch):
-    from target_clevertap import loader  # noqa: PLC0415
-
     monkeypatch.setattr(loader, "PROGRESS_EVERY_S", 0.0)
     monkeypatch.setattr(loader, "PROGRESS_CHECK_EVERY", 1)
     run_target(ct_config, "contacts_and_tasks.singer")
@@ -355,3 +357,79 @@ def test_max_reject_ratio_fails_the_run_without_state(ct_config, run_target):
 def test_on_reject_fail_stops_at_the_first_reject(ct_config, run_target):
     with pytest.raises(CleverTapError, match="invalid_email"):
         run_target({**ct_config, "on_reject": "fail"}, "invalid_email.singer")
+
+
+def test_crash_after_send_is_settled_at_the_start_of_the_next_run(
+    clevertap_emulator, ct_config, run_target
+):
+    run_target(ct_config, "contacts_and_tasks.singer")
+    # as if the run had died after sending, before reading the reply
+    store = ledger.StateStore(ct_config["state_dir"], ct_config["account_id"])
+    rows = store.unsettled()
+    assert rows == []
+    keys = [e["evtData"]["ct_event_key"] for e in clevertap_emulator.events()]
+    store.mark(keys, ledger.PENDING)
+    # and one event that was marked pending but never reached CleverTap
+    store.mark_pending([("0123456789abcdef0123", "Task Created", 1704340800, "Task")])
+    store.close()
+    rerun = run_target(ct_config, "contacts_and_tasks.singer")
+    assert len(clevertap_emulator.events()) == 3
+    assert rerun.stats("Task")["duplicates_suppressed"] == 3
+    check = ledger.StateStore(ct_config["state_dir"], ct_config["account_id"])
+    assert check.unsettled() == []
+    assert check.event_statuses(["0123456789abcdef0123"]) == {}  # forgotten: resendable
+    check.close()
+
+
+def test_batch_messages_are_mapped_like_records(
+    clevertap_emulator, ct_config, tmp_path
+):
+    lines = (
+        (Path(__file__).parents[1] / "fixtures" / "target_clevertap")
+        .joinpath("contacts_five.singer")
+        .read_text()
+        .splitlines()
+    )
+    schema = lines[0]
+    records = [json.loads(x)["record"] for x in lines if '"RECORD"' in x]
+    batch = tmp_path / "contacts.jsonl.gz"
+    with gzip.open(batch, "wt") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in records)
+    message = {
+        "type": "BATCH",
+        "stream": "Contact",
+        "encoding": {"format": "jsonl", "compression": "gzip"},
+        "manifest": [batch.as_uri()],
+    }
+    target = TargetCleverTap(config=ct_config, parse_env_config=False)
+    with redirect_stdout(io.StringIO()):
+        target.listen(io.StringIO(f"{schema}\n{json.dumps(message)}\n"))
+    assert len(clevertap_emulator.profiles()) == 5
+    assert target.loader.stream_stats("Contact").accepted == 5
+
+
+def test_reconciliation_waits_for_an_export_still_in_progress(
+    clevertap_emulator, ct_config, run_target, monkeypatch
+):
+    monkeypatch.setattr(CleverTapClient, "in_progress_wait", 0.0)
+    run_target(ct_config, "contacts_five.singer")
+    clevertap_emulator.fault("lost_reply", path="/1/upload", times=1)
+    clevertap_emulator.fault(
+        "in_progress", path="/1/events.json", method="GET", fetches=2
+    )
+    run = run_target(ct_config, "tasks_only.singer")
+    assert len(clevertap_emulator.events(evtName="Task Created")) == 3
+    assert run.states
+
+
+def test_stream_without_mapping_or_email_is_skipped_with_one_warning(
+    clevertap_emulator, ct_config, run_target, caplog
+):
+    run = run_target(ct_config, "no_mapping.singer")
+    warnings = [
+        r for r in caplog.records if "Campaign has no mapping" in r.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert run.stats("Campaign")["skipped"] == {"no_mapping": 2}
+    assert clevertap_emulator.requests_log() == []
+    assert run.states == [{"bookmarks": {"Campaign": {"n": 2}}}]

@@ -6,10 +6,17 @@ import socket
 import stat
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from sandbox.proxy import running_proxy
 from target_clevertap import ledger
-from target_clevertap.client import CleverTapClient, CleverTapError, base_url_for
+from target_clevertap.client import (
+    AmbiguousSendError,
+    CleverTapClient,
+    CleverTapError,
+    base_url_for,
+)
 from target_clevertap.ledger import StateStore
 
 
@@ -90,8 +97,6 @@ def test_uploads_share_one_keep_alive_session(clevertap_emulator: Any) -> None:
 def test_read_timeout_on_events_is_ambiguous_not_retried(
     clevertap_emulator: Any,
 ) -> None:
-    from target_clevertap.client import AmbiguousSendError  # noqa: PLC0415
-
     config = clevertap_emulator.plugin_config()
     clevertap_emulator.fault("slow_reply", path="/1/upload", seconds=1.5)
     client = CleverTapClient(
@@ -173,10 +178,6 @@ def test_real_hostname_through_https_proxy_with_ca_bundle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """As in the sandbox (or behind a corporate TLS proxy): only env vars differ."""
-    from urllib.parse import urlsplit  # noqa: PLC0415
-
-    from sandbox.proxy import running_proxy  # noqa: PLC0415
-
     emulator = make_clevertap_emulator(tls_files=tls_files)
     address = urlsplit(emulator.base_url)
     routes = {"us1.api.clevertap.com": (address.hostname, address.port)}

@@ -110,6 +110,29 @@ def test_missing_mappings_file_is_named() -> None:
         ),
         ({"X": {}}, "needs a profile, events, or skip"),
         (
+            {"X": {"events": [{"name": "E", "identity": {"ref": "WhatId"}}]}},
+            "cannot tell which object 'WhatId' points to",
+        ),
+        (
+            {
+                "X": {
+                    "profile": {
+                        "identity": "Email",
+                        "properties": {"previous": {"StageName": ""}},
+                    }
+                }
+            },
+            "previous maps tracked field names to keys",
+        ),
+        (
+            {"X": {"version_field": 3, "profile": {"identity": "Email"}}},
+            "version_field must be a field name",
+        ),
+        (
+            {"X": {"track_key": "", "profile": {"identity": "Email"}}},
+            "track_key must be a field name",
+        ),
+        (
             {
                 "X": {
                     "profile": {"identity": "Email"},
@@ -168,7 +191,9 @@ def test_bad_conditions_do_not_parse(text) -> None:
 def test_referenced_fields_and_origin_line_support_preset_checks() -> None:
     mappings = load_mappings(path=FIXTURES / "salesforce_mappings.yml")
     task = mappings["Task"]
-    assert task.origin.endswith("salesforce_mappings.yml, line 68")
+    text = (FIXTURES / "salesforce_mappings.yml").read_text().splitlines()
+    line = text.index("  Task:") + 1
+    assert task.origin.endswith(f"salesforce_mappings.yml, line {line}")
     fields = task.referenced_fields()
     assert fields["WhoId"] == ["events[0].identity", "events[1].identity"]
     assert fields["CompletedDateTime"] == ["events[1].when", "events[1].time"]
@@ -176,3 +201,89 @@ def test_referenced_fields_and_origin_line_support_preset_checks() -> None:
     contact = mappings["Contact"].referenced_fields()
     assert contact["Id"] == ["profile.identity", "profile.properties.exclude"]
     assert contact["HasOptedOutOfEmail"] == ["profile.properties.invert"]
+
+
+@pytest.mark.parametrize(
+    ("text", "record", "previous", "expected"),
+    [
+        ("changed(StageName)", {"StageName": "B"}, {"StageName": "A"}, True),
+        ("changed(StageName)", {"StageName": "A"}, {"StageName": "A"}, False),
+        # first sighting: nothing remembered, so nothing changed
+        ("changed(StageName)", {"StageName": "B"}, None, False),
+        # a field not remembered yet, or absent from the record, did not change
+        ("changed(StageName)", {"StageName": "B"}, {"Amount": 1}, False),
+        ("changed(StageName)", {}, {"StageName": "A"}, False),
+        ("changed(StageName)", {"StageName": None}, {"StageName": "A"}, True),
+        ("changed(Amount)", {"Amount": Decimal("5.00")}, {"Amount": 5}, False),
+        (
+            "changed(StageName) and previous(StageName) != 'Closed Won'",
+            {"StageName": "Closed Lost"},
+            {"StageName": "Closed Won"},
+            False,
+        ),
+        ("previous(StageName) is null", {"StageName": "B"}, None, True),
+        # a field named like a function is still a field without parentheses
+        ("changed = true", {"changed": True}, None, True),
+    ],
+)
+def test_change_conditions_compare_with_the_remembered_values(
+    text, record, previous, expected
+) -> None:
+    assert compile_condition(text)(record, previous) is expected
+
+
+@pytest.mark.parametrize(
+    "text", ["changed()", "changed('A')", "previous(A", "changed(A"]
+)
+def test_bad_change_conditions_do_not_parse(text) -> None:
+    with pytest.raises(ConditionError):
+        compile_condition(text)
+
+
+def test_change_tracking_mapping_tracks_fields_and_times_events_by_modification():
+    mappings = load_mappings(path=FIXTURES / "salesforce_mappings.yml")
+    opportunity = mappings["Opportunity"]
+    assert opportunity.tracked_fields == {"StageName", "Amount"}
+    changed = opportunity.events[3]
+    assert changed.label() == "Opportunity Stage Changed"
+    assert changed.time == "modified"  # SystemModstamp, else LastModifiedDate
+    assert opportunity.events[0].time == "auto"
+    fields = opportunity.referenced_fields()
+    assert "events[3].properties.previous" in fields["StageName"]
+    assert "events[3].when" in fields["StageName"]
+    assert mappings["Task"].tracked_fields == frozenset()
+    custom = load_mappings(
+        {
+            "Deal__c": {
+                "version_field": "Updated__c",
+                "events": [
+                    {
+                        "name": "Deal Moved",
+                        "identity": {"ref": "Owner__cId"},
+                        "when": "changed(Stage__c)",
+                    }
+                ],
+            }
+        }
+    )["Deal__c"]
+    assert custom.events[0].time == "Updated__c"
+    assert custom.version_fields() == ("Updated__c",)
+    assert opportunity.version_fields() == ("SystemModstamp", "LastModifiedDate")
+    # the `<Object>Id` default: the object is the field name without `Id`
+    assert custom.events[0].identity.ref_object == "Owner__c"
+
+
+def test_case_id_reference_resolves_through_the_case_stream() -> None:
+    mappings = load_mappings(path=FIXTURES / "salesforce_mappings.yml")
+    (event,) = mappings["CaseHistory"].events
+    assert event.identity.ref_object == "Case"
+    explicit = load_mappings(
+        {
+            "X": {
+                "events": [
+                    {"name": "E", "identity": {"ref": "ParentId", "object": "Case"}}
+                ]
+            }
+        }
+    )["X"]
+    assert explicit.events[0].identity.ref_object == "Case"

@@ -283,3 +283,69 @@ def test_events_stay_within_the_property_cap() -> None:
     with pytest.raises(RecordReject) as err:
         _build(spec, record, opts=PayloadOptions(oversize="reject"))
     assert err.value.code == "too_many_properties"
+
+
+def test_events_for_several_people_get_one_key_each() -> None:
+    spec = {"events": [{"name": "Stage", "identity": {"ref": "OpportunityId"}}]}
+    record = {
+        "Id": "H1",
+        "OpportunityId": "006X",
+        "CreatedDate": "2024-01-01T00:00:00Z",
+    }
+    items = _build(spec, record, resolve=lambda _o, _i: ["a", "b"]).items
+    assert [i.payload["identity"] for i in items] == ["a", "b"]
+    assert len({i.event_key for i in items}) == 2
+
+
+def test_one_person_reference_key_survives_lead_conversion() -> None:
+    spec = {"events": [{"name": "Task Created", "identity": {"ref": "WhoId"}}]}
+    record = {"Id": "T1", "WhoId": "00QL", "CreatedDate": "2024-01-01T00:00:00Z"}
+    as_lead = _build(spec, record, resolve=lambda _o, _i: ["SF_Lead_00QL"]).items[0]
+    as_contact = _build(spec, record, resolve=lambda _o, _i: ["SF_Contact_003"]).items[
+        0
+    ]
+    assert as_lead.event_key == as_contact.event_key
+
+
+def test_previous_values_are_typed_like_their_fields_and_skipped_when_unknown() -> None:
+    mapping = load_mappings(
+        {
+            "Opportunity": {
+                "events": [
+                    {
+                        "name": "Close Date Moved",
+                        "identity": {"template": "SF_Opp_{Id}"},
+                        "when": "changed(CloseDate)",
+                        "properties": {
+                            "include": ["CloseDate"],
+                            "previous": {"CloseDate": "Previous Close Date"},
+                        },
+                    }
+                ]
+            }
+        }
+    )["Opportunity"]
+    record = {
+        "Id": "006X",
+        "CloseDate": "2024-03-01T00:00:00.000000Z",
+        "SystemModstamp": "2024-02-01T12:00:00.000000Z",
+    }
+
+    def build(previous):
+        return build_uploads(
+            record,
+            stream="Opportunity",
+            key="006X",
+            mapping=mapping,
+            schema=SchemaInfo(),
+            opts=PayloadOptions(),
+            resolve=lambda _obj, _id: [],
+            now=0,
+            previous=previous,
+        )
+
+    (item,) = build({"CloseDate": "2024-02-15T00:00:00.000000Z"}).items
+    assert item.payload["ts"] == 1706788800  # SystemModstamp, not CreatedDate
+    assert item.payload["evtData"]["Previous Close Date"] == "$D_1707955200"
+    assert item.payload["evtData"]["CloseDate"] == "$D_1709251200"
+    assert build(None).skipped == "condition_false"  # first sighting: no event

@@ -8,6 +8,7 @@ import io
 import json
 from contextlib import redirect_stdout
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -47,7 +48,9 @@ def tap_schema(sobject: str) -> dict[str, Any]:
         if field.type in {"date", "datetime"}:
             props[field.name] = {"type": ["null", "string"], "format": "date-time"}
         else:
-            props[field.name] = {"type": ["null", _JSON_TYPES.get(field.type, "string")]}
+            props[field.name] = {
+                "type": ["null", _JSON_TYPES.get(field.type, "string")]
+            }
     return {"type": "object", "properties": props}
 
 
@@ -123,14 +126,16 @@ def run_tap_clevertap(config: dict[str, Any]) -> list[dict[str, Any]]:
     from tap_clevertap.tap import TapCleverTap  # noqa: PLC0415
 
     tap = TapCleverTap(config=config, parse_env_config=False)
-    buffer = io.StringIO()
+    # The SDK's message writer writes bytes to sys.stdout.buffer.
+    buffer = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
     try:
         with redirect_stdout(buffer):
             tap.sync_all()
     finally:
         for stream in tap.streams.values():
             stream.requests_session.close()
-    return [json.loads(line) for line in buffer.getvalue().splitlines() if line]
+    buffer.seek(0)
+    return [json.loads(line) for line in buffer.read().splitlines() if line]
 
 
 @pytest.fixture
@@ -164,11 +169,9 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def update_golden(request: pytest.FixtureRequest) -> Callable[[Path, str], None]:
+def check_golden() -> Callable[[Path, str], None]:
     """Compare text with a golden file (or rewrite it with TRANSFORMS_UPDATE_GOLDEN)."""
     import os  # noqa: PLC0415
-
-    del request
 
     def check(path: Path, text: str) -> None:
         if os.environ.get("TRANSFORMS_UPDATE_GOLDEN") == "1":
@@ -181,3 +184,17 @@ def update_golden(request: pytest.FixtureRequest) -> Callable[[Path, str], None]
         )
 
     return check
+
+
+@pytest.fixture(scope="session")
+def kit() -> SimpleNamespace:
+    """The helpers above, for test modules (importlib mode cannot import conftest)."""
+    return SimpleNamespace(
+        tap_record=tap_record,
+        tap_schema=tap_schema,
+        singer_lines=singer_lines,
+        read_jsonl=read_jsonl,
+        run_target_clevertap=run_target_clevertap,
+        run_target_salesforce=run_target_salesforce,
+        run_tap_clevertap=run_tap_clevertap,
+    )

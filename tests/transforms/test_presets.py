@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import requests
@@ -28,9 +28,6 @@ from target_salesforce.payloads import (
     check_mapping_against_describe,
     parse_describe,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSFORMS = ROOT / "transforms"
@@ -113,14 +110,20 @@ def check_import_preset(path: Path) -> list[str]:
         sobject = OBJECTS.get(stream)
         if sobject is None:
             errors.append(
-                index.error(stream, None, f"stream {stream!r} is not an sObject of "
-                            "the sample org")
+                index.error(
+                    stream,
+                    None,
+                    f"stream {stream!r} is not an sObject of the sample org",
+                )
             )
             continue
         if mapping.skip:
             continue
         fields = mapping.referenced_fields()
-        if mapping.conversion_field:
+        # The loader defaults conversion_field on every stream; check it where the
+        # preset sets it.
+        explicit = any(v == "conversion_field" for v, _ in index.streams[stream][1])
+        if mapping.conversion_field and explicit:
             fields.setdefault(mapping.conversion_field, []).append("conversion_field")
         for name, places in sorted(fields.items()):
             if name not in sobject.field_map:
@@ -132,38 +135,48 @@ def check_import_preset(path: Path) -> list[str]:
                         f"exist on {stream} in the sample org",
                     )
                 )
-        specs = [("profile", mapping.profile.identity)] if mapping.profile else []
-        specs += [(f"events[{i}]", e.identity) for i, e in enumerate(mapping.events)]
-        for where, spec in specs:
-            if spec.kind != "ref":
-                continue
-            target = str(spec.ref_object)
-            needs = {
-                "Who": {"Contact", "Lead"},
-                "Account": {"Contact"},
-            }.get(target, {target})
-            if not needs <= with_profile:
+        errors += _check_references(index, stream, mapping, with_profile)
+    return errors
+
+
+def _check_references(
+    index: PresetIndex, stream: str, mapping: Any, with_profile: set[str]
+) -> list[str]:
+    """Problems of the `{ref: ...}` identities of one stream's mapping."""
+    errors: list[str] = []
+    sobject = OBJECTS[stream]
+    specs = [("profile", mapping.profile.identity)] if mapping.profile else []
+    specs += [(f"events[{i}]", e.identity) for i, e in enumerate(mapping.events)]
+    for where, spec in specs:
+        if spec.kind != "ref":
+            continue
+        target = str(spec.ref_object)
+        needs = {
+            "Who": {"Contact", "Lead"},
+            "Account": {"Contact"},
+        }.get(target, {target})
+        if not needs <= with_profile:
+            errors.append(
+                index.error(
+                    stream,
+                    spec.value,
+                    f"stream {stream!r}, {where}.identity: {{ref: {spec.value}}} "
+                    f"resolves through {', '.join(sorted(needs))}, which this "
+                    "preset gives no profile",
+                )
+            )
+        field = sobject.field_map.get(spec.value)
+        if field is not None and field.type == "reference":
+            wanted = {"Who": {"Contact", "Lead"}}.get(target, {target})
+            if not wanted <= set(field.reference_to):
                 errors.append(
                     index.error(
                         stream,
                         spec.value,
-                        f"stream {stream!r}, {where}.identity: {{ref: {spec.value}}} "
-                        f"resolves through {', '.join(sorted(needs))}, which this "
-                        "preset gives no profile",
+                        f"stream {stream!r}, {where}.identity: {spec.value} points "
+                        f"to {', '.join(field.reference_to)}, not {target}",
                     )
                 )
-            field = sobject.field_map.get(spec.value)
-            if field is not None and field.type == "reference":
-                wanted = {"Who": {"Contact", "Lead"}}.get(target, {target})
-                if not wanted <= set(field.reference_to):
-                    errors.append(
-                        index.error(
-                            stream,
-                            spec.value,
-                            f"stream {stream!r}, {where}.identity: {spec.value} points "
-                            f"to {', '.join(field.reference_to)}, not {target}",
-                        )
-                    )
     return errors
 
 
@@ -193,7 +206,8 @@ def check_export_preset(path: Path, tap_schemas: dict[str, set[str]]) -> list[st
         mappings = load_salesforce_mappings(None, str(path))
     except SalesforceMappingError as exc:
         stream = next(
-            (s for s in index.streams if f"streams.{s}" in str(exc)), next(iter(index.streams))
+            (s for s in index.streams if f"streams.{s}" in str(exc)),
+            next(iter(index.streams)),
         )
         return [index.error(stream, None, str(exc))]
     errors: list[str] = []
@@ -201,8 +215,9 @@ def check_export_preset(path: Path, tap_schemas: dict[str, set[str]]) -> list[st
         matched = [s for s in tap_schemas if find_mapping(mappings, s) is mapping]
         if not matched:
             errors.append(
-                index.error(name, None, f"stream {name!r} matches no tap-clevertap "
-                            "stream")
+                index.error(
+                    name, None, f"stream {name!r} matches no tap-clevertap stream"
+                )
             )
             continue
         for column in sorted(_export_sources(mapping)):
@@ -221,8 +236,12 @@ def check_export_preset(path: Path, tap_schemas: dict[str, set[str]]) -> list[st
         sobject = OBJECTS.get(str(mapping.sobject))
         if sobject is None:
             errors.append(
-                index.error(name, str(mapping.sobject), f"stream {name!r}: object "
-                            f"{mapping.sobject!r} is not in the sample org")
+                index.error(
+                    name,
+                    str(mapping.sobject),
+                    f"stream {name!r}: object "
+                    f"{mapping.sobject!r} is not in the sample org",
+                )
             )
             continue
         try:
@@ -245,8 +264,10 @@ def check_export_preset(path: Path, tap_schemas: dict[str, set[str]]) -> list[st
 def tap_schemas(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """tap-clevertap's discovered columns on an account fed by the import preset.
 
-    Profiles carry what the import preset writes (plus an account's own score);
-    the emulator's seed raises the events the export presets name.
+    A profile carries the keys the import preset gives a Contact's Id, a Lead's Id
+    and the city (read from the preset, so a rename there shows up here), plus an
+    account's own score; the emulator's seed raises the events the export presets
+    name.
     """
     from sandbox.clevertap.testing import running_emulator  # noqa: PLC0415
     from tap_clevertap.tap import TapCleverTap  # noqa: PLC0415
@@ -254,21 +275,42 @@ def tap_schemas(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]
     tmp = tmp_path_factory.mktemp("tap-schemas")
     with running_emulator(db_path=tmp / "ct.db") as ct:
         ct.seed(
-            profiles=3, events_per_day=12, notifications=False, campaigns=2,
-            messages=2, event_names=list(EXPORT_EVENTS), **{"from": 20240601,
-                                                            "to": 20240601},
+            profiles=3,
+            events_per_day=12,
+            notifications=False,
+            campaigns=2,
+            messages=2,
+            event_names=list(EXPORT_EVENTS),
+            **{"from": 20240601, "to": 20240601},
         )
+        preset = _streams(TRANSFORMS / "salesforce_to_clevertap.yml")
+        contact = preset["Contact"]["profile"]["properties"]["rename"]
+        lead = preset["Lead"]["profile"]["properties"]["rename"]
         profile = {
-            "SF Contact Id": "0035g0000000001AAA", "SF Lead Id": "00Q5g0000000001EAA",
-            "City": "Pune", **ACCOUNT_PROFILE_PROPERTIES,
+            contact["Id"]: "0035g0000000001AAA",
+            lead["Id"]: "00Q5g0000000001EAA",
+            contact["MailingCity"]: "Pune",
+            **ACCOUNT_PROFILE_PROPERTIES,
         }
-        body = {"d": [{"type": "profile", "identity": "seed-user-0001",
-                       "profileData": profile}]}
-        reply = requests.post(f"{ct.base_url}/1/upload", json=body,
-                              headers=ct.headers(), timeout=30)
+        body = {
+            "d": [
+                {
+                    "type": "profile",
+                    "identity": "seed-user-0001",
+                    "profileData": profile,
+                }
+            ]
+        }
+        reply = requests.post(
+            f"{ct.base_url}/1/upload", json=body, headers=ct.headers(), timeout=30
+        )
         assert reply.json()["status"] == "success", reply.text
-        config = {**ct.plugin_config(), "start_date": "2024-06-01T00:00:00Z",
-                  "end_date": "2024-06-02T00:00:00Z", "event_names": list(EXPORT_EVENTS)}
+        config = {
+            **ct.plugin_config(),
+            "start_date": "2024-06-01T00:00:00Z",
+            "end_date": "2024-06-02T00:00:00Z",
+            "event_names": list(EXPORT_EVENTS),
+        }
         tap = TapCleverTap(config=config, parse_env_config=False)
         try:
             return {
@@ -278,3 +320,636 @@ def tap_schemas(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]
         finally:
             for stream in tap.streams.values():
                 stream.requests_session.close()
+
+
+# ------------------------------------------------------------------ loading and checks
+
+
+@pytest.mark.parametrize("preset", IMPORT_PRESETS, ids=lambda p: p.name)
+def test_import_preset_loads_and_names_only_sample_org_fields(preset: Path) -> None:
+    mappings = load_clevertap_mappings(path=preset)
+    assert {"Contact", "Lead", "Account", "Opportunity", "Case", "Task"} <= set(
+        mappings
+    )
+    assert check_import_preset(preset) == []
+
+
+@pytest.mark.parametrize("preset", EXPORT_PRESETS, ids=lambda p: p.name)
+def test_export_preset_loads_and_fits_sample_org_and_tap_columns(
+    preset: Path, tap_schemas: dict[str, set[str]]
+) -> None:
+    mappings = load_salesforce_mappings(None, str(preset))
+    assert "events_*" in mappings
+    assert check_export_preset(preset, tap_schemas) == []
+
+
+@pytest.mark.parametrize(
+    "preset", [*IMPORT_PRESETS, *EXPORT_PRESETS], ids=lambda p: p.name
+)
+def test_preset_is_versioned(preset: Path) -> None:
+    doc = yaml.safe_load(preset.read_text(encoding="utf-8"))
+    assert doc["version"] == 1
+    readme = (TRANSFORMS / "README.md").read_text(encoding="utf-8")
+    assert preset.name in readme, f"{preset.name} is not described in the README"
+
+
+def _broken_copy(tmp_path: Path, preset: Path, old: str, new: str) -> tuple[Path, int]:
+    text = preset.read_text(encoding="utf-8")
+    assert text.count(old) >= 1, old
+    text = text.replace(old, new, 1)
+    line = text[: text.index(new)].count("\n") + 1
+    broken = tmp_path / preset.name
+    broken.write_text(text, encoding="utf-8")
+    return broken, line
+
+
+def test_import_checker_names_the_line_of_an_unknown_field(tmp_path: Path) -> None:
+    broken, line = _broken_copy(
+        tmp_path,
+        TRANSFORMS / "salesforce_to_clevertap.yml",
+        "include: [CaseNumber, Subject, Status,",
+        "include: [CaseNumber, Subjct, Status,",
+    )
+    (error,) = check_import_preset(broken)
+    assert f"salesforce_to_clevertap.yml, line {line}: stream 'Case'" in error
+    assert "field 'Subjct' does not exist on Case" in error
+
+
+def test_import_checker_names_a_reference_nothing_resolves(tmp_path: Path) -> None:
+    text = (TRANSFORMS / "salesforce_to_clevertap.yml").read_text(encoding="utf-8")
+    # Without the Case profile the target cannot tell whose a CaseHistory row is.
+    start = text.index(
+        "    profile:\n      identity: {ref: ContactId}\n      properties:\n"
+        "        include: [CaseNumber, Status]"
+    )
+    end = text.index("    events:\n      - name: Case Created")
+    text = text[:start] + text[end:].replace(
+        "      - name: Case Created\n",
+        "      - name: Case Created\n        identity: {ref: ContactId}\n",
+        1,
+    ).replace(
+        "      - name: Case Closed\n",
+        "      - name: Case Closed\n        identity: {ref: ContactId}\n",
+        1,
+    )
+    broken = tmp_path / "salesforce_to_clevertap.yml"
+    broken.write_text(text, encoding="utf-8")
+    (error,) = check_import_preset(broken)
+    line = next(
+        i for i, row in enumerate(text.splitlines(), 1) if "{ref: CaseId}" in row
+    )
+    assert f"line {line}: stream 'CaseHistory'" in error
+    assert "resolves through Case, which this preset gives no profile" in error
+
+
+def test_import_preset_with_invalid_condition_fails_naming_the_line(
+    tmp_path: Path,
+) -> None:
+    broken, line = _broken_copy(
+        tmp_path,
+        TRANSFORMS / "salesforce_to_clevertap.yml",
+        'when: "IsClosed = true and IsWon = true"',
+        'when: "IsClosed = = true"',
+    )
+    with pytest.raises(
+        CleverTapMappingError,
+        match=rf"line {line}: stream 'Opportunity', "
+        r"events\[1\]\.when: invalid condition",
+    ):
+        check_import_preset(broken)
+
+
+def test_export_checker_names_the_line_of_an_unknown_field(
+    tmp_path: Path, tap_schemas: dict[str, set[str]]
+) -> None:
+    broken, line = _broken_copy(
+        tmp_path,
+        TRANSFORMS / "clevertap_to_salesforce.yml",
+        "CleverTap_Delivered__c: delivered",
+        "CleverTap_Delivred__c: delivered",
+    )
+    (error,) = check_export_preset(broken, tap_schemas)
+    # The rest of the message is target-salesforce's own describe check.
+    assert (
+        f"clevertap_to_salesforce.yml, line {line}: stream campaign_reports:" in error
+    )
+    assert "'CleverTap_Delivred__c' does not exist on Campaign" in error
+
+
+def test_export_checker_names_the_line_of_an_unknown_column(
+    tmp_path: Path, tap_schemas: dict[str, set[str]]
+) -> None:
+    broken, line = _broken_copy(
+        tmp_path,
+        TRANSFORMS / "clevertap_to_salesforce.yml",
+        "NPS_Score__c: {source: prop_score,",
+        "NPS_Score__c: {source: prop_nps,",
+    )
+    (error,) = check_export_preset(broken, tap_schemas)
+    assert (
+        f"clevertap_to_salesforce.yml, line {line}: stream 'events_nps_submitted'"
+        in error
+    )
+    assert "column 'prop_nps' is not in tap-clevertap's schema" in error
+
+
+def _streams(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["streams"]
+
+
+@pytest.mark.parametrize(
+    ("variant", "base", "changed"),
+    [
+        (
+            "salesforce_to_clevertap.email_identity.yml",
+            "salesforce_to_clevertap.yml",
+            {"Contact", "Lead"},
+        ),
+        (
+            "clevertap_to_salesforce.tasks.yml",
+            "clevertap_to_salesforce.yml",
+            {"events_*", "events_charged"},
+        ),
+        (
+            "clevertap_to_salesforce.apex.yml",
+            "clevertap_to_salesforce.yml",
+            {"events_nps_submitted"},
+        ),
+    ],
+)
+def test_variant_differs_from_its_base_only_where_documented(
+    variant: str, base: str, changed: set[str]
+) -> None:
+    ours, theirs = _streams(TRANSFORMS / variant), _streams(TRANSFORMS / base)
+    assert set(ours) == set(theirs)
+    differing = {name for name in ours if ours[name] != theirs[name]}
+    assert differing == changed
+    if variant.endswith("email_identity.yml"):
+        for name in changed:
+            assert ours[name]["profile"]["identity"] == {"field": "Email"}
+            ours[name]["profile"]["identity"] = theirs[name]["profile"]["identity"]
+            assert ours[name] == theirs[name]
+
+
+# ------------------------------------------------------------------ import golden
+
+
+def _sample_import_input(handle: Any) -> list[tuple[str, list[dict[str, Any]]]]:
+    """A few records of each imported object from the seeded org.
+
+    Plus the people they reference, in tap-salesforce's stream order.
+    """
+
+    def rows(sobject: str) -> list[dict[str, Any]]:
+        return handle.records(sobject)
+
+    tasks = [t for t in rows("Task") if t["IsClosed"]][:1]
+    tasks += [t for t in rows("Task") if not t["IsClosed"]][:2]
+    events = rows("Event")[:2]
+    members = [m for m in rows("CampaignMember") if m["HasResponded"]][:2]
+    members += [m for m in rows("CampaignMember") if not m["HasResponded"]][:1]
+    cases = [c for c in rows("Case") if c["Status"] == "Closed"][:1]
+    cases += [c for c in rows("Case") if c["Status"] != "Closed"][:1]
+    case_ids = {c["Id"] for c in cases}
+    history = [h for h in rows("CaseHistory") if h["CaseId"] in case_ids]
+    # Deals of accounts that have contacts: a deal of an account without any has
+    # nobody to land on (its history rows are rejected as unresolved).
+    staffed = {c["AccountId"] for c in rows("Contact")}
+    deals = [o for o in rows("Opportunity") if o["AccountId"] in staffed]
+    # The small org's only won deal is on an account without contacts: close one
+    # open deal as won, as Salesforce would store it.
+    won = [
+        {**o, "StageName": "Closed Won", "IsClosed": True, "IsWon": True}
+        for o in deals
+        if not o["IsClosed"]
+    ][:1]
+    lost = [o for o in deals if o["IsClosed"] and not o["IsWon"]][:1]
+    opps = won + lost
+    opp_ids = {o["Id"] for o in opps}
+    opp_history = [
+        h for h in rows("OpportunityHistory") if h["OpportunityId"] in opp_ids
+    ]
+    account_ids = {o["AccountId"] for o in opps}
+    accounts = [a for a in rows("Account") if a["Id"] in account_ids]
+    people = {r.get("WhoId") for r in tasks + events}
+    people |= {r.get("ContactId") for r in members + cases}
+    people |= {r.get("LeadId") for r in members}
+    contacts = [
+        c for c in rows("Contact") if c["Id"] in people or c["AccountId"] in account_ids
+    ]
+    leads = [lead for lead in rows("Lead") if lead["Id"] in people]
+    return [
+        ("Contact", contacts),
+        ("Lead", leads),
+        ("Account", accounts),
+        ("Opportunity", opps),
+        ("OpportunityHistory", opp_history),
+        ("Case", cases),
+        ("CaseHistory", history),
+        ("Task", tasks),
+        ("Event", events),
+        ("CampaignMember", members),
+        ("User", rows("User")[:1]),
+        ("CleverTap_Engagement__c", rows("CleverTap_Engagement__c")[:1]),
+    ]
+
+
+def _dry_run_import(
+    tmp_path: Path, preset: Path, text: str, kit: Any
+) -> list[dict[str, Any]]:
+    config = {
+        "account_id": "TEST-ACCOUNT",
+        "passcode": "not-used-in-a-dry-run",
+        "api_url": "https://127.0.0.1:9",
+        "mappings_file": str(preset),
+        "dry_run": True,
+        "dry_run_path": str(tmp_path / "dry-run.jsonl"),
+        "rejects_path": str(tmp_path / "rejects.jsonl"),
+        "state_dir": str(tmp_path / "state"),
+        "default_phone_country": "US",
+    }
+    kit.run_target_clevertap(config, text)
+    assert kit.read_jsonl(tmp_path / "rejects.jsonl") == []
+    return kit.read_jsonl(tmp_path / "dry-run.jsonl")
+
+
+def _sorted_jsonl(items: list[dict[str, Any]]) -> str:
+    def order(item: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            item["type"],
+            item["identity"],
+            item.get("ts") or 0,
+            item.get("evtName", ""),
+        )
+
+    return "".join(
+        json.dumps(item, sort_keys=True, ensure_ascii=False) + "\n"
+        for item in sorted(items, key=order)
+    )
+
+
+def test_import_preset_on_seeded_org_gives_golden_clevertap_payloads(
+    salesforce_emulator: Any, tmp_path: Path, kit: Any, check_golden: Any
+) -> None:
+    text = kit.singer_lines(_sample_import_input(salesforce_emulator))
+    items = _dry_run_import(
+        tmp_path, TRANSFORMS / "salesforce_to_clevertap.yml", text, kit
+    )
+    events = {item.get("evtName") for item in items if item["type"] == "event"}
+    assert events == {
+        "Opportunity Created",
+        "Opportunity Won",
+        "Opportunity Lost",
+        "Opportunity Stage Changed",
+        "Case Created",
+        "Case Closed",
+        "Case Status Changed",
+        "Task Created",
+        "Meeting Scheduled",
+        "Campaign Responded",
+        "Task Completed",
+    }
+    check_golden(GOLDEN / "salesforce_to_clevertap.golden.jsonl", _sorted_jsonl(items))
+
+
+def test_stage_change_of_a_shared_deal_gets_one_event_key_per_contact(
+    salesforce_emulator: Any, tmp_path: Path, kit: Any
+) -> None:
+    text = kit.singer_lines(_sample_import_input(salesforce_emulator))
+    items = _dry_run_import(
+        tmp_path, TRANSFORMS / "salesforce_to_clevertap.yml", text, kit
+    )
+    changes = [i for i in items if i.get("evtName") == "Opportunity Stage Changed"]
+    assert len({i["identity"] for i in changes}) > 1
+    keys = {i["evtData"]["ct_event_key"] for i in changes}
+    assert len(keys) == len(changes)
+
+
+def _person_rows(handle: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    contact = handle.records("Contact")[0]
+    lead = handle.records("Lead")[2]
+    task = next(t for t in handle.records("Task"))
+    return contact, lead, task
+
+
+def test_lead_conversion_moves_the_leads_activity_to_the_contact_profile(
+    salesforce_emulator: Any, tmp_path: Path, kit: Any
+) -> None:
+    contact, lead, task = _person_rows(salesforce_emulator)
+    converted = {
+        **lead,
+        "IsConverted": True,
+        "ConvertedContactId": contact["Id"],
+        "ConvertedAccountId": contact["AccountId"],
+        "ConvertedDate": "2025-01-02",
+    }
+    text = kit.singer_lines(
+        [
+            ("Contact", [contact]),
+            ("Lead", [converted]),
+            ("Task", [{**task, "WhoId": lead["Id"]}]),
+        ]
+    )
+    items = _dry_run_import(
+        tmp_path, TRANSFORMS / "salesforce_to_clevertap.yml", text, kit
+    )
+    by_kind = {(i["type"], i["identity"]) for i in items}
+    assert ("profile", f"SF_Lead_{lead['Id']}") in by_kind
+    assert ("event", f"SF_Contact_{contact['Id']}") in by_kind  # the lead's task
+    assert not any(i["type"] == "event" and "SF_Lead_" in i["identity"] for i in items)
+
+
+def test_email_identity_variant_keys_contacts_and_their_activity_on_email(
+    salesforce_emulator: Any, tmp_path: Path, kit: Any
+) -> None:
+    contact, lead, task = _person_rows(salesforce_emulator)
+    text = kit.singer_lines(
+        [
+            ("Contact", [contact]),
+            ("Lead", [lead]),
+            ("Task", [{**task, "WhoId": lead["Id"]}]),
+        ]
+    )
+    preset = TRANSFORMS / "salesforce_to_clevertap.email_identity.yml"
+    items = _dry_run_import(tmp_path, preset, text, kit)
+    identities = {(i["type"], i.get("evtName"), i["identity"]) for i in items}
+    assert identities == {
+        ("profile", None, contact["Email"]),
+        ("profile", None, lead["Email"]),
+        ("event", "Task Created", lead["Email"]),
+    } | ({("event", "Task Completed", lead["Email"])} if task["IsClosed"] else set())
+
+
+# ------------------------------------------------------------------ export golden
+
+EXPORT_DAY = "2024-06-01"
+EXPORT_TS = 1717236000  # 2024-06-01T10:00:00Z
+
+
+@pytest.fixture(scope="module")
+def tap_output(tmp_path_factory: pytest.TempPathFactory, kit: Any) -> dict[str, Any]:
+    """tap-clevertap's output after the import preset loaded a few sample-org people.
+
+    The people then raised the events the export presets name; one CleverTap-only
+    user (no Salesforce record) raised one too. Campaigns and message reports come
+    from the emulator's seed.
+    """
+    from sandbox.clevertap.testing import running_emulator  # noqa: PLC0415
+    from sandbox.salesforce.emulator import Emulator, Options  # noqa: PLC0415
+
+    tmp = tmp_path_factory.mktemp("export")
+    org = Emulator(db_path=tmp / "sf.db", seed="small", options=Options())
+    contacts, leads = org.records("Contact")[:3], org.records("Lead")[:1]
+    org.store.close()
+    with running_emulator(db_path=tmp / "ct.db") as ct:
+        ct.seed(
+            profiles=0,
+            events_per_day=0,
+            notifications=False,
+            campaigns=2,
+            messages=2,
+            **{"from": 20240601, "to": 20240601},
+        )
+        config = {
+            **ct.plugin_config(),
+            "mappings_file": str(TRANSFORMS / "salesforce_to_clevertap.yml"),
+            "state_dir": str(tmp / "state"),
+            "rejects_path": str(tmp / "ct-rejects.jsonl"),
+            "default_phone_country": "US",
+        }
+        kit.run_target_clevertap(
+            config, kit.singer_lines([("Contact", contacts), ("Lead", leads)])
+        )
+        assert kit.read_jsonl(tmp / "ct-rejects.jsonl") == []
+        first, second, third = (f"SF_Contact_{c['Id']}" for c in contacts)
+        lead = f"SF_Lead_{leads[0]['Id']}"
+        events = [
+            (first, "NPS Submitted", {"score": 9, "comment": "great"}),
+            (second, "NPS Submitted", {"score": 4, "comment": "slow delivery"}),
+            (lead, "NPS Submitted", {"score": 7, "comment": "ok"}),
+            (
+                third,
+                "Survey Answered",
+                {
+                    "survey": "Onboarding",
+                    "question": "How easy was sign-up?",
+                    "answer": "Easy",
+                    "score": 5,
+                },
+            ),
+            (first, "Charged", {"Amount": 1200, "Currency": "USD"}),
+            (lead, "Product Viewed", {"product": "Laptop", "price": 1200.0}),
+            ("app-user-1", "Product Viewed", {"product": "Novel", "price": 15.0}),
+        ]
+        body = {
+            "d": [
+                {
+                    "type": "event",
+                    "identity": who,
+                    "evtName": name,
+                    "ts": EXPORT_TS + i * 60,
+                    "evtData": data,
+                }
+                for i, (who, name, data) in enumerate(events)
+            ]
+        }
+        body["d"].append(
+            {
+                "type": "profile",
+                "identity": first,
+                "profileData": dict(ACCOUNT_PROFILE_PROPERTIES),
+            }
+        )
+        reply = requests.post(
+            f"{ct.base_url}/1/upload", json=body, headers=ct.headers(), timeout=30
+        )
+        assert reply.json()["status"] == "success", reply.text
+        messages = kit.run_tap_clevertap(
+            {
+                **ct.plugin_config(),
+                "start_date": f"{EXPORT_DAY}T00:00:00Z",
+                "end_date": "2024-06-02T00:00:00Z",
+                "event_names": list(EXPORT_EVENTS),
+                "campaign_lookahead_days": 0,
+            }
+        )
+    wanted = {"profiles", "campaigns", "campaign_reports", "message_reports"}
+    kept = [
+        m
+        for m in messages
+        if m["type"] in {"SCHEMA", "RECORD"}
+        and (m["stream"] in wanted or m["stream"].startswith("events_"))
+    ]
+    return {
+        "text": "".join(json.dumps(m) + "\n" for m in kept),
+        "contacts": contacts,
+        "lead": leads[0],
+    }
+
+
+def _salesforce_config(
+    handle: Any, tmp_path: Path, preset: str, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "access_token": handle.access_token,
+        "instance_url": handle.base_url,
+        "mappings_file": str(TRANSFORMS / preset),
+        "rejects_path": str(tmp_path / "sf-rejects.jsonl"),
+        "retry_backoff_seconds": 0.001,
+        **extra,
+    }
+
+
+def test_export_preset_on_tap_output_gives_golden_salesforce_writes(
+    trusted_salesforce: Any,
+    tap_output: dict[str, Any],
+    tmp_path: Path,
+    kit: Any,
+    check_golden: Any,
+) -> None:
+    config = _salesforce_config(
+        trusted_salesforce,
+        tmp_path,
+        "clevertap_to_salesforce.yml",
+        dry_run=True,
+        dry_run_path=str(tmp_path / "sf-dry-run.jsonl"),
+    )
+    kit.run_target_salesforce(config, tap_output["text"])
+    writes = kit.read_jsonl(tmp_path / "sf-dry-run.jsonl")
+    text = "".join(
+        json.dumps(w, sort_keys=True, ensure_ascii=False) + "\n"
+        for w in sorted(
+            writes,
+            key=lambda w: (w["stream"], json.dumps(w["payload"], sort_keys=True)),
+        )
+    )
+    check_golden(GOLDEN / "clevertap_to_salesforce.golden.jsonl", text)
+    rejects = kit.read_jsonl(tmp_path / "sf-rejects.jsonl")
+    # Only Contacts can be updated: the lead's NPS answer and the profiles of the
+    # lead and of nobody-in-Salesforce have no Contact Id.
+    assert sorted((r["stream"], r["code"]) for r in rejects) == [
+        ("events_nps_submitted", "MISSING_KEY"),
+        ("profiles", "MISSING_KEY"),
+        ("profiles", "MISSING_KEY"),
+    ]
+
+
+def test_export_preset_writes_land_in_the_sample_org(
+    trusted_salesforce: Any, tap_output: dict[str, Any], tmp_path: Path, kit: Any
+) -> None:
+    handle = trusted_salesforce
+    config = _salesforce_config(handle, tmp_path, "clevertap_to_salesforce.yml")
+    kit.run_target_salesforce(config, tap_output["text"])
+    kit.run_target_salesforce(config, tap_output["text"])  # a rerun adds nothing
+    first, second, third = tap_output["contacts"]
+    lead = tap_output["lead"]
+    rows = [
+        r
+        for r in handle.live_records("CleverTap_Engagement__c")
+        if r["CleverTap_Event_Id__c"] and len(r["CleverTap_Event_Id__c"]) == 64
+    ]
+    links = sorted(
+        (r["Event_Name__c"], r["Contact__c"] or "", r["Lead__c"] or "") for r in rows
+    )
+    assert links == [
+        ("Charged", first["Id"], ""),
+        ("Product Viewed", "", ""),
+        ("Product Viewed", "", lead["Id"]),
+    ]
+    contacts = {c["Id"]: c for c in handle.records("Contact")}
+    assert contacts[first["Id"]]["NPS_Score__c"] == 9
+    assert contacts[second["Id"]]["NPS_Score__c"] == 4
+    assert contacts[first["Id"]]["CleverTap_Id__c"] == f"SF_Contact_{first['Id']}"
+    assert contacts[third["Id"]]["Last_Feedback_Date__c"] == EXPORT_DAY
+    campaigns = {c["CleverTap_Campaign_Id__c"]: c for c in handle.records("Campaign")}
+    assert campaigns["1700000000"]["CleverTap_Sent__c"] == 1600
+    assert campaigns["1800000001"]["Name"] == "Seed message 2"
+    codes = {
+        (r["stream"], r["code"]) for r in kit.read_jsonl(tmp_path / "sf-rejects.jsonl")
+    }
+    assert codes == {
+        ("events_nps_submitted", "MISSING_KEY"),
+        ("profiles", "MISSING_KEY"),
+    }
+
+
+def test_tasks_variant_inserts_completed_tasks_on_contacts_and_leads(
+    trusted_salesforce: Any, tap_output: dict[str, Any], tmp_path: Path, kit: Any
+) -> None:
+    handle = trusted_salesforce
+    before = {t["Id"] for t in handle.records("Task")}
+    config = _salesforce_config(handle, tmp_path, "clevertap_to_salesforce.tasks.yml")
+    kit.run_target_salesforce(config, tap_output["text"])
+    new = [t for t in handle.records("Task") if t["Id"] not in before]
+    first = tap_output["contacts"][0]
+    lead = tap_output["lead"]
+    assert sorted((t["Subject"], t["WhoId"] or "") for t in new) == [
+        ("CleverTap: Charged 1200", first["Id"]),
+        ("CleverTap: Product Viewed", ""),
+        ("CleverTap: Product Viewed", lead["Id"]),
+    ]
+    assert {(t["Status"], t["ActivityDate"]) for t in new} == {
+        ("Completed", EXPORT_DAY)
+    }
+
+
+def test_apex_variant_posts_the_seed_payload_and_enriches_by_email(
+    trusted_salesforce: Any, tap_output: dict[str, Any], tmp_path: Path, kit: Any
+) -> None:
+    handle = trusted_salesforce
+    config = _salesforce_config(handle, tmp_path, "clevertap_to_salesforce.apex.yml")
+    kit.run_target_salesforce(config, tap_output["text"])
+    (call,) = [c for c in handle.apex_calls() if "/ct/nps/" in json.dumps(c)]
+    first, second, _ = tap_output["contacts"]
+    lead = tap_output["lead"]
+    body = call.get("json") or call.get("body")
+    if isinstance(body, str):
+        body = json.loads(body)
+    records = sorted(body["records"], key=lambda r: r["email"])
+    assert [(r["email"], r["npsScore"]) for r in records] == sorted(
+        [(first["Email"], 9), (second["Email"], 4), (lead["Email"], 7)]
+    )
+    by_email = {r["email"]: r for r in records}
+    assert (
+        by_email[first["Email"]]["leadScore"]
+        == ACCOUNT_PROFILE_PROPERTIES["Lead Score"]
+    )
+    assert by_email[first["Email"]]["city"] == first["MailingCity"]
+    leads = {r["Id"]: r for r in handle.records("Lead")}
+    assert leads[lead["Id"]]["NPS_Score__c"] == 7  # the Lead, found by email
+    contacts = {c["Id"]: c for c in handle.records("Contact")}
+    assert contacts[second["Id"]]["NPS_Score__c"] == 4
+
+
+@pytest.mark.parametrize(
+    "preset", ["salesforce_to_clevertap.yml", "clevertap_to_salesforce.yml"]
+)
+def test_readme_table_lists_every_stream_of_the_preset(preset: str) -> None:
+    readme = (TRANSFORMS / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    for stream in _streams(TRANSFORMS / preset):
+        assert any(f"`{stream}`" in row for row in rows), stream
+
+
+def test_import_preset_gives_the_same_profile_without_compound_addresses(
+    salesforce_emulator: Any, tmp_path: Path, kit: Any
+) -> None:
+    # tap-salesforce's BULK mode leaves compound address fields out.
+    contact = salesforce_emulator.records("Contact")[0]
+    lead = salesforce_emulator.records("Lead")[0]
+    rest = kit.singer_lines([("Contact", [contact]), ("Lead", [lead])])
+    bulk_lines = []
+    for line in rest.splitlines():
+        message = json.loads(line)
+        body = message.get("record") or message["schema"]["properties"]
+        for compound in ("MailingAddress", "Address"):
+            body.pop(compound, None)
+        bulk_lines.append(json.dumps(message))
+    preset = TRANSFORMS / "salesforce_to_clevertap.yml"
+    from_rest = _dry_run_import(tmp_path / "rest", preset, rest, kit)
+    from_bulk = _dry_run_import(tmp_path / "bulk", preset, "\n".join(bulk_lines), kit)
+    assert from_bulk == from_rest
+    assert {i["profileData"]["City"] for i in from_rest} == {
+        contact["MailingCity"],
+        lead["City"],
+    }

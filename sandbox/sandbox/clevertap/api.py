@@ -12,22 +12,21 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox.clevertap.emulator import Emulator, to_export
-from sandbox.clevertap.gate import fail_body
+from sandbox.clevertap.emulator import Emulator, parse_yyyymmdd, to_export
+from sandbox.clevertap.gate import CONTENT_TYPE, fail_body
 from sandbox.clevertap.store import dumps, loads
 from sandbox.clevertap.upload import new_object_id
 from sandbox.clevertap.validation import event_key
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
     from starlette.requests import Request
 
 MAX_BATCH_SIZE = 5000
 DEFAULT_BATCH_SIZE = 1000
 MAX_MAINTENANCE_VALUES = 100
-_CONTENT_TYPE = "application/json;charset=utf-8"
 _SYSTEM_KEYS = {"Name": "name", "Email": "email", "Phone": "phone", "Gender": "gender"}
 IN_PROGRESS_ERROR = "Your query is still in progress, please retry after some time"
 
@@ -37,16 +36,18 @@ def is_notification_event(name: str) -> bool:
     return event_key(name).startswith("notification")
 
 
-def _json(body: object, status: int = 200) -> Response:
+def json_response(body: object, status: int = 200) -> Response:
+    """A JSON response with CleverTap's content type."""
     return Response(
         json.dumps(body, ensure_ascii=False).encode(),
         status_code=status,
-        headers={"content-type": _CONTENT_TYPE},
+        headers={"content-type": CONTENT_TYPE},
     )
 
 
-def _fail(status: int, error: str) -> Response:
-    return _json(fail_body(status, error), status)
+def fail(status: int, error: str) -> Response:
+    """CleverTap's reply to a request it refuses."""
+    return json_response(fail_body(status, error), status)
 
 
 def _emulator(request: Request) -> Emulator:
@@ -54,33 +55,53 @@ def _emulator(request: Request) -> Emulator:
     return emulator
 
 
-async def _body(request: Request) -> dict[str, Any] | None:
+async def read_json(request: Request) -> object:
+    """The request body as JSON, or None when it is not JSON."""
     raw = await request.body()
     try:
-        body = json.loads(raw)
+        body: object = json.loads(raw)
     except ValueError:
         return None
+    return body
+
+
+async def _body(request: Request) -> dict[str, Any] | None:
+    body = await read_json(request)
     return body if isinstance(body, dict) else None
+
+
+async def _dated_body(request: Request) -> tuple[dict[str, Any], int, int] | Response:
+    """The JSON body and its `from` / `to` days as YYYYMMDD numbers, or a 400 reply."""
+    body = await _body(request)
+    if body is None:
+        return fail(400, "Malformed request")
+    try:
+        start = parse_day(body.get("from"), "from")
+        end = parse_day(body.get("to"), "to")
+    except BadQueryError as exc:
+        return fail(400, str(exc))
+    return body, _day_number(start), _day_number(end)
+
+
+def _day_number(day: dt.date) -> int:
+    return day.year * 10_000 + day.month * 100 + day.day
 
 
 class BadQueryError(ValueError):
     """A query body or parameter is invalid (HTTP 400)."""
 
 
-def parse_day(value: Any, name: str) -> dt.date:  # noqa: ANN401 - JSON value
+def parse_day(value: object, name: str) -> dt.date:
     """A `YYYYMMDD` integer (or digit string) as a date.
 
     Raises:
         BadQueryError: when it is not one.
     """
-    text = str(value) if isinstance(value, int | str) else ""
-    msg = f"{name} must be a date as YYYYMMDD"
-    if len(text) != 8 or not text.isdigit():  # noqa: PLR2004 - YYYYMMDD
+    day = parse_yyyymmdd(value)
+    if day is None:
+        msg = f"{name} must be a date as YYYYMMDD"
         raise BadQueryError(msg)
-    try:
-        return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    except ValueError:
-        raise BadQueryError(msg) from None
+    return day
 
 
 def day_bounds(emulator: Emulator, start: dt.date, end: dt.date) -> tuple[int, int]:
@@ -127,7 +148,7 @@ def _query(emulator: Emulator, body: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _number(value: Any) -> float | None:  # noqa: ANN401 - JSON value
+def _number(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -138,28 +159,33 @@ def _number(value: Any) -> float | None:  # noqa: ANN401 - JSON value
         return None
 
 
-def _matches_one(data: dict[str, Any], flt: dict[str, Any]) -> bool:  # noqa: PLR0911
-    name = str(flt.get("name", ""))
+def _matches_one(data: dict[str, Any], flt: dict[str, Any]) -> bool:
     operator = str(flt.get("operator", "equals"))
-    wanted = flt.get("value")
-    actual = data.get(name)
-    if operator == "exists":
-        return actual is not None
-    if operator == "does_not_exist":
-        return actual is None
+    actual = data.get(str(flt.get("name", "")))
+    if operator in {"exists", "does_not_exist"}:
+        return (actual is not None) == (operator == "exists")
     if actual is None:
-        return operator in {"not_equals", "does_not_contain"}
+        return operator in _NEGATED
     if isinstance(actual, bool):
         actual = "True" if actual else "False"
-    if operator in {"equals", "not_equals"}:
+    if operator in _NEGATED:
+        return not _holds(_NEGATED[operator], actual, flt.get("value"))
+    return _holds(operator, actual, flt.get("value"))
+
+
+# Operators that are the negation of another one.
+_NEGATED = {"not_equals": "equals", "does_not_contain": "contains"}
+
+
+def _holds(operator: str, actual: object, wanted: object) -> bool:
+    """Whether `actual <operator> wanted` (a positive operator, `actual` not None)."""
+    if operator == "equals":
         left, right = _number(actual), _number(wanted)
-        same = (
-            left == right if None not in {left, right} else str(actual) == str(wanted)
-        )
-        return same if operator == "equals" else not same
-    if operator in {"contains", "does_not_contain"}:
-        found = str(wanted) in (actual if isinstance(actual, list) else str(actual))
-        return found if operator == "contains" else not found
+        if left is None or right is None:
+            return str(actual) == str(wanted)
+        return left == right
+    if operator == "contains":
+        return str(wanted) in (actual if isinstance(actual, list) else str(actual))
     left, right = _number(actual), _number(wanted)
     if left is None or right is None:
         return False
@@ -304,29 +330,35 @@ def _flags(request: Request) -> dict[str, bool]:
     }
 
 
+# The newest row a cursor may return, for profiles (False) and events (True).
+_MAX_ID = (
+    "SELECT COALESCE(MAX(id), 0) AS m FROM profiles",
+    "SELECT COALESCE(MAX(id), 0) AS m FROM events",
+)
+
+
 async def _create_cursor(request: Request, kind: str) -> Response:
     emulator = _emulator(request)
     batch = request.query_params.get("batch_size", str(DEFAULT_BATCH_SIZE))
     if not batch.isdigit() or int(batch) < 1:
-        return _fail(400, "batch_size must be a positive integer")
+        return fail(400, "batch_size must be a positive integer")
     if int(batch) > MAX_BATCH_SIZE:
-        return _fail(400, f"batch_size must be at most {MAX_BATCH_SIZE}")
+        return fail(400, f"batch_size must be at most {MAX_BATCH_SIZE}")
     try:
         query = _query(emulator, await _body(request))
     except BadQueryError as exc:
-        return _fail(400, str(exc))
+        return fail(400, str(exc))
     if is_notification_event(query["event_name"]):
-        return _fail(400, "Export not allowed for this event")
+        return fail(400, "Export not allowed for this event")
     query["flags"] = _flags(request)
-    table = "events" if kind == "events" else "profiles"
-    max_id = emulator.store.query(f"SELECT COALESCE(MAX(id), 0) AS m FROM {table}")  # noqa: S608 - fixed names
+    max_id = emulator.store.query(_MAX_ID[kind == "events"])
     token = _new_token(kind)
     emulator.store.execute(
         "INSERT INTO cursors (token, kind, query, after_id, max_id, batch_size) "
         "VALUES (?, ?, ?, 0, ?, ?)",
         (token, kind, dumps(query), int(max_id[0]["m"]), int(batch)),
     )
-    return _json({"status": "success", "cursor": encode_cursor(token)})
+    return json_response({"status": "success", "cursor": encode_cursor(token)})
 
 
 def _event_rows(emulator: Emulator, cursor: sqlite3.Row) -> Iterator[sqlite3.Row]:
@@ -427,7 +459,7 @@ def _fetch_page(request: Request, kind: str, token: str) -> Response:
         "SELECT * FROM cursors WHERE token = ? AND kind = ?", (token, kind)
     )
     if not rows:
-        return _fail(400, "Incorrect Usage: invalid cursor")
+        return fail(400, "Incorrect Usage: invalid cursor")
     cursor = rows[0]
     method, path = request.method, request.url.path
     emulator.store.execute(
@@ -437,14 +469,16 @@ def _fetch_page(request: Request, kind: str, token: str) -> Response:
     if busy is not None and cursor["fetches"] < int(busy.params["fetches"]):
         busy.fired += 1
         status = int(busy.params.get("http_status", 200))
-        return _json({"status": "fail", "error": IN_PROGRESS_ERROR, "code": 2}, status)
+        return json_response(
+            {"status": "fail", "error": IN_PROGRESS_ERROR, "code": 2}, status
+        )
     records, last_id = _page(emulator, cursor)
     body: dict[str, Any] = {"status": "success", "records": records}
     if emulator.faults.take("repeat_cursor", method, path) is not None:
         body["next_cursor"] = encode_cursor(token)
     elif last_id is not None:
         body["next_cursor"] = encode_cursor(_next_token(emulator, cursor, last_id))
-    return _json(body)
+    return json_response(body)
 
 
 async def events_export(request: Request) -> Response:
@@ -453,7 +487,7 @@ async def events_export(request: Request) -> Response:
         return await _create_cursor(request, "events")
     token = request.query_params.get("cursor")
     if not token:
-        return _fail(400, "cursor is mandatory")
+        return fail(400, "cursor is mandatory")
     return _fetch_page(request, "events", token)
 
 
@@ -463,26 +497,29 @@ async def profiles_export(request: Request) -> Response:
         return await _create_cursor(request, "profiles")
     token = request.query_params.get("cursor")
     if not token:
-        return _fail(400, "cursor is mandatory")
+        return fail(400, "cursor is mandatory")
     return _fetch_page(request, "profiles", token)
+
+
+# `GET /1/profile.json`: the query for each way of naming a profile, in precedence.
+_PROFILE_BY = {
+    "identity": "SELECT * FROM profiles WHERE identity = ?",
+    "objectId": "SELECT * FROM profiles WHERE object_id = ?",
+    "email": "SELECT * FROM profiles WHERE json_extract(profile_data, '$.Email') = ?",
+}
 
 
 async def profile_by_id(request: Request) -> Response:
     """`GET /1/profile.json?identity=|email=|objectId=`."""
     emulator = _emulator(request)
     params = request.query_params
-    if "identity" in params:
-        sql, value = "identity = ?", params["identity"]
-    elif "objectId" in params:
-        sql, value = "object_id = ?", params["objectId"]
-    elif "email" in params:
-        sql, value = "json_extract(profile_data, '$.Email') = ?", params["email"]
-    else:
-        return _fail(400, "identity, email or objectId is mandatory")
-    rows = emulator.store.query(f"SELECT * FROM profiles WHERE {sql}", (value,))  # noqa: S608 - fixed clauses
+    param = next((name for name in _PROFILE_BY if name in params), None)
+    if param is None:
+        return fail(400, "identity, email or objectId is mandatory")
+    rows = emulator.store.query(_PROFILE_BY[param], (params[param],))
     if not rows:
-        return _fail(404, "Profile not found")
-    return _json(
+        return fail(404, "Profile not found")
+    return json_response(
         {"status": "success", "record": profile_record(_Profiles(emulator), rows[0])}
     )
 
@@ -589,7 +626,7 @@ def _top(
     return out
 
 
-def _counts_endpoint(kind: str) -> Any:  # noqa: ANN401 - a Starlette endpoint
+def _counts_endpoint(kind: str) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         emulator = _emulator(request)
         method, path = request.method, request.url.path
@@ -597,21 +634,21 @@ def _counts_endpoint(kind: str) -> Any:  # noqa: ANN401 - a Starlette endpoint
             return _poll(emulator, request, path)
         body = await _body(request)
         if body is None:
-            return _fail(400, "Malformed request")
+            return fail(400, "Malformed request")
         try:
             result = _count_result(emulator, kind, body)
         except BadQueryError as exc:
-            return _fail(400, str(exc))
+            return fail(400, str(exc))
         partial = emulator.faults.take("counts_partial", method, path)
         if partial is None:
-            return _json({"status": "success", **result})
+            return json_response({"status": "success", **result})
         req_id = secrets.randbits(62)
         emulator.store.execute(
             "INSERT INTO count_requests (req_id, path, result, polls_left) "
             "VALUES (?, ?, ?, ?)",
             (req_id, path, dumps(result), int(partial.params["polls"])),
         )
-        return _json({"status": "partial", "req_id": req_id})
+        return json_response({"status": "partial", "req_id": req_id})
 
     return endpoint
 
@@ -627,63 +664,64 @@ def _poll(emulator: Emulator, request: Request, path: str) -> Response:
         else []
     )
     if not rows:
-        return _fail(400, "Invalid request id")
+        return fail(400, "Invalid request id")
     row = rows[0]
     if row["polls_left"] > 1:
         emulator.store.execute(
             "UPDATE count_requests SET polls_left = polls_left - 1 WHERE req_id = ?",
             (row["req_id"],),
         )
-        return _json({"status": "partial", "req_id": row["req_id"]})
-    return _json({"status": "success", **loads(row["result"])})
+        return json_response({"status": "partial", "req_id": row["req_id"]})
+    return json_response({"status": "success", **loads(row["result"])})
 
 
 # -- campaigns and reports -------------------------------------------------------
 async def targets_list(request: Request) -> Response:
     """`POST /1/targets/list.json` with `{from, to}` (scheduled day, inclusive)."""
-    emulator = _emulator(request)
-    body = await _body(request)
-    if body is None:
-        return _fail(400, "Malformed request")
-    try:
-        start = parse_day(body.get("from"), "from")
-        end = parse_day(body.get("to"), "to")
-    except BadQueryError as exc:
-        return _fail(400, str(exc))
-    rows = emulator.store.query(
+    dated = await _dated_body(request)
+    if isinstance(dated, Response):
+        return dated
+    _, start, end = dated
+    rows = _emulator(request).store.query(
         "SELECT target FROM campaigns WHERE scheduled_day BETWEEN ? AND ? ORDER BY id",
-        (int(start.strftime("%Y%m%d")), int(end.strftime("%Y%m%d"))),
+        (start, end),
     )
-    return _json({"status": "success", "targets": [loads(r["target"]) for r in rows]})
+    return json_response(
+        {"status": "success", "targets": [loads(r["target"]) for r in rows]}
+    )
 
 
-async def targets_result(request: Request) -> Response:  # noqa: PLR0911 - one reply per quirk
+async def targets_result(request: Request) -> Response:
     """`POST /1/targets/result.json` with `{id}`, including the "no result" quirks."""
-    emulator = _emulator(request)
     body = await _body(request)
     if body is None or "id" not in body:
-        return _fail(400, "Malformed request")
+        return fail(400, "Malformed request")
+    row = _campaign(_emulator(request), body)
+    if row is None:
+        return fail(400, "Invalid target id")
+    if row["result"] is not None:
+        return json_response({"status": "success", "result": loads(row["result"])})
+    quirk = row["no_result"]
+    if quirk == "409":
+        return fail(409, "This campaign has no report yet")
+    if quirk == "200":
+        return json_response(
+            {"status": "success", "error": "This target hasn't been completed"}
+        )
+    return fail(500, "This target has no result as of yet")
+
+
+def _campaign(emulator: Emulator, body: dict[str, Any]) -> sqlite3.Row | None:
+    """The campaign row of the body's target id (None when it names none)."""
     try:
         target_id = int(body["id"])
     except (TypeError, ValueError):
-        return _fail(400, "Invalid target id")
+        return None
     rows = emulator.store.query("SELECT * FROM campaigns WHERE id = ?", (target_id,))
-    if not rows:
-        return _fail(400, "Invalid target id")
-    row = rows[0]
-    if row["result"] is not None:
-        return _json({"status": "success", "result": loads(row["result"])})
-    quirk = row["no_result"]
-    if quirk == "409":
-        return _fail(409, "This campaign has no report yet")
-    if quirk == "200":
-        return _json(
-            {"status": "success", "error": "This target hasn't been completed"}
-        )
-    return _fail(500, "This target has no result as of yet")
+    return rows[0] if rows else None
 
 
-def _wanted(value: Any) -> set[str] | None:  # noqa: ANN401 - JSON filter
+def _wanted(value: object) -> set[str] | None:
     if value is None:
         return None
     items = value if isinstance(value, list) else [value]
@@ -692,18 +730,13 @@ def _wanted(value: Any) -> set[str] | None:  # noqa: ANN401 - JSON filter
 
 async def message_report(request: Request) -> Response:
     """`POST /1/message/report.json` with `{from, to}` and optional filters."""
-    emulator = _emulator(request)
-    body = await _body(request)
-    if body is None:
-        return _fail(400, "Malformed request")
-    try:
-        start = parse_day(body.get("from"), "from")
-        end = parse_day(body.get("to"), "to")
-    except BadQueryError as exc:
-        return _fail(400, str(exc))
-    rows = emulator.store.query(
+    dated = await _dated_body(request)
+    if isinstance(dated, Response):
+        return dated
+    body, start, end = dated
+    rows = _emulator(request).store.query(
         "SELECT message FROM messages WHERE day BETWEEN ? AND ? ORDER BY id",
-        (int(start.strftime("%Y%m%d")), int(end.strftime("%Y%m%d"))),
+        (start, end),
     )
     filters = {
         key: _wanted(body.get(key))
@@ -721,7 +754,7 @@ async def message_report(request: Request) -> Response:
         if not daily:
             message.pop("daily", None)
         messages.append(message)
-    return _json({"status": "success", "messages": messages})
+    return json_response({"status": "success", "messages": messages})
 
 
 async def get_schema(request: Request) -> Response:
@@ -733,18 +766,18 @@ async def get_schema(request: Request) -> Response:
             "SELECT evt_name FROM events GROUP BY evt_key ORDER BY MIN(id)"
         )
         names = [{"name": row["evt_name"]} for row in rows]
-        return _json({"status": "success", "events": names})
+        return json_response({"status": "success", "events": names})
     if kind == "userProperties":
         keys: dict[str, None] = {}
         for row in emulator.store.query("SELECT profile_data FROM profiles"):
             keys.update(dict.fromkeys(loads(row["profile_data"])))
         props = [{"name": key} for key in keys]
-        return _json({"status": "success", "userProperties": props})
-    return _fail(400, "type must be events or userProperties")
+        return json_response({"status": "success", "userProperties": props})
+    return fail(400, "type must be events or userProperties")
 
 
 # -- profile maintenance ---------------------------------------------------------
-def _values(value: Any) -> list[str] | None:  # noqa: ANN401 - JSON value
+def _values(value: object) -> list[str] | None:
     if isinstance(value, str | int) and not isinstance(value, bool):
         return [str(value)]
     if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
@@ -752,34 +785,44 @@ def _values(value: Any) -> list[str] | None:  # noqa: ANN401 - JSON value
     return None
 
 
+_OBJECT_ID_BY = {
+    "identity": "SELECT object_id FROM profiles WHERE identity = ?",
+    "guid": "SELECT object_id FROM profiles WHERE object_id = ?",
+}
+
+
 async def delete_profiles(request: Request) -> Response:
     """`POST /1/delete/profiles.json` with `{identity}` or `{guid}`, at most 100."""
     emulator = _emulator(request)
     body = await _body(request)
     if body is None:
-        return _fail(400, "Malformed request")
+        return fail(400, "Malformed request")
     if ("identity" in body) == ("guid" in body):
-        return _fail(400, "Send either identity or guid, not both and not neither")
+        return fail(400, "Send either identity or guid, not both and not neither")
     field = "identity" if "identity" in body else "guid"
     values = _values(body[field])
     if not values:
-        return _fail(400, f"{field} must be a string or a list of strings")
+        return fail(400, f"{field} must be a string or a list of strings")
     if len(values) > MAX_MAINTENANCE_VALUES:
-        return _fail(400, f"At most {MAX_MAINTENANCE_VALUES} values per request")
-    column = "identity" if field == "identity" else "object_id"
+        return fail(400, f"At most {MAX_MAINTENANCE_VALUES} values per request")
+    select = _OBJECT_ID_BY[field]
     with emulator.store.transaction() as conn:
         for value in values:
-            row = conn.execute(
-                f"SELECT object_id FROM profiles WHERE {column} = ?",  # noqa: S608 - fixed names
-                (value,),
-            ).fetchone()
+            row = conn.execute(select, (value,)).fetchone()
             if row is None:
                 continue
             object_id = row["object_id"]
             conn.execute("DELETE FROM events WHERE object_id = ?", (object_id,))
             conn.execute("DELETE FROM tokens WHERE object_id = ?", (object_id,))
             conn.execute("DELETE FROM profiles WHERE object_id = ?", (object_id,))
-    return _json({"status": "success"})
+    return json_response({"status": "success"})
+
+
+_MOVE_OBJECT_ID = (
+    "UPDATE events SET object_id = ? WHERE object_id = ?",
+    "UPDATE tokens SET object_id = ? WHERE object_id = ?",
+    "UPDATE profiles SET object_id = ? WHERE object_id = ?",
+)
 
 
 async def demerge_profiles(request: Request) -> Response:
@@ -787,12 +830,12 @@ async def demerge_profiles(request: Request) -> Response:
     emulator = _emulator(request)
     body = await _body(request)
     if body is None:
-        return _fail(400, "Malformed request")
+        return fail(400, "Malformed request")
     values = _values(body.get("identities"))
     if not values:
-        return _fail(400, "identities must be a list of strings")
+        return fail(400, "identities must be a list of strings")
     if len(values) > MAX_MAINTENANCE_VALUES:
-        return _fail(400, f"At most {MAX_MAINTENANCE_VALUES} identities per request")
+        return fail(400, f"At most {MAX_MAINTENANCE_VALUES} identities per request")
     with emulator.store.transaction() as conn:
         for value in values:
             row = conn.execute(
@@ -801,12 +844,9 @@ async def demerge_profiles(request: Request) -> Response:
             if row is None:
                 continue
             fresh = new_object_id()
-            for table in ("events", "tokens", "profiles"):
-                conn.execute(
-                    f"UPDATE {table} SET object_id = ? WHERE object_id = ?",  # noqa: S608 - fixed names
-                    (fresh, row["object_id"]),
-                )
-    return _json({"status": "success"})
+            for statement in _MOVE_OBJECT_ID:
+                conn.execute(statement, (fresh, row["object_id"]))
+    return json_response({"status": "success"})
 
 
 def routes() -> list[Route]:

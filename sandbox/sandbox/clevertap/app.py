@@ -9,45 +9,26 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.clevertap import api
+from sandbox.clevertap.api import fail, json_response, read_json
 from sandbox.clevertap.emulator import MAX_UPLOAD_RECORDS, Emulator
 from sandbox.clevertap.faults import FaultError, parse_fault
-from sandbox.clevertap.gate import ABORT_KEY, INFO_KEY, Gate, fail_body, make_abort
+from sandbox.clevertap.gate import ABORT_KEY, INFO_KEY, Gate, make_abort
 from sandbox.clevertap.seed import SeedError, seed
 from sandbox.clevertap.store import Store
 from sandbox.clevertap.validation import DEFAULT_MAX_EVENT_PROPERTIES
 
 if TYPE_CHECKING:
     from starlette.requests import Request
+    from starlette.responses import Response
     from starlette.types import Receive, Scope, Send
-
-CONTENT_TYPE = "application/json;charset=utf-8"
-
-
-def json_response(body: object, status: int = 200) -> Response:
-    """A JSON response with CleverTap's content type."""
-    return Response(
-        json.dumps(body, ensure_ascii=False).encode(),
-        status_code=status,
-        headers={"content-type": CONTENT_TYPE},
-    )
 
 
 def malformed() -> Response:
     """CleverTap's reply to a body it cannot read."""
-    return json_response(fail_body(400, "Malformed request"), 400)
-
-
-async def read_json(request: Request) -> Any:  # noqa: ANN401 - any JSON body
-    """The request body as JSON, or None when it is not JSON."""
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
+    return fail(400, "Malformed request")
 
 
 class CleverTapApp(Starlette):
@@ -73,7 +54,7 @@ async def upload(request: Request) -> Response:
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("d"), list):
         return malformed()
-    records: list[Any] = body["d"]
+    records: list[object] = body["d"]
     info = request.scope.get(INFO_KEY)
     if isinstance(info, dict):
         info["records"] = len(records)
@@ -82,7 +63,7 @@ async def upload(request: Request) -> Response:
             f"Too many records in one request: {len(records)}; "
             f"at most {MAX_UPLOAD_RECORDS} are allowed"
         )
-        return json_response(fail_body(400, error), 400)
+        return fail(400, error)
     dry_run = request.query_params.get("dryRun", "").lower() in {"1", "true"}
     reply = _emulator(request).upload(
         records, dry_run=dry_run, method=request.method, path=request.url.path

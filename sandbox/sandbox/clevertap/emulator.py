@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
+import re
 import sqlite3
 import time
 import zoneinfo
@@ -11,7 +13,7 @@ from typing import Any
 
 from sandbox.clevertap.faults import Fault, FaultBook
 from sandbox.clevertap.store import Store, loads
-from sandbox.clevertap.upload import apply_operation
+from sandbox.clevertap.upload import UploadBatch
 from sandbox.clevertap.validation import (
     DEFAULT_MAX_EVENT_PROPERTIES,
     RecordError,
@@ -20,9 +22,21 @@ from sandbox.clevertap.validation import (
 )
 
 MAX_UPLOAD_RECORDS = 1000
+_YYYYMMDD = re.compile(r"\d{8}")
 
 
-def _lookup(record: Any, field: str) -> Any:  # noqa: ANN401 - JSON values
+def parse_yyyymmdd(value: object) -> dt.date | None:
+    """A `YYYYMMDD` integer or digit string as a date (None when it is not one)."""
+    text = str(value) if isinstance(value, int | str) else ""
+    if _YYYYMMDD.fullmatch(text) is None:
+        return None
+    try:
+        return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
+
+
+def _lookup(record: object, field: str) -> object:
     """`record["a"]["b"]` for field "a.b" (None when absent)."""
     current = record
     for part in field.split("."):
@@ -32,7 +46,8 @@ def _lookup(record: Any, field: str) -> Any:  # noqa: ANN401 - JSON values
     return current
 
 
-def _forced(fault: Fault, record: Any, number: int) -> bool:  # noqa: ANN401
+def _forced(fault: Fault, record: object, number: int) -> bool:
+    """Whether a `record_failure` fault picks this record (by position or field)."""
     params = fault.params
     if number in params.get("positions", []):
         return True
@@ -45,7 +60,7 @@ def _forced(fault: Fault, record: Any, number: int) -> bool:  # noqa: ANN401
     return False
 
 
-def to_export(value: Any) -> Any:  # noqa: ANN401 - JSON values
+def to_export(value: object) -> object:
     """Stored value as the export APIs show it (dates back to `"$D_<epoch>"`)."""
     if isinstance(value, dict):
         if len(value) == 1 and "$date" in value:
@@ -107,35 +122,52 @@ class Emulator:
 
     # -- upload ----------------------------------------------------------------
     def upload(
-        self, records: list[Any], *, dry_run: bool, method: str, path: str
+        self, records: list[object], *, dry_run: bool, method: str, path: str
     ) -> dict[str, Any]:
         """Validate and store a batch; the reply body of `/1/upload`."""
         forced = self.faults.take_all("record_failure", method, path)
         partial = self.faults.take("unprocessed_partial", method, path)
-        limit = None
+        limit = len(records)
         if partial is not None:
-            limit = partial.params.get("processed")
-            if limit is None:
-                limit = (len(records) + 1) // 2
+            processed_param = partial.params.get("processed")
+            limit = (
+                (len(records) + 1) // 2 if processed_param is None else processed_param
+            )
         now = int(time.time())
         processed = 0
         unprocessed: list[dict[str, Any]] = []
         with self.store.transaction(rollback=dry_run) as conn:
-            for number, record in enumerate(records, start=1):
+            batch = UploadBatch(conn)
+            batch.prefetch_identities(records)
+
+            def apply(record: object, number: int) -> RecordError | None:
                 try:
-                    if limit is not None and processed >= limit:
-                        raise RecordError(555)  # noqa: TRY301 - one path for all failures
-                    self._one(conn, record, number, forced, now)
-                    processed += 1
-                except RecordError as exc:
-                    unprocessed.append(
-                        {
-                            "status": "fail",
-                            "code": exc.code,
-                            "error": f"{exc.message}Skipped record number : {number}",
-                            "record": record,
-                        }
+                    self._check_forced(forced, record, number)
+                    op = validate_record(
+                        record, max_event_properties=self.max_event_properties, now=now
                     )
+                    batch.apply(op)
+                except RecordError as exc:
+                    return exc
+                return None
+
+            for number, record in enumerate(records, start=1):
+                error = (
+                    RecordError(555) if processed >= limit else apply(record, number)
+                )
+                if error is None:
+                    processed += 1
+                    continue
+                unprocessed.append(
+                    {
+                        "status": "fail",
+                        "code": error.code,
+                        "error": f"{error.message}Skipped record number : {number}",
+                        "record": record,
+                    }
+                )
+            if not dry_run:
+                batch.flush()
         if not unprocessed:
             status = "success"
         elif processed == 0:
@@ -144,34 +176,27 @@ class Emulator:
             status = "partial"
         return {"status": status, "processed": processed, "unprocessed": unprocessed}
 
-    def _one(
-        self,
-        conn: sqlite3.Connection,
-        record: Any,  # noqa: ANN401 - JSON value
-        number: int,
-        forced: list[Fault],
-        now: int,
-    ) -> None:
+    @staticmethod
+    def _check_forced(forced: list[Fault], record: object, number: int) -> None:
+        """Raise the error of the first `record_failure` fault this record meets.
+
+        Raises:
+            RecordError: with the fault's code (and detail, when it has one).
+        """
         for fault in forced:
             if _forced(fault, record, number):
-                code = int(fault.params["code"])
                 detail = fault.params.get("error")
-                if isinstance(detail, str):
-                    raise RecordError(code, detail)
-                raise RecordError(code)
-        op = validate_record(
-            record, max_event_properties=self.max_event_properties, now=now
-        )
-        apply_operation(conn, op)
+                raise RecordError(
+                    int(fault.params["code"]), detail if isinstance(detail, str) else ""
+                )
 
     # -- inspection ------------------------------------------------------------
     def profiles(self, identity: str | None = None) -> list[dict[str, Any]]:
         """Stored profiles, in creation order."""
-        sql = "SELECT * FROM profiles"
-        params: tuple[Any, ...] = ()
-        if identity is not None:
-            sql += " WHERE identity = ?"
-            params = (identity,)
+        rows = self.store.query(
+            "SELECT * FROM profiles WHERE ?1 IS NULL OR identity = ?1 ORDER BY id",
+            (identity,),
+        )
         return [
             {
                 "identity": row["identity"],
@@ -184,22 +209,18 @@ class Emulator:
                 "updatedTs": row["updated_ts"],
                 "source": row["source"],
             }
-            for row in self.store.query(sql + " ORDER BY id", params)
+            for row in rows
         ]
 
     def events(
         self, evt_name: str | None = None, identity: str | None = None
     ) -> list[dict[str, Any]]:
         """Stored events, in arrival order."""
-        clauses = []
-        params: list[Any] = []
-        if evt_name is not None:
-            clauses.append("evt_key = ?")
-            params.append(event_key(evt_name))
-        if identity is not None:
-            clauses.append("identity = ?")
-            params.append(identity)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self.store.query(
+            "SELECT * FROM events WHERE (?1 IS NULL OR evt_key = ?1) "
+            "AND (?2 IS NULL OR identity = ?2) ORDER BY id",
+            (None if evt_name is None else event_key(evt_name), identity),
+        )
         return [
             {
                 "identity": row["identity"],
@@ -210,10 +231,7 @@ class Emulator:
                 "sessionProps": loads(row["session_props"]),
                 "source": row["source"],
             }
-            for row in self.store.query(
-                f"SELECT * FROM events{where} ORDER BY id",  # noqa: S608 - fixed clauses
-                tuple(params),
-            )
+            for row in rows
         ]
 
     def reset(self) -> None:

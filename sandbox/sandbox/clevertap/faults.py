@@ -125,7 +125,7 @@ def _check_params(kind: str, params: dict[str, Any]) -> None:
         params["processed"] = _int(params, "processed", None)
 
 
-def parse_fault(body: Any) -> Fault:  # noqa: ANN401 - JSON body
+def parse_fault(body: object) -> Fault:
     """Build a Fault from a `/_sandbox/faults` JSON body.
 
     Raises:

@@ -7,15 +7,16 @@ injects the transport-level faults (status replies, latency, reset, lost or slow
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
-import socket
-import struct
 import time
 from typing import TYPE_CHECKING, Any
 
+from sandbox.server import abort_connection
+
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from sandbox.clevertap.emulator import Emulator
@@ -34,7 +35,8 @@ _STATUS_BODIES = {
     503: "Service Unavailable. Please try again later",
     504: "Gateway Timeout",
 }
-_CONTENT_TYPE = (b"content-type", b"application/json;charset=utf-8")
+CONTENT_TYPE = "application/json;charset=utf-8"
+_CONTENT_TYPE = (b"content-type", CONTENT_TYPE.encode())
 
 
 def fail_body(status: int, error: str) -> dict[str, Any]:
@@ -55,26 +57,15 @@ async def send_json(send: Send, status: int, body: object) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def make_abort(send: Send) -> Any:  # noqa: ANN401 - a coroutine function
+def make_abort(send: Send) -> Callable[[], Awaitable[None]]:
     """Build a coroutine function that breaks the client's connection.
 
-    With uvicorn, the raw `send` is a bound method of the request cycle, which holds
-    the asyncio transport: aborting it with SO_LINGER 0 makes the client see a reset.
-    Otherwise a response is started with a Content-Length and cut short.
+    It resets the TCP connection when the transport can be reached; otherwise a
+    response is started with a Content-Length and cut short.
     """
-    owner = getattr(send, "__self__", None)
-    transport = getattr(owner, "transport", None)
 
     async def abort() -> None:
-        if isinstance(transport, asyncio.WriteTransport):
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(
-                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                    )
-            transport.abort()
-            await asyncio.sleep(0.01)  # let the server see the connection is gone
+        if await abort_connection(send):
             return
         await send(
             {
@@ -142,7 +133,6 @@ class Gate:
             )
             return
         path: str = scope["path"]
-        method: str = scope["method"]
         group = "upload" if path == UPLOAD_PATH else "other"
         limit = UPLOAD_CONCURRENCY if group == "upload" else OTHER_CONCURRENCY
         if self.inflight[group] >= limit:
@@ -151,19 +141,15 @@ class Gate:
             return
         self.inflight[group] += 1
         try:
-            await self._faulted(scope, receive, send, info, method, path)
+            await self._faulted(scope, receive, send, info)
         finally:
             self.inflight[group] -= 1
 
-    async def _faulted(  # noqa: PLR0913, PLR0917 - the ASGI triple plus request facts
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        info: dict[str, Any],
-        method: str,
-        path: str,
+    async def _faulted(
+        self, scope: Scope, receive: Receive, send: Send, info: dict[str, Any]
     ) -> None:
+        method: str = scope["method"]
+        path: str = scope["path"]
         faults = self.emulator.faults
         latency = faults.take("latency", method, path)
         if latency is not None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import random
 from typing import TYPE_CHECKING, Any
 
+from sandbox.clevertap.emulator import parse_yyyymmdd
 from sandbox.clevertap.store import dumps
 from sandbox.clevertap.validation import event_key
 
@@ -26,6 +28,7 @@ NOTIFICATION_EVENTS = (
     "Notification Viewed",
     "Notification Clicked",
 )
+_EMAIL_UNSUBSCRIBED_SHARE = 0.2
 _FIRST = ("Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken")
 _LAST = ("Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Ritchie", "Liskov")
 _PRODUCTS = (
@@ -62,16 +65,12 @@ def _int(params: dict[str, Any], key: str, default: int, high: int) -> int:
     return value
 
 
-def _day(value: Any, key: str) -> dt.date:  # noqa: ANN401 - JSON value
-    text = str(value)
-    if len(text) != 8 or not text.isdigit():  # noqa: PLR2004 - YYYYMMDD
+def _day(value: object, key: str) -> dt.date:
+    day = parse_yyyymmdd(value)
+    if day is None:
         msg = f"{key} must be YYYYMMDD"
         raise SeedError(msg)
-    try:
-        return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    except ValueError:
-        msg = f"{key} must be YYYYMMDD"
-        raise SeedError(msg) from None
+    return day
 
 
 def _range(emulator: Emulator, params: dict[str, Any]) -> tuple[dt.date, dt.date]:
@@ -146,7 +145,7 @@ def _profiles(
             "Customer Type": rng.choice(("Silver", "Gold", "Platinum")),
             "DOB": {"$date": rng.randint(0, 946_684_800)},
             "Interests": sorted(rng.sample(_INTERESTS, 2)),
-            "MSG-email": rng.random() > 0.2,  # noqa: PLR2004 - share subscribed
+            "MSG-email": rng.random() > _EMAIL_UNSUBSCRIBED_SHARE,
         }
         conn.execute(
             "INSERT INTO profiles (object_id, identity, profile_data, platform_info, "
@@ -157,20 +156,18 @@ def _profiles(
     return people
 
 
-def _events(  # noqa: PLR0913, PLR0917 - the seeding context
-    conn: sqlite3.Connection,
+def _events(
     rng: random.Random,
-    emulator: Emulator,
     people: list[tuple[str, str]],
-    days: list[dt.date],
+    day_starts: list[int],
     names: list[str],
     per_day: int,
-) -> dict[str, int]:
-    counts: dict[str, int] = {}
+) -> list[tuple[object, ...]]:
+    """`per_day` random events a day (epoch of each day's start) as table rows."""
+    rows: list[tuple[object, ...]] = []
     if not people or not names:
-        return counts
-    for day in days:
-        base = int(dt.datetime.combine(day, dt.time(), tzinfo=emulator.tz).timestamp())
+        return rows
+    for base in day_starts:
         for _ in range(per_day):
             name = rng.choice(names)
             identity, object_id = rng.choice(people)
@@ -179,21 +176,23 @@ def _events(  # noqa: PLR0913, PLR0917 - the seeding context
                 "utm_source": rng.choice(("google", "newsletter", "direct")),
                 "session_length": rng.randint(10, 900),
             }
-            conn.execute(
-                "INSERT INTO events (object_id, identity, evt_name, evt_key, ts, "
-                "evt_data, session_props, source) VALUES (?, ?, ?, ?, ?, ?, ?, 'seed')",
-                (
-                    object_id,
-                    identity,
-                    name,
-                    event_key(name),
-                    ts,
-                    dumps(_event_data(rng, name)),
-                    dumps(session),
-                ),
+            data = dumps(_event_data(rng, name))
+            rows.append(
+                (object_id, identity, name, event_key(name), ts, data, dumps(session))
             )
-            counts[name] = counts.get(name, 0) + 1
-    return counts
+    return rows
+
+
+def _store_events(
+    conn: sqlite3.Connection, rows: list[tuple[object, ...]]
+) -> dict[str, int]:
+    """Insert event rows; returns how many there are per event name."""
+    conn.executemany(
+        "INSERT INTO events (object_id, identity, evt_name, evt_key, ts, "
+        "evt_data, session_props, source) VALUES (?, ?, ?, ?, ?, ?, ?, 'seed')",
+        rows,
+    )
+    return dict(collections.Counter(str(row[2]) for row in rows))
 
 
 def _campaigns(
@@ -297,9 +296,11 @@ def seed(emulator: Emulator, **raw: Any) -> dict[str, Any]:
         raise SeedError(msg)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     rng = random.Random(seed_value)  # noqa: S311 - test data, not security
-    start_ts = int(
-        dt.datetime.combine(start, dt.time(), tzinfo=emulator.tz).timestamp()
-    )
+    tz = emulator.tz
+    starts = [
+        int(dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp()) for day in days
+    ]
+    start_ts = starts[0]
     with emulator.store.transaction() as conn:
         seeded = [
             r[0]
@@ -313,18 +314,13 @@ def seed(emulator: Emulator, **raw: Any) -> dict[str, Any]:
         conn.execute("DELETE FROM campaigns")
         conn.execute("DELETE FROM messages")
         people = _profiles(conn, rng, profiles, start_ts)
-        events = _events(conn, rng, emulator, people, days, names, per_day)
+        events = _store_events(conn, _events(rng, people, starts, names, per_day))
         notes: dict[str, int] = {}
         if notifications:
-            notes = _events(
-                conn,
-                rng,
-                emulator,
-                people,
-                days,
-                list(NOTIFICATION_EVENTS),
-                max(per_day // 3, 1),
+            rows = _events(
+                rng, people, starts, list(NOTIFICATION_EVENTS), max(per_day // 3, 1)
             )
+            notes = _store_events(conn, rows)
         with_result = _campaigns(conn, rng, days, campaigns)
         _messages(conn, rng, days, messages)
     return {

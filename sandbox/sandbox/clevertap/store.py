@@ -6,6 +6,7 @@ keeps the connection safe if several threads ever share a store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -87,15 +88,15 @@ CREATE TABLE IF NOT EXISTS request_log (
 );
 """
 
-_DATA_TABLES = (
-    "profiles",
-    "events",
-    "tokens",
-    "campaigns",
-    "messages",
-    "cursors",
-    "count_requests",
-    "request_log",
+_WIPE = (
+    "DELETE FROM profiles",
+    "DELETE FROM events",
+    "DELETE FROM tokens",
+    "DELETE FROM campaigns",
+    "DELETE FROM messages",
+    "DELETE FROM cursors",
+    "DELETE FROM count_requests",
+    "DELETE FROM request_log",
 )
 
 
@@ -104,7 +105,7 @@ def dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def loads(text: str | None) -> Any:  # noqa: ANN401 - JSON columns hold any JSON value
+def loads(text: str | None) -> Any:  # noqa: ANN401 - a JSON column holds any JSON value; callers rely on it
     """Parse a JSON TEXT column (None stays None)."""
     return None if text is None else json.loads(text)
 
@@ -130,9 +131,23 @@ class Store:
         with self._lock:
             self._conn.close()
 
-    def transaction(self, *, rollback: bool = False) -> _Transaction:
-        """A locked transaction; `rollback=True` discards it (dry runs)."""
-        return _Transaction(self, rollback=rollback)
+    @contextlib.contextmanager
+    def transaction(self, *, rollback: bool = False) -> Iterator[sqlite3.Connection]:
+        """A locked transaction; `rollback=True` discards it (dry runs).
+
+        It is rolled back as well when the block raises.
+
+        Yields:
+            The connection, inside the transaction.
+        """
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("ROLLBACK" if rollback else "COMMIT")
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """Run a read query under the lock."""
@@ -148,8 +163,8 @@ class Store:
     def wipe(self) -> None:
         """Delete every row of every table."""
         with self.transaction() as conn:
-            for table in _DATA_TABLES:
-                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            for statement in _WIPE:
+                conn.execute(statement)
 
     def iter_rows(
         self, sql: str, params: tuple[Any, ...] = (), chunk: int = 2000
@@ -167,25 +182,3 @@ class Store:
             if len(rows) < chunk:
                 return
             after = rows[-1]["id"]
-
-
-class _Transaction:
-    def __init__(self, store: Store, *, rollback: bool) -> None:
-        self._store = store
-        self._rollback = rollback
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._store._lock.acquire()  # noqa: SLF001 - the transaction is part of Store
-        conn = self._store._conn  # noqa: SLF001 - the transaction is part of Store
-        conn.execute("BEGIN IMMEDIATE")
-        return conn
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        conn = self._store._conn  # noqa: SLF001 - the transaction is part of Store
-        try:
-            if exc_type is None and not self._rollback:
-                conn.execute("COMMIT")
-            else:
-                conn.execute("ROLLBACK")
-        finally:
-            self._store._lock.release()  # noqa: SLF001 - the transaction is part of Store

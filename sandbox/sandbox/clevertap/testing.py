@@ -74,7 +74,7 @@ class CleverTapHandle:
             **kwargs,
         )
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:  # noqa: ANN401
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:  # noqa: ANN401 - decoded JSON; each caller annotates what it expects
         response = self.session.request(
             method,
             f"{self.base_url}/_sandbox/{path}",

@@ -1,7 +1,13 @@
-"""Apply validated upload operations to the store (profile merge, event append)."""
+"""Apply validated upload operations to the store (profile merge, event append).
+
+One `UploadBatch` serves one `/1/upload` request: profiles are read once and kept in
+memory while the batch's records are applied in order, and every write is sent to
+SQLite at the end with one `executemany` per statement.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +26,34 @@ from sandbox.clevertap.validation import (
 if TYPE_CHECKING:
     import sqlite3
 
+# The profiles column of each identifier field (fixed names, never user input).
 _COLUMNS = {
     "identity": "identity",
     "objectId": "object_id",
     "FBID": "fbid",
     "GPID": "gpid",
 }
+_SELECT_BY = {
+    "identity": "SELECT * FROM profiles WHERE identity = ?",
+    "objectId": "SELECT * FROM profiles WHERE object_id = ?",
+    "FBID": "SELECT * FROM profiles WHERE fbid = ?",
+    "GPID": "SELECT * FROM profiles WHERE gpid = ?",
+}
+_SELECT_IDENTITIES = (
+    "SELECT * FROM profiles WHERE identity IN (SELECT value FROM json_each(?))"
+)
+_INSERT_PROFILE = (
+    "INSERT INTO profiles (object_id, identity, fbid, gpid, profile_data, "
+    "created_ts, updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_PROFILE = "UPDATE profiles SET profile_data = ?, updated_ts = ? WHERE id = ?"
+_INSERT_EVENT = (
+    "INSERT INTO events (object_id, identity, evt_name, evt_key, ts, evt_data) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_DEVICE = (
+    "INSERT OR REPLACE INTO tokens (object_id, token_id, token_type) VALUES (?, ?, ?)"
+)
 
 
 def new_object_id() -> str:
@@ -33,38 +61,40 @@ def new_object_id() -> str:
     return "__" + uuid.uuid4().hex
 
 
-def find_profile(conn: sqlite3.Connection, who: Identifier) -> sqlite3.Row | None:
-    """The profile a record names, if it exists."""
-    column = _COLUMNS[who.field]
-    row: sqlite3.Row | None = conn.execute(
-        f"SELECT * FROM profiles WHERE {column} = ?",  # noqa: S608 - fixed column names
-        (who.value,),
-    ).fetchone()
-    return row
+@dataclasses.dataclass
+class _Profile:
+    """A profile as the batch sees it; `row_id` is None until it is inserted.
 
+    `stored` is the profile_data column as read; it is parsed only when a profile
+    record needs it (events only need the identifiers).
+    """
 
-def create_profile(
-    conn: sqlite3.Connection, who: Identifier, ts: int, data: dict[str, Any]
-) -> tuple[str, str | None]:
-    """Create the profile a record names; returns its objectId and identity."""
-    column = _COLUMNS[who.field]
-    object_id = who.value if who.field == "objectId" else new_object_id()
-    if column == "object_id":
-        conn.execute(
-            "INSERT INTO profiles (object_id, profile_data, created_ts, updated_ts) "
-            "VALUES (?, ?, ?, ?)",
-            (object_id, dumps(data), ts, ts),
+    row_id: int | None
+    ids: dict[str, str | None]  # identifier field -> value
+    created_ts: int
+    updated_ts: int
+    stored: str = "{}"
+    parsed: dict[str, Any] | None = None  # the data, once parsed or changed
+    dirty: bool = False
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> _Profile:
+        return cls(
+            row_id=int(row["id"]),
+            ids={field: row[column] for field, column in _COLUMNS.items()},
+            created_ts=int(row["created_ts"]),
+            updated_ts=int(row["updated_ts"]),
+            stored=row["profile_data"],
         )
-    else:
-        conn.execute(
-            f"INSERT INTO profiles (object_id, {column}, profile_data, "  # noqa: S608 - fixed column names
-            "created_ts, updated_ts) VALUES (?, ?, ?, ?, ?)",
-            (object_id, who.value, dumps(data), ts, ts),
-        )
-    return object_id, who.value if column == "identity" else None
+
+    def data(self) -> dict[str, Any]:
+        """The profile data (parsed on first use)."""
+        if self.parsed is None:
+            self.parsed = loads(self.stored)
+        return self.parsed
 
 
-def _as_multi(current: Any) -> list[str]:  # noqa: ANN401 - stored JSON value
+def _as_multi(current: object) -> list[str]:
     if current is None:
         return []
     if isinstance(current, list):
@@ -72,13 +102,8 @@ def _as_multi(current: Any) -> list[str]:  # noqa: ANN401 - stored JSON value
     return [str(current)]
 
 
-def merge_property(data: dict[str, Any], key: str, value: Any) -> None:  # noqa: ANN401, C901 - JSON value; one branch per operator
-    """Apply one normalised profileData entry (plain value or operator) to `data`."""
-    if not (
-        isinstance(value, dict) and len(value) == 1 and next(iter(value)) != "$date"
-    ):
-        data[key] = value
-        return
+def _apply_operator(data: dict[str, Any], key: str, value: dict[str, Any]) -> None:
+    """Apply `{"$op": operand}` to `data[key]`."""
     op, operand = next(iter(value.items()))
     current = data.get(key)
     if op == "$set":
@@ -106,55 +131,141 @@ def merge_property(data: dict[str, Any], key: str, value: Any) -> None:  # noqa:
         data[key] = base + operand if op == "$incr" else base - operand
 
 
-def _apply_profile(conn: sqlite3.Connection, op: ProfileOp) -> None:
-    row = find_profile(conn, op.who)
-    data: dict[str, Any] = {} if row is None else loads(row["profile_data"])
-    for key, value in op.properties.items():
-        merge_property(data, key, value)  # may raise: nothing is written before
-    if row is None:
-        create_profile(conn, op.who, op.ts, data)
-        return
-    conn.execute(
-        "UPDATE profiles SET profile_data = ?, updated_ts = ? WHERE id = ?",
-        (dumps(data), max(op.ts, int(row["updated_ts"])), row["id"]),
-    )
-
-
-def _apply_event(conn: sqlite3.Connection, op: EventOp) -> None:
-    row = find_profile(conn, op.who)
-    if row is None:
-        object_id, identity = create_profile(conn, op.who, op.ts, {})
-    else:
-        object_id, identity = row["object_id"], row["identity"]
-    conn.execute(
-        "INSERT INTO events (object_id, identity, evt_name, evt_key, ts, evt_data) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (object_id, identity, op.name, event_key(op.name), op.ts, dumps(op.data)),
-    )
-
-
-def _apply_token(conn: sqlite3.Connection, op: TokenOp) -> None:
-    found = conn.execute(
-        "SELECT 1 FROM profiles WHERE object_id = ?", (op.object_id,)
-    ).fetchone()
-    if found is None:
-        raise RecordError(530, "No profile has this objectId.")
-    conn.execute(
-        "INSERT OR REPLACE INTO tokens (object_id, token_id, token_type) "
-        "VALUES (?, ?, ?)",
-        (op.object_id, op.token_id, op.token_type),
-    )
-
-
-def apply_operation(conn: sqlite3.Connection, op: Operation) -> None:
-    """Apply one operation; a RecordError is raised before anything is written.
+def merge_property(data: dict[str, Any], key: str, value: object) -> None:
+    """Apply one normalised profileData entry (plain value or operator) to `data`.
 
     Raises:
-        RecordError: when the operation cannot be applied (the record is skipped).
+        RecordError: when an operator cannot apply to the stored value.
     """
-    if isinstance(op, ProfileOp):
-        _apply_profile(conn, op)
-    elif isinstance(op, EventOp):
-        _apply_event(conn, op)
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) != "$date":
+        _apply_operator(data, key, value)
     else:
-        _apply_token(conn, op)
+        data[key] = value
+
+
+class UploadBatch:
+    """Applies one request's operations in order and writes them all at `flush`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        """Work on `conn`, which must be inside a transaction."""
+        self._conn = conn
+        self._known: dict[tuple[str, str], _Profile] = {}
+        self._absent: set[str] = set()  # identities known not to be stored
+        self._profiles: list[_Profile] = []  # in the order they were first seen
+        self._events: list[tuple[Any, ...]] = []
+        self._tokens: list[tuple[str, str, str]] = []
+
+    def _remember(self, profile: _Profile) -> _Profile:
+        self._profiles.append(profile)
+        for field, value in profile.ids.items():
+            if value is not None:
+                self._known[field, value] = profile
+        return profile
+
+    def prefetch_identities(self, records: list[object]) -> None:
+        """Read the profiles of the records' identities with one query.
+
+        Identities asked for and not found are remembered as absent, so that
+        applying the records needs no query per record.
+        """
+        wanted = {
+            str(value).strip()
+            for record in records
+            if isinstance(record, dict)
+            and isinstance(value := record.get("identity"), str | int)
+            and not isinstance(value, bool)
+        }
+        wanted.difference_update(
+            value for field, value in self._known if field == "identity"
+        )
+        rows = self._conn.execute(_SELECT_IDENTITIES, (dumps(sorted(wanted)),))
+        for row in rows:
+            self._remember(_Profile.from_row(row))
+        self._absent.update(v for v in wanted if ("identity", v) not in self._known)
+
+    def _find(self, field: str, value: str) -> _Profile | None:
+        profile = self._known.get((field, value))
+        if profile is not None or (field == "identity" and value in self._absent):
+            return profile
+        row = self._conn.execute(_SELECT_BY[field], (value,)).fetchone()
+        return None if row is None else self._remember(_Profile.from_row(row))
+
+    def _create(self, who: Identifier, ts: int) -> _Profile:
+        ids: dict[str, str | None] = dict.fromkeys(_COLUMNS)
+        ids[who.field] = who.value
+        if who.field != "objectId":
+            ids["objectId"] = new_object_id()
+        return self._remember(_Profile(None, ids, ts, ts, parsed={}, dirty=True))
+
+    def apply(self, op: Operation) -> None:
+        """Apply one operation; a RecordError leaves the batch as it was.
+
+        Raises:
+            RecordError: when the operation cannot be applied (the record is skipped).
+        """
+        if isinstance(op, ProfileOp):
+            self._apply_profile(op)
+        elif isinstance(op, EventOp):
+            self._apply_event(op)
+        else:
+            self._apply_token(op)
+
+    def _apply_profile(self, op: ProfileOp) -> None:
+        existing = self._find(op.who.field, op.who.value)
+        data = {} if existing is None else dict(existing.data())
+        for key, value in op.properties.items():
+            merge_property(data, key, value)  # may raise: nothing is changed before
+        profile = self._create(op.who, op.ts) if existing is None else existing
+        profile.parsed = data
+        profile.updated_ts = max(op.ts, profile.updated_ts)
+        profile.dirty = True
+
+    def _apply_event(self, op: EventOp) -> None:
+        profile = self._find(op.who.field, op.who.value)
+        ids = (self._create(op.who, op.ts) if profile is None else profile).ids
+        self._events.append(
+            (
+                ids["objectId"],
+                ids["identity"],
+                op.name,
+                event_key(op.name),
+                op.ts,
+                dumps(op.data),
+            )
+        )
+
+    def _apply_token(self, op: TokenOp) -> None:
+        if self._find("objectId", op.object_id) is None:
+            raise RecordError(530, "No profile has this objectId.")
+        self._tokens.append((op.object_id, op.token_id, op.token_type))
+
+    def flush(self) -> None:
+        """Write every change of the batch (one statement per kind of row)."""
+        conn = self._conn
+        changed = [p for p in self._profiles if p.dirty]
+        conn.executemany(
+            _INSERT_PROFILE,
+            [
+                (
+                    p.ids["objectId"],
+                    p.ids["identity"],
+                    p.ids["FBID"],
+                    p.ids["GPID"],
+                    dumps(p.data()),
+                    p.created_ts,
+                    p.updated_ts,
+                )
+                for p in changed
+                if p.row_id is None
+            ],
+        )
+        conn.executemany(
+            _UPDATE_PROFILE,
+            [
+                (dumps(p.data()), p.updated_ts, p.row_id)
+                for p in changed
+                if p.row_id is not None
+            ],
+        )
+        conn.executemany(_INSERT_EVENT, self._events)
+        conn.executemany(_UPSERT_DEVICE, self._tokens)

@@ -7,9 +7,13 @@ comes out. Storing is done elsewhere (`upload.py`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MAX_KEY_BYTES = 120
 MAX_VALUE_BYTES = 512
@@ -85,7 +89,7 @@ PLACEHOLDER_IDENTITIES = frozenset(
     }
 )
 
-_PROHIBITED = set("%><!|&.:;$'\"\\")
+_PROHIBITED = frozenset("%><!|&.:;$'\"\\")
 _PROFILE_PROHIBITED = _PROHIBITED | {"#"}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -150,8 +154,9 @@ class TokenOp:
 Operation = ProfileOp | EventOp | TokenOp
 
 
-def _nbytes(text: str) -> int:
-    return len(text.encode("utf-8"))
+def _over(text: str, limit: int) -> bool:
+    """Whether `text` takes more than `limit` bytes in UTF-8 (4 bytes at most each)."""
+    return len(text) > limit // 4 and len(text.encode("utf-8")) > limit
 
 
 def _identifier(record: dict[str, Any]) -> Identifier:
@@ -191,102 +196,126 @@ def _timestamp(record: dict[str, Any], now: int) -> int:
     return value
 
 
-def _check_key(key: str, code: int, *, profile: bool) -> None:
-    prohibited = _PROFILE_PROHIBITED if profile else _PROHIBITED
-    if not key or _nbytes(key) > MAX_KEY_BYTES:
-        raise RecordError(code, f"Key '{key[:40]}' is empty or over 120 bytes.")
+@functools.lru_cache(maxsize=4096)
+def _key_problem(key: str, prohibited: frozenset[str]) -> str | None:
+    """What is wrong with a property key, if anything (keys repeat: cached)."""
+    if not key or _over(key, MAX_KEY_BYTES):
+        return f"Key '{key[:40]}' is empty or over 120 bytes."
     bad = sorted(set(key) & prohibited)
     if bad:
-        raise RecordError(
-            code, f"Key '{key}' has prohibited characters {''.join(bad)}."
-        )
+        return f"Key '{key}' has prohibited characters {''.join(bad)}."
+    return None
 
 
-def _scalar(key: str, value: Any, code: int) -> Any:  # noqa: ANN401 - JSON value
+def _check_key(key: str, code: int, *, profile: bool) -> None:
+    problem = _key_problem(key, _PROFILE_PROHIBITED if profile else _PROHIBITED)
+    if problem is not None:
+        raise RecordError(code, problem)
+
+
+def _scalar(key: str, value: object, code: int) -> object:
     """Validate a scalar value; `$D_<epoch>` becomes `{"$date": epoch}`."""
-    if value is None or isinstance(value, bool | int | float):
-        return value
     if isinstance(value, str):
-        if _nbytes(value) > MAX_VALUE_BYTES:
+        if _over(value, MAX_VALUE_BYTES):
             raise RecordError(code, f"Value of '{key}' is over 512 bytes.")
+        if not value.startswith("$D_"):
+            return value
         match = _DATE.match(value)
-        if match:
-            return {"$date": int(match.group(1))}
-        if value.startswith("$D_"):
+        if match is None:
             raise RecordError(code, f"Value of '{key}' is not a valid $D_ date.")
+        return {"$date": int(match.group(1))}
+    if value is None or isinstance(value, bool | int | float):
         return value
     raise RecordError(code, f"Value of '{key}' must be a string, number or boolean.")
 
 
-def _multi(key: str, value: Any, code: int) -> list[str]:  # noqa: ANN401 - JSON value
+def _multi(key: str, value: object, code: int) -> list[str]:
     items = value if isinstance(value, list) else [value]
     out: list[str] = []
     for item in items:
         if not isinstance(item, str):
             raise RecordError(code, f"Multi-value items of '{key}' must be strings.")
-        if _nbytes(item) > MAX_VALUE_BYTES:
+        if _over(item, MAX_VALUE_BYTES):
             raise RecordError(code, f"A multi-value item of '{key}' is over 512 bytes.")
         if item not in out:
             out.append(item)
     return out
 
 
-_ENUMS: dict[str, tuple[int, frozenset[str]]] = {
-    "Gender": (514, frozenset({"M", "F"})),
-    "Employed": (517, frozenset({"Y", "N"})),
-    "Education": (518, frozenset({"Graduate", "College", "School"})),
-    "Married": (519, frozenset({"Y", "N"})),
+def _one_of(*allowed: str) -> Callable[[object], bool]:
+    choices = frozenset(allowed)
+    return lambda value: value in choices
+
+
+def _is_email(value: object) -> bool:
+    return isinstance(value, str) and _EMAIL.match(value) is not None
+
+
+def _is_phone(value: object) -> bool:
+    return isinstance(value, str) and _PHONE.match(value) is not None
+
+
+def _is_age(value: object) -> bool:
+    if isinstance(value, str):
+        return value.isdigit()
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# CleverTap's reserved profile keys: the code a bad value gets, and the check.
+_RESERVED: dict[str, tuple[int, Callable[[object], bool]]] = {
+    "Gender": (514, _one_of("M", "F")),
+    "Email": (515, _is_email),
+    "Phone": (516, _is_phone),
+    "Employed": (517, _one_of("Y", "N")),
+    "Education": (518, _one_of("Graduate", "College", "School")),
+    "Married": (519, _one_of("Y", "N")),
+    "Age": (520, _is_age),
 }
 
 
-def _check_reserved(key: str, value: Any) -> None:  # noqa: ANN401 - JSON value
-    if key in _ENUMS:
-        code, allowed = _ENUMS[key]
-        if value not in allowed:
-            raise RecordError(code)
-    elif key == "Email":
-        if not isinstance(value, str) or not _EMAIL.match(value):
-            raise RecordError(515)
-    elif key == "Phone":
-        if not isinstance(value, str) or not _PHONE.match(value):
-            raise RecordError(516)
-    elif key == "Age":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        ok = ok or (isinstance(value, str) and value.isdigit())
-        if not ok:
-            raise RecordError(520)
+def _check_reserved(key: str, value: object) -> None:
+    rule = _RESERVED.get(key)
+    if rule is not None and not rule[1](value):
+        raise RecordError(rule[0])
 
 
-def _profile_property(key: str, value: Any) -> Any:  # noqa: ANN401, PLR0911 - JSON value; one return per operator
+def _profile_property(key: str, value: object) -> object:
     """Normalise one profileData entry to a plain value or `{"$op": operand}`."""
-    code = 512
-    _check_key(key, code, profile=True)
+    _check_key(key, 512, profile=True)
     if isinstance(value, dict):
-        if len(value) != 1 or next(iter(value)) not in _OPERATORS:
-            raise RecordError(
-                code, f"'{key}' is a nested object (not enabled on this account)."
-            )
-        op, operand = next(iter(value.items()))
-        if op in {"$add", "$remove"}:
-            return {op: _multi(key, operand, code)}
-        if op in {"$incr", "$decr"}:
-            if isinstance(operand, bool) or not isinstance(operand, int | float):
-                raise RecordError(code, f"{op} on '{key}' needs a number.")
-            return {op: operand}
-        if op == "$delete":
-            return {op: 1}
-        # $set
-        if isinstance(operand, list):
-            return {op: _multi(key, operand, code)[-MAX_MULTI_VALUES:]}
-        _check_reserved(key, operand)
-        return {op: _scalar(key, operand, code)}
+        return _profile_operator(key, value)
     if isinstance(value, list):
-        return _multi(key, value, code)[-MAX_MULTI_VALUES:]
+        return _multi(key, value, 512)[-MAX_MULTI_VALUES:]
     _check_reserved(key, value)
-    return _scalar(key, value, code)
+    return _scalar(key, value, 512)
 
 
-def _event_value(key: str, value: Any, *, allow_items: bool) -> Any:  # noqa: ANN401
+def _profile_operator(key: str, value: dict[str, object]) -> dict[str, object]:
+    """Normalise `{"$op": operand}` (the only objects a profile value may be)."""
+    code = 512
+    if len(value) != 1 or next(iter(value)) not in _OPERATORS:
+        raise RecordError(
+            code, f"'{key}' is a nested object (not enabled on this account)."
+        )
+    op, operand = next(iter(value.items()))
+    normalised: object
+    if op in {"$add", "$remove"}:
+        normalised = _multi(key, operand, code)
+    elif op in {"$incr", "$decr"}:
+        if isinstance(operand, bool) or not isinstance(operand, int | float):
+            raise RecordError(code, f"{op} on '{key}' needs a number.")
+        normalised = operand
+    elif op == "$delete":
+        normalised = 1
+    elif isinstance(operand, list):  # $set of a multi-value
+        normalised = _multi(key, operand, code)[-MAX_MULTI_VALUES:]
+    else:  # $set of a scalar
+        _check_reserved(key, operand)
+        normalised = _scalar(key, operand, code)
+    return {op: normalised}
+
+
+def _event_value(key: str, value: object, *, allow_items: bool) -> object:
     if isinstance(value, list):
         if allow_items and key == "Items":
             if len(value) > MAX_CHARGED_ITEMS:
@@ -308,7 +337,7 @@ def _event_value(key: str, value: Any, *, allow_items: bool) -> Any:  # noqa: AN
 
 
 def validate_record(
-    record: Any,  # noqa: ANN401 - any JSON value may arrive
+    record: object,
     *,
     max_event_properties: int = DEFAULT_MAX_EVENT_PROPERTIES,
     now: int | None = None,
@@ -345,7 +374,8 @@ def _validate_event(record: dict[str, Any], cap: int, now: int) -> EventOp:
         raise RecordError(509)
     if not isinstance(name, str):
         raise RecordError(512, "evtName must be a string.")
-    if event_key(name) in RESTRICTED_EVENTS:
+    name_key = event_key(name)
+    if name_key in RESTRICTED_EVENTS:
         raise RecordError(513)
     _check_key(name, 512, profile=False)
     data = record.get("evtData", {})
@@ -357,10 +387,11 @@ def _validate_event(record: dict[str, Any], cap: int, now: int) -> EventOp:
     ts = _timestamp(record, now)
     if len(data) > cap:
         raise RecordError(522, f"{len(data)} properties, at most {cap}.")
+    charged = name_key == "charged"
     clean: dict[str, Any] = {}
     for key, value in data.items():
         _check_key(key, 512, profile=False)
-        clean[key] = _event_value(key, value, allow_items=event_key(name) == "charged")
+        clean[key] = _event_value(key, value, allow_items=charged)
     return EventOp(who=who, ts=ts, name=name, data=clean)
 
 

@@ -15,8 +15,6 @@ import base64
 import contextlib
 import json
 import re
-import socket
-import struct
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
@@ -40,6 +38,7 @@ from sandbox.salesforce.errors import (
     not_found,
     request_limit,
 )
+from sandbox.server import abort_connection
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -208,7 +207,7 @@ class SalesforceApp:
 
     # --- the request pipeline -------------------------------------------------------
 
-    async def api(self, request: Request) -> Response:  # noqa: C901 - the pipeline, step by step
+    async def api(self, request: Request) -> Response:  # noqa: C901, PLR0912 - the pipeline, step by step
         """Faults, authentication, API usage, dispatch, headers and the request log."""
         path = request.url.path
         method = request.method
@@ -248,6 +247,11 @@ class SalesforceApp:
                     response = self._error(exc, is_async=is_async)
                 except MultipleChoices as exc:
                     response = _json(exc.urls, 300)
+                except Exception as exc:  # noqa: BLE001 - an emulator bug answers 500 the Salesforce way
+                    error = ApiError(
+                        500, "UNKNOWN_EXCEPTION", f"emulator error: {exc!r}"
+                    )
+                    response = self._error(error, is_async=is_async)
         if not is_async:
             used, limit = self.emulator.api_usage()
             response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{limit}"
@@ -1059,6 +1063,15 @@ class SalesforceApp:
             return _json(emulator.counts())
         if path == "requests" and method == "GET":
             return _json(emulator.requests_log())
+        if path == "jobs" and method == "GET":
+            return _json(
+                {
+                    "ingest": [
+                        bulk.public_ingest(j) for j in emulator.store.jobs(bulk.V2)
+                    ],
+                    "bulk1": [bulk.public_v1(j) for j in emulator.store.jobs(bulk.V1)],
+                }
+            )
         if path == "apex" and method == "GET":
             return _json(emulator.apex_calls())
         if path == "reset" and method == "POST":
@@ -1129,41 +1142,14 @@ def _soap_envelope(inner: str) -> str:
     )
 
 
-def _find_transport(send: Any, depth: int = 8) -> Any:
-    """The server's transport behind an ASGI `send` (Starlette wraps it in closures).
-
-    uvicorn's `send` is a bound method of the connection's request cycle, which
-    holds the asyncio transport; Starlette's middleware wrap it in closures.
-    """
-    if depth <= 0 or send is None:
-        return None
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if transport is not None:
-        return transport
-    for cell in getattr(send, "__closure__", None) or ():
-        with contextlib.suppress(ValueError):
-            found = _find_transport(cell.cell_contents, depth - 1)
-            if found is not None:
-                return found
-    return None
-
-
 class _ResetResponse(Response):
     """Aborts the TCP connection (RST) instead of answering."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         del scope, receive
-        transport = _find_transport(send)
-        if transport is None:
+        if not await abort_connection(send):
             msg = "connection reset (sandbox fault)"
             raise ConnectionResetError(msg)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
-        transport.abort()
 
 
 def _reset_connection(request: Request) -> Response:

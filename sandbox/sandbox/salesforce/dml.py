@@ -526,6 +526,10 @@ def derive(sobject: SObject, record: Record) -> None:
         record["IsWon"] = _CLOSED_STAGES.get(stage or "", False)
     elif sobject.name == "Task":
         record["IsClosed"] = record.get("Status") in {"Completed", "Deferred"}
+        if record.get("Status") != "Completed":
+            record["CompletedDateTime"] = None
+        elif not record.get("CompletedDateTime"):
+            record["CompletedDateTime"] = now_text()
     elif sobject.name == "Case":
         closed = record.get("Status") == "Closed"
         if closed and not record.get("IsClosed"):

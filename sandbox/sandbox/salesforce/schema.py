@@ -519,6 +519,7 @@ LEAD = SObject(
         number("AnnualRevenue", "currency", precision=18, scale=0),
         integer("NumberOfEmployees"),
         flag("HasOptedOutOfEmail"),
+        flag("DoNotCall"),
         read_only(flag("IsConverted")),
         read_only(_f("ConvertedDate", "date")),
         read_only(ref("ConvertedContactId", "Contact")),
@@ -603,6 +604,7 @@ OPPORTUNITY = SObject(
     (
         ID_FIELD,
         ref("AccountId", "Account"),
+        ref("ContactId", "Contact"),
         *name_field(parts=False),
         _f("Description", "textarea", length=32000),
         pick(
@@ -728,6 +730,7 @@ TASK = SObject(
             defaulted_on_create=True,
         ),
         read_only(flag("IsClosed")),
+        read_only(_f("CompletedDateTime", "datetime")),
         _f("Description", "textarea", length=32000),
         integer("CallDurationInSeconds"),
         pick("TaskSubtype", ("Task", "Email", "Call")),
@@ -807,6 +810,31 @@ CASE_HISTORY = SObject(
     createable=False,
 )
 
+OPPORTUNITY_FIELD_HISTORY = SObject(
+    "OpportunityFieldHistory",
+    "Opportunity Field History",
+    "017",
+    tuple(
+        read_only(f)
+        for f in (
+            ID_FIELD,
+            ref("OpportunityId", "Opportunity"),
+            pick(
+                "Field",
+                ("created", "StageName", "Amount", "CloseDate", "Probability", "Owner"),
+            ),
+            pick(
+                "DataType",
+                ("Text", "EntityId", "DynamicEnum", "Currency", "Date", "Percent"),
+            ),
+            _f("OldValue", "anyType"),
+            _f("NewValue", "anyType"),
+            *system_fields(modstamp=False, modified=False),
+        )
+    ),
+    createable=False,
+)
+
 ENGAGEMENT = SObject(
     "CleverTap_Engagement__c",
     "CleverTap Engagement",
@@ -854,6 +882,7 @@ OBJECTS: dict[str, SObject] = {
         CAMPAIGN_MEMBER,
         OPPORTUNITY_HISTORY,
         CASE_HISTORY,
+        OPPORTUNITY_FIELD_HISTORY,
         ENGAGEMENT,
     )
 }

@@ -5,13 +5,14 @@ from __future__ import annotations
 # ruff: noqa: PLR2004 - sample-data probabilities and sizes
 # ruff: noqa: ANN401 - record values are arbitrary JSON
 import datetime as dt
+import itertools
 import json
 import random
 from typing import TYPE_CHECKING, Any
 
 from sandbox.salesforce import schema
 from sandbox.salesforce.dml import INTEGRATION_USER_ID, derive
-from sandbox.salesforce.values import UTC, format_datetime
+from sandbox.salesforce.values import UTC, format_datetime, parse_datetime
 
 if TYPE_CHECKING:
     from sandbox.salesforce.store import Record, Store
@@ -165,6 +166,9 @@ class _Seeder:
     def __init__(self, store: Store, size: str) -> None:
         self.store = store
         self.rng = random.Random(f"sandbox-salesforce-{size}")  # noqa: S311 - sample data, not crypto
+        # Fields added later draw from their own stream, so the records and values
+        # of the first version stay exactly as they were (golden files use them).
+        self.extra = random.Random(f"sandbox-salesforce-{size}-v2")  # noqa: S311 - sample data
         self.counts = SIZES[size]
         self.out: list[tuple[str, Record]] = []
         self.ids: dict[str, list[str]] = {}
@@ -604,7 +608,174 @@ class _Seeder:
                     "Contact__c": source["Id"],
                 },
             )
+        self.rng = self.extra
+        self.finish()
         return self.out
+
+    # --- fields and records added after the first version (own random stream) ---
+
+    def rows(self, name: str) -> list[Record]:
+        return [record for kind, record in self.out if kind == name]
+
+    def finish(self) -> None:
+        """Lead.DoNotCall, Task.CompletedDateTime, Opportunity.ContactId, field history.
+
+        Also makes sure the org has a won and a lost deal on accounts with contacts,
+        and converted leads (with the Account and Contact the conversion made).
+        """
+        rng = self.extra
+        for lead in self.rows("Lead"):
+            lead["DoNotCall"] = rng.random() < 0.08
+        for task in self.rows("Task"):
+            if task["Status"] == "Completed":
+                created = parse_datetime(task["CreatedDate"])
+                modified = parse_datetime(task["LastModifiedDate"])
+                done = created + (modified - created) * rng.uniform(0.3, 1.0)
+                task["CompletedDateTime"] = format_datetime(done.replace(microsecond=0))
+            else:
+                task["CompletedDateTime"] = None
+        self.convert_leads()
+        by_account: dict[str, list[str]] = {}
+        for contact in self.rows("Contact"):
+            if contact["AccountId"]:
+                by_account.setdefault(contact["AccountId"], []).append(contact["Id"])
+        opportunities = self.rows("Opportunity")
+        for opp in opportunities:
+            staff = by_account.get(opp["AccountId"] or "", [])
+            chance = 1.0 if opp["IsClosed"] else 0.8
+            opp["ContactId"] = (
+                rng.choice(staff) if staff and rng.random() < chance else None
+            )
+        staffed = [o for o in opportunities if o["ContactId"]]
+        for stage, won in (("Closed Won", True), ("Closed Lost", False)):
+            if any(o["IsClosed"] and o["IsWon"] is won for o in staffed):
+                continue
+            # Close the most recently listed open deal (never the first open one).
+            open_deals = [o for o in staffed if not o["IsClosed"]]
+            if len(open_deals) > 1:
+                self.close_deal(open_deals[-1], stage)
+        self.field_history()
+
+    def close_deal(self, opp: Record, stage: str) -> None:
+        won = stage == "Closed Won"
+        history = [
+            h
+            for h in self.rows("OpportunityHistory")
+            if h["OpportunityId"] == opp["Id"]
+        ]
+        last = max(parse_datetime(h["CreatedDate"]) for h in history)
+        when = last + dt.timedelta(days=self.extra.randint(2, 20), hours=3)
+        opp.update(
+            {
+                "StageName": stage,
+                "Probability": 100.0 if won else 0.0,
+                "ForecastCategoryName": "Closed" if won else "Omitted",
+                "NextStep": None,
+            }
+        )
+        derive(schema.OPPORTUNITY, opp)
+        stamp = max(parse_datetime(opp["LastModifiedDate"]), when)
+        opp["LastModifiedDate"] = opp["SystemModstamp"] = format_datetime(stamp)
+        amount = opp["Amount"]
+        self.new(
+            "OpportunityHistory",
+            {
+                "OpportunityId": opp["Id"],
+                "StageName": stage,
+                "Amount": amount,
+                "ExpectedRevenue": amount if won else 0.0,
+                "CloseDate": opp["CloseDate"],
+                "Probability": opp["Probability"],
+                "ForecastCategory": "Closed" if won else "Omitted",
+            },
+            created=when,
+        )
+
+    def convert_leads(self) -> None:
+        """Every `Closed - Converted` lead became one of the seeded Contacts.
+
+        The lead keeps the person's name, email and phones as they were when it was
+        converted; the Contact (and its Account) are the ones the conversion made,
+        so the lead's dates are moved before the Contact's creation.
+        """
+        leads = self.rows("Lead")
+        converted = [lead for lead in leads if lead["Status"] == "Closed - Converted"]
+        if not converted and leads:
+            converted = [leads[-1]]
+        accounts = {a["Id"]: a for a in self.rows("Account")}
+        candidates = [c for c in self.rows("Contact") if c["AccountId"] in accounts]
+        chosen = self.extra.sample(candidates, min(len(candidates), len(converted)))
+        for lead, contact in zip(converted, chosen, strict=False):
+            made = parse_datetime(contact["CreatedDate"])
+            created = min(
+                parse_datetime(lead["CreatedDate"]),
+                made - dt.timedelta(days=self.extra.randint(3, 60)),
+            )
+            account = accounts[contact["AccountId"]]
+            lead.update(
+                {
+                    name: contact[name]
+                    for name in (
+                        "Salutation",
+                        "FirstName",
+                        "LastName",
+                        "Title",
+                        "Email",
+                        "Phone",
+                        "MobilePhone",
+                        "HasOptedOutOfEmail",
+                        "DoNotCall",
+                    )
+                }
+            )
+            lead.update(
+                {
+                    "Company": account["Name"],
+                    "Industry": account["Industry"],
+                    "Status": "Closed - Converted",
+                    "IsConverted": True,
+                    "ConvertedDate": made.date().isoformat(),
+                    "ConvertedAccountId": account["Id"],
+                    "ConvertedContactId": contact["Id"],
+                    "CreatedDate": format_datetime(created),
+                }
+            )
+            derive(schema.LEAD, lead)
+            stamp = max(parse_datetime(lead["LastModifiedDate"]), made)
+            lead["LastModifiedDate"] = lead["SystemModstamp"] = format_datetime(stamp)
+
+    def field_history(self) -> None:
+        """OpportunityFieldHistory: `created`, then each stage change of the deal."""
+        history: dict[str, list[Record]] = {}
+        for row in self.rows("OpportunityHistory"):
+            history.setdefault(row["OpportunityId"], []).append(row)
+        for opp in self.rows("Opportunity"):
+            self.new(
+                "OpportunityFieldHistory",
+                {
+                    "OpportunityId": opp["Id"],
+                    "Field": "created",
+                    "DataType": "Text",
+                    "OldValue": None,
+                    "NewValue": None,
+                },
+                created=parse_datetime(opp["CreatedDate"]),
+            )
+            rows = sorted(history.get(opp["Id"], []), key=lambda h: h["CreatedDate"])
+            for before, after in itertools.pairwise(rows):
+                if before["StageName"] == after["StageName"]:
+                    continue
+                self.new(
+                    "OpportunityFieldHistory",
+                    {
+                        "OpportunityId": opp["Id"],
+                        "Field": "StageName",
+                        "DataType": "DynamicEnum",
+                        "OldValue": before["StageName"],
+                        "NewValue": after["StageName"],
+                    },
+                    created=parse_datetime(after["CreatedDate"]),
+                )
 
 
 def seed(store: Store, size: str) -> int:

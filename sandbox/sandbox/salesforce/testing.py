@@ -162,7 +162,5 @@ def running_emulator(
         finally:
             # Clients (simple-salesforce, the targets) keep idle TLS connections in
             # their pools; uvicorn would otherwise wait for each one before it stops.
-            uvicorn_server = getattr(server, "_server", None)
-            if uvicorn_server is not None:
-                uvicorn_server.force_exit = True
+            server.force_exit_on_stop()
     emulator.store.close()
