@@ -33,6 +33,13 @@ $(MELTANO_VENV)/.installed:
 
 install: $(STAMP) $(TAP_SF_VENV)/.installed $(MELTANO_VENV)/.installed
 
+# The Meltano project's plugin venvs, for the e2e tests. Never with the sandbox proxy
+# variables set: pip and uv must reach the package index directly.
+MELTANO_PLUGINS := .meltano/.plugins-installed
+$(MELTANO_PLUGINS): meltano.yml $(MELTANO_VENV)/.installed $(foreach p,$(PKGS),$(p)/pyproject.toml)
+	env -u HTTPS_PROXY -u https_proxy -u REQUESTS_CA_BUNDLE MELTANO_SEND_ANONYMOUS_USAGE_STATS=false $(MELTANO_VENV)/bin/meltano install
+	touch $@
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -44,7 +51,7 @@ format: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install $(MELTANO_PLUGINS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import ssl
 import struct
 import threading
 import time
@@ -125,11 +124,6 @@ def serve_forever(
 ) -> None:
     """Serve `app` in the foreground until interrupted."""
     uvicorn.Server(_config(app, port, ssl_certfile, ssl_keyfile)).run()
-
-
-def client_ssl_context(cafile: str) -> ssl.SSLContext:
-    """An SSL context that trusts only the given CA file (for tests of the TLS path)."""
-    return ssl.create_default_context(cafile=cafile)
 
 
 _TRANSPORT_SEARCH_DEPTH = 8

@@ -40,6 +40,7 @@ class TLSFiles:
 
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when an earlier file had wider permissions
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
 

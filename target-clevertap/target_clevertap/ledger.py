@@ -103,6 +103,11 @@ class StateStore:
         self._pending_idents: dict[tuple[str, str], list[str]] = {}
         self._pending_accts: dict[str, str] = {}
         self._pending_links: dict[tuple[str, str], tuple[str, str]] = {}
+        #: objects that have links at all (only converted Leads do): lookups of
+        #: other objects skip the links table
+        self._linked_objs = {
+            str(r[0]) for r in self._db.execute("SELECT DISTINCT obj FROM links")
+        }
 
     def close(self) -> None:
         """Flush and close the database."""
@@ -244,6 +249,7 @@ class StateStore:
         with self._lock:
             self._link_cache[(obj, record_id)] = (to_obj, to_id)
             self._pending_links[(obj, record_id)] = (to_obj, to_id)
+            self._linked_objs.add(obj)
 
     def flush_identities(self) -> None:
         """Write the identity-map changes remembered since the last flush."""
@@ -282,7 +288,7 @@ class StateStore:
 
     def _linked(self, obj: str, record_id: str) -> tuple[str, str] | None:
         hit = self._link_cache.get((obj, record_id))
-        if hit is not None:
+        if hit is not None or obj not in self._linked_objs:
             return hit
         row = self._db.execute(
             "SELECT to_obj, to_id FROM links WHERE obj=? AND id=?", (obj, record_id)

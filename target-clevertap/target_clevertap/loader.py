@@ -453,6 +453,12 @@ class Loader:
                 return
             key = f"{entry.mapping.track_key}={scalar_text(value).strip()}"
         if key.startswith("sha:"):
+            self.warn_once(
+                f"track:{entry.stream}",
+                "Stream %s: change tracking needs key properties (or track_key); "
+                "records without them never count as changed",
+                entry.stream,
+            )
             return
         slot = (entry.stream, key)
         prior: tuple[int | None, dict[str, Any]] | None

@@ -3,10 +3,15 @@
 Usage (from the repository root):
     .venv/bin/python tests/e2e/meltano_settings.py          # print what would change
     .venv/bin/python tests/e2e/meltano_settings.py --write  # rewrite meltano.yml
+    .venv/bin/python tests/e2e/meltano_settings.py --definitions [--write]
 
 Only the `settings:` and `settings_group_validation:` blocks of tap-clevertap,
 target-clevertap and target-salesforce are replaced; comments and everything else in
 meltano.yml stay as they are.
+
+With `--definitions`, the same --about data instead builds each plugin folder's
+`meltano-plugin.yml`: the entry another Meltano project pastes into its own
+meltano.yml to install the plugin from this repository's git URL.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_PLUGINS = ("tap-clevertap", "target-clevertap", "target-salesforce")
@@ -28,6 +35,37 @@ _KINDS = {
     "object": "object",
 }
 _UPPER = {"id", "url", "api", "sf", "ca"}
+
+DEFINITION_FILE = "meltano-plugin.yml"
+# Placeholder repository: whoever publishes this repository replaces OWNER/REPO
+# (and the tag) with their own; the README says so next to the snippet.
+PIP_URL = "git+https://github.com/OWNER/REPO.git@v{version}#subdirectory={plugin}"
+# Singer SDK capability names (from --about) -> Meltano capability names. They are
+# spelled the same; an unknown one fails the generator instead of being dropped.
+_CAPABILITIES = {
+    name: name
+    for name in (
+        "about",
+        "activate-version",
+        "batch",
+        "catalog",
+        "discover",
+        "log-based",
+        "properties",
+        "schema-flattening",
+        "state",
+        "stream-maps",
+        "structured-logging",
+        "test",
+        "validate-records",
+    )
+}
+# Namespaces match meltano.yml; target-salesforce's differs from the Hub's variants.
+_NAMESPACES = {"target-salesforce": "target_salesforce_clevertap"}
+VARIANT = "clevertap-salesforce"
+# The plugin README shows the definition between these markers.
+README_BEGIN = "<!-- BEGIN meltano-plugin.yml -->"
+README_END = "<!-- END meltano-plugin.yml -->"
 
 
 def about(plugin: str) -> dict[str, Any]:
@@ -90,6 +128,104 @@ def settings_block(plugin: str) -> list[str]:
     return lines
 
 
+def _setting(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    setting: dict[str, Any] = {
+        "name": name,
+        "kind": _kind(spec),
+        "label": spec.get("title") or _label(name),
+    }
+    description = " ".join(str(spec.get("description") or "").split())
+    if description:
+        setting["description"] = description
+    options = [v for v in spec.get("enum") or [] if v is not None]
+    if options:
+        setting["options"] = [{"label": str(v), "value": v} for v in options]
+    if spec.get("default") is not None:
+        setting["value"] = spec["default"]
+    if spec.get("secret") or spec.get("writeOnly"):
+        setting["sensitive"] = True
+    return setting
+
+
+def plugin_definition(plugin: str) -> dict[str, Any]:
+    """One plugin's Meltano definition (a `plugins:` entry), built from --about."""
+    info = about(plugin)
+    settings = info["settings"]
+    definition: dict[str, Any] = {
+        "name": plugin,
+        "namespace": _NAMESPACES.get(plugin, plugin.replace("-", "_")),
+        "variant": VARIANT,
+        "pip_url": PIP_URL.format(version=info["version"], plugin=plugin),
+        "executable": plugin,
+        "capabilities": [_CAPABILITIES[c] for c in info["capabilities"]],
+        "settings": [
+            _setting(name, spec) for name, spec in settings["properties"].items()
+        ],
+    }
+    required = sorted(settings.get("required") or [])
+    if required:
+        definition["settings_group_validation"] = [required]
+    return definition
+
+
+def plugin_type(plugin: str) -> str:
+    """`extractors` for taps, `loaders` for targets."""
+    return "extractors" if plugin.startswith("tap-") else "loaders"
+
+
+def definition_text(plugin: str) -> str:
+    """The generated content of `<plugin>/meltano-plugin.yml`."""
+    body = yaml.safe_dump(
+        {"plugins": {plugin_type(plugin): [plugin_definition(plugin)]}},
+        sort_keys=False,
+        width=88,
+        allow_unicode=True,
+    )
+    header = (
+        f"# Generated from `{plugin} --about` by tests/e2e/meltano_settings.py"
+        " --definitions --write;\n"
+        "# do not edit by hand. Paste the entry under `plugins:` in your meltano.yml"
+        " and\n"
+        "# replace OWNER/REPO (and the tag) in pip_url with the repository you"
+        " install from.\n"
+    )
+    return header + body
+
+
+def readme_with_definition(readme: str, definition: str) -> str:
+    """README text whose block between the markers shows `definition` as YAML."""
+    head, found, rest = readme.partition(README_BEGIN + "\n")
+    _, found_end, tail = rest.partition(README_END)
+    if not (found and found_end):
+        msg = f"README lacks the {README_BEGIN} ... {README_END} markers"
+        raise ValueError(msg)
+    block = f"```yaml\n{definition}```\n"
+    return f"{head}{README_BEGIN}\n{block}{README_END}{tail}"
+
+
+def definitions_main(*, write: bool) -> int:
+    """Print drift in, or rewrite, each plugin's meltano-plugin.yml and README block."""
+    stale = []
+    for plugin in LOCAL_PLUGINS:
+        path = REPO / plugin / DEFINITION_FILE
+        readme = REPO / plugin / "README.md"
+        text = definition_text(plugin)
+        updated = {path: text, readme: readme_with_definition(readme.read_text(), text)}
+        for target, content in updated.items():
+            if target.exists() and target.read_text() == content:
+                continue
+            if write:
+                target.write_text(content)
+            else:
+                stale.append(str(target.relative_to(REPO)))
+    if stale:
+        sys.stdout.write(
+            f"out of date: {', '.join(stale)}; rerun with --definitions --write\n"
+        )
+        return 1
+    return 0
+
+
 def _block_end(lines: list[str], start: int) -> int:
     end = start + 1
     while end < len(lines):
@@ -118,6 +254,8 @@ def regenerate(text: str) -> str:
 
 def main() -> int:
     """Print or write the regenerated meltano.yml; exit 1 when it differs."""
+    if "--definitions" in sys.argv[1:]:
+        return definitions_main(write="--write" in sys.argv[1:])
     path = REPO / "meltano.yml"
     current = path.read_text()
     updated = regenerate(current)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 @pytest.mark.parametrize("kill_after", [1, 4, 9])
@@ -38,10 +38,12 @@ def test_salesforce_target_killed_and_resumed_loses_and_duplicates_nothing(
 def test_salesforce_target_killed_during_bulk_and_resumed_loses_nothing(
     sf_rig: Any, kill_after: int
 ) -> None:
-    sf_rig.crash_cell(kill_after, batch_size_rows=20, bulk_threshold=10)
+    sf_rig.crash_cell(
+        kill_after, label=" (Bulk 2.0)", batch_size_rows=20, bulk_threshold=10
+    )
 
 
-@pytest.mark.parametrize("kill_after", [3, 7])
+@pytest.mark.parametrize("kill_after", [2, 6])
 def test_clevertap_tap_killed_and_resumed_emits_every_event(
     tap_rig: Any, kill_after: int
 ) -> None:

@@ -1,8 +1,10 @@
 """Fatal stops: a clear last line naming the cause, no traceback, no STATE past it.
 
-A run that cannot go on (API limit used up, a Bulk job that failed, retries
-exhausted, wrong credentials, a looping export cursor) must end with a non-zero exit
-code and a message an operator can act on, not a Python traceback.
+A run that cannot go on (API limit used up, a Bulk job that failed, wrong
+credentials, a looping export cursor) must end with a non-zero exit code and a
+message an operator can act on, not a Python traceback. target-clevertap's fatal
+stops (retries exhausted, events in doubt, HTTP 401) are checked in the fault matrix
+and in test_security.py.
 """
 
 from __future__ import annotations
@@ -33,16 +35,6 @@ def _messages(rig: Any, n: int) -> list[dict[str, Any]]:
     ]
 
 
-def _ct_retries_exhausted(rig: Any) -> tuple[Any, str]:
-    rig.handle.fault("status", status=503, times=50, path="/1/upload")
-    return rig.run(rig.config(max_retries=2), _messages(rig, 5)), "503"
-
-
-def _ct_wrong_passcode(rig: Any) -> tuple[Any, str]:
-    run = rig.run(rig.config(passcode="WRONG-passcode-fatal-1"), _messages(rig, 5))
-    return run, rig.handle.account_id
-
-
 def _sf_request_limit(rig: Any) -> tuple[Any, str]:
     rig.handle.fault("request_limit", path="composite")
     return rig.run(rig.config(), _messages(rig, 5)), "REQUEST_LIMIT_EXCEEDED"
@@ -64,8 +56,6 @@ def _tap_wrong_passcode(rig: Any) -> tuple[Any, str]:
 
 
 CASES = [
-    pytest.param("ct_rig", _ct_retries_exhausted, id="target-clevertap retries"),
-    pytest.param("ct_rig", _ct_wrong_passcode, id="target-clevertap 401"),
     pytest.param(
         "sf_rig",
         _sf_request_limit,

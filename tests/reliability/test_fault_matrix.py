@@ -91,6 +91,7 @@ CT_FAULTS = [
 def test_clevertap_target_loses_and_duplicates_nothing_under_fault(
     ct_rig: Any, fault: Fault
 ) -> None:
+    """Fatal stops of target-clevertap must also be one clear line, no traceback."""
     ct_rig.cell(
         fault.name,
         lambda: _arm(ct_rig.handle, fault.faults),
@@ -100,6 +101,7 @@ def test_clevertap_target_loses_and_duplicates_nothing_under_fault(
         note=fault.note,
         **dict(fault.config),
     )
+    assert not ct_rig.tracebacks, ct_rig.tracebacks[0]
 
 
 def test_clevertap_target_rejects_server_side_unprocessed_with_their_code(
@@ -226,9 +228,11 @@ def test_salesforce_target_loses_and_duplicates_nothing_under_fault(
 
 EVENTS = "/1/events.json"
 TAP_FAULTS = [
+    # the tap's backoff is fixed (2 s doubling, no setting): these take ~7 s each
     Fault(
         "429 storm x2 (retried)",
         ({"kind": "status", "status": 429, "times": 2, "path": EVENTS},),
+        marks=(pytest.mark.slow,),
     ),
     Fault(
         "500 + 503 burst",
@@ -236,6 +240,7 @@ TAP_FAULTS = [
             {"kind": "status", "status": 500, "times": 1, "path": EVENTS},
             {"kind": "status", "status": 503, "times": 1, "path": EVENTS},
         ),
+        marks=(pytest.mark.slow,),
     ),
     Fault(
         "connection reset mid-request",

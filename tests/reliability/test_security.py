@@ -60,7 +60,7 @@ ABOUT_SECRETS = {
 
 
 @pytest.mark.parametrize("module", sorted(ABOUT_SECRETS))
-@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+@pytest.mark.parametrize("fmt", ["text", "json"])
 def test_about_output_never_shows_secrets_and_marks_them_secret(
     module: str, fmt: str, tmp_path: Path, plugin_cli: Any
 ) -> None:

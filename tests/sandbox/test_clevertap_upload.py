@@ -358,3 +358,41 @@ def test_upload_is_logged_with_record_count_and_no_passcode(ct) -> None:
     assert entry["status"] == 200
     assert entry["records"] == 2
     assert ct.passcode not in str(ct.requests_log())
+
+
+def test_records_of_one_batch_build_on_the_earlier_records_of_that_batch(ct) -> None:
+    reply = upload(
+        ct,
+        event("u", "E"),
+        profile("u", Score=1, Tags=["a"]),
+        profile("u", Score={"$incr": 2}, Tags={"$add": ["b"]}),
+        profile("u", Tags={"$incr": 1}),
+        profile("u", Score={"$incr": 3}),
+    )
+    assert reply["processed"] == 4
+    assert [e["code"] for e in reply["unprocessed"]] == [512]
+    [stored] = ct.profiles()
+    assert stored["profileData"] == {"Score": 6, "Tags": ["a", "b"]}
+    assert [e["objectId"] for e in ct.events()] == [stored["objectId"]]
+
+
+def test_profile_update_keeps_the_newest_timestamp(ct) -> None:
+    upload(ct, profile("u", ts=TS + 10, Name="A"))
+    upload(ct, profile("u", ts=TS, City="Rome"), profile("v", ts=TS + 5, Name="B"))
+    by_identity = {p["identity"]: p for p in ct.profiles()}
+    assert by_identity["u"]["updatedTs"] == TS + 10
+    assert by_identity["u"]["createdTs"] == TS + 10
+    assert by_identity["u"]["profileData"] == {"Name": "A", "City": "Rome"}
+    assert by_identity["v"]["createdTs"] == TS + 5
+
+
+def test_device_token_for_a_profile_created_earlier_in_the_batch(ct) -> None:
+    upload(ct, profile("u", Name="x"))
+    object_id = ct.profiles()[0]["objectId"]
+    token = {"type": "token", "objectId": object_id, "tokenData": {"id": "t"}}
+    token["tokenData"]["type"] = "fcm"
+    by_object_id = {"type": "profile", "objectId": "__fresh", "profileData": {}}
+    fresh_token = {**token, "objectId": "__fresh"}
+    reply = upload(ct, by_object_id, fresh_token, token)
+    assert reply == {"status": "success", "processed": 3, "unprocessed": []}
+    assert {p["objectId"] for p in ct.profiles()} == {object_id, "__fresh"}

@@ -155,6 +155,35 @@ def test_identity_map_resolves_who_accounts_and_conversions(tmp_path: Any) -> No
     again.close()
 
 
+def test_identity_map_tells_never_seen_from_seen_with_nobody(tmp_path: Any) -> None:
+    store = StateStore(tmp_path, "A")
+    store.remember("Case", "500A", ["SF_Contact_003A"])
+    store.remember("Opportunity", "006N", [])  # seen, names nobody
+    store.remember("Task", "00TX", ["SF_Contact_003A"], cache=False)
+    assert store.lookup("Case", "500A") == ["SF_Contact_003A"]
+    assert store.lookup("Opportunity", "006N") == []
+    assert store.lookup("Opportunity", "006UNSEEN") is None
+    assert store.lookup("Task", "00TX") == ["SF_Contact_003A"]  # pending, on disk soon
+    assert store.lookup("Who", "003UNSEEN") is None
+    store.flush_identities()
+    store.close()
+    again = StateStore(tmp_path, "A")
+    assert again.lookup("Opportunity", "006N") == []
+    assert again.lookup("Task", "00TX") == ["SF_Contact_003A"]
+    assert again.lookup("Case", "500A") == ["SF_Contact_003A"]
+    again.close()
+
+
+def test_tracked_values_are_kept_across_runs(tmp_path: Any) -> None:
+    store = StateStore(tmp_path, "A")
+    assert store.tracked("Opportunity", "006A") is None
+    store.save_tracked([("Opportunity", "006A", 1704445200, {"StageName": "Won"})])
+    store.close()
+    again = StateStore(tmp_path, "A")
+    assert again.tracked("Opportunity", "006A") == (1704445200, {"StageName": "Won"})
+    again.close()
+
+
 def test_ledger_is_safe_across_threads(tmp_path: Any) -> None:
     store = StateStore(tmp_path, "A")
 

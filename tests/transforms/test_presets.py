@@ -10,6 +10,7 @@ the diff).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -106,6 +107,11 @@ def check_import_preset(path: Path) -> list[str]:
     index = PresetIndex(path)
     errors: list[str] = []
     with_profile = {name for name, m in mappings.items() if m.profile is not None}
+    mapped = {
+        name
+        for name, m in mappings.items()
+        if not m.skip and (m.profile is not None or m.events)
+    }
     for stream, mapping in mappings.items():
         sobject = OBJECTS.get(stream)
         if sobject is None:
@@ -135,12 +141,21 @@ def check_import_preset(path: Path) -> list[str]:
                         f"exist on {stream} in the sample org",
                     )
                 )
-        errors += _check_references(index, stream, mapping, with_profile)
+        errors += _check_references(index, stream, mapping, with_profile, mapped)
     return errors
 
 
+# References to people resolve through these streams' profile identities; any
+# other object's records resolve to whoever their mapping (profile or events) names.
+_PERSON_REFS = {"Contact": {"Contact"}, "Lead": {"Lead"}, "Who": {"Contact", "Lead"}}
+
+
 def _check_references(
-    index: PresetIndex, stream: str, mapping: Any, with_profile: set[str]
+    index: PresetIndex,
+    stream: str,
+    mapping: Any,
+    with_profile: set[str],
+    mapped: set[str],
 ) -> list[str]:
     """Problems of the `{ref: ...}` identities of one stream's mapping."""
     errors: list[str] = []
@@ -151,18 +166,20 @@ def _check_references(
         if spec.kind != "ref":
             continue
         target = str(spec.ref_object)
-        needs = {
-            "Who": {"Contact", "Lead"},
-            "Account": {"Contact"},
-        }.get(target, {target})
-        if not needs <= with_profile:
+        if target in _PERSON_REFS or target == "Account":
+            # An AccountId fans out to the Contacts of the account.
+            needs = _PERSON_REFS.get(target, {"Contact"})
+            lacking, why = needs - with_profile, "gives no profile"
+        else:
+            lacking, why = {target} - mapped, "does not map (or skips)"
+        if lacking:
             errors.append(
                 index.error(
                     stream,
                     spec.value,
                     f"stream {stream!r}, {where}.identity: {{ref: {spec.value}}} "
-                    f"resolves through {', '.join(sorted(needs))}, which this "
-                    "preset gives no profile",
+                    f"resolves through {', '.join(sorted(lacking))}, which this "
+                    f"preset {why}",
                 )
             )
         field = sobject.field_map.get(spec.value)
@@ -348,7 +365,7 @@ def test_export_preset_loads_and_fits_sample_org_and_tap_columns(
 )
 def test_preset_is_versioned(preset: Path) -> None:
     doc = yaml.safe_load(preset.read_text(encoding="utf-8"))
-    assert doc["version"] == 1
+    assert doc["version"] == 2
     readme = (TRANSFORMS / "README.md").read_text(encoding="utf-8")
     assert preset.name in readme, f"{preset.name} is not described in the README"
 
@@ -375,31 +392,40 @@ def test_import_checker_names_the_line_of_an_unknown_field(tmp_path: Path) -> No
     assert "field 'Subjct' does not exist on Case" in error
 
 
-def test_import_checker_names_a_reference_nothing_resolves(tmp_path: Path) -> None:
+def _without_entry(tmp_path: Path, stream: str, replacement: str) -> str:
+    """The import preset with one stream's entry replaced; returns the new text."""
     text = (TRANSFORMS / "salesforce_to_clevertap.yml").read_text(encoding="utf-8")
-    # Without the Case profile the target cannot tell whose a CaseHistory row is.
-    start = text.index(
-        "    profile:\n      identity: {ref: ContactId}\n      properties:\n"
-        "        include: [CaseNumber, Status]"
-    )
-    end = text.index("    events:\n      - name: Case Created")
-    text = text[:start] + text[end:].replace(
-        "      - name: Case Created\n",
-        "      - name: Case Created\n        identity: {ref: ContactId}\n",
-        1,
-    ).replace(
-        "      - name: Case Closed\n",
-        "      - name: Case Closed\n        identity: {ref: ContactId}\n",
-        1,
-    )
-    broken = tmp_path / "salesforce_to_clevertap.yml"
-    broken.write_text(text, encoding="utf-8")
-    (error,) = check_import_preset(broken)
+    start = text.index(f"\n  {stream}:\n") + 1
+    end = re.compile(r"^(  \S|\s*$)", re.MULTILINE)
+    nxt = end.search(text, text.index("\n", start) + 1)
+    assert nxt is not None
+    text = text[:start] + replacement + text[nxt.start() :]
+    (tmp_path / "salesforce_to_clevertap.yml").write_text(text, encoding="utf-8")
+    return text
+
+
+def test_import_checker_names_a_reference_to_a_skipped_stream(tmp_path: Path) -> None:
+    # Without a Case mapping the target cannot tell whose a CaseHistory row is.
+    text = _without_entry(tmp_path, "Case", "  Case: {skip: true}\n")
+    (error,) = check_import_preset(tmp_path / "salesforce_to_clevertap.yml")
     line = next(
         i for i, row in enumerate(text.splitlines(), 1) if "{ref: CaseId}" in row
     )
     assert f"line {line}: stream 'CaseHistory'" in error
-    assert "resolves through Case, which this preset gives no profile" in error
+    assert "resolves through Case, which this preset does not map" in error
+
+
+def test_import_checker_names_a_person_reference_without_a_profile(
+    tmp_path: Path,
+) -> None:
+    text = _without_entry(tmp_path, "Lead", "  Lead: {skip: true}\n")
+    errors = check_import_preset(tmp_path / "salesforce_to_clevertap.yml")
+    who = next(i for i, row in enumerate(text.splitlines(), 1) if "{ref: WhoId}" in row)
+    assert any(
+        f"line {who}: stream 'Task'" in e
+        and "resolves through Lead, which this preset gives no profile" in e
+        for e in errors
+    ), errors
 
 
 def test_import_preset_with_invalid_condition_fails_naming_the_line(
@@ -408,7 +434,7 @@ def test_import_preset_with_invalid_condition_fails_naming_the_line(
     broken, line = _broken_copy(
         tmp_path,
         TRANSFORMS / "salesforce_to_clevertap.yml",
-        'when: "IsClosed = true and IsWon = true"',
+        'when: "IsClosed = true and IsWon = true and ContactId is not null"',
         'when: "IsClosed = = true"',
     )
     with pytest.raises(
@@ -512,23 +538,20 @@ def _sample_import_input(handle: Any) -> list[tuple[str, list[dict[str, Any]]]]:
     cases += [c for c in rows("Case") if c["Status"] != "Closed"][:1]
     case_ids = {c["Id"] for c in cases}
     history = [h for h in rows("CaseHistory") if h["CaseId"] in case_ids]
-    # Deals of accounts that have contacts: a deal of an account without any has
-    # nobody to land on (its history rows are rejected as unresolved).
+    # A won and a lost deal with a primary contact, and a deal without one on an
+    # account that has contacts (it must land on nobody: no fallback).
     staffed = {c["AccountId"] for c in rows("Contact")}
-    deals = [o for o in rows("Opportunity") if o["AccountId"] in staffed]
-    # The small org's only won deal is on an account without contacts: close one
-    # open deal as won, as Salesforce would store it.
-    won = [
-        {**o, "StageName": "Closed Won", "IsClosed": True, "IsWon": True}
-        for o in deals
-        if not o["IsClosed"]
-    ][:1]
-    lost = [o for o in deals if o["IsClosed"] and not o["IsWon"]][:1]
-    opps = won + lost
+    deals = rows("Opportunity")
+    won = [o for o in deals if o["IsWon"] and o["ContactId"]][:1]
+    lost = [o for o in deals if o["IsClosed"] and not o["IsWon"] and o["ContactId"]]
+    orphan = [o for o in deals if not o["ContactId"] and o["AccountId"] in staffed]
+    opps = won + lost[:1] + orphan[:1]
     opp_ids = {o["Id"] for o in opps}
-    opp_history = [
-        h for h in rows("OpportunityHistory") if h["OpportunityId"] in opp_ids
-    ]
+    # Oldest first, as the change tracking of OpportunityHistory needs them.
+    opp_history = sorted(
+        (h for h in rows("OpportunityHistory") if h["OpportunityId"] in opp_ids),
+        key=lambda h: h["CreatedDate"],
+    )
     account_ids = {o["AccountId"] for o in opps}
     accounts = [a for a in rows("Account") if a["Id"] in account_ids]
     people = {r.get("WhoId") for r in tasks + events}
@@ -537,6 +560,8 @@ def _sample_import_input(handle: Any) -> list[tuple[str, list[dict[str, Any]]]]:
     contacts = [
         c for c in rows("Contact") if c["Id"] in people or c["AccountId"] in account_ids
     ]
+    # Plus a lead who asked not to be called (MSG-sms and MSG-whatsapp false).
+    people |= {next(lead["Id"] for lead in rows("Lead") if lead["DoNotCall"])}
     leads = [lead for lead in rows("Lead") if lead["Id"] in people]
     return [
         ("Contact", contacts),
@@ -595,6 +620,15 @@ def test_import_preset_on_seeded_org_gives_golden_clevertap_payloads(
     items = _dry_run_import(
         tmp_path, TRANSFORMS / "salesforce_to_clevertap.yml", text, kit
     )
+    # Lead.DoNotCall reaches the lead's profile as MSG-sms and MSG-whatsapp.
+    no_calls = [
+        i["profileData"]
+        for i in items
+        if i["identity"].startswith("SF_Lead_")
+        and i.get("profileData", {}).get("MSG-sms") is False
+    ]
+    assert no_calls
+    assert all(data["MSG-whatsapp"] is False for data in no_calls)
     events = {item.get("evtName") for item in items if item["type"] == "event"}
     assert events == {
         "Opportunity Created",
@@ -612,17 +646,51 @@ def test_import_preset_on_seeded_org_gives_golden_clevertap_payloads(
     check_golden(GOLDEN / "salesforce_to_clevertap.golden.jsonl", _sorted_jsonl(items))
 
 
-def test_stage_change_of_a_shared_deal_gets_one_event_key_per_contact(
+def test_deal_events_land_on_the_primary_contact_with_the_previous_stage(
     salesforce_emulator: Any, tmp_path: Path, kit: Any
 ) -> None:
-    text = kit.singer_lines(_sample_import_input(salesforce_emulator))
+    sample = dict(_sample_import_input(salesforce_emulator))
     items = _dry_run_import(
-        tmp_path, TRANSFORMS / "salesforce_to_clevertap.yml", text, kit
+        tmp_path,
+        TRANSFORMS / "salesforce_to_clevertap.yml",
+        kit.singer_lines(sample.items()),
+        kit,
+    )
+    primary = {o["Id"]: o["ContactId"] for o in sample["Opportunity"]}
+    # One event per stage change of each deal, compared row by row.
+    stages: dict[str, list[str]] = {}
+    for row in sample["OpportunityHistory"]:
+        stages.setdefault(row["OpportunityId"], []).append(row["StageName"])
+    expected = sorted(
+        (f"SF_Contact_{primary[deal]}", deal, before, after)
+        for deal, names in stages.items()
+        if primary[deal]
+        for before, after in itertools.pairwise(names)
+        if before != after
     )
     changes = [i for i in items if i.get("evtName") == "Opportunity Stage Changed"]
-    assert len({i["identity"] for i in changes}) > 1
-    keys = {i["evtData"]["ct_event_key"] for i in changes}
-    assert len(keys) == len(changes)
+    assert expected
+    assert expected == sorted(
+        (
+            i["identity"],
+            i["evtData"]["Opportunity Id"],
+            i["evtData"]["Previous Stage"],
+            i["evtData"]["New Stage"],
+        )
+        for i in changes
+    )
+    # Every deal event and deal property lands on the primary contact only; the
+    # deal without one (on an account that has contacts) sends nothing.
+    deal_items = [
+        i
+        for i in items
+        if str(i.get("evtName", "")).startswith("Opportunity")
+        or "Opportunity Stage" in i.get("profileData", {})
+    ]
+    assert {i["identity"] for i in deal_items} == {
+        f"SF_Contact_{c}" for c in primary.values() if c
+    }
+    assert None in primary.values()
 
 
 def _person_rows(handle: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -684,6 +752,8 @@ def test_email_identity_variant_keys_contacts_and_their_activity_on_email(
 
 EXPORT_DAY = "2024-06-01"
 EXPORT_TS = 1717236000  # 2024-06-01T10:00:00Z
+# The export runs' pinned start time: what `now: true` fields receive.
+RUN_STARTED_AT = "2024-06-02T06:00:00Z"
 
 
 @pytest.fixture(scope="module")
@@ -813,6 +883,7 @@ def test_export_preset_on_tap_output_gives_golden_salesforce_writes(
         "clevertap_to_salesforce.yml",
         dry_run=True,
         dry_run_path=str(tmp_path / "sf-dry-run.jsonl"),
+        run_started_at=RUN_STARTED_AT,
     )
     kit.run_target_salesforce(config, tap_output["text"])
     writes = kit.read_jsonl(tmp_path / "sf-dry-run.jsonl")
@@ -834,11 +905,39 @@ def test_export_preset_on_tap_output_gives_golden_salesforce_writes(
     ]
 
 
+def test_export_preset_leaves_a_channel_without_picklist_value_unset(
+    trusted_salesforce: Any, tap_output: dict[str, Any], tmp_path: Path, kit: Any
+) -> None:
+    # The sample org's CleverTap_Channel__c has no value for webhooks.
+    text = tap_output["text"].replace('"channel": "push"', '"channel": "webhooks"')
+    assert text != tap_output["text"]
+    config = _salesforce_config(
+        trusted_salesforce,
+        tmp_path,
+        "clevertap_to_salesforce.yml",
+        dry_run=True,
+        dry_run_path=str(tmp_path / "sf-dry-run.jsonl"),
+    )
+    kit.run_target_salesforce(config, text)
+    payloads = {
+        w["payload"]["CleverTap_Campaign_Id__c"]: w["payload"]
+        for w in kit.read_jsonl(tmp_path / "sf-dry-run.jsonl")
+        if w["stream"] == "message_reports"
+    }
+    assert "CleverTap_Channel__c" not in payloads["1800000000"]
+    assert payloads["1800000001"]["CleverTap_Channel__c"] == "Email"
+
+
 def test_export_preset_writes_land_in_the_sample_org(
     trusted_salesforce: Any, tap_output: dict[str, Any], tmp_path: Path, kit: Any
 ) -> None:
     handle = trusted_salesforce
-    config = _salesforce_config(handle, tmp_path, "clevertap_to_salesforce.yml")
+    config = _salesforce_config(
+        handle,
+        tmp_path,
+        "clevertap_to_salesforce.yml",
+        run_started_at=RUN_STARTED_AT,
+    )
     kit.run_target_salesforce(config, tap_output["text"])
     kit.run_target_salesforce(config, tap_output["text"])  # a rerun adds nothing
     first, second, third = tap_output["contacts"]
@@ -864,6 +963,13 @@ def test_export_preset_writes_land_in_the_sample_org(
     campaigns = {c["CleverTap_Campaign_Id__c"]: c for c in handle.records("Campaign")}
     assert campaigns["1700000000"]["CleverTap_Sent__c"] == 1600
     assert campaigns["1800000001"]["Name"] == "Seed message 2"
+    assert campaigns["1800000001"]["CleverTap_Channel__c"] == "Email"  # from email
+    # Clicked per sent, in percent: 129 of 1600 and 999 of 6319.
+    assert campaigns["1700000000"]["CleverTap_Click_Rate__c"] == 8.06
+    assert campaigns["1800000001"]["CleverTap_Click_Rate__c"] == 15.81
+    for campaign_id in ("1700000000", "1800000001"):
+        synced = campaigns[campaign_id]["CleverTap_Last_Synced__c"]
+        assert synced.startswith("2024-06-02T06:00:00")
     codes = {
         (r["stream"], r["code"]) for r in kit.read_jsonl(tmp_path / "sf-rejects.jsonl")
     }

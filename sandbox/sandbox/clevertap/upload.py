@@ -214,7 +214,10 @@ class UploadBatch:
         existing = self._find(op.who.field, op.who.value)
         data = {} if existing is None else dict(existing.data())
         for key, value in op.properties.items():
-            merge_property(data, key, value)  # may raise: nothing is changed before
+            if type(value) is dict:  # an operator (or a date): may raise
+                merge_property(data, key, value)
+            else:
+                data[key] = value
         profile = self._create(op.who, op.ts) if existing is None else existing
         profile.parsed = data
         profile.updated_ts = max(op.ts, profile.updated_ts)

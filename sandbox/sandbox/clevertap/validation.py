@@ -22,6 +22,9 @@ MAX_IDENTITY_CHARS = 1024
 MAX_CHARGED_ITEMS = 256
 MAX_EPOCH_SECONDS = 32_503_680_000  # 3000-01-01; larger values are milliseconds
 DEFAULT_MAX_EVENT_PROPERTIES = 100
+# Text this short is within MAX_VALUE_BYTES whatever it holds (4 UTF-8 bytes at most).
+_SHORT_TEXT_CHARS = MAX_VALUE_BYTES // 4
+_PLAIN_TYPES = frozenset({int, float, bool, type(None)})
 
 IDENTIFIER_FIELDS = ("identity", "objectId", "FBID", "GPID")
 
@@ -279,6 +282,16 @@ def _check_reserved(key: str, value: object) -> None:
         raise RecordError(rule[0])
 
 
+def _kept_as_is(value: object) -> bool:
+    """A value `_scalar` returns unchanged: a number, null or short plain text.
+
+    The common case, checked first so that it costs as little as possible.
+    """
+    if isinstance(value, str):
+        return len(value) <= _SHORT_TEXT_CHARS and not value.startswith("$D_")
+    return type(value) in _PLAIN_TYPES
+
+
 def _profile_property(key: str, value: object) -> object:
     """Normalise one profileData entry to a plain value or `{"$op": operand}`."""
     _check_key(key, 512, profile=True)
@@ -391,7 +404,11 @@ def _validate_event(record: dict[str, Any], cap: int, now: int) -> EventOp:
     clean: dict[str, Any] = {}
     for key, value in data.items():
         _check_key(key, 512, profile=False)
-        clean[key] = _event_value(key, value, allow_items=charged)
+        clean[key] = (
+            value
+            if _kept_as_is(value)
+            else _event_value(key, value, allow_items=charged)
+        )
     return EventOp(who=who, ts=ts, name=name, data=clean)
 
 
@@ -401,7 +418,15 @@ def _validate_profile(record: dict[str, Any], now: int) -> ProfileOp:
     data = record.get("profileData")
     if not isinstance(data, dict):
         raise RecordError(524, "profileData must be an object.")
-    props = {key: _profile_property(key, value) for key, value in data.items()}
+    props: dict[str, Any] = {}
+    for key, value in data.items():
+        props[key] = (
+            value
+            if key not in _RESERVED
+            and _kept_as_is(value)
+            and _key_problem(key, _PROFILE_PROHIBITED) is None
+            else _profile_property(key, value)
+        )
     return ProfileOp(who=who, ts=ts, properties=props)
 
 

@@ -1,0 +1,213 @@
+"""Each plugin folder's meltano-plugin.yml mirrors --about and works in Meltano."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import tomllib
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[1]
+MELTANO = REPO / ".venv-meltano" / "bin" / "meltano"
+GENERATOR = REPO / "tests" / "e2e" / "meltano_settings.py"
+PLUGINS = ("tap-clevertap", "target-clevertap", "target-salesforce")
+# JSON Schema type of a setting -> its Meltano kind (strings may also be dates).
+KINDS = {
+    "integer": {"integer"},
+    "number": {"decimal"},
+    "boolean": {"boolean"},
+    "array": {"array"},
+    "object": {"object"},
+    "string": {"string", "date_iso8601"},
+}
+REGENERATE = "run: .venv/bin/python tests/e2e/meltano_settings.py --definitions --write"
+# A value per required setting, for the scratch project's environment.
+REQUIRED_VALUES = {
+    "account_id": "SCRATCH-ACCOUNT",
+    "passcode": "scratch-passcode",
+    "start_date": "2024-01-01T00:00:00Z",
+}
+
+
+@functools.cache
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("meltano_settings", GENERATOR)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def _about(plugin: str) -> dict[str, Any]:
+    return dict(_generator().about(plugin))
+
+
+def _definition_file(plugin: str) -> Path:
+    return REPO / plugin / "meltano-plugin.yml"
+
+
+def _entry(plugin: str) -> tuple[str, dict[str, Any]]:
+    """The plugin type (extractors/loaders) and the single entry of its file."""
+    plugins = yaml.safe_load(_definition_file(plugin).read_text())["plugins"]
+    assert len(plugins) == 1
+    [(kind, entries)] = plugins.items()
+    assert len(entries) == 1
+    return kind, dict(entries[0])
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_definition_file_is_what_the_generator_builds_from_about(plugin: str) -> None:
+    expected = _generator().definition_text(plugin)
+
+    assert _definition_file(plugin).read_text() == expected, REGENERATE
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_readme_section_shows_the_definition_file_verbatim(plugin: str) -> None:
+    readme = (REPO / plugin / "README.md").read_text()
+    section = readme.partition("\n## Use in your own Meltano project\n")[2]
+    block = re.search(
+        r"<!-- BEGIN meltano-plugin\.yml -->\n```yaml\n(.*?)```\n"
+        r"<!-- END meltano-plugin\.yml -->",
+        section.partition("\n## ")[0],
+        re.DOTALL,
+    )
+
+    assert block is not None, "the section lacks the marked yaml block"
+    assert block.group(1) == _definition_file(plugin).read_text(), REGENERATE
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_definition_installs_the_plugin_folder_from_git(plugin: str) -> None:
+    kind, entry = _entry(plugin)
+    project = tomllib.loads((REPO / plugin / "pyproject.toml").read_text())["project"]
+
+    assert kind == ("extractors" if plugin.startswith("tap-") else "loaders")
+    assert entry["name"] == plugin
+    assert entry["pip_url"] == (
+        f"git+https://github.com/OWNER/REPO.git@v{project['version']}"
+        f"#subdirectory={plugin}"
+    )
+    assert entry["executable"] == plugin
+    assert plugin in project["scripts"]
+    assert entry["variant"] == "clevertap-salesforce"
+
+
+def test_target_salesforce_namespace_differs_from_the_hub_plugin() -> None:
+    _, entry = _entry("target-salesforce")
+
+    assert entry["namespace"] == "target_salesforce_clevertap"
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_definition_capabilities_and_settings_mirror_about(plugin: str) -> None:
+    about = _about(plugin)
+    properties = about["settings"]["properties"]
+    _, entry = _entry(plugin)
+    settings = {s["name"]: s for s in entry["settings"]}
+
+    assert entry["capabilities"] == about["capabilities"]
+    assert list(settings) == list(properties)
+    for name, spec in properties.items():
+        setting = settings[name]
+        assert setting.get("sensitive", False) == bool(spec.get("secret")), name
+        assert setting.get("value") == spec.get("default"), name
+        assert setting["label"], name
+        declared = spec.get("type") or "string"
+        types = [declared] if isinstance(declared, str) else declared
+        types = [t for t in types if t != "null"]
+        if spec.get("enum"):
+            assert setting["kind"] == "options", name
+            assert [o["value"] for o in setting["options"]] == [
+                v for v in spec["enum"] if v is not None
+            ], name
+        else:
+            assert setting["kind"] in KINDS[types[0]], name
+    required = sorted(about["settings"].get("required") or [])
+    assert entry.get("settings_group_validation", []) == (
+        [required] if required else []
+    )
+
+
+def _scratch_project(root: Path) -> None:
+    """A minimal project pasting the three definitions, installed from this checkout."""
+    plugins: dict[str, list[dict[str, Any]]] = {}
+    for plugin in PLUGINS:
+        kind, entry = _entry(plugin)
+        entry["pip_url"] = f"-e {REPO / plugin}"
+        plugins.setdefault(kind, []).append(entry)
+    project = {
+        "project_id": str(uuid.uuid4()),
+        "send_anonymous_usage_stats": False,
+        "plugins": plugins,
+    }
+    (root / "meltano.yml").write_text(yaml.safe_dump(project, sort_keys=False))
+
+
+def _meltano(root: Path, env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [str(MELTANO), *args],
+        cwd=root,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(root),
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MELTANO.exists(), reason="no .venv-meltano (make install)")
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_scratch_meltano_project_accepts_the_pasted_definition(
+    plugin: str, tmp_path: Path
+) -> None:
+    _scratch_project(tmp_path)
+    about = _about(plugin)["settings"]
+    secrets = {k for k, v in about["properties"].items() if v.get("secret")}
+    required = about.get("required") or []
+    prefix = plugin.upper().replace("-", "_")
+    env = {f"{prefix}_{name.upper()}": REQUIRED_VALUES[name] for name in required}
+    if plugin == "target-salesforce":
+        env[f"{prefix}_CLIENT_SECRET"] = "scratch-client-secret"
+
+    listing = _meltano(tmp_path, env, "config", "list", plugin, "--all")
+    printed = json.loads(_meltano(tmp_path, env, "config", "print", plugin))
+
+    listed = dict(re.findall(r"^(\w+) \[env: (\w+)[,\]]", listing, re.MULTILINE))
+    assert sorted(listed) == sorted(about["properties"])
+    assert all(var == f"{prefix}_{name.upper()}" for name, var in listed.items())
+    if required:
+        assert f"Required settings: {', '.join(sorted(required))}" in listing
+    for name in secrets & {n.removeprefix(f"{prefix}_").lower() for n in env}:
+        redacted = rf"^{name} .*current value: \(redacted\)"
+        assert re.search(redacted, listing, re.MULTILINE)
+        assert env[f"{prefix}_{name.upper()}"] not in listing
+        assert printed[name] == "*****"
+    defaults = {
+        k: v["default"] for k, v in about["properties"].items() if "default" in v
+    }
+    assert {k: printed[k] for k in defaults} == defaults
+    for name in set(required) - secrets:
+        assert printed[name] == REQUIRED_VALUES[name]
