@@ -9,6 +9,7 @@ SDK backoff hooks apply to every call.
 from __future__ import annotations
 
 import functools
+import random
 import weakref
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ DEFAULT_REGION = "eu1"
 # A cursor page or a count still being prepared: CleverTap's in-body code.
 IN_PROGRESS_CODE = 2
 MAX_BACKOFF_SECONDS = 60
+BACKOFF_BASE_SECONDS = 2
 MAX_TRIES = 8
 _ERROR_TEXT_LIMIT = 300
 _decoder = msgspec.json.Decoder()
@@ -261,11 +263,27 @@ class CleverTapStream(RESTStream[Any]):
 
     @override
     def backoff_wait_generator(self) -> Generator[float, None, None]:
-        return backoff.expo(factor=2, max_value=MAX_BACKOFF_SECONDS)
+        """Waits from `backoff_base_seconds`, doubling up to `backoff_max_seconds`."""
+        base = self.config.get("backoff_base_seconds")
+        cap = self.config.get("backoff_max_seconds")
+        return backoff.expo(
+            factor=float(BACKOFF_BASE_SECONDS if base is None else base),
+            max_value=float(MAX_BACKOFF_SECONDS if cap is None else cap),
+        )
 
     @override
     def backoff_max_tries(self) -> int:
-        return MAX_TRIES
+        """Attempts per request: the `max_retries` setting."""
+        return int(self.config.get("max_retries") or MAX_TRIES)
+
+    @override
+    def backoff_jitter(self, value: float) -> float:
+        """Equal jitter: between half the wait and the whole wait, never more.
+
+        The SDK's default adds up to a second, which would overrun a small
+        `backoff_max_seconds`.
+        """
+        return value / 2 + random.uniform(0, value / 2)  # noqa: S311 - spreads retries; not security
 
     @override
     def request_decorator(self, func: RequestFunc) -> RequestFunc:

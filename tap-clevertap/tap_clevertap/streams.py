@@ -48,10 +48,26 @@ _NO_RESULT_MARKERS = (
 )
 
 
+class BadBookmarkError(ValueError):
+    """A bookmark in the input state that this tap cannot read."""
+
+
 def parse_datetime_setting(value: object) -> dt.datetime:
-    """Read a date or date-time setting as an aware datetime (naive means UTC)."""
+    """Read a date or date-time setting as an aware datetime (naive means UTC).
+
+    Raises:
+        ValueError: the value is not an ISO 8601 date or date-time.
+    """
     moment = dt.datetime.fromisoformat(str(value))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def bad_bookmark(stream: str, value: object, expected: str) -> BadBookmarkError:
+    """The error for an unreadable bookmark of `stream` in the input state."""
+    return BadBookmarkError(
+        f"the input state's bookmark for stream {stream!r} is {value!r}, not an "
+        f"ISO 8601 {expected}; correct or remove that bookmark in the state file"
+    )
 
 
 def schema_entries(payload: object, key: str) -> list[dict[str, Any]]:
@@ -130,10 +146,13 @@ class _WindowedMixin(CleverTapStream):
         if note:
             state["progress_markers"] = note
         # A lookback window ends before the old bookmark: never move it back.
-        if previous and parse_datetime_setting(previous) > parse_datetime_setting(
-            state["replication_key_value"]
-        ):
-            state["replication_key_value"] = previous
+        if previous:
+            try:
+                earlier = parse_datetime_setting(previous)
+            except ValueError as exc:
+                raise bad_bookmark(self.name, previous, "date-time") from exc
+            if earlier > parse_datetime_setting(state["replication_key_value"]):
+                state["replication_key_value"] = previous
         self._write_state_message()
 
 
@@ -155,7 +174,10 @@ class EventsStream(_WindowedMixin):
         value = state.get("replication_key_value")
         if not value or state.get("replication_key") != self.replication_key:
             return None
-        return parse_datetime_setting(value)
+        try:
+            return parse_datetime_setting(value)
+        except ValueError as exc:
+            raise bad_bookmark(self.name, value, "date-time") from exc
 
     @override
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
@@ -496,7 +518,11 @@ class _PerEventDailyStream(_WindowedMixin):
         bookmark = state.get("replication_key_value")
         if bookmark and state.get("replication_key") == self.replication_key:
             lookback = int(self.config.get("lookback_days", 1))
-            resume = dt.date.fromisoformat(str(bookmark)) - dt.timedelta(days=lookback)
+            try:
+                day = dt.date.fromisoformat(str(bookmark))
+            except ValueError as exc:
+                raise bad_bookmark(self.name, bookmark, "date") from exc
+            resume = day - dt.timedelta(days=lookback)
             first = max(first, resume)
         return first, self.last_day()
 

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+import io
+import json
+import sys
+from typing import IO, TYPE_CHECKING, Any
 
+import requests
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
-from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    FatalAPIError,
+    RetriableAPIError,
+)
 from typing_extensions import override
 
-from tap_clevertap.client import DEFAULT_REGION, REGION_HOSTS
+from tap_clevertap.client import (
+    BACKOFF_BASE_SECONDS,
+    DEFAULT_REGION,
+    MAX_BACKOFF_SECONDS,
+    MAX_TRIES,
+    REGION_HOSTS,
+)
 from tap_clevertap.records import (
     STRING,
     EventShape,
@@ -26,6 +40,7 @@ from tap_clevertap.streams import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_WINDOW_DAYS,
     MESSAGE_FILTERS,
+    BadBookmarkError,
     CampaignReportsStream,
     CampaignsStream,
     EventCountsStream,
@@ -35,11 +50,16 @@ from tap_clevertap.streams import (
     MessageReportsStream,
     ProfilesStream,
     UserPropertiesStream,
+    bad_bookmark,
     event_property_types,
+    parse_datetime_setting,
 )
 from tap_clevertap.timeutil import load_zone
 
 if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Mapping
+
     from singer_sdk.streams import Stream
 
 MAX_BATCH_SIZE = 5000
@@ -82,6 +102,67 @@ _MESSAGE_FILTER_VALUES = {
     "message_report_message_types": ["single", "ab", "message_on_user_property"],
     "message_report_labels": None,
 }
+
+
+# Errors that end a sync: logged as one line at the CLI, exit code 1.
+_STOPPING_ERRORS = (
+    FatalAPIError,
+    RetriableAPIError,
+    requests.exceptions.RequestException,
+    BadBookmarkError,
+)
+
+
+def settings_errors(config: Mapping[str, Any]) -> list[str]:
+    """Problems in settings that JSON Schema validation lets through.
+
+    Args:
+        config: the tap config.
+
+    Returns:
+        One message per problem, each naming its setting.
+    """
+    errors: list[str] = []
+    moments: dict[str, dt.datetime] = {}
+    for key in ("start_date", "end_date"):
+        value = config.get(key)
+        if value is None:
+            continue
+        try:
+            moments[key] = parse_datetime_setting(value)
+        except ValueError:
+            errors.append(
+                f"{key}: {value!r} is not an ISO 8601 date or date-time "
+                "(e.g. 2024-01-31 or 2024-01-31T00:00:00Z)"
+            )
+    if len(moments) == 2 and moments["end_date"] <= moments["start_date"]:  # noqa: PLR2004 - both dates
+        errors.append("end_date: must be later than start_date")
+    try:
+        load_zone(str(config.get("timezone") or "UTC"))
+    except ValueError as exc:
+        errors.append(f"timezone: {exc}")
+    return errors
+
+
+def _checked_state(state: IO[str]) -> IO[str]:
+    """The --state file, re-opened as text once it proved to be a JSON object.
+
+    Exits with one error line naming the file when it is not.
+    """
+    name = getattr(state, "name", "<state>")
+    text = state.read()
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        problem = f"is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    else:
+        if isinstance(value, dict):
+            return io.StringIO(text if text.strip() else "{}")
+        problem = f"holds a JSON {type(value).__name__}, not an object"
+    TapCleverTap.logger.error(
+        "tap-clevertap stopped: the state file %s %s", name, problem
+    )
+    sys.exit(1)
 
 
 def _filter_property(setting: str) -> th.Property[Any]:
@@ -211,7 +292,101 @@ class TapCleverTap(Tap):
             default=300,
             description="Seconds to wait for one HTTP response.",
         ),
+        th.Property(
+            "max_retries",
+            th.IntegerType(minimum=1, maximum=20),
+            default=MAX_TRIES,
+            description="Attempts per request on 429, 5xx, timeouts, connection "
+            "errors and 'still in progress' answers (1: no retry).",
+        ),
+        th.Property(
+            "backoff_base_seconds",
+            th.NumberType(minimum=0),
+            default=BACKOFF_BASE_SECONDS,
+            description="First wait before a retry, in seconds; each further wait "
+            "doubles, randomised down to half of it.",
+        ),
+        th.Property(
+            "backoff_max_seconds",
+            th.NumberType(minimum=0),
+            default=MAX_BACKOFF_SECONDS,
+            description="Longest wait between two attempts, in seconds.",
+        ),
     ).to_dict()
+
+    @override
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The SDK's JSON Schema checks, then what a schema cannot say.
+
+        Dates must parse (the schema's ``format`` is not enforced), `end_date`
+        must follow `start_date` and `timezone` must be an IANA name: a mistake
+        there stops the run at start-up, not midway through a sync.
+        """
+        errors = super()._validate_config(raise_errors=raise_errors)
+        extra = settings_errors(self.config)
+        if extra and raise_errors:
+            msg = "Config validation failed"
+            raise ConfigValidationError(msg, errors=[*errors, *extra])
+        for error in extra:
+            self.logger.warning("Config validation error: %s", error)
+        return [*errors, *extra]
+
+    @override
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Load the input state, then check the bookmarks the sync will read.
+
+        An unreadable bookmark stops the run before any record or STATE is
+        written, naming the stream and the value.
+        """
+        super().load_state(state)
+        if state.get("bookmarks"):
+            self.check_bookmarks()
+
+    def check_bookmarks(self) -> None:
+        """Every date-time bookmark of a selected stream must parse.
+
+        Raises:
+            BadBookmarkError: one does not.
+        """
+        bookmarks = self.state.get("bookmarks") or {}
+        for name, stream in self.streams.items():
+            entry = bookmarks.get(name)
+            if (
+                not isinstance(entry, dict)
+                or not stream.selected
+                or not stream.is_timestamp_replication_key
+            ):
+                continue
+            for state in [entry, *(entry.get("partitions") or [])]:
+                value = state.get("replication_key_value")
+                if value is None:
+                    continue
+                try:
+                    parse_datetime_setting(value)
+                except ValueError as exc:
+                    raise bad_bookmark(name, value, "date-time") from exc
+
+    @classmethod
+    @override
+    def invoke(cls, *args: Any, state: IO[str] | None = None, **kwargs: Any) -> None:
+        """Run the CLI; a stopping error ends with one line on stderr and exit 1.
+
+        A ``--state`` file that is not a JSON object is reported by name before
+        anything runs. API failures that end the sync (wrong credentials, a
+        repeating cursor, retries used up) and unreadable bookmarks are logged as
+        one line, without a traceback; no STATE is written past them.
+        """
+        if state is not None:
+            state = _checked_state(state)
+        try:
+            super().invoke(*args, state=state, **kwargs)
+        except _STOPPING_ERRORS as exc:
+            retried = isinstance(
+                exc, RetriableAPIError | requests.exceptions.RequestException
+            ) and not isinstance(exc, requests.exceptions.SSLError)  # never retried
+            cause = f"gave up after max_retries attempts: {exc}" if retried else exc
+            cls.logger.error("tap-clevertap stopped: %s", cause)  # noqa: TRY400 - the message says it all; a traceback would only add noise
+            sys.exit(1)
 
     @functools.cached_property
     def _schema_listings(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

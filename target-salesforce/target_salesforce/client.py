@@ -3,9 +3,13 @@
 One `SalesforceClient` per run. It logs in lazily, keeps the describe cache, reads
 `Sforce-Limit-Info` after every call and refuses to make another call once usage
 is above `quota_percent`. It logs in again once on INVALID_SESSION_ID, stops on
-REQUEST_LIMIT_EXCEEDED, and retries idempotent calls on 5xx and connection errors
-with a bounded backoff. Errors that concern the records of one call (400, 404, a
-lock) come back as `CallFailed` so the sink can reject or retry those records.
+REQUEST_LIMIT_EXCEEDED, retries HTTP 429 (the request was refused, not processed)
+on any call and idempotent calls on 5xx and connection errors, with a bounded
+backoff. Only answers that concern the records of one call (300, 400, 404, a lock)
+come back as `CallFailed` so the sink can reject or retry those records; every
+other failure (retries used up, an unexpected status, a broken reply) raises
+`TargetSalesforceError`: the records were not loaded, so the run stops without
+STATE and a rerun loads them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import requests
 from simple_salesforce.api import Salesforce
@@ -35,7 +39,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DEFAULT_API_VERSION: Final = "62.0"
-TRANSIENT_STATUS: Final = frozenset({500, 502, 503, 504})
+HTTP_TOO_MANY_REQUESTS: Final = 429
+TRANSIENT_STATUS: Final = frozenset({HTTP_TOO_MANY_REQUESTS, 500, 502, 503, 504})
+# whole-call answers that are about the records sent (a reason to reject them)
+RECORD_LEVEL_STATUS: Final = frozenset({300, 400, 404})
 BULK_DONE: Final = frozenset({"JobComplete", "Failed", "Aborted"})
 HTTP_CREATED: Final = 201
 
@@ -212,7 +219,57 @@ class SalesforceClient:
         delay = self.backoff * (2**attempt)
         self.sleep(delay + random.uniform(0, self.backoff / 4))  # noqa: S311 - jitter
 
-    def call(  # noqa: C901 - one branch per Salesforce error class
+    def _refused(self, what: str, exc: SalesforceRefusedRequest) -> NoReturn:
+        """HTTP 403: the API limit, or access; never about the records.
+
+        Raises:
+            RequestLimitError: on REQUEST_LIMIT_EXCEEDED.
+            TargetSalesforceError: on any other refusal.
+        """
+        code, message, _ = error_details(exc.content)
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            msg = (
+                f"{what}: Salesforce refused the call with "
+                f"REQUEST_LIMIT_EXCEEDED ({message}); the org's API limit is "
+                "used up. Stopping; rerun once usage has dropped."
+            )
+            raise RequestLimitError(msg) from None
+        msg = (
+            f"{what}: Salesforce refused the call with HTTP {exc.status} "
+            f"{code}: {message}; the records of this call are not loaded, "
+            "fix access and rerun"
+        )
+        raise TargetSalesforceError(msg) from None
+
+    def _http_error(
+        self, what: str, exc: SalesforceError, attempt: int, *, idempotent: bool
+    ) -> None:
+        """Return when the call may be retried; raise otherwise.
+
+        Raises:
+            CallFailed: the answer is about the records (300, 400, 404, a lock).
+            TargetSalesforceError: retries used up, or a status that is not.
+        """
+        code, message, fields = error_details(exc.content)
+        if code == CODE_LOCK_ROW or exc.status in RECORD_LEVEL_STATUS:
+            raise CallFailed(code, message, exc.status, fields) from None
+        # 429 means the request was refused unprocessed: safe to resend any call
+        retryable = exc.status in TRANSIENT_STATUS and (
+            idempotent or exc.status == HTTP_TOO_MANY_REQUESTS
+        )
+        if retryable and attempt < self.max_retries:
+            self.logger.warning("%s: HTTP %s (%s); retrying", what, exc.status, code)
+            return
+        tried = f" after {attempt + 1} attempts" if retryable else ""
+        outcome = (
+            "the records of this call are not loaded, rerun to load them"
+            if exc.status == HTTP_TOO_MANY_REQUESTS
+            else "the outcome of this call is unknown, rerun to settle its records"
+        )
+        msg = f"{what}: HTTP {exc.status} {code}: {message}{tried}; {outcome}"
+        raise TargetSalesforceError(msg) from None
+
+    def call(
         self, what: str, func: Callable[[Salesforce], T], *, idempotent: bool
     ) -> T:
         """Run one API call with the quota guard, re-login and retries.
@@ -248,36 +305,33 @@ class SalesforceClient:
                         self._connect()
                 continue
             except SalesforceRefusedRequest as exc:
-                code, message, fields = error_details(exc.content)
-                if code == "REQUEST_LIMIT_EXCEEDED":
-                    msg = (
-                        f"{what}: Salesforce refused the call with "
-                        f"REQUEST_LIMIT_EXCEEDED ({message}); the org's API limit is "
-                        "used up. Stopping; rerun once usage has dropped."
-                    )
-                    raise RequestLimitError(msg) from None
-                raise CallFailed(code, message, exc.status, fields) from None
+                self._refused(what, exc)
             except SalesforceError as exc:
-                code, message, fields = error_details(exc.content)
-                transient = exc.status in TRANSIENT_STATUS and code != CODE_LOCK_ROW
-                if not transient:
-                    raise CallFailed(code, message, exc.status, fields) from None
-                if idempotent and attempt < self.max_retries:
-                    self.logger.warning(
-                        "%s: HTTP %s (%s); retrying", what, exc.status, code
-                    )
-                    self.wait_before_retry(attempt)
-                    attempt += 1
-                    continue
-                msg = f"{what}: HTTP {exc.status} {code}: {message}"
-                raise TargetSalesforceError(msg) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                self._http_error(what, exc, attempt, idempotent=idempotent)
+                self.wait_before_retry(attempt)
+                attempt += 1
+                continue
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 if idempotent and attempt < self.max_retries:
                     self.logger.warning("%s: %s; retrying", what, type(exc).__name__)
                     self.wait_before_retry(attempt)
                     attempt += 1
                     continue
-                msg = f"{what}: {type(exc).__name__} talking to Salesforce"
+                msg = (
+                    f"{what}: {type(exc).__name__} talking to Salesforce; the "
+                    "outcome of this call is unknown, rerun to settle its records"
+                )
+                raise TargetSalesforceError(msg) from None
+            except (requests.RequestException, ValueError) as exc:
+                # e.g. a reply that is not JSON: the outcome of the call is unknown
+                msg = (
+                    f"{what}: unusable reply from Salesforce ({type(exc).__name__}); "
+                    "the outcome of this call is unknown, rerun to settle its records"
+                )
                 raise TargetSalesforceError(msg) from None
             self._note_usage()
             return result
@@ -350,6 +404,24 @@ class SalesforceClient:
             sf.api_usage = Salesforce.parse_api_usage(info)
         return response
 
+    def _bulk_step(self, what: str, func: Callable[[Salesforce], T]) -> T:
+        """One idempotent call on an existing Bulk job; any failure is fatal.
+
+        Once the job exists its records may be written, so a failed step leaves
+        their outcome unknown: the run stops without STATE instead of rejecting.
+
+        Raises:
+            BulkJobFailedError: when the step fails for any reason.
+        """
+        try:
+            return self.call(what, func, idempotent=True)
+        except CallFailed as exc:
+            msg = (
+                f"{what}: HTTP {exc.status} {exc}; the outcome of the job's records "
+                "is unknown, so the run stops without STATE"
+            )
+            raise BulkJobFailedError(msg) from None
+
     def bulk_ingest(
         self, operation: str, sobject: str, external_id_field: str | None, csv_text: str
     ) -> BulkOutcome:
@@ -371,13 +443,16 @@ class SalesforceClient:
         def url(suffix: str = "") -> str:
             return f"{self.sf.bulk2_url}ingest{suffix}"
 
+        # Creating a job writes no record: a retry after a lost reply at worst
+        # leaves an empty Open job behind, which Salesforce discards.
         job = self.call(
             "bulk create job",
             lambda sf: self._raw(sf, "POST", url(), json=body).json(),
-            idempotent=False,
+            idempotent=True,
         )
         job_id = str(job["id"])
-        self.call(
+        step = self._bulk_step
+        step(
             f"bulk upload {job_id}",
             lambda sf: self._raw(
                 sf,
@@ -387,21 +462,31 @@ class SalesforceClient:
                 data=csv_text.encode("utf-8"),
                 headers={"Content-Type": "text/csv; charset=UTF-8"},
             ),
-            idempotent=True,
         )
-        self.call(
-            f"bulk close {job_id}",
-            lambda sf: self._raw(
-                sf, "PATCH", url(f"/{job_id}"), json={"state": "UploadComplete"}
-            ),
-            idempotent=True,
-        )
-        deadline = time.monotonic() + self.bulk_timeout
-        while True:
-            info = self.call(
+        try:
+            step(
+                f"bulk close {job_id}",
+                lambda sf: self._raw(
+                    sf, "PATCH", url(f"/{job_id}"), json={"state": "UploadComplete"}
+                ),
+            )
+        except TargetSalesforceError:
+            # A retried close whose first reply was lost is refused (the job is
+            # no longer Open): the close did happen, so go on to poll the job.
+            info = step(
                 f"bulk status {job_id}",
                 lambda sf: self._raw(sf, "GET", url(f"/{job_id}")).json(),
-                idempotent=True,
+            )
+            if str(info.get("state")) == "Open":
+                raise
+            self.logger.info(
+                "bulk close %s: job already %s; polling it", job_id, info.get("state")
+            )
+        deadline = time.monotonic() + self.bulk_timeout
+        while True:
+            info = step(
+                f"bulk status {job_id}",
+                lambda sf: self._raw(sf, "GET", url(f"/{job_id}")).json(),
             )
             state = str(info.get("state"))
             if state in BULK_DONE:
@@ -421,10 +506,9 @@ class SalesforceClient:
             raise BulkJobFailedError(msg)
 
         def results(kind: str) -> list[dict[str, str]]:
-            text = self.call(
+            text = step(
                 f"bulk {kind} {job_id}",
                 lambda sf: self._raw(sf, "GET", url(f"/{job_id}/{kind}/")).text,
-                idempotent=True,
             )
             return parse_csv(text)
 

@@ -878,7 +878,11 @@ def collections_results(payload: JsonValue, count: int) -> list[ItemResult]:
     Raises:
         ValueError: when the response does not have one entry per item.
     """
-    if not isinstance(payload, list) or len(payload) != count:
+    if (
+        not isinstance(payload, list)
+        or len(payload) != count
+        or not all(isinstance(entry, dict) for entry in payload)
+    ):
         msg = f"expected {count} Collections results, got {payload!r:.200}"
         raise ValueError(msg)
     out = []

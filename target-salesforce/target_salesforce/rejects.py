@@ -1,4 +1,11 @@
-"""The rejects file (JSON lines, mode 0600), the dry-run file and run summaries."""
+"""The rejects file (JSON lines, mode 0600), the dry-run file and run summaries.
+
+Each reject line holds the input record so that it can be fixed and replayed. A
+string value longer than `MAX_REJECT_VALUE_CHARS` (4096 characters) is cut to that
+length and ends with a `...[truncated, N characters]` marker, and the line lists
+the cut fields under `truncated` (dotted paths); a record with no such value is
+stored unchanged, so small rejects stay replayable as they are.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +16,41 @@ import os
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from target_salesforce.payloads import json_safe
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+
+MAX_REJECT_VALUE_CHARS: Final = 4096
+
+
+def cap_values(
+    value: Any,  # noqa: ANN401 - any JSON-like record value
+    limit: int = MAX_REJECT_VALUE_CHARS,
+    path: str = "",
+    cut: list[str] | None = None,
+) -> Any:  # noqa: ANN401 - same shape as the input
+    """The value with every string over `limit` characters cut and marked.
+
+    Paths of the cut values are appended to `cut` (when given).
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        if cut is not None:
+            cut.append(path or "$")
+        return f"{value[:limit]}...[truncated, {len(value)} characters]"
+    if isinstance(value, dict):
+        return {
+            k: cap_values(v, limit, f"{path}.{k}" if path else str(k), cut)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [cap_values(v, limit, f"{path}[{i}]", cut) for i, v in enumerate(value)]
+    return value
 
 
 class PrivateJsonLines:
@@ -51,8 +87,12 @@ def reject_entry(  # noqa: PLR0913 - one argument per documented rejects column
     fields: Sequence[str],
     record: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """One line of the rejects file. Holds record data only, never settings."""
-    return {
+    """One line of the rejects file. Holds record data only, never settings.
+
+    Long string values of the record are cut (see the module docstring).
+    """
+    cut: list[str] = []
+    entry = {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "stream": stream,
         "object": sobject,
@@ -61,8 +101,11 @@ def reject_entry(  # noqa: PLR0913 - one argument per documented rejects column
         "code": code,
         "message": message,
         "fields": list(fields),
-        "record": dict(record),
+        "record": cap_values(dict(record), cut=cut),
     }
+    if cut:
+        entry["truncated"] = cut
+    return entry
 
 
 @dataclasses.dataclass

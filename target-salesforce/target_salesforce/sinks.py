@@ -2,7 +2,10 @@
 
 `process_batch` returns only when every record of the batch is settled (written,
 or rejected with a reason in the rejects file). A fatal error raises out of it, so
-the SDK never writes a STATE that covers unsettled records.
+the SDK never writes a STATE that covers unsettled records. Records that were not
+written because of a transport problem are never rejected: they are "not loaded",
+the run stops and a rerun loads them. A record that does not match its stream's
+schema is rejected (code INVALID_RECORD, naming the field) when it arrives.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
@@ -37,7 +41,11 @@ from target_salesforce.payloads import (
     prepare_batch,
 )
 from target_salesforce.rejects import StreamSummary, reject_entry
-from target_salesforce.validation import CompiledValidator
+from target_salesforce.validation import (
+    CODE_INVALID_RECORD,
+    CompiledValidator,
+    describe_invalid,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +62,27 @@ class _CompiledValidation(BatchSink):
 
     run: RunContext
     summary: StreamSummary
+    # set by _validate_and_parse for the record that process_record gets next
+    invalid: InvalidRecord | None = None
+
+    @override
+    def _validate_and_parse(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Validate without raising: an invalid record is rejected, not fatal.
+
+        The SDK validates each record right before `process_record` (one record
+        at a time, in the reading thread), so the outcome is kept for that call.
+        """
+        self.invalid = None
+        if self._validator is not None:
+            try:
+                self._validator.validate(record)
+            except InvalidRecord as exc:
+                self.invalid = exc
+                return record
+        self._parse_timestamps_in_record(
+            record=record, schema=self.schema, treatment=self.datetime_error_treatment
+        )
+        return record
 
     @override
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -95,7 +124,8 @@ class SkippedStreamSink(_CompiledValidation):
 
     @override
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        """Count the record; nothing is kept."""
+        """Count the record (valid or not); nothing is kept."""
+        self.invalid = None
         self.summary.received += 1
 
     @override
@@ -160,16 +190,28 @@ class SalesforceSink(_CompiledValidation):
     # ------------------------------------------------------------------ batches
 
     @override
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        """Queue a valid record; reject one that does not match its schema."""
+        invalid, self.invalid = self.invalid, None
+        if invalid is None:
+            super().process_record(record, context)
+            return
+        self.summary.received += 1
+        message, fields = describe_invalid(invalid)
+        self._reject(record, None, CODE_INVALID_RECORD, message, fields)
+        if self.config.get("on_reject", "continue") == "fail":
+            self._enforce_reject_policy()
+
+    @override
     def process_batch(self, context: dict[str, Any]) -> None:
         """Write the batch and settle every record before returning."""
         records: list[dict[str, Any]] = context.get("records", [])
-        if not records:
-            return
-        self.summary.received += len(records)
-        if self.mapping.mode == "apex":
-            self._process_apex(records)
-        else:
-            self._process_sobject(records)
+        if records:
+            self.summary.received += len(records)
+            if self.mapping.mode == "apex":
+                self._process_apex(records)
+            else:
+                self._process_sobject(records)
         self._enforce_reject_policy()
 
     def _process_sobject(self, records: list[dict[str, Any]]) -> None:

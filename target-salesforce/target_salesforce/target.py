@@ -5,18 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 from singer_sdk import typing as th
+from singer_sdk.contrib import msgspec as sdk_msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader
+from singer_sdk.exceptions import FatalSyncError, InvalidJSONSchema
+from singer_sdk.singerlib.exceptions import InvalidInputLine, SingerReadError
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
-from target_salesforce.auth import FLOWS
+from target_salesforce.auth import FLOWS, AuthError
 from target_salesforce.client import SalesforceClient, TargetSalesforceError
-from target_salesforce.mapping import find_mapping, load_mappings
+from target_salesforce.mapping import MappingError, find_mapping, load_mappings
 from target_salesforce.rejects import PrivateJsonLines, StreamSummary
 from target_salesforce.sinks import SalesforceSink, SkippedStreamSink
 
@@ -31,6 +36,38 @@ if TYPE_CHECKING:
 
 DEFAULT_REJECTS_PATH: Final = "target-salesforce-rejects.jsonl"
 DRY_RUN_LOG_LINES: Final = 20
+
+# Errors that stop the run with one clear line (exit 1, no traceback). None of
+# them lets the SDK write a STATE past records that were not settled.
+STOPPING_ERRORS: Final = (
+    TargetSalesforceError,
+    AuthError,
+    MappingError,
+    SingerReadError,
+    FatalSyncError,
+    InvalidJSONSchema,
+)
+
+
+class SalesforceReader(MsgSpecReader):
+    """The SDK's msgspec reader; a line that is not JSON is one clear error.
+
+    The SDK's own reader logs a traceback with the whole (maybe huge) line.
+    """
+
+    @override
+    def deserialize_json(self, line: str) -> dict[str, Any]:
+        """Decode one line, or raise InvalidInputLine naming the problem.
+
+        Raises:
+            InvalidInputLine: when the line is not JSON.
+        """
+        try:
+            result: dict[str, Any] = sdk_msgspec.decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            msg = f"input line is not valid JSON ({exc}; {len(line)} characters)"
+            raise InvalidInputLine(msg) from None
+        return result
 
 
 class RunContext:
@@ -161,7 +198,7 @@ class TargetSalesforce(Target):
     """Load Singer records into Salesforce objects (any External ID) or Apex REST."""
 
     name = "target-salesforce"
-    message_reader_class = MsgSpecReader
+    message_reader_class = SalesforceReader
     default_sink_class = SalesforceSink
 
     config_jsonschema = th.PropertiesList(
@@ -409,6 +446,17 @@ class TargetSalesforce(Target):
         )
         self.max_parallelism = 1  # one shared client, quota guard and session
         self.run = RunContext(self.config, self.logger)
+
+    @classmethod
+    @override
+    def invoke(cls, *args: Any, **kwargs: Any) -> None:
+        """Run the target; a stopping error ends it with one line and exit 1."""
+        try:
+            super().invoke(*args, **kwargs)
+        except STOPPING_ERRORS as exc:
+            # the message names the cause; no STATE was written past it
+            cls.logger.error("target-salesforce stopped: %s", exc)  # noqa: TRY400 - one clear line, no traceback
+            sys.exit(1)
 
     @override
     def process_endofpipe(self) -> None:

@@ -4,12 +4,16 @@ The SDK's reader turns every JSON number into `Decimal`, which fastjsonschema do
 not count as an integer. The schema is therefore compiled with `integer` rewritten
 as `number` plus `multipleOf: 1` (same meaning, Decimal-friendly), and without
 `format` keywords unless format checking is on, matching the SDK's default.
+
+A record that does not match is not fatal: the sink rejects it with code
+`INVALID_RECORD`, a message and the field(s) at fault, and the run goes on.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+import re
+from typing import TYPE_CHECKING, Any, Final
 
 import fastjsonschema
 from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
@@ -18,6 +22,27 @@ from typing_extensions import override
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+CODE_INVALID_RECORD: Final = "INVALID_RECORD"
+_ROOT = re.compile(r"^data(\.|\b)")
+
+
+class InvalidRecordField(InvalidRecord):
+    """InvalidRecord that also names the field at fault (dotted path, or none)."""
+
+    def __init__(self, message: str, record: dict[str, Any], field: str) -> None:
+        """Keep the field next to the SDK's message and record."""
+        super().__init__(message, record)
+        self.field = field
+
+
+def describe_invalid(exc: InvalidRecord) -> tuple[str, list[str]]:
+    """A reject message and its field list for a record that failed validation."""
+    field = getattr(exc, "field", "")
+    message = str(getattr(exc, "error_message", "") or exc)
+    return f"record does not match the stream schema: {message}", (
+        [field] if field else []
+    )
 
 
 def _rewrite(node: Any, *, keep_formats: bool) -> Any:  # noqa: ANN401 - JSON schema
@@ -67,4 +92,8 @@ class CompiledValidator(BaseJSONSchemaValidator):
         try:
             self._validate(record)
         except fastjsonschema.JsonSchemaValueException as exc:
-            raise InvalidRecord(exc.message, record) from exc
+            field = _ROOT.sub("", str(exc.name or ""))
+            message = _ROOT.sub("", exc.message).strip() or exc.message
+            if field and not message.startswith(field):
+                message = f"{field}: {message}"
+            raise InvalidRecordField(message, record, field) from exc

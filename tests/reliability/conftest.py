@@ -1046,6 +1046,9 @@ class TapRig:
             "window_days": 1,
             "batch_size": 23,
             "request_timeout": 3,
+            # same number of attempts as by default, shorter waits between them
+            "backoff_base_seconds": 0.05,
+            "backoff_max_seconds": 0.5,
         }
         config.update(extra)
         self.event_names = list(config["event_names"])

@@ -179,39 +179,7 @@ def test_clevertap_target_bad_input_gives_clear_error_or_reasoned_reject(
     _no_traceback(run)
 
 
-_SF_TRACEBACK = (
-    "target-salesforce bug: {what} ends the run with a Python traceback on stderr "
-    "(the SDK's exception escapes TargetSalesforce.invoke) instead of one clear line"
-)
-_SF_XFAIL = {
-    "not_json.singer": _SF_TRACEBACK.format(what="input that is not JSON"),
-    "record_before_schema.singer": _SF_TRACEBACK.format(what="RECORD before SCHEMA"),
-    "schema_violation.singer": (
-        "target-salesforce bug: a record violating its schema raises InvalidRecord "
-        "from validation.py and kills the run (exit 1, traceback, no STATE) instead "
-        "of becoming a reject naming stream, key and field"
-    ),
-    "wrong_types.singer": (
-        "target-salesforce bug: a record with a wrong type (score 'high' for a "
-        "number) raises InvalidRecord and kills the run (exit 1, traceback) "
-        "instead of becoming a reject naming stream, key and field"
-    ),
-}
-
-
-def _sf_params() -> list[Any]:
-    return [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(strict=True, reason=_SF_XFAIL[name])]
-            if name in _SF_XFAIL
-            else [],
-        )
-        for name in sorted(SALESFORCE)
-    ]
-
-
-@pytest.mark.parametrize("name", _sf_params())
+@pytest.mark.parametrize("name", sorted(SALESFORCE))
 def test_salesforce_target_bad_input_gives_clear_error_or_reasoned_reject(
     sf_rig: Any, name: str
 ) -> None:
@@ -245,21 +213,8 @@ TAP_BAD = {
 }
 
 
-_TAP_XFAIL = {
-    "start_date not a date": (
-        "tap-clevertap bug: start_date is not checked at start-up; the sync dies in "
-        "streams.py parse_datetime_setting with a ValueError traceback"
-    ),
-    "state not JSON": (
-        "tap-clevertap bug: a --state file that is not JSON ends in a "
-        "JSONDecodeError traceback (SDK read_json_file) with no message naming the "
-        "state file"
-    ),
-    "bookmark not a date": (
-        "tap-clevertap bug: a bookmark that is not a date-time ends the sync with a "
-        "ValueError traceback instead of a clear error naming the stream and state"
-    ),
-}
+# tap-clevertap cells expected to fail (none since start-up checks were added).
+_TAP_XFAIL: dict[str, str] = {}
 
 
 def _tap_params() -> list[Any]:

@@ -16,15 +16,6 @@ import pytest
 pytestmark = pytest.mark.timeout(60)
 
 TRACEBACK = "Traceback (most recent call last)"
-SF_TRACEBACK = (
-    "target-salesforce bug: a fatal {what} ends with a Python traceback on stderr "
-    "(TargetSalesforceError subclasses escape TargetSalesforce.invoke; target-"
-    "clevertap catches its stopping errors there and logs one line)"
-)
-TAP_TRACEBACK = (
-    "tap-clevertap bug: {what} ends with a Python traceback on stderr instead of "
-    "one clear error line"
-)
 
 
 def _messages(rig: Any, n: int) -> list[dict[str, Any]]:
@@ -60,35 +51,21 @@ CASES = [
         "sf_rig",
         _sf_request_limit,
         id="target-salesforce REQUEST_LIMIT_EXCEEDED",
-        marks=pytest.mark.xfail(
-            strict=True, reason=SF_TRACEBACK.format(what="REQUEST_LIMIT_EXCEEDED")
-        ),
     ),
     pytest.param(
         "sf_rig",
         _sf_bulk_failed,
         id="target-salesforce Bulk job Failed",
-        marks=pytest.mark.xfail(
-            strict=True, reason=SF_TRACEBACK.format(what="Bulk 2.0 job Failed")
-        ),
     ),
     pytest.param(
         "tap_rig",
         _tap_repeat_cursor,
         id="tap-clevertap repeated cursor",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=TAP_TRACEBACK.format(what="CursorLoopError (repeated cursor)"),
-        ),
     ),
     pytest.param(
         "tap_rig",
         _tap_wrong_passcode,
         id="tap-clevertap 401",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=TAP_TRACEBACK.format(what="HTTP 401 (wrong passcode)"),
-        ),
     ),
 ]
 

@@ -130,18 +130,6 @@ SF_FAULTS = [
     Fault(
         "429 storm x3 (retried)",
         ({"kind": "status", "status": 429, "count": 3, "path": COMPOSITE},),
-        marks=(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "target-salesforce bug: HTTP 429 on a Collections call is not "
-                    "retried (client.py TRANSIENT_STATUS lacks 429): every record of "
-                    "the call is rejected as UNKNOWN_EXCEPTION and STATE moves past "
-                    "them"
-                ),
-            ),
-        ),
-        note="XFAIL: 429 not retried, records rejected",
     ),
     Fault(
         "500 + 503 burst",

@@ -354,5 +354,15 @@ def test_unknown_timezone_fails_before_any_request() -> None:
         "timezone": "Mars/Olympus",
         "api_url": "http://127.0.0.1:9",  # nothing listens: no request is made
     }
+    with pytest.raises(ConfigValidationError) as raised:
+        TapCleverTap(config=config, parse_env_config=False)
+    assert any("IANA" in error for error in raised.value.errors)
+    # Discovery without config validation (as `--discover` runs) checks it too.
+    tap = TapCleverTap(
+        config=config,
+        parse_env_config=False,
+        validate_config=False,
+        setup_mapper=False,
+    )
     with pytest.raises(ConfigValidationError, match="IANA"):
-        TapCleverTap(config=config, parse_env_config=False).discover_streams()
+        tap.discover_streams()

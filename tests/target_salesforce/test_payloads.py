@@ -455,6 +455,8 @@ def test_collections_results_carry_status_code_and_fields() -> None:
     assert (results[1].code, results[1].fields) == ("INVALID_EMAIL_ADDRESS", ("Email",))
     with pytest.raises(ValueError, match="expected 3"):
         collections_results([], 3)
+    with pytest.raises(ValueError, match="expected 1"):
+        collections_results(["not an object"], 1)
 
 
 def test_split_bulk_error() -> None:

@@ -1,0 +1,292 @@
+"""Transport failures leave records 'not loaded' (stop, no STATE), never rejected.
+
+Only an answer about the records themselves (a per-record error, 300/400/404 for a
+whole call, a lock beyond its retries) may become a reject; a record that is
+invalid for its stream's schema is rejected by name and the run goes on. Rejects
+keep the record replayable, with over-long values cut and marked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from target_salesforce.client import SalesforceClient
+from target_salesforce.rejects import MAX_REJECT_VALUE_CHARS, reject_entry
+
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def _cli(harness: Any, config: dict[str, Any], text: str) -> Any:
+    """Run the installed CLI as Meltano would, on `text` as input."""
+    config_path = harness.tmp_path / "config.json"
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    input_path = harness.tmp_path / "input.singer"
+    input_path.write_text(text, encoding="utf-8")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith(("TARGET_SALESFORCE_", "HTTPS_PROXY", "HTTP_PROXY"))
+    }
+    env["REQUESTS_CA_BUNDLE"] = harness.handle.ca_bundle
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "target_salesforce",
+            "--config",
+            str(config_path),
+            "--input",
+            str(input_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def _assert_one_line_stop(result: Any, cause: str) -> None:
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stdout == ""  # no STATE
+    assert TRACEBACK not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "target-salesforce stopped" in last
+    assert cause.lower() in last.lower(), last
+
+
+# ----------------------------------------------------------------- HTTP 429
+
+
+def test_http_429_is_retried_and_every_record_loads(harness: Any) -> None:
+    harness.handle.fault("status", status=429, count=3, path="composite")
+    run = harness.run(harness.config(), harness.fixture("nps_upsert_create.singer"))
+    assert run.error is None
+    assert run.rejects == []
+    assert harness.contact("ct-test-1") is not None
+    assert harness.contact("ct-test-2") is not None
+    assert run.states
+
+
+def test_http_429_is_retried_even_for_insert(harness: Any) -> None:
+    streams = {"nps": {"object": "Contact", "action": "insert", "fields": {
+        "LastName": "name", "CleverTap_Id__c": "identity"}}}  # fmt: skip
+    harness.handle.fault("status", status=429, count=1, path="composite")
+    run = harness.run(
+        harness.config(streams=streams), harness.fixture("nps_upsert_create.singer")
+    )
+    assert run.error is None
+    assert run.rejects == []
+    assert harness.contact("ct-test-1") is not None
+
+
+def test_http_429_beyond_retries_stops_without_state_or_rejects(harness: Any) -> None:
+    harness.handle.fault("status", status=429, count=50, path="composite")
+    config = harness.config(max_retries=2)
+    run = harness.run(config, harness.fixture("nps_upsert_create.singer"))
+    assert "HTTP 429" in str(run.error)
+    assert "not loaded" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+    assert harness.contact("ct-test-1") is None
+    harness.handle.clear_faults()
+    rerun = harness.run(config, harness.fixture("nps_upsert_create.singer"))
+    assert rerun.error is None
+    assert harness.contact("ct-test-1") is not None
+    assert harness.contact("ct-test-2") is not None
+
+
+def test_refused_call_other_than_request_limit_stops_without_rejects(
+    harness: Any,
+) -> None:
+    harness.handle.fault("status", status=403, count=1, path="composite")
+    run = harness.run(harness.config(), harness.fixture("nps_upsert_create.singer"))
+    assert "HTTP 403" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+
+
+def test_unexpected_status_stops_without_rejects(harness: Any) -> None:
+    harness.handle.fault("status", status=409, count=1, path="composite")
+    run = harness.run(harness.config(), harness.fixture("nps_upsert_create.singer"))
+    assert "HTTP 409" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+
+
+def test_bulk_step_failing_after_job_creation_stops_without_rejects(
+    harness: Any,
+) -> None:
+    harness.handle.fault(
+        "status", status=404, count=1, path="successfulResults", method="GET"
+    )
+    run = harness.run(
+        harness.config(bulk_threshold=0), harness.fixture("nps_upsert_create.singer")
+    )
+    assert "outcome of the job's records is unknown" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+
+
+def test_bulk_create_503_is_retried_and_every_record_loads(harness: Any) -> None:
+    harness.handle.fault(
+        "status", status=503, count=1, path="jobs/ingest", method="POST"
+    )
+    run = harness.run(
+        harness.config(bulk_threshold=0), harness.fixture("nps_upsert_create.singer")
+    )
+    assert run.error is None
+    assert run.rejects == []
+    assert harness.contact("ct-test-2") is not None
+
+
+def test_retry_backoff_is_bounded_by_max_retries(harness: Any) -> None:
+    client = SalesforceClient(harness.config(max_retries=2))
+    waits: list[float] = []
+    client.sleep = waits.append
+    harness.handle.fault("status", status=503, count=None, path="describe")
+    with pytest.raises(RuntimeError, match="after 3 attempts"):
+        client.describe("Contact")
+    assert len(waits) == 2
+    client.session.close()
+
+
+# ------------------------------------------------------------ fatal stops
+
+
+def test_request_limit_ends_with_one_line_and_exit_1(harness: Any) -> None:
+    harness.handle.fault("request_limit", path="composite")
+    result = _cli(
+        harness, harness.config(), harness.fixture("nps_upsert_create.singer")
+    )
+    _assert_one_line_stop(result, "REQUEST_LIMIT_EXCEEDED")
+
+
+def test_bulk_job_failed_ends_with_one_line_and_exit_1(harness: Any) -> None:
+    harness.handle.fault("bulk_job_failed", count=1, message="bulk went wrong")
+    config = harness.config(bulk_threshold=0)
+    result = _cli(harness, config, harness.fixture("nps_upsert_create.singer"))
+    _assert_one_line_stop(result, "ended Failed")
+
+
+def test_bulk_create_still_503_ends_with_one_line_and_exit_1(harness: Any) -> None:
+    harness.handle.fault("status", status=503, count=None, path="jobs/ingest")
+    config = harness.config(bulk_threshold=0, max_retries=1)
+    result = _cli(harness, config, harness.fixture("nps_upsert_create.singer"))
+    _assert_one_line_stop(result, "HTTP 503")
+    assert "after 2 attempts" in result.stderr
+    assert not harness.rejects_path.exists()
+
+
+def test_input_not_json_ends_with_one_line_and_exit_1(harness: Any) -> None:
+    result = _cli(harness, harness.config(), harness.fixture("nps_not_json.singer"))
+    _assert_one_line_stop(result, "not valid JSON")
+
+
+def test_record_before_schema_ends_with_one_line_and_exit_1(harness: Any) -> None:
+    result = _cli(
+        harness, harness.config(), harness.fixture("nps_record_before_schema.singer")
+    )
+    _assert_one_line_stop(result, "schema")
+
+
+# ------------------------------------------------------ invalid records
+
+
+def test_wrong_type_becomes_a_reject_naming_stream_key_and_field(
+    harness: Any,
+) -> None:
+    run = harness.run(harness.config(), harness.fixture("nps_wrong_type.singer"))
+    assert run.error is None
+    assert [(r["stream"], r["key"], r["code"], r["fields"]) for r in run.rejects] == [
+        ("nps", "ct-wrong-1", "INVALID_RECORD", ["score"])
+    ]
+    assert "score" in run.rejects[0]["message"]
+    assert run.rejects[0]["record"]["score"] == "high"
+    assert harness.contact("ct-wrong-1") is None
+    assert harness.contact("ct-good-1") is not None
+    summary = run.summary["nps"]
+    assert (summary["received"], summary["succeeded"], summary["rejected"]) == (
+        2,
+        1,
+        1,
+    )
+    assert run.states
+
+
+def test_invalid_record_with_on_reject_fail_stops_without_state(
+    harness: Any,
+) -> None:
+    run = harness.run(
+        harness.config(on_reject="fail"), harness.fixture("nps_wrong_type.singer")
+    )
+    assert "on_reject is 'fail'" in str(run.error)
+    assert run.states == []
+    assert harness.contact("ct-good-1") is None
+
+
+# ------------------------------------------------------------- rejects file
+
+
+def test_reject_of_huge_value_is_cut_and_marked(harness: Any) -> None:
+    text = harness.fixture("nps_long_value.singer", __LONG__="x" * 200_000)
+    run = harness.run(harness.config(), text)
+    assert run.error is None
+    assert len(run.rejects) == 1
+    reject = run.rejects[0]
+    assert reject["truncated"] == ["name"]
+    name = reject["record"]["name"]
+    assert name.startswith("x" * MAX_REJECT_VALUE_CHARS)
+    assert name.endswith("...[truncated, 200000 characters]")
+    assert harness.rejects_path.stat().st_size < 20_000
+
+
+def test_reject_of_small_record_keeps_it_unchanged_for_replay() -> None:
+    record = {"identity": "a", "name": "n" * MAX_REJECT_VALUE_CHARS, "tags": ["x"]}
+    entry = reject_entry(
+        stream="nps",
+        sobject="Contact",
+        action="upsert",
+        key="a",
+        code="X",
+        message="m",
+        fields=[],
+        record=record,
+    )
+    assert entry["record"] == record
+    assert "truncated" not in entry
+
+
+def test_reject_cuts_long_values_inside_nested_values() -> None:
+    record = {"identity": "a", "extra": {"notes": ["ok", "y" * 5000]}}
+    entry = reject_entry(
+        stream="nps",
+        sobject="Contact",
+        action="upsert",
+        key="a",
+        code="X",
+        message="m",
+        fields=[],
+        record=record,
+    )
+    assert entry["truncated"] == ["extra.notes[1]"]
+    assert entry["record"]["extra"]["notes"][0] == "ok"
+    assert entry["record"]["identity"] == "a"
+
+
+def test_bulk_close_reply_lost_goes_on_to_poll_the_closed_job(harness: Any) -> None:
+    harness.handle.fault(
+        "reset", count=1, after_processing=True, path="jobs/ingest", method="PATCH"
+    )
+    run = harness.run(
+        harness.config(bulk_threshold=0), harness.fixture("nps_upsert_create.singer")
+    )
+    assert run.error is None
+    assert run.rejects == []
+    assert harness.contact("ct-test-1") is not None
+    assert run.states
