@@ -42,8 +42,9 @@ SERVICE_NAMES = ("clevertap", "salesforce", "proxy")
 START_TIMEOUT_ENV = "SANDBOX_START_TIMEOUT"
 # Exit code of `status` when something is not running (as LSB init scripts do).
 EXIT_NOT_RUNNING = 3
+MAX_PORT = 65535
 # Variables kept away from the emulators and the proxy: they never need a proxy.
-_CLIENT_ONLY_ENV = (
+PROXY_ENV = (
     "HTTPS_PROXY",
     "https_proxy",
     "HTTP_PROXY",
@@ -88,7 +89,7 @@ def ports_from_env(env: Mapping[str, str] | None = None) -> dict[str, int]:
         if not text:
             ports[name] = default
             continue
-        if not text.isdigit() or not 0 < int(text) < 65536:  # noqa: PLR2004 - TCP port range
+        if not text.isdigit() or not 0 < int(text) <= MAX_PORT:
             msg = f"{PORT_ENV[name]}={text!r} is not a TCP port number"
             raise SandboxError(msg)
         ports[name] = int(text)
@@ -283,7 +284,7 @@ class Sandbox:
                 f"use by another process; set {PORT_ENV[service.name]} to a free port"
             )
             raise SandboxError(msg)
-        env = {k: v for k, v in os.environ.items() if k not in _CLIENT_ONLY_ENV}
+        env = {k: v for k, v in os.environ.items() if k not in PROXY_ENV}
         env["PYTHONUNBUFFERED"] = "1"
         log_path = self.log_file(service.name)
         with log_path.open("ab") as log:

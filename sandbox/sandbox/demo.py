@@ -27,7 +27,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 import requests
 
-from sandbox.control import LOCALHOST, Sandbox, SandboxError, ports_from_env
+from sandbox.control import (
+    LOCALHOST,
+    PROXY_ENV,
+    Sandbox,
+    SandboxError,
+    ports_from_env,
+)
+from sandbox.salesforce import auth
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -37,21 +44,15 @@ MELTANO_VENV = ".venv-meltano"
 # Objects the export preset writes to (transforms/clevertap_to_salesforce.yml).
 SALESFORCE_OBJECTS = ("CleverTap_Engagement__c", "Contact", "Lead", "Task", "Campaign")
 REJECTS_DIR = Path("output") / "rejects"
-# The emulator's fake connected app (sandbox/sandbox/salesforce/auth.py), as in the
-# sandbox environment of meltano.yml.
-SF_CLIENT_ID = "3MVG9SANDBOX.CleverTapConnectorClientId"
-SF_CLIENT_SECRET = "SANDBOX-CLIENT-SECRET-6C1E"  # noqa: S105 - the emulator's fake app
-SF_REFRESH_TOKEN = "5Aep861SANDBOX.refresh.token"  # noqa: S105 - the emulator's fake app
+# The emulator's fake connected app, as in the sandbox environment of meltano.yml.
+SF_CLIENT_ID = auth.CLIENT_ID
+SF_CLIENT_SECRET = auth.CLIENT_SECRET
+SF_REFRESH_TOKEN = auth.REFRESH_TOKEN
 SF_API = "v61.0"
 # Never handed to Meltano or pip: installs must reach the index directly, and the
 # sandbox environment in meltano.yml sets its own values for the runs.
 _PROXY_ENV = (
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
+    *PROXY_ENV,
     "NO_PROXY",
     "no_proxy",
     "REQUESTS_CA_BUNDLE",
@@ -189,7 +190,7 @@ def clevertap_snapshot(port: int, ca_cert: Path) -> CleverTapSnapshot:
     return CleverTapSnapshot(ids, counts)
 
 
-def _items(body: Any, key: str) -> list[dict[str, Any]]:  # noqa: ANN401 - JSON
+def _items(body: object, key: str) -> list[dict[str, Any]]:
     if isinstance(body, dict):
         body = body.get(key, body.get("records", []))
     return (
@@ -265,8 +266,8 @@ def salesforce_writes(
     result = {}
     with session:
         for name in SALESFORCE_OBJECTS:
-            # Object names are constants here, never user input.
-            select = f"SELECT Id, CreatedDate FROM {name}"  # noqa: S608 - see above
+            # SOQL, not SQL; `name` comes from the constant SALESFORCE_OBJECTS.
+            select = f"SELECT Id, CreatedDate FROM {name}"  # noqa: S608 - constant names
             soql = (
                 f"{select} WHERE SystemModstamp >= {stamp} ORDER BY SystemModstamp ASC"
             )
@@ -336,7 +337,7 @@ def new_rejects(
     return result
 
 
-def _reason(entry: Any) -> str:  # noqa: ANN401 - JSON
+def _reason(entry: object) -> str:
     if not isinstance(entry, dict):
         return "?"
     code = entry.get("code") or entry.get("statusCode") or entry.get("error_code")

@@ -31,6 +31,8 @@ _HEAD_LIMIT = 16 * 1024
 _HEAD_TIMEOUT = 10.0
 _CONNECT_TIMEOUT = 5.0
 _CHUNK = 64 * 1024
+# A request line is method, target and HTTP version.
+_REQUEST_LINE_PARTS = 3
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +141,10 @@ class _Proxy:
             return
         request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         parts = request_line.split()
-        if len(parts) != 3 or parts[0].upper() != "CONNECT":  # noqa: PLR2004 - method, target, version
-            logger.info("refused non-CONNECT request: %s", request_line[:200])
+        if len(parts) != _REQUEST_LINE_PARTS or parts[0].upper() != "CONNECT":
+            # Only the method: a plain-HTTP request line may carry tokens in its URL.
+            method = parts[0][:20] if parts else "?"
+            logger.info("refused non-CONNECT request: %s", method)
             await _reply(writer, 405, "Method Not Allowed", "Allow: CONNECT\r\n")
             return
         target = _parse_connect_target(parts[1])

@@ -229,15 +229,23 @@ class CleverTapClient:
 
     # ------------------------------------------------------------------- calls
 
-    def _post(
-        self, path: str, body: bytes, params: dict[str, Any] | None = None
+    def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: bytes | None = None,
     ) -> requests.Response:
-        url = f"{self.base_url}{path}"
+        """One HTTP call; a TLS failure is fatal (a retry cannot fix it).
+
+        Raises:
+            CleverTapError: on a TLS error.
+        """
         try:
             # session.request (not send) so REQUESTS_CA_BUNDLE and proxies apply
-            response = self.session.request(
-                "POST",
-                url,
+            return self.session.request(
+                method,
+                f"{self.base_url}{path}",
                 data=body,
                 params=params,
                 headers=self._headers,
@@ -246,6 +254,12 @@ class CleverTapClient:
         except requests.exceptions.SSLError as exc:
             msg = f"TLS error talking to {self.base_url}: {exc}"
             raise CleverTapError(msg) from exc
+
+    def _post(
+        self, path: str, body: bytes, params: dict[str, Any] | None = None
+    ) -> requests.Response:
+        try:
+            response = self._request("POST", path, params, body)
         except requests.exceptions.ConnectionError as exc:
             if _not_sent(exc):
                 msg = f"connection to {self.base_url} failed: {type(exc).__name__}"
@@ -366,20 +380,9 @@ class CleverTapClient:
         self._with_retries(attempt)
 
     def _get(self, path: str, params: dict[str, Any]) -> object:
-        url = f"{self.base_url}{path}"
-
         def attempt() -> object:
             try:
-                response = self.session.request(
-                    "GET",
-                    url,
-                    params=params,
-                    headers=self._headers,
-                    timeout=self.timeout,
-                )
-            except requests.exceptions.SSLError as exc:
-                msg = f"TLS error talking to {self.base_url}: {exc}"
-                raise CleverTapError(msg) from exc
+                response = self._request("GET", path, params)
             except requests.exceptions.RequestException as exc:
                 msg = f"reading {path} failed: {type(exc).__name__}"
                 raise RetryableError(msg) from exc

@@ -83,7 +83,7 @@ class Scope:
         self.record = record
         self.previous = previous
 
-    def get(self, name: str) -> Any:  # noqa: ANN401 - record values are any JSON
+    def get(self, name: str) -> object:
         """A record field.
 
         Args:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
 PENDING = "pending"
 IN_DOUBT = "in_doubt"
@@ -58,7 +58,6 @@ CREATE TABLE IF NOT EXISTS tracked (
     PRIMARY KEY (stream, key)
 );
 """
-_CHUNK = 500
 
 
 def create_private_file(path: Path) -> None:
@@ -70,11 +69,6 @@ def create_private_file(path: Path) -> None:
     fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
     os.close(fd)
     path.chmod(0o600)
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
 
 
 class StateStore:
@@ -126,16 +120,17 @@ class StateStore:
         Returns:
             key -> status.
         """
-        found: dict[str, str] = {}
+        if not keys:
+            return {}
         with self._lock:
-            for chunk in _chunks(keys):
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT key, status FROM events WHERE key IN ({marks})",  # noqa: S608 - placeholders only
-                    list(chunk),
-                )
-                found.update(dict(rows.fetchall()))
-        return found
+            # all keys travel as one JSON array parameter (no SQL is built and
+            # no limit on the number of bound variables applies)
+            rows = self._db.execute(
+                "SELECT key, status FROM events "
+                "WHERE key IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(keys)),),
+            ).fetchall()
+        return dict(rows)
 
     def mark_pending(self, rows: Iterable[tuple[str, str, int, str]]) -> None:
         """Record events as pending, durably, before they are sent.

@@ -181,34 +181,44 @@ class Loader:
     def store(self) -> StateStore:
         """The state store (opened on first use)."""
         if self._store is None:
-            self._store = StateStore(
-                self.config.get("state_dir") or ".target-clevertap",
-                str(self.config.get("account_id") or "account"),
-            )
+            with self._lock:  # upload threads may be the first users
+                if self._store is None:
+                    self._store = StateStore(
+                        self.config.get("state_dir") or ".target-clevertap",
+                        str(self.config.get("account_id") or "account"),
+                    )
         return self._store
 
     @property
     def client(self) -> CleverTapClient:
-        """The API client (created on first use)."""
+        """The API client (created once, on first use, by whichever thread)."""
         if self._client is None:
-            self._client = CleverTapClient(
-                account_id=str(self.config["account_id"]),
-                passcode=str(self.config["passcode"]),
-                region=str(self.config.get("region") or "eu1"),
-                api_url=self.config.get("api_url"),
-                timeout=float(self.config.get("request_timeout") or 60),
-                max_concurrency=self.max_concurrency,
-                max_tries=int(self.config.get("max_retries") or 8),
-            )
+            with self._lock:  # upload threads may be the first users
+                if self._client is None:
+                    self._client = self._new_client()
         return self._client
+
+    def _new_client(self) -> CleverTapClient:
+        return CleverTapClient(
+            account_id=str(self.config["account_id"]),
+            passcode=str(self.config["passcode"]),
+            region=str(self.config.get("region") or "eu1"),
+            api_url=self.config.get("api_url"),
+            timeout=float(self.config.get("request_timeout") or 60),
+            max_concurrency=self.max_concurrency,
+            max_tries=int(self.config.get("max_retries") or 8),
+        )
 
     @property
     def pool(self) -> ThreadPoolExecutor:
         """Threads for concurrent upload requests."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.max_concurrency, thread_name_prefix="clevertap"
-            )
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=self.max_concurrency,
+                        thread_name_prefix="clevertap",
+                    )
         return self._pool
 
     def close(self) -> None:

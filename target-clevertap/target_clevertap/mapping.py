@@ -218,24 +218,10 @@ class StreamMapping:
         found: dict[str, list[str]] = {}
         if self.profile is not None:
             p = self.profile
-            _collect(
-                found,
-                "profile",
-                identity=p.identity,
-                props=p.properties,
-                when=p.when,
-                time=p.time,
-            )
+            _collect(found, "profile", p)
         for i, event in enumerate(self.events):
             where = f"events[{i}]"
-            _collect(
-                found,
-                where,
-                identity=event.identity,
-                props=event.properties,
-                when=event.when,
-                time=event.time,
-            )
+            _collect(found, where, event)
             if event.name is not None:
                 _add(found, event.name.fields, f"{where}.name")
             if event.name_field:
@@ -253,16 +239,11 @@ def _add(found: dict[str, list[str]], names: Iterable[str], where: str) -> None:
         found.setdefault(name, []).append(where)
 
 
-def _collect(  # noqa: PLR0913 - the parts of a profile or event spec
-    found: dict[str, list[str]],
-    where: str,
-    *,
-    identity: IdentitySpec,
-    props: PropertySpec,
-    when: Condition | None,
-    time: str | None,
+def _collect(
+    found: dict[str, list[str]], where: str, spec: ProfileSpec | EventSpec
 ) -> None:
-    _add(found, identity.fields, f"{where}.identity")
+    props, when, time = spec.properties, spec.when, spec.time
+    _add(found, spec.identity.fields, f"{where}.identity")
     _add(found, props.include or (), f"{where}.properties.include")
     _add(found, props.exclude, f"{where}.properties.exclude")
     _add(found, props.rename, f"{where}.properties.rename")
@@ -390,9 +371,7 @@ def _parse_identity(
     return IdentitySpec("field", value, key)
 
 
-def _parse_properties(  # noqa: C901 - one check per property key
-    ctx: _Ctx, where: str, raw: object
-) -> PropertySpec:
+def _parse_properties(ctx: _Ctx, where: str, raw: object) -> PropertySpec:
     if raw is None:
         return PropertySpec()
     spec = _check_keys(ctx, where, raw, _ALLOWED_PROPERTY_KEYS)
@@ -402,26 +381,11 @@ def _parse_properties(  # noqa: C901 - one check per property key
     exclude = frozenset(
         _as_str_list(ctx, where, spec.get("exclude", []), raw, "exclude")
     )
-    rename = spec.get("rename", {})
-    if not isinstance(rename, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in rename.items()
-    ):
-        raise ctx.error(where, "rename maps field names to new names", raw, "rename")
+    rename = _name_map(ctx, where, spec, "rename", "field names to new names")
     constants = spec.get("constants", {})
     if not isinstance(constants, dict):
         raise ctx.error(where, "constants must be a mapping", raw, "constants")
-    types = spec.get("types", {})
-    if not isinstance(types, dict):
-        raise ctx.error(where, "types must be a mapping", raw, "types")
-    for name, hint in types.items():
-        if hint not in TYPE_HINTS:
-            raise ctx.error(
-                where,
-                f"unknown type hint {hint!r} for {name!r} "
-                f"(allowed: {', '.join(sorted(TYPE_HINTS))})",
-                types,
-                name,
-            )
+    types = _parse_types(ctx, where, raw, spec.get("types", {}))
     invert_raw = spec.get("invert", {})
     if not isinstance(invert_raw, dict):
         raise ctx.error(where, "invert maps a boolean field to keys", raw, "invert")
@@ -429,12 +393,7 @@ def _parse_properties(  # noqa: C901 - one check per property key
         str(k): tuple(_as_str_list(ctx, where, v, invert_raw, str(k)))
         for k, v in invert_raw.items()
     }
-    previous = spec.get("previous", {})
-    if not isinstance(previous, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in previous.items()
-    ):
-        message = "previous maps tracked field names to keys"
-        raise ctx.error(where, message, raw, "previous")
+    previous = _name_map(ctx, where, spec, "previous", "tracked field names to keys")
     for flag in ("flatten_addresses", "derive_name"):
         if flag in spec and not isinstance(spec[flag], bool):
             raise ctx.error(where, f"{flag} must be true or false", raw, flag)
@@ -449,6 +408,33 @@ def _parse_properties(  # noqa: C901 - one check per property key
         derive_name=spec.get("derive_name", True),
         previous=dict(previous),
     )
+
+
+def _name_map(
+    ctx: _Ctx, where: str, raw: Mapping[str, Any], key: str, what: str
+) -> dict[str, str]:
+    """`rename` / `previous`: names mapped to non-empty names."""
+    value = raw.get(key, {})
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise ctx.error(where, f"{key} maps {what}", raw, key)
+    return value
+
+
+def _parse_types(ctx: _Ctx, where: str, raw: object, types: object) -> dict[str, str]:
+    if not isinstance(types, dict):
+        raise ctx.error(where, "types must be a mapping", raw, "types")
+    for name, hint in types.items():
+        if hint not in TYPE_HINTS:
+            raise ctx.error(
+                where,
+                f"unknown type hint {hint!r} for {name!r} "
+                f"(allowed: {', '.join(sorted(TYPE_HINTS))})",
+                types,
+                name,
+            )
+    return types
 
 
 def _parse_when(ctx: _Ctx, where: str, raw: object, node: object) -> Condition | None:
@@ -599,6 +585,11 @@ def _parse_document(source: str, doc: object) -> dict[str, StreamMapping]:
     }
 
 
+def _load_yaml(text: str) -> object:
+    """Parse YAML, keeping the line of each mapping key (safe: no object tags)."""
+    return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _read_file(path: Path) -> object:
     try:
         text = path.read_text(encoding="utf-8")
@@ -606,7 +597,7 @@ def _read_file(path: Path) -> object:
         msg = f"mappings_file {path}: cannot read it ({exc.strerror})"
         raise MappingError(msg) from exc
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        return _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -646,7 +637,7 @@ def load_mappings(
                 doc = json.loads(inline)
             except json.JSONDecodeError:
                 try:
-                    doc = yaml.load(inline, Loader=_LineLoader)  # noqa: S506 - safe
+                    doc = _load_yaml(inline)
                 except yaml.YAMLError as exc:
                     msg = f"mappings setting: not valid JSON or YAML ({exc})"
                     raise MappingError(msg) from exc

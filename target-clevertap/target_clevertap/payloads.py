@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import phonenumbers
 
@@ -449,7 +449,14 @@ def _flatten_address(name: str, value: Mapping[str, Any]) -> dict[str, Any]:
     return {f"{prefix}{k[:1].upper()}{k[1:]}": v for k, v in value.items()}
 
 
-def _convert(  # noqa: C901, PLR0911, PLR0912 - one branch per type
+_DATE_HINTS: Final = frozenset({"date", "datetime"})
+_SCALAR_HINTS: Final[Mapping[str, Callable[[object], object]]] = {
+    "number": number,
+    "boolean": boolean,
+}
+
+
+def _convert(
     key: str,
     value: object,
     hint: str | None,
@@ -460,43 +467,59 @@ def _convert(  # noqa: C901, PLR0911, PLR0912 - one branch per type
 
     `field_kind` is `date` (calendar date), `datetime`, or empty.
     """
-    date_only = field_kind == "date"
-    datetime_field = field_kind == "datetime"
     try:
         if hint == "string":
             return _fit(scalar_text(value), MAX_VALUE_BYTES, "value", key, out)
-        if hint in {"date", "datetime"} or date_only or datetime_field:
-            converted = ct_date(value, date_only=date_only or hint == "date")
-            if converted is None:
-                if hint in {"date", "datetime"}:
-                    msg = f"{key} is not a date"
-                    raise RecordReject(msg, code="invalid_value", field_name=key)
-                return _fit(str(value), MAX_VALUE_BYTES, "value", key, out)
-            return converted
-        if hint == "number":
-            return number(value)
-        if hint == "boolean":
-            return boolean(value)
+        if hint in _DATE_HINTS or field_kind:
+            return _convert_date(key, value, hint, field_kind, out)
+        scalar = _SCALAR_HINTS.get(hint) if hint is not None else None
+        if scalar is not None:
+            return scalar(value)
         if hint == "multi" or isinstance(value, (list, tuple)):
-            if isinstance(value, (list, tuple)) and any(
-                isinstance(v, (dict, list)) for v in value
-            ):
-                text = json.dumps(value, default=scalar_text, separators=(",", ":"))
-                return _fit(text, MAX_VALUE_BYTES, "value", key, out)
-            items = multi_values(value)
-            if len(items) > MAX_MULTI_ITEMS:
-                if out.opts.oversize == "reject":
-                    msg = f"{key} has more than {MAX_MULTI_ITEMS} values"
-                    raise RecordReject(msg, code="too_many_values", field_name=key)
-                out.warns.append(f"{key!r} cut to {MAX_MULTI_ITEMS} values")
-                items = items[:MAX_MULTI_ITEMS]
-            return [_fit(i, MAX_VALUE_BYTES, "value", key, out) for i in items]
+            return _convert_multi(key, value, out)
         if hint == "json" or isinstance(value, dict):
-            text = json.dumps(value, default=scalar_text, separators=(",", ":"))
-            return _fit(text, MAX_VALUE_BYTES, "value", key, out)
+            return _fit(_json_text(value), MAX_VALUE_BYTES, "value", key, out)
     except ValueError as exc:
         msg = f"{key}: {exc}"
         raise RecordReject(msg, code="invalid_value", field_name=key) from exc
+    return _convert_by_type(key, value, field_kind, out)
+
+
+def _json_text(value: object) -> str:
+    return json.dumps(value, default=scalar_text, separators=(",", ":"))
+
+
+def _convert_date(
+    key: str, value: object, hint: str | None, field_kind: str, out: _Out
+) -> object:
+    """A date or datetime value (by hint or by the field's schema format)."""
+    converted = ct_date(value, date_only=field_kind == "date" or hint == "date")
+    if converted is not None:
+        return converted
+    if hint in _DATE_HINTS:
+        msg = f"{key} is not a date"
+        raise RecordReject(msg, code="invalid_value", field_name=key)
+    return _fit(str(value), MAX_VALUE_BYTES, "value", key, out)
+
+
+def _convert_multi(key: str, value: object, out: _Out) -> object:
+    """A multi-value: a list of strings (capped), or JSON text when nested."""
+    if isinstance(value, (list, tuple)) and any(
+        isinstance(v, (dict, list)) for v in value
+    ):
+        return _fit(_json_text(value), MAX_VALUE_BYTES, "value", key, out)
+    items = multi_values(value)
+    if len(items) > MAX_MULTI_ITEMS:
+        if out.opts.oversize == "reject":
+            msg = f"{key} has more than {MAX_MULTI_ITEMS} values"
+            raise RecordReject(msg, code="too_many_values", field_name=key)
+        out.warns.append(f"{key!r} cut to {MAX_MULTI_ITEMS} values")
+        items = items[:MAX_MULTI_ITEMS]
+    return [_fit(i, MAX_VALUE_BYTES, "value", key, out) for i in items]
+
+
+def _convert_by_type(key: str, value: object, field_kind: str, out: _Out) -> object:
+    """A value with no type hint: by its Python type."""
     if isinstance(value, bool):
         return value
     if isinstance(value, (Decimal, int, float)):
@@ -506,7 +529,7 @@ def _convert(  # noqa: C901, PLR0911, PLR0912 - one branch per type
             msg = f"{key}: {exc}"
             raise RecordReject(msg, code="invalid_value", field_name=key) from exc
     if isinstance(value, (dt.datetime, dt.date)):
-        return ct_date(value, date_only=date_only)
+        return ct_date(value, date_only=field_kind == "date")
     return _fit(str(value), MAX_VALUE_BYTES, "value", key, out)
 
 
@@ -546,7 +569,7 @@ def _field_kind(name: str, schema: SchemaInfo) -> str:
     return ""
 
 
-def build_properties(  # noqa: C901, PLR0912, PLR0915 - the property pipeline in one place
+def build_properties(
     record: Mapping[str, Any],
     spec: PropertySpec,
     schema: SchemaInfo,
@@ -569,30 +592,54 @@ def build_properties(  # noqa: C901, PLR0912, PLR0915 - the property pipeline in
     Raises:
         RecordReject: when a value is invalid.
     """
-    props: dict[str, Any] = {}
-    names: Iterable[str]
+    props = _record_values(record, spec, schema, out, profile=profile)
+    if spec.invert:
+        _add_inverted(props, record, spec)
+    if profile and spec.derive_name and not props.get("Name"):
+        _derive_name(props, record, out)
+    _add_previous(props, spec, schema, out, profile=profile)
+    for key, value in spec.constants.items():
+        props[sanitise_key(str(key))] = value
+    return props
+
+
+def _property_names(record: Mapping[str, Any], spec: PropertySpec) -> list[str]:
+    """The record fields that become properties (inverted ones are added apart)."""
     if spec.include is None:
-        consumed = set(spec.invert)
-        names = [
+        return [
             n
             for n in record
             if n not in spec.exclude
-            and n not in consumed
+            and n not in spec.invert
             and not n.startswith(_RECORD_METADATA)
         ]
-    else:
-        names = [n for n in spec.include if n not in spec.exclude]
-    for name in names:
+    return [n for n in spec.include if n not in spec.exclude]
+
+
+def _record_values(
+    record: Mapping[str, Any],
+    spec: PropertySpec,
+    schema: SchemaInfo,
+    out: _Out,
+    *,
+    profile: bool,
+) -> dict[str, Any]:
+    """The converted values of the record's fields (addresses flattened)."""
+    props: dict[str, Any] = {}
+    parts: Iterable[tuple[str, Any]]
+    for name in _property_names(record, spec):
         value = record.get(name)
         hint = spec.types.get(name)
-        if isinstance(value, dict) and spec.flatten_addresses and hint is None:
-            if set(value) <= _ADDRESS_KEYS or name.endswith("Address"):
-                parts = _flatten_address(name, value)
-            else:
-                parts = {name: value}
+        if (
+            isinstance(value, dict)
+            and spec.flatten_addresses
+            and hint is None
+            and (set(value) <= _ADDRESS_KEYS or name.endswith("Address"))
+        ):
+            parts = _flatten_address(name, value).items()
         else:
-            parts = {name: value}
-        for raw_key, raw_value in parts.items():
+            parts = ((name, value),)
+        for raw_key, raw_value in parts:
             if raw_value is None:
                 if out.opts.null_values == "send":
                     out_key = spec.rename.get(raw_key, raw_key)
@@ -612,6 +659,13 @@ def build_properties(  # noqa: C901, PLR0912, PLR0915 - the property pipeline in
             if profile and (out_key in _RESERVED or out_key.startswith("MSG-")):
                 converted = _reserved(out_key, converted, out.opts)
             props[out_key] = converted
+    return props
+
+
+def _add_inverted(
+    props: dict[str, Any], record: Mapping[str, Any], spec: PropertySpec
+) -> None:
+    """Add `properties.invert`: each target gets the negated source boolean."""
     for src, targets in spec.invert.items():
         value = record.get(src)
         if value is None:
@@ -623,15 +677,14 @@ def build_properties(  # noqa: C901, PLR0912, PLR0915 - the property pipeline in
             raise RecordReject(msg, code="invalid_value", field_name=src) from exc
         for target in targets:
             props[target] = flag
-    if profile and spec.derive_name and not props.get("Name"):
-        first, last = record.get("FirstName"), record.get("LastName")
-        full = " ".join(str(p).strip() for p in (first, last) if p)
-        if full:
-            props["Name"] = _fit(full, MAX_VALUE_BYTES, "value", "Name", out)
-    _add_previous(props, spec, schema, out, profile=profile)
-    for key, value in spec.constants.items():
-        props[sanitise_key(str(key))] = value
-    return props
+
+
+def _derive_name(props: dict[str, Any], record: Mapping[str, Any], out: _Out) -> None:
+    """Name from FirstName and LastName, when the profile has none."""
+    first, last = record.get("FirstName"), record.get("LastName")
+    full = " ".join(str(p).strip() for p in (first, last) if p)
+    if full:
+        props["Name"] = _fit(full, MAX_VALUE_BYTES, "value", "Name", out)
 
 
 def _add_previous(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
 
 import requests
@@ -17,7 +18,7 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 FLOWS: Final = (
     "access_token",
@@ -26,7 +27,7 @@ FLOWS: Final = (
     "refresh_token",
     "password",
 )
-PASSWORD_FLOW_END: Final = "2027-02-20"  # noqa: S105 - a date, not a password
+LEGACY_LOGIN_END: Final = "2027-02-20"
 LOGGER: Final = logging.getLogger("target-salesforce.auth")
 
 
@@ -110,7 +111,7 @@ def _refresh_token_login(
         body = response.json()
     except ValueError:
         body = {}
-    if response.status_code != 200 or "access_token" not in body:  # noqa: PLR2004
+    if response.status_code != HTTPStatus.OK or "access_token" not in body:
         code = body.get("error", response.status_code)
         text = body.get("error_description", "token request refused")
         msg = f"refresh-token login failed: {code}: {text}"
@@ -118,7 +119,97 @@ def _refresh_token_login(
     return str(body["access_token"]), str(body["instance_url"])
 
 
-def login(  # noqa: C901, PLR0912 - one branch per auth flow
+@dataclasses.dataclass(frozen=True)
+class _LoginInputs:
+    """What every flow gets: settings, session, My Domain, timeout, logger."""
+
+    config: Mapping[str, Any]
+    session: requests.Session
+    domain: str
+    timeout: float
+    logger: logging.Logger
+
+
+def _jwt_login(inputs: _LoginInputs) -> tuple[str, str]:
+    config = inputs.config
+    _require(config, "jwt", "client_id", "username")
+    if not (config.get("private_key") or config.get("private_key_path")):
+        msg = "auth flow 'jwt' needs private_key or private_key_path"
+        raise AuthError(msg)
+    return SalesforceLogin(
+        username=config["username"],
+        consumer_key=config["client_id"],
+        privatekey=config.get("private_key") or None,
+        privatekey_file=config.get("private_key_path") or None,
+        domain=inputs.domain,
+        session=inputs.session,
+    )
+
+
+def _client_credentials_login(inputs: _LoginInputs) -> tuple[str, str]:
+    config = inputs.config
+    _require(config, "client_credentials", "client_id", "client_secret")
+    if inputs.domain in {"login", "test"}:
+        msg = (
+            "client credentials need your My Domain in `domain` (for "
+            "example `acme.my`); Salesforce refuses this flow on "
+            "login.salesforce.com and test.salesforce.com"
+        )
+        raise AuthError(msg)
+    return SalesforceLogin(
+        consumer_key=config["client_id"],
+        consumer_secret=config["client_secret"],
+        domain=inputs.domain,
+        session=inputs.session,
+    )
+
+
+def _refresh_login(inputs: _LoginInputs) -> tuple[str, str]:
+    _require(inputs.config, "refresh_token", "client_id", "refresh_token")
+    return _refresh_token_login(
+        inputs.config, inputs.session, inputs.domain, inputs.timeout
+    )
+
+
+def _password_login(inputs: _LoginInputs) -> tuple[str, str]:
+    config = inputs.config
+    _require(config, "password", "username", "password")
+    inputs.logger.warning(
+        "Username/password login is deprecated: Salesforce switches off the "
+        "username-password flow on %s and retires SOAP login; move to JWT "
+        "bearer or client credentials.",
+        LEGACY_LOGIN_END,
+    )
+    security_token = str(config.get("security_token") or "")
+    if config.get("client_id") and config.get("client_secret"):
+        return SalesforceLogin(
+            username=config["username"],
+            password=str(config["password"]) + security_token,
+            consumer_key=config["client_id"],
+            consumer_secret=config["client_secret"],
+            domain=inputs.domain,
+            session=inputs.session,
+        )
+    return SalesforceLogin(
+        username=config["username"],
+        password=config["password"],
+        security_token=security_token,
+        sf_version=str(config.get("api_version") or "62.0"),
+        domain=inputs.domain,
+        session=inputs.session,
+    )
+
+
+# the flows that log in over HTTP; `access_token` needs no call
+_LOGIN_FLOWS: Final[dict[str, Callable[[_LoginInputs], tuple[str, str]]]] = {
+    "jwt": _jwt_login,
+    "client_credentials": _client_credentials_login,
+    "refresh_token": _refresh_login,
+    "password": _password_login,
+}
+
+
+def login(
     config: Mapping[str, Any],
     session: requests.Session,
     *,
@@ -140,75 +231,17 @@ def login(  # noqa: C901, PLR0912 - one branch per auth flow
         AuthError: on missing settings or a refused login.
     """
     flow = resolve_flow(config)
+    if flow == "access_token":
+        _require(config, flow, "access_token", "instance_url")
+        return Token(str(config["access_token"]), _https(config["instance_url"]), flow)
+    flow_login = _LOGIN_FLOWS.get(flow)
+    if flow_login is None:
+        msg = f"auth_flow {flow!r} is not one of {', '.join(FLOWS)}"
+        raise AuthError(msg)
     domain = str(config.get("domain") or "login")
-    version = str(config.get("api_version") or "62.0")
+    inputs = _LoginInputs(config, session, domain, timeout, logger)
     try:
-        if flow == "access_token":
-            _require(config, flow, "access_token", "instance_url")
-            return Token(
-                str(config["access_token"]), _https(config["instance_url"]), flow
-            )
-        if flow == "jwt":
-            _require(config, flow, "client_id", "username")
-            if not (config.get("private_key") or config.get("private_key_path")):
-                msg = "auth flow 'jwt' needs private_key or private_key_path"
-                raise AuthError(msg)
-            token, instance = SalesforceLogin(
-                username=config["username"],
-                consumer_key=config["client_id"],
-                privatekey=config.get("private_key") or None,
-                privatekey_file=config.get("private_key_path") or None,
-                domain=domain,
-                session=session,
-            )
-        elif flow == "client_credentials":
-            _require(config, flow, "client_id", "client_secret")
-            if domain in {"login", "test"}:
-                msg = (
-                    "client credentials need your My Domain in `domain` (for "
-                    "example `acme.my`); Salesforce refuses this flow on "
-                    "login.salesforce.com and test.salesforce.com"
-                )
-                raise AuthError(msg)
-            token, instance = SalesforceLogin(
-                consumer_key=config["client_id"],
-                consumer_secret=config["client_secret"],
-                domain=domain,
-                session=session,
-            )
-        elif flow == "refresh_token":
-            _require(config, flow, "client_id", "refresh_token")
-            token, instance = _refresh_token_login(config, session, domain, timeout)
-        elif flow == "password":
-            _require(config, flow, "username", "password")
-            logger.warning(
-                "Username/password login is deprecated: Salesforce switches off the "
-                "username-password flow on %s and retires SOAP login; move to JWT "
-                "bearer or client credentials.",
-                PASSWORD_FLOW_END,
-            )
-            security_token = str(config.get("security_token") or "")
-            if config.get("client_id") and config.get("client_secret"):
-                token, instance = SalesforceLogin(
-                    username=config["username"],
-                    password=str(config["password"]) + security_token,
-                    consumer_key=config["client_id"],
-                    consumer_secret=config["client_secret"],
-                    domain=domain,
-                    session=session,
-                )
-            else:
-                token, instance = SalesforceLogin(
-                    username=config["username"],
-                    password=config["password"],
-                    security_token=security_token,
-                    sf_version=version,
-                    domain=domain,
-                    session=session,
-                )
-        else:
-            msg = f"auth_flow {flow!r} is not one of {', '.join(FLOWS)}"
-            raise AuthError(msg)
+        token, instance = flow_login(inputs)
     except SalesforceAuthenticationFailed as exc:
         msg = f"Salesforce login ({flow}) failed: {exc.code}: {exc.auth_message}"
         raise AuthError(msg) from None

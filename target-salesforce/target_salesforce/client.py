@@ -45,6 +45,8 @@ TRANSIENT_STATUS: Final = frozenset({HTTP_TOO_MANY_REQUESTS, 500, 502, 503, 504}
 RECORD_LEVEL_STATUS: Final = frozenset({300, 400, 404})
 BULK_DONE: Final = frozenset({"JobComplete", "Failed", "Aborted"})
 HTTP_CREATED: Final = 201
+# raw REST calls: anything from here up is handed to simple-salesforce's error mapping
+FIRST_NON_SUCCESS_STATUS: Final = 300
 
 
 class TargetSalesforceError(RuntimeError):
@@ -156,11 +158,10 @@ class SalesforceClient:
         """The simple-salesforce client, logging in on first use."""
         with self._lock:
             if self._sf is None:
-                self._connect()
-            assert self._sf is not None  # noqa: S101 - set by _connect
+                self._sf = self._connect()
             return self._sf
 
-    def _connect(self) -> None:
+    def _connect(self) -> Salesforce:
         if self._token is not None and self._token.flow == "access_token":
             msg = (
                 "INVALID_SESSION_ID: the configured access_token has expired and a "
@@ -169,7 +170,7 @@ class SalesforceClient:
             raise TargetSalesforceError(msg)
         self._token = login(self.config, self.session, timeout=self.timeout)
         self.logins += 1
-        self._sf = Salesforce(
+        sf = Salesforce(
             session_id=self._token.access_token,
             instance_url=self._token.instance_url,
             session=self.session,
@@ -178,6 +179,7 @@ class SalesforceClient:
         self.logger.info(
             "Connected to %s (auth flow %s)", self._token.instance_url, self._token.flow
         )
+        return sf
 
     @property
     def instance_url(self) -> str | None:
@@ -302,7 +304,7 @@ class SalesforceClient:
                 self.logger.warning("%s: session expired; logging in again", what)
                 with self._lock:
                     if self._sf is sf:
-                        self._connect()
+                        self._sf = self._connect()
                 continue
             except SalesforceRefusedRequest as exc:
                 self._refused(what, exc)
@@ -394,7 +396,7 @@ class SalesforceClient:
         response = self.session.request(
             method, url, headers=headers, timeout=self.timeout, **kwargs
         )
-        if response.status_code >= 300:  # noqa: PLR2004
+        if response.status_code >= FIRST_NON_SUCCESS_STATUS:
             exception_handler(response, name=url)
         if expect is not None and response.status_code != expect:
             msg = f"{method} {url}: expected HTTP {expect}, got {response.status_code}"

@@ -101,7 +101,7 @@ def _check_call(node: ast.Call, names: list[str]) -> None:
     if not arity[0] <= len(node.args) <= arity[1]:
         msg = f"{func}() takes {arity[0]} to {arity[1]} arguments"
         raise ExpressionError(msg)
-    if func == "round" and len(node.args) == 2:  # noqa: PLR2004 - round(x, digits)
+    if func == "round" and len(node.args) > 1:
         digits = node.args[1]
         if not (
             isinstance(digits, ast.Constant)
@@ -140,7 +140,7 @@ def compile_expression(text: object) -> Expression:
     return Expression(text=text, tree=tree.body, names=tuple(dict.fromkeys(names)))
 
 
-def _number(path: str, value: Any) -> decimal.Decimal | None:  # noqa: ANN401 - JSON value
+def _number(path: str, value: object) -> decimal.Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool | dict | list):
@@ -157,7 +157,7 @@ def _number(path: str, value: Any) -> decimal.Decimal | None:  # noqa: ANN401 - 
     return number
 
 
-def _eval(node: ast.expr, lookup: Callable[[str], Any]) -> decimal.Decimal | None:  # noqa: C901, PLR0911 - one branch per node kind
+def _eval(node: ast.expr, lookup: Callable[[str], Any]) -> decimal.Decimal | None:
     if isinstance(node, ast.Constant):
         return decimal.Decimal(str(node.value))
     path = _dotted(node)
@@ -169,22 +169,30 @@ def _eval(node: ast.expr, lookup: Callable[[str], Any]) -> decimal.Decimal | Non
             return None
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.BinOp):
-        left = _eval(node.left, lookup)
-        right = _eval(node.right, lookup)
-        if left is None or right is None:
-            return None
-        if isinstance(node.op, ast.Add):
-            return _CONTEXT.add(left, right)
-        if isinstance(node.op, ast.Sub):
-            return _CONTEXT.subtract(left, right)
-        if isinstance(node.op, ast.Mult):
-            return _CONTEXT.multiply(left, right)
-        if right == 0:
-            return None
-        return _CONTEXT.divide(left, right)
-    assert isinstance(node, ast.Call)  # noqa: S101 - _check allowed nothing else
-    assert isinstance(node.func, ast.Name)  # noqa: S101
-    return _call(node.func.id, node.args, lookup)
+        return _eval_binary(node, lookup)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return _call(node.func.id, node.args, lookup)
+    # unreachable for a compiled expression: _check allows nothing else
+    msg = f"{type(node).__name__} is not allowed"
+    raise ExpressionError(msg)
+
+
+def _eval_binary(
+    node: ast.BinOp, lookup: Callable[[str], Any]
+) -> decimal.Decimal | None:
+    left = _eval(node.left, lookup)
+    right = _eval(node.right, lookup)
+    if left is None or right is None:
+        return None
+    if isinstance(node.op, ast.Add):
+        return _CONTEXT.add(left, right)
+    if isinstance(node.op, ast.Sub):
+        return _CONTEXT.subtract(left, right)
+    if isinstance(node.op, ast.Mult):
+        return _CONTEXT.multiply(left, right)
+    if right == 0:
+        return None
+    return _CONTEXT.divide(left, right)
 
 
 def _call(

@@ -205,7 +205,7 @@ _FIELD_KEYS: Final = {
 _FIELD_KINDS: Final = ("source", "value", "template", "now", "expr")
 
 
-def map_key(value: Any) -> str:  # noqa: ANN401 - any JSON scalar
+def map_key(value: object) -> str:
     """The form in which `map` keys and record values are compared."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -234,22 +234,12 @@ def _parse_map(stream: str, target: str, raw: RawMapping) -> dict[str, Any]:
     return out
 
 
-def _parse_field(stream: str, target: str, raw: RawMapping) -> FieldSpec:  # noqa: C901 - one check per key
-    where = _where(stream, f"fields.{target}")
-    keys = ("fields", target)
+def _parse_field(stream: str, target: str, raw: RawMapping) -> FieldSpec:
     if isinstance(raw, str):
         return FieldSpec(target=target, source=raw)
-    if not isinstance(raw, dict):
-        msg = f"{where} must be a source property name or a mapping"
-        raise MappingError(msg, keys)
-    unknown = sorted(set(raw) - _FIELD_KEYS)
-    if unknown:
-        msg = f"{where} has unknown keys: {', '.join(unknown)}"
-        raise MappingError(msg, (*keys, unknown[0]))
-    kinds = [k for k in _FIELD_KINDS if k in raw]
-    if len(kinds) != 1:
-        msg = f"{where} needs exactly one of {', '.join(_FIELD_KINDS)}"
-        raise MappingError(msg, keys)
+    where = _where(stream, f"fields.{target}")
+    keys = ("fields", target)
+    kind = _field_kind(where, keys, raw)
     ftype = raw.get("type")
     if ftype is not None and ftype not in FIELD_TYPES:
         msg = f"{where}.type is {ftype!r}; allowed: {', '.join(FIELD_TYPES)}"
@@ -257,20 +247,11 @@ def _parse_field(stream: str, target: str, raw: RawMapping) -> FieldSpec:  # noq
     if "now" in raw and raw["now"] is not True:
         msg = f"{where}.now must be `true` (the run's start time)"
         raise MappingError(msg, (*keys, "now"))
-    expr = None
-    if "expr" in raw:
-        try:
-            expr = compile_expression(raw["expr"])
-        except ExpressionError as exc:
-            msg = f"{where}.expr: {exc}"
-            raise MappingError(msg, (*keys, "expr")) from None
-        if ftype not in {None, "number", "integer"}:
-            msg = f"{where}: an expr is a number; type must be number or integer"
-            raise MappingError(msg, (*keys, "type"))
+    expr = _parse_expr(where, keys, raw["expr"], ftype) if "expr" in raw else None
     value_map = None
     if "map" in raw:
-        if kinds[0] not in {"source", "template"}:
-            msg = f"{where}.map translates a source or template value, not {kinds[0]}"
+        if kind not in {"source", "template"}:
+            msg = f"{where}.map translates a source or template value, not {kind}"
             raise MappingError(msg, (*keys, "map"))
         value_map = _parse_map(stream, target, raw["map"])
     elif "map_default" in raw:
@@ -290,6 +271,36 @@ def _parse_field(stream: str, target: str, raw: RawMapping) -> FieldSpec:  # noq
         map_default=raw.get("map_default"),
         has_map_default="map_default" in raw,
     )
+
+
+def _field_kind(where: str, keys: tuple[str, ...], raw: RawMapping) -> str:
+    """Check a field mapping's keys; return which of `_FIELD_KINDS` it uses."""
+    if not isinstance(raw, dict):
+        msg = f"{where} must be a source property name or a mapping"
+        raise MappingError(msg, keys)
+    unknown = sorted(set(raw) - _FIELD_KEYS)
+    if unknown:
+        msg = f"{where} has unknown keys: {', '.join(unknown)}"
+        raise MappingError(msg, (*keys, unknown[0]))
+    kinds = [k for k in _FIELD_KINDS if k in raw]
+    if len(kinds) != 1:
+        msg = f"{where} needs exactly one of {', '.join(_FIELD_KINDS)}"
+        raise MappingError(msg, keys)
+    return kinds[0]
+
+
+def _parse_expr(
+    where: str, keys: tuple[str, ...], source: RawMapping, ftype: RawMapping
+) -> Expression:
+    try:
+        expr = compile_expression(source)
+    except ExpressionError as exc:
+        msg = f"{where}.expr: {exc}"
+        raise MappingError(msg, (*keys, "expr")) from None
+    if ftype not in {None, "number", "integer"}:
+        msg = f"{where}: an expr is a number; type must be number or integer"
+        raise MappingError(msg, (*keys, "type"))
+    return expr
 
 
 def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
@@ -451,7 +462,7 @@ _LineLoader.add_constructor(
 )
 
 
-def _line_of(node: Any, keys: tuple[str, ...]) -> int:  # noqa: ANN401 - parsed YAML
+def _line_of(node: object, keys: tuple[str, ...]) -> int:
     """The line of the deepest key of `keys` found under `node` (0: unknown)."""
     line = node.line if isinstance(node, _LineDict) else 0
     for key in keys:
@@ -484,7 +495,7 @@ def _read_file(mappings_file: str) -> _LineDict:
     return streams
 
 
-def _field_lines(raw: Any, stream_line: int) -> dict[str, int]:  # noqa: ANN401 - parsed YAML
+def _field_lines(raw: object, stream_line: int) -> dict[str, int]:
     lines = {"": stream_line}
     fields = raw.get("fields") if isinstance(raw, dict) else None
     if isinstance(fields, _LineDict):
@@ -518,21 +529,21 @@ def load_mappings(
     merged.update(setting)
     out: dict[str, StreamMapping] = {}
     for name, raw in merged.items():
-        from_file = file_streams is not None and name not in setting
+        # the file's streams when this entry comes from the file (not overlaid)
+        from_file = file_streams if name not in setting else None
         try:
             mapping = parse_stream_mapping(str(name), raw)
         except MappingError as exc:
-            if not from_file:
+            if from_file is None:
                 raise
-            line = _line_of(file_streams, (str(name), *exc.keys))
+            line = _line_of(from_file, (str(name), *exc.keys))
             msg = f"mappings_file {mappings_file}, line {line}: {exc}"
             raise MappingError(msg, exc.keys) from None
-        if from_file:
-            assert file_streams is not None  # noqa: S101 - from_file says so
+        if from_file is not None:
             mapping = dataclasses.replace(
                 mapping,
                 origin=f"mappings_file {mappings_file}",
-                field_lines=_field_lines(raw, file_streams.lines[str(name)]),
+                field_lines=_field_lines(raw, from_file.lines[str(name)]),
             )
         out[str(name)] = mapping
     return out

@@ -231,30 +231,37 @@ def check_mapping_against_describe(
         raise MappingError(msg, keys) from None
 
 
-def _check_describe(  # noqa: C901, PLR0912 - one check per rule
+def _check_describe(
     mapping: StreamMapping,
     fields: Mapping[str, FieldInfo],
     schema_properties: Iterable[str],
     related: Callable[[str], Mapping[str, FieldInfo]] | None = None,
 ) -> None:
-    """Fail before any write when the mapping does not fit the object.
-
-    Args:
-        mapping: the stream's mapping (sobject mode).
-        fields: the object's describe, by field name.
-        schema_properties: the stream's schema properties (for pass_through).
-        related: describes a parent object, for `Rel__r.Ext__c` targets.
-
-    Raises:
-        MappingError: naming the field and object for an unknown or non-writable
-            field, or an upsert key that is not an External ID.
-    """
-    sobject = mapping.sobject
+    """`check_mapping_against_describe` without the mappings-file location."""
     if mapping.action == "delete":
         if "Id" not in {f.target for f in mapping.fields} and not mapping.pass_through:
-            msg = f"stream {mapping.stream}: delete on {sobject} needs an `Id` field"
+            msg = (
+                f"stream {mapping.stream}: delete on {mapping.sobject} needs an "
+                "`Id` field"
+            )
             raise MappingError(msg)
         return
+    targets = _written_fields(mapping, schema_properties)
+    for name in targets:
+        if name == "Id" and mapping.action == "update":
+            continue
+        if split_relationship(name):
+            _check_relationship(mapping, name, fields, related)
+        else:
+            _check_field(mapping, name, fields)
+    if mapping.action == "upsert":
+        _check_upsert_key(mapping, fields, targets)
+
+
+def _written_fields(
+    mapping: StreamMapping, schema_properties: Iterable[str]
+) -> list[str]:
+    """The fields a record of this mapping can write."""
     targets = [f.target for f in mapping.fields]
     if mapping.pass_through:
         used = mapping.used_roots
@@ -263,46 +270,52 @@ def _check_describe(  # noqa: C901, PLR0912 - one check per rule
         ]
     if mapping.pack_unmapped_into:
         targets.append(mapping.pack_unmapped_into)
-    for name in targets:
-        if name == "Id" and mapping.action == "update":
-            continue
-        if split_relationship(name):
-            _check_relationship(mapping, name, fields, related)
-            continue
-        info = fields.get(name)
-        if info is None:
-            msg = (
-                f"stream {mapping.stream}: field {name!r} does not exist on "
-                f"{sobject} (or is not visible to this user)"
-            )
-            raise MappingError(msg, ("fields", name))
-        if not _needs_write(info, mapping.action):
-            msg = (
-                f"stream {mapping.stream}: field {name!r} on {sobject} is not "
-                f"writable for {mapping.action}"
-            )
-            raise MappingError(msg, ("fields", name))
-    if mapping.action == "upsert":
-        ext = str(mapping.external_id_field)
-        info = fields.get(ext)
-        if info is None:
-            msg = (
-                f"stream {mapping.stream}: external_id_field {ext!r} does not exist "
-                f"on {sobject}"
-            )
-            raise MappingError(msg, ("external_id_field",))
-        if not info.external_id and ext != "Id":
-            msg = (
-                f"stream {mapping.stream}: external_id_field {ext!r} on {sobject} "
-                "is not flagged External ID"
-            )
-            raise MappingError(msg, ("external_id_field",))
-        if ext not in targets:
-            msg = (
-                f"stream {mapping.stream}: the upsert key {ext!r} is not produced by "
-                "the field mapping"
-            )
-            raise MappingError(msg, ("external_id_field",))
+    return targets
+
+
+def _check_field(
+    mapping: StreamMapping, name: str, fields: Mapping[str, FieldInfo]
+) -> None:
+    sobject = mapping.sobject
+    info = fields.get(name)
+    if info is None:
+        msg = (
+            f"stream {mapping.stream}: field {name!r} does not exist on "
+            f"{sobject} (or is not visible to this user)"
+        )
+        raise MappingError(msg, ("fields", name))
+    if not _needs_write(info, mapping.action):
+        msg = (
+            f"stream {mapping.stream}: field {name!r} on {sobject} is not "
+            f"writable for {mapping.action}"
+        )
+        raise MappingError(msg, ("fields", name))
+
+
+def _check_upsert_key(
+    mapping: StreamMapping, fields: Mapping[str, FieldInfo], targets: list[str]
+) -> None:
+    sobject = mapping.sobject
+    ext = str(mapping.external_id_field)
+    info = fields.get(ext)
+    if info is None:
+        msg = (
+            f"stream {mapping.stream}: external_id_field {ext!r} does not exist "
+            f"on {sobject}"
+        )
+        raise MappingError(msg, ("external_id_field",))
+    if not info.external_id and ext != "Id":
+        msg = (
+            f"stream {mapping.stream}: external_id_field {ext!r} on {sobject} "
+            "is not flagged External ID"
+        )
+        raise MappingError(msg, ("external_id_field",))
+    if ext not in targets:
+        msg = (
+            f"stream {mapping.stream}: the upsert key {ext!r} is not produced by "
+            "the field mapping"
+        )
+        raise MappingError(msg, ("external_id_field",))
 
 
 # --------------------------------------------------------------------------- values
@@ -418,46 +431,57 @@ def _to_bool(value: JsonValue) -> bool:
     raise ValueError(value)
 
 
-def convert(value: JsonValue, kind: str) -> JsonValue:  # noqa: C901, PLR0912 - one branch per kind
+def _to_date(value: JsonValue) -> str:
+    return to_datetime(value).date().isoformat()
+
+
+def _to_datetime_text(value: JsonValue) -> str:
+    return _format_datetime(to_datetime(value))
+
+
+def _to_integer(value: JsonValue) -> int:
+    number = _to_number(value)
+    if isinstance(number, float):
+        raise TypeError(value)
+    return number
+
+
+def _to_multipicklist(value: JsonValue) -> str:
+    if isinstance(value, list | tuple):
+        return ";".join(str(v) for v in value)
+    return str(value)
+
+
+def _to_text(value: JsonValue) -> str:
+    if isinstance(value, dict | list):
+        return dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(json_safe(value))
+
+
+# field kind -> converter; any other kind is only made JSON-safe
+_CONVERTERS: Final[dict[str, Callable[[JsonValue], JsonValue]]] = {
+    "date": _to_date,
+    "datetime": _to_datetime_text,
+    "boolean": _to_bool,
+    "number": _to_number,
+    "integer": _to_integer,
+    "multipicklist": _to_multipicklist,
+    "json": dumps,
+    "string": _to_text,
+    "picklist": _to_text,
+}
+
+
+def convert(value: JsonValue, kind: str) -> JsonValue:
     """Convert one value to what Salesforce expects for a field kind.
 
     None stays None. Raises ValueError (or TypeError) on values that do not fit.
     """
     if value is None:
         return None
-    result: Any
-    match kind:
-        case "date":
-            result = to_datetime(value).date().isoformat()
-        case "datetime":
-            result = _format_datetime(to_datetime(value))
-        case "boolean":
-            result = _to_bool(value)
-        case "number":
-            result = _to_number(value)
-        case "integer":
-            number = _to_number(value)
-            if isinstance(number, float):
-                raise TypeError(value)
-            result = number
-        case "multipicklist":
-            result = (
-                ";".join(str(v) for v in value)
-                if isinstance(value, list | tuple)
-                else str(value)
-            )
-        case "json":
-            result = dumps(value)
-        case "string" | "picklist":
-            if isinstance(value, dict | list):
-                result = dumps(value)
-            elif isinstance(value, bool):
-                result = "true" if value else "false"
-            else:
-                result = str(json_safe(value))
-        case _:
-            result = json_safe(value)
-    return result
+    return _CONVERTERS.get(kind, json_safe)(value)
 
 
 def render_template(template: str, record: Mapping[str, Any]) -> JsonValue:

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from target_salesforce.payloads import json_safe
+from target_salesforce.payloads import JsonValue, json_safe
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -28,11 +28,11 @@ MAX_REJECT_VALUE_CHARS: Final = 4096
 
 
 def cap_values(
-    value: Any,  # noqa: ANN401 - any JSON-like record value
+    value: JsonValue,
     limit: int = MAX_REJECT_VALUE_CHARS,
     path: str = "",
     cut: list[str] | None = None,
-) -> Any:  # noqa: ANN401 - same shape as the input
+) -> JsonValue:
     """The value with every string over `limit` characters cut and marked.
 
     Paths of the cut values are appended to `cut` (when given).

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-    from target_salesforce.mapping import StreamMapping
+    from target_salesforce.mapping import ApexSpec, StreamMapping
     from target_salesforce.payloads import FieldInfo
     from target_salesforce.target import RunContext, TargetSalesforce
 
@@ -60,10 +60,30 @@ if TYPE_CHECKING:
 class _CompiledValidation(BatchSink):
     """Shared by both sinks: compiled validation and the summary at the end."""
 
+    MAX_SIZE_DEFAULT = 10000
+
     run: RunContext
     summary: StreamSummary
     # set by _validate_and_parse for the record that process_record gets next
     invalid: InvalidRecord | None = None
+
+    def __init__(
+        self,
+        target: TargetSalesforce,
+        stream_name: str,
+        schema: dict[str, Any],
+        key_properties: Sequence[str] | None,
+    ) -> None:
+        """Remember the run context and open the stream's summary."""
+        super().__init__(target, stream_name, schema, key_properties)
+        self.run = target.run
+        mapping = self.run.mapping_for(stream_name)
+        self.summary = self.run.summary(stream_name, self.summary_label(mapping))
+
+    @staticmethod
+    def summary_label(mapping: StreamMapping | None) -> str:
+        """What the stream goes to, for the run summary."""
+        raise NotImplementedError
 
     @override
     def _validate_and_parse(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -106,21 +126,11 @@ class _CompiledValidation(BatchSink):
 class SkippedStreamSink(_CompiledValidation):
     """A stream with no mapping, or switched off: records are counted, not written."""
 
-    MAX_SIZE_DEFAULT = 10000
-
-    def __init__(
-        self,
-        target: TargetSalesforce,
-        stream_name: str,
-        schema: dict[str, Any],
-        key_properties: Sequence[str] | None,
-    ) -> None:
-        """Remember the run context."""
-        super().__init__(target, stream_name, schema, key_properties)
-        self.run = target.run
-        mapping = self.run.mapping_for(stream_name)
-        label = "(skip: true)" if mapping is not None else "(unmapped: skipped)"
-        self.summary = self.run.summary(stream_name, label)
+    @staticmethod
+    @override
+    def summary_label(mapping: StreamMapping | None) -> str:
+        """Switched off by its mapping, or not mapped at all."""
+        return "(skip: true)" if mapping is not None else "(unmapped: skipped)"
 
     @override
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
@@ -136,8 +146,6 @@ class SkippedStreamSink(_CompiledValidation):
 class SalesforceSink(_CompiledValidation):
     """Write one stream to an sObject (Collections or Bulk 2.0) or Apex REST."""
 
-    MAX_SIZE_DEFAULT = 10000
-
     def __init__(
         self,
         target: TargetSalesforce,
@@ -147,18 +155,11 @@ class SalesforceSink(_CompiledValidation):
     ) -> None:
         """Find the stream's mapping; describe checks run in `setup`."""
         super().__init__(target, stream_name, schema, key_properties)
-        self.run = target.run
         mapping = self.run.mapping_for(stream_name)
-        if mapping is None:  # pragma: no cover - get_sink_class routes these
+        if mapping is None:  # pragma: no cover - summary_label refused it already
             msg = f"stream {stream_name!r} has no mapping"
             raise TargetSalesforceError(msg)
         self.mapping: StreamMapping = mapping
-        label = (
-            f"apex:{mapping.apex.path}"
-            if mapping.apex
-            else f"{mapping.sobject}:{mapping.action}"
-        )
-        self.summary = self.run.summary(stream_name, label)
         self.fields: dict[str, FieldInfo] = {}
         cfg = self.config
         self.null_policy = mapping.null_policy or cfg.get("null_policy", "skip")
@@ -172,6 +173,22 @@ class SalesforceSink(_CompiledValidation):
         size = int(cfg.get("collections_batch_size", 200))
         self.collection_size = max(1, min(size, 200))
         self.max_retries = int(cfg.get("max_retries", 3))
+
+    @staticmethod
+    @override
+    def summary_label(mapping: StreamMapping | None) -> str:
+        """`apex:<path>` or `<sObject>:<action>`.
+
+        Raises:
+            TargetSalesforceError: for a stream with no mapping (get_sink_class
+                routes those to SkippedStreamSink).
+        """
+        if mapping is None:  # pragma: no cover - get_sink_class routes these
+            msg = "a stream with no mapping cannot be written"
+            raise TargetSalesforceError(msg)
+        if mapping.apex:
+            return f"apex:{mapping.apex.path}"
+        return f"{mapping.sobject}:{mapping.action}"
 
     @override
     def setup(self) -> None:
@@ -208,8 +225,9 @@ class SalesforceSink(_CompiledValidation):
         records: list[dict[str, Any]] = context.get("records", [])
         if records:
             self.summary.received += len(records)
-            if self.mapping.mode == "apex":
-                self._process_apex(records)
+            apex = self.mapping.apex
+            if apex is not None:  # apex mode, and only apex mode, has apex settings
+                self._process_apex(records, apex)
             else:
                 self._process_sobject(records)
         self._enforce_reject_policy()
@@ -237,9 +255,7 @@ class SalesforceSink(_CompiledValidation):
         results = self._with_lock_retry(items, send)
         self._settle(records, items, results)
 
-    def _process_apex(self, records: list[dict[str, Any]]) -> None:
-        apex = self.mapping.apex
-        assert apex is not None  # noqa: S101 - apex mode always has apex settings
+    def _process_apex(self, records: list[dict[str, Any]], apex: ApexSpec) -> None:
         items, local = prepare_apex_batch(records, self.mapping)
         for rej in local:
             self._reject(records[rej.index], None, rej.code, rej.message, rej.fields)

@@ -45,11 +45,15 @@ def describe_invalid(exc: InvalidRecord) -> tuple[str, list[str]]:
     )
 
 
-def _rewrite(node: Any, *, keep_formats: bool) -> Any:  # noqa: ANN401 - JSON schema
+def _rewrite(node: object, *, keep_formats: bool) -> object:
     if isinstance(node, list):
         return [_rewrite(n, keep_formats=keep_formats) for n in node]
     if not isinstance(node, dict):
         return node
+    return _rewrite_schema(node, keep_formats=keep_formats)
+
+
+def _rewrite_schema(node: dict[str, Any], *, keep_formats: bool) -> dict[str, Any]:
     out = {
         k: _rewrite(v, keep_formats=keep_formats)
         for k, v in node.items()
@@ -80,7 +84,9 @@ class CompiledValidator(BaseJSONSchemaValidator):
         super().__init__(schema)
         JSONSchemaValidator(schema)  # the SDK's own check of the schema itself
         try:
-            compiled = _rewrite(copy.deepcopy(schema), keep_formats=validate_formats)
+            compiled = _rewrite_schema(
+                copy.deepcopy(schema), keep_formats=validate_formats
+            )
             self._validate: Callable[[Any], Any] = fastjsonschema.compile(compiled)
         except fastjsonschema.JsonSchemaDefinitionException as exc:
             msg = f"Schema Validation Error: {exc}"

@@ -230,12 +230,8 @@ def test_invalid_session_fault_makes_a_jwt_client_log_in_again_and_retry(
 
 def test_direct_session_with_invalid_session_raises_expired_session(
     salesforce_emulator: SalesforceHandle,
+    sf: Salesforce,
 ) -> None:
-    sf = Salesforce(
-        session_id=salesforce_emulator.access_token,
-        instance_url=salesforce_emulator.base_url,
-        session=salesforce_emulator.session(),
-    )
     salesforce_emulator.fault("invalid_session", count=1)
     with pytest.raises(SalesforceExpiredSession) as exc:
         sf.query("SELECT Id FROM Contact")

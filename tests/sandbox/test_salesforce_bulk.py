@@ -7,20 +7,14 @@ import io
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceMalformedRequest
+from simple_salesforce.exceptions import (
+    SalesforceMalformedRequest,
+    SalesforceOperationError,
+)
 
 if TYPE_CHECKING:
     from sandbox.salesforce.testing import SalesforceHandle
-
-
-@pytest.fixture
-def sf(salesforce_emulator: SalesforceHandle) -> Salesforce:
-    return Salesforce(
-        session_id=salesforce_emulator.access_token,
-        instance_url=salesforce_emulator.base_url,
-        session=salesforce_emulator.session(),
-    )
+    from simple_salesforce import Salesforce
 
 
 def _contact(records: list[dict[str, Any]], ct_id: str) -> dict[str, Any]:
@@ -319,8 +313,6 @@ def test_bulk2_line_ending_mismatch_or_unknown_column_fails_the_job(
 def test_bulk_job_failed_fault_raises_operation_error(
     salesforce_emulator: SalesforceHandle, sf: Salesforce
 ) -> None:
-    from simple_salesforce.exceptions import SalesforceOperationError  # noqa: PLC0415
-
     salesforce_emulator.fault("bulk_job_failed", message="InvalidBatch : too busy")
     with pytest.raises(SalesforceOperationError, match="too busy"):
         sf.bulk2.Contact.insert(records=[{"LastName": "X"}], wait=0)

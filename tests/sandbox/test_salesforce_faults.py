@@ -26,15 +26,6 @@ if TYPE_CHECKING:
     from sandbox.salesforce.testing import SalesforceHandle
 
 
-@pytest.fixture
-def sf(salesforce_emulator: SalesforceHandle) -> Salesforce:
-    return Salesforce(
-        session_id=salesforce_emulator.access_token,
-        instance_url=salesforce_emulator.base_url,
-        session=salesforce_emulator.session(),
-    )
-
-
 def _sandbox(
     handle: SalesforceHandle, method: str, path: str, body: dict[str, Any] | None = None
 ) -> Any:

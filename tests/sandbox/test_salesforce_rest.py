@@ -21,19 +21,6 @@ if TYPE_CHECKING:
 DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 
 
-def _client(handle: SalesforceHandle) -> Salesforce:
-    return Salesforce(
-        session_id=handle.access_token,
-        instance_url=handle.base_url,
-        session=handle.session(),
-    )
-
-
-@pytest.fixture
-def sf(salesforce_emulator: SalesforceHandle) -> Salesforce:
-    return _client(salesforce_emulator)
-
-
 def _error(exc: pytest.ExceptionInfo[Any]) -> dict[str, Any]:
     content = exc.value.content
     assert isinstance(content, list)
@@ -243,7 +230,11 @@ def test_query_all_follows_next_records_url_pages(
     make_salesforce_emulator: Callable[..., SalesforceHandle],
 ) -> None:
     handle = make_salesforce_emulator(query_page_size=7)
-    sf = _client(handle)
+    sf = Salesforce(
+        session_id=handle.access_token,
+        instance_url=handle.base_url,
+        session=handle.session(),
+    )
     first = sf.query("SELECT Id FROM Contact ORDER BY Id ASC")
     assert first["done"] is False
     assert first["totalSize"] == 30

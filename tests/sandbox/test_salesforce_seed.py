@@ -10,10 +10,10 @@ from sandbox.salesforce import seed
 from sandbox.salesforce.schema import OBJECTS
 from sandbox.salesforce.store import Store
 from sandbox.salesforce.values import parse_datetime
-from simple_salesforce import Salesforce
 
 if TYPE_CHECKING:
     from sandbox.salesforce.testing import SalesforceHandle
+    from simple_salesforce import Salesforce
 
 Org = dict[str, list[dict[str, Any]]]
 
@@ -160,14 +160,7 @@ def test_opportunity_field_history_follows_opportunity_history(org: Org) -> None
         assert got == sorted(expected)
 
 
-def test_field_history_is_queryable_over_rest(
-    salesforce_emulator: SalesforceHandle,
-) -> None:
-    sf = Salesforce(
-        session_id=salesforce_emulator.access_token,
-        instance_url=salesforce_emulator.base_url,
-        session=salesforce_emulator.session(),
-    )
+def test_field_history_is_queryable_over_rest(sf: Salesforce) -> None:
     names = {o["name"] for o in sf.describe()["sobjects"]}
     assert "OpportunityFieldHistory" in names
     rows = sf.query_all(
@@ -182,12 +175,8 @@ def test_field_history_is_queryable_over_rest(
 
 def test_completing_a_task_over_rest_sets_and_reopening_clears_completion_time(
     salesforce_emulator: SalesforceHandle,
+    sf: Salesforce,
 ) -> None:
-    sf = Salesforce(
-        session_id=salesforce_emulator.access_token,
-        instance_url=salesforce_emulator.base_url,
-        session=salesforce_emulator.session(),
-    )
     task = next(
         t for t in salesforce_emulator.records("Task") if t["Status"] != "Completed"
     )

@@ -121,6 +121,22 @@ def _select(catalog: dict[str, Any], streams: tuple[str, ...]) -> dict[str, Any]
     return {"streams": chosen}
 
 
+def _sync(
+    tap: Path,
+    org: tuple[SalesforceHandle, Any],
+    tmp: Path,
+    api_type: str,
+    streams: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    """Discover, select `streams` (in `tmp/properties.json`) and sync them."""
+    handle, proxy = org
+    _write_config(handle, tmp, api_type)
+    catalog = _run_tap(tap, proxy, handle, tmp, "--discover")[0]
+    properties = tmp / "properties.json"
+    properties.write_text(json.dumps(_select(catalog, streams)))
+    return _run_tap(tap, proxy, handle, tmp, "--properties", str(properties))
+
+
 def _tap_datetime(value: str) -> str:
     """The tap's normalisation of a date or date-time: `%Y-%m-%dT%H:%M:%S.%fZ`."""
     parsed = dt.datetime.fromisoformat(value.replace("+0000", "+00:00"))
@@ -192,15 +208,8 @@ def test_discover_lists_every_object_with_salesforce_types(
 def test_rest_sync_emits_the_seeded_rows_field_by_field(
     tap: Path, org: tuple[Any, Any], tmp_path: Path
 ) -> None:
-    handle, proxy = org
-    _write_config(handle, tmp_path, "REST")
-    catalog = _run_tap(tap, proxy, handle, tmp_path, "--discover")[0]
-    (tmp_path / "properties.json").write_text(
-        json.dumps(_select(catalog, REST_STREAMS))
-    )
-    messages = _run_tap(
-        tap, proxy, handle, tmp_path, "--properties", str(tmp_path / "properties.json")
-    )
+    handle, _proxy = org
+    messages = _sync(tap, org, tmp_path, "REST", REST_STREAMS)
     records = _records(messages)
     assert set(records) == set(REST_STREAMS)
     for stream in REST_STREAMS:
@@ -216,15 +225,8 @@ def test_rest_sync_emits_the_seeded_rows_field_by_field(
 def test_bulk_sync_emits_the_seeded_rows_without_polling_delay(
     tap: Path, org: tuple[Any, Any], tmp_path: Path
 ) -> None:
-    handle, proxy = org
-    _write_config(handle, tmp_path, "BULK")
-    catalog = _run_tap(tap, proxy, handle, tmp_path, "--discover")[0]
-    (tmp_path / "properties.json").write_text(
-        json.dumps(_select(catalog, BULK_STREAMS))
-    )
-    messages = _run_tap(
-        tap, proxy, handle, tmp_path, "--properties", str(tmp_path / "properties.json")
-    )
+    handle, _proxy = org
+    messages = _sync(tap, org, tmp_path, "BULK", BULK_STREAMS)
     records = _records(messages)
     assert set(records) == set(BULK_STREAMS)
     for stream in BULK_STREAMS:
@@ -239,14 +241,7 @@ def test_incremental_rest_run_picks_up_only_changed_records(
     tap: Path, org: tuple[Any, Any], tmp_path: Path
 ) -> None:
     handle, proxy = org
-    _write_config(handle, tmp_path, "REST")
-    catalog = _run_tap(tap, proxy, handle, tmp_path, "--discover")[0]
-    (tmp_path / "properties.json").write_text(
-        json.dumps(_select(catalog, ("Contact",)))
-    )
-    first = _run_tap(
-        tap, proxy, handle, tmp_path, "--properties", str(tmp_path / "properties.json")
-    )
+    first = _sync(tap, org, tmp_path, "REST", ("Contact",))
     state = next(m for m in reversed(first) if m["type"] == "STATE")["value"]
     (tmp_path / "state.json").write_text(json.dumps(state))
     contact = handle.records("Contact")[3]

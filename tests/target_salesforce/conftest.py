@@ -6,6 +6,9 @@ import dataclasses
 import gc
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +108,39 @@ class Harness:
             else []
         )
         return Run(target, states, error, rejects)
+
+    def run_cli(
+        self, config: dict[str, Any], text: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the installed CLI as Meltano would, on `text` as input."""
+        config_path = self.tmp_path / "config.json"
+        config_path.write_text(json.dumps(config), encoding="utf-8")
+        input_path = self.tmp_path / "input.singer"
+        input_path.write_text(text, encoding="utf-8")
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.upper().startswith(
+                ("TARGET_SALESFORCE_", "HTTPS_PROXY", "HTTP_PROXY")
+            )
+        }
+        env["REQUESTS_CA_BUNDLE"] = self.handle.ca_bundle
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "target_salesforce",
+                "--config",
+                str(config_path),
+                "--input",
+                str(input_path),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
 
     def contact(self, ext_id: str) -> dict[str, Any] | None:
         rows = [

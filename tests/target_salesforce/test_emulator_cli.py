@@ -3,49 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import Any
-
-
-def _run_cli(harness: Any, config: dict[str, Any], fixture: str) -> Any:
-    config_path = harness.tmp_path / "config.json"
-    config_path.write_text(json.dumps(config), encoding="utf-8")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.upper().startswith(("TARGET_SALESFORCE_", "HTTPS_PROXY", "HTTP_PROXY"))
-    }
-    env["REQUESTS_CA_BUNDLE"] = harness.handle.ca_bundle
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "target_salesforce",
-            "--config",
-            str(config_path),
-            "--input",
-            str(_fixture_path(harness, fixture)),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-
-
-def _fixture_path(harness: Any, name: str) -> Any:
-    path = harness.tmp_path / name
-    path.write_text(harness.fixture(name), encoding="utf-8")
-    return path
 
 
 def test_cli_upsert_emits_state_and_private_summary(harness: Any) -> None:
     summary_path = harness.tmp_path / "summary.json"
     config = harness.config(summary_path=str(summary_path))
-    result = _run_cli(harness, config, "nps_invalid_score.singer")
+    result = harness.run_cli(config, harness.fixture("nps_invalid_score.singer"))
     assert result.returncode == 0, result.stderr
     assert [json.loads(x) for x in result.stdout.splitlines()] == [
         {"bookmarks": {"nps": {"ts": "2026-11-04T09:00:00Z"}}}
@@ -62,7 +26,9 @@ def test_cli_upsert_emits_state_and_private_summary(harness: Any) -> None:
 
 def test_cli_fatal_error_exits_non_zero_without_state(harness: Any) -> None:
     harness.handle.fault("request_limit", path="composite")
-    result = _run_cli(harness, harness.config(), "nps_upsert_create.singer")
+    result = harness.run_cli(
+        harness.config(), harness.fixture("nps_upsert_create.singer")
+    )
     assert result.returncode != 0
     assert result.stdout == ""
     assert "REQUEST_LIMIT_EXCEEDED" in result.stderr

@@ -8,10 +8,6 @@ keep the record replayable, with over-long values cut and marked.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -19,36 +15,6 @@ from target_salesforce.client import SalesforceClient
 from target_salesforce.rejects import MAX_REJECT_VALUE_CHARS, reject_entry
 
 TRACEBACK = "Traceback (most recent call last)"
-
-
-def _cli(harness: Any, config: dict[str, Any], text: str) -> Any:
-    """Run the installed CLI as Meltano would, on `text` as input."""
-    config_path = harness.tmp_path / "config.json"
-    config_path.write_text(json.dumps(config), encoding="utf-8")
-    input_path = harness.tmp_path / "input.singer"
-    input_path.write_text(text, encoding="utf-8")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.upper().startswith(("TARGET_SALESFORCE_", "HTTPS_PROXY", "HTTP_PROXY"))
-    }
-    env["REQUESTS_CA_BUNDLE"] = harness.handle.ca_bundle
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "target_salesforce",
-            "--config",
-            str(config_path),
-            "--input",
-            str(input_path),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
 
 
 def _assert_one_line_stop(result: Any, cause: str) -> None:
@@ -161,8 +127,8 @@ def test_retry_backoff_is_bounded_by_max_retries(harness: Any) -> None:
 
 def test_request_limit_ends_with_one_line_and_exit_1(harness: Any) -> None:
     harness.handle.fault("request_limit", path="composite")
-    result = _cli(
-        harness, harness.config(), harness.fixture("nps_upsert_create.singer")
+    result = harness.run_cli(
+        harness.config(), harness.fixture("nps_upsert_create.singer")
     )
     _assert_one_line_stop(result, "REQUEST_LIMIT_EXCEEDED")
 
@@ -170,27 +136,27 @@ def test_request_limit_ends_with_one_line_and_exit_1(harness: Any) -> None:
 def test_bulk_job_failed_ends_with_one_line_and_exit_1(harness: Any) -> None:
     harness.handle.fault("bulk_job_failed", count=1, message="bulk went wrong")
     config = harness.config(bulk_threshold=0)
-    result = _cli(harness, config, harness.fixture("nps_upsert_create.singer"))
+    result = harness.run_cli(config, harness.fixture("nps_upsert_create.singer"))
     _assert_one_line_stop(result, "ended Failed")
 
 
 def test_bulk_create_still_503_ends_with_one_line_and_exit_1(harness: Any) -> None:
     harness.handle.fault("status", status=503, count=None, path="jobs/ingest")
     config = harness.config(bulk_threshold=0, max_retries=1)
-    result = _cli(harness, config, harness.fixture("nps_upsert_create.singer"))
+    result = harness.run_cli(config, harness.fixture("nps_upsert_create.singer"))
     _assert_one_line_stop(result, "HTTP 503")
     assert "after 2 attempts" in result.stderr
     assert not harness.rejects_path.exists()
 
 
 def test_input_not_json_ends_with_one_line_and_exit_1(harness: Any) -> None:
-    result = _cli(harness, harness.config(), harness.fixture("nps_not_json.singer"))
+    result = harness.run_cli(harness.config(), harness.fixture("nps_not_json.singer"))
     _assert_one_line_stop(result, "not valid JSON")
 
 
 def test_record_before_schema_ends_with_one_line_and_exit_1(harness: Any) -> None:
-    result = _cli(
-        harness, harness.config(), harness.fixture("nps_record_before_schema.singer")
+    result = harness.run_cli(
+        harness.config(), harness.fixture("nps_record_before_schema.singer")
     )
     _assert_one_line_stop(result, "schema")
 
@@ -246,9 +212,8 @@ def test_reject_of_huge_value_is_cut_and_marked(harness: Any) -> None:
     assert harness.rejects_path.stat().st_size < 20_000
 
 
-def test_reject_of_small_record_keeps_it_unchanged_for_replay() -> None:
-    record = {"identity": "a", "name": "n" * MAX_REJECT_VALUE_CHARS, "tags": ["x"]}
-    entry = reject_entry(
+def _nps_reject(record: dict[str, Any]) -> dict[str, Any]:
+    return reject_entry(
         stream="nps",
         sobject="Contact",
         action="upsert",
@@ -258,22 +223,18 @@ def test_reject_of_small_record_keeps_it_unchanged_for_replay() -> None:
         fields=[],
         record=record,
     )
+
+
+def test_reject_of_small_record_keeps_it_unchanged_for_replay() -> None:
+    record = {"identity": "a", "name": "n" * MAX_REJECT_VALUE_CHARS, "tags": ["x"]}
+    entry = _nps_reject(record)
     assert entry["record"] == record
     assert "truncated" not in entry
 
 
 def test_reject_cuts_long_values_inside_nested_values() -> None:
     record = {"identity": "a", "extra": {"notes": ["ok", "y" * 5000]}}
-    entry = reject_entry(
-        stream="nps",
-        sobject="Contact",
-        action="upsert",
-        key="a",
-        code="X",
-        message="m",
-        fields=[],
-        record=record,
-    )
+    entry = _nps_reject(record)
     assert entry["truncated"] == ["extra.notes[1]"]
     assert entry["record"]["extra"]["notes"][0] == "ok"
     assert entry["record"]["identity"] == "a"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 from sandbox.clevertap.emulator import parse_yyyymmdd
@@ -51,6 +52,7 @@ _PLATFORMS = (
 _MAX_PROFILES = 100_000
 _MAX_EVENTS_PER_DAY = 100_000
 _MAX_DAYS = 400
+_LAST_SECOND = 86_399  # of a day, counted from its start
 
 
 class SeedError(ValueError):
@@ -156,27 +158,50 @@ def _profiles(
     return people
 
 
+def _event_ts(base: int, offset: int, elapsed: int) -> int | None:
+    """When an event drawn `offset` seconds into the day starting at `base` happened.
+
+    `elapsed` is how many seconds of that day had passed at seeding time. Accounts
+    never hold events from the future: a day that has not begun has none (None),
+    and the events of the current day are spread over its past part (day start to
+    the seeding time, in proportion to the drawn offset).
+    """
+    if elapsed < 0:
+        return None
+    if elapsed >= _LAST_SECOND:
+        return base + offset
+    return base + offset * elapsed // _LAST_SECOND
+
+
 def _events(
     rng: random.Random,
     people: list[tuple[str, str]],
-    day_starts: list[int],
+    days: list[tuple[int, int]],
     names: list[str],
     per_day: int,
 ) -> list[tuple[object, ...]]:
-    """`per_day` random events a day (epoch of each day's start) as table rows."""
+    """`per_day` random events a day as table rows.
+
+    Each of `days` is the epoch of the day's start and the seconds of it elapsed
+    at seeding time, so no event is later than the seeding time. The random draws
+    do not depend on that time: everything else a seed value produces stays the
+    same whenever it is seeded.
+    """
     rows: list[tuple[object, ...]] = []
     if not people or not names:
         return rows
-    for base in day_starts:
+    for base, elapsed in days:
         for _ in range(per_day):
             name = rng.choice(names)
             identity, object_id = rng.choice(people)
-            ts = base + rng.randint(0, 86_399)
+            ts = _event_ts(base, rng.randint(0, _LAST_SECOND), elapsed)
             session = {
                 "utm_source": rng.choice(("google", "newsletter", "direct")),
                 "session_length": rng.randint(10, 900),
             }
             data = dumps(_event_data(rng, name))
+            if ts is None:
+                continue
             rows.append(
                 (object_id, identity, name, event_key(name), ts, data, dumps(session))
             )
@@ -196,20 +221,25 @@ def _store_events(
 
 
 def _campaigns(
-    conn: sqlite3.Connection, rng: random.Random, days: list[dt.date], count: int
+    conn: sqlite3.Connection,
+    rng: random.Random,
+    days: list[dt.date],
+    count: int,
+    now: dt.datetime,
 ) -> int:
+    """Store `count` campaigns over `days`; returns how many have a result.
+
+    A campaign scheduled after `now` (the seeding time) is a scheduled one: it has
+    no result yet. The random draws do not depend on `now`.
+    """
     with_result = 0
     quirks = ("500", "200", "409")
     for number in range(count):
         day = days[number % len(days)]
         target_id = 1_700_000_000 + number
         status = _STATUSES[number % len(_STATUSES)]
-        target = {
-            "id": target_id,
-            "name": f"Seed campaign {number + 1}",
-            "scheduled_on": int(day.strftime("%Y%m%d")) * 10_000 + 900 + number % 60,
-            "status": status,
-        }
+        minute = number % 60
+        scheduled = dt.datetime.combine(day, dt.time(9, minute), tzinfo=now.tzinfo)
         result = None
         no_result = None
         if number % 2 == 0:
@@ -221,9 +251,18 @@ def _campaigns(
                 "clicked": rng.randint(0, viewed),
                 "bounced": rng.randint(0, 20),
             }
-            with_result += 1
-        else:
+        if scheduled > now:
+            status, result = "scheduled", None
+        if result is None:
             no_result = quirks[(number // 2) % len(quirks)]
+        else:
+            with_result += 1
+        target = {
+            "id": target_id,
+            "name": f"Seed campaign {number + 1}",
+            "scheduled_on": int(day.strftime("%Y%m%d")) * 10_000 + 900 + minute,
+            "status": status,
+        }
         conn.execute(
             "INSERT INTO campaigns (id, scheduled_day, target, result, no_result) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -240,7 +279,14 @@ def _campaigns(
 
 def _messages(
     conn: sqlite3.Connection, rng: random.Random, days: list[dt.date], count: int
-) -> None:
+) -> int:
+    """Store `count` message reports over `days`; returns how many were stored.
+
+    `days` are the days already begun: a report is about messages sent, so none
+    is dated in the future (none at all when no day has begun yet).
+    """
+    if not days:
+        return 0
     for number in range(count):
         day = days[number % len(days)]
         sent = rng.randint(100, 10_000)
@@ -263,6 +309,7 @@ def _messages(
             "INSERT INTO messages (id, day, message) VALUES (?, ?, ?)",
             (message["message id"], int(day.strftime("%Y%m%d")), dumps(message)),
         )
+    return count
 
 
 def seed(emulator: Emulator, **raw: Any) -> dict[str, Any]:
@@ -301,6 +348,8 @@ def seed(emulator: Emulator, **raw: Any) -> dict[str, Any]:
         int(dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp()) for day in days
     ]
     start_ts = starts[0]
+    now = int(time.time())
+    elapsed = [(base, now - base) for base in starts]
     with emulator.store.transaction() as conn:
         seeded = [
             r[0]
@@ -314,15 +363,17 @@ def seed(emulator: Emulator, **raw: Any) -> dict[str, Any]:
         conn.execute("DELETE FROM campaigns")
         conn.execute("DELETE FROM messages")
         people = _profiles(conn, rng, profiles, start_ts)
-        events = _store_events(conn, _events(rng, people, starts, names, per_day))
+        events = _store_events(conn, _events(rng, people, elapsed, names, per_day))
         notes: dict[str, int] = {}
         if notifications:
             rows = _events(
-                rng, people, starts, list(NOTIFICATION_EVENTS), max(per_day // 3, 1)
+                rng, people, elapsed, list(NOTIFICATION_EVENTS), max(per_day // 3, 1)
             )
             notes = _store_events(conn, rows)
-        with_result = _campaigns(conn, rng, days, campaigns)
-        _messages(conn, rng, days, messages)
+        moment = dt.datetime.fromtimestamp(now, tz=tz)
+        with_result = _campaigns(conn, rng, days, campaigns, moment)
+        begun = [day for day in days if day <= moment.date()]
+        stored_messages = _messages(conn, rng, begun, messages)
     return {
         "status": "success",
         "seed": seed_value,
@@ -333,5 +384,5 @@ def seed(emulator: Emulator, **raw: Any) -> dict[str, Any]:
         "notification_events": notes,
         "campaigns": campaigns,
         "campaigns_with_result": with_result,
-        "messages": messages,
+        "messages": stored_messages,
     }

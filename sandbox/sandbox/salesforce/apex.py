@@ -13,7 +13,6 @@ classes are registered by default:
 
 from __future__ import annotations
 
-# ruff: noqa: ANN401 - record values are arbitrary JSON
 import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
@@ -109,7 +108,7 @@ _NPS_KEYS = ("npsScore", "nps", "NPS", "nps_score")
 _LEAD_KEYS = ("leadScore", "lead_score", "score")
 
 
-def _first(item: dict[str, Any], keys: tuple[str, ...]) -> Any:
+def _first(item: dict[str, Any], keys: tuple[str, ...]) -> object:
     return next((item[k] for k in keys if k in item), None)
 
 

@@ -9,13 +9,13 @@ injection.
 from __future__ import annotations
 
 # ruff: noqa: ANN401 - record values are arbitrary JSON
-# ruff: noqa: EM102, TRY003 - Salesforce error codes and messages are the exception data
 import asyncio
 import base64
 import contextlib
 import json
 import re
 import time
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 from xml.etree import ElementTree as ET
@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 API_VERSIONS = tuple(f"{major}.0" for major in range(31, 67))
 COLLECTION_LIMIT = 200
 NO_CONTENT = 204
+# From API v46.0 on, an upsert that updates answers 200 with a body (before: 204).
+UPSERT_BODY_VERSION = 46
 _RID = r"(?P<id>[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?)"
 _LOG_BODY_LIMIT = 16 * 1024
 _SECRET_PATHS = ("/services/oauth2/", "/services/Soap/")
@@ -207,7 +209,7 @@ class SalesforceApp:
 
     # --- the request pipeline -------------------------------------------------------
 
-    async def api(self, request: Request) -> Response:  # noqa: C901, PLR0912 - the pipeline, step by step
+    async def api(self, request: Request) -> Response:
         """Faults, authentication, API usage, dispatch, headers and the request log."""
         path = request.url.path
         method = request.method
@@ -215,8 +217,6 @@ class SalesforceApp:
         started = time.time()
         faults = self.emulator.faults
         is_async = path.startswith("/services/async/")
-        is_apex = path.startswith("/services/apexrest/")
-        response: Response
         latency = faults.take("latency", method, path)
         if latency is not None:
             await asyncio.sleep(float(latency.params.get("seconds", 1.0)))
@@ -224,34 +224,9 @@ class SalesforceApp:
         if reset is not None and not reset.params.get("after_processing"):
             self._log(request, body, 0, started, note="connection reset")
             return _reset_connection(request)
-        status_fault = faults.take("status", method, path)
-        if status_fault is not None:
-            response = _status_fault(status_fault)
-        elif (
-            not self._authorised(request, is_async=is_async)
-            or faults.take("invalid_session", method, path) is not None
-        ):
-            response = self._error(invalid_session(), is_async=is_async)
-        elif faults.take("request_limit", method, path) is not None:
-            response = self._error(request_limit(), is_async=is_async)
-        else:
-            used, limit = self.emulator.count_api_call()
-            if used > limit:
-                response = self._error(request_limit(), is_async=is_async)
-            else:
-                try:
-                    response = await self._dispatch(
-                        request, body, path, is_apex=is_apex
-                    )
-                except ApiError as exc:
-                    response = self._error(exc, is_async=is_async)
-                except MultipleChoices as exc:
-                    response = _json(exc.urls, 300)
-                except Exception as exc:  # noqa: BLE001 - an emulator bug answers 500 the Salesforce way
-                    error = ApiError(
-                        500, "UNKNOWN_EXCEPTION", f"emulator error: {exc!r}"
-                    )
-                    response = self._error(error, is_async=is_async)
+        response = self._refusal(request, is_async=is_async)
+        if response is None:
+            response = await self._guarded_dispatch(request, body, is_async=is_async)
         if not is_async:
             used, limit = self.emulator.api_usage()
             response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{limit}"
@@ -259,6 +234,42 @@ class SalesforceApp:
         if reset is not None:
             return _reset_connection(request)
         return response
+
+    def _refusal(self, request: Request, *, is_async: bool) -> Response | None:
+        """A status fault, a session or limit error, or None to go on (counts calls)."""
+        path = request.url.path
+        method = request.method
+        faults = self.emulator.faults
+        status_fault = faults.take("status", method, path)
+        if status_fault is not None:
+            return _status_fault(status_fault)
+        if (
+            not self._authorised(request, is_async=is_async)
+            or faults.take("invalid_session", method, path) is not None
+        ):
+            return self._error(invalid_session(), is_async=is_async)
+        if faults.take("request_limit", method, path) is not None:
+            return self._error(request_limit(), is_async=is_async)
+        used, limit = self.emulator.count_api_call()
+        if used > limit:
+            return self._error(request_limit(), is_async=is_async)
+        return None
+
+    async def _guarded_dispatch(
+        self, request: Request, body: bytes, *, is_async: bool
+    ) -> Response:
+        """The handler's response, with its errors rendered the Salesforce way."""
+        path = request.url.path
+        is_apex = path.startswith("/services/apexrest/")
+        try:
+            return await self._dispatch(request, body, path, is_apex=is_apex)
+        except ApiError as exc:
+            return self._error(exc, is_async=is_async)
+        except MultipleChoices as exc:
+            return _json(exc.urls, 300)
+        except Exception as exc:  # noqa: BLE001 - an emulator bug answers 500 the Salesforce way
+            error = ApiError(500, "UNKNOWN_EXCEPTION", f"emulator error: {exc!r}")
+            return self._error(error, is_async=is_async)
 
     def _authorised(self, request: Request, *, is_async: bool) -> bool:
         header = request.headers.get("authorization", "")
@@ -327,7 +338,10 @@ class SalesforceApp:
             "time": started,
             "method": request.method,
             "path": path,
-            "query": request.url.query,
+            # OAuth clients may send credentials in the query string too.
+            "query": "<redacted>"
+            if secret and request.url.query
+            else request.url.query,
             "status": status,
             "headers": {
                 k: v for k, v in request.headers.items() if k in _LOGGED_HEADERS
@@ -502,10 +516,7 @@ class SalesforceApp:
         sobject = _sobject(call.group("o"))
         tx = self.emulator.transaction()
         if tx.get(schema.normalise_id(call.group("id")) or "") is None:
-            raise not_found(
-                "Provided external ID field does not exist or is not "
-                f"accessible: {call.group('id')}"
-            )
+            raise _inaccessible_ext_field(call.group("id"))
         result = tx.update(sobject, call.group("id"), self._body(call))
         return self._single(tx, result, 204)
 
@@ -591,16 +602,17 @@ class SalesforceApp:
         sobject = _sobject(call.group("o"))
         field = self._ext_field(sobject, call.group("f"))
         if not (field.external_id or field.name == "Id"):
-            raise not_found(
-                f"Provided external ID field does not exist or is not "
-                f"accessible: {field.name}"
-            )
+            raise _inaccessible_ext_field(field.name)
         tx = self.emulator.transaction()
         result = tx.upsert(sobject, field, call.group("val"), self._body(call))
         if not result.success and result.matches:
             urls = [self._url(call, sobject.name, i) for i in result.matches]
             raise MultipleChoices(urls)
-        if result.success and not result.created and float(call.version) < 46:  # noqa: PLR2004 - API version
+        if (
+            result.success
+            and not result.created
+            and float(call.version) < UPSERT_BODY_VERSION
+        ):
             return self._single(tx, result, 204)
         return self._single(tx, result, 201 if result.created else 200, upsert=True)
 
@@ -718,35 +730,14 @@ class SalesforceApp:
         tx = self.emulator.transaction()
         results = []
         for record in records:
-            kind = str((record.get("attributes") or {}).get("type", ""))
-            sobject = schema.find_object(kind)
-            if sobject is None:
-                results.append(
-                    Result(
-                        None,
-                        success=False,
-                        errors=[
-                            {
-                                "statusCode": "INVALID_TYPE",
-                                "fields": [],
-                                "message": f"sObject type '{kind}' is not supported",
-                            }
-                        ],
-                    )
-                )
+            sobject = _record_type(record)
+            if isinstance(sobject, Result):
+                results.append(sobject)
                 continue
             if record.get("id") or record.get("Id"):
                 results.append(
-                    Result(
-                        None,
-                        success=False,
-                        errors=[
-                            {
-                                "statusCode": "INVALID_FIELD",
-                                "fields": ["Id"],
-                                "message": "cannot specify Id in an insert call",
-                            }
-                        ],
+                    Result.failure(
+                        "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]
                     )
                 )
                 continue
@@ -759,23 +750,10 @@ class SalesforceApp:
         tx = self.emulator.transaction()
         results = []
         for record in records:
-            kind = str((record.get("attributes") or {}).get("type", ""))
-            sobject = schema.find_object(kind)
             record_id = record.get("id") or record.get("Id")
-            if sobject is None:
-                results.append(
-                    Result(
-                        record_id,
-                        success=False,
-                        errors=[
-                            {
-                                "statusCode": "INVALID_TYPE",
-                                "fields": [],
-                                "message": f"sObject type '{kind}' is not supported",
-                            }
-                        ],
-                    )
-                )
+            sobject = _record_type(record, record_id)
+            if isinstance(sobject, Result):
+                results.append(sobject)
                 continue
             body = {k: v for k, v in record.items() if k.lower() != "id"}
             results.append(tx.update(sobject, str(record_id or ""), body))
@@ -1044,61 +1022,76 @@ class SalesforceApp:
 
     # --- /_sandbox ---------------------------------------------------------------
 
-    async def sandbox(self, request: Request) -> Response:  # noqa: C901, PLR0911, PLR0912 - one branch per endpoint
+    async def sandbox(self, request: Request) -> Response:
         """Inspection and fault injection."""
         path = request.url.path.removeprefix("/_sandbox").strip("/")
         method = request.method
-        emulator = self.emulator
         raw = await request.body()
         try:
             body = json.loads(raw) if raw.strip() else None
         except ValueError:
             return _json({"error": "expected a JSON body"}, 400)
         if path.startswith("records/") and method == "GET":
+            name = path.removeprefix("records/")
             try:
-                return _json(emulator.records(path.removeprefix("records/")))
+                return _json(self.emulator.records(name))
             except KeyError:
-                return _json({"error": f"unknown sObject {path[8:]}"}, 404)
-        if path == "records" and method == "GET":
-            return _json(emulator.counts())
-        if path == "requests" and method == "GET":
-            return _json(emulator.requests_log())
-        if path == "jobs" and method == "GET":
-            return _json(
-                {
-                    "ingest": [
-                        bulk.public_ingest(j) for j in emulator.store.jobs(bulk.V2)
-                    ],
-                    "bulk1": [bulk.public_v1(j) for j in emulator.store.jobs(bulk.V1)],
-                }
-            )
-        if path == "apex" and method == "GET":
-            return _json(emulator.apex_calls())
-        if path == "reset" and method == "POST":
-            emulator.reset()
-            return _json({"ok": True})
-        if path == "seed" and method == "POST":
-            size = str((body or {}).get("size", "small"))
-            try:
-                return _json({"ok": True, "records": emulator.reseed(size)})
-            except ValueError as exc:
-                return _json({"error": str(exc)}, 400)
-        if path == "faults":
-            if method == "DELETE":
-                emulator.faults.clear()
-                return _json({"ok": True})
-            if method == "GET":
-                return _json(emulator.faults.listing())
-            if method == "POST":
-                return self._add_fault(body or {})
-        if path == "token" and method == "POST":
-            return _json({"access_token": emulator.auth.issue()})
-        if path == "usage" and method == "GET":
-            used, limit = emulator.api_usage()
-            return _json({"used": used, "limit": limit})
-        return _json({"error": "unknown sandbox endpoint"}, 404)
+                return _json({"error": f"unknown sObject {name}"}, 404)
+        handler = self._sandbox_routes().get((method, path))
+        if handler is None:
+            return _json({"error": "unknown sandbox endpoint"}, 404)
+        return handler(body or {})
 
-    def _add_fault(self, spec: dict[str, Any]) -> Response:
+    def _sandbox_routes(self) -> dict[tuple[str, str], Callable[[Any], Response]]:
+        """The `/_sandbox` endpoints by (method, path); each takes the JSON body."""
+        emulator = self.emulator
+        return {
+            ("GET", "records"): lambda _: _json(emulator.counts()),
+            ("GET", "requests"): lambda _: _json(emulator.requests_log()),
+            ("GET", "jobs"): lambda _: self._sandbox_jobs(),
+            ("GET", "apex"): lambda _: _json(emulator.apex_calls()),
+            ("POST", "reset"): lambda _: self._sandbox_reset(),
+            ("POST", "seed"): self._sandbox_seed,
+            ("DELETE", "faults"): lambda _: self._sandbox_clear_faults(),
+            ("GET", "faults"): lambda _: _json(emulator.faults.listing()),
+            ("POST", "faults"): self._add_fault,
+            ("POST", "token"): lambda _: _json({"access_token": emulator.auth.issue()}),
+            ("GET", "usage"): lambda _: self._sandbox_usage(),
+        }
+
+    def _sandbox_jobs(self) -> Response:
+        jobs = self.emulator.store.jobs
+        return _json(
+            {
+                "ingest": [bulk.public_ingest(j) for j in jobs(bulk.V2)],
+                "bulk1": [bulk.public_v1(j) for j in jobs(bulk.V1)],
+            }
+        )
+
+    def _sandbox_reset(self) -> Response:
+        self.emulator.reset()
+        return _json({"ok": True})
+
+    def _sandbox_seed(self, body: object) -> Response:
+        if not isinstance(body, dict):
+            return _not_an_object()
+        size = str(body.get("size", "small"))
+        try:
+            return _json({"ok": True, "records": self.emulator.reseed(size)})
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+
+    def _sandbox_clear_faults(self) -> Response:
+        self.emulator.faults.clear()
+        return _json({"ok": True})
+
+    def _sandbox_usage(self) -> Response:
+        used, limit = self.emulator.api_usage()
+        return _json({"used": used, "limit": limit})
+
+    def _add_fault(self, spec: object) -> Response:
+        if not isinstance(spec, dict):
+            return _not_an_object()
         if spec.get("kind") == "api_usage":
             used = spec.get("used")
             limit = spec.get("limit")
@@ -1117,6 +1110,31 @@ class SalesforceApp:
         return _json({"ok": True, "fault": fault.as_json()})
 
 
+def _record_type(
+    record: dict[str, Any], record_id: str | None = None
+) -> schema.SObject | Result:
+    """A collection record's type from its `attributes`, or its INVALID_TYPE result."""
+    kind = str((record.get("attributes") or {}).get("type", ""))
+    sobject = schema.find_object(kind)
+    if sobject is None:
+        return Result.failure(
+            "INVALID_TYPE",
+            f"sObject type '{kind}' is not supported",
+            record_id=record_id,
+        )
+    return sobject
+
+
+def _not_an_object() -> Response:
+    return _json({"error": "expected a JSON object"}, 400)
+
+
+def _inaccessible_ext_field(name: str) -> ApiError:
+    return not_found(
+        f"Provided external ID field does not exist or is not accessible: {name}"
+    )
+
+
 def _sobject(name: str) -> schema.SObject:
     found = schema.find_object(name)
     if found is None:
@@ -1126,7 +1144,8 @@ def _sobject(name: str) -> schema.SObject:
 
 def _status_fault(fault: Fault) -> Response:
     status = int(fault.params.get("status", 503))
-    code = "SERVER_UNAVAILABLE" if status == 503 else "UNKNOWN_EXCEPTION"  # noqa: PLR2004 - HTTP status
+    unavailable = status == HTTPStatus.SERVICE_UNAVAILABLE
+    code = "SERVER_UNAVAILABLE" if unavailable else "UNKNOWN_EXCEPTION"
     message = str(fault.params.get("message", "emulated server error (sandbox fault)"))
     return _json([{"errorCode": code, "message": message}], status)
 

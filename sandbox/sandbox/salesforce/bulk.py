@@ -348,19 +348,16 @@ def run_dml(  # noqa: PLR0913 - the bulk operation and its options
 ) -> list[Result]:
     """Apply one bulk operation to rows; each row succeeds or fails on its own."""
     tx = emulator.transaction()
-    keys: list[Any] = []
     ext = sobject.field(ext_field) if ext_field else None
-    for row in rows:
-        body = _cells_to_body(row, csv_cells=csv_cells)
-        value = next(
-            (v for k, v in body.items() if ext and k.lower() == ext.name.lower()), None
-        )
-        keys.append(str(value).lower() if value is not None else None)
+    bodies = [_cells_to_body(row, csv_cells=csv_cells) for row in rows]
+    keys = [_ext_key(body, ext) for body in bodies]
     counts = collections.Counter(k for k in keys if k is not None)
     repeated = {k for k, n in counts.items() if n > 1}
     results = [
-        _one(tx, sobject, operation, ext, row, key in repeated, csv_cells=csv_cells)
-        for row, key in zip(rows, keys, strict=True)
+        _by_id(tx, sobject, operation, body)
+        if operation in _BY_ID
+        else _upsert(tx, sobject, ext, body, repeated=key in repeated)
+        for body, key in zip(bodies, keys, strict=True)
     ]
     if all_or_none and not all(r.success for r in results):
         for result in results:
@@ -372,55 +369,57 @@ def run_dml(  # noqa: PLR0913 - the bulk operation and its options
     return results
 
 
-def _one(  # noqa: PLR0911, PLR0913, PLR0917 - one branch per operation
-    tx: Transaction,
-    sobject: SObject,
-    operation: str,
-    ext: schema.Field | None,
-    row: dict[str, Any],
-    repeated: bool,  # noqa: FBT001 - internal helper
-    *,
-    csv_cells: bool,
+_BY_ID = frozenset({"insert", "update", "delete", "hardDelete"})
+
+
+def _ext_value(body: dict[str, Any], ext: schema.Field | None) -> object:
+    """The row's external Id value (None when absent or no field is named)."""
+    if ext is None:
+        return None
+    return next((v for k, v in body.items() if k.lower() == ext.name.lower()), None)
+
+
+def _ext_key(body: dict[str, Any], ext: schema.Field | None) -> str | None:
+    """The external Id value as compared for repeats (case-insensitive)."""
+    value = _ext_value(body, ext)
+    return str(value).lower() if value is not None else None
+
+
+def _by_id(
+    tx: Transaction, sobject: SObject, operation: str, body: dict[str, Any]
 ) -> Result:
-    body = _cells_to_body(row, csv_cells=csv_cells)
+    """Insert, update, delete or hardDelete one row."""
     record_id = next((str(v) for k, v in body.items() if k.lower() == "id" and v), None)
     if operation == "insert":
         return tx.create(sobject, body)
     if operation == "update":
         if record_id is None:
-            return Result(
-                None,
-                success=False,
-                errors=[
-                    record_error(
-                        "MISSING_ARGUMENT", "Id not specified in an update call", ["Id"]
-                    )
-                ],
+            return Result.failure(
+                "MISSING_ARGUMENT", "Id not specified in an update call", ["Id"]
             )
         return tx.update(sobject, record_id, body)
-    if operation in {"delete", "hardDelete"}:
-        return tx.delete(record_id or "", sobject)
+    return tx.delete(record_id or "", sobject)
+
+
+def _upsert(
+    tx: Transaction,
+    sobject: SObject,
+    ext: schema.Field | None,
+    body: dict[str, Any],
+    *,
+    repeated: bool,
+) -> Result:
+    """Upsert one row on the job's external Id field."""
     if ext is None:
-        return Result(
-            None,
-            success=False,
-            errors=[record_error("INVALID_FIELD", "no external id field")],
-        )
+        return Result.failure("INVALID_FIELD", "no external id field")
+    value = _ext_value(body, ext)
     if repeated:
-        value = next(v for k, v in body.items() if k.lower() == ext.name.lower())
-        return Result(
-            None,
-            success=False,
+        return Result.failure(
+            "DUPLICATE_VALUE",
+            f"Duplicate external id specified: {value}",
+            [ext.name],
             created=False,
-            errors=[
-                record_error(
-                    "DUPLICATE_VALUE",
-                    f"Duplicate external id specified: {value}",
-                    [ext.name],
-                )
-            ],
         )
-    value = next((v for k, v in body.items() if k.lower() == ext.name.lower()), None)
     return tx.upsert(sobject, ext, value, body)
 
 

@@ -7,6 +7,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sandbox.salesforce.app import create_app
+from sandbox.salesforce.auth import ensure_key_pair
+from sandbox.server import serve_forever
+from sandbox.tls import ensure_tls_files
+
 if TYPE_CHECKING:
     import argparse
 
@@ -28,10 +33,6 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         The exit code.
     """
-    from sandbox.salesforce.app import create_app  # noqa: PLC0415 - keep `--help` fast
-    from sandbox.salesforce.auth import ensure_key_pair  # noqa: PLC0415
-    from sandbox.server import serve_forever  # noqa: PLC0415
-
     _key_path, cert_path = ensure_key_pair(STATE_DIR / "salesforce")
     seed = None if args.no_seed else os.environ.get("SANDBOX_SALESFORCE_SEED", "demo")
     instance_url = os.environ.get(
@@ -45,8 +46,6 @@ def run(args: argparse.Namespace) -> int:
     )
     cert = key = None
     if args.tls:
-        from sandbox.tls import ensure_tls_files  # noqa: PLC0415
-
         files = ensure_tls_files(STATE_DIR / "tls")
         cert, key = str(files.server_cert), str(files.server_key)
     scheme = "https" if args.tls else "http"

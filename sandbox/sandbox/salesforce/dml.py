@@ -52,6 +52,24 @@ class Result:
             body["created"] = bool(self.created)
         return body
 
+    @classmethod
+    def failure(
+        cls,
+        code: str,
+        message: str,
+        fields: list[str] | None = None,
+        *,
+        created: bool | None = None,
+        record_id: str | None = None,
+    ) -> Result:
+        """A failed result with one error item."""
+        return cls(
+            record_id,
+            success=False,
+            created=created,
+            errors=[record_error(code, message, fields)],
+        )
+
 
 class RecordFailure(Exception):  # noqa: N818 - a per-record outcome, not a crash
     """One record failed; carries the per-record error items."""
@@ -64,6 +82,32 @@ class RecordFailure(Exception):  # noqa: N818 - a per-record outcome, not a cras
 
 def _fail(code: str, message: str, fields: list[str] | None = None) -> RecordFailure:
     return RecordFailure([record_error(code, message, fields)])
+
+
+def new_record(store: Store, sobject: SObject) -> Record:
+    """A fresh record: a new Id, defaults, auto-numbers, the integration user as owner.
+
+    Args:
+        store: where the Id and auto-number counters live.
+        sobject: the record's type.
+
+    Returns:
+        The record, not yet stored.
+    """
+    number = store.next_value(f"id:{sobject.key_prefix}")
+    record: Record = {"Id": schema.make_id(sobject.key_prefix, number)}
+    for field in sobject.fields:
+        if field.type == "address" or field.name == "Id":
+            continue
+        record[field.name] = field.default_value if field.defaulted_on_create else None
+        if field.auto_number:
+            seq = store.next_value(f"auto:{sobject.name}.{field.name}")
+            record[field.name] = (
+                f"CTE-{seq:06d}" if sobject.custom else f"{1000 + seq:08d}"
+            )
+    if "OwnerId" in sobject.field_map:
+        record["OwnerId"] = INTEGRATION_USER_ID
+    return record
 
 
 class Transaction:
@@ -193,17 +237,11 @@ class Transaction:
     ) -> Result:
         """Insert or update one record matched on an external Id value."""
         if value in (None, ""):
-            return Result(
-                None,
-                success=False,
+            return Result.failure(
+                "MISSING_ARGUMENT",
+                f"{ext_field.name} not specified",
+                [ext_field.name],
                 created=False,
-                errors=[
-                    record_error(
-                        "MISSING_ARGUMENT",
-                        f"{ext_field.name} not specified",
-                        [ext_field.name],
-                    )
-                ],
             )
         if ext_field.name == "Id":
             matches = [r for r in [self.get(str(value))] if r] if value else []
@@ -212,11 +250,8 @@ class Transaction:
             try:
                 key = coerce(ext_field, value)
             except FieldValueError as exc:
-                return Result(
-                    None,
-                    success=False,
-                    created=False,
-                    errors=[record_error(exc.code, exc.message, [ext_field.name])],
+                return Result.failure(
+                    exc.code, exc.message, [ext_field.name], created=False
                 )
             ids = [r["Id"] for r in self.find(sobject.name, ext_field.name, key)]
         body = {k: v for k, v in body.items() if k.lower() != ext_field.name.lower()}
@@ -326,22 +361,7 @@ class Transaction:
         return found[1]
 
     def _new_record(self, sobject: SObject) -> Record:
-        number = self.store.next_value(f"id:{sobject.key_prefix}")
-        record: Record = {"Id": schema.make_id(sobject.key_prefix, number)}
-        for field in sobject.fields:
-            if field.type == "address" or field.name == "Id":
-                continue
-            record[field.name] = (
-                field.default_value if field.defaulted_on_create else None
-            )
-            if field.auto_number:
-                seq = self.store.next_value(f"auto:{sobject.name}.{field.name}")
-                record[field.name] = (
-                    f"CTE-{seq:06d}" if sobject.custom else f"{1000 + seq:08d}"
-                )
-        if "OwnerId" in sobject.field_map:
-            record["OwnerId"] = INTEGRATION_USER_ID
-        return record
+        return new_record(self.store, sobject)
 
     def _coerce_body(
         self, sobject: SObject, body: dict[str, Any], *, creating: bool

@@ -17,8 +17,6 @@ KINDS = (
     "reset",
     "latency",
 )
-# Kinds that act on whole HTTP requests (the others act inside operations).
-REQUEST_KINDS = ("invalid_session", "request_limit", "status", "reset", "latency")
 
 
 @dataclasses.dataclass

@@ -353,7 +353,7 @@ ID_FIELD = _f(
 OWNER = ref("OwnerId", "User", relationship="Owner", defaulted_on_create=True)
 
 
-def name_field(parts: bool = True) -> tuple[Field, ...]:  # noqa: FBT001, FBT002 - tiny local helper
+def name_field(*, parts: bool = True) -> tuple[Field, ...]:
     """FirstName, LastName (required) and the computed Name."""
     if not parts:
         return (required_text("Name", 80, id_lookup=True),)
@@ -791,48 +791,48 @@ OPPORTUNITY_HISTORY = SObject(
     createable=False,
 )
 
-CASE_HISTORY = SObject(
+
+def field_history(
+    name: str,
+    label: str,
+    parent: str,
+    tracked: tuple[str, ...],
+    data_types: tuple[str, ...],
+) -> SObject:
+    """A read-only field history object (key prefix 017) of `parent` records."""
+    return SObject(
+        name,
+        label,
+        "017",
+        tuple(
+            read_only(f)
+            for f in (
+                ID_FIELD,
+                ref(f"{parent}Id", parent),
+                pick("Field", tracked),
+                pick("DataType", data_types),
+                _f("OldValue", "anyType"),
+                _f("NewValue", "anyType"),
+                *system_fields(modstamp=False, modified=False),
+            )
+        ),
+        createable=False,
+    )
+
+
+CASE_HISTORY = field_history(
     "CaseHistory",
     "Case History",
-    "017",
-    tuple(
-        read_only(f)
-        for f in (
-            ID_FIELD,
-            ref("CaseId", "Case"),
-            pick("Field", ("Status", "Priority", "Owner", "created")),
-            pick("DataType", ("Text", "EntityId", "DynamicEnum")),
-            _f("OldValue", "anyType"),
-            _f("NewValue", "anyType"),
-            *system_fields(modstamp=False, modified=False),
-        )
-    ),
-    createable=False,
+    "Case",
+    ("Status", "Priority", "Owner", "created"),
+    ("Text", "EntityId", "DynamicEnum"),
 )
-
-OPPORTUNITY_FIELD_HISTORY = SObject(
+OPPORTUNITY_FIELD_HISTORY = field_history(
     "OpportunityFieldHistory",
     "Opportunity Field History",
-    "017",
-    tuple(
-        read_only(f)
-        for f in (
-            ID_FIELD,
-            ref("OpportunityId", "Opportunity"),
-            pick(
-                "Field",
-                ("created", "StageName", "Amount", "CloseDate", "Probability", "Owner"),
-            ),
-            pick(
-                "DataType",
-                ("Text", "EntityId", "DynamicEnum", "Currency", "Date", "Percent"),
-            ),
-            _f("OldValue", "anyType"),
-            _f("NewValue", "anyType"),
-            *system_fields(modstamp=False, modified=False),
-        )
-    ),
-    createable=False,
+    "Opportunity",
+    ("created", "StageName", "Amount", "CloseDate", "Probability", "Owner"),
+    ("Text", "EntityId", "DynamicEnum", "Currency", "Date", "Percent"),
 )
 
 ENGAGEMENT = SObject(
@@ -887,10 +887,8 @@ OBJECTS: dict[str, SObject] = {
     )
 }
 
+
 # Fields that must be set on create, checked in addition to `required`.
-PREFIXES = {o.key_prefix: o.name for o in OBJECTS.values()}
-
-
 def find_object(name: str) -> SObject | None:
     """Find an sObject type case-insensitively."""
     lowered = name.lower()
@@ -901,6 +899,8 @@ def find_object(name: str) -> SObject | None:
 
 
 _CHECKSUM_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+SHORT_ID_LENGTH = 15
+LONG_ID_LENGTH = 18
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -927,8 +927,11 @@ def id_checksum(short: str) -> str:
 
 def normalise_id(value: str) -> str | None:
     """The 18-character form of a 15- or 18-character Id, or None if malformed."""
-    if len(value) == 15 and value.isalnum():  # noqa: PLR2004 - Id lengths
+    if not value.isalnum():
+        return None
+    if len(value) == SHORT_ID_LENGTH:
         return value + id_checksum(value)
-    if len(value) == 18 and value.isalnum():  # noqa: PLR2004 - Id lengths
-        return value[:15] + id_checksum(value[:15])
+    if len(value) == LONG_ID_LENGTH:
+        short = value[:SHORT_ID_LENGTH]
+        return short + id_checksum(short)
     return None

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 # ruff: noqa: PLR2004 - sample-data probabilities and sizes
-# ruff: noqa: ANN401 - record values are arbitrary JSON
 import datetime as dt
 import itertools
 import json
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sandbox.salesforce import schema
-from sandbox.salesforce.dml import INTEGRATION_USER_ID, derive
+from sandbox.salesforce.dml import INTEGRATION_USER_ID, derive, new_record
 from sandbox.salesforce.values import UTC, format_datetime, parse_datetime
 
 if TYPE_CHECKING:
@@ -161,6 +160,8 @@ THEMES = ("Spring Sale", "Onboarding", "Win-back", "Diwali Offers", "Cart Recove
 START = dt.datetime(2024, 1, 1, tzinfo=UTC)
 SPAN_SECONDS = 700 * 24 * 3600
 
+_T = TypeVar("_T")
+
 
 class _Seeder:
     def __init__(self, store: Store, size: str) -> None:
@@ -177,19 +178,7 @@ class _Seeder:
         self, name: str, values: dict[str, Any], *, created: dt.datetime | None = None
     ) -> Record:
         sobject = schema.OBJECTS[name]
-        number = self.store.next_value(f"id:{sobject.key_prefix}")
-        record: Record = {"Id": schema.make_id(sobject.key_prefix, number)}
-        for field in sobject.fields:
-            if field.type == "address" or field.name == "Id":
-                continue
-            record[field.name] = (
-                field.default_value if field.defaulted_on_create else None
-            )
-            if field.auto_number:
-                seq = self.store.next_value(f"auto:{sobject.name}.{field.name}")
-                record[field.name] = (
-                    f"CTE-{seq:06d}" if sobject.custom else f"{1000 + seq:08d}"
-                )
+        record = new_record(self.store, sobject)
         if "OwnerId" in sobject.field_map:
             record["OwnerId"] = self.pick_id("User") or INTEGRATION_USER_ID
         record.update(values)
@@ -217,7 +206,7 @@ class _Seeder:
         ids = self.ids.get(name)
         return self.rng.choice(ids) if ids else None
 
-    def maybe(self, value: Any, chance: float = 0.8) -> Any:
+    def maybe(self, value: _T, chance: float = 0.8) -> _T | None:
         return value if self.rng.random() < chance else None
 
     def phone(self) -> str:
@@ -250,7 +239,24 @@ class _Seeder:
             "Title": self.rng.choice(TITLES),
         }
 
-    def run(self) -> list[tuple[str, Record]]:  # noqa: C901, PLR0912, PLR0915 - one block per object
+    def run(self) -> list[tuple[str, Record]]:
+        """Every object in dependency order, then the later fields (own stream)."""
+        self._users()
+        self._accounts()
+        self._contacts()
+        self._leads()
+        self._campaigns()
+        self._campaign_members()
+        self._opportunities()
+        self._cases()
+        self._tasks()
+        self._events()
+        self._engagements()
+        self.rng = self.extra
+        self.finish()
+        return self.out
+
+    def _users(self) -> None:
         rng = self.rng
         n = self.counts
         self.new(
@@ -288,6 +294,10 @@ class _Seeder:
                 },
                 created=START,
             )
+
+    def _accounts(self) -> None:
+        rng = self.rng
+        n = self.counts
         for i in range(n["Account"]):
             company = f"{COMPANIES[i % len(COMPANIES)]} {rng.choice(SUFFIXES)}"
             if i >= len(COMPANIES):
@@ -316,6 +326,10 @@ class _Seeder:
                     **(self.address("Shipping") if rng.random() < 0.5 else {}),
                 },
             )
+
+    def _contacts(self) -> None:
+        rng = self.rng
+        n = self.counts
         for i in range(n["Contact"]):
             person = self.person(i, "example.com")
             has_ct = rng.random() < 0.85
@@ -367,6 +381,10 @@ class _Seeder:
                     "Push_Opt_In__c": rng.random() < 0.7,
                 },
             )
+
+    def _leads(self) -> None:
+        rng = self.rng
+        n = self.counts
         statuses = schema.LEAD.field_map["Status"].picklist
         for i in range(n["Lead"]):
             person = self.person(i, "prospect.example.org")
@@ -380,7 +398,7 @@ class _Seeder:
                     "Company": company,
                     "Status": rng.choice(statuses),
                     "Website": self.maybe(
-                        f"https://{company.split()[0].lower()}.example"
+                        f"https://{company.split(maxsplit=1)[0].lower()}.example"
                     ),
                     **self.address(""),
                     "LeadSource": rng.choice(schema.LEAD_SOURCES),
@@ -394,6 +412,10 @@ class _Seeder:
                     "Last_Engagement_Date__c": format_datetime(self.when()),
                 },
             )
+
+    def _campaigns(self) -> None:
+        rng = self.rng
+        n = self.counts
         for i in range(n["Campaign"]):
             sent = rng.randint(1000, 200000)
             delivered = int(sent * rng.uniform(0.85, 0.99))
@@ -427,6 +449,10 @@ class _Seeder:
                     "CleverTap_Last_Synced__c": format_datetime(self.when()),
                 },
             )
+
+    def _campaign_members(self) -> None:
+        rng = self.rng
+        n = self.counts
         members: set[tuple[str, str]] = set()
         for _ in range(n["CampaignMember"]):
             campaign = self.pick_id("Campaign") or ""
@@ -448,6 +474,10 @@ class _Seeder:
                     else None,
                 },
             )
+
+    def _opportunities(self) -> None:
+        rng = self.rng
+        n = self.counts
         stages = schema.OPPORTUNITY.field_map["StageName"].picklist
         for i in range(n["Opportunity"]):
             stage = rng.choice(stages)
@@ -488,6 +518,10 @@ class _Seeder:
                     },
                     created=created + dt.timedelta(days=step * 3),
                 )
+
+    def _cases(self) -> None:
+        rng = self.rng
+        n = self.counts
         case_statuses = ("New", "Working", "Escalated", "Closed")
         for i in range(n["Case"]):
             created = self.when()
@@ -543,6 +577,10 @@ class _Seeder:
                     },
                     created=created + dt.timedelta(hours=5),
                 )
+
+    def _tasks(self) -> None:
+        rng = self.rng
+        n = self.counts
         for _ in range(n["Task"]):
             self.new(
                 "Task",
@@ -562,6 +600,10 @@ class _Seeder:
                     "TaskSubtype": rng.choice(("Task", "Email", "Call")),
                 },
             )
+
+    def _events(self) -> None:
+        rng = self.rng
+        n = self.counts
         for _ in range(n["Event"]):
             start = self.when().replace(minute=0, second=0)
             minutes = rng.choice((30, 60, 90))
@@ -583,6 +625,10 @@ class _Seeder:
                     "ShowAs": "Busy",
                 },
             )
+
+    def _engagements(self) -> None:
+        rng = self.rng
+        n = self.counts
         contacts = [r for name, r in self.out if name == "Contact"]
         for i in range(n["CleverTap_Engagement__c"]):
             source = rng.choice(contacts)
@@ -608,9 +654,6 @@ class _Seeder:
                     "Contact__c": source["Id"],
                 },
             )
-        self.rng = self.extra
-        self.finish()
-        return self.out
 
     # --- fields and records added after the first version (own random stream) ---
 

@@ -10,9 +10,10 @@ ISO dates and date-times (as tap-salesforce sends them), and TODAY/YESTERDAY.
 from __future__ import annotations
 
 # ruff: noqa: ANN401 - record values are arbitrary JSON
-# ruff: noqa: EM101, TRY003 - Salesforce error codes and messages are the exception data
 import dataclasses
 import datetime as dt
+import functools
+import operator
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -139,22 +140,45 @@ class _Parser:
         self.pos += 1
         return token
 
-    def parse(self) -> Query:  # noqa: C901, PLR0912, PLR0915 - one clause after the other
+    def parse(self) -> Query:
         self.expect_keyword("select")
+        items, count_only = self._select_list()
+        self.expect_keyword("from")
+        sobject = self._from()
+        self.sobject = sobject
+        fields = [self._field(item).name for item in items]
+        where = self._or() if self.keyword("where") else None
+        order = self._order_by() if self.keyword("order") else []
+        limit = None
+        offset = 0
+        if self.keyword("limit"):
+            limit = int(self.expect("number").text)
+        if self.keyword("offset"):
+            offset = int(self.expect("number").text)
+        extra = self.peek()
+        if extra is not None:
+            msg = f"unexpected token: '{extra.text}'"
+            raise malformed_query(msg)
+        return Query(sobject, fields, count_only, where, order, limit, offset)
+
+    def _select_list(self) -> tuple[list[str], bool]:
+        """The selected field names, and whether `COUNT()` was among them."""
         items: list[str] = []
         count_only = False
         while True:
             token = self.expect("word")
             if token.text.lower() == "count" and self._punct("("):
-                if self.peek() and self.peek().kind == "word":  # type: ignore[union-attr]
+                inner = self.peek()
+                if inner is not None and inner.kind == "word":
                     self.pos += 1
                 self.expect("punct", ")")
                 count_only = True
             else:
                 items.append(token.text)
             if not self._punct(","):
-                break
-        self.expect_keyword("from")
+                return items, count_only
+
+    def _from(self) -> SObject:
         name = self.expect("word").text
         sobject = find_object(name)
         if sobject is None:
@@ -163,39 +187,27 @@ class _Parser:
                 "a custom object, be sure to append the '__c' after the entity name."
             )
             raise ApiError(400, "INVALID_TYPE", msg)
-        self.sobject = sobject
-        fields = [self._field(item).name for item in items]
-        where = None
-        if self.keyword("where"):
-            where = self._or()
+        return sobject
+
+    def _order_by(self) -> list[tuple[Field, bool, bool]]:
+        """`ORDER BY` items: (field, descending, nulls last)."""
+        self.expect_keyword("by")
         order: list[tuple[Field, bool, bool]] = []
-        if self.keyword("order"):
-            self.expect_keyword("by")
-            while True:
-                field = self._field(self.expect("word").text)
-                descending = False
-                if self.keyword("desc"):
-                    descending = True
-                else:
-                    self.keyword("asc")
-                nulls_last = descending
-                if self.keyword("nulls"):
-                    nulls_last = self.keyword("last")
-                    if not nulls_last:
-                        self.expect_keyword("first")
-                order.append((field, descending, nulls_last))
-                if not self._punct(","):
-                    break
-        limit = None
-        offset = 0
-        if self.keyword("limit"):
-            limit = int(self.expect("number").text)
-        if self.keyword("offset"):
-            offset = int(self.expect("number").text)
-        if self.peek() is not None:
-            msg = f"unexpected token: '{self.peek().text}'"  # type: ignore[union-attr]
-            raise malformed_query(msg)
-        return Query(sobject, fields, count_only, where, order, limit, offset)
+        while True:
+            field = self._field(self.expect("word").text)
+            descending = False
+            if self.keyword("desc"):
+                descending = True
+            else:
+                self.keyword("asc")
+            nulls_last = descending
+            if self.keyword("nulls"):
+                nulls_last = self.keyword("last")
+                if not nulls_last:
+                    self.expect_keyword("first")
+            order.append((field, descending, nulls_last))
+            if not self._punct(","):
+                return order
 
     def _punct(self, char: str) -> bool:
         token = self.peek()
@@ -274,55 +286,62 @@ class _Parser:
         value = _key(field, self._literal(field))
         return _compare(field, op, value)
 
-    def _literal(self, field: Field) -> Any:  # noqa: C901, PLR0911 - one branch per literal kind
+    def _literal(self, field: Field) -> Any:
         token = self.peek()
         if token is None:
-            raise malformed_query("unexpected end of query")
+            msg = "unexpected end of query"
+            raise malformed_query(msg)
         self.pos += 1
         if token.kind == "string":
             return re.sub(r"\\(.)", r"\1", token.text[1:-1])
-        if token.kind == "number":
-            return float(token.text)
-        if token.kind == "datetime":
-            return parse_datetime(token.text)
-        if token.kind == "date":
-            return parse_date(token.text)
+        convert = _LITERALS.get(token.kind)
+        if convert is not None:
+            return convert(token.text)
         if token.kind == "word":
             word = token.text.lower()
-            if word == "null":
-                return None
-            if word in {"true", "false"}:
-                return word == "true"
-            today = dt.datetime.now(UTC).date()
-            if word == "today":
-                return today
-            if word == "yesterday":
-                return today - dt.timedelta(days=1)
+            if word in _WORD_LITERALS:
+                return _WORD_LITERALS[word]
+            if word in _DAYS_AGO:
+                today = dt.datetime.now(UTC).date()
+                return today - dt.timedelta(days=_DAYS_AGO[word])
         msg = f"unexpected token: '{token.text}' for field {field.name}"
         raise malformed_query(msg)
 
 
-def _key(field: Field, value: Any) -> Any:  # noqa: C901, PLR0911 - one return per type
+_LITERALS: dict[str, Callable[[str], Any]] = {
+    "number": float,
+    "datetime": parse_datetime,
+    "date": parse_date,
+}
+_WORD_LITERALS = {"null": None, "true": True, "false": False}
+_DAYS_AGO = {"today": 0, "yesterday": 1}
+
+
+def _key(field: Field, value: Any) -> Any:
     """A comparable form of a stored value or a literal, for one field."""
     if value is None:
         return None
-    kind = field.type
-    if kind == "datetime":
-        if isinstance(value, dt.datetime):
-            return value
-        if isinstance(value, dt.date):
-            return dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
-        return parse_datetime(str(value))
-    if kind == "date":
-        if isinstance(value, dt.datetime):
-            return value.date()
-        if isinstance(value, dt.date):
-            return value
-        return parse_date(str(value))
-    if kind in {"double", "currency", "percent", "int"}:
-        return float(value)
-    if kind == "boolean":
-        return bool(value)
+    convert = _KEYS.get(field.type)
+    return _text_key(value) if convert is None else convert(value)
+
+
+def _datetime_key(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return parse_datetime(str(value))
+
+
+def _date_key(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return parse_date(str(value))
+
+
+def _text_key(value: Any) -> str:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat().lower()
     if isinstance(value, float) and value.is_integer():
@@ -330,27 +349,45 @@ def _key(field: Field, value: Any) -> Any:  # noqa: C901, PLR0911 - one return p
     return str(value).lower()
 
 
+# Field type -> comparable form; every other type compares as lower-case text.
+_KEYS: dict[str, Callable[[Any], Any]] = {
+    "datetime": _datetime_key,
+    "date": _date_key,
+    "double": float,
+    "currency": float,
+    "percent": float,
+    "int": float,
+    "boolean": bool,
+}
+_ORDERING: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
 def _compare(field: Field, op: str, value: Any) -> Callable[[Record], bool]:
-    def check(record: Record) -> bool:  # noqa: PLR0911 - one return per operator
+    if op == "=":
+        return lambda record: bool(_key(field, record.get(field.name)) == value)
+    if op in {"!=", "<>"}:
+        return lambda record: bool(_key(field, record.get(field.name)) != value)
+    ordering = _ORDERING.get(op, _ORDERING[">="])
+
+    def check(record: Record) -> bool:
         got = _key(field, record.get(field.name))
-        if op == "=":
-            return bool(got == value)
-        if op in {"!=", "<>"}:
-            return bool(got != value)
         if got is None or value is None:
             return False
         try:
-            if op == "<":
-                return bool(got < value)
-            if op == "<=":
-                return bool(got <= value)
-            if op == ">":
-                return bool(got > value)
-            return bool(got >= value)
+            return bool(ordering(got, value))
         except TypeError:
             return False
 
     return check
+
+
+def _sort_key(field: Field, record: Record) -> Any:
+    return _key(field, record.get(field.name))
 
 
 def parse(text: str) -> Query:
@@ -371,7 +408,7 @@ def run(query: Query, rows: list[Record]) -> list[Record]:
     for field, descending, nulls_last in reversed(query.order):
         present = [r for r in selected if r.get(field.name) is not None]
         absent = [r for r in selected if r.get(field.name) is None]
-        present.sort(key=lambda r, f=field: _key(f, r.get(f.name)), reverse=descending)  # type: ignore[misc]
+        present.sort(key=functools.partial(_sort_key, field), reverse=descending)
         selected = present + absent if nulls_last else absent + present
     selected = selected[query.offset :]
     if query.limit is not None:

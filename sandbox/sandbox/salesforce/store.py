@@ -8,12 +8,14 @@ share the store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 Record = dict[str, Any]
@@ -31,6 +33,30 @@ CREATE TABLE IF NOT EXISTS apex_calls (
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, kind TEXT, data TEXT);
 CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB);
 """
+# Fixed statements per table: no SQL is ever assembled from a name at run time.
+_CLEAR = (
+    "DELETE FROM records",
+    "DELETE FROM counters",
+    "DELETE FROM requests",
+    "DELETE FROM apex_calls",
+    "DELETE FROM jobs",
+)
+_LOG_INSERT = {
+    "requests": "INSERT INTO requests (data) VALUES (?)",
+    "apex_calls": "INSERT INTO apex_calls (data) VALUES (?)",
+}
+_LOG_SELECT = {
+    "requests": "SELECT data FROM requests ORDER BY seq",
+    "apex_calls": "SELECT data FROM apex_calls ORDER BY seq",
+}
+
+
+def _log_statement(statements: dict[str, str], table: str) -> str:
+    statement = statements.get(table)
+    if statement is None:
+        msg = f"unknown log table {table}"
+        raise ValueError(msg)
+    return statement
 
 
 class Store:
@@ -109,22 +135,31 @@ class Store:
                 self._rows.setdefault(sobject, {})[record_id] = record
                 self._where[record_id] = sobject
                 params.append((record_id, sobject, seq, json.dumps(record)))
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO records (id, sobject, seq, data) "
-                "VALUES (?, ?, ?, ?)",
-                params,
-            )
-            self._flush_counters()
-            self._db.execute("COMMIT")
+            with self._transaction():
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO records (id, sobject, seq, data) "
+                    "VALUES (?, ?, ?, ?)",
+                    params,
+                )
+                self._flush_counters()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, rolled back on error so the connection stays usable."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def clear(self) -> None:
         """Drop every record, log, job and counter."""
         with self.lock:
-            self._db.execute("BEGIN")
-            for table in ("records", "counters", "requests", "apex_calls", "jobs"):
-                self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
-            self._db.execute("COMMIT")
+            with self._transaction():
+                for statement in _CLEAR:
+                    self._db.execute(statement)
             self._rows.clear()
             self._seq.clear()
             self._where.clear()
@@ -171,23 +206,16 @@ class Store:
 
     def append(self, table: str, entry: dict[str, Any]) -> None:
         """Append a JSON entry to `requests` or `apex_calls`."""
-        if table not in {"requests", "apex_calls"}:
-            msg = f"unknown log table {table}"
-            raise ValueError(msg)
+        statement = _log_statement(_LOG_INSERT, table)
         with self.lock:
-            self._db.execute(
-                f"INSERT INTO {table} (data) VALUES (?)",  # noqa: S608 - checked above
-                (json.dumps(entry, default=str),),
-            )
+            self._db.execute(statement, (json.dumps(entry, default=str),))
             self._flush_counters()
 
     def entries(self, table: str) -> list[dict[str, Any]]:
         """Every entry of a log table, oldest first."""
-        if table not in {"requests", "apex_calls"}:
-            msg = f"unknown log table {table}"
-            raise ValueError(msg)
+        statement = _log_statement(_LOG_SELECT, table)
         with self.lock:
-            cursor = self._db.execute(f"SELECT data FROM {table} ORDER BY seq")  # noqa: S608 - checked above
+            cursor = self._db.execute(statement)
             return [json.loads(row[0]) for row in cursor]
 
     def save_job(self, job_id: str, kind: str, data: dict[str, Any]) -> None:

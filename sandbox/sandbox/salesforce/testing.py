@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-# ruff: noqa: ANN401 - record values are arbitrary JSON
 import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Any
@@ -15,9 +14,10 @@ from sandbox.salesforce.emulator import Emulator, Options
 from sandbox.server import serve_in_thread
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    from sandbox.salesforce.apex import ApexContext, ApexRequest
     from sandbox.tls import TLSFiles
 
 
@@ -108,7 +108,7 @@ class SalesforceHandle:
     def register_apex(
         self,
         mapping: str,
-        handler: Any,
+        handler: Callable[[ApexRequest, ApexContext], tuple[int, Any]],
     ) -> None:
         """Route an Apex REST URL mapping to `handler(request, context)`."""
         self.emulator.apex.register(mapping, handler)

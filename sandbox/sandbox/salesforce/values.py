@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 # ruff: noqa: ANN401 - record values are arbitrary JSON
-# ruff: noqa: EM101 - Salesforce error codes and messages are the exception data
 import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sandbox.salesforce.schema import Field
 
 UTC = dt.UTC
@@ -84,7 +85,81 @@ def parse_date(text: str) -> dt.date:
     return dt.date.fromisoformat(text.strip()[:10])
 
 
-def coerce(field: Field, value: Any) -> Any:  # noqa: C901, PLR0911, PLR0912 - one branch per type
+def _number(field: Field, value: Any) -> float:
+    if isinstance(value, bool):
+        raise _bad_type(field, value)
+    try:
+        number = float(value) if not isinstance(value, int) else value
+    except (TypeError, ValueError):
+        raise _bad_type(field, value) from None
+    if field.type == "int":
+        if float(number) != int(number):
+            raise _bad_type(field, value)
+        return int(number)
+    return float(number)
+
+
+def _boolean(field: Field, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in TRUE_WORDS:
+        return True
+    if lowered in FALSE_WORDS:
+        return False
+    raise _bad_type(field, value)
+
+
+def _datetime(field: Field, value: Any) -> str:
+    try:
+        return format_datetime(parse_datetime(str(value)))
+    except ValueError:
+        raise _bad_type(field, value) from None
+
+
+def _date(field: Field, value: Any) -> str:
+    try:
+        return parse_date(str(value)).isoformat()
+    except ValueError:
+        raise _bad_type(field, value) from None
+
+
+def _text(field: Field, value: Any) -> str | None:
+    if isinstance(value, (dict, list)):
+        raise _bad_type(field, value)
+    text = value if isinstance(value, str) else _plain(value)
+    if field.length and len(text) > field.length:
+        msg = f"{field.label or field.name}: data value too large: {text[:40]}"
+        msg += f" (max length={field.length})"
+        raise FieldValueError(code="STRING_TOO_LONG", message=msg)
+    if field.type == "email" and text and not _EMAIL_RE.match(text):
+        msg = f"{field.name}: invalid email address: {text}"
+        raise FieldValueError(code="INVALID_EMAIL_ADDRESS", message=msg)
+    if (
+        field.type == "picklist"
+        and field.restricted_picklist
+        and text not in field.picklist
+    ):
+        msg = f"bad value for restricted picklist field: {text}"
+        raise FieldValueError(
+            code="INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", message=msg
+        )
+    return text or None
+
+
+# Field type -> converter; every other type is stored as text.
+_CONVERTERS: dict[str, Callable[[Field, Any], Any]] = {
+    "double": _number,
+    "currency": _number,
+    "percent": _number,
+    "int": _number,
+    "boolean": _boolean,
+    "datetime": _datetime,
+    "date": _date,
+}
+
+
+def coerce(field: Field, value: Any) -> Any:
     """Turn a client value into the stored form for `field`, or raise.
 
     Raises:
@@ -92,52 +167,8 @@ def coerce(field: Field, value: Any) -> Any:  # noqa: C901, PLR0911, PLR0912 - o
     """
     if value is None:
         return None
-    kind = field.type
-    if kind in {"double", "currency", "percent", "int"}:
-        if isinstance(value, bool):
-            raise _bad_type(field, value)
-        try:
-            number = float(value) if not isinstance(value, int) else value
-        except (TypeError, ValueError):
-            raise _bad_type(field, value) from None
-        if kind == "int":
-            if float(number) != int(number):
-                raise _bad_type(field, value)
-            return int(number)
-        return float(number)
-    if kind == "boolean":
-        if isinstance(value, bool):
-            return value
-        lowered = str(value).strip().lower()
-        if lowered in TRUE_WORDS:
-            return True
-        if lowered in FALSE_WORDS:
-            return False
-        raise _bad_type(field, value)
-    if kind == "datetime":
-        try:
-            return format_datetime(parse_datetime(str(value)))
-        except ValueError:
-            raise _bad_type(field, value) from None
-    if kind == "date":
-        try:
-            return parse_date(str(value)).isoformat()
-        except ValueError:
-            raise _bad_type(field, value) from None
-    if isinstance(value, (dict, list)):
-        raise _bad_type(field, value)
-    text = value if isinstance(value, str) else _plain(value)
-    if field.length and len(text) > field.length:
-        msg = f"{field.label or field.name}: data value too large: {text[:40]}"
-        msg += f" (max length={field.length})"
-        raise FieldValueError("STRING_TOO_LONG", msg)
-    if kind == "email" and text and not _EMAIL_RE.match(text):
-        msg = f"{field.name}: invalid email address: {text}"
-        raise FieldValueError("INVALID_EMAIL_ADDRESS", msg)
-    if kind == "picklist" and field.restricted_picklist and text not in field.picklist:
-        msg = f"bad value for restricted picklist field: {text}"
-        raise FieldValueError("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", msg)
-    return text or None
+    convert = _CONVERTERS.get(field.type)
+    return _text(field, value) if convert is None else convert(field, value)
 
 
 def _plain(value: Any) -> str:
@@ -158,10 +189,4 @@ def _bad_type(field: Field, value: Any) -> FieldValueError:
 
 def csv_cell(value: Any) -> str:
     """A stored value as a Bulk API CSV cell (null is empty)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    return "" if value is None else _plain(value)
