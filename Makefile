@@ -59,10 +59,10 @@ test: lint typecheck pytest
 demo: install
 	$(BIN)/python -m sandbox demo
 
-bench: install
+bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
-bench-quick: install
+bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
 clean:

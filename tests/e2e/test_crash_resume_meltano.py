@@ -164,6 +164,14 @@ def _target_process(meltano: psutil.Process) -> psutil.Process | None:
     return None
 
 
+def _kill_tree(meltano: psutil.Process) -> None:
+    """SIGKILL the meltano process this test started and its plugin processes."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for process in [*meltano.children(recursive=True), meltano]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+
+
 def _run_and_kill(
     project: MeltanoProject, clevertap: CleverTapHandle, kill_after: int
 ) -> tuple[subprocess.CompletedProcess[str], int]:
@@ -190,8 +198,8 @@ def _run_and_kill(
                 time.sleep(0.05)
             returncode = proc.wait(timeout=120)
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            if proc.poll() is None:  # only when something above failed
+                _kill_tree(meltano)
                 proc.wait(timeout=30)
     text = log.read_text()
     return subprocess.CompletedProcess(argv, returncode, text, ""), uploads
@@ -216,7 +224,7 @@ def outcome(
     reference: Reference,
 ) -> Outcome:
     """Kill the target after K uploads, then rerun `meltano run` normally."""
-    del reference  # runs first
+    del reference  # requested only so that the clean reference run comes first
     kill_after = int(request.param)
     clevertap = _clevertap(meltano_project)
     _fresh_start(meltano_project, clevertap)
