@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PKGS   := sandbox target-clevertap tap-clevertap target-salesforce
+PYTEST_ARGS ?= -n 2
 STAMP  := $(VENV)/.installed
 
 .PHONY: install lint format typecheck pytest test demo bench bench-quick clean
