@@ -9,18 +9,37 @@ import json
 import os
 import re
 import sqlite3
+import stat
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 PENDING = "pending"
 IN_DOUBT = "in_doubt"
 ACCEPTED = "accepted"
 REJECTED = "rejected"
+
+#: identity-map entries (and Lead links) kept in memory at most; the rest are
+#: read back from the database, so memory does not grow with the input
+IDENTITY_CACHE_SIZE = 20_000
+
+_TRACKED_DRY = """
+CREATE TEMP TABLE IF NOT EXISTS tracked_dry (
+    stream TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER,
+    vals TEXT NOT NULL,
+    PRIMARY KEY (stream, key)
+)
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -63,23 +82,64 @@ CREATE TABLE IF NOT EXISTS tracked (
 def create_private_file(path: Path) -> None:
     """Create (or tighten) a file with mode 0600.
 
+    Only regular files are tightened: a path such as /dev/null keeps its mode.
+
     Args:
         path: the file.
     """
     fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
-    os.close(fd)
-    path.chmod(0o600)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+class _LRU(Generic[K, V]):
+    """A mapping holding at most `size` entries, dropping the least recently used."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[K, V] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: K) -> V | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        if len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        self._data.pop(key, None)
 
 
 class StateStore:
     """The SQLite file holding the event ledger and the identity map."""
 
-    def __init__(self, state_dir: str | Path, account_id: str) -> None:
+    def __init__(
+        self,
+        state_dir: str | Path,
+        account_id: str,
+        *,
+        dry_run: bool = False,
+        cache_size: int = IDENTITY_CACHE_SIZE,
+    ) -> None:
         """Open (creating) the store.
 
         Args:
             state_dir: the directory.
             account_id: the CleverTap account (one file per account).
+            dry_run: tracked values saved in this run only live in a temporary
+                table (gone when the store closes), never in the file.
+            cache_size: identity-map entries (and links) kept in memory at most.
         """
         directory = Path(state_dir).expanduser()
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -90,12 +150,19 @@ class StateStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False)
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self.dry_run = dry_run
+        if dry_run:
+            self._db.execute(_TRACKED_DRY)
         self._db.commit()
-        self._ident_cache: dict[tuple[str, str], list[str]] = {}
-        self._acct_cache: dict[str, str] = {}
-        self._link_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        # memory is bounded: the caches by their size, the pending changes by
+        # what was remembered since the last flush (one batch window)
+        self._ident_cache: _LRU[tuple[str, str], list[str]] = _LRU(cache_size)
+        self._link_cache: _LRU[tuple[str, str], tuple[str, str]] = _LRU(cache_size)
         self._pending_idents: dict[tuple[str, str], list[str]] = {}
         self._pending_accts: dict[str, str] = {}
+        #: account -> contacts among the pending account changes (the database
+        #: answers for the flushed ones, through its index on account_id)
+        self._pending_by_acct: dict[str, set[str]] = {}
         self._pending_links: dict[tuple[str, str], tuple[str, str]] = {}
         #: objects that have links at all (only converted Leads do): lookups of
         #: other objects skip the links table
@@ -216,9 +283,9 @@ class StateStore:
         """
         with self._lock:
             if cache:
-                self._ident_cache[(obj, record_id)] = identities
+                self._ident_cache.put((obj, record_id), identities)
             else:
-                self._ident_cache.pop((obj, record_id), None)
+                self._ident_cache.pop((obj, record_id))
             self._pending_idents[(obj, record_id)] = identities
 
     def remember_account(self, contact_id: str, account_id: str) -> None:
@@ -229,8 +296,11 @@ class StateStore:
             account_id: the Account Id.
         """
         with self._lock:
-            self._acct_cache[contact_id] = account_id
+            old = self._pending_accts.get(contact_id)
+            if old is not None and old != account_id:
+                self._pending_by_acct[old].discard(contact_id)
             self._pending_accts[contact_id] = account_id
+            self._pending_by_acct.setdefault(account_id, set()).add(contact_id)
 
     def link(self, obj: str, record_id: str, to_obj: str, to_id: str) -> None:
         """Link a record to another (a converted Lead to its Contact).
@@ -242,7 +312,7 @@ class StateStore:
             to_id: the target Id.
         """
         with self._lock:
-            self._link_cache[(obj, record_id)] = (to_obj, to_id)
+            self._link_cache.put((obj, record_id), (to_obj, to_id))
             self._pending_links[(obj, record_id)] = (to_obj, to_id)
             self._linked_objs.add(obj)
 
@@ -263,6 +333,7 @@ class StateStore:
             )
             self._pending_idents.clear()
             self._pending_accts.clear()
+            self._pending_by_acct.clear()
             self._pending_links.clear()
 
     def _identities(self, obj: str, record_id: str) -> list[str] | None:
@@ -278,17 +349,38 @@ class StateStore:
         if row is None:
             return None
         found: list[str] = json.loads(row[0])
-        self._ident_cache[(obj, record_id)] = found
+        self._ident_cache.put((obj, record_id), found)
         return found
 
     def _linked(self, obj: str, record_id: str) -> tuple[str, str] | None:
-        hit = self._link_cache.get((obj, record_id))
-        if hit is not None or obj not in self._linked_objs:
+        if obj not in self._linked_objs:
+            return None
+        hit = self._pending_links.get((obj, record_id)) or self._link_cache.get(
+            (obj, record_id)
+        )
+        if hit is not None:
             return hit
         row = self._db.execute(
             "SELECT to_obj, to_id FROM links WHERE obj=? AND id=?", (obj, record_id)
         ).fetchone()
-        return (row[0], row[1]) if row else None
+        if row is None:
+            return None
+        found = (str(row[0]), str(row[1]))
+        self._link_cache.put((obj, record_id), found)
+        return found
+
+    def _account_contacts(self, account_id: str) -> set[str]:
+        """The Contacts whose latest known Account is `account_id` (indexed)."""
+        contacts = set(self._pending_by_acct.get(account_id, ()))
+        contacts |= {
+            str(r[0])
+            for r in self._db.execute(
+                "SELECT contact_id FROM contact_account WHERE account_id=?",
+                (account_id,),
+            ).fetchall()
+            if self._pending_accts.get(str(r[0]), account_id) == account_id
+        }
+        return contacts
 
     def resolve(self, obj: str, record_id: str) -> list[str]:
         """The CleverTap identities a reference points to (empty when none).
@@ -332,17 +424,8 @@ class StateStore:
                     return linked
             if obj != "Account":
                 return self._identities(obj, record_id)
-            contacts = {c for c, a in self._acct_cache.items() if a == record_id}
-            contacts |= {
-                r[0]
-                for r in self._db.execute(
-                    "SELECT contact_id FROM contact_account WHERE account_id=?",
-                    (record_id,),
-                ).fetchall()
-                if self._acct_cache.get(r[0], record_id) == record_id
-            }
             result: list[str] = []
-            for contact_id in sorted(contacts):
+            for contact_id in sorted(self._account_contacts(record_id)):
                 for ident in self.resolve("Contact", contact_id):
                     if ident not in result:
                         result.append(ident)
@@ -363,10 +446,17 @@ class StateStore:
             (version, field -> value), or None when the record was never tracked.
         """
         with self._lock:
-            row = self._db.execute(
-                "SELECT version, vals FROM tracked WHERE stream=? AND key=?",
-                (stream, key),
-            ).fetchone()
+            row = None
+            if self.dry_run:
+                row = self._db.execute(
+                    "SELECT version, vals FROM tracked_dry WHERE stream=? AND key=?",
+                    (stream, key),
+                ).fetchone()
+            if row is None:
+                row = self._db.execute(
+                    "SELECT version, vals FROM tracked WHERE stream=? AND key=?",
+                    (stream, key),
+                ).fetchone()
         if row is None:
             return None
         values: dict[str, Any] = json.loads(row[1])
@@ -377,12 +467,16 @@ class StateStore:
     ) -> None:
         """Durably remember tracked values (after their records were settled).
 
+        In a dry run they go to a temporary table: later records of this run
+        see them, the file (and so the next run) does not.
+
         Args:
             rows: (stream, record key, version, field -> value).
         """
+        table = "tracked_dry" if self.dry_run else "tracked"
         with self._lock, self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO tracked(stream, key, version, vals) "
+                f"INSERT OR REPLACE INTO {table}(stream, key, version, vals) "  # noqa: S608 - one of two fixed table names
                 "VALUES (?, ?, ?, ?)",
                 [(s, k, v, json.dumps(dict(vals))) for s, k, v, vals in rows],
             )

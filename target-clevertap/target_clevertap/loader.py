@@ -186,6 +186,7 @@ class Loader:
                     self._store = StateStore(
                         self.config.get("state_dir") or ".target-clevertap",
                         str(self.config.get("account_id") or "account"),
+                        dry_run=self.dry_run,
                     )
         return self._store
 
@@ -510,7 +511,11 @@ class Loader:
         return None
 
     def _save_tracked(self, entries: Sequence[Entry], waiting: set[int]) -> None:
-        """Remember tracked values of the settled records (latest versions only)."""
+        """Remember tracked values of the settled records (latest versions only).
+
+        What is saved leaves memory (the store answers for it from then on), so
+        only the tracked values of unsettled records stay in memory.
+        """
         rows: list[tuple[str, str, int | None, Mapping[str, Any]]] = []
         # a slot with a record still waiting keeps its older memory: a crash now
         # must not make the waiting record look stale on the replay
@@ -529,8 +534,10 @@ class Loader:
                     rows.append(
                         (entry.stream, tracked.key, tracked.version, tracked.values)
                     )
-        if rows:
-            self.store.save_tracked(rows)
+            if rows:
+                self.store.save_tracked(rows)
+            for stream, key, _version, _values in rows:
+                self._tracked_mem.pop((stream, key), None)
 
     # -------------------------------------------------------------- windows
 
@@ -716,12 +723,13 @@ class Loader:
             self._upload_profiles(entries, profiles)
             self._delete_profiles(entries, deletes)
             self._upload_events(entries, events)
-            self.store.flush_identities()
+        # per window (a dry run too), so the pending changes stay within a window
+        self.store.flush_identities()
         waiting = {id(e) for e in deferred}
-        if not self.dry_run:
-            # only now: a crash before this replays the records with the same
-            # previous values, so their change events get the same keys
-            self._save_tracked(entries, waiting)
+        # only now: a crash before this replays the records with the same previous
+        # values, so their change events get the same keys (a dry run keeps them
+        # in a temporary table of this run only)
+        self._save_tracked(entries, waiting)
         for entry in entries:
             if id(entry) not in waiting and not entry.accounted:
                 self.stream_stats(entry.stream).accepted += 1

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import stat
 import threading
 from collections import Counter
 from pathlib import Path
@@ -69,7 +70,8 @@ class PrivateJsonLines:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                os.fchmod(fd, 0o600)
+                if stat.S_ISREG(os.fstat(fd).st_mode):  # never chmod /dev/null
+                    os.fchmod(fd, 0o600)
                 os.write(fd, line.encode("utf-8"))
             finally:
                 os.close(fd)

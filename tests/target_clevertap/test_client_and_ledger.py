@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import stat
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ from target_clevertap.client import (
     CleverTapError,
     base_url_for,
 )
-from target_clevertap.ledger import StateStore
+from target_clevertap.ledger import StateStore, create_private_file
 
 
 @pytest.mark.parametrize(
@@ -184,6 +185,50 @@ def test_tracked_values_are_kept_across_runs(tmp_path: Any) -> None:
     again.close()
 
 
+def test_identity_map_answers_from_disk_beyond_its_memory_bound(
+    tmp_path: Any,
+) -> None:
+    store = StateStore(tmp_path, "A", cache_size=2)
+    for n in range(5):
+        store.remember("Contact", f"003{n}", [f"SF_Contact_003{n}"])
+        store.remember_account(f"003{n}", "001X")
+    store.link("Lead", "00QL", "Contact", "0031")
+    store.flush_identities()
+    store.remember("Contact", "0039", ["SF_Contact_0039"])
+    assert store.resolve("Contact", "0030") == ["SF_Contact_0030"]  # evicted
+    assert store.resolve("Lead", "00QL") == ["SF_Contact_0031"]
+    assert store.resolve("Account", "001X") == [f"SF_Contact_003{n}" for n in range(5)]
+    store.close()
+
+
+def test_contact_moved_to_another_account_leaves_the_old_one(tmp_path: Any) -> None:
+    store = StateStore(tmp_path, "A")
+    store.remember("Contact", "003A", ["SF_Contact_003A"])
+    store.remember("Contact", "003B", ["SF_Contact_003B"])
+    store.remember_account("003A", "001X")
+    store.remember_account("003B", "001X")
+    store.flush_identities()
+    store.remember_account("003A", "001Y")  # pending, not yet on disk
+    assert store.resolve("Account", "001X") == ["SF_Contact_003B"]
+    assert store.resolve("Account", "001Y") == ["SF_Contact_003A"]
+    store.remember_account("003A", "001Z")
+    assert store.lookup("Account", "001Y") is None
+    store.flush_identities()
+    assert store.resolve("Account", "001X") == ["SF_Contact_003B"]
+    assert store.resolve("Account", "001Z") == ["SF_Contact_003A"]
+    store.close()
+
+
+def test_dry_run_tracked_values_last_only_for_the_run(tmp_path: Any) -> None:
+    store = StateStore(tmp_path, "A", dry_run=True)
+    store.save_tracked([("Opportunity", "006A", 1704445200, {"StageName": "Won"})])
+    assert store.tracked("Opportunity", "006A") == (1704445200, {"StageName": "Won"})
+    store.close()
+    again = StateStore(tmp_path, "A")
+    assert again.tracked("Opportunity", "006A") is None
+    again.close()
+
+
 def test_ledger_is_safe_across_threads(tmp_path: Any) -> None:
     store = StateStore(tmp_path, "A")
 
@@ -229,3 +274,16 @@ def test_real_hostname_through_https_proxy_with_ca_bundle(
         client.close()
     assert result.processed == 1
     assert emulator.profiles(identity="via-proxy")
+
+
+def test_private_file_helper_leaves_device_files_alone(tmp_path):
+    link = tmp_path / "rejects.jsonl"
+    link.symlink_to("/dev/null")
+    before = stat.S_IMODE(Path("/dev/null").stat().st_mode)
+    create_private_file(link)
+    assert stat.S_IMODE(Path("/dev/null").stat().st_mode) == before
+    regular = tmp_path / "ledger.db"
+    regular.write_text("")
+    regular.chmod(0o644)
+    create_private_file(regular)
+    assert stat.S_IMODE(regular.stat().st_mode) == 0o600

@@ -192,6 +192,20 @@ def test_dry_run_does_not_remember_tracked_values(
     assert len(clevertap_emulator.events(evtName="Opportunity Stage Changed")) == 2
 
 
+def test_dry_run_sees_changes_across_windows_without_remembering_them(
+    clevertap_emulator, ct_config, run_target
+):
+    run_target(ct_config, "opportunity_stage_first.singer")
+    dry = {**ct_config, "dry_run": True, "batch_size_rows": 1}  # a window per record
+    run_target(dry, "opportunity_stage_changes.singer")
+    lines = Path(ct_config["dry_run_path"]).read_text(encoding="utf-8").splitlines()
+    changes = [line for line in lines if "Opportunity Stage Changed" in line]
+    assert len(changes) == 2
+    assert "Negotiation" in changes[1]  # the stage before, from the previous window
+    run_target(ct_config, "opportunity_stage_changes.singer")
+    assert len(clevertap_emulator.events(evtName="Opportunity Stage Changed")) == 2
+
+
 HISTORY_TRACKED = {
     "OpportunityHistory": {
         "track_key": "OpportunityId",
