@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
-
-
-def run_cli(config: dict[str, Any], tmp_path: Path, *args: str) -> Any:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("TAP_CLEVERTAP_") and "PROXY" not in key.upper()
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "tap_clevertap", "--config", str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
 
 
 def test_discover_prints_one_stream_per_event_name(
-    make_clevertap_emulator: Callable[..., Any], tmp_path: Path
+    run_tap_cli, make_clevertap_emulator: Callable[..., Any]
 ) -> None:
     ct = make_clevertap_emulator(timezone="Europe/Paris")
     ct.seed(
@@ -50,7 +28,7 @@ def test_discover_prints_one_stream_per_event_name(
         "start_date": "2024-03-01T00:00:00+01:00",
         "end_date": "2024-03-03T00:00:00+01:00",
     }
-    result = run_cli(config, tmp_path, "--discover")
+    result = run_tap_cli(config, "--discover")
     assert result.returncode == 0, result.stderr[-2000:]
     streams = {s["tap_stream_id"]: s for s in json.loads(result.stdout)["streams"]}
     events = sorted(name for name in streams if name.startswith("events_"))
@@ -77,7 +55,7 @@ def test_discover_prints_one_stream_per_event_name(
 
 
 def test_bad_passcode_exits_nonzero_naming_account_not_passcode(
-    make_clevertap_emulator: Callable[..., Any], tmp_path: Path
+    run_tap_cli, make_clevertap_emulator: Callable[..., Any]
 ) -> None:
     ct = make_clevertap_emulator()
     config = {
@@ -85,7 +63,7 @@ def test_bad_passcode_exits_nonzero_naming_account_not_passcode(
         "passcode": "NOT-THE-PASSCODE-42",
         "start_date": "2024-03-01T00:00:00Z",
     }
-    result = run_cli(config, tmp_path)
+    result = run_tap_cli(config)
     assert result.returncode != 0
     assert "NOT-THE-PASSCODE-42" not in result.stderr + result.stdout
     assert ct.account_id in result.stderr

@@ -7,9 +7,6 @@ Python traceback.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,24 +27,6 @@ BASE = {
     "api_url": UNUSED_URL,
     "start_date": "2024-03-01T00:00:00Z",
 }
-
-
-def run_cli(tmp_path: Path, config: dict[str, Any], *args: str) -> Any:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("TAP_CLEVERTAP_") and "PROXY" not in key.upper()
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "tap_clevertap", "--config", str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
 
 
 def assert_clear_stop(result: Any, *named: str) -> None:
@@ -121,37 +100,39 @@ def test_settings_errors_accept_dates_date_times_and_iana_zones() -> None:
     )
 
 
-def test_bad_start_date_stops_at_start_up_naming_the_setting(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, {**BASE, "start_date": "last tuesday"})
+def test_bad_start_date_stops_at_start_up_naming_the_setting(run_tap_cli) -> None:
+    result = run_tap_cli({**BASE, "start_date": "last tuesday"})
     assert_clear_stop(result, "start_date", "last tuesday")
     # Stopped before any request: the unused URL would have answered differently.
     assert "127.0.0.1:9" not in result.stderr
 
 
-def test_backoff_settings_out_of_range_are_config_errors(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, {**BASE, "max_retries": 0})
+def test_backoff_settings_out_of_range_are_config_errors(run_tap_cli) -> None:
+    result = run_tap_cli({**BASE, "max_retries": 0})
     assert_clear_stop(result, "max_retries")
 
 
 # ------------------------------------------------------------ state file
 
 
-def test_state_file_not_json_stops_naming_the_file(tmp_path: Path) -> None:
+def test_state_file_not_json_stops_naming_the_file(run_tap_cli, tmp_path: Path) -> None:
     state = tmp_path / "broken-state.json"
     state.write_text("{not json", encoding="utf-8")
-    result = run_cli(tmp_path, BASE, "--state", str(state))
+    result = run_tap_cli(BASE, "--state", str(state))
     assert_clear_stop(result, str(state), "is not JSON")
 
 
-def test_state_file_holding_a_list_stops_naming_the_file(tmp_path: Path) -> None:
+def test_state_file_holding_a_list_stops_naming_the_file(
+    run_tap_cli, tmp_path: Path
+) -> None:
     state = tmp_path / "list-state.json"
     state.write_text("[]", encoding="utf-8")
-    result = run_cli(tmp_path, BASE, "--state", str(state))
+    result = run_tap_cli(BASE, "--state", str(state))
     assert_clear_stop(result, str(state), "not an object")
 
 
 def test_unreadable_bookmark_stops_before_any_output_naming_stream(
-    make_clevertap_emulator: Callable[..., Any], tmp_path: Path
+    run_tap_cli, make_clevertap_emulator: Callable[..., Any], tmp_path: Path
 ) -> None:
     ct = seeded(make_clevertap_emulator)
     state = tmp_path / "state.json"
@@ -159,7 +140,7 @@ def test_unreadable_bookmark_stops_before_any_output_naming_stream(
     state.write_text(
         json.dumps({"bookmarks": {"events_charged": bookmark}}), encoding="utf-8"
     )
-    result = run_cli(tmp_path, emulator_config(ct), "--state", str(state))
+    result = run_tap_cli(emulator_config(ct), "--state", str(state))
     assert_clear_stop(result, "events_charged", "soon-ish")
     assert not result.stdout.strip()  # not even the input STATE echoed back
 
@@ -168,11 +149,11 @@ def test_unreadable_bookmark_stops_before_any_output_naming_stream(
 
 
 def test_repeated_cursor_stops_with_one_line_and_no_state(
-    make_clevertap_emulator: Callable[..., Any], tmp_path: Path
+    run_tap_cli, make_clevertap_emulator: Callable[..., Any]
 ) -> None:
     ct = seeded(make_clevertap_emulator)
     ct.fault("repeat_cursor", times=1, path="/1/events.json")
-    result = run_cli(tmp_path, emulator_config(ct))
+    result = run_tap_cli(emulator_config(ct))
     assert result.returncode == 1
     assert TRACEBACK not in result.stderr, result.stderr[-2000:]
     stop_lines = [
@@ -184,20 +165,20 @@ def test_repeated_cursor_stops_with_one_line_and_no_state(
 
 
 def test_wrong_passcode_stops_with_one_line_naming_account(
-    make_clevertap_emulator: Callable[..., Any], tmp_path: Path
+    run_tap_cli, make_clevertap_emulator: Callable[..., Any]
 ) -> None:
     ct = seeded(make_clevertap_emulator)
-    result = run_cli(tmp_path, emulator_config(ct, passcode=PASSCODE))
+    result = run_tap_cli(emulator_config(ct, passcode=PASSCODE))
     assert_clear_stop(result, "tap-clevertap stopped", "401", ct.account_id)
 
 
 def test_retries_used_up_stop_with_one_line(
-    make_clevertap_emulator: Callable[..., Any], tmp_path: Path
+    run_tap_cli, make_clevertap_emulator: Callable[..., Any]
 ) -> None:
     ct = seeded(make_clevertap_emulator)
     ct.fault("status", status=503, times=50, path="/1/events.json")
     config = emulator_config(ct, max_retries=2, backoff_max_seconds=0)
-    result = run_cli(tmp_path, config)
+    result = run_tap_cli(config)
     assert_clear_stop(result, "gave up after max_retries attempts", "503")
     # Two attempts per request, as configured; none after the stop.
     assert result.stderr.count("Retrying") == 1

@@ -1,0 +1,43 @@
+"""Fixtures shared by the tap-clevertap tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+
+@pytest.fixture
+def run_tap_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `python -m tap_clevertap --config <config> *args` with a clean environment.
+
+    Plugin variables and proxy settings of the shell are left out, so a test sees only
+    the config it passes.
+    """
+
+    def run(config: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(config), encoding="utf-8")
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("TAP_CLEVERTAP_") and "PROXY" not in key.upper()
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "tap_clevertap", "--config", str(path), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+
+    return run
