@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import backoff
+import msgspec
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError, ProxyError
@@ -36,6 +37,9 @@ DELETE_PATH = "/1/delete/profiles.json"
 EVENTS_PATH = "/1/events.json"
 _RECORD_NUMBER = re.compile(r"record number\s*:\s*(\d+)", re.IGNORECASE)
 _MAX_CURSOR_PAGES = 10_000
+
+#: compact UTF-8 JSON for request bodies and output files (C speed)
+JSON_ENCODER = msgspec.json.Encoder()
 
 
 class CleverTapError(Exception):
@@ -350,7 +354,7 @@ class CleverTapClient:
             RetryableError: never (converted to CleverTapError after max tries).
             AmbiguousSendError: for events whose fate is unknown.
         """
-        body = json.dumps({"d": list(records)}, separators=(",", ":")).encode("utf-8")
+        body = JSON_ENCODER.encode({"d": list(records)})
 
         def attempt() -> UploadResult:
             try:

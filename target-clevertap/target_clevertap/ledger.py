@@ -16,6 +16,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import msgspec
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
@@ -27,9 +29,10 @@ IN_DOUBT = "in_doubt"
 ACCEPTED = "accepted"
 REJECTED = "rejected"
 
+_ENCODER = msgspec.json.Encoder()
 #: identity-map entries (and Lead links) kept in memory at most; the rest are
 #: read back from the database, so memory does not grow with the input
-IDENTITY_CACHE_SIZE = 20_000
+IDENTITY_CACHE_SIZE = 100_000
 
 _TRACKED_DRY = """
 CREATE TEMP TABLE IF NOT EXISTS tracked_dry (
@@ -158,6 +161,9 @@ class StateStore:
         # what was remembered since the last flush (one batch window)
         self._ident_cache: _LRU[tuple[str, str], list[str]] = _LRU(cache_size)
         self._link_cache: _LRU[tuple[str, str], tuple[str, str]] = _LRU(cache_size)
+        #: references known to be absent from the identity map (a `Who` that is
+        #: a Lead is first looked up as a Contact); remember() clears an entry
+        self._absent: _LRU[tuple[str, ...], bool] = _LRU(cache_size)
         self._pending_idents: dict[tuple[str, str], list[str]] = {}
         self._pending_accts: dict[str, str] = {}
         #: account -> contacts among the pending account changes (the database
@@ -286,6 +292,7 @@ class StateStore:
                 self._ident_cache.put((obj, record_id), identities)
             else:
                 self._ident_cache.pop((obj, record_id))
+            self._absent.pop((obj, record_id))
             self._pending_idents[(obj, record_id)] = identities
 
     def remember_account(self, contact_id: str, account_id: str) -> None:
@@ -312,6 +319,7 @@ class StateStore:
             to_id: the target Id.
         """
         with self._lock:
+            self._absent.pop(("link", obj, record_id))
             self._link_cache.put((obj, record_id), (to_obj, to_id))
             self._pending_links[(obj, record_id)] = (to_obj, to_id)
             self._linked_objs.add(obj)
@@ -321,7 +329,10 @@ class StateStore:
         with self._lock, self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO identities(obj, id, idents) VALUES (?,?,?)",
-                [(o, i, json.dumps(v)) for (o, i), v in self._pending_idents.items()],
+                [
+                    (o, i, _ENCODER.encode(v).decode("utf-8"))
+                    for (o, i), v in self._pending_idents.items()
+                ],
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO contact_account VALUES (?, ?)",
@@ -343,10 +354,13 @@ class StateStore:
         pending = self._pending_idents.get((obj, record_id))
         if pending is not None:
             return pending
+        if self._absent.get((obj, record_id)):
+            return None
         row = self._db.execute(
             "SELECT idents FROM identities WHERE obj=? AND id=?", (obj, record_id)
         ).fetchone()
         if row is None:
+            self._absent.put((obj, record_id), value=True)
             return None
         found: list[str] = json.loads(row[0])
         self._ident_cache.put((obj, record_id), found)
@@ -360,10 +374,13 @@ class StateStore:
         )
         if hit is not None:
             return hit
+        if self._absent.get(("link", obj, record_id)):
+            return None
         row = self._db.execute(
             "SELECT to_obj, to_id FROM links WHERE obj=? AND id=?", (obj, record_id)
         ).fetchone()
         if row is None:
+            self._absent.put(("link", obj, record_id), value=True)
             return None
         found = (str(row[0]), str(row[1]))
         self._link_cache.put((obj, record_id), found)

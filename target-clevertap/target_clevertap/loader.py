@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from target_clevertap import ledger
 from target_clevertap.client import (
+    JSON_ENCODER,
     AmbiguousSendError,
     CleverTapClient,
     CleverTapError,
@@ -70,6 +71,8 @@ class Entry:
     #: its first sighting or for a stale replay), and what to remember now
     previous: dict[str, Any] | None = None
     track: Tracked | None = None
+    #: identities that depend on the record alone, by spec (computed once)
+    identities: dict[int, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -403,7 +406,10 @@ class Loader:
         if mapping.profile is not None:
             try:
                 idents = resolve_identities(
-                    record, mapping.profile.identity, self.store.resolve
+                    record,
+                    mapping.profile.identity,
+                    self.store.resolve,
+                    entry.identities,
                 )
             except RecordReject:
                 idents = []
@@ -435,7 +441,9 @@ class Loader:
         rec_id = self._record_id(entry)
         if rec_id is None:
             return
-        persons = record_persons(entry.record, entry.mapping, self.store.resolve)
+        persons = record_persons(
+            entry.record, entry.mapping, self.store.resolve, entry.identities
+        )
         cache = (
             self.referenced is None
             or entry.stream in self.referenced
@@ -569,6 +577,7 @@ class Loader:
                     resolve=self._resolver,
                     now=now,
                     previous=entry.previous,
+                    memo=entry.identities,
                 )
             except UnresolvedReference as exc:
                 if not final:
@@ -748,8 +757,8 @@ class Loader:
                 self._dry = self._open_private(
                     "dry_run_path", "target-clevertap-dry-run.jsonl"
                 )
-            for item in items:
-                self._dry.write(json.dumps(item.payload, ensure_ascii=False) + "\n")
+            lines = JSON_ENCODER.encode_lines([item.payload for item in items])
+            self._dry.write(lines.decode("utf-8"))
             self._dry.flush()
 
     def _chunks(

@@ -7,6 +7,7 @@ The format is documented in the package README.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -132,6 +133,10 @@ class PropertySpec:
     key_cache: dict[str, str] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
+    #: (id of the stream's SchemaInfo, profile) -> (that SchemaInfo, field plan)
+    plans: dict[tuple[int, bool], tuple[Any, list[Any]]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,7 @@ class StreamMapping:
     #: OpportunityHistory rows tracked per OpportunityId)
     track_key: str | None = None
 
-    @property
+    @functools.cached_property
     def tracked_fields(self) -> frozenset[str]:
         """Fields whose last seen value is remembered per record (change tracking).
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import phonenumbers
 
+from target_clevertap.phones import quick_e164
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
@@ -198,6 +200,12 @@ class BuildResult:
 # ------------------------------------------------------------------ value typing
 
 
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_DAY: Final = _EPOCH.date().toordinal()
+_DAY_SECONDS: Final = 86_400
+_ONE_SECOND: Final = dt.timedelta(seconds=1)
+
+
 def _as_utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
@@ -240,6 +248,18 @@ def epoch_seconds(value: object, *, date_only: bool = False) -> int | None:
     Returns:
         Epoch seconds, or None when the value is not a date.
     """
+    if type(value) is str:
+        try:  # the common case, tap-salesforce's `2024-01-05T00:00:00.000000Z`
+            quick = dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if quick.tzinfo is None:
+                quick = quick.replace(tzinfo=dt.UTC)
+            if date_only:
+                day = quick.astimezone(dt.UTC).date().toordinal()
+                return (day - _EPOCH_DAY) * _DAY_SECONDS
+            return (quick - _EPOCH) // _ONE_SECOND
     parsed = parse_datetime(value)
     if parsed is None:
         return None
@@ -368,12 +388,20 @@ def scalar_text(value: object) -> str:
     return str(value)
 
 
-@functools.lru_cache(maxsize=65536)
 def _e164(text: str, default_country: str | None) -> str:
+    region = (default_country or "").upper() or None
+    quick = quick_e164(text, region)
+    if quick is not None:
+        return quick
+    return _e164_slow(text, region)
+
+
+@functools.lru_cache(maxsize=4096)
+def _e164_slow(text: str, region: str | None) -> str:
     try:
-        parsed = phonenumbers.parse(text, (default_country or "").upper() or None)
+        parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
-        hint = "" if default_country else " (set default_phone_country?)"
+        hint = "" if region else " (set default_phone_country?)"
         msg = f"Phone is not a valid phone number{hint}"
         raise RecordReject(msg, code="invalid_phone", field_name="Phone") from exc
     if not phonenumbers.is_valid_number(parsed):
@@ -626,40 +654,108 @@ def _record_values(
 ) -> dict[str, Any]:
     """The converted values of the record's fields (addresses flattened)."""
     props: dict[str, Any] = {}
-    parts: Iterable[tuple[str, Any]]
-    for name in _property_names(record, spec):
+    if spec.include is None:
+        for name in _property_names(record, spec):
+            _put_field(
+                props,
+                name,
+                record.get(name),
+                spec=spec,
+                schema=schema,
+                out=out,
+                profile=profile,
+            )
+        return props
+    send_nulls = out.opts.null_values == "send"
+    for name, out_key, hint, kind, reserved in _plan(spec, schema, profile=profile):
         value = record.get(name)
-        hint = spec.types.get(name)
-        if (
-            isinstance(value, dict)
-            and spec.flatten_addresses
-            and hint is None
-            and (set(value) <= _ADDRESS_KEYS or name.endswith("Address"))
-        ):
-            parts = _flatten_address(name, value).items()
+        if value is None:
+            if send_nulls:
+                props[out_key] = None
+            continue
+        if not out_key or type(value) is dict:  # long keys, addresses
+            _put_field(
+                props, name, value, spec=spec, schema=schema, out=out, profile=profile
+            )
+            continue
+        if hint is None and not kind and type(value) is str:
+            converted: object = value
+            if len(value) * 4 > MAX_VALUE_BYTES:
+                converted = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
         else:
-            parts = ((name, value),)
-        for raw_key, raw_value in parts:
-            if raw_value is None:
-                if out.opts.null_values == "send":
-                    out_key = spec.rename.get(raw_key, raw_key)
-                    props[sanitise_key(out_key)] = None
-                continue
-            out_key = spec.key_cache.get(raw_key) or _out_key(spec, raw_key, out)
-            if profile and out_key == "DOB":
-                hint = hint or "date"
-            kind = _field_kind(raw_key, schema)
-            if hint is None and not kind and type(raw_value) is str:
-                # the common case: plain text
-                converted: object = raw_value
-                if len(raw_value) * 4 > MAX_VALUE_BYTES:
-                    converted = _fit(raw_value, MAX_VALUE_BYTES, "value", out_key, out)
-            else:
-                converted = _convert(out_key, raw_value, hint, kind, out)
-            if profile and (out_key in _RESERVED or out_key.startswith("MSG-")):
-                converted = _reserved(out_key, converted, out.opts)
-            props[out_key] = converted
+            converted = _convert(out_key, value, hint, kind, out)
+        if reserved:
+            converted = _reserved(out_key, converted, out.opts)
+        props[out_key] = converted
     return props
+
+
+#: (field, output key or "" when it needs the general path, hint, kind, reserved)
+_PlanItem = tuple[str, str, str | None, str, bool]
+
+
+def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_PlanItem]:
+    """Per-field decisions of an `include` list, made once per stream."""
+    cache_key = (id(schema), profile)
+    cached = spec.plans.get(cache_key)
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    plan: list[_PlanItem] = []
+    for name in _property_names({}, spec):
+        out_key = sanitise_key(spec.rename.get(name, name))
+        if len(out_key.encode("utf-8")) > MAX_KEY_BYTES:
+            out_key = ""
+        hint = spec.types.get(name)
+        if profile and out_key == "DOB":
+            hint = hint or "date"
+        reserved = profile and (out_key in _RESERVED or out_key.startswith("MSG-"))
+        plan.append((name, out_key, hint, _field_kind(name, schema), reserved))
+    spec.plans[cache_key] = (schema, plan)
+    return plan
+
+
+def _put_field(  # noqa: PLR0913 - the pieces of one field's conversion
+    props: dict[str, Any],
+    name: str,
+    value: object,
+    *,
+    spec: PropertySpec,
+    schema: SchemaInfo,
+    out: _Out,
+    profile: bool,
+) -> None:
+    """Convert one field (flattening an address) into `props`."""
+    hint = spec.types.get(name)
+    parts: Iterable[tuple[str, Any]]
+    if (
+        isinstance(value, dict)
+        and spec.flatten_addresses
+        and hint is None
+        and (set(value) <= _ADDRESS_KEYS or name.endswith("Address"))
+    ):
+        parts = _flatten_address(name, value).items()
+    else:
+        parts = ((name, value),)
+    for raw_key, raw_value in parts:
+        if raw_value is None:
+            if out.opts.null_values == "send":
+                out_key = spec.rename.get(raw_key, raw_key)
+                props[sanitise_key(out_key)] = None
+            continue
+        out_key = spec.key_cache.get(raw_key) or _out_key(spec, raw_key, out)
+        if profile and out_key == "DOB":
+            hint = hint or "date"
+        kind = _field_kind(raw_key, schema)
+        if hint is None and not kind and type(raw_value) is str:
+            # the common case: plain text
+            converted: object = raw_value
+            if len(raw_value) * 4 > MAX_VALUE_BYTES:
+                converted = _fit(raw_value, MAX_VALUE_BYTES, "value", out_key, out)
+        else:
+            converted = _convert(out_key, raw_value, hint, kind, out)
+        if profile and (out_key in _RESERVED or out_key.startswith("MSG-")):
+            converted = _reserved(out_key, converted, out.opts)
+        props[out_key] = converted
 
 
 def _add_inverted(
@@ -766,7 +862,10 @@ def render_template(
 
 
 def resolve_identities(
-    record: Mapping[str, Any], spec: IdentitySpec, resolve: Resolver
+    record: Mapping[str, Any],
+    spec: IdentitySpec,
+    resolve: Resolver,
+    memo: dict[int, list[str]] | None = None,
 ) -> list[str]:
     """The identities (usually one) a profile or event belongs to.
 
@@ -774,6 +873,9 @@ def resolve_identities(
         record: the input record.
         spec: the identity spec.
         resolve: looks up (object, Id) in the identity map.
+        memo: the record's identities by spec (id), for specs that depend on
+            the record alone (field, template); references are looked up
+            each time, since the identity map changes.
 
     Returns:
         Identities; empty when the record names nobody.
@@ -781,13 +883,28 @@ def resolve_identities(
     Raises:
         RecordReject: when the identity is invalid.
     """
+    if spec.kind == "ref":
+        return _resolve_ref(record, spec, resolve)
+    if memo is not None:
+        known = memo.get(id(spec))
+        if known is not None:
+            return known
     if spec.kind == "field":
         ident = identity_text(record.get(spec.value), spec.value)
-        return [ident] if ident else []
-    if spec.kind == "template" and spec.template is not None:
+    elif spec.template is not None:
         text = render_template(spec.value, spec.template.fields, record)
         ident = identity_text(text, spec.value)
-        return [ident] if ident else []
+    else:
+        return _resolve_ref(record, spec, resolve)
+    found = [ident] if ident else []
+    if memo is not None:
+        memo[id(spec)] = found
+    return found
+
+
+def _resolve_ref(
+    record: Mapping[str, Any], spec: IdentitySpec, resolve: Resolver
+) -> list[str]:
     ref = record.get(spec.value)
     if ref is None or not str(ref).strip():
         return []
@@ -927,6 +1044,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
     resolve: Resolver,
     now: int,
     previous: Mapping[str, Any] | None = None,
+    memo: dict[int, list[str]] | None = None,
 ) -> BuildResult:
     """Every upload record one input record becomes.
 
@@ -942,6 +1060,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
         previous: the values remembered for this record's tracked fields (None
             on its first sighting): read by `changed()`, `previous()` and
             `properties.previous`.
+        memo: the record's own identities by spec (see resolve_identities).
 
     Returns:
         The upload items (profile first), or a skip reason.
@@ -952,7 +1071,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
     result = BuildResult()
     profile = mapping.profile
     if profile is not None and (profile.when is None or profile.when(record, previous)):
-        identities = resolve_identities(record, profile.identity, resolve)
+        identities = resolve_identities(record, profile.identity, resolve, memo)
         if not identities:
             field_name = profile.identity.fields[0]
             msg = f"no identity: {field_name} is empty"
@@ -974,7 +1093,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
     for spec in mapping.events:
         if spec.when is not None and not spec.when(record, previous):
             continue
-        identities = resolve_identities(record, spec.identity, resolve)
+        identities = resolve_identities(record, spec.identity, resolve, memo)
         if not identities:
             field_name = spec.identity.fields[0]
             msg = f"no identity for event {spec.label()!r}: {field_name} is empty"
@@ -1013,7 +1132,10 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
 
 
 def record_persons(
-    record: Mapping[str, Any], mapping: StreamMapping, resolve: Resolver
+    record: Mapping[str, Any],
+    mapping: StreamMapping,
+    resolve: Resolver,
+    memo: dict[int, list[str]] | None = None,
 ) -> list[str]:
     """Everyone a record is about, whatever its conditions say.
 
@@ -1025,6 +1147,7 @@ def record_persons(
         record: the input record.
         mapping: its stream mapping.
         resolve: the identity-map lookup (returns [] for unknown references).
+        memo: the record's own identities by spec (see resolve_identities).
 
     Returns:
         The identities, in first-seen order (may be empty).
@@ -1040,7 +1163,7 @@ def record_persons(
         if spec.key != "identity":
             continue
         try:
-            idents = resolve_identities(record, spec, resolve)
+            idents = resolve_identities(record, spec, resolve, memo)
         except (RecordReject, UnresolvedReference):
             continue
         found.update(dict.fromkeys(idents))

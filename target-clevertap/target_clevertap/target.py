@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,9 @@ class CleverTapReader(MsgSpecReader):
             raise InvalidInputLine(msg) from exc
         return result
 
+
+_GC_GEN1_THRESHOLD = 100
+_GC_GEN2_THRESHOLD = 1000
 
 _STOPPING_ERRORS = (
     CleverTapError,
@@ -294,6 +298,12 @@ class TargetCleverTap(Target):
     @classmethod
     @override
     def invoke(cls, *args: Any, **kwargs: Any) -> None:
+        # The records of a window and the identity caches are many long-lived
+        # containers without reference cycles; with the default thresholds the
+        # cyclic collector walks them again and again (a fifth of the CPU time
+        # on 100k records, bench P1). Full collections are made rarer;
+        # reference counting still frees whatever the target drops.
+        gc.set_threshold(gc.get_threshold()[0], _GC_GEN1_THRESHOLD, _GC_GEN2_THRESHOLD)
         try:
             super().invoke(*args, **kwargs)
         except _STOPPING_ERRORS as exc:
