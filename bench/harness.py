@@ -21,6 +21,7 @@ import threading
 import time
 from typing import IO, TYPE_CHECKING, Any
 
+import psutil
 import requests
 
 if TYPE_CHECKING:
@@ -242,6 +243,15 @@ class Emulator:
     process: subprocess.Popen[bytes]
     session: requests.Session
     ca_file: Path | None = None
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the emulator process has used so far.
+
+        Returns:
+            Seconds.
+        """
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
 
     def control(self, method: str, path: str, body: object = None) -> Any:  # noqa: ANN401 - decoded JSON of any shape
         """Call the `/_sandbox/` control API.

@@ -383,17 +383,21 @@ def p2_upload(ctx: Context) -> Section:
                         "log": log,
                     }
 
+                cpu_before = emu.cpu_seconds()
                 try:
                     row = _median_run(ctx, label, "P2", ctx.p2_n, make)
                 except RunFailedError as exc:
                     sec.failed(label, str(exc))
                     continue
                 calls, records, bad, span = _uploaded(emu)
+                emu_ms = (emu.cpu_seconds() - cpu_before) / max(row.reps, 1)
+                emu_ms = emu_ms * 1000 / max(calls, 1)
                 floor = calls * P2_LATENCY_MS / 1000 / conc
                 row.note = (
                     f"last run: {calls} upload calls ({bad} not HTTP 200) carrying "
                     f"{records} records, arriving over {span:.1f} s; the added "
-                    f"latency alone needs >= {floor:.1f} s at this concurrency"
+                    f"latency alone needs >= {floor:.1f} s at this concurrency; "
+                    f"the emulator spent {emu_ms:.0f} ms CPU per upload call"
                 )
                 results[conc] = row
                 spans[conc] = span
