@@ -295,6 +295,19 @@ class StateStore:
             self._absent.pop((obj, record_id))
             self._pending_idents[(obj, record_id)] = identities
 
+    def pending(self, obj: str, record_id: str) -> list[str] | None:
+        """What was remembered for a record since the last flush, if anything.
+
+        Args:
+            obj: the object (stream) name.
+            record_id: the record Id.
+
+        Returns:
+            The identities, or None.
+        """
+        with self._lock:
+            return self._pending_idents.get((obj, record_id))
+
     def remember_account(self, contact_id: str, account_id: str) -> None:
         """Remember a Contact's Account (for AccountId references).
 

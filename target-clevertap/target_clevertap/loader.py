@@ -449,6 +449,8 @@ class Loader:
             or entry.stream in self.referenced
             or entry.stream in _PERSON_OBJECTS
         )
+        if cache and self.store.pending(entry.stream, rec_id) == persons:
+            return  # remembered when the record was read (a Contact, a Lead)
         self.store.remember(entry.stream, rec_id, persons, cache=cache)
 
     def track(self, entry: Entry) -> None:

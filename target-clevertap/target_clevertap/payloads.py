@@ -942,6 +942,10 @@ def record_key(record: Mapping[str, Any], key_properties: Iterable[str]) -> str:
         The key.
     """
     keys = list(key_properties)
+    if len(keys) == 1:  # the common case, `Id`
+        value = record.get(keys[0])
+        if type(value) is str:
+            return value
     if keys and all(record.get(k) is not None for k in keys):
         return "|".join(scalar_text(record[k]) for k in keys)
     blob = json.dumps(record, sort_keys=True, default=scalar_text)

@@ -201,6 +201,34 @@ def test_identity_map_answers_from_disk_beyond_its_memory_bound(
     store.close()
 
 
+def test_a_reference_missed_once_resolves_after_it_is_remembered(
+    tmp_path: Any,
+) -> None:
+    # misses are remembered (a Lead's WhoId is first looked up as a Contact), so
+    # a record that arrives later must clear that memory, flushed or not
+    store = StateStore(tmp_path, "A", cache_size=1)
+    assert store.lookup("Contact", "003LATE") is None
+    store.remember("Contact", "003LATE", ["SF_Contact_003LATE"])
+    assert store.lookup("Contact", "003LATE") == ["SF_Contact_003LATE"]
+    store.flush_identities()
+    store.remember("Contact", "0031", ["SF_Contact_0031"])  # evicts 003LATE
+    assert store.lookup("Contact", "003LATE") == ["SF_Contact_003LATE"]  # from disk
+    store.close()
+
+
+def test_a_lead_link_missed_once_is_followed_once_made(tmp_path: Any) -> None:
+    store = StateStore(tmp_path, "A", cache_size=1)
+    store.link("Lead", "00Q1", "Contact", "0031")
+    store.flush_identities()
+    assert store._linked("Lead", "00Q2") is None
+    store.link("Lead", "00Q2", "Contact", "0032")
+    store.flush_identities()
+    store.link("Lead", "00Q3", "Contact", "0033")  # evicts 00Q2 from the cache
+    store.flush_identities()
+    assert store._linked("Lead", "00Q2") == ("Contact", "0032")  # from disk
+    store.close()
+
+
 def test_contact_moved_to_another_account_leaves_the_old_one(tmp_path: Any) -> None:
     store = StateStore(tmp_path, "A")
     store.remember("Contact", "003A", ["SF_Contact_003A"])
