@@ -59,7 +59,7 @@ async def read_json(request: Request) -> object:
     """The request body as JSON, or None when it is not JSON."""
     raw = await request.body()
     try:
-        body: object = json.loads(raw)
+        body: object = loads(raw)  # msgspec, or json.loads for what msgspec refuses
     except ValueError:
         return None
     return body

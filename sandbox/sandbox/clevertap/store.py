@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -100,14 +102,38 @@ _WIPE = (
 )
 
 
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder()
+
+
 def dumps(value: object) -> str:
-    """Serialise a value to compact JSON for a TEXT column."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Serialise a value to compact JSON for a TEXT column.
+
+    msgspec does it several times faster than `json`. It writes NaN and infinities
+    as `null` and refuses what it cannot encode, so any output holding `null` (rare)
+    and any refusal are left to `json.dumps`, which keeps those values as before.
+    """
+    try:
+        data = _ENCODER.encode(value)
+    except (TypeError, ValueError, OverflowError):
+        data = b"null"
+    if b"null" in data:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return data.decode()
 
 
-def loads(text: str | None) -> Any:  # noqa: ANN401 - a JSON column holds any JSON value; callers rely on it
-    """Parse a JSON TEXT column (None stays None)."""
-    return None if text is None else json.loads(text)
+def loads(text: str | bytes | None) -> Any:  # noqa: ANN401 - a JSON column holds any JSON value; callers rely on it
+    """Parse a JSON TEXT column (None stays None).
+
+    msgspec parses it faster; text it refuses (NaN, infinities written by
+    `json.dumps`) is parsed by `json.loads`, which also raises as before.
+    """
+    if text is None:
+        return None
+    try:
+        return _DECODER.decode(text)
+    except ValueError:  # msgspec.DecodeError, or text it cannot read as UTF-8
+        return json.loads(text)
 
 
 class Store:

@@ -6,14 +6,13 @@ comes out. Storing is done elsewhere (`upload.py`).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
 MAX_KEY_BYTES = 120
 MAX_VALUE_BYTES = 512
@@ -118,25 +117,29 @@ class RecordError(Exception):
         super().__init__(self.message)
 
 
-@dataclasses.dataclass(frozen=True)
-class Identifier:
+# Named tuples rather than frozen dataclasses: as immutable, and cheaper to build
+# (one of each is built per uploaded record).
+class Identifier(NamedTuple):
     """How a record names its profile: the field and its value."""
 
     field: str
     value: str
 
 
-@dataclasses.dataclass(frozen=True)
-class ProfileOp:
-    """A validated profile upsert."""
+class ProfileOp(NamedTuple):
+    """A validated profile upsert.
+
+    `plain` is True when no property is an operator (only values, dates included),
+    so the properties can be merged with one `dict.update`.
+    """
 
     who: Identifier
     ts: int
     properties: dict[str, Any]
+    plain: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class EventOp:
+class EventOp(NamedTuple):
     """A validated event."""
 
     who: Identifier
@@ -145,8 +148,7 @@ class EventOp:
     data: dict[str, Any]
 
 
-@dataclasses.dataclass(frozen=True)
-class TokenOp:
+class TokenOp(NamedTuple):
     """A validated device token."""
 
     object_id: str
@@ -373,12 +375,157 @@ def validate_record(
         raise RecordError(524)
     kind = record.get("type")
     if kind == "event":
+        fast_event = _fast_event(record, max_event_properties, now)
+        if fast_event is not None:
+            return fast_event
         return _validate_event(record, max_event_properties, now)
     if kind == "profile":
+        fast_profile = _fast_profile(record, now)
+        if fast_profile is not None:
+            return fast_profile
         return _validate_profile(record, now)
     if kind == "token":
         return _validate_token(record)
     raise RecordError(524)
+
+
+# -- fast paths ----------------------------------------------------------------------
+# Most records are valid and plain: an identity string, property keys already seen,
+# values that are short text, numbers, booleans or `$D_` dates. The `_fast_*`
+# functions accept exactly those (with the result the full validation would give)
+# and return None for anything else, which the full validation then handles, so
+# every rejection keeps its code, message and order of checks.
+
+# Property keys found valid, learnt as records arrive (bounded, like the key cache).
+_MAX_LEARNT = 4096
+_GOOD_EVENT_KEYS: set[str] = set()
+_GOOD_PROFILE_KEYS: set[str] = set()
+# Event name -> its key, for names found valid (not restricted, allowed characters).
+_GOOD_EVENT_NAMES: dict[str, str] = {}
+_RESERVED_KEYS = frozenset(_RESERVED)
+_SCALAR_TYPES = _PLAIN_TYPES | {str}
+
+
+def _keys_known(
+    keys: Iterable[str], good: set[str], prohibited: frozenset[str]
+) -> bool:
+    """Whether every key is valid, learning the valid keys not seen before."""
+    for key in keys:
+        if key not in good:
+            if _key_problem(key, prohibited) is not None:
+                return False
+            if len(good) < _MAX_LEARNT:
+                good.add(key)
+    return True
+
+
+def _fast_values(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A copy of `data` with `$D_` dates converted (None: not plain, or invalid).
+
+    A date is taken here only when its digits pass `str.isdecimal` (the digits
+    `_DATE` matches), so it gets the value `_DATE` would give; other `$D_` text is left
+    to the full validation.
+    """
+    clean = dict(data)
+    for key, value in data.items():
+        kind = type(value)
+        if kind is str:
+            if len(value) > _SHORT_TEXT_CHARS and _over(value, MAX_VALUE_BYTES):
+                return None
+            if value[:3] == "$D_":
+                digits = value[3:]
+                if not (
+                    digits.isdecimal() or (digits[:1] == "-" and digits[1:].isdecimal())
+                ):
+                    return None
+                clean[key] = {"$date": int(digits)}
+        elif kind not in _PLAIN_TYPES:
+            return None
+    return clean
+
+
+def _fast_identity(record: dict[str, Any]) -> Identifier | None:
+    """The identifier of a record with a usable `identity` string (else None)."""
+    value = record.get("identity")
+    if type(value) is not str:
+        return None
+    text = value.strip()
+    if (
+        not text
+        or len(text) >= MAX_IDENTITY_CHARS
+        or text.lower() in PLACEHOLDER_IDENTITIES
+    ):
+        return None
+    return Identifier("identity", text)
+
+
+def _fast_ts(record: dict[str, Any], now: int) -> int | None:
+    """The record's `ts` when absent, null or a valid integer (else None)."""
+    value = record.get("ts")
+    if value is None:
+        return now
+    if type(value) is int and 0 <= value < MAX_EPOCH_SECONDS:
+        return value
+    return None
+
+
+def _good_event_name(name: object) -> TypeGuard[str]:
+    """Whether `name` is a valid event name, learning the valid ones."""
+    if type(name) is not str:
+        return False
+    if name in _GOOD_EVENT_NAMES:
+        return True
+    name_key = event_key(name)
+    if (
+        not name
+        or name_key in RESTRICTED_EVENTS
+        or _key_problem(name, _PROHIBITED) is not None
+    ):
+        return False
+    if len(_GOOD_EVENT_NAMES) < _MAX_LEARNT:
+        _GOOD_EVENT_NAMES[name] = name_key
+    return True
+
+
+def _fast_event(record: dict[str, Any], cap: int, now: int) -> EventOp | None:
+    name = record.get("evtName")
+    if not _good_event_name(name):
+        return None
+    data = record.get("evtData", {})
+    if type(data) is not dict or len(data) > cap:
+        return None
+    who = _fast_identity(record)
+    ts = _fast_ts(record, now)
+    if who is None or ts is None:
+        return None
+    if not data.keys() <= _GOOD_EVENT_KEYS and not _keys_known(
+        data, _GOOD_EVENT_KEYS, _PROHIBITED
+    ):
+        return None
+    clean = _fast_values(data)
+    if clean is None:
+        return None
+    return EventOp(who, ts, name, clean)
+
+
+def _fast_profile(record: dict[str, Any], now: int) -> ProfileOp | None:
+    who = _fast_identity(record)
+    ts = _fast_ts(record, now)
+    data = record.get("profileData")
+    if who is None or ts is None or type(data) is not dict:
+        return None
+    if not data.keys() <= _GOOD_PROFILE_KEYS and not _keys_known(
+        data, _GOOD_PROFILE_KEYS, _PROFILE_PROHIBITED
+    ):
+        return None
+    for key in _RESERVED_KEYS.intersection(data):
+        value = data[key]
+        if type(value) not in _SCALAR_TYPES or not _RESERVED[key][1](value):
+            return None
+    props = _fast_values(data)
+    if props is None:
+        return None
+    return ProfileOp(who, ts, props, plain=True)
 
 
 def _validate_event(record: dict[str, Any], cap: int, now: int) -> EventOp:
