@@ -429,7 +429,9 @@ class Loader:
             return scalar_text(rec_id)
         return None if entry.key.startswith("sha:") else entry.key
 
-    def register_persons(self, entry: Entry) -> None:
+    def register_persons(
+        self, entry: Entry, refs: dict[int, list[str]] | None = None
+    ) -> None:
         """Remember who a settled record is about, for `{ref: <Stream>Id}`.
 
         Every mapped stream's records are registered (an empty list means "seen,
@@ -437,12 +439,14 @@ class Loader:
 
         Args:
             entry: the record.
+            refs: references found while building it (the identity map has
+                not changed since).
         """
         rec_id = self._record_id(entry)
         if rec_id is None:
             return
         persons = record_persons(
-            entry.record, entry.mapping, self.store.resolve, entry.identities
+            entry.record, entry.mapping, self.store.resolve, entry.identities, refs
         )
         cache = (
             self.referenced is None
@@ -565,6 +569,7 @@ class Loader:
         deferred: list[Entry] = []
         now = int(time.time())
         for idx, entry in enumerate(entries):
+            refs: dict[int, list[str]] = {}  # the identity map is fixed till registered
             try:
                 if entry.record.get("IsDeleted") is True:
                     self._deleted(idx, entry, items, deletes, now)
@@ -580,17 +585,18 @@ class Loader:
                     now=now,
                     previous=entry.previous,
                     memo=entry.identities,
+                    refs=refs,
                 )
             except UnresolvedReference as exc:
                 if not final:
                     deferred.append(entry)
                 else:
-                    self.register_persons(entry)
+                    self.register_persons(entry, refs)
                     self._unresolved(entry, exc)
                 continue
             except RecordReject as exc:
                 entry.accounted = True
-                self.register_persons(entry)
+                self.register_persons(entry, refs)
                 self.reject(
                     entry.stream,
                     entry.key,
@@ -607,7 +613,7 @@ class Loader:
                     entry.stream,
                     warning,
                 )
-            self.register_persons(entry)
+            self.register_persons(entry, refs)
             if result.skipped:
                 self.skip(entry.stream, result.skipped)
                 entry.accounted = True  # accounted: not counted as accepted

@@ -866,6 +866,7 @@ def resolve_identities(
     spec: IdentitySpec,
     resolve: Resolver,
     memo: dict[int, list[str]] | None = None,
+    refs: dict[int, list[str]] | None = None,
 ) -> list[str]:
     """The identities (usually one) a profile or event belongs to.
 
@@ -876,6 +877,8 @@ def resolve_identities(
         memo: the record's identities by spec (id), for specs that depend on
             the record alone (field, template); references are looked up
             each time, since the identity map changes.
+        refs: found references by spec (id), shared by calls made while the
+            identity map cannot change (building a record, then registering it).
 
     Returns:
         Identities; empty when the record names nobody.
@@ -884,7 +887,12 @@ def resolve_identities(
         RecordReject: when the identity is invalid.
     """
     if spec.kind == "ref":
-        return _resolve_ref(record, spec, resolve)
+        if refs is None:
+            return _resolve_ref(record, spec, resolve)
+        known = refs.get(id(spec))
+        if known is None:
+            known = refs[id(spec)] = _resolve_ref(record, spec, resolve)
+        return known
     if memo is not None:
         known = memo.get(id(spec))
         if known is not None:
@@ -1049,6 +1057,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
     now: int,
     previous: Mapping[str, Any] | None = None,
     memo: dict[int, list[str]] | None = None,
+    refs: dict[int, list[str]] | None = None,
 ) -> BuildResult:
     """Every upload record one input record becomes.
 
@@ -1065,6 +1074,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
             on its first sighting): read by `changed()`, `previous()` and
             `properties.previous`.
         memo: the record's own identities by spec (see resolve_identities).
+        refs: references found, by spec (see resolve_identities).
 
     Returns:
         The upload items (profile first), or a skip reason.
@@ -1075,7 +1085,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
     result = BuildResult()
     profile = mapping.profile
     if profile is not None and (profile.when is None or profile.when(record, previous)):
-        identities = resolve_identities(record, profile.identity, resolve, memo)
+        identities = resolve_identities(record, profile.identity, resolve, memo, refs)
         if not identities:
             field_name = profile.identity.fields[0]
             msg = f"no identity: {field_name} is empty"
@@ -1097,7 +1107,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
     for spec in mapping.events:
         if spec.when is not None and not spec.when(record, previous):
             continue
-        identities = resolve_identities(record, spec.identity, resolve, memo)
+        identities = resolve_identities(record, spec.identity, resolve, memo, refs)
         if not identities:
             field_name = spec.identity.fields[0]
             msg = f"no identity for event {spec.label()!r}: {field_name} is empty"
@@ -1140,6 +1150,7 @@ def record_persons(
     mapping: StreamMapping,
     resolve: Resolver,
     memo: dict[int, list[str]] | None = None,
+    refs: dict[int, list[str]] | None = None,
 ) -> list[str]:
     """Everyone a record is about, whatever its conditions say.
 
@@ -1152,6 +1163,7 @@ def record_persons(
         mapping: its stream mapping.
         resolve: the identity-map lookup (returns [] for unknown references).
         memo: the record's own identities by spec (see resolve_identities).
+        refs: references found, by spec (see resolve_identities).
 
     Returns:
         The identities, in first-seen order (may be empty).
@@ -1167,7 +1179,7 @@ def record_persons(
         if spec.key != "identity":
             continue
         try:
-            idents = resolve_identities(record, spec, resolve, memo)
+            idents = resolve_identities(record, spec, resolve, memo, refs)
         except (RecordReject, UnresolvedReference):
             continue
         found.update(dict.fromkeys(idents))
