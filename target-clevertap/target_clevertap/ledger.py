@@ -32,7 +32,7 @@ REJECTED = "rejected"
 _ENCODER = msgspec.json.Encoder()
 #: identity-map entries (and Lead links) kept in memory at most; the rest are
 #: read back from the database, so memory does not grow with the input
-IDENTITY_CACHE_SIZE = 50_000
+IDENTITY_CACHE_SIZE = 30_000
 
 _TRACKED_DRY = """
 CREATE TEMP TABLE IF NOT EXISTS tracked_dry (
