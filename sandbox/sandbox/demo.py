@@ -35,6 +35,7 @@ from sandbox.control import (
     ports_from_env,
 )
 from sandbox.salesforce import auth
+from sandbox.salesforce.values import parse_datetime
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -261,7 +262,12 @@ def salesforce_writes(
     Returns:
         Object name -> (created, updated).
     """
-    stamp = since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Salesforce keeps milliseconds: compare at that precision, never by the second,
+    # so records written just before `since` (the end of an earlier run) do not
+    # count as created by this one
+    since = since.astimezone(dt.UTC)
+    since = since.replace(microsecond=since.microsecond // 1000 * 1000)
+    stamp = since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     session, instance = salesforce_session(env)
     result = {}
     with session:
@@ -273,7 +279,8 @@ def salesforce_writes(
             )
             created = updated = 0
             for record in _query_all(session, instance, soql):
-                if str(record.get("CreatedDate") or "") >= stamp[:19]:
+                created_at = record.get("CreatedDate")
+                if created_at and parse_datetime(str(created_at)) >= since:
                     created += 1
                 else:
                     updated += 1
@@ -427,7 +434,7 @@ class Demo:
         tls = self.sandbox.tls_dir
         before_ct = clevertap_snapshot(self.sandbox.ports["clevertap"], tls / "ca.pem")
         before_rejects = rejects_sizes(self.root)
-        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        since = dt.datetime.now(dt.UTC)
         code = 0
         for job in JOBS:
             log = self.log_dir / f"{job}.log"
