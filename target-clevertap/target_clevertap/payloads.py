@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import functools
 import hashlib
@@ -248,27 +247,15 @@ def epoch_seconds(value: object, *, date_only: bool = False) -> int | None:
     Returns:
         Epoch seconds, or None when the value is not a date.
     """
-    if type(value) is str:
-        try:  # the common case, tap-salesforce's `2024-01-05T00:00:00.000000Z`
-            quick = dt.datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if quick.tzinfo is None:
-                quick = quick.replace(tzinfo=dt.UTC)
-            if date_only:
-                day = quick.astimezone(dt.UTC).date().toordinal()
-                return (day - _EPOCH_DAY) * _DAY_SECONDS
-            return (quick - _EPOCH) // _ONE_SECOND
     parsed = parse_datetime(value)
     if parsed is None:
         return None
     if isinstance(parsed, dt.datetime):
         utc = _as_utc(parsed)
         if date_only:
-            return calendar.timegm(utc.date().timetuple())
-        return calendar.timegm(utc.timetuple())
-    return calendar.timegm(parsed.timetuple())
+            return (utc.date().toordinal() - _EPOCH_DAY) * _DAY_SECONDS
+        return (utc - _EPOCH) // _ONE_SECOND
+    return (parsed.toordinal() - _EPOCH_DAY) * _DAY_SECONDS
 
 
 def ct_date(value: object, *, date_only: bool = False) -> str | None:
@@ -678,16 +665,32 @@ def _record_values(
                 props, name, value, spec=spec, schema=schema, out=out, profile=profile
             )
             continue
-        if hint is None and not kind and type(value) is str:
-            converted: object = value
-            if len(value) * 4 > MAX_VALUE_BYTES:
-                converted = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
-        else:
-            converted = _convert(out_key, value, hint, kind, out)
-        if reserved:
-            converted = _reserved(out_key, converted, out.opts)
-        props[out_key] = converted
+        props[out_key] = _value(out_key, value, hint, kind, out, reserved=reserved)
     return props
+
+
+def _is_reserved(out_key: str, *, profile: bool) -> bool:
+    """Whether a profile key gets CleverTap's reserved-key treatment."""
+    return profile and (out_key in _RESERVED or out_key.startswith("MSG-"))
+
+
+def _value(  # noqa: PLR0913 - one field's decisions, made by the caller
+    out_key: str,
+    value: object,
+    hint: str | None,
+    kind: str,
+    out: _Out,
+    *,
+    reserved: bool,
+) -> object:
+    """One non-null value in its CleverTap form (plain text passes as it is)."""
+    if hint is None and not kind and type(value) is str:
+        converted: object = value
+        if len(value) * 4 > MAX_VALUE_BYTES:
+            converted = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
+    else:
+        converted = _convert(out_key, value, hint, kind, out)
+    return _reserved(out_key, converted, out.opts) if reserved else converted
 
 
 #: (field, output key or "" when it needs the general path, hint, kind, reserved)
@@ -708,7 +711,7 @@ def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_Pla
         hint = spec.types.get(name)
         if profile and out_key == "DOB":
             hint = hint or "date"
-        reserved = profile and (out_key in _RESERVED or out_key.startswith("MSG-"))
+        reserved = _is_reserved(out_key, profile=profile)
         plan.append((name, out_key, hint, _field_kind(name, schema), reserved))
     spec.plans[cache_key] = (schema, plan)
     return plan
@@ -746,16 +749,8 @@ def _put_field(  # noqa: PLR0913 - the pieces of one field's conversion
         if profile and out_key == "DOB":
             hint = hint or "date"
         kind = _field_kind(raw_key, schema)
-        if hint is None and not kind and type(raw_value) is str:
-            # the common case: plain text
-            converted: object = raw_value
-            if len(raw_value) * 4 > MAX_VALUE_BYTES:
-                converted = _fit(raw_value, MAX_VALUE_BYTES, "value", out_key, out)
-        else:
-            converted = _convert(out_key, raw_value, hint, kind, out)
-        if profile and (out_key in _RESERVED or out_key.startswith("MSG-")):
-            converted = _reserved(out_key, converted, out.opts)
-        props[out_key] = converted
+        reserved = _is_reserved(out_key, profile=profile)
+        props[out_key] = _value(out_key, raw_value, hint, kind, out, reserved=reserved)
 
 
 def _add_inverted(
@@ -800,10 +795,8 @@ def _add_previous(
                 props[out_key] = None
             continue
         hint, kind = spec.types.get(src), _field_kind(src, schema)
-        converted = _convert(out_key, value, hint, kind, out)
-        if profile and (out_key in _RESERVED or out_key.startswith("MSG-")):
-            converted = _reserved(out_key, converted, out.opts)
-        props[out_key] = converted
+        reserved = _is_reserved(out_key, profile=profile)
+        props[out_key] = _value(out_key, value, hint, kind, out, reserved=reserved)
 
 
 # --------------------------------------------------------------------- identity

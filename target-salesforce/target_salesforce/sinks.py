@@ -63,6 +63,7 @@ class _CompiledValidation(BatchSink):
     MAX_SIZE_DEFAULT = 10000
 
     run: RunContext
+    stream_mapping: StreamMapping | None
     summary: StreamSummary
     # set by _validate_and_parse for the record that process_record gets next
     invalid: InvalidRecord | None = None
@@ -77,8 +78,10 @@ class _CompiledValidation(BatchSink):
         """Remember the run context and open the stream's summary."""
         super().__init__(target, stream_name, schema, key_properties)
         self.run = target.run
-        mapping = self.run.mapping_for(stream_name)
-        self.summary = self.run.summary(stream_name, self.summary_label(mapping))
+        self.stream_mapping = self.run.mapping_for(stream_name)
+        self.summary = self.run.summary(
+            stream_name, self.summary_label(self.stream_mapping)
+        )
 
     @staticmethod
     def summary_label(mapping: StreamMapping | None) -> str:
@@ -155,7 +158,7 @@ class SalesforceSink(_CompiledValidation):
     ) -> None:
         """Find the stream's mapping; describe checks run in `setup`."""
         super().__init__(target, stream_name, schema, key_properties)
-        mapping = self.run.mapping_for(stream_name)
+        mapping = self.stream_mapping
         if mapping is None:  # pragma: no cover - summary_label refused it already
             msg = f"stream {stream_name!r} has no mapping"
             raise TargetSalesforceError(msg)
