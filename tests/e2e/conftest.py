@@ -66,6 +66,15 @@ class MeltanoProject:
         return result
 
 
+def _installed_plugins() -> list[Path]:
+    """Every plugin venv `meltano install` made (PLUGIN_DIRS and the others)."""
+    found = {
+        p.parent.relative_to(REPO / ".meltano")
+        for p in (REPO / ".meltano").glob("*/*/venv")
+    }
+    return sorted(found | set(PLUGIN_DIRS))
+
+
 def _project_yaml(ports: dict[str, int]) -> dict[str, Any]:
     project = yaml.safe_load((REPO / "meltano.yml").read_text())
     for environment in project["environments"]:
@@ -94,7 +103,7 @@ def meltano_project(
     root = tmp_path_factory.mktemp("meltano-project")
     for name in LINKED:
         (root / name).symlink_to(REPO / name, target_is_directory=True)
-    for plugin in PLUGIN_DIRS:
+    for plugin in _installed_plugins():
         venv = root / ".meltano" / plugin / "venv"
         venv.parent.mkdir(parents=True)
         venv.symlink_to(REPO / ".meltano" / plugin / "venv", target_is_directory=True)
