@@ -43,9 +43,11 @@ class MeltanoProject:
     root: Path
     sandbox: Sandbox
 
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run `meltano --environment=sandbox ARGS` in the copy."""
-        env = meltano_env()
+    def run(
+        self, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `meltano --environment=sandbox ARGS` in the copy (ENV added)."""
+        env = {**meltano_env(), **(env or {})}
         env["MELTANO_AUTO_INSTALL"] = "false"
         started = time.monotonic()
         result = subprocess.run(
