@@ -69,14 +69,18 @@ class MeltanoResource(dg.ConfigurableResource):
             command.append(f"--environment={self.environment}")
         command += ["run", job]
         started = time.monotonic()
-        result = subprocess.run(  # noqa: S603 - a fixed executable and a job name
-            command,
-            cwd=self.project_root,
-            capture_output=True,
-            text=True,
-            check=False,
-            env=dict(os.environ),
-        )
+        try:
+            result = subprocess.run(  # noqa: S603 - a fixed executable and a job name
+                command,
+                cwd=self.project_root,
+                capture_output=True,
+                text=True,
+                check=False,
+                env=dict(os.environ),
+            )
+        except OSError as exc:
+            msg = f"cannot start {self.executable} in {self.project_root}: {exc}"
+            raise dg.Failure(description=msg) from exc
         elapsed = time.monotonic() - started
         output = (result.stdout + result.stderr).splitlines()
         if result.returncode != 0:
