@@ -6,7 +6,7 @@ PKGS   := sandbox target-clevertap tap-clevertap target-salesforce
 PYTEST_ARGS ?= -n 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint format typecheck pytest test demo bench bench-quick clean
+.PHONY: install lint format typecheck pytest test demo bench bench-quick reliability-report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ pytest: install $(MELTANO_PLUGINS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Runs the reliability suite and rewrites docs/reliability.md from its cells (make test
+# runs the same suite but leaves the report as it is).
+reliability-report: install $(MELTANO_PLUGINS)
+	WRITE_RELIABILITY_REPORT=1 $(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/python -m sandbox demo
