@@ -98,9 +98,11 @@ def _parse_args(argv: list[str]):
     return module.parse_args(argv)
 
 
-def test_quick_bench_writes_a_scratch_file_not_the_committed_results() -> None:
+def test_quick_bench_writes_a_scratch_file_not_the_committed_results(
+    tmp_path: Path,
+) -> None:
     quick = _parse_args(["--quick"])
     assert quick.results == ROOT / "bench" / "out" / "RESULTS-quick.md"
     assert _parse_args([]).results == ROOT / "bench" / "RESULTS.md"
-    chosen = Path("/tmp/elsewhere.md")
+    chosen = tmp_path / "elsewhere.md"
     assert _parse_args(["--quick", "--results", str(chosen)]).results == chosen
