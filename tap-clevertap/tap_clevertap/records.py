@@ -463,6 +463,7 @@ def object_schema(
     return schema
 
 
+_APP_FIELD_NOTE = "Device field; exported with include_app_fields (app=true)."
 EVENT_PROPERTY = "event property"
 PROFILE_PROPERTY = "profile property"
 _PROFILE_BASE: dict[str, dict[str, Any]] = {
@@ -472,6 +473,10 @@ _PROFILE_BASE: dict[str, dict[str, Any]] = {
     "phone": column_schema(STRING),
     "name": column_schema(STRING),
     "platform": column_schema(STRING),
+    "os_version": column_schema(STRING, _APP_FIELD_NOTE),
+    "app_version": column_schema(STRING, _APP_FIELD_NOTE),
+    "make": column_schema(STRING, _APP_FIELD_NOTE),
+    "model": column_schema(STRING, _APP_FIELD_NOTE),
 }
 _PROFILE_SOURCE = {
     "identity": "identity",
@@ -479,7 +484,16 @@ _PROFILE_SOURCE = {
     "phone": "phone",
     "name": "name",
     "platform": "platform",
+    "os_version": "os_version",
+    "app_version": "app_version",
+    "make": "make",
+    "model": "model",
 }
+# Profile keys that have a column of their own (or a JSON column) in every stream;
+# whatever else the export's profile carries goes to `profile_extra_json`.
+_PROFILE_KEYS_IN_COLUMNS = frozenset(
+    {*_PROFILE_SOURCE.values(), "objectId", "gender", "profileData", "platformInfo"}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -550,6 +564,26 @@ def _profile_base(profile: Mapping[str, Any]) -> dict[str, Any]:
     record = {key: scalar_str(profile.get(src)) for key, src in _PROFILE_SOURCE.items()}
     record["object_id"] = lift_object_id(profile)
     return record
+
+
+def profile_extra(
+    profile: Mapping[str, Any], skip: frozenset[str] = frozenset()
+) -> str | None:
+    """Canonical JSON of the profile keys no column holds (``df``, ``push_token``...).
+
+    Args:
+        profile: the exported profile object.
+        skip: further keys held by the stream's own JSON columns.
+
+    Returns:
+        The JSON text, or None when nothing is left.
+    """
+    extra = {
+        key: value
+        for key, value in profile.items()
+        if key not in _PROFILE_KEYS_IN_COLUMNS and key not in skip
+    }
+    return json_or_none(extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -633,9 +667,14 @@ class EventShape:
         record["event_props_json"] = event_json if event_props else None
         record["session_props_json"] = session_json if session_props else None
         record["profile_data_json"] = json_or_none(profile.get("profileData"))
+        record["platform_info_json"] = json_or_none(profile.get("platformInfo"))
+        record["profile_extra_json"] = profile_extra(profile)
         return record, moment
 
 
+_EXTRA_NOTE = (
+    "Every other key of the exported profile (e.g. df, push_token, events), as JSON."
+)
 _EVENT_BASE: dict[str, dict[str, Any]] = {
     "event_key": column_schema(
         STRING, "sha256 of (identity, event name, ts, properties); see README."
@@ -648,6 +687,8 @@ _EVENT_BASE: dict[str, dict[str, Any]] = {
     "event_props_json": column_schema(STRING, "All event properties, as JSON."),
     "session_props_json": column_schema(STRING, "All session properties, as JSON."),
     "profile_data_json": column_schema(STRING, "All profile properties, as JSON."),
+    "platform_info_json": column_schema(STRING, "Devices (platformInfo), as JSON."),
+    "profile_extra_json": column_schema(STRING, _EXTRA_NOTE),
 }
 
 
@@ -685,7 +726,11 @@ class ProfileShape:
         record["profile_data_json"] = json_or_none(raw.get("profileData"))
         record["platform_info_json"] = json_or_none(raw.get("platformInfo"))
         record["events_json"] = json_or_none(raw.get("events"))
+        record["profile_extra_json"] = profile_extra(raw, skip=_PROFILE_JSON_KEYS)
         return record
+
+
+_PROFILE_JSON_KEYS = frozenset({"events"})
 
 
 _PROFILE_EXTRA: dict[str, dict[str, Any]] = {
@@ -694,4 +739,5 @@ _PROFILE_EXTRA: dict[str, dict[str, Any]] = {
     "events_json": column_schema(
         STRING, "Per-event summary (count, first_seen, last_seen), as JSON."
     ),
+    "profile_extra_json": column_schema(STRING, _EXTRA_NOTE),
 }
