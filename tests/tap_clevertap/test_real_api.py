@@ -25,6 +25,7 @@ from tap_clevertap.streams import (
     CampaignReportsStream,
     EventCountsStream,
     EventsStream,
+    EventTrendsStream,
     shape_message,
 )
 from tap_clevertap.tap import TapCleverTap
@@ -315,3 +316,17 @@ def test_recorded_message_report_entry_becomes_a_row() -> None:
     assert record is not None
     assert record["message_id"] == "1457432766"
     assert record["message_name"] == "Welcome"
+
+
+# ------------------------------------------------------------ schema
+
+
+def test_daily_count_and_trend_dates_are_typed_as_dates() -> None:
+    tap = make_tap("https://127.0.0.1:9")
+    for stream in (
+        EventCountsStream(tap, event_names=["UTM Visited"]),
+        EventTrendsStream(tap, event_names=["UTM Visited"]),
+    ):
+        date = stream.schema["properties"]["date"]
+        assert date["format"] == "date", stream.name
+        assert "string" in date["type"]
