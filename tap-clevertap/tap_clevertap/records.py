@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
 
-from tap_clevertap.timeutil import iso_utc, parse_account_ts
+from tap_clevertap.timeutil import iso_utc, local_midnight, parse_account_ts
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -309,14 +309,14 @@ def coerce(value: object, kind: str, zone: ZoneInfo) -> object:
 def coerce_datetime(value: object, zone: ZoneInfo) -> str | None:
     """Read a CleverTap date value as an ISO UTC string.
 
-    ``$D_<epoch seconds>`` is CleverTap's date syntax. Bare digit strings are
-    read by length: 8 = local ``yyyyMMdd``, 12 = local ``yyyyMMddHHmm``,
-    14 = local ``yyyyMMddHHmmss``, 13 = epoch milliseconds, otherwise epoch
-    seconds.
+    ``$D_<epoch seconds>`` is CleverTap's date syntax; see `ct_date_iso` for
+    date-only values. Bare digit strings are read by length: 8 = local
+    ``yyyyMMdd``, 12 = local ``yyyyMMddHHmm``, 14 = local ``yyyyMMddHHmmss``,
+    13 = epoch milliseconds, otherwise epoch seconds.
     """
     text = str(value).strip()
     if text.startswith(_DATE_PREFIX):
-        return _epoch_iso(text.removeprefix(_DATE_PREFIX), millis=False)
+        return ct_date_iso(text.removeprefix(_DATE_PREFIX), zone)
     if not text.isdigit():
         return None
     local = {8: "000000", 12: "00", 14: ""}
@@ -329,6 +329,35 @@ def coerce_datetime(value: object, zone: ZoneInfo) -> str | None:
 
 
 _EPOCH_MS_DIGITS = 13
+
+
+def ct_date_iso(seconds_text: str, zone: ZoneInfo) -> str | None:
+    """A ``$D_`` value's ISO text; date-only values keep their account-local day.
+
+    target-clevertap sends a date-only value (Birthdate, CloseDate...) as
+    midnight of its day in the account time zone. Such an instant (exactly the
+    start of its local day) is written with the account's UTC offset, e.g.
+    ``1990-05-17T00:00:00+05:30``: the same instant as in UTC, but its date
+    part is the original date, which is what a date field takes. Any other
+    instant is written in UTC as usual.
+
+    Args:
+        seconds_text: the digits after ``$D_`` (epoch seconds, maybe negative).
+        zone: the account time zone.
+
+    Returns:
+        The ISO text, or None when the digits are not an epoch.
+    """
+    if not seconds_text.lstrip("-").isdigit():
+        return None
+    try:
+        moment = dt.datetime.fromtimestamp(int(seconds_text), tz=dt.UTC)
+        local = moment.astimezone(zone)
+        if local_midnight(local.date(), zone) == moment:
+            return local.isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
+    return iso_utc(moment)
 
 
 def _epoch_iso(text: str, *, millis: bool) -> str | None:
