@@ -331,6 +331,7 @@ def coerce_datetime(value: object, zone: ZoneInfo) -> str | None:
 _EPOCH_MS_DIGITS = 13
 
 
+@functools.lru_cache(maxsize=65536)  # profile dates repeat on every event row
 def ct_date_iso(seconds_text: str, zone: ZoneInfo) -> str | None:
     """A ``$D_`` value's ISO text; date-only values keep their account-local day.
 

@@ -23,8 +23,10 @@ import pytest
 from sandbox.clevertap.testing import running_emulator
 from singer_sdk.exceptions import ConfigValidationError
 from tap_clevertap.client import CleverTapStream
+from tap_clevertap.records import coerce_datetime
 from tap_clevertap.tap import TapCleverTap
 from target_clevertap.client import CleverTapClient
+from target_clevertap.payloads import account_zone, ct_date
 from target_clevertap.target import TargetCleverTap
 from target_salesforce.payloads import convert
 
@@ -190,3 +192,27 @@ def test_target_refuses_an_unknown_timezone_at_start_up(tmp_path: Path) -> None:
     }
     with pytest.raises(ConfigValidationError, match=r"timezone.*Mars/Olympus_Mons"):
         TargetCleverTap(config=config, parse_env_config=False)
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        *ZONES,
+        "America/Santiago",  # DST starts at 00:00: some midnights do not exist
+        "America/Havana",  # the same, in March
+        "Asia/Tehran",  # changed at 00:00 until 2022
+        "Australia/Lord_Howe",  # half-hour DST
+        "America/St_Johns",  # -03:30 / -02:30
+    ],
+)
+def test_every_day_of_four_years_comes_back_from_the_payload_value(zone: str) -> None:
+    """The conversion pair itself, day by day (no emulator): target -> tap -> date."""
+    tz = ZoneInfo(zone)
+    day = dt.date(2020, 12, 30)
+    while day <= dt.date(2025, 1, 2):
+        value = ct_date(day, date_only=True, zone=account_zone(zone))
+        assert value is not None
+        exported = coerce_datetime(value, tz)
+        assert exported is not None
+        assert convert(exported, "date") == day.isoformat(), (zone, day, exported)
+        day += dt.timedelta(days=1)
