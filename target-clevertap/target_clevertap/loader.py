@@ -32,6 +32,7 @@ from target_clevertap.payloads import (
     RecordReject,
     UnresolvedReference,
     UploadItem,
+    account_zone,
     build_deleted_event,
     build_uploads,
     epoch_seconds,
@@ -163,6 +164,7 @@ class Loader:
             default_phone_country=config.get("default_phone_country"),
             event_key_property=config.get("event_key_property") or "ct_event_key",
             max_event_properties=int(config.get("max_event_properties") or 100),
+            zone=account_zone(config.get("timezone")),
         )
         self.stats: dict[str, StreamStats] = {}
         self._lock = threading.RLock()

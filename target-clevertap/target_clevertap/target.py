@@ -28,6 +28,7 @@ from target_clevertap.mapping import (
     load_mappings,
     referenced_objects,
 )
+from target_clevertap.payloads import account_zone
 from target_clevertap.sinks import CleverTapSink
 
 if TYPE_CHECKING:
@@ -206,6 +207,14 @@ class TargetCleverTap(Target):
             description="ISO country (e.g. US, IN) for phone numbers without '+'.",
         ),
         th.Property(
+            "timezone",
+            th.StringType,
+            default="UTC",
+            description="The account's time zone (IANA name, e.g. Asia/Kolkata), "
+            "as in the CleverTap dashboard and tap-clevertap's `timezone`: date-only "
+            "values (Birthdate, CloseDate...) are sent as midnight of their day in it.",
+        ),
+        th.Property(
             "state_dir",
             th.StringType,
             default=".target-clevertap",
@@ -235,6 +244,10 @@ class TargetCleverTap(Target):
                 self.config.get("mappings"), self.config.get("mappings_file")
             )
         except MappingError as exc:
+            raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
+        try:
+            account_zone(self.config.get("timezone"))
+        except ValueError as exc:
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
         self.loader: LoaderType = Loader(
             self.config, self.logger, referenced_objects(self.mappings.values())

@@ -135,7 +135,10 @@ def _profiles(
     people: list[tuple[str, str]] = []
     for number in range(1, count + 1):
         identity = f"seed-user-{number:04d}"
-        object_id = f"__seed{rng.getrandbits(96):024x}"
+        # Shaped like the recorded ids: "__g" + 32 hex digits (an in1 export,
+        # 2022). 96 random bits as before (the later draws stay the same) plus
+        # the profile number.
+        object_id = f"__g{rng.getrandbits(96):024x}{number:08x}"
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         device = dict(rng.choice(_PLATFORMS))
         device.update(objectId=object_id, app_version=f"3.{rng.randint(0, 9)}.0")
@@ -293,7 +296,7 @@ def _messages(
         viewed = rng.randint(0, sent)
         message = {
             "message id": 1_800_000_000 + number,
-            "message name": f"Seed message {number + 1}",
+            "message_name": f"Seed message {number + 1}",  # as recorded
             "channel": _CHANNELS[number % len(_CHANNELS)],
             "delivery": _DELIVERIES[number % len(_DELIVERIES)],
             "status": _STATUSES[number % len(_STATUSES)],
