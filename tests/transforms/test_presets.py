@@ -365,7 +365,7 @@ def test_export_preset_loads_and_fits_sample_org_and_tap_columns(
 )
 def test_preset_is_versioned(preset: Path) -> None:
     doc = yaml.safe_load(preset.read_text(encoding="utf-8"))
-    assert doc["version"] == 2
+    assert doc["version"] == 3
     readme = (TRANSFORMS / "README.md").read_text(encoding="utf-8")
     assert preset.name in readme, f"{preset.name} is not described in the README"
 
@@ -629,6 +629,11 @@ def test_import_preset_on_seeded_org_gives_golden_clevertap_payloads(
     ]
     assert no_calls
     assert all(data["MSG-whatsapp"] is False for data in no_calls)
+    # Consent: only opt-outs travel; nobody is ever sent a subscription (true).
+    profiles = [i["profileData"] for i in items if i["type"] == "profile"]
+    flags = [v for data in profiles for k, v in data.items() if k.startswith("MSG-")]
+    assert flags
+    assert all(flag is False for flag in flags)
     events = {item.get("evtName") for item in items if item["type"] == "event"}
     assert events == {
         "Opportunity Created",
