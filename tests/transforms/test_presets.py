@@ -10,6 +10,8 @@ the diff).
 
 from __future__ import annotations
 
+from collections import Counter
+
 import itertools
 import json
 import re
@@ -230,6 +232,8 @@ def check_export_preset(path: Path, tap_schemas: dict[str, set[str]]) -> list[st
     errors: list[str] = []
     for name, mapping in mappings.items():
         matched = [s for s in tap_schemas if find_mapping(mappings, s) is mapping]
+        if mapping.source_stream in tap_schemas:  # a second entry for one stream
+            matched = [str(mapping.source_stream)]
         if not matched:
             errors.append(
                 index.error(
@@ -900,14 +904,18 @@ def test_export_preset_on_tap_output_gives_golden_salesforce_writes(
         )
     )
     check_golden(GOLDEN / "clevertap_to_salesforce.golden.jsonl", text)
-    rejects = kit.read_jsonl(tmp_path / "sf-rejects.jsonl")
-    # Only Contacts can be updated: the lead's NPS answer and the profiles of the
-    # lead and of nobody-in-Salesforce have no Contact Id.
-    assert sorted((r["stream"], r["code"]) for r in rejects) == [
-        ("events_nps_submitted", "MISSING_KEY"),
-        ("profiles", "MISSING_KEY"),
-        ("profiles", "MISSING_KEY"),
-    ]
+    assert kit.read_jsonl(tmp_path / "sf-rejects.jsonl") == []
+    # People without the record an entry updates are "not linked", not rejects:
+    # the lead's NPS answer (no Contact), the profiles of the lead and of the
+    # CleverTap-only user (no Contact), and the contacts' and that user's
+    # profiles for the Lead entry (no Lead).
+    not_linked = kit.read_jsonl(tmp_path / "sf-rejects.not-linked.jsonl")
+    assert Counter((r["stream"], r["code"]) for r in not_linked) == {
+        ("events_nps_submitted", "NOT_LINKED"): 1,
+        ("profiles", "NOT_LINKED"): 2,
+        ("profiles_leads", "NOT_LINKED"): 4,
+    }
+    assert "app-user-1" in {r["record"]["identity"] for r in not_linked}
 
 
 def test_export_preset_leaves_a_channel_without_picklist_value_unset(
@@ -975,13 +983,16 @@ def test_export_preset_writes_land_in_the_sample_org(
     for campaign_id in ("1700000000", "1800000001"):
         synced = campaigns[campaign_id]["CleverTap_Last_Synced__c"]
         assert synced.startswith("2024-06-02T06:00:00")
-    codes = {
-        (r["stream"], r["code"]) for r in kit.read_jsonl(tmp_path / "sf-rejects.jsonl")
+    assert kit.read_jsonl(tmp_path / "sf-rejects.jsonl") == []
+    not_linked = kit.read_jsonl(tmp_path / "sf-rejects.not-linked.jsonl")
+    assert {r["stream"] for r in not_linked} == {
+        "events_nps_submitted",
+        "profiles",
+        "profiles_leads",
     }
-    assert codes == {
-        ("events_nps_submitted", "MISSING_KEY"),
-        ("profiles", "MISSING_KEY"),
-    }
+    # The Lead entry keeps the lead's CleverTap identity on the Lead.
+    leads = {r["Id"]: r for r in handle.records("Lead")}
+    assert leads[lead["Id"]]["CleverTap_Id__c"] == f"SF_Lead_{lead['Id']}"
 
 
 def test_tasks_variant_inserts_completed_tasks_on_contacts_and_leads(
