@@ -305,7 +305,6 @@ def test_opt_out_maps_a_flag_to_keys_and_excludes_invert_of_the_same_field() -> 
     spec["profile"]["properties"]["invert"] = {"DoNotCall": "MSG-sms"}
     with pytest.raises(MappingError, match="both invert and opt_out"):
         load_mappings({"Contact": spec})
+    bad = {"identity": "Email", "properties": {"opt_out": 1}}
     with pytest.raises(MappingError, match="opt_out maps a boolean field"):
-        load_mappings(
-            {"Contact": {"profile": {"identity": "Email", "properties": {"opt_out": 1}}}}
-        )
+        load_mappings({"Contact": {"profile": bad}})

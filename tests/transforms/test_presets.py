@@ -10,11 +10,10 @@ the diff).
 
 from __future__ import annotations
 
-from collections import Counter
-
 import itertools
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
