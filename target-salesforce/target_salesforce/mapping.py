@@ -144,6 +144,9 @@ class StreamMapping:
     on_missing_key: str = "reject"
     #: read another stream's records (a second entry for one input stream)
     source_stream: str | None = None
+    #: with source_stream: only the records for which this expression (an SDK
+    #: stream-map `__filter__`) is true reach the entry
+    when: str | None = None
     origin: str | None = None
     field_lines: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
@@ -351,10 +354,17 @@ def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
     )
 
 
-def _source_stream(stream: str, value: RawMapping) -> str | None:
-    """`source_stream`: another stream named exactly, on an exact entry."""
+def _source_stream(stream: str, raw: RawMapping) -> tuple[str | None, str | None]:
+    """`source_stream` (another stream named exactly, on an exact entry), `when`."""
+    value, when = raw.get("source_stream"), raw.get("when")
+    if when is not None and (not isinstance(when, str) or value is None):
+        msg = (
+            f"{_where(stream, 'when')} must be an expression (a stream-map filter "
+            "over `record`), on an entry with source_stream"
+        )
+        raise MappingError(msg, ("when",))
     if value is None:
-        return None
+        return None, None
     if (
         not isinstance(value, str)
         or not value
@@ -366,7 +376,7 @@ def _source_stream(stream: str, value: RawMapping) -> str | None:
             "(no patterns, on an entry that is not a pattern)"
         )
         raise MappingError(msg, ("source_stream",))
-    return value
+    return value, when
 
 
 _STREAM_KEYS: Final = {
@@ -385,6 +395,7 @@ _STREAM_KEYS: Final = {
     "skip",
     "on_missing_key",
     "source_stream",
+    "when",
 }
 
 
@@ -421,7 +432,7 @@ def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
         raise MappingError(msg, ("fields",))
     fields = tuple(_parse_field(stream, str(k), v) for k, v in fields_raw.items())
     bulk_threshold = raw.get("bulk_threshold")
-    source_stream = _source_stream(stream, raw.get("source_stream"))
+    source_stream, when = _source_stream(stream, raw)
     common: dict[str, Any] = {
         "stream": stream,
         "mode": mode,
@@ -429,6 +440,7 @@ def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
             raw, "on_missing_key", MISSING_KEY_POLICIES, stream, "reject"
         ),
         "source_stream": source_stream,
+        "when": when,
         "fields": fields,
         "pass_through": bool(
             raw.get("pass_through", not fields and not raw.get("pack_unmapped_into"))

@@ -177,6 +177,8 @@ def test_an_opt_in_never_clears_a_salesforce_opt_out(harness: Any) -> None:
         ({"source_stream": "events_*"}, "leads"),
         ({"source_stream": "leads"}, "leads"),
         ({"on_missing_key": "ignore"}, "leads"),
+        ({"when": "record.get('email')"}, "leads"),  # when needs source_stream
+        ({"source_stream": "profiles", "when": ["x"]}, "leads"),
     ],
 )
 def test_bad_source_stream_or_missing_key_policy_is_refused(
@@ -192,3 +194,27 @@ def test_not_linked_file_sits_beside_the_rejects_file() -> None:
         "out/target-salesforce-rejects.not-linked.jsonl"
     )
     assert not_linked_path("rejects") == "rejects.not-linked.jsonl"
+
+
+def test_when_lets_only_matching_records_reach_a_source_stream_entry(
+    harness: Any,
+) -> None:
+    lead = next(
+        r for r in harness.handle.live_records("Lead") if not r.get("IsConverted")
+    )
+    entry = {
+        **LEAD_ENTRY,
+        "when": "record.get('identity') == 'ct-2'",
+        "fields": {"Id": "profile_sf_lead_id", "CleverTap_Id__c": "identity"},
+    }
+    records = [
+        {"object_id": "o1", "identity": "ct-1", "profile_sf_lead_id": lead["Id"]},
+        {"object_id": "o2", "identity": "ct-2", "profile_sf_lead_id": lead["Id"]},
+    ]
+    run = harness.run(
+        harness.config(streams={"profiles": {"skip": True}, "leads": entry}),
+        _singer(records),
+    )
+    assert run.error is None
+    assert run.summary["leads"]["received"] == 1
+    assert _row(harness, "Lead", lead["Id"])["CleverTap_Id__c"] == "ct-2"

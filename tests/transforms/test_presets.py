@@ -504,15 +504,21 @@ def _streams(path: Path) -> dict[str, Any]:
             "clevertap_to_salesforce.yml",
             {"events_nps_submitted"},
         ),
+        (
+            "clevertap_to_salesforce.lead_enrichment.yml",
+            "clevertap_to_salesforce.yml",
+            {"events_nps_submitted_new_leads", "events_survey_answered_new_leads"},
+        ),
     ],
 )
 def test_variant_differs_from_its_base_only_where_documented(
     variant: str, base: str, changed: set[str]
 ) -> None:
     ours, theirs = _streams(TRANSFORMS / variant), _streams(TRANSFORMS / base)
-    assert set(ours) == set(theirs)
-    differing = {name for name in ours if ours[name] != theirs[name]}
-    assert differing == changed
+    added = set(ours) - set(theirs)
+    assert set(theirs) <= set(ours)
+    differing = {name for name in theirs if ours[name] != theirs[name]}
+    assert differing | added == changed
     if variant.endswith("email_identity.yml"):
         for name in changed:
             assert ours[name]["profile"]["identity"] == {"field": "Email"}
@@ -1074,3 +1080,72 @@ def test_import_preset_gives_the_same_profile_without_compound_addresses(
         contact["MailingCity"],
         lead["City"],
     }
+
+
+def test_lead_enrichment_variant_makes_one_lead_of_an_unknown_persons_answer(
+    trusted_salesforce: Any, tap_output: dict[str, Any], tmp_path: Path, kit: Any
+) -> None:
+    handle = trusted_salesforce
+    known = next(
+        json.loads(line)["record"]
+        for line in tap_output["text"].splitlines()
+        if '"events_nps_submitted"' in line
+        and '"RECORD"' in line
+        and json.loads(line)["record"].get("profile_sf_contact_id")
+    )
+    unknown = {
+        "profile_sf_contact_id": None,
+        "profile_sf_lead_id": None,
+        "prop_score": 3,
+        "prop_comment": "too slow",
+    }
+    # An app user who answered NPS, with an email; and one without an email.
+    stranger = {
+        **known,
+        **unknown,
+        "identity": "app-user-42",
+        "email": "sam.stranger@example.com",
+        "name": "Sam Stranger",
+        "event_key": "a" * 64,
+    }
+    no_email = {**stranger, "identity": "app-user-43", "email": None}
+    no_email["event_key"] = "b" * 64
+    text = tap_output["text"] + "".join(
+        json.dumps({"type": "RECORD", "stream": "events_nps_submitted", "record": r})
+        + "\n"
+        for r in (stranger, no_email)
+    )
+    before = {lead["Id"] for lead in handle.records("Lead")}
+    config = _salesforce_config(
+        handle, tmp_path, "clevertap_to_salesforce.lead_enrichment.yml"
+    )
+    kit.run_target_salesforce(config, text)
+    kit.run_target_salesforce(config, text)  # a rerun updates the same Lead
+    new = [lead for lead in handle.records("Lead") if lead["Id"] not in before]
+    assert [
+        (
+            lead["CleverTap_Id__c"],
+            lead["Email"],
+            lead["LastName"],
+            lead["Company"],
+            lead["LeadSource"],
+            lead["NPS_Score__c"],
+            lead["Description"],
+        )
+        for lead in new
+    ] == [
+        (
+            "app-user-42",
+            "sam.stranger@example.com",
+            "Sam Stranger",
+            "[not provided]",
+            "CleverTap",
+            3,
+            "CleverTap NPS 3: too slow",
+        )
+    ]
+    assert kit.read_jsonl(tmp_path / "sf-rejects.jsonl") == []
+    # Known people's answers still go to their Contact, never to a new Lead.
+    first = tap_output["contacts"][0]
+    contact = next(c for c in handle.records("Contact") if c["Id"] == first["Id"])
+    assert contact["NPS_Score__c"] == 9
