@@ -538,8 +538,9 @@ class Demo:
                 self.say(f"  {count:>7}  {reason}")
         for path, streams in new_not_linked(self.root, before_rejects).items():
             self.say(
-                f"Not linked (CleverTap people with no Salesforce record; not "
-                f"errors): {sum(streams.values())}, listed in {self._show(path)}"
+                f"Not linked (CleverTap people without the Salesforce record the "
+                f"stream updates; expected, not errors): {sum(streams.values())}, "
+                f"listed in {self._show(path)}"
             )
             for stream, count in sorted(streams.items()):
                 self.say(f"  {stream:<32} {count:>7}")

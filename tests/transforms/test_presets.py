@@ -911,14 +911,12 @@ def test_export_preset_on_tap_output_gives_golden_salesforce_writes(
     check_golden(GOLDEN / "clevertap_to_salesforce.golden.jsonl", text)
     assert kit.read_jsonl(tmp_path / "sf-rejects.jsonl") == []
     # People without the record an entry updates are "not linked", not rejects:
-    # the lead's NPS answer (no Contact), the profiles of the lead and of the
-    # CleverTap-only user (no Contact), and the contacts' and that user's
-    # profiles for the Lead entry (no Lead).
+    # the lead's NPS answer, and the profiles of the lead and of the CleverTap-only
+    # user (no Contact). The Lead entry only sees the lead's profile (`when`).
     not_linked = kit.read_jsonl(tmp_path / "sf-rejects.not-linked.jsonl")
     assert Counter((r["stream"], r["code"]) for r in not_linked) == {
         ("events_nps_submitted", "NOT_LINKED"): 1,
         ("profiles", "NOT_LINKED"): 2,
-        ("profiles_leads", "NOT_LINKED"): 4,
     }
     assert "app-user-1" in {r["record"]["identity"] for r in not_linked}
 
@@ -990,11 +988,7 @@ def test_export_preset_writes_land_in_the_sample_org(
         assert synced.startswith("2024-06-02T06:00:00")
     assert kit.read_jsonl(tmp_path / "sf-rejects.jsonl") == []
     not_linked = kit.read_jsonl(tmp_path / "sf-rejects.not-linked.jsonl")
-    assert {r["stream"] for r in not_linked} == {
-        "events_nps_submitted",
-        "profiles",
-        "profiles_leads",
-    }
+    assert {r["stream"] for r in not_linked} == {"events_nps_submitted", "profiles"}
     # The Lead entry keeps the lead's CleverTap identity on the Lead.
     leads = {r["Id"]: r for r in handle.records("Lead")}
     assert leads[lead["Id"]]["CleverTap_Id__c"] == f"SF_Lead_{lead['Id']}"
