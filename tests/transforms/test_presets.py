@@ -1143,3 +1143,52 @@ def test_lead_enrichment_variant_makes_one_lead_of_an_unknown_persons_answer(
     first = tap_output["contacts"][0]
     contact = next(c for c in handle.records("Contact") if c["Id"] == first["Id"])
     assert contact["NPS_Score__c"] == 9
+
+
+def test_export_lead_entry_skips_converted_leads(
+    trusted_salesforce: Any, tap_output: dict[str, Any], tmp_path: Path, kit: Any
+) -> None:
+    schema = next(
+        line
+        for line in tap_output["text"].splitlines()
+        if '"SCHEMA"' in line and '"stream": "profiles"' in line
+    )
+    assert "profile_sf_lead_converted" in schema
+    lead = tap_output["lead"]
+    base = {"object_id": "o1", "profile_msg_email": False}
+    records = [
+        {**base, "identity": "SF_Lead_live", "profile_sf_lead_id": lead["Id"]},
+        {
+            **base,
+            "object_id": "o2",
+            "identity": "SF_Lead_converted",
+            "profile_sf_lead_id": "00Q5g0000000999AAA",
+            "profile_sf_lead_converted": True,
+        },
+    ]
+    text = (
+        schema
+        + "\n"
+        + "".join(
+            json.dumps({"type": "RECORD", "stream": "profiles", "record": r}) + "\n"
+            for r in records
+        )
+    )
+    config = _salesforce_config(
+        trusted_salesforce,
+        tmp_path,
+        "clevertap_to_salesforce.yml",
+        dry_run=True,
+        dry_run_path=str(tmp_path / "dry.jsonl"),
+    )
+    kit.run_target_salesforce(config, text)
+    writes = [
+        w for w in kit.read_jsonl(tmp_path / "dry.jsonl") if w["object"] == "Lead"
+    ]
+    assert [w["payload"] for w in writes] == [
+        {
+            "Id": lead["Id"],
+            "CleverTap_Id__c": "SF_Lead_live",
+            "HasOptedOutOfEmail": True,
+        }
+    ]
