@@ -475,7 +475,8 @@ class TargetSalesforce(Target):
                 if mapping.when:
                     aliases[name]["__filter__"] = mapping.when
         if aliases:
-            self.mapper.stream_maps_dict = {**aliases, **self.mapper.stream_maps_dict}
+            configured = self.mapper.stream_maps_dict or {}
+            self.mapper.stream_maps_dict = {**aliases, **configured}
 
     @classmethod
     @override

@@ -218,3 +218,30 @@ def test_when_lets_only_matching_records_reach_a_source_stream_entry(
     assert run.error is None
     assert run.summary["leads"]["received"] == 1
     assert _row(harness, "Lead", lead["Id"])["CleverTap_Id__c"] == "ct-2"
+
+
+def test_second_entry_and_not_linked_work_through_the_cli(
+    harness: Any, tmp_path: Any
+) -> None:
+    lead = next(
+        r for r in harness.handle.live_records("Lead") if not r.get("IsConverted")
+    )
+    summary_path = tmp_path / "summary.json"
+    config = harness.config(
+        streams={"profiles": CONTACT_ENTRY, "leads": LEAD_ENTRY},
+        summary_path=str(summary_path),
+    )
+    records = [
+        {
+            "object_id": "o2",
+            "identity": "ct-2",
+            "profile_sf_lead_id": lead["Id"],
+            "profile_msg_email": False,
+        }
+    ]
+    done = harness.run_cli(config, _singer(records))
+    assert done.returncode == 0, done.stderr[-2000:]
+    streams = {s["stream"]: s for s in json.loads(summary_path.read_text())["streams"]}
+    assert streams["profiles"]["not_linked"] == 1
+    assert streams["leads"]["succeeded"] == 1
+    assert _row(harness, "Lead", lead["Id"])["HasOptedOutOfEmail"] is True
