@@ -45,6 +45,8 @@ MELTANO_VENV = ".venv-meltano"
 # Objects the export preset writes to (transforms/clevertap_to_salesforce.yml).
 SALESFORCE_OBJECTS = ("CleverTap_Engagement__c", "Contact", "Lead", "Task", "Campaign")
 REJECTS_DIR = Path("output") / "rejects"
+#: target-salesforce's not-linked file sits beside its rejects file
+NOT_LINKED_SUFFIX = ".not-linked.jsonl"
 # The emulator's fake connected app, as in the sandbox environment of meltano.yml.
 SF_CLIENT_ID = auth.CLIENT_ID
 SF_CLIENT_SECRET = auth.CLIENT_SECRET
@@ -326,9 +328,9 @@ def new_rejects(
     """
     result: dict[str, collections.Counter[str]] = {}
     for path in rejects_sizes(root):
-        with path.open("rb") as handle:
-            handle.seek(before.get(path, 0))
-            lines = handle.read().decode(errors="replace").splitlines()
+        if path.name.endswith(NOT_LINKED_SUFFIX):
+            continue  # not rejects: see new_not_linked
+        lines = _appended_lines(path, before)
         reasons: collections.Counter[str] = collections.Counter()
         for line in lines:
             if not line.strip():
@@ -341,6 +343,40 @@ def new_rejects(
             reasons[_reason(entry)] += 1
         if reasons:
             result[path.stem] = reasons
+    return result
+
+
+def _appended_lines(path: Path, before: Mapping[Path, int]) -> list[str]:
+    with path.open("rb") as handle:
+        handle.seek(before.get(path, 0))
+        return handle.read().decode(errors="replace").splitlines()
+
+
+def new_not_linked(
+    root: Path, before: Mapping[Path, int]
+) -> dict[Path, collections.Counter[str]]:
+    """Not-linked records appended since `before`, counted by stream, per file.
+
+    target-salesforce lists there the records an `on_missing_key: not_linked`
+    entry had no Salesforce record for (CleverTap people who never came from
+    Salesforce): expected, not rejects. Only the stream is read.
+    """
+    result: dict[Path, collections.Counter[str]] = {}
+    for path in rejects_sizes(root):
+        if not path.name.endswith(NOT_LINKED_SUFFIX):
+            continue
+        streams: collections.Counter[str] = collections.Counter()
+        for line in _appended_lines(path, before):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                entry = {}
+            stream = entry.get("stream") if isinstance(entry, dict) else None
+            streams[str(stream or "?")] += 1
+        if streams:
+            result[path] = streams
     return result
 
 
@@ -489,6 +525,10 @@ class Demo:
             self.say("Salesforce records written (created / updated):")
             for name, (created, updated) in writes.items():
                 self.say(f"  {name:<32} {created:>7} / {updated}")
+        self._report_rejects(before_rejects)
+
+    def _report_rejects(self, before_rejects: Mapping[Path, int]) -> None:
+        """Rejects by reason; not-linked people (expected, not errors) apart."""
         rejects = new_rejects(self.root, before_rejects)
         if not rejects:
             self.say("Rejects: none")
@@ -496,6 +536,14 @@ class Demo:
             self.say(f"Rejects from {target}: {sum(reasons.values())}")
             for reason, count in reasons.most_common(10):
                 self.say(f"  {count:>7}  {reason}")
+        for path, streams in new_not_linked(self.root, before_rejects).items():
+            self.say(
+                f"Not linked (CleverTap people without the Salesforce record the "
+                f"stream updates; expected, not errors): {sum(streams.values())}, "
+                f"listed in {self._show(path)}"
+            )
+            for stream, count in sorted(streams.items()):
+                self.say(f"  {stream:<32} {count:>7}")
 
     def _show(self, path: Path) -> str:
         try:

@@ -585,9 +585,20 @@ def profile_values(profile: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+# CleverTap's channel subscription flags (booleans; false = unsubscribed), always
+# columns (profile_msg_email...): /getSchema need not list them, and consent must
+# reach the export whether or not an account's schema shows them.
+SUBSCRIPTION_FLAGS = ("MSG-email", "MSG-sms", "MSG-whatsapp", "MSG-push")
+
+
 def profile_column_types(types: Mapping[str, str]) -> dict[str, str]:
-    """Profile property types minus those already in base columns (Name...)."""
-    return {k: v for k, v in types.items() if k not in LIFTED_PROFILE_FIELDS}
+    """Profile property types minus those already in base columns (Name...).
+
+    The subscription flags are always there, as booleans.
+    """
+    columns = {k: v for k, v in types.items() if k not in LIFTED_PROFILE_FIELDS}
+    columns.update(dict.fromkeys(SUBSCRIPTION_FLAGS, BOOLEAN))
+    return columns
 
 
 def _profile_base(profile: Mapping[str, Any]) -> dict[str, Any]:

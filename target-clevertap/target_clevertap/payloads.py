@@ -662,6 +662,8 @@ def build_properties(
     props = _record_values(record, spec, schema, out, profile=profile)
     if spec.invert:
         _add_inverted(props, record, spec)
+    if spec.opt_out:
+        _add_opt_outs(props, record, spec)
     if profile and spec.derive_name and not props.get("Name"):
         _derive_name(props, record, out)
     _add_previous(props, spec, schema, out, profile=profile)
@@ -678,6 +680,7 @@ def _property_names(record: Mapping[str, Any], spec: PropertySpec) -> list[str]:
             for n in record
             if n not in spec.exclude
             and n not in spec.invert
+            and n not in spec.opt_out
             and not n.startswith(_RECORD_METADATA)
         ]
     return [n for n in spec.include if n not in spec.exclude]
@@ -820,6 +823,28 @@ def _add_inverted(
             raise RecordReject(msg, code="invalid_value", field_name=src) from exc
         for target in targets:
             props[target] = flag
+
+
+def _add_opt_outs(
+    props: dict[str, Any], record: Mapping[str, Any], spec: PropertySpec
+) -> None:
+    """Add `properties.opt_out`: a true opt-out sets its keys to false.
+
+    False or null sends nothing, so a sync never turns a subscription back on
+    (consent: the most restrictive choice wins; see the README).
+    """
+    for src, targets in spec.opt_out.items():
+        value = record.get(src)
+        if value is None:
+            continue
+        try:
+            opted_out = boolean(value)
+        except ValueError as exc:
+            msg = f"{src} is not a boolean"
+            raise RecordReject(msg, code="invalid_value", field_name=src) from exc
+        if opted_out:
+            for target in targets:
+                props[target] = False
 
 
 def _derive_name(props: dict[str, Any], record: Mapping[str, Any], out: _Out) -> None:

@@ -39,6 +39,7 @@ ACTIONS: Final = ("upsert", "insert", "update", "delete")
 MODES: Final = ("sobject", "apex")
 NULL_POLICIES: Final = ("skip", "set_null")
 DUPLICATE_POLICIES: Final = ("merge", "reject")
+MISSING_KEY_POLICIES: Final = ("reject", "not_linked")
 FIELD_TYPES: Final = (
     "string",
     "date",
@@ -138,6 +139,14 @@ class StreamMapping:
     bulk_threshold: int | None = None
     apex: ApexSpec | None = None
     skip: bool = False
+    #: a record without a key: `reject` (MISSING_KEY) or `not_linked` (counted
+    #: apart: the person has no Salesforce record to update, not an error)
+    on_missing_key: str = "reject"
+    #: read another stream's records (a second entry for one input stream)
+    source_stream: str | None = None
+    #: with source_stream: only the records for which this expression (an SDK
+    #: stream-map `__filter__`) is true reach the entry
+    when: str | None = None
     origin: str | None = None
     field_lines: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
@@ -345,6 +354,31 @@ def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
     )
 
 
+def _source_stream(stream: str, raw: RawMapping) -> tuple[str | None, str | None]:
+    """`source_stream` (another stream named exactly, on an exact entry), `when`."""
+    value, when = raw.get("source_stream"), raw.get("when")
+    if when is not None and (not isinstance(when, str) or value is None):
+        msg = (
+            f"{_where(stream, 'when')} must be an expression (a stream-map filter "
+            "over `record`), on an entry with source_stream"
+        )
+        raise MappingError(msg, ("when",))
+    if value is None:
+        return None, None
+    if (
+        not isinstance(value, str)
+        or not value
+        or any(c in value + stream for c in "*?[")
+        or value == stream
+    ):
+        msg = (
+            f"{_where(stream, 'source_stream')} must name another stream exactly "
+            "(no patterns, on an entry that is not a pattern)"
+        )
+        raise MappingError(msg, ("source_stream",))
+    return value, when
+
+
 _STREAM_KEYS: Final = {
     "mode",
     "object",
@@ -359,6 +393,9 @@ _STREAM_KEYS: Final = {
     "apex",
     "description",
     "skip",
+    "on_missing_key",
+    "source_stream",
+    "when",
 }
 
 
@@ -395,9 +432,15 @@ def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
         raise MappingError(msg, ("fields",))
     fields = tuple(_parse_field(stream, str(k), v) for k, v in fields_raw.items())
     bulk_threshold = raw.get("bulk_threshold")
+    source_stream, when = _source_stream(stream, raw)
     common: dict[str, Any] = {
         "stream": stream,
         "mode": mode,
+        "on_missing_key": _choice(
+            raw, "on_missing_key", MISSING_KEY_POLICIES, stream, "reject"
+        ),
+        "source_stream": source_stream,
+        "when": when,
         "fields": fields,
         "pass_through": bool(
             raw.get("pass_through", not fields and not raw.get("pack_unmapped_into"))

@@ -20,6 +20,7 @@ from typing_extensions import override
 from target_salesforce.client import CallFailed, TargetSalesforceError
 from target_salesforce.payloads import (
     CODE_LOCK_ROW,
+    CODE_MISSING_KEY,
     MISSING,
     ItemResult,
     JsonValue,
@@ -246,6 +247,9 @@ class SalesforceSink(_CompiledValidation):
             now=self.run.started_at,
         )
         for rej in local:
+            if self._is_not_linked(rej.code):
+                self._not_linked(records[rej.index], rej.fields)
+                continue
             self._reject(records[rej.index], rej.key, rej.code, rej.message, rej.fields)
         if not items:
             return
@@ -261,6 +265,9 @@ class SalesforceSink(_CompiledValidation):
     def _process_apex(self, records: list[dict[str, Any]], apex: ApexSpec) -> None:
         items, local = prepare_apex_batch(records, self.mapping)
         for rej in local:
+            if self._is_not_linked(rej.code):
+                self._not_linked(records[rej.index], rej.fields)
+                continue
             self._reject(records[rej.index], None, rej.code, rej.message, rej.fields)
         if self.run.dry_run:
             self._dry_run("apex", items)
@@ -425,6 +432,25 @@ class SalesforceSink(_CompiledValidation):
                 record=record,
             )
         )
+
+    def _is_not_linked(self, code: str) -> bool:
+        """A missing key that the mapping calls "not linked" (not an error)."""
+        return code == CODE_MISSING_KEY and self.mapping.on_missing_key == "not_linked"
+
+    def _not_linked(self, record: Mapping[str, Any], fields: Sequence[str]) -> None:
+        """Count a record with no Salesforce record to write, and list it."""
+        self.summary.not_linked += 1
+        entry = reject_entry(
+            stream=self.stream_name,
+            sobject=self.mapping.sobject,
+            action=self.mapping.action if self.mapping.mode == "sobject" else "apex",
+            key=None,
+            code="NOT_LINKED",
+            message="no Salesforce record to write (on_missing_key: not_linked)",
+            fields=fields,
+            record=record,
+        )
+        self.run.write_not_linked(entry)
 
     def _dry_run(self, api: str, items: Sequence[Prepared]) -> None:
         mapping = self.mapping

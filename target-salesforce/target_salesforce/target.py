@@ -22,7 +22,11 @@ from typing_extensions import override
 from target_salesforce.auth import FLOWS, AuthError
 from target_salesforce.client import SalesforceClient, TargetSalesforceError
 from target_salesforce.mapping import MappingError, find_mapping, load_mappings
-from target_salesforce.rejects import PrivateJsonLines, StreamSummary
+from target_salesforce.rejects import (
+    PrivateJsonLines,
+    StreamSummary,
+    not_linked_path,
+)
 from target_salesforce.sinks import SalesforceSink, SkippedStreamSink
 
 if TYPE_CHECKING:
@@ -84,6 +88,8 @@ class RunContext:
         self.dry_run = bool(config.get("dry_run", False))
         self.rejects_path = str(config.get("rejects_path") or DEFAULT_REJECTS_PATH)
         self._rejects = PrivateJsonLines(self.rejects_path)
+        self.not_linked_path = not_linked_path(self.rejects_path)
+        self._not_linked = PrivateJsonLines(self.not_linked_path)
         dry_path = config.get("dry_run_path")
         self._dry = PrivateJsonLines(dry_path) if dry_path else None
         self._dry_logged = 0
@@ -149,6 +155,10 @@ class RunContext:
         """Append one reject to the rejects file (mode 0600)."""
         self._rejects.write(entry)
 
+    def write_not_linked(self, entry: Mapping[str, Any]) -> None:
+        """Append one not-linked record to the not-linked file (mode 0600)."""
+        self._not_linked.write(entry)
+
     def write_dry_run(self, entry: Mapping[str, Any]) -> None:
         """Record what would be written: to dry_run_path, else to the log."""
         if self._dry is not None:
@@ -166,6 +176,7 @@ class RunContext:
         data = {
             "dry_run": self.dry_run,
             "rejects_path": self.rejects_path,
+            "not_linked_path": self.not_linked_path,
             "streams": [s.as_dict() for s in self._summaries.values()],
         }
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -446,6 +457,26 @@ class TargetSalesforce(Target):
         )
         self.max_parallelism = 1  # one shared client, quota guard and session
         self.run = RunContext(self.config, self.logger)
+        if setup_mapper:
+            self._add_source_stream_aliases()
+
+    def _add_source_stream_aliases(self) -> None:
+        """Entries with `source_stream` read that stream's records too.
+
+        Each becomes an SDK stream-map alias (`<entry>: {__source__: <stream>}`,
+        plus `__filter__: <when>`), so the source stream's records (those `when`
+        lets through) reach this entry's sink too. A `stream_maps` entry of the
+        same name in the config wins.
+        """
+        aliases: dict[str, dict[str, str]] = {}
+        for name, mapping in self.run.mappings.items():
+            if mapping.source_stream and not mapping.skip:
+                aliases[name] = {"__source__": mapping.source_stream}
+                if mapping.when:
+                    aliases[name]["__filter__"] = mapping.when
+        if aliases:
+            configured = self.mapper.stream_maps_dict or {}
+            self.mapper.stream_maps_dict = {**aliases, **configured}
 
     @classmethod
     @override

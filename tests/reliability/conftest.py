@@ -530,8 +530,12 @@ class TargetRig:
         assert summary is not None, run.stderr[-2000:]
         skipped = summary.get("skipped", 0)
         skipped_n = sum(skipped.values()) if isinstance(skipped, dict) else skipped
+        # not linked (target-salesforce `on_missing_key: not_linked`) is settled
         assert summary["received"] == (
-            summary["accepted"] + summary["rejected"] + skipped_n
+            summary["accepted"]
+            + summary["rejected"]
+            + skipped_n
+            + summary.get("not_linked", 0)
         ), summary
 
     def check_state_settled(
@@ -792,6 +796,7 @@ class SalesforceRig(TargetRig):
                     "received": stream["received"],
                     "accepted": stream["succeeded"],
                     "rejected": stream["rejected"],
+                    "not_linked": stream.get("not_linked", 0),
                     "skipped": stream["received"] if unmapped else 0,
                 }
         return None
