@@ -17,6 +17,7 @@ from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
+from target_salesforce import bulk
 from target_salesforce.client import CallFailed, TargetSalesforceError
 from target_salesforce.payloads import (
     CODE_LOCK_ROW,
@@ -26,7 +27,6 @@ from target_salesforce.payloads import (
     Prepared,
     apex_calls,
     apex_results,
-    build_csv,
     bulk_columns,
     bulk_results,
     check_mapping_against_describe,
@@ -55,6 +55,23 @@ if TYPE_CHECKING:
     from target_salesforce.mapping import ApexSpec, StreamMapping
     from target_salesforce.payloads import FieldInfo
     from target_salesforce.target import RunContext, TargetSalesforce
+
+
+# answers worth resending for the same records (in a new call or job)
+RETRY_CODES = frozenset({CODE_LOCK_ROW, bulk.CODE_BULK_JOB_FAILED})
+
+
+class BulkIncompleteError(TargetSalesforceError):
+    """A Bulk job left rows whose outcome is not settled: settle the rest, stop.
+
+    `results` lines up with the items that were sent; None marks a row that is
+    not loaded (unprocessed) or whose outcome is unknown.
+    """
+
+    def __init__(self, message: str, results: list[ItemResult | None]) -> None:
+        """Keep the per-item results known so far."""
+        super().__init__(message)
+        self.results = results
 
 
 class _CompiledValidation(BatchSink):
@@ -176,6 +193,10 @@ class SalesforceSink(_CompiledValidation):
         size = int(cfg.get("collections_batch_size", 200))
         self.collection_size = max(1, min(size, 200))
         self.max_retries = int(cfg.get("max_retries", 3))
+        # raw CSV bytes per Bulk job upload (a module constant, small in tests)
+        self.bulk_max_bytes = bulk.MAX_UPLOAD_BYTES
+        # whether an insert of the current batch stored a row already
+        self._batch_stored = False
 
     @staticmethod
     @override
@@ -255,7 +276,14 @@ class SalesforceSink(_CompiledValidation):
             self._dry_run(api, items)
             return
         send = self._send_bulk if use_bulk else self._send_collections
-        results = self._with_lock_retry(items, send)
+        self._batch_stored = False
+        try:
+            results = self._with_lock_retry(items, send)
+        except BulkIncompleteError as exc:
+            # settle every row the job's result files account for, then stop
+            known = [(i, r) for i, r in zip(items, exc.results, strict=True) if r]
+            self._settle(records, [i for i, _ in known], [r for _, r in known])
+            raise TargetSalesforceError(str(exc)) from None
         self._settle(records, items, results)
 
     def _process_apex(self, records: list[dict[str, Any]], apex: ApexSpec) -> None:
@@ -292,22 +320,37 @@ class SalesforceSink(_CompiledValidation):
         items: list[Prepared],
         send: Callable[[list[Prepared]], list[ItemResult]],
     ) -> list[ItemResult]:
-        """Send, then resend only the items that failed with UNABLE_TO_LOCK_ROW."""
+        """Send, then resend only the items that failed with a retryable code.
+
+        UNABLE_TO_LOCK_ROW, and rows a Failed Bulk insert job left unprocessed
+        (BULK_JOB_FAILED), are resent; what still fails after `max_retries` is
+        rejected with that code.
+
+        Raises:
+            BulkIncompleteError: with the results of every item known so far.
+        """
         results: list[ItemResult | None] = [None] * len(items)
         pending = list(range(len(items)))
         attempt = 0
         while True:
-            outcome = send([items[i] for i in pending])
+            try:
+                outcome = send([items[i] for i in pending])
+            except BulkIncompleteError as exc:
+                for position, result in zip(pending, exc.results, strict=True):
+                    results[position] = result
+                raise BulkIncompleteError(str(exc), results) from None
             retry = []
             for position, result in zip(pending, outcome, strict=True):
                 results[position] = result
-                if not result.success and result.code == CODE_LOCK_ROW:
+                if not result.success and result.code in RETRY_CODES:
                     retry.append(position)
             if not retry or attempt >= self.max_retries:
                 break
+            codes = sorted({str(r.code) for i in retry if (r := results[i])})
             self.logger.warning(
-                "%d records hit UNABLE_TO_LOCK_ROW; retrying them (attempt %d of %d)",
+                "%d records hit %s; retrying them (attempt %d of %d)",
                 len(retry),
+                "/".join(codes),
                 attempt + 1,
                 self.max_retries,
             )
@@ -340,31 +383,100 @@ class SalesforceSink(_CompiledValidation):
         return out
 
     def _send_bulk(self, items: list[Prepared]) -> list[ItemResult]:
+        """Bulk 2.0 in jobs of at most `bulk_max_bytes` of CSV each.
+
+        Items over the Bulk per-field or per-record limits are refused first.
+
+        Raises:
+            BulkIncompleteError: a job left rows unsettled (see `_bulk_job`).
+        """
+        columns = bulk_columns(self.mapping.action, self.mapping.key_field, items)
+        out: list[ItemResult | None] = [None] * len(items)
+        sendable: list[int] = []
+        for position, item in enumerate(items):
+            problem = bulk.limit_problem(columns, item)
+            if problem is None:
+                sendable.append(position)
+            else:
+                out[position] = error_result(*problem)
+        chunks = bulk.split_uploads(
+            columns, [items[p] for p in sendable], self.bulk_max_bytes
+        )
+        for positions, csv_text in chunks:
+            chosen = [sendable[p] for p in positions]
+            try:
+                results = self._bulk_job(columns, [items[p] for p in chosen], csv_text)
+            except BulkIncompleteError as exc:
+                for position, result in zip(chosen, exc.results, strict=True):
+                    out[position] = result
+                raise BulkIncompleteError(str(exc), out) from None
+            for position, result in zip(chosen, results, strict=True):
+                out[position] = result
+        return [r for r in out if r is not None]
+
+    def _bulk_job(
+        self, columns: list[str], items: list[Prepared], csv_text: str
+    ) -> list[ItemResult]:
+        """One ingest job; its rows are settled from its three result files.
+
+        A job that ends Failed or Aborted may have processed some rows. Rows
+        it left unprocessed are "not loaded": the run stops (without STATE)
+        once the others are settled, and a rerun sends them again. An insert
+        must not be rerun once it stored rows (the rerun would store them
+        twice), so there the unprocessed rows are resent in a new job instead,
+        and rejected with BULK_JOB_FAILED if they never get processed.
+
+        Raises:
+            BulkIncompleteError: rows not loaded, or with no result row at all.
+        """
         mapping = self.mapping
         key_field = mapping.key_field
-        columns = bulk_columns(mapping.action, key_field, items)
         self.summary.api_calls["bulk2_jobs"] += 1
         try:
             outcome = self.run.client.bulk_ingest(
                 mapping.action,
                 str(mapping.sobject),
                 mapping.external_id_field,
-                build_csv(columns, items),
+                csv_text,
             )
         except CallFailed as exc:
             return [error_result(exc.code, exc.message, exc.fields)] * len(items)
         matched = bulk_results(
             columns, key_field, items, outcome.successful, outcome.failed
         )
-        unknown = sum(1 for r in matched if r is None)
-        if unknown:
+        insert = mapping.action == "insert"
+        if insert and any(r is not None and r.success for r in matched):
+            self._batch_stored = True
+        missing = [i for i, r in enumerate(matched) if r is None]
+        if not missing:
+            return [r for r in matched if r is not None]
+        job = f"Bulk 2.0 job {outcome.job_id}"
+        if outcome.finished:
             msg = (
-                f"Bulk 2.0 job {outcome.job_id}: {unknown} of {len(items)} records "
-                f"have no result row ({len(outcome.unprocessed)} unprocessed); "
-                "their outcome is unknown, so the run stops without STATE"
+                f"{job}: {len(missing)} of {len(items)} records have no result row "
+                f"({len(outcome.unprocessed)} unprocessed); their outcome is "
+                "unknown, so the run stops without STATE"
             )
-            raise TargetSalesforceError(msg)
-        return [r for r in matched if r is not None]
+            raise BulkIncompleteError(msg, list(matched))
+        unprocessed = bulk.match_rows(columns, key_field, items, outcome.unprocessed)
+        ended = f"{job} ended {outcome.state} ({outcome.error_message or 'no message'})"
+        if insert and self._batch_stored and set(missing) <= unprocessed:
+            message = f"{ended} before processing this record; it was not written"
+            for i in missing:
+                matched[i] = error_result(bulk.CODE_BULK_JOB_FAILED, message)
+            return [r for r in matched if r is not None]
+        not_processed = len(set(missing) & unprocessed)
+        msg = (
+            f"{ended}: {len(items) - len(missing)} of {len(items)} records settled "
+            f"from its result files, {not_processed} not processed"
+            + (
+                f", {len(missing) - not_processed} with no result row"
+                if len(missing) > not_processed
+                else ""
+            )
+            + "; stopping without STATE so a rerun loads them"
+        )
+        raise BulkIncompleteError(msg, list(matched))
 
     # ------------------------------------------------------------------ outcomes
 
