@@ -220,7 +220,10 @@ def _check_relationship(
     parent = parent_type or ref.reference_to[0]
     info = related(parent).get(ext)
     if info is None or not (info.external_id or info.id_lookup):
-        msg = f"{where}: {ext!r} is not an External ID field of {parent} (nor an idLookup field)"
+        msg = (
+            f"{where}: {ext!r} is not an External ID field of {parent} (nor an "
+            "idLookup field)"
+        )
         raise MappingError(msg, ("fields", name))
 
 
@@ -1030,10 +1033,28 @@ def error_result(code: str, message: str, fields: Sequence[str] = ()) -> ItemRes
 
 def split_bulk_error(text: str) -> tuple[str, str]:
     """Split `sf__Error` (`CODE:message`) into code and message."""
-    code, sep, message = text.partition(":")
+    code, message, _ = parse_bulk_error(text)
+    return code, message
+
+
+def parse_bulk_error(text: str) -> tuple[str, str, tuple[str, ...]]:
+    """Split `sf__Error` into (code, message, fields).
+
+    Salesforce writes `CODE:message:fields --`, e.g.
+    `INVALID_CROSS_REFERENCE_KEY:invalid cross reference id:--` (recorded in
+    `misc_real_errors.md`); the fields part is comma-separated and may be empty.
+    """
+    code, sep, rest = text.partition(":")
     if not sep:
-        return "UNKNOWN_ERROR", text
-    return code.strip() or "UNKNOWN_ERROR", message.strip()
+        return "UNKNOWN_ERROR", text, ()
+    rest = rest.strip()
+    fields: tuple[str, ...] = ()
+    if rest.endswith("--"):
+        head, colon, tail = rest[:-2].rstrip().rpartition(":")
+        if colon:
+            rest = head.strip()
+            fields = tuple(f.strip() for f in tail.split(",") if f.strip())
+    return code.strip() or "UNKNOWN_ERROR", rest, fields
 
 
 def bulk_results(
@@ -1072,11 +1093,12 @@ def bulk_results(
     for row in failed:
         found = take(row)
         if found is not None:
-            code, message = split_bulk_error(row.get("sf__Error", ""))
+            code, message, fields = parse_bulk_error(row.get("sf__Error", ""))
             out[found] = ItemResult(
                 success=False,
                 record_id=row.get("sf__Id") or None,
                 code=code,
                 message=message,
+                fields=fields,
             )
     return out
