@@ -293,8 +293,9 @@ def _process_ingest(emulator: Emulator, job: dict[str, Any]) -> None:
         else:
             error = result.errors[0] if result.errors else record_error("UNKNOWN", "")
             fields = ",".join(error.get("fields") or [])
-            # recorded format: CODE:message:fields --
-            text = f"{error['statusCode']}:{error['message']}:{fields} --"
+            # recorded format: CODE:message:fields -- (no fields: `CODE:message:--`)
+            tail = f"{fields} --" if fields else "--"
+            text = f"{error['statusCode']}:{error['message']}:{tail}"
             bad.append([result.id or "", text, *row])
     job.update(
         state="JobComplete" if failed is None else "Failed",

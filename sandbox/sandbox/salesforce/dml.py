@@ -264,8 +264,9 @@ class Transaction:
                 errors=[
                     record_error(
                         "DUPLICATE_EXTERNAL_ID",
-                        f"{ext_field.name}: more than one record found for external "
-                        f"id field: {ids}",
+                        # the field's label, as recorded (misc_real_errors.md)
+                        f"{ext_field.label or ext_field.name}: more than one record "
+                        f"found for external id field: {ids}",
                         [ext_field.name],
                     )
                 ],
