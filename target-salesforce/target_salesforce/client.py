@@ -62,7 +62,7 @@ class RequestLimitError(TargetSalesforceError):
 
 
 class BulkJobFailedError(TargetSalesforceError):
-    """A Bulk 2.0 job ended Failed or Aborted, or did not finish in time."""
+    """A Bulk 2.0 job did not finish in time, or a call on an existing job failed."""
 
 
 class CallFailed(Exception):  # noqa: N818 - a result, not a crash

@@ -18,6 +18,7 @@ from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
 from target_salesforce import bulk
+from target_salesforce.bulk_sink import BulkIncompleteError, BulkWrites
 from target_salesforce.client import CallFailed, TargetSalesforceError
 from target_salesforce.payloads import (
     CODE_LOCK_ROW,
@@ -27,8 +28,6 @@ from target_salesforce.payloads import (
     Prepared,
     apex_calls,
     apex_results,
-    bulk_columns,
-    bulk_results,
     check_mapping_against_describe,
     chunked,
     collections_request,
@@ -59,19 +58,6 @@ if TYPE_CHECKING:
 
 # answers worth resending for the same records (in a new call or job)
 RETRY_CODES = frozenset({CODE_LOCK_ROW, bulk.CODE_BULK_JOB_FAILED})
-
-
-class BulkIncompleteError(TargetSalesforceError):
-    """A Bulk job left rows whose outcome is not settled: settle the rest, stop.
-
-    `results` lines up with the items that were sent; None marks a row that is
-    not loaded (unprocessed) or whose outcome is unknown.
-    """
-
-    def __init__(self, message: str, results: list[ItemResult | None]) -> None:
-        """Keep the per-item results known so far."""
-        super().__init__(message)
-        self.results = results
 
 
 class _CompiledValidation(BatchSink):
@@ -163,7 +149,7 @@ class SkippedStreamSink(_CompiledValidation):
         """Nothing to write."""
 
 
-class SalesforceSink(_CompiledValidation):
+class SalesforceSink(BulkWrites, _CompiledValidation):
     """Write one stream to an sObject (Collections or Bulk 2.0) or Apex REST."""
 
     def __init__(
@@ -381,102 +367,6 @@ class SalesforceSink(_CompiledValidation):
             except ValueError as exc:
                 raise TargetSalesforceError(str(exc)) from None
         return out
-
-    def _send_bulk(self, items: list[Prepared]) -> list[ItemResult]:
-        """Bulk 2.0 in jobs of at most `bulk_max_bytes` of CSV each.
-
-        Items over the Bulk per-field or per-record limits are refused first.
-
-        Raises:
-            BulkIncompleteError: a job left rows unsettled (see `_bulk_job`).
-        """
-        columns = bulk_columns(self.mapping.action, self.mapping.key_field, items)
-        out: list[ItemResult | None] = [None] * len(items)
-        sendable: list[int] = []
-        for position, item in enumerate(items):
-            problem = bulk.limit_problem(columns, item)
-            if problem is None:
-                sendable.append(position)
-            else:
-                out[position] = error_result(*problem)
-        chunks = bulk.split_uploads(
-            columns, [items[p] for p in sendable], self.bulk_max_bytes
-        )
-        for positions, csv_text in chunks:
-            chosen = [sendable[p] for p in positions]
-            try:
-                results = self._bulk_job(columns, [items[p] for p in chosen], csv_text)
-            except BulkIncompleteError as exc:
-                for position, result in zip(chosen, exc.results, strict=True):
-                    out[position] = result
-                raise BulkIncompleteError(str(exc), out) from None
-            for position, result in zip(chosen, results, strict=True):
-                out[position] = result
-        return [r for r in out if r is not None]
-
-    def _bulk_job(
-        self, columns: list[str], items: list[Prepared], csv_text: str
-    ) -> list[ItemResult]:
-        """One ingest job; its rows are settled from its three result files.
-
-        A job that ends Failed or Aborted may have processed some rows. Rows
-        it left unprocessed are "not loaded": the run stops (without STATE)
-        once the others are settled, and a rerun sends them again. An insert
-        must not be rerun once it stored rows (the rerun would store them
-        twice), so there the unprocessed rows are resent in a new job instead,
-        and rejected with BULK_JOB_FAILED if they never get processed.
-
-        Raises:
-            BulkIncompleteError: rows not loaded, or with no result row at all.
-        """
-        mapping = self.mapping
-        key_field = mapping.key_field
-        self.summary.api_calls["bulk2_jobs"] += 1
-        try:
-            outcome = self.run.client.bulk_ingest(
-                mapping.action,
-                str(mapping.sobject),
-                mapping.external_id_field,
-                csv_text,
-            )
-        except CallFailed as exc:
-            return [error_result(exc.code, exc.message, exc.fields)] * len(items)
-        matched = bulk_results(
-            columns, key_field, items, outcome.successful, outcome.failed
-        )
-        insert = mapping.action == "insert"
-        if insert and any(r is not None and r.success for r in matched):
-            self._batch_stored = True
-        missing = [i for i, r in enumerate(matched) if r is None]
-        if not missing:
-            return [r for r in matched if r is not None]
-        job = f"Bulk 2.0 job {outcome.job_id}"
-        if outcome.finished:
-            msg = (
-                f"{job}: {len(missing)} of {len(items)} records have no result row "
-                f"({len(outcome.unprocessed)} unprocessed); their outcome is "
-                "unknown, so the run stops without STATE"
-            )
-            raise BulkIncompleteError(msg, list(matched))
-        unprocessed = bulk.match_rows(columns, key_field, items, outcome.unprocessed)
-        ended = f"{job} ended {outcome.state} ({outcome.error_message or 'no message'})"
-        if insert and self._batch_stored and set(missing) <= unprocessed:
-            message = f"{ended} before processing this record; it was not written"
-            for i in missing:
-                matched[i] = error_result(bulk.CODE_BULK_JOB_FAILED, message)
-            return [r for r in matched if r is not None]
-        not_processed = len(set(missing) & unprocessed)
-        msg = (
-            f"{ended}: {len(items) - len(missing)} of {len(items)} records settled "
-            f"from its result files, {not_processed} not processed"
-            + (
-                f", {len(missing) - not_processed} with no result row"
-                if len(missing) > not_processed
-                else ""
-            )
-            + "; stopping without STATE so a rerun loads them"
-        )
-        raise BulkIncompleteError(msg, list(matched))
 
     # ------------------------------------------------------------------ outcomes
 
