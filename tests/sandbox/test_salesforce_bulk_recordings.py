@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sandbox.salesforce.app import LONG_TEXT_PAGE, _long_text_columns
 from target_salesforce.client import decode_csv
 from target_salesforce.payloads import parse_bulk_error, parse_csv
 
@@ -228,3 +229,16 @@ def test_query_all_pages_point_at_query_and_follow_the_page_size(
         ).json()
         seen |= {r["Id"] for r in page["records"]}
     assert len(seen) == total
+
+
+def test_only_custom_long_text_areas_count_toward_the_200_row_page() -> None:
+    """Two or more selected custom long text areas cap a page at 200 (SOQL guide)."""
+    contact = {
+        "attributes": {"type": "Contact"},
+        "Last_Feedback__c": "x",  # custom, 32,768 characters: counts
+        "Description": "y",  # standard long text: does not
+        "LastName": "z",
+    }
+    assert _long_text_columns([contact]) == 1
+    assert _long_text_columns([]) == 0
+    assert LONG_TEXT_PAGE == 200
