@@ -404,6 +404,11 @@ def results_csv(emulator: Emulator, job_id: str, which: str) -> str:
 
 
 def _cells_to_body(row: dict[str, Any], *, csv_cells: bool) -> dict[str, Any]:
+    """A CSV row as a write body, with Bulk's empty-cell rule.
+
+    An empty cell is left out, so an update keeps the field's value, and `#N/A`
+    becomes null (Bulk API 2.0 developer guide, "Valid Record Rows").
+    """
     if not csv_cells:
         return dict(row)
     body: dict[str, Any] = {}
