@@ -62,7 +62,7 @@ class RequestLimitError(TargetSalesforceError):
 
 
 class BulkJobFailedError(TargetSalesforceError):
-    """A Bulk 2.0 job ended Failed or Aborted, or did not finish in time."""
+    """A Bulk 2.0 job did not finish in time, or a call on an existing job failed."""
 
 
 class CallFailed(Exception):  # noqa: N818 - a result, not a crash
@@ -110,6 +110,13 @@ class BulkOutcome:
     successful: list[dict[str, str]]
     failed: list[dict[str, str]]
     unprocessed: list[dict[str, str]]
+    state: str = "JobComplete"
+    error_message: str = ""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job ran to JobComplete (Failed/Aborted ones may be partial)."""
+        return self.state == "JobComplete"
 
 
 def make_session(config: Mapping[str, Any]) -> requests.Session:
@@ -429,8 +436,12 @@ class SalesforceClient:
     ) -> BulkOutcome:
         """Run one Bulk 2.0 ingest job to the end and fetch its per-record results.
 
+        A job that ends Failed or Aborted is not an error here: its result
+        files are fetched all the same (`BulkOutcome.state` tells).
+
         Raises:
-            BulkJobFailedError: when the job ends Failed/Aborted or times out.
+            BulkJobFailedError: when the job does not finish in time, or a step
+                on the existing job fails.
         """
         body: dict[str, Any] = {
             "object": sobject,
@@ -501,22 +512,35 @@ class SalesforceClient:
                 raise BulkJobFailedError(msg)
             self.sleep(self.bulk_poll)
         if state != "JobComplete":
-            msg = (
-                f"Bulk 2.0 job {job_id} on {sobject} ended {state}: "
-                f"{info.get('errorMessage') or 'no error message'}"
+            # A Failed (or Aborted) job may have processed some rows: its result
+            # files still tell which; the caller settles them before stopping.
+            self.logger.error(
+                "Bulk 2.0 job %s on %s ended %s: %s",
+                job_id,
+                sobject,
+                state,
+                info.get("errorMessage") or "no error message",
             )
-            raise BulkJobFailedError(msg)
 
         def results(kind: str) -> list[dict[str, str]]:
-            text = step(
+            # Salesforce sends UTF-8 under a bare `text/csv` (no charset), which
+            # `requests` would decode as ISO-8859-1: decode the bytes ourselves.
+            body = step(
                 f"bulk {kind} {job_id}",
-                lambda sf: self._raw(sf, "GET", url(f"/{job_id}/{kind}/")).text,
+                lambda sf: self._raw(sf, "GET", url(f"/{job_id}/{kind}/")).content,
             )
-            return parse_csv(text)
+            return parse_csv(decode_csv(body))
 
         return BulkOutcome(
             job_id=job_id,
             successful=results("successfulResults"),
             failed=results("failedResults"),
             unprocessed=results("unprocessedrecords"),
+            state=state,
+            error_message=str(info.get("errorMessage") or ""),
         )
+
+
+def decode_csv(body: bytes) -> str:
+    """A Bulk 2.0 result file as text: always UTF-8 (a BOM, if any, dropped)."""
+    return body.decode("utf-8-sig")

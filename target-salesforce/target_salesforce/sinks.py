@@ -17,6 +17,8 @@ from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
+from target_salesforce import bulk
+from target_salesforce.bulk_sink import BulkIncompleteError, BulkWrites
 from target_salesforce.client import CallFailed, TargetSalesforceError
 from target_salesforce.payloads import (
     CODE_LOCK_ROW,
@@ -27,9 +29,6 @@ from target_salesforce.payloads import (
     Prepared,
     apex_calls,
     apex_results,
-    build_csv,
-    bulk_columns,
-    bulk_results,
     check_mapping_against_describe,
     chunked,
     collections_request,
@@ -56,6 +55,10 @@ if TYPE_CHECKING:
     from target_salesforce.mapping import ApexSpec, StreamMapping
     from target_salesforce.payloads import FieldInfo
     from target_salesforce.target import RunContext, TargetSalesforce
+
+
+# answers worth resending for the same records (in a new call or job)
+RETRY_CODES = frozenset({CODE_LOCK_ROW, bulk.CODE_BULK_JOB_FAILED})
 
 
 class _CompiledValidation(BatchSink):
@@ -147,7 +150,7 @@ class SkippedStreamSink(_CompiledValidation):
         """Nothing to write."""
 
 
-class SalesforceSink(_CompiledValidation):
+class SalesforceSink(BulkWrites, _CompiledValidation):
     """Write one stream to an sObject (Collections or Bulk 2.0) or Apex REST."""
 
     def __init__(
@@ -177,6 +180,10 @@ class SalesforceSink(_CompiledValidation):
         size = int(cfg.get("collections_batch_size", 200))
         self.collection_size = max(1, min(size, 200))
         self.max_retries = int(cfg.get("max_retries", 3))
+        # raw CSV bytes per Bulk job upload (a module constant, small in tests)
+        self.bulk_max_bytes = bulk.MAX_UPLOAD_BYTES
+        # whether an insert of the current batch stored a row already
+        self._batch_stored = False
 
     @staticmethod
     @override
@@ -259,7 +266,14 @@ class SalesforceSink(_CompiledValidation):
             self._dry_run(api, items)
             return
         send = self._send_bulk if use_bulk else self._send_collections
-        results = self._with_lock_retry(items, send)
+        self._batch_stored = False
+        try:
+            results = self._with_lock_retry(items, send)
+        except BulkIncompleteError as exc:
+            # settle every row the job's result files account for, then stop
+            known = [(i, r) for i, r in zip(items, exc.results, strict=True) if r]
+            self._settle(records, [i for i, _ in known], [r for _, r in known])
+            raise TargetSalesforceError(str(exc)) from None
         self._settle(records, items, results)
 
     def _process_apex(self, records: list[dict[str, Any]], apex: ApexSpec) -> None:
@@ -299,22 +313,37 @@ class SalesforceSink(_CompiledValidation):
         items: list[Prepared],
         send: Callable[[list[Prepared]], list[ItemResult]],
     ) -> list[ItemResult]:
-        """Send, then resend only the items that failed with UNABLE_TO_LOCK_ROW."""
+        """Send, then resend only the items that failed with a retryable code.
+
+        UNABLE_TO_LOCK_ROW, and rows a Failed Bulk insert job left unprocessed
+        (BULK_JOB_FAILED), are resent; what still fails after `max_retries` is
+        rejected with that code.
+
+        Raises:
+            BulkIncompleteError: with the results of every item known so far.
+        """
         results: list[ItemResult | None] = [None] * len(items)
         pending = list(range(len(items)))
         attempt = 0
         while True:
-            outcome = send([items[i] for i in pending])
+            try:
+                outcome = send([items[i] for i in pending])
+            except BulkIncompleteError as exc:
+                for position, result in zip(pending, exc.results, strict=True):
+                    results[position] = result
+                raise BulkIncompleteError(str(exc), results) from None
             retry = []
             for position, result in zip(pending, outcome, strict=True):
                 results[position] = result
-                if not result.success and result.code == CODE_LOCK_ROW:
+                if not result.success and result.code in RETRY_CODES:
                     retry.append(position)
             if not retry or attempt >= self.max_retries:
                 break
+            codes = sorted({str(r.code) for i in retry if (r := results[i])})
             self.logger.warning(
-                "%d records hit UNABLE_TO_LOCK_ROW; retrying them (attempt %d of %d)",
+                "%d records hit %s; retrying them (attempt %d of %d)",
                 len(retry),
+                "/".join(codes),
                 attempt + 1,
                 self.max_retries,
             )
@@ -345,33 +374,6 @@ class SalesforceSink(_CompiledValidation):
             except ValueError as exc:
                 raise TargetSalesforceError(str(exc)) from None
         return out
-
-    def _send_bulk(self, items: list[Prepared]) -> list[ItemResult]:
-        mapping = self.mapping
-        key_field = mapping.key_field
-        columns = bulk_columns(mapping.action, key_field, items)
-        self.summary.api_calls["bulk2_jobs"] += 1
-        try:
-            outcome = self.run.client.bulk_ingest(
-                mapping.action,
-                str(mapping.sobject),
-                mapping.external_id_field,
-                build_csv(columns, items),
-            )
-        except CallFailed as exc:
-            return [error_result(exc.code, exc.message, exc.fields)] * len(items)
-        matched = bulk_results(
-            columns, key_field, items, outcome.successful, outcome.failed
-        )
-        unknown = sum(1 for r in matched if r is None)
-        if unknown:
-            msg = (
-                f"Bulk 2.0 job {outcome.job_id}: {unknown} of {len(items)} records "
-                f"have no result row ({len(outcome.unprocessed)} unprocessed); "
-                "their outcome is unknown, so the run stops without STATE"
-            )
-            raise TargetSalesforceError(msg)
-        return [r for r in matched if r is not None]
 
     # ------------------------------------------------------------------ outcomes
 

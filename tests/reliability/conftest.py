@@ -713,7 +713,7 @@ class SalesforceRig(TargetRig):
             for i in range(n)
         ]
 
-    def config(self, **extra: Any) -> dict[str, Any]:
+    def config(self, *, action: str = "upsert", **extra: Any) -> dict[str, Any]:
         """Refresh-token login through the proxy; short retries and polls."""
         config: dict[str, Any] = {
             "auth_flow": "refresh_token",
@@ -729,7 +729,12 @@ class SalesforceRig(TargetRig):
             "streams": {
                 self.stream: {
                     "object": "Contact",
-                    "external_id_field": "CleverTap_Id__c",
+                    "action": action,
+                    **(
+                        {"external_id_field": "CleverTap_Id__c"}
+                        if action == "upsert"
+                        else {}
+                    ),
                     "fields": {
                         "CleverTap_Id__c": "identity",
                         "LastName": "name",

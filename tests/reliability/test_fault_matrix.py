@@ -172,6 +172,36 @@ SF_FAULTS = [
         must_fail=True,
     ),
     Fault(
+        # the job stores 7 rows of the first batch, then ends Failed: those are
+        # settled before the run stops; the rerun upserts (no duplicate)
+        "Failed Bulk job with partial results",
+        (
+            {
+                "kind": "bulk_job_failed",
+                "count": 1,
+                "processed": 7,
+                "message": "reliability",
+            },
+        ),
+        config=BULK,
+        must_fail=True,
+        failure_text="ended Failed",
+    ),
+    Fault(
+        # an insert is never rerun over stored rows: the 13 unprocessed rows go
+        # again in a new job and the run finishes
+        "Failed Bulk insert job with partial results",
+        (
+            {
+                "kind": "bulk_job_failed",
+                "count": 1,
+                "processed": 7,
+                "message": "reliability",
+            },
+        ),
+        config=(*BULK, ("action", "insert")),
+    ),
+    Fault(
         "Bulk 2.0: UNABLE_TO_LOCK_ROW x3",
         ({"kind": "lock_row", "count": 3},),
         config=BULK,

@@ -632,12 +632,17 @@ class SalesforceApp:
 
     # --- query ------------------------------------------------------------------------
 
-    def _page_size(self, call: Call) -> int:
+    def _page_size(self, call: Call, records: list[dict[str, Any]]) -> int:
         size = self.emulator.options.query_page_size
         header = call.request.headers.get("sforce-query-options", "")
         match = re.search(r"batchSize=(\d+)", header)
         if match:
             size = max(200, min(2000, int(match.group(1))))
+        if _long_text_columns(records) >= 2:  # noqa: PLR2004 - the documented rule
+            # "If the SOQL statement selects two or more custom fields of type
+            # long text, the batch size can't be greater than 200 records"
+            # (SOQL and SOSL Reference, "Change the Batch Size in Queries").
+            size = min(size, LONG_TEXT_PAGE)
         return size
 
     def query(self, call: Call) -> Response:
@@ -669,16 +674,17 @@ class SalesforceApp:
         total: int,
         cursor: str | None,
     ) -> Response:
-        size = self._page_size(call)
+        size = self._page_size(call, records)
         chunk = records[offset : offset + size]
         body: dict[str, Any] = {"totalSize": total, "done": True, "records": chunk}
         if offset + size < len(records):
             if cursor is None:
                 cursor = self.emulator.save_cursor(records)
             body["done"] = False
+            # `query/<locator>-<offset>` for query and queryAll alike (REST API
+            # guide, Query / QueryAll examples); clients follow the URL as is.
             body["nextRecordsUrl"] = (
-                f"/services/data/v{call.version}/{call.group('kind')}/{cursor}-"
-                f"{offset + size}"
+                f"/services/data/v{call.version}/query/{cursor}-{offset + size}"
             )
         return _json(body)
 
@@ -874,7 +880,9 @@ class SalesforceApp:
         """`GET jobs/ingest/{id}/successfulResults|failedResults|unprocessedrecords`."""
         which = call.group("which").lower()
         text = bulk.results_csv(self.emulator, call.group("id"), which)
-        return Response(text, media_type="text/csv")
+        # UTF-8 bytes under a bare `text/csv`, as Salesforce sends them (no
+        # charset: `requests` would decode `.text` as ISO-8859-1).
+        return Response(text.encode("utf-8"), headers={"Content-Type": "text/csv"})
 
     # --- Bulk 1.0 -------------------------------------------------------------------
 
@@ -1108,6 +1116,29 @@ class SalesforceApp:
         except (ValueError, TypeError) as exc:
             return _json({"error": str(exc)}, 400)
         return _json({"ok": True, "fault": fault.as_json()})
+
+
+LONG_TEXT_PAGE = 200
+# textarea longer than this is a long text area (a plain Text Area holds 255)
+_PLAIN_TEXTAREA = 255
+
+
+def _long_text_columns(records: list[dict[str, Any]]) -> int:
+    """How many custom long text area fields a page of query results selects."""
+    if not records:
+        return 0
+    first = records[0]
+    sobject = schema.find_object(str((first.get("attributes") or {}).get("type")))
+    if sobject is None:
+        return 0
+    return sum(
+        1
+        for name in first
+        if (field := sobject.field(name)) is not None
+        and field.custom
+        and field.type == "textarea"
+        and field.length > _PLAIN_TEXTAREA
+    )
 
 
 def _record_type(

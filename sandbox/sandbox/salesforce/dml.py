@@ -264,8 +264,9 @@ class Transaction:
                 errors=[
                     record_error(
                         "DUPLICATE_EXTERNAL_ID",
-                        f"{ext_field.name}: more than one record found for external "
-                        f"id field: {ids}",
+                        # the field's label, as recorded (misc_real_errors.md)
+                        f"{ext_field.label or ext_field.name}: more than one record "
+                        f"found for external id field: {ids}",
                         [ext_field.name],
                     )
                 ],
@@ -407,6 +408,9 @@ class Transaction:
         self, sobject: SObject, key: str, raw: Any
     ) -> dict[str, Any]:
         rel_name, _, ext_name = key.partition(".")
+        # Bulk CSV names a polymorphic parent's type in the header:
+        # `Lead:Who.Email` (ObjectType:RelationshipName.IndexedFieldName).
+        typed, _, rel_name = rel_name.rpartition(":")
         field = next(
             (
                 f
@@ -429,12 +433,27 @@ class Transaction:
                 raise _fail("INVALID_FIELD", f"bad foreign key for {key}", [key])
             ext_name, value = next(iter(pairs.items()))
         else:
-            target_name, value = "", raw
+            target_name, value = typed, raw
+        if not target_name and len(field.reference_to) > 1:
+            raise _fail(
+                "INVALID_FIELD",
+                f"Polymorphic foreign key {key} needs the parent's type "
+                '(attributes.type in JSON, "Type:" in a Bulk CSV header)',
+                [key],
+            )
+        if target_name and target_name not in field.reference_to:
+            raise _fail(
+                "INVALID_FIELD",
+                f"{target_name} is not a valid type for {field.name}",
+                [key],
+            )
         target = schema.find_object(target_name or field.reference_to[0])
         if value in (None, "") or target is None:
             return {field.name: None} if value in (None, "") else {}
         ext = target.field(ext_name)
-        if ext is None or not (ext.external_id or ext.name == "Id"):
+        # any indexed field identifies the parent: an External ID, or a standard
+        # field whose describe has idLookup (Email, Name, ...)
+        if ext is None or not (ext.external_id or ext.id_lookup or ext.name == "Id"):
             raise _fail(
                 "INVALID_FIELD",
                 f"Foreign key external ID: {ext_name} is not an external id field of "
