@@ -1,4 +1,4 @@
-"""`/services/apexrest/*`: URL mappings routed to Python stand-ins for Apex classes.
+r"""`/services/apexrest/*`: URL mappings routed to Python stand-ins for Apex classes.
 
 A mapping works like `@RestResource(urlMapping=...)`: case-sensitive, `*` only after
 a `/`, an exact mapping beats wildcards and the longest wildcard wins. Two sample
@@ -7,7 +7,12 @@ classes are registered by default:
 - `/ct/nps/*`: the NPS / lead-enrichment endpoint. Body: one object or a list of
   objects `{email, npsScore | nps, leadScore, city, feedback}`. It finds the Contact
   by email (else the Lead), updates the score, city and feedback fields, and answers
-  per record.
+  per record (a missing email or an unknown one is handled per record). Its DML is
+  not caught, as in most Apex classes: a record the org refuses (a validation rule,
+  a required field, a value of the wrong type) raises `System.DmlException`, the
+  whole call's transaction is rolled back and the platform answers HTTP 500
+  `[{"errorCode":"APEX_ERROR","message":"<exception>\n\n<stack line>"}]`, the
+  shape real orgs answer (apex_rest_errors.md).
 - `/ct/*`: accepts any JSON and answers `{"success": true, "received": N}`.
 """
 
@@ -24,6 +29,29 @@ if TYPE_CHECKING:
 
     from sandbox.salesforce.dml import Transaction
     from sandbox.salesforce.store import Store
+
+
+APEX_ERROR_STATUS = 500
+
+
+class ApexException(Exception):  # noqa: N818 - named after Apex's exceptions
+    """An unhandled Apex exception: HTTP 500 APEX_ERROR, the transaction rolled back.
+
+    The body is what real orgs answer: a list of one error whose message is the
+    exception type and text, a blank line, then the stack line.
+    """
+
+    def __init__(self, exception: str, message: str, stack: str) -> None:
+        """Keep the exception type (`System.DmlException`), text and stack line."""
+        super().__init__(f"{exception}: {message}")
+        self.exception = exception
+        self.message = message
+        self.stack = stack
+
+    def body(self) -> list[dict[str, Any]]:
+        """`[{"errorCode": "APEX_ERROR", "message": ...}]`."""
+        text = f"{self.exception}: {self.message}\n\n{self.stack}"
+        return [{"errorCode": "APEX_ERROR", "message": text}]
 
 
 @dataclasses.dataclass
@@ -133,7 +161,9 @@ def nps_handler(request: ApexRequest, context: ApexContext) -> tuple[int, Any]:
                 "message": "expected a JSON object or a list of objects",
             }
         ]
-    results = [_nps_one(item, context) for item in items]
+    tx = context.transaction()
+    results = [_nps_one(item, tx, row) for row, item in enumerate(items)]
+    tx.commit()  # an ApexException above leaves the transaction uncommitted
     if isinstance(body, list):
         return 200, results
     result = results[0]
@@ -142,7 +172,7 @@ def nps_handler(request: ApexRequest, context: ApexContext) -> tuple[int, Any]:
     return (404 if result["errorCode"] == "NOT_FOUND" else 400), result
 
 
-def _nps_one(item: dict[str, Any], context: ApexContext) -> dict[str, Any]:
+def _nps_one(item: dict[str, Any], tx: Transaction, row: int) -> dict[str, Any]:
     email = str(item.get("email") or item.get("Email") or "").strip()
     if not email:
         return {
@@ -151,7 +181,6 @@ def _nps_one(item: dict[str, Any], context: ApexContext) -> dict[str, Any]:
             "errorCode": "REQUIRED_FIELD_MISSING",
             "message": "email is required",
         }
-    tx = context.transaction()
     target = None
     for name in ("Contact", "Lead"):
         found = tx.find(name, "Email", email)
@@ -183,14 +212,14 @@ def _nps_one(item: dict[str, Any], context: ApexContext) -> dict[str, Any]:
     result = tx.update(sobject, record["Id"], changes)
     if not result.success:
         error = result.errors[0]
-        return {
-            "email": email,
-            "success": False,
-            "errorCode": error["statusCode"],
-            "message": error["message"],
-            "id": record["Id"],
-        }
-    tx.commit()
+        fields = ", ".join(error.get("fields") or [])
+        exception = "System.DmlException"
+        raise ApexException(
+            exception,
+            f"Update failed. First exception on row {row} with id {record['Id']}; "
+            f"first error: {error['statusCode']}, {error['message']}: [{fields}]",
+            "Class.CtNpsResource.doPost: line 58, column 1",
+        )
     return {
         "email": email,
         "success": True,
