@@ -23,6 +23,7 @@ import logging
 import random
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import backoff
@@ -187,8 +188,14 @@ def make_session(config: Mapping[str, Any]) -> requests.Session:
     `trust_env` stays on, so HTTPS_PROXY/NO_PROXY apply. An explicit `ca_bundle`
     wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE; without it, requests' own
     defaults (the environment, then certifi) apply.
+
+    Raises:
+        ConfigurationError: `ca_bundle` names a file that does not exist.
     """
     ca_bundle = config.get("ca_bundle")
+    if ca_bundle and not Path(str(ca_bundle)).exists():
+        msg = f"ca_bundle {ca_bundle} does not exist; set the path of a PEM bundle"
+        raise ConfigurationError(msg)
     session = PinnedCASession(str(ca_bundle)) if ca_bundle else requests.Session()
     session.headers["User-Agent"] = "target-salesforce"
     return session

@@ -68,6 +68,7 @@ _LOGGED_HEADERS = (
     "sforce-disable-batch-retry",
     "sforce-enable-pkchunking",
     "sforce-auto-assign",
+    "sforce-duplicate-rule-header",
     "x-prettyprint",
 )
 
@@ -1261,6 +1262,7 @@ def _status_fault(fault: Fault) -> Response:
     status = int(fault.params.get("status", 503))
     unavailable = status == HTTPStatus.SERVICE_UNAVAILABLE
     code = "SERVER_UNAVAILABLE" if unavailable else "UNKNOWN_EXCEPTION"
+    code = str(fault.params.get("code", code))
     message = str(fault.params.get("message", "emulated server error (sandbox fault)"))
     return _json([{"errorCode": code, "message": message}], status)
 
