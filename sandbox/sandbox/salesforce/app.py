@@ -1167,6 +1167,7 @@ class SalesforceApp:
         return _json({"ok": True, "fault": fault.as_json()})
 
 
+_SPACED = re.compile(r"^\d{4}-\d{2}-\d{2} ")
 _JSON_TYPES = {
     "double": "double",
     "currency": "double",
@@ -1212,6 +1213,9 @@ def check_deserializable(
         kind = _JSON_TYPES.get(field.type)
         if kind is None or value is None:
             continue
+        if kind == "datetime" and isinstance(value, str) and _SPACED.match(value):
+            # "2017-10-17 00:00:00" is refused whole (the recording)
+            raise JsonTypeError(kind, value, raw)
         try:
             coerce(field, value)
         except FieldValueError as exc:
