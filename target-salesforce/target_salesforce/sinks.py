@@ -431,6 +431,7 @@ class SalesforceSink(_CompiledValidation):
         items: Sequence[Prepared],
         results: Sequence[ItemResult],
     ) -> None:
+        apex = self.mapping.mode == "apex"
         for item, result in zip(items, results, strict=True):
             for index in item.inputs:
                 if result.success:
@@ -442,7 +443,7 @@ class SalesforceSink(_CompiledValidation):
                 else:
                     self._reject(
                         records[index],
-                        item.key,
+                        None if apex else item.key,  # an Apex item key is its path
                         str(result.code),
                         str(result.message or ""),
                         list(result.fields),
@@ -450,6 +451,12 @@ class SalesforceSink(_CompiledValidation):
                     )
 
     def _record_key(self, record: Mapping[str, Any]) -> str | None:
+        if self.mapping.mode == "apex":
+            # the stream's key properties name the record (an Apex call has no key)
+            values = [record.get(k) for k in self.key_properties or ()]
+            if not values or all(v is None for v in values):
+                return None
+            return "/".join("" if v is None else str(v) for v in values)
         key_field = self.mapping.key_field
         for spec in self.mapping.fields:
             if spec.target == key_field and spec.source:

@@ -13,6 +13,10 @@ classes are registered by default:
   whole call's transaction is rolled back and the platform answers HTTP 500
   `[{"errorCode":"APEX_ERROR","message":"<exception>\n\n<stack line>"}]`, the
   shape real orgs answer (apex_rest_errors.md).
+- `/ct/contacts/*`: upserts Contacts on `CleverTap_Id__c`. Body: one object or a
+  list (or `{"records": [...]}`) of `{identity, name, email, score}`; answers one
+  `{identity, success, id, created}` per record. Its DML is not caught either: a
+  refused record answers 500 APEX_ERROR and nothing of the call is written.
 - `/ct/*`: accepts any JSON and answers `{"success": true, "received": N}`.
 """
 
@@ -83,6 +87,7 @@ class ApexRegistry:
             str, Callable[[ApexRequest, ApexContext], tuple[int, Any]]
         ] = {}
         self.register("/ct/nps/*", nps_handler)
+        self.register("/ct/contacts/*", contacts_handler)
         self.register("/ct/*", echo_handler)
 
     def register(
@@ -101,6 +106,10 @@ class ApexRegistry:
             msg = f"bad urlMapping {mapping!r}"
             raise ValueError(msg)
         self._handlers[mapping] = handler
+
+    def unregister(self, mapping: str) -> None:
+        """Remove a URL mapping (as if its class were not deployed)."""
+        self._handlers.pop(mapping, None)
 
     def mappings(self) -> list[str]:
         """The registered URL mappings."""
@@ -130,6 +139,64 @@ def echo_handler(request: ApexRequest, context: ApexContext) -> tuple[int, Any]:
     body = request.json
     count = len(body) if isinstance(body, list) else (0 if body is None else 1)
     return 200, {"success": True, "received": count}
+
+
+def _items(body: object) -> list[Any] | None:
+    """A body's records: one object, a list, or `{"records": [...]}`."""
+    if isinstance(body, dict) and isinstance(body.get("records"), list):
+        body = body["records"]
+    items = body if isinstance(body, list) else [body]
+    if not items or not all(isinstance(i, dict) for i in items):
+        return None
+    return items
+
+
+def contacts_handler(request: ApexRequest, context: ApexContext) -> tuple[int, Any]:
+    """Upsert Contacts on CleverTap_Id__c; a refused record fails the whole call.
+
+    Raises:
+        ApexException: a record the org refuses (System.DmlException).
+    """
+    items = _items(request.json)
+    if items is None:
+        return 400, [
+            {
+                "errorCode": "JSON_PARSER_ERROR",
+                "message": "expected a JSON object or a list of objects",
+            }
+        ]
+    contact = schema.OBJECTS["Contact"]
+    key = contact.field_map["CleverTap_Id__c"]
+    tx = context.transaction()
+    results = []
+    for row, item in enumerate(items):
+        body = {
+            "LastName": item.get("name"),
+            "Email": item.get("email"),
+            "NPS_Score__c": item.get("score"),
+        }
+        result = tx.upsert(contact, key, item.get("identity"), body)
+        if not result.success:
+            error = result.errors[0]
+            fields = ", ".join(error.get("fields") or [])
+            exception = "System.DmlException"
+            raise ApexException(
+                exception,
+                f"Upsert failed. First exception on row {row}; first error: "
+                f"{error['statusCode']}, {error['message']}: [{fields}]",
+                "Class.CtContactsResource.doPost: line 31, column 1",
+            )
+        results.append(
+            {
+                "identity": item.get("identity"),
+                "success": True,
+                "id": result.id,
+                "created": bool(result.created),
+            }
+        )
+    tx.commit()
+    single = isinstance(request.json, dict) and "records" not in request.json
+    return 200, results[0] if single else results
 
 
 _NPS_KEYS = ("npsScore", "nps", "NPS", "nps_score")
