@@ -249,6 +249,37 @@ def test_apex_dml_failure_answers_500_apex_error_and_rolls_the_call_back(
     assert kept["NPS_Score__c"] == first["NPS_Score__c"]
 
 
+def test_apex_contacts_class_upserts_and_a_required_field_missing_is_apex_error(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    good = {"identity": "ct-apex-1", "name": "Kaur", "email": "kaur@example.com"}
+    [result] = sf.apexecute("ct/contacts/v1", method="POST", data=[good])
+    assert (result["success"], result["created"]) == (True, True)
+    with pytest.raises(SalesforceGeneralError) as exc:
+        sf.apexecute(
+            "ct/contacts/v1",
+            method="POST",
+            data={
+                "records": [
+                    {"identity": "ct-apex-2", "name": "Bose"},
+                    {"identity": "x"},
+                ]
+            },
+        )
+    [error] = exc.value.content
+    assert error["errorCode"] == "APEX_ERROR"
+    # the recorded form: "...first error: REQUIRED_FIELD_MISSING, Required fields
+    # are missing: [DurationInMinutes]: [DurationInMinutes]\n\nClass..."
+    assert (
+        "Upsert failed. First exception on row 1; first error: "
+        "REQUIRED_FIELD_MISSING, Required fields are missing: [LastName]: [LastName]"
+        "\n\nClass.CtContactsResource.doPost: line 31, column 1"
+    ) in error["message"]
+    ids = {c["CleverTap_Id__c"] for c in salesforce_emulator.live_records("Contact")}
+    assert "ct-apex-1" in ids
+    assert "ct-apex-2" not in ids  # rolled back with the failing record
+
+
 def test_apex_path_without_a_class_answers_404_not_found(sf: Salesforce) -> None:
     with pytest.raises(SalesforceResourceNotFound) as exc:
         sf.apexecute("nothing/here", method="POST", data={})
