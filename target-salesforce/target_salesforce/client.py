@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import backoff
 import requests
@@ -137,6 +137,93 @@ def error_details(content: JsonValue) -> tuple[str, str, list[str]]:
     if isinstance(content, bytes):
         content = content.decode("utf-8", "replace")
     return "UNKNOWN_ERROR", str(content)[:500], []
+
+
+def refusal_error(what: str, exc: SalesforceRefusedRequest) -> Exception:
+    """The exception for an HTTP 403: a limit or access, never the records."""
+    code, message, _ = error_details(exc.content)
+    if code == CODE_REQUEST_LIMIT and any(t in message for t in TRANSIENT_LIMITS):
+        return _ConcurrentLimit(what, message)
+    if code == CODE_REQUEST_LIMIT:
+        return RequestLimitError(
+            f"{what}: Salesforce refused the call with REQUEST_LIMIT_EXCEEDED "
+            f"({message}); the org's API limit is used up. Stopping; rerun once "
+            "usage has dropped."
+        )
+    return ConfigurationError(
+        f"{what}: Salesforce refused the call with HTTP {exc.status} {code}: "
+        f"{message}; the records of this call are not loaded, fix access and rerun"
+    )
+
+
+def whole_call_error(what: str, exc: SalesforceError) -> Exception | None:
+    """CallFailed for APEX_ERROR, ConfigurationError for a settings answer, or None.
+
+    APEX_ERROR (HTTP 500) is an unhandled Apex exception: the class rolled its
+    transaction back, so the records were not written, and resending the same
+    call fails the same way. 400 JSON_PARSER_ERROR (a body Salesforce cannot
+    deserialize) and 404 "Could not find a match for URL" (no Apex class) are
+    settings problems.
+    """
+    code, message, fields = error_details(exc.content)
+    if code == CODE_APEX_ERROR:
+        return CallFailed(code, message, exc.status, fields)
+    if code == CODE_JSON_PARSER_ERROR or (
+        exc.status == HTTP_NOT_FOUND and APEX_NO_MAPPING in message
+    ):
+        return ConfigurationError(
+            f"{what}: HTTP {exc.status} {code}: {message}; Salesforce refused the "
+            "whole call, which is a settings problem (mapping, payload template, "
+            "Apex path), not a record problem. Nothing of this call was written "
+            "and no STATE covers it: fix the settings and rerun."
+        )
+    return None
+
+
+def retry_concurrent_limits(
+    attempt: Callable[[], T],
+    *,
+    what: str,
+    max_time: float,
+    factor: float,
+    logger: logging.Logger,
+) -> T:
+    """Run `attempt`, retrying `_ConcurrentLimit` with exponential backoff.
+
+    Full jitter, waits from `factor` seconds doubling up to 60 s, for up to
+    `max_time` seconds in all (python-backoff).
+
+    Raises:
+        RequestLimitError: the concurrency limit outlasted `max_time`.
+    """
+
+    def waiting(details: Mapping[str, Any]) -> None:
+        logger.warning(
+            "%s: concurrent API request limit exceeded; retrying in %.2fs",
+            what,
+            float(details.get("wait") or 0.0),
+        )
+
+    retrying = backoff.on_exception(
+        backoff.expo,
+        _ConcurrentLimit,
+        max_time=max_time,
+        factor=max(factor, 0.001),
+        max_value=MAX_LIMIT_WAIT_STEP,
+        jitter=backoff.full_jitter,
+        on_backoff=waiting,
+        logger=None,
+    )(attempt)
+    try:
+        return retrying()
+    except _ConcurrentLimit as exc:
+        msg = (
+            f"{what}: Salesforce refused the call with REQUEST_LIMIT_EXCEEDED "
+            f"({exc.message}) for more than {max_time:g}s "
+            "(concurrent_limit_max_wait); the records of this call are not "
+            "loaded. Stopping; rerun when fewer long requests run in the org."
+        )
+        raise RequestLimitError(msg) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,30 +385,6 @@ class SalesforceClient:
         delay = self.backoff * (2**attempt)
         self.sleep(delay + random.uniform(0, self.backoff / 4))  # noqa: S311 - jitter
 
-    def _refused(self, what: str, exc: SalesforceRefusedRequest) -> NoReturn:
-        """HTTP 403: the API limit, or access; never about the records.
-
-        Raises:
-            RequestLimitError: on REQUEST_LIMIT_EXCEEDED.
-            TargetSalesforceError: on any other refusal.
-        """
-        code, message, _ = error_details(exc.content)
-        if code == CODE_REQUEST_LIMIT and any(t in message for t in TRANSIENT_LIMITS):
-            raise _ConcurrentLimit(what, message) from None
-        if code == CODE_REQUEST_LIMIT:
-            msg = (
-                f"{what}: Salesforce refused the call with "
-                f"REQUEST_LIMIT_EXCEEDED ({message}); the org's API limit is "
-                "used up. Stopping; rerun once usage has dropped."
-            )
-            raise RequestLimitError(msg) from None
-        msg = (
-            f"{what}: Salesforce refused the call with HTTP {exc.status} "
-            f"{code}: {message}; the records of this call are not loaded, "
-            "fix access and rerun"
-        )
-        raise ConfigurationError(msg) from None
-
     def _http_error(
         self, what: str, exc: SalesforceError, attempt: int, *, idempotent: bool
     ) -> None:
@@ -334,21 +397,9 @@ class SalesforceClient:
             TargetSalesforceError: retries used up, or a status that is not.
         """
         code, message, fields = error_details(exc.content)
-        if code == CODE_APEX_ERROR:
-            # An unhandled Apex exception (HTTP 500): the class rolled its
-            # transaction back, so the records were not written; resending the
-            # same call fails the same way.
-            raise CallFailed(code, message, exc.status, fields) from None
-        if code == CODE_JSON_PARSER_ERROR or (
-            exc.status == HTTP_NOT_FOUND and APEX_NO_MAPPING in message
-        ):
-            msg = (
-                f"{what}: HTTP {exc.status} {code}: {message}; Salesforce refused "
-                "the whole call, which is a settings problem (mapping, payload "
-                "template, Apex path), not a record problem. Nothing of this call "
-                "was written and no STATE covers it: fix the settings and rerun."
-            )
-            raise ConfigurationError(msg) from None
+        whole_call = whole_call_error(what, exc)
+        if whole_call is not None:
+            raise whole_call from None
         if code == CODE_LOCK_ROW or exc.status in RECORD_LEVEL_STATUS:
             raise CallFailed(code, message, exc.status, fields) from None
         # 429 means the request was refused unprocessed: safe to resend any call
@@ -370,44 +421,18 @@ class SalesforceClient:
     def call(
         self, what: str, func: Callable[[Salesforce], T], *, idempotent: bool
     ) -> T:
-        """Run one API call; retry the transient concurrency limits with backoff.
-
-        REQUEST_LIMIT_EXCEEDED for "ConcurrentRequests" or "ConcurrentPerOrgLongTxn"
-        means the call was refused unprocessed, so it is resent (even an insert)
-        with exponential backoff and full jitter, for up to
-        `concurrent_limit_max_wait` seconds in all.
+        """Run one API call, resent while a concurrency limit refuses it.
 
         Raises:
             RequestLimitError: the concurrency limit outlasted the wait.
         """
-
-        def waiting(details: Mapping[str, Any]) -> None:
-            self.logger.warning(
-                "%s: concurrent API request limit exceeded; retrying in %.2fs",
-                what,
-                float(details.get("wait") or 0.0),
-            )
-
-        retrying = backoff.on_exception(
-            backoff.expo,
-            _ConcurrentLimit,
+        return retry_concurrent_limits(
+            lambda: self._call(what, func, idempotent=idempotent),
+            what=what,
             max_time=self.limit_wait,
-            factor=max(self.backoff, 0.001),
-            max_value=MAX_LIMIT_WAIT_STEP,
-            jitter=backoff.full_jitter,
-            on_backoff=waiting,
-            logger=None,
-        )(self._call)
-        try:
-            return retrying(what, func, idempotent=idempotent)
-        except _ConcurrentLimit as exc:
-            msg = (
-                f"{what}: Salesforce refused the call with REQUEST_LIMIT_EXCEEDED "
-                f"({exc.message}) for more than {self.limit_wait:g}s "
-                "(concurrent_limit_max_wait); the records of this call are not "
-                "loaded. Stopping; rerun when fewer long requests run in the org."
-            )
-            raise RequestLimitError(msg) from None
+            factor=self.backoff,
+            logger=self.logger,
+        )
 
     def _call(
         self, what: str, func: Callable[[Salesforce], T], *, idempotent: bool
@@ -445,7 +470,8 @@ class SalesforceClient:
                         self._sf = self._connect()
                 continue
             except SalesforceRefusedRequest as exc:
-                self._refused(what, exc)
+                # HTTP 403: a limit or access, never about the records
+                raise refusal_error(what, exc) from None
             except SalesforceError as exc:
                 self._http_error(what, exc, attempt, idempotent=idempotent)
                 self.wait_before_retry(attempt)

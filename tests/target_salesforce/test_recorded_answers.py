@@ -24,6 +24,7 @@ from target_salesforce.client import (
     SalesforceClient,
     _ConcurrentLimit,
     error_details,
+    refusal_error,
 )
 from target_salesforce.payloads import collections_results, duplicate_matches
 
@@ -71,8 +72,7 @@ def test_recorded_request_limit_texts_are_told_apart(
     entry = real_errors[name]
     exc = SalesforceRefusedRequest(URL, entry["status"], "limits", entry["body"])
     expected = _ConcurrentLimit if transient else RequestLimitError
-    with pytest.raises(expected):
-        _client()._refused("GET limits", exc)
+    assert isinstance(refusal_error("GET limits", exc), expected)
 
 
 def test_recorded_duplicate_answers_give_the_matched_ids(
