@@ -232,7 +232,7 @@ class Transaction:
             record = self._new_record(sobject)
             record.update(values)
             self._finish(sobject, record, creating=True)
-            self._check_duplicate_rule(sobject, record)
+            check_duplicate_rule(self, sobject, record)
         except RecordFailure as failure:
             return Result(None, success=False, errors=failure.errors, created=False)
         self._stage(sobject.name, record)
@@ -350,65 +350,6 @@ class Transaction:
         return Result(normal, success=True, errors=[])
 
     # --- helpers ------------------------------------------------------------------
-
-    def _check_duplicate_rule(self, sobject: SObject, record: Record) -> None:
-        """Refuse a create that an active duplicate rule matches (unless allowed).
-
-        The error item carries `duplicateResult` with the matched record Ids at
-        `matchResults[].matchRecords[].record.Id`, shaped like real answers
-        (a v54 Contact reply quoted in a public C# client; the SOAP API's
-        DuplicateResult, MatchResult and MatchRecord objects).
-        """
-        rule = DUPLICATE_RULES.get(sobject.name)
-        if rule is None or ALLOW_DUPLICATE_SAVE.get():
-            return
-        field, rule_name, match_rule = rule
-        value = record.get(field)
-        if value in (None, ""):
-            return
-        matched = [
-            r["Id"]
-            for r in self.find(sobject.name, field, value)
-            if r["Id"] != record["Id"]
-        ]
-        if not matched:
-            return
-        version = API_VERSION.get()
-        match_records = [
-            {
-                "additionalInformation": [],
-                "fieldDiffs": [],
-                "matchConfidence": 100.0,
-                "record": {
-                    "attributes": {
-                        "type": sobject.name,
-                        "url": f"/services/data/v{version}/sobjects/"
-                        f"{sobject.name}/{record_id}",
-                    },
-                    "Id": record_id,
-                },
-            }
-            for record_id in matched
-        ]
-        error = record_error("DUPLICATES_DETECTED", DUPLICATE_MESSAGE)
-        error["duplicateResult"] = {
-            "allowSave": True,
-            "duplicateRule": rule_name,
-            "duplicateRuleEntityType": sobject.name,
-            "errorMessage": DUPLICATE_MESSAGE,
-            "matchResults": [
-                {
-                    "entityType": sobject.name,
-                    "errors": [],
-                    "matchEngine": "ExactMatchEngine",
-                    "matchRecords": match_records,
-                    "rule": match_rule,
-                    "size": len(match_records),
-                    "success": True,
-                }
-            ],
-        }
-        raise RecordFailure([error])
 
     def _check_lock(self, record_id: str | None) -> None:
         if self._lock_fault is not None and self._lock_fault():
@@ -606,6 +547,67 @@ class Transaction:
             record["LastModifiedById"] = INTEGRATION_USER_ID
         if "SystemModstamp" in fields:
             record["SystemModstamp"] = now
+
+
+def check_duplicate_rule(tx: Transaction, sobject: SObject, record: Record) -> None:
+    """Refuse a create that an active duplicate rule matches (unless allowed).
+
+    The error item carries `duplicateResult` with the matched record Ids at
+    `matchResults[].matchRecords[].record.Id`, shaped like real answers
+    (a v54 Contact reply quoted in a public C# client; the SOAP API's
+    DuplicateResult, MatchResult and MatchRecord objects).
+
+    Raises:
+        RecordFailure: DUPLICATES_DETECTED.
+    """
+    rule = DUPLICATE_RULES.get(sobject.name)
+    if rule is None or ALLOW_DUPLICATE_SAVE.get():
+        return
+    field, rule_name, match_rule = rule
+    value = record.get(field)
+    if value in (None, ""):
+        return
+    matched = [
+        r["Id"] for r in tx.find(sobject.name, field, value) if r["Id"] != record["Id"]
+    ]
+    if not matched:
+        return
+    version = API_VERSION.get()
+    match_records = [
+        {
+            "additionalInformation": [],
+            "fieldDiffs": [],
+            "matchConfidence": 100.0,
+            "record": {
+                "attributes": {
+                    "type": sobject.name,
+                    "url": f"/services/data/v{version}/sobjects/"
+                    f"{sobject.name}/{record_id}",
+                },
+                "Id": record_id,
+            },
+        }
+        for record_id in matched
+    ]
+    error = record_error("DUPLICATES_DETECTED", DUPLICATE_MESSAGE)
+    error["duplicateResult"] = {
+        "allowSave": True,
+        "duplicateRule": rule_name,
+        "duplicateRuleEntityType": sobject.name,
+        "errorMessage": DUPLICATE_MESSAGE,
+        "matchResults": [
+            {
+                "entityType": sobject.name,
+                "errors": [],
+                "matchEngine": "ExactMatchEngine",
+                "matchRecords": match_records,
+                "rule": match_rule,
+                "size": len(match_records),
+                "success": True,
+            }
+        ],
+    }
+    raise RecordFailure([error])
 
 
 def _norm(value: Any) -> Any:
