@@ -120,6 +120,7 @@ class ApexSpec:
     batching: str = "record"
     list_key: str | None = None
     max_records_per_call: int = MAX_COLLECTION_SIZE
+    isolate_errors: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,6 +325,7 @@ def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
         "batching",
         "list_key",
         "max_records_per_call",
+        "isolate_errors",
     }
     if unknown:
         msg = f"{where} has unknown keys: {', '.join(sorted(unknown))}"
@@ -344,7 +346,12 @@ def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
     if size < 1:
         msg = f"{where}.max_records_per_call must be at least 1"
         raise MappingError(msg, ("apex", "max_records_per_call"))
+    isolate = raw.get("isolate_errors", True)
+    if not isinstance(isolate, bool):
+        msg = f"{where}.isolate_errors must be true or false"
+        raise MappingError(msg, ("apex", "isolate_errors"))
     return ApexSpec(
+        isolate_errors=isolate,
         path=path,
         payload=raw["payload"],
         method=method,
@@ -472,9 +479,30 @@ def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
             "(any External ID field of the object)"
         )
         raise MappingError(msg, ("external_id_field",))
+    _refuse_upsert_on_id(stream, action, ext)
     return StreamMapping(
         sobject=str(sobject), action=action, external_id_field=ext, **common
     )
+
+
+def _refuse_upsert_on_id(stream: str, action: str, ext: object) -> None:
+    """Refuse `upsert` keyed on the record `Id` (not an External ID field).
+
+    Raises:
+        MappingError: for upsert on `Id`.
+    """
+    if action == "upsert" and str(ext) == "Id":
+        # sObject Collections upsert accepts External ID fields only, never the
+        # record Id (developer.salesforce.com api-rest
+        # resources-composite-sobjects-collections-upsert): every chunk would
+        # come back HTTP 400, so refuse the mapping before any call.
+        msg = (
+            f"{_where(stream, 'external_id_field')} is `Id`, but Salesforce "
+            "upserts only on External ID fields. Records that carry their "
+            "Salesforce Id: use `action: update`; new records: `action: insert`, "
+            "or upsert on an External ID field of the object"
+        )
+        raise MappingError(msg, ("external_id_field",))
 
 
 class _LineLoader(yaml.SafeLoader):

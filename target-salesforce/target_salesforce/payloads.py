@@ -954,6 +954,28 @@ class ItemResult:
     code: str | None = None
     message: str | None = None
     fields: tuple[str, ...] = ()
+    matches: tuple[str, ...] = ()
+
+
+def duplicate_matches(error: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Ids of the existing records a duplicate rule matched, in order.
+
+    A DUPLICATES_DETECTED error carries `duplicateResult.matchResults[]
+    .matchRecords[].record.Id` (Collections item errors; the SOAP API's
+    DuplicateResult/MatchResult/MatchRecord). The single-record REST reply
+    spells the key `duplicateResut`, as real orgs answer; both are read.
+    """
+    result = error.get("duplicateResult") or error.get("duplicateResut")
+    if not isinstance(result, dict):
+        return ()
+    ids: list[str] = []
+    for match in result.get("matchResults") or []:
+        for found in (match or {}).get("matchRecords") or []:
+            record = (found or {}).get("record") or {}
+            record_id = record.get("Id") if isinstance(record, dict) else None
+            if record_id and str(record_id) not in ids:
+                ids.append(str(record_id))
+    return tuple(ids)
 
 
 def collections_results(payload: JsonValue, count: int) -> list[ItemResult]:
@@ -984,6 +1006,9 @@ def collections_results(payload: JsonValue, count: int) -> list[ItemResult]:
         first = errors[0]
         fields = tuple(f for e in errors for f in e.get("fields") or [])
         message = "; ".join(str(e.get("message", "")) for e in errors)
+        matches = tuple(i for e in errors for i in duplicate_matches(e))
+        if matches:
+            message += f" (matched records: {', '.join(matches)})"
         out.append(
             ItemResult(
                 success=False,
@@ -991,6 +1016,7 @@ def collections_results(payload: JsonValue, count: int) -> list[ItemResult]:
                 code=str(first.get("statusCode") or "UNKNOWN_ERROR"),
                 message=message,
                 fields=fields,
+                matches=matches,
             )
         )
     return out

@@ -99,10 +99,13 @@ def reject_entry(  # noqa: PLR0913 - one argument per documented rejects column
     message: str,
     fields: Sequence[str],
     record: Mapping[str, Any],
+    matches: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One line of the rejects file. Holds record data only, never settings.
 
     Long string values of the record are cut (see the module docstring).
+    `matches` are the Ids of the existing records a duplicate rule matched
+    (DUPLICATES_DETECTED); the line has a `matches` key only when there are some.
     """
     cut: list[str] = []
     entry = {
@@ -116,6 +119,8 @@ def reject_entry(  # noqa: PLR0913 - one argument per documented rejects column
         "fields": list(fields),
         "record": cap_values(dict(record), cut=cut),
     }
+    if matches:
+        entry["matches"] = list(matches)
     if cut:
         entry["truncated"] = cut
     return entry

@@ -19,7 +19,12 @@ from typing_extensions import override
 
 from target_salesforce import bulk
 from target_salesforce.bulk_sink import BulkIncompleteError, BulkWrites
-from target_salesforce.client import CallFailed, TargetSalesforceError
+from target_salesforce.client import (
+    CODE_APEX_ERROR,
+    CallFailed,
+    ConfigurationError,
+    TargetSalesforceError,
+)
 from target_salesforce.payloads import (
     CODE_LOCK_ROW,
     CODE_MISSING_KEY,
@@ -59,6 +64,10 @@ if TYPE_CHECKING:
 
 # answers worth resending for the same records (in a new call or job)
 RETRY_CODES = frozenset({CODE_LOCK_ROW, bulk.CODE_BULK_JOB_FAILED})
+# Lets REST creates and updates save records that an active duplicate rule
+# would block (developer.salesforce.com api_rest headers_duplicaterules.htm).
+# Bulk API 2.0 takes no such header: duplicate rules always apply there.
+DUPLICATE_RULE_HEADER = "Sforce-Duplicate-Rule-Header"
 
 
 class _CompiledValidation(BatchSink):
@@ -177,6 +186,9 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
         self.bulk_threshold = int(
             threshold if threshold is not None else cfg.get("bulk_threshold", 2000)
         )
+        self.allow_duplicate_save = (
+            cfg.get("duplicate_rules", "respect") == "allow_save"
+        )
         size = int(cfg.get("collections_batch_size", 200))
         self.collection_size = max(1, min(size, 200))
         self.max_retries = int(cfg.get("max_retries", 3))
@@ -288,7 +300,36 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
             return
         for path, body, call_items in apex_calls(items, self.mapping):
             results = self._apex_call(apex.method, path, body, len(call_items))
+            if (
+                len(call_items) > 1
+                and apex.isolate_errors
+                and all(r.code == CODE_APEX_ERROR for r in results)
+            ):
+                results = self._apex_one_by_one(apex, path, call_items)
             self._settle(records, call_items, results)
+
+    def _apex_one_by_one(
+        self, apex: ApexSpec, path: str, call_items: list[Prepared]
+    ) -> list[ItemResult]:
+        """Resend each record of a list call that failed with APEX_ERROR alone.
+
+        An unhandled Apex exception rolls the whole transaction back, so none of
+        the call's records was written: resending them one per call finds the bad
+        record(s) and loads the others.
+        """
+        self.logger.warning(
+            "apex %s: APEX_ERROR for a call of %d records; resending them one by "
+            "one to find the failing record (apex.isolate_errors)",
+            path,
+            len(call_items),
+        )
+        out: list[ItemResult] = []
+        for item in call_items:
+            body: Any = [item.payload]
+            if apex.list_key:
+                body = {apex.list_key: body}
+            out.extend(self._apex_call(apex.method, path, body, 1))
+        return out
 
     def _apex_call(
         self, method: str, path: str, body: JsonValue, count: int
@@ -299,6 +340,7 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
                 self.summary.api_calls["apex"] += 1
                 response = self.run.client.apex(method, path, body)
             except CallFailed as exc:
+                # APEX_ERROR is never retried: the same call fails the same way
                 if exc.code == CODE_LOCK_ROW and attempt < self.max_retries:
                     self.run.client.wait_before_retry(attempt)
                     attempt += 1
@@ -359,16 +401,29 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
             method, path, kwargs = collections_request(
                 mapping.action, str(mapping.sobject), mapping.external_id_field, chunk
             )
+            if self.allow_duplicate_save and mapping.action != "delete":
+                headers = {DUPLICATE_RULE_HEADER: "allowSave=true"}
+                kwargs = {**kwargs, "headers": headers}
             self.summary.api_calls["collections"] += 1
             try:
                 response = self.run.client.collections(
                     method, path, kwargs, idempotent=mapping.action != "insert"
                 )
             except CallFailed as exc:
-                out.extend(
-                    [error_result(exc.code, exc.message, exc.fields)] * len(chunk)
+                if exc.code == CODE_LOCK_ROW:
+                    out.extend([error_result(exc.code, exc.message)] * len(chunk))
+                    continue
+                # Collections report record problems per record inside an HTTP
+                # 200; a whole call refused is about the settings (a field or
+                # object, the key, the body), so no record of it is rejected.
+                msg = (
+                    f"stream {self.stream_name}: Salesforce refused a whole "
+                    f"{method} {path} call with HTTP {exc.status} {exc.code}: "
+                    f"{exc.message}; this is a settings problem, not a record "
+                    "problem. Nothing of this call was written and no STATE "
+                    "covers it: fix the mapping and rerun."
                 )
-                continue
+                raise ConfigurationError(msg) from None
             try:
                 out.extend(collections_results(response, len(chunk)))
             except ValueError as exc:
@@ -383,6 +438,7 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
         items: Sequence[Prepared],
         results: Sequence[ItemResult],
     ) -> None:
+        apex = self.mapping.mode == "apex"
         for item, result in zip(items, results, strict=True):
             for index in item.inputs:
                 if result.success:
@@ -394,13 +450,20 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
                 else:
                     self._reject(
                         records[index],
-                        item.key,
+                        None if apex else item.key,  # an Apex item key is its path
                         str(result.code),
                         str(result.message or ""),
                         list(result.fields),
+                        result.matches,
                     )
 
     def _record_key(self, record: Mapping[str, Any]) -> str | None:
+        if self.mapping.mode == "apex":
+            # the stream's key properties name the record (an Apex call has no key)
+            values = [record.get(k) for k in self.key_properties or ()]
+            if not values or all(v is None for v in values):
+                return None
+            return "/".join("" if v is None else str(v) for v in values)
         key_field = self.mapping.key_field
         for spec in self.mapping.fields:
             if spec.target == key_field and spec.source:
@@ -410,13 +473,14 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
             return str(record[key_field])
         return None
 
-    def _reject(
+    def _reject(  # noqa: PLR0913, PLR0917 - one argument per reject column
         self,
         record: Mapping[str, Any],
         key: str | None,
         code: str,
         message: str,
         fields: Sequence[str],
+        matches: Sequence[str] = (),
     ) -> None:
         self.summary.rejected += 1
         self.summary.codes[code] += 1
@@ -432,6 +496,7 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
                 message=message,
                 fields=fields,
                 record=record,
+                matches=matches,
             )
         )
 

@@ -262,7 +262,19 @@ class TargetSalesforce(Target):
             default="login",
             description=(
                 "Login host prefix: `login`, `test` (sandboxes) or your My Domain "
-                "such as `acme.my` (required for client credentials)."
+                "such as `acme.my` or `acme--uat.sandbox.my` (required for client "
+                "credentials). Token requests go to https://<domain>.salesforce.com."
+            ),
+        ),
+        th.Property(
+            "jwt_audience",
+            th.StringType,
+            description=(
+                "The `aud` claim of the JWT bearer assertion. Salesforce accepts "
+                "only https://login.salesforce.com (production) or "
+                "https://test.salesforce.com (sandboxes), never the My Domain "
+                "host. Default: test for `domain` test or a `.sandbox.` My "
+                "Domain, else login."
             ),
         ),
         th.Property(
@@ -275,8 +287,9 @@ class TargetSalesforce(Target):
             "ca_bundle",
             th.StringType,
             description=(
-                "CA bundle for TLS verification. REQUESTS_CA_BUNDLE in the "
-                "environment takes precedence, as for plain requests."
+                "CA bundle for TLS verification (e.g. a TLS-inspecting proxy's "
+                "CA). Wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the "
+                "environment; unset, those (then certifi) apply."
             ),
         ),
         th.Property(
@@ -293,7 +306,8 @@ class TargetSalesforce(Target):
                 "Per-stream mapping: stream name (or pattern) -> {object, action, "
                 "external_id_field, fields, pass_through, pack_unmapped_into, "
                 "null_policy, duplicate_keys, bulk_threshold} or {mode: apex, apex: "
-                "{path, method, payload, batching, list_key}}, or {skip: true} to "
+                "{path, method, payload, batching, list_key, isolate_errors}}, or "
+                "{skip: true} to "
                 "switch off a stream that mappings_file maps. See README."
             ),
         ),
@@ -359,6 +373,19 @@ class TargetSalesforce(Target):
             ),
         ),
         th.Property(
+            "duplicate_rules",
+            th.StringType,
+            default="respect",
+            allowed_values=["respect", "allow_save"],
+            description=(
+                "Active duplicate rules (Contact, Lead): `respect` lets them "
+                "block creates (DUPLICATES_DETECTED rejects with the matched "
+                "Ids); `allow_save` sends Sforce-Duplicate-Rule-Header "
+                "allowSave=true on sObject Collections writes. Bulk API 2.0 "
+                "cannot bypass duplicate rules."
+            ),
+        ),
+        th.Property(
             "bulk_poll_interval",
             th.NumberType,
             default=2.0,
@@ -413,6 +440,17 @@ class TargetSalesforce(Target):
             description=(
                 "Retries for UNABLE_TO_LOCK_ROW records and for 5xx or connection "
                 "errors on idempotent calls."
+            ),
+        ),
+        th.Property(
+            "concurrent_limit_max_wait",
+            th.NumberType,
+            default=300,
+            description=(
+                "REQUEST_LIMIT_EXCEEDED for the concurrent request limits "
+                "(ConcurrentRequests, ConcurrentPerOrgLongTxn) is retried with "
+                "exponential backoff for up to this many seconds, then the run "
+                "stops. The daily limit (TotalRequests) stops at once."
             ),
         ),
         th.Property(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 # ruff: noqa: ANN401 - record values are arbitrary JSON
 # ruff: noqa: EM101 - Salesforce error codes and messages are the exception data
+import contextvars
 import copy
 import dataclasses
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,28 @@ if TYPE_CHECKING:
     from sandbox.salesforce.store import Record, Store
 
 INTEGRATION_USER_ID = schema.make_id("005", 1)
+
+# True while a REST request that carries `Sforce-Duplicate-Rule-Header:
+# allowSave=true` is served; Bulk API jobs never set it (they cannot bypass
+# duplicate rules).
+ALLOW_DUPLICATE_SAVE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "allow_duplicate_save", default=False
+)
+# The API version of the request being served (record URLs in match results).
+API_VERSION: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "api_version", default="62.0"
+)
+# The org's active duplicate rules: object -> (matched field, rule, matching
+# rule). Action on create: allow with an alert, which the API reports as
+# DUPLICATES_DETECTED unless the request allows the save.
+DUPLICATE_RULES: dict[str, tuple[str, str, str]] = {
+    "Contact": ("Email", "Contact_Email_Duplicate_Rule", "Contact_Email_Match_Rule"),
+    "Lead": ("Email", "Lead_Email_Duplicate_Rule", "Lead_Email_Match_Rule"),
+}
+DUPLICATE_MESSAGE = (
+    "You're creating a duplicate record. We recommend you use an existing record "
+    "instead."
+)
 ROLLED_BACK = record_error(
     "ALL_OR_NONE_OPERATION_ROLLED_BACK",
     "Record rolled back because not all records were valid and the request was "
@@ -209,6 +232,7 @@ class Transaction:
             record = self._new_record(sobject)
             record.update(values)
             self._finish(sobject, record, creating=True)
+            check_duplicate_rule(self, sobject, record)
         except RecordFailure as failure:
             return Result(None, success=False, errors=failure.errors, created=False)
         self._stage(sobject.name, record)
@@ -542,6 +566,67 @@ class Transaction:
             record["LastModifiedById"] = INTEGRATION_USER_ID
         if "SystemModstamp" in fields:
             record["SystemModstamp"] = now
+
+
+def check_duplicate_rule(tx: Transaction, sobject: SObject, record: Record) -> None:
+    """Refuse a create that an active duplicate rule matches (unless allowed).
+
+    The error item carries `duplicateResult` with the matched record Ids at
+    `matchResults[].matchRecords[].record.Id`, shaped like real answers
+    (a v54 Contact reply quoted in a public C# client; the SOAP API's
+    DuplicateResult, MatchResult and MatchRecord objects).
+
+    Raises:
+        RecordFailure: DUPLICATES_DETECTED.
+    """
+    rule = DUPLICATE_RULES.get(sobject.name)
+    if rule is None or ALLOW_DUPLICATE_SAVE.get():
+        return
+    field, rule_name, match_rule = rule
+    value = record.get(field)
+    if value in (None, ""):
+        return
+    matched = [
+        r["Id"] for r in tx.find(sobject.name, field, value) if r["Id"] != record["Id"]
+    ]
+    if not matched:
+        return
+    version = API_VERSION.get()
+    match_records = [
+        {
+            "additionalInformation": [],
+            "fieldDiffs": [],
+            "matchConfidence": 100.0,
+            "record": {
+                "attributes": {
+                    "type": sobject.name,
+                    "url": f"/services/data/v{version}/sobjects/"
+                    f"{sobject.name}/{record_id}",
+                },
+                "Id": record_id,
+            },
+        }
+        for record_id in matched
+    ]
+    error = record_error("DUPLICATES_DETECTED", DUPLICATE_MESSAGE)
+    error["duplicateResult"] = {
+        "allowSave": True,
+        "duplicateRule": rule_name,
+        "duplicateRuleEntityType": sobject.name,
+        "errorMessage": DUPLICATE_MESSAGE,
+        "matchResults": [
+            {
+                "entityType": sobject.name,
+                "errors": [],
+                "matchEngine": "ExactMatchEngine",
+                "matchRecords": match_records,
+                "rule": match_rule,
+                "size": len(match_records),
+                "success": True,
+            }
+        ],
+    }
+    raise RecordFailure([error])
 
 
 def _norm(value: Any) -> Any:
