@@ -217,7 +217,7 @@ def test_wrong_or_missing_credentials_get_401_json(ct, headers) -> None:
     body = response.json()
     assert body["status"] == "fail"
     assert body["code"] == 401
-    assert "account id" in body["error"]
+    assert body["error"] == "Account ID is not valid"  # as recorded
     assert ct.profiles() == []
 
 
