@@ -33,10 +33,10 @@ def _client_answering(status: int, body: str) -> CleverTapClient:
     def reply(*_args: Any, **_kwargs: Any) -> requests.Response:
         response = requests.Response()
         response.status_code = status
-        response._content = body.encode()  # noqa: SLF001 - a canned reply
+        response._content = body.encode()
         return response
 
-    client._request = reply  # type: ignore[method-assign]  # noqa: SLF001 - no network
+    client._request = reply  # type: ignore[method-assign]
     return client
 
 

@@ -265,7 +265,7 @@ class Emulator:
         )
 
     def reset(self) -> None:
-        """Wipe data, cursors, logs, faults and the caps' counts."""
+        """Wipe data, cursors, logs and faults; restore the default caps."""
         self.store.wipe()
         self.faults.clear()
-        self.caps.forget()
+        self.caps = Caps()  # the default caps again, nothing counted
