@@ -146,9 +146,11 @@ def test_clevertap_target_rejects_server_side_unprocessed_with_their_code(
 def test_clevertap_target_refuses_keys_past_the_account_cap_as_rejects(
     ct_rig: Any,
 ) -> None:
-    """The account is full (256 custom profile keys): CleverTap would drop the new
-    keys silently (the emulator, lowered to that state, does); the target refuses
-    each record with a new key as a `profile_key_cap` reject instead.
+    """A full account: new custom profile keys are rejects, never silent drops.
+
+    The account holds 256 custom profile keys: CleverTap would drop new ones
+    silently (the emulator, lowered to that state, does); the target refuses each
+    record with a new key as a `profile_key_cap` reject instead.
     """
 
     def arm() -> None:
