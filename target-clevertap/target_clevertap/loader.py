@@ -16,15 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from target_clevertap import ages, batches, caps, ledger, screen
+from target_clevertap import ages, batches, caps, screen
 from target_clevertap.client import (
     JSON_ENCODER,
-    AmbiguousSendError,
     CleverTapClient,
     CleverTapError,
     UploadResult,
 )
 from target_clevertap.conditions import tracked_value
+from target_clevertap.event_uploads import EventUploads
 from target_clevertap.ledger import StateStore, create_private_file
 from target_clevertap.payloads import (
     PayloadOptions,
@@ -39,8 +39,8 @@ from target_clevertap.payloads import (
     resolve_identities,
     scalar_text,
 )
-from target_clevertap.reconcile import Reconciler, Sent, account_zone
-from target_clevertap.replies import UNMATCHED_CODE, Rejection, Unmatched
+from target_clevertap.reconcile import Reconciler, account_zone
+from target_clevertap.replies import Rejection
 
 if TYPE_CHECKING:
     import logging
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 PROGRESS_EVERY_S = 30.0
 PROGRESS_CHECK_EVERY = 256  # records between clock reads
 DELETE_CHUNK = 100
-RECONCILE_ROUNDS = 3
 #: objects whose identity-map entries are always kept in memory
 _PERSON_OBJECTS = frozenset({"Contact", "Lead"})
 
@@ -182,6 +181,8 @@ class Loader:
         self._pool: ThreadPoolExecutor | None = None
         self._reconciled = False
         self._caps: caps.AccountCaps | None = None
+        self.events = EventUploads(self)
+        self._backfill_checked = False  # the once-only old-events warning
         self._reconciler: Reconciler | None = None
 
     # ------------------------------------------------------------ resources
@@ -779,10 +780,10 @@ class Loader:
         if self.dry_run:
             self._write_dry_run([it for _, it in profiles] + [it for _, it in events])
             for idx, item in items:
-                self._count_sent(entries, idx, item)
+                self.count_sent(entries, idx, item)
         elif self.dry_run_remote:
-            self._upload_profiles(entries, profiles)
-            self._check_events_remotely(entries, events)
+            self.upload_upserts(entries, profiles)
+            self.events.check_remotely(entries, events)
             if deletes:
                 self.warn_once(
                     "dry_run_remote:deletes",
@@ -790,9 +791,9 @@ class Loader:
                     len(deletes),
                 )
         else:
-            self._upload_profiles(entries, profiles)
+            self.upload_upserts(entries, profiles)
             self._delete_profiles(entries, deletes)
-            self._upload_events(entries, events)
+            self.events.upload(entries, events)
         # per window (a dry run too), so the pending changes stay within a window
         self.store.flush_identities()
         waiting = {id(e) for e in deferred}
@@ -839,17 +840,25 @@ class Loader:
         for idx, bucket in out.buckets:
             self.stream_stats(entries[idx].stream).events_by_age[bucket] += 1
             old += bucket != ages.LIVE
-        if old and self.store.meta("backfill_warned") is None:
-            self.store.set_meta("backfill_warned", "1")
-            self.logger.warning(
-                "Historical events: some events are over 2 hours old (they trigger "
-                "no live campaigns) and those over 365 days do not show in "
-                "CleverTap's dashboard; see events_by_age in the run summary and "
-                "the README's backfill section (warned once)"
-            )
+        if old and not self._backfill_checked:
+            self._backfill_checked = True
+            self._warn_backfill()
         return out.kept
 
-    def _count_sent(self, entries: Sequence[Entry], idx: int, item: UploadItem) -> None:
+    def _warn_backfill(self) -> None:
+        """Warn once (the first run that sends them) about events over 2 h old."""
+        if self.store.meta("backfill_warned") is not None:
+            return
+        self.store.set_meta("backfill_warned", "1")
+        self.logger.warning(
+            "Historical events: some events are over 2 hours old (they trigger "
+            "no live campaigns) and those over 365 days do not show in "
+            "CleverTap's dashboard; see events_by_age in the run summary and "
+            "the README's backfill section (warned once)"
+        )
+
+    def count_sent(self, entries: Sequence[Entry], idx: int, item: UploadItem) -> None:
+        """Count a sent profile or event for its stream."""
         stats = self.stream_stats(entries[idx].stream)
         if item.kind == "profile":
             stats.profiles_sent += 1
@@ -866,9 +875,10 @@ class Loader:
             self._dry.write(lines.decode("utf-8"))
             self._dry.flush()
 
-    def _chunks(
+    def chunks(
         self, pairs: Sequence[tuple[int, UploadItem]]
     ) -> list[list[tuple[int, UploadItem]]]:
+        """Upload batches: `batch_size` records, `max_request_bytes` at most."""
         if len(pairs) * 1024 < self.max_request_bytes:  # small: count only
             return [
                 list(pairs[i : i + self.batch_size])
@@ -881,12 +891,13 @@ class Loader:
             lambda pair: len(JSON_ENCODER.encode(pair[1].payload)),
         )
 
-    def _apply_rejections(
+    def apply_rejections(
         self,
         entries: Sequence[Entry],
         chunk: Sequence[tuple[int, UploadItem]],
         result: UploadResult,
     ) -> set[int]:
+        """Write the rejects of one answered batch; their positions in it."""
         rejected_positions: set[int] = set()
         for rej in result.rejections:
             idx, _item = chunk[rej.position]
@@ -912,14 +923,15 @@ class Loader:
             dry_run=self.dry_run_remote,
         )
 
-    def _upload_profiles(
+    def upload_upserts(
         self, entries: Sequence[Entry], profiles: Sequence[tuple[int, UploadItem]]
     ) -> None:
-        chunks = self._chunks(profiles)
+        """Upload what may be resent (profiles; events in a remote dry run)."""
+        chunks = self.chunks(profiles)
         results = list(self.pool.map(self._send_profiles, chunks))
         unclear: list[tuple[int, UploadItem]] = []
         for chunk, result in zip(chunks, results, strict=True):
-            rejected = self._apply_rejections(entries, chunk, result)
+            rejected = self.apply_rejections(entries, chunk, result)
             if result.unmatched:  # who failed is unknown: resend them one by one
                 self.logger.warning(
                     "%d unprocessed entries of a profile upload named no record; "
@@ -930,7 +942,7 @@ class Loader:
                 unclear.extend(p for n, p in enumerate(chunk) if n not in rejected)
                 continue
             for idx, item in chunk:
-                self._count_sent(entries, idx, item)
+                self.count_sent(entries, idx, item)
         if not unclear:
             return
         singles = [[pair] for pair in unclear]
@@ -941,8 +953,8 @@ class Loader:
             if result.unmatched and not result.rejections:
                 miss = result.unmatched[0]
                 result.rejections.append(Rejection(0, miss.code, miss.message))
-            self._apply_rejections(entries, single, result)
-            self._count_sent(entries, idx, item)
+            self.apply_rejections(entries, single, result)
+            self.count_sent(entries, idx, item)
 
     def _delete_profiles(
         self, entries: Sequence[Entry], deletes: list[tuple[int, str]]
@@ -972,192 +984,6 @@ class Loader:
                     count_record=first,
                 )
 
-    def _send_events(
-        self, chunk: Sequence[tuple[int, UploadItem]]
-    ) -> UploadResult | AmbiguousSendError:
-        try:
-            return self.client.upload([it.payload for _, it in chunk], idempotent=False)
-        except AmbiguousSendError as exc:
-            return exc
-
-    def _new_events(
-        self, entries: Sequence[Entry], events: Sequence[tuple[int, UploadItem]]
-    ) -> list[tuple[int, UploadItem]]:
-        """Events not yet accepted (ledger), each key once."""
-        keys = [it.event_key or "" for _, it in events]
-        statuses = self.store.event_statuses(keys)
-        todo: list[tuple[int, UploadItem]] = []
-        seen: set[str] = set()
-        for idx, item in events:
-            key = item.event_key or ""
-            if statuses.get(key) == ledger.ACCEPTED or key in seen:
-                self.stream_stats(entries[idx].stream).duplicates_suppressed += 1
-                continue
-            seen.add(key)
-            todo.append((idx, item))
-        return todo
-
-    def _check_events_remotely(
-        self, entries: Sequence[Entry], events: Sequence[tuple[int, UploadItem]]
-    ) -> None:
-        """dry_run_remote: CleverTap validates (dryRun=1); a resend stores nothing."""
-        self._upload_profiles(entries, self._new_events(entries, events))
-
-    def _upload_events(
-        self, entries: Sequence[Entry], events: Sequence[tuple[int, UploadItem]]
-    ) -> None:
-        todo = self._new_events(entries, events) if events else []
-        for _round in range(RECONCILE_ROUNDS + 1):
-            if not todo:
-                return
-            lost, unclear, sent_at = self._send_event_round(entries, todo)
-            todo = (
-                self._reconcile_window(entries, lost, unclear, sent_at)
-                if lost or unclear
-                else []
-            )
-        if todo:
-            self.store.mark([it.event_key or "" for _, it in todo], ledger.IN_DOUBT)
-            self.in_doubt_total += len(todo)
-            msg = (
-                f"{len(todo)} events are in doubt after {RECONCILE_ROUNDS} checks "
-                "(sent, but CleverTap's reply was lost); no STATE was emitted; rerun "
-                "to check and settle them"
-            )
-            raise CleverTapError(msg)
-
-    def _settle_result(
-        self,
-        entries: Sequence[Entry],
-        chunk: Sequence[tuple[int, UploadItem]],
-        result: UploadResult,
-        unclear: list[tuple[tuple[int, UploadItem], Unmatched]],
-    ) -> None:
-        """Ledger statuses of one answered event batch.
-
-        With unmatched `unprocessed` entries, the events not named in a
-        rejection are of unknown fate: they go to `unclear` (reconciled).
-        """
-        rejected = self._apply_rejections(entries, chunk, result)
-        self.store.mark(
-            [it.event_key or "" for p, (_, it) in enumerate(chunk) if p in rejected],
-            ledger.REJECTED,
-        )
-        rest = [pair for p, pair in enumerate(chunk) if p not in rejected]
-        if result.unmatched:
-            codes = {u.code for u in result.unmatched}
-            miss = (
-                result.unmatched[0]
-                if len(codes) == 1
-                else Unmatched(UNMATCHED_CODE, "CleverTap refused it (reply unclear)")
-            )
-            self.logger.warning(
-                "%d unprocessed entries of an event upload named no record; "
-                "checking which of %d events landed",
-                len(result.unmatched),
-                len(rest),
-            )
-            unclear.extend((pair, miss) for pair in rest)
-            for p, (idx, item) in enumerate(chunk):
-                if p in rejected:
-                    self._count_sent(entries, idx, item)
-            return
-        self.store.mark([it.event_key or "" for _, it in rest], ledger.ACCEPTED)
-        for idx, item in chunk:
-            self._count_sent(entries, idx, item)
-
-    def _send_event_round(
-        self, entries: Sequence[Entry], todo: list[tuple[int, UploadItem]]
-    ) -> tuple[
-        list[tuple[int, UploadItem]],
-        list[tuple[tuple[int, UploadItem], Unmatched]],
-        float,
-    ]:
-        """Send events; return those whose reply was lost, the unclear ones, when."""
-        self.store.mark_pending(
-            (it.event_key or "", it.event_name or "", it.ts or 0, entries[idx].stream)
-            for idx, it in todo
-        )
-        chunks = self._chunks(todo)
-        outcomes = list(self.pool.map(self._send_events, chunks))
-        sent_at = time.time()
-        lost: list[tuple[int, UploadItem]] = []
-        unclear: list[tuple[tuple[int, UploadItem], Unmatched]] = []
-        for chunk, outcome in zip(chunks, outcomes, strict=True):
-            if isinstance(outcome, AmbiguousSendError):
-                self.logger.warning(
-                    "Upload of %d events got no usable reply (%s); checking what "
-                    "landed before sending anything again",
-                    len(chunk),
-                    outcome,
-                )
-                lost.extend(chunk)
-                continue
-            self._settle_result(entries, chunk, outcome, unclear)
-        return lost, unclear, sent_at
-
-    def _reconcile_window(
-        self,
-        entries: Sequence[Entry],
-        lost: list[tuple[int, UploadItem]],
-        unclear: list[tuple[tuple[int, UploadItem], Unmatched]],
-        sent_at: float,
-    ) -> list[tuple[int, UploadItem]]:
-        """Check events of unknown fate; return the lost ones that did not land.
-
-        Unclear events (named by no `unprocessed` entry) that did not land were
-        refused by CleverTap: they are rejected, not sent again.
-
-        Raises:
-            CleverTapError: when some stay in doubt (no STATE past them).
-        """
-        pairs = lost + [pair for pair, _ in unclear]
-        self.store.mark([it.event_key or "" for _, it in pairs], ledger.IN_DOUBT)
-        try:
-            outcome = self.reconciler.check(
-                [
-                    Sent(it.event_key or "", it.event_name or "", it.ts or 0, sent_at)
-                    for _, it in pairs
-                ]
-            )
-        except CleverTapError as exc:
-            self.in_doubt_total += len(pairs)
-            msg = (
-                f"{len(pairs)} events are in doubt (reply lost) and checking them "
-                f"failed: {exc}. No STATE was emitted; the next run checks them first"
-            )
-            raise CleverTapError(msg) from exc
-        done = [(i, it) for i, it in pairs if it.event_key in outcome.found]
-        self.store.mark([it.event_key or "" for _, it in done], ledger.ACCEPTED)
-        for idx, item in done:
-            self._count_sent(entries, idx, item)
-        for (idx, item), miss in unclear:
-            if item.event_key in outcome.missing:
-                self.store.mark([item.event_key or ""], ledger.REJECTED)
-                self._apply_rejections(
-                    entries,
-                    [(idx, item)],
-                    UploadResult(0, [Rejection(0, miss.code, miss.message)]),
-                )
-                self._count_sent(entries, idx, item)
-        if outcome.unknown:
-            self.in_doubt_total += len(outcome.unknown)
-            msg = (
-                f"{len(outcome.unknown)} events are in doubt: not visible in Get "
-                "Events yet (ingestion lag) after the configured checks. No STATE "
-                "was emitted; rerun later to check and settle them"
-            )
-            raise CleverTapError(msg)
-        missing = [(i, it) for i, it in lost if it.event_key in outcome.missing]
-        self.logger.info(
-            "Reconciled %d events of unknown fate: %d had landed, %d will be sent "
-            "again",
-            len(pairs),
-            len(done),
-            len(missing),
-        )
-        return missing
-
     def reconcile_previous_run(self) -> None:
         """Settle events a previous run left pending or in doubt.
 
@@ -1165,40 +991,11 @@ class Loader:
             CleverTapError: when they cannot be checked (nothing is sent then).
         """
         self._reconciled = True
-        rows = self.store.unsettled()
-        if not rows:
-            return
-        self.logger.info(
-            "%d events from an earlier run are unsettled; checking CleverTap", len(rows)
-        )
-        times = self.store.sent_times([k for k, _, _, _ in rows])
         try:
-            outcome = self.reconciler.check(
-                [Sent(k, n, ts, times.get(k, 0.0)) for k, n, ts, _ in rows]
-            )
-        except CleverTapError as exc:
+            self.events.settle_previous_run()
+        except CleverTapError:
             self._reconciled = False
-            msg = (
-                f"{len(rows)} events from an earlier run are in doubt and could not "
-                f"be checked: {exc}. Nothing was sent; rerun later"
-            )
-            raise CleverTapError(msg) from exc
-        self.store.mark(sorted(outcome.found), ledger.ACCEPTED)
-        self.store.forget(sorted(outcome.missing))
-        if outcome.unknown:
-            self._reconciled = False
-            self.in_doubt_total += len(outcome.unknown)
-            msg = (
-                f"{len(outcome.unknown)} events from an earlier run are still in "
-                "doubt (not visible in Get Events yet). Nothing was sent; rerun later"
-            )
-            raise CleverTapError(msg)
-        self.logger.info(
-            "Earlier run: %d events had landed, %d had not (they will be sent again "
-            "when their records are replayed)",
-            len(outcome.found),
-            len(outcome.missing),
-        )
+            raise
 
     # -------------------------------------------------------------- summary
 
