@@ -170,13 +170,14 @@ class AccountCaps:
         if all(norm(x) in sent for x in names):  # the common case: nothing new
             return None
         with self._lock:
-            new = [n for n in dict.fromkeys(norm(x) for x in names) if n not in sent]
+            originals = {norm(x): x for x in names}
+            new = [n for n in originals if n not in sent]
             if not new:
                 return None
             cap = self.caps[kind]
             used = self.used(kind)
             if used + len(new) > cap:
-                return Refusal(kind, new[max(0, cap - used)], used, cap)
+                return Refusal(kind, originals[new[max(0, cap - used)]], used, cap)
             self.sent[kind].update(new)
             if self.persist:
                 with self._db:

@@ -879,17 +879,22 @@ class Loader:
         self, pairs: Sequence[tuple[int, UploadItem]]
     ) -> list[list[tuple[int, UploadItem]]]:
         """Upload batches: `batch_size` records, `max_request_bytes` at most."""
-        if len(pairs) * 1024 < self.max_request_bytes:  # small: count only
-            return [
-                list(pairs[i : i + self.batch_size])
-                for i in range(0, len(pairs), self.batch_size)
-            ]
-        return batches.split(
-            pairs,
-            self.batch_size,
-            self.max_request_bytes,
-            lambda pair: len(JSON_ENCODER.encode(pair[1].payload)),
-        )
+        out: list[list[tuple[int, UploadItem]]] = []
+        for i in range(0, len(pairs), self.batch_size):
+            chunk = list(pairs[i : i + self.batch_size])
+            body = JSON_ENCODER.encode({"d": [it.payload for _, it in chunk]})
+            if len(body) <= self.max_request_bytes:
+                out.append(chunk)
+                continue
+            out.extend(
+                batches.split(
+                    chunk,
+                    self.batch_size,
+                    self.max_request_bytes,
+                    lambda pair: len(JSON_ENCODER.encode(pair[1].payload)),
+                )
+            )
+        return out
 
     def apply_rejections(
         self,

@@ -159,7 +159,7 @@ def test_a_new_event_name_past_the_account_cap_is_a_reject_not_a_drop(
     assert clevertap_emulator.events() == []
     rejects = read_rejects()
     assert {r["code"] for r in rejects} == {"event_name_cap"}
-    assert {r["field"] for r in rejects} == {"taskcreated"}
+    assert {r["field"] for r in rejects} == {"Task Created"}
     assert run.stats("Task")["rejected"] == 3
 
 
