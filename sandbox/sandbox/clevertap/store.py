@@ -216,10 +216,12 @@ class Store:
             )
             conn.execute("DELETE FROM events WHERE id > ?", (after_id,))
 
-    def release_events(
-        self, now: float, *, export_read: bool, everything: bool
-    ) -> None:
-        """Make held events visible once their time and export reads are up."""
+    def release_events(self, now: float, *, export_read: bool, everything: bool) -> int:
+        """Make held events visible once their time and export reads are up.
+
+        Returns:
+            How many events are still held.
+        """
         where = "1" if everything else "visible_at <= ?1 AND reads_left <= 0"
         params: tuple[Any, ...] = () if everything else (now,)
         with self.transaction() as conn:
@@ -230,6 +232,8 @@ class Store:
                 "DELETE FROM lagged_events WHERE " + where,  # noqa: S608 - one of two fixed conditions
                 params,
             )
+            row = conn.execute("SELECT COUNT(*) FROM lagged_events").fetchone()
+        return int(row[0])
 
     def max_event_id(self) -> int:
         """The highest event row id (0 when there is none)."""
