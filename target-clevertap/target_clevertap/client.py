@@ -61,9 +61,6 @@ class AmbiguousSendError(Exception):
     """The request may have reached CleverTap, but no reply was read."""
 
 
-__all__ = ["Rejection", "Unmatched"]
-
-
 @dataclass
 class UploadResult:
     """The outcome of one upload request.

@@ -945,6 +945,8 @@ class Loader:
                     len(chunk) - len(rejected),
                 )
                 unclear.extend(p for n, p in enumerate(chunk) if n not in rejected)
+                for n in rejected:
+                    self.count_sent(entries, *chunk[n])
                 continue
             for idx, item in chunk:
                 self.count_sent(entries, idx, item)
