@@ -147,6 +147,56 @@ class TargetCleverTap(Target):
             "dry_run_path, upload nothing (and emit no STATE).",
         ),
         th.Property(
+            "dry_run_remote",
+            th.BooleanType,
+            default=False,
+            description="Send every batch with dryRun=1: CleverTap validates it and "
+            "stores nothing; its would-be rejects are reported like a real run's "
+            "(no ledger, no STATE, no profile deletes).",
+        ),
+        th.Property(
+            "max_request_bytes",
+            th.IntegerType(minimum=10_000),
+            default=1_048_576,
+            description="Upload request body bytes at most; larger batches are "
+            "split (CleverTap documents no limit; 1 MiB passes common proxies).",
+        ),
+        th.Property(
+            "reconcile_lag_seconds",
+            th.NumberType(minimum=0),
+            default=120,
+            description="How long an accepted event may take to show in Get Events. "
+            "An event whose reply was lost (or HTTP 500/502/504) is only resent "
+            "once a check this long after sending did not find it.",
+        ),
+        th.Property(
+            "reconcile_checks",
+            th.IntegerType(minimum=1, maximum=50),
+            default=5,
+            description="Get Events reads spread over reconcile_lag_seconds when "
+            "settling events of unknown fate; what stays unknown is in doubt.",
+        ),
+        th.Property(
+            "skip_events_older_than_days",
+            th.NumberType(minimum=0),
+            description="Skip (and count in the summary) events older than this "
+            "many days; unset: send every event whatever its age.",
+        ),
+        th.Property(
+            "account_custom_profile_keys",
+            th.IntegerType(minimum=0, maximum=256),
+            default=0,
+            description="Custom profile property keys already in the account that "
+            "this target did not send (CleverTap allows 256 per account).",
+        ),
+        th.Property(
+            "account_event_names",
+            th.IntegerType(minimum=0, maximum=512),
+            default=0,
+            description="Event names already in the account that this target did "
+            "not send (CleverTap allows 512 per account).",
+        ),
+        th.Property(
             "dry_run_path",
             th.StringType,
             default="target-clevertap-dry-run.jsonl",
@@ -267,9 +317,9 @@ class TargetCleverTap(Target):
 
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:
-        if self.loader.dry_run:
+        if self.loader.dry_run or self.loader.dry_run_remote:
             if not self._dry_run_state_warned:
-                self.logger.info("dry_run: STATE is not emitted")
+                self.logger.info("dry run: STATE is not emitted")
                 self._dry_run_state_warned = True
             return
         if any(sink.deferred for sink in self.clevertap_sinks):

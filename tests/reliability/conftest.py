@@ -919,6 +919,10 @@ class CleverTapTargetRig(TargetRig):
             "batch_size": 10,
             "batch_size_rows": 20,
             "max_concurrency": 4,
+            # the emulator shows stored events at once (unless an ingestion_lag
+            # fault says otherwise): a short lag allowance keeps cells quick
+            "reconcile_lag_seconds": 1,
+            "reconcile_checks": 2,
         }
         config.update(extra)
         return config
