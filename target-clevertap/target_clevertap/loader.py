@@ -40,7 +40,7 @@ from target_clevertap.payloads import (
     resolve_identities,
     scalar_text,
 )
-from target_clevertap.reconcile import Reconciler, account_zone
+from target_clevertap.reconcile import Reconciler
 from target_clevertap.replies import Rejection
 
 if TYPE_CHECKING:

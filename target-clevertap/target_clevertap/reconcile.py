@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-import zoneinfo
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,23 +42,6 @@ class Outcome:
     found: set[str] = field(default_factory=set)
     missing: set[str] = field(default_factory=set)
     unknown: set[str] = field(default_factory=set)
-
-
-def account_zone(name: object) -> dt.tzinfo:
-    """The account's time zone (the `timezone` setting), UTC when unset or unknown.
-
-    Args:
-        name: an IANA zone name, or None.
-
-    Returns:
-        The zone.
-    """
-    if isinstance(name, str) and name.strip():
-        try:
-            return zoneinfo.ZoneInfo(name.strip())
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            LOGGER.warning("unknown timezone %r: reconciliation reads in UTC", name)
-    return dt.UTC
 
 
 def day_range(

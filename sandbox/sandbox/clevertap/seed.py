@@ -30,6 +30,8 @@ NOTIFICATION_EVENTS = (
     "Notification Clicked",
 )
 _EMAIL_UNSUBSCRIBED_SHARE = 0.2
+_SMS_OPT_OUT_EVERY = 7
+_WHATSAPP_OPT_OUT_EVERY = 5
 _FIRST = ("Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken")
 _LAST = ("Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Ritchie", "Liskov")
 _PRODUCTS = (
@@ -151,6 +153,10 @@ def _profiles(
             "DOB": {"$date": rng.randint(0, 946_684_800)},
             "Interests": sorted(rng.sample(_INTERESTS, 2)),
             "MSG-email": rng.random() > _EMAIL_UNSUBSCRIBED_SHARE,
+            # phone channels: a few opt-outs, without a draw (the later draws of
+            # the seed stay the same)
+            "MSG-sms": number % _SMS_OPT_OUT_EVERY != 0,
+            "MSG-whatsapp": number % _WHATSAPP_OPT_OUT_EVERY != 0,
         }
         conn.execute(
             "INSERT INTO profiles (object_id, identity, profile_data, platform_info, "
