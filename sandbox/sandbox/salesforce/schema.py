@@ -919,6 +919,29 @@ def custom_object(name: str) -> SObject:
 
 ENGAGEMENT = custom_object("CleverTap_Engagement__c")
 
+# Setup object, read-only over the API; the preflight queries its active rules.
+# Fields: https://developer.salesforce.com/docs/platform/object-reference/references/standard-objects/object-duplicaterule.html
+DUPLICATE_RULE = SObject(
+    "DuplicateRule",
+    "Duplicate Rule",
+    "0Bm",
+    tuple(
+        read_only(f)
+        for f in (
+            ID_FIELD,
+            text("DeveloperName", 80, nillable=False, label="Object Name"),
+            text("MasterLabel", 80, nillable=False, label="Rule Name"),
+            flag("IsActive", label="Active"),
+            pick("Language", ("en_US",), label="Master Language"),
+            text("NamespacePrefix", 15),
+            pick("SobjectType", ("Account", "Contact", "Lead", "Campaign")),
+            pick("SobjectSubtype", ("None",), label="Object Subtype"),
+            *system_fields(),
+        )
+    ),
+    createable=False,
+)
+
 OBJECTS: dict[str, SObject] = {
     o.name: o
     for o in (
@@ -936,6 +959,7 @@ OBJECTS: dict[str, SObject] = {
         CASE_HISTORY,
         OPPORTUNITY_FIELD_HISTORY,
         ENGAGEMENT,
+        DUPLICATE_RULE,
     )
 }
 
