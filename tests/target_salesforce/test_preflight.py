@@ -155,3 +155,10 @@ def test_cli_flag_prints_one_line_per_check_and_exits_1_on_failure(
     assert any(line.startswith("FAIL field Contact.Nope__c") for line in lines)
     assert lines[-1].startswith("preflight: ")
     assert lines[-1].endswith(" 1 failed")
+
+
+def test_preflight_passes_for_every_export_preset(harness: Harness) -> None:
+    for preset in sorted(PRESET.glob("clevertap_to_salesforce*.yml")):
+        checks = preflight.run_checks(_config(harness, mappings_file=str(preset)))
+
+        assert not _lines(checks, "FAIL"), preset
