@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
 DEPLOY = (
-    "deploy salesforce-org/ "
-    "(sf project deploy start --source-dir salesforce-org/force-app)"
+    "deploy salesforce-org/ (cd salesforce-org && sf project deploy start "
+    "--source-dir force-app; docs/production.md step 2)"
 )
 ASSIGN = "assign the CleverTap_Integration permission set to the integration user"
 DUPLICATE_QUERY = (

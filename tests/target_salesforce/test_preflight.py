@@ -55,7 +55,7 @@ def test_preflight_finds_a_missing_field_with_its_fix(harness: Harness) -> None:
     [line] = _lines(checks, "FAIL")
     assert line.startswith("FAIL field Contact.Missing_Score__c: scores -> Contact")
     assert "does not exist" in line
-    assert "sf project deploy start --source-dir salesforce-org/force-app" in line
+    assert "cd salesforce-org && sf project deploy start --source-dir force-app" in line
 
 
 def test_preflight_finds_an_upsert_key_that_is_not_an_external_id(
