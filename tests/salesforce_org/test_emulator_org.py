@@ -190,6 +190,11 @@ def test_emulator_outcomes_and_codes_are_the_class_contract(
     assert invalid.status_code == 400
     assert invalid.json()["errorCode"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
 
+    not_a_number = _post(salesforce_emulator, {"email": email, "npsScore": "ten"})
+    assert not_a_number.status_code == 400
+    assert not_a_number.json()["errorCode"] == "INVALID_TYPE_ON_FIELD_IN_RECORD"
+    assert "'INVALID_TYPE_ON_FIELD_IN_RECORD'" in APEX
+
     for bad in ([], [1, 2]):
         response = _post(salesforce_emulator, bad)
         assert response.status_code == 400
