@@ -65,7 +65,7 @@ $(APEX_PARSER): Makefile
 apex-parser: $(APEX_PARSER)
 
 pytest: install $(MELTANO_PLUGINS) $(APEX_PARSER)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	APEX_PARSER_REQUIRED=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
