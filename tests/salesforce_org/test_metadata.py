@@ -78,7 +78,7 @@ def _preset_check() -> ModuleType:
 
 def _parse_apex(*files: Path) -> subprocess.CompletedProcess[str]:
     if not (PARSER_MODULES / "@apexdevtools" / "apex-parser").is_dir():
-        # `make pytest` installs it first and sets APEX_PARSER_REQUIRED: never a skip there.
+        # `make pytest` installs it and sets APEX_PARSER_REQUIRED: never skipped there.
         if os.environ.get("CI") or os.environ.get("APEX_PARSER_REQUIRED"):
             pytest.fail(f"the Apex parser is not installed: {INSTALL}")
         pytest.skip(f"the Apex parser is not installed: {INSTALL}")
