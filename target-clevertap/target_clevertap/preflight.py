@@ -237,6 +237,28 @@ def report(checks: Iterable[Check], write: Callable[[str], object]) -> int:
     return 1 if bad else 0
 
 
+def unflatten(value: object) -> object:
+    """Undo Meltano's flattening of the `mappings` object setting.
+
+    Meltano passes an object setting set in meltano.yml to the plugin's environment
+    as one JSON object keyed by the dotted path of each leaf
+    (`{"Contact.profile.identity.template": "SF_Contact_{Id}"}`), which `--config ENV`
+    reads as is. A value with nested objects (or a JSON/YAML string) is left alone.
+    """
+    if not isinstance(value, dict) or any(isinstance(v, dict) for v in value.values()):
+        return value
+    if not any("." in str(k) for k in value):
+        return value
+    out: dict[str, Any] = {}
+    for key, leaf in value.items():
+        *parents, last = str(key).split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = leaf
+    return out
+
+
 def config_loader(
     schema: Mapping[str, Any], prefix: str
 ) -> Callable[[click.Context], dict[str, Any]]:
@@ -247,6 +269,8 @@ def config_loader(
         config = dict(getattr(given, "config", None) or {})
         if getattr(given, "parse_env", False):
             config |= parse_environment_config(dict(schema), prefix)
+            if "mappings" in config:
+                config["mappings"] = unflatten(config["mappings"])
         return config
 
     return load

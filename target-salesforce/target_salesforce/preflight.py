@@ -390,6 +390,48 @@ def report(checks: Iterable[Check], write: Callable[[str], object]) -> int:
     return 1 if bad else 0
 
 
+# The keys of one field spec (target_salesforce.mapping), to find where a dotted
+# field name such as `Contact__r.CleverTap_Id__c` ends in a flattened path.
+FIELD_SPEC_KEYS = frozenset(
+    {"source", "value", "template", "now", "expr", "type", "default", "map"}
+    | {"map_default"}
+)
+
+
+def _streams_path(key: str) -> list[str]:
+    """A flattened `streams` key split into its path; field names keep their dots."""
+    parts = key.split(".")
+    if len(parts) < 3 or parts[1] != "fields":  # noqa: PLR2004 - stream.fields.<name>
+        return parts
+    rest = parts[2:]
+    cut = next((i for i in range(1, len(rest)) if rest[i] in FIELD_SPEC_KEYS), None)
+    if cut is None:
+        return [*parts[:2], ".".join(rest)]
+    return [*parts[:2], ".".join(rest[:cut]), *rest[cut:]]
+
+
+def unflatten_streams(value: object) -> object:
+    """Undo Meltano's flattening of the `streams` object setting.
+
+    Meltano passes an object setting set in meltano.yml to the plugin's environment
+    as one JSON object keyed by the dotted path of each leaf
+    (`{"nps.object": "Contact", "nps.fields.Id": "id"}`), which `--config ENV`
+    reads as is. A value with nested objects is left alone.
+    """
+    if not isinstance(value, dict) or any(isinstance(v, dict) for v in value.values()):
+        return value
+    if not any("." in str(k) for k in value):
+        return value
+    out: dict[str, Any] = {}
+    for key, leaf in value.items():
+        *parents, last = _streams_path(str(key))
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = leaf
+    return out
+
+
 def config_loader(
     schema: Mapping[str, Any], prefix: str
 ) -> Callable[[click.Context], dict[str, Any]]:
@@ -405,6 +447,8 @@ def config_loader(
         config = dict(getattr(given, "config", None) or {})
         if getattr(given, "parse_env", False):
             config |= parse_environment_config(dict(schema), prefix)
+            if "streams" in config:
+                config["streams"] = unflatten_streams(config["streams"])
         return config
 
     return load

@@ -108,3 +108,20 @@ def test_cli_flag_exits_1_on_wrong_credentials(
     assert result.returncode == 1, result.stderr
     assert result.stdout.splitlines()[0].startswith("FAIL credentials and region: ")
     assert result.stdout.splitlines()[-1] == "preflight: 1 passed, 1 failed"
+
+
+def test_meltano_flattened_mappings_are_rebuilt() -> None:
+    flat = {
+        "Contact.profile.identity.template": "SF_Contact_{Id}",
+        "Contact.profile.properties.include": ["Id", "Email"],
+    }
+
+    assert preflight.unflatten(flat) == {
+        "Contact": {
+            "profile": {
+                "identity": {"template": "SF_Contact_{Id}"},
+                "properties": {"include": ["Id", "Email"]},
+            }
+        }
+    }
+    assert preflight.unflatten("Contact: {skip: true}") == "Contact: {skip: true}"
