@@ -1,8 +1,10 @@
 """`python -m sandbox demo`: both Meltano pipelines end to end on the local sandbox.
 
 Steps: `meltano install` (with no proxy variables, so the installers reach the
-package index directly), `sandbox up`, `meltano --environment=sandbox run` of both
-jobs, a short report of what landed where, then `sandbox down`.
+package index directly), `sandbox up`, the preflight of each plugin
+(`meltano --environment=sandbox invoke <plugin>:preflight`, shown line by line),
+`meltano --environment=sandbox run` of both jobs, a short report of what landed
+where, then `sandbox down`.
 
 The report is read back from the emulators, not from the plugins' logs: CleverTap's
 `/_sandbox/` inspection API (profiles and events before and after), Salesforce's
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
 JOBS = ("salesforce-to-clevertap", "clevertap-to-salesforce")
+# The plugins with a `preflight` command (meltano.yml), one per leg and the tap.
+PREFLIGHTS = ("target-clevertap", "tap-clevertap", "target-salesforce")
+_PREFLIGHT_LINE = re.compile(r"^(PASS|FAIL|WARN) |^preflight: ")
 MELTANO_VENV = ".venv-meltano"
 # Objects the export preset writes to (transforms/clevertap_to_salesforce.yml).
 SALESFORCE_OBJECTS = ("CleverTap_Engagement__c", "Contact", "Lead", "Task", "Campaign")
@@ -138,6 +143,11 @@ def run_logged(
             stderr=subprocess.STDOUT,
         )
     return StepResult(name, code, time.monotonic() - started, log)
+
+
+def preflight_lines(text: str) -> list[str]:
+    """The check lines and the summary a preflight printed, without log noise."""
+    return [line for line in text.splitlines() if _PREFLIGHT_LINE.match(line)]
 
 
 # -- what landed in CleverTap ------------------------------------------------
@@ -470,8 +480,8 @@ class Demo:
         tls = self.sandbox.tls_dir
         before_ct = clevertap_snapshot(self.sandbox.ports["clevertap"], tls / "ca.pem")
         before_rejects = rejects_sizes(self.root)
+        code = self._preflights(meltano, env)
         since = dt.datetime.now(dt.UTC)
-        code = 0
         for job in JOBS:
             log = self.log_dir / f"{job}.log"
             self.say(
@@ -492,6 +502,40 @@ class Demo:
                 code = 1
                 self.say(_tail(log))
         self._report(before_ct, before_rejects, since)
+        return code
+
+    def _preflights(self, meltano: Path, env: Mapping[str, str]) -> int:
+        """Run each plugin's preflight against the sandbox and show its lines."""
+        code = 0
+        for plugin in PREFLIGHTS:
+            log = self.log_dir / f"preflight-{plugin}.log"
+            start = log.stat().st_size if log.exists() else 0
+            self.say(
+                f"== meltano --environment=sandbox invoke {plugin}:preflight "
+                f"(log {self._show(log)})"
+            )
+            step = run_logged(
+                [
+                    str(meltano),
+                    "--environment=sandbox",
+                    "invoke",
+                    f"{plugin}:preflight",
+                ],
+                cwd=self.root,
+                env=env,
+                log=log,
+                name=f"{plugin}:preflight",
+            )
+            with log.open("rb") as handle:
+                handle.seek(start)
+                text = handle.read().decode("utf-8", "replace")
+            lines = preflight_lines(text)
+            for line in lines:
+                self.say(f"   {line}")
+            if step.returncode != 0:
+                code = 1
+                if not lines:
+                    self.say(_tail(log))
         return code
 
     def _report(

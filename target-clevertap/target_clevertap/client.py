@@ -429,6 +429,11 @@ class CleverTapClient:
 
         return self._with_retries(attempt)
 
+    def get_schema(self, kind: str) -> dict[str, Any]:
+        """`GET /getSchema?type=events|userProperties`: a read (the preflight's)."""
+        reply = self._get("/getSchema", {"type": kind})
+        return reply if isinstance(reply, dict) else {}
+
     def iter_events(
         self, event_name: str, day_from: int, day_to: int, batch_size: int = 5000
     ) -> Iterator[dict[str, Any]]:

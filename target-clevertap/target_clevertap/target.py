@@ -20,6 +20,7 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
+from target_clevertap import preflight
 from target_clevertap.client import REGION_HOSTS, CleverTapError
 from target_clevertap.loader import Loader
 from target_clevertap.mapping import (
@@ -32,6 +33,8 @@ from target_clevertap.payloads import account_zone
 from target_clevertap.sinks import CleverTapSink
 
 if TYPE_CHECKING:
+    import click
+
     from target_clevertap.loader import Loader as LoaderType
 
 
@@ -357,6 +360,15 @@ class TargetCleverTap(Target):
         finally:
             self.loader.log_summary()
             self.loader.close()
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command plus `--preflight` (see target_clevertap.preflight)."""
+        command = super().get_singer_command()
+        load = preflight.config_loader(cls.config_jsonschema, "TARGET_CLEVERTAP_")
+        command.params.append(preflight.cli_option(load))
+        return command
 
     @classmethod
     @override

@@ -19,6 +19,7 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine, SingerReadError
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
+from target_salesforce import preflight
 from target_salesforce.auth import FLOWS, AuthError
 from target_salesforce.client import SalesforceClient, TargetSalesforceError
 from target_salesforce.mapping import MappingError, find_mapping, load_mappings
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import PurePath
 
+    import click
     from singer_sdk.sinks import Sink
 
     from target_salesforce.mapping import StreamMapping
@@ -515,6 +517,15 @@ class TargetSalesforce(Target):
         if aliases:
             configured = self.mapper.stream_maps_dict or {}
             self.mapper.stream_maps_dict = {**aliases, **configured}
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command plus `--preflight` (see target_salesforce.preflight)."""
+        command = super().get_singer_command()
+        load = preflight.config_loader(cls.config_jsonschema, "TARGET_SALESFORCE_")
+        command.params.append(preflight.cli_option(load))
+        return command
 
     @classmethod
     @override
