@@ -6,7 +6,7 @@ PKGS   := sandbox target-clevertap tap-clevertap target-salesforce
 PYTEST_ARGS ?= -n 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lint format typecheck pytest test demo bench bench-quick clean
+.PHONY: install lint format typecheck pytest test demo bench bench-quick reliability-report clean apex-parser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,10 +70,27 @@ format: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install $(MELTANO_PLUGINS) postgres-server
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The Apex parser the salesforce-org/ checks use (tests/salesforce_org): pinned, from
+# the npm registry, installed into a local folder (gitignored); pure JS, needs node.
+APEX_PARSER_VERSION := 5.2.0
+NPM_TOOLS  := .tools/npm
+APEX_PARSER := $(NPM_TOOLS)/node_modules/@apexdevtools/apex-parser/package.json
+$(APEX_PARSER): Makefile
+	mkdir -p $(NPM_TOOLS)
+	npm install --prefix $(NPM_TOOLS) --no-save --no-audit --no-fund --ignore-scripts @apexdevtools/apex-parser@$(APEX_PARSER_VERSION)
+	touch $@
+
+apex-parser: $(APEX_PARSER)
+
+pytest: install $(MELTANO_PLUGINS) $(APEX_PARSER) postgres-server
+	APEX_PARSER_REQUIRED=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Runs the reliability suite and rewrites docs/reliability.md from its cells (make test
+# runs the same suite but leaves the report as it is).
+reliability-report: install $(MELTANO_PLUGINS)
+	WRITE_RELIABILITY_REPORT=1 $(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/python -m sandbox demo
@@ -85,4 +102,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) $(TAP_SF_VENV) $(MELTANO_VENV) $(DAGSTER_VENV) .mypy_cache .ruff_cache .sandbox
+	rm -rf $(VENV) $(TAP_SF_VENV) $(MELTANO_VENV) $(DAGSTER_VENV) .mypy_cache .ruff_cache .sandbox .tools

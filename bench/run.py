@@ -25,6 +25,7 @@ import report  # noqa: E402 - needs the path above
 
 FULL = {"n": 100_000, "reps": 3, "mem": (100_000, 1_000_000)}
 QUICK = {"n": 2_000, "reps": 3, "mem": (2_000, 20_000)}
+QUICK_RESULTS = BENCH / "out" / "RESULTS-quick.md"  # scratch: bench/out is gitignored
 # P2 runs nine times (three concurrencies, three repetitions); its ratio depends on the
 # per-record CPU against the added latency, not on N, so it defaults to a smaller N.
 P2_MAX_DEFAULT = 20_000
@@ -72,7 +73,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--only", default="P1,P2,P3,P4,P5", help="e.g. P1,P3")
     parser.add_argument(
-        "--results", type=Path, default=BENCH / "RESULTS.md", help="Markdown output"
+        "--results",
+        type=Path,
+        help="Markdown output (default bench/RESULTS.md; with --quick a scratch "
+        "file, bench/out/RESULTS-quick.md, so the committed results stay as they are)",
     )
     parser.add_argument(
         "--workdir", type=Path, default=BENCH / "out", help="inputs and scratch"
@@ -82,6 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
+    if args.results is None:
+        args.results = QUICK_RESULTS if args.quick else BENCH / "RESULTS.md"
     if args.n is None:
         args.n = preset["n"]
         args.mem_sizes = args.mem_sizes or preset["mem"]

@@ -1,8 +1,10 @@
 """`python -m sandbox demo`: both Meltano pipelines end to end on the local sandbox.
 
 Steps: `meltano install` (with no proxy variables, so the installers reach the
-package index directly), `sandbox up`, `meltano --environment=sandbox run` of both
-jobs, a short report of what landed where, then `sandbox down`.
+package index directly), `sandbox up`, the preflight of each plugin
+(`meltano --environment=sandbox invoke <plugin>:preflight`, shown line by line),
+`meltano --environment=sandbox run` of both jobs, a short report of what landed
+where, then `sandbox down`.
 
 The report is read back from the emulators, not from the plugins' logs: CleverTap's
 `/_sandbox/` inspection API (profiles and events before and after), Salesforce's
@@ -41,10 +43,15 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
 JOBS = ("salesforce-to-clevertap", "clevertap-to-salesforce")
+# The plugins with a `preflight` command (meltano.yml), one per leg and the tap.
+PREFLIGHTS = ("target-clevertap", "tap-clevertap", "target-salesforce")
+_PREFLIGHT_LINE = re.compile(r"^(PASS|FAIL|WARN) |^preflight: ")
 MELTANO_VENV = ".venv-meltano"
 # Objects the export preset writes to (transforms/clevertap_to_salesforce.yml).
 SALESFORCE_OBJECTS = ("CleverTap_Engagement__c", "Contact", "Lead", "Task", "Campaign")
 REJECTS_DIR = Path("output") / "rejects"
+#: target-salesforce's not-linked file sits beside its rejects file
+NOT_LINKED_SUFFIX = ".not-linked.jsonl"
 # The emulator's fake connected app, as in the sandbox environment of meltano.yml.
 SF_CLIENT_ID = auth.CLIENT_ID
 SF_CLIENT_SECRET = auth.CLIENT_SECRET
@@ -136,6 +143,11 @@ def run_logged(
             stderr=subprocess.STDOUT,
         )
     return StepResult(name, code, time.monotonic() - started, log)
+
+
+def preflight_lines(text: str) -> list[str]:
+    """The check lines and the summary a preflight printed, without log noise."""
+    return [line for line in text.splitlines() if _PREFLIGHT_LINE.match(line)]
 
 
 # -- what landed in CleverTap ------------------------------------------------
@@ -326,9 +338,9 @@ def new_rejects(
     """
     result: dict[str, collections.Counter[str]] = {}
     for path in rejects_sizes(root):
-        with path.open("rb") as handle:
-            handle.seek(before.get(path, 0))
-            lines = handle.read().decode(errors="replace").splitlines()
+        if path.name.endswith(NOT_LINKED_SUFFIX):
+            continue  # not rejects: see new_not_linked
+        lines = _appended_lines(path, before)
         reasons: collections.Counter[str] = collections.Counter()
         for line in lines:
             if not line.strip():
@@ -341,6 +353,40 @@ def new_rejects(
             reasons[_reason(entry)] += 1
         if reasons:
             result[path.stem] = reasons
+    return result
+
+
+def _appended_lines(path: Path, before: Mapping[Path, int]) -> list[str]:
+    with path.open("rb") as handle:
+        handle.seek(before.get(path, 0))
+        return handle.read().decode(errors="replace").splitlines()
+
+
+def new_not_linked(
+    root: Path, before: Mapping[Path, int]
+) -> dict[Path, collections.Counter[str]]:
+    """Not-linked records appended since `before`, counted by stream, per file.
+
+    target-salesforce lists there the records an `on_missing_key: not_linked`
+    entry had no Salesforce record for (CleverTap people who never came from
+    Salesforce): expected, not rejects. Only the stream is read.
+    """
+    result: dict[Path, collections.Counter[str]] = {}
+    for path in rejects_sizes(root):
+        if not path.name.endswith(NOT_LINKED_SUFFIX):
+            continue
+        streams: collections.Counter[str] = collections.Counter()
+        for line in _appended_lines(path, before):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                entry = {}
+            stream = entry.get("stream") if isinstance(entry, dict) else None
+            streams[str(stream or "?")] += 1
+        if streams:
+            result[path] = streams
     return result
 
 
@@ -434,8 +480,8 @@ class Demo:
         tls = self.sandbox.tls_dir
         before_ct = clevertap_snapshot(self.sandbox.ports["clevertap"], tls / "ca.pem")
         before_rejects = rejects_sizes(self.root)
+        code = self._preflights(meltano, env)
         since = dt.datetime.now(dt.UTC)
-        code = 0
         for job in JOBS:
             log = self.log_dir / f"{job}.log"
             self.say(
@@ -456,6 +502,40 @@ class Demo:
                 code = 1
                 self.say(_tail(log))
         self._report(before_ct, before_rejects, since)
+        return code
+
+    def _preflights(self, meltano: Path, env: Mapping[str, str]) -> int:
+        """Run each plugin's preflight against the sandbox and show its lines."""
+        code = 0
+        for plugin in PREFLIGHTS:
+            log = self.log_dir / f"preflight-{plugin}.log"
+            start = log.stat().st_size if log.exists() else 0
+            self.say(
+                f"== meltano --environment=sandbox invoke {plugin}:preflight "
+                f"(log {self._show(log)})"
+            )
+            step = run_logged(
+                [
+                    str(meltano),
+                    "--environment=sandbox",
+                    "invoke",
+                    f"{plugin}:preflight",
+                ],
+                cwd=self.root,
+                env=env,
+                log=log,
+                name=f"{plugin}:preflight",
+            )
+            with log.open("rb") as handle:
+                handle.seek(start)
+                text = handle.read().decode("utf-8", "replace")
+            lines = preflight_lines(text)
+            for line in lines:
+                self.say(f"   {line}")
+            if step.returncode != 0:
+                code = 1
+                if not lines:
+                    self.say(_tail(log))
         return code
 
     def _report(
@@ -489,6 +569,10 @@ class Demo:
             self.say("Salesforce records written (created / updated):")
             for name, (created, updated) in writes.items():
                 self.say(f"  {name:<32} {created:>7} / {updated}")
+        self._report_rejects(before_rejects)
+
+    def _report_rejects(self, before_rejects: Mapping[Path, int]) -> None:
+        """Rejects by reason; not-linked people (expected, not errors) apart."""
         rejects = new_rejects(self.root, before_rejects)
         if not rejects:
             self.say("Rejects: none")
@@ -496,6 +580,14 @@ class Demo:
             self.say(f"Rejects from {target}: {sum(reasons.values())}")
             for reason, count in reasons.most_common(10):
                 self.say(f"  {count:>7}  {reason}")
+        for path, streams in new_not_linked(self.root, before_rejects).items():
+            self.say(
+                f"Not linked (CleverTap people without the Salesforce record the "
+                f"stream updates; expected, not errors): {sum(streams.values())}, "
+                f"listed in {self._show(path)}"
+            )
+            for stream, count in sorted(streams.items()):
+                self.say(f"  {stream:<32} {count:>7}")
 
     def _show(self, path: Path) -> str:
         try:

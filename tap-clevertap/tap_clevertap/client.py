@@ -43,10 +43,14 @@ REGION_HOSTS: dict[str, str] = {
 DEFAULT_REGION = "eu1"
 # A cursor page or a count still being prepared: CleverTap's in-body code.
 IN_PROGRESS_CODE = 2
+# "Incorrect Usage" (seen live for a re-encoded or stale cursor).
+INCORRECT_USAGE_CODE = 3
 MAX_BACKOFF_SECONDS = 60
 BACKOFF_BASE_SECONDS = 2
 MAX_TRIES = 8
 _ERROR_TEXT_LIMIT = 300
+# Error bodies are a few hundred bytes; anything longer is a data page.
+_SHORT_BODY_BYTES = 4096
 _decoder = msgspec.json.Decoder()
 # Event names already reported as not exportable, per tap instance.
 _NOT_EXPORTABLE_WARNED: weakref.WeakKeyDictionary[object, set[str]] = (
@@ -123,6 +127,19 @@ def _is_in_progress(payload: object) -> bool:
         return False
     code = payload.get("code")
     return code == IN_PROGRESS_CODE or "in progress" in _body_error(payload).lower()
+
+
+def says_in_progress(response: requests.Response) -> bool:
+    """Whether an answer is CleverTap's "still in progress" (code 2), any status.
+
+    Recorded body: ``{"status":"fail","error":"Request still in progress, please
+    retry later","code":2}``; the HTTP status it comes with is not recorded, so
+    every status counts. Only short bodies are decoded (an export page is not).
+    """
+    content = response.content
+    if not content or len(content) > _SHORT_BODY_BYTES:
+        return False
+    return _is_in_progress(_decode(response))
 
 
 class CleverTapStream(RESTStream[Any]):
@@ -231,6 +248,10 @@ class CleverTapStream(RESTStream[Any]):
     @override
     def validate_response(self, response: requests.Response) -> None:
         status = response.status_code
+        if says_in_progress(response):
+            # "Still in progress" (code 2) is retried whatever the HTTP status.
+            msg = f"CleverTap is still preparing this answer (code 2, HTTP {status})"
+            raise RetriableAPIError(msg, response)
         if status == HTTPStatus.UNAUTHORIZED:
             region = self.config.get("region") or DEFAULT_REGION
             msg = (
@@ -242,10 +263,6 @@ class CleverTapStream(RESTStream[Any]):
             raise FatalAPIError(msg)
         if status < HTTPStatus.BAD_REQUEST or self.tolerated(response):
             return
-        if _is_in_progress(_decode(response)):
-            # "Still in progress" (code 2) sometimes comes with a 4xx/5xx status.
-            msg = "CleverTap is still preparing this answer (code 2)"
-            raise RetriableAPIError(msg, response)
         if (
             status == HTTPStatus.BAD_REQUEST
             and b"export not allowed" in response.content.lower()
@@ -390,6 +407,11 @@ class CleverTapStream(RESTStream[Any]):
             msg = (
                 f"CleverTap refused {what}: {_body_error(payload)[:_ERROR_TEXT_LIMIT]}"
             )
+            if payload.get("code") == INCORRECT_USAGE_CODE:
+                msg += (
+                    " (code 3: CleverTap did not accept the request as sent, e.g. an"
+                    " export cursor that expired or was not sent back as received)"
+                )
             raise FatalAPIError(msg)
 
     def walk_cursor(
@@ -432,11 +454,7 @@ class CleverTapStream(RESTStream[Any]):
                 raise CursorLoopError(msg)
             seen.add(cursor)
             _, page = self.call(
-                "GET",
-                path,
-                raw_query=f"cursor={cursor}",
-                check=self._check_cursor_page,
-                context=context,
+                "GET", path, raw_query=f"cursor={cursor}", context=context
             )
             pages += 1
             self.fail_on_body(page, f"an export page of {path}")
@@ -445,16 +463,8 @@ class CleverTapStream(RESTStream[Any]):
             cursor = page.get("next_cursor") if isinstance(page, dict) else None
 
     @staticmethod
-    def _check_cursor_page(response: requests.Response, payload: object) -> None:
-        if _is_in_progress(payload):
-            msg = "CleverTap is still preparing this export page"
-            raise RetriableAPIError(msg, response)
-
-    @staticmethod
     def _check_poll(response: requests.Response, payload: object) -> None:
-        if _is_in_progress(payload) or (
-            isinstance(payload, dict) and payload.get("status") == "partial"
-        ):
+        if isinstance(payload, dict) and payload.get("status") == "partial":
             msg = "CleverTap has not finished this query yet (status partial)"
             raise RetriableAPIError(msg, response)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
 
-from tap_clevertap.timeutil import iso_utc, parse_account_ts
+from tap_clevertap.timeutil import iso_utc, local_midnight, parse_account_ts
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -309,14 +309,14 @@ def coerce(value: object, kind: str, zone: ZoneInfo) -> object:
 def coerce_datetime(value: object, zone: ZoneInfo) -> str | None:
     """Read a CleverTap date value as an ISO UTC string.
 
-    ``$D_<epoch seconds>`` is CleverTap's date syntax. Bare digit strings are
-    read by length: 8 = local ``yyyyMMdd``, 12 = local ``yyyyMMddHHmm``,
-    14 = local ``yyyyMMddHHmmss``, 13 = epoch milliseconds, otherwise epoch
-    seconds.
+    ``$D_<epoch seconds>`` is CleverTap's date syntax; see `ct_date_iso` for
+    date-only values. Bare digit strings are read by length: 8 = local
+    ``yyyyMMdd``, 12 = local ``yyyyMMddHHmm``, 14 = local ``yyyyMMddHHmmss``,
+    13 = epoch milliseconds, otherwise epoch seconds.
     """
     text = str(value).strip()
     if text.startswith(_DATE_PREFIX):
-        return _epoch_iso(text.removeprefix(_DATE_PREFIX), millis=False)
+        return ct_date_iso(text.removeprefix(_DATE_PREFIX), zone)
     if not text.isdigit():
         return None
     local = {8: "000000", 12: "00", 14: ""}
@@ -329,6 +329,36 @@ def coerce_datetime(value: object, zone: ZoneInfo) -> str | None:
 
 
 _EPOCH_MS_DIGITS = 13
+
+
+@functools.lru_cache(maxsize=65536)  # profile dates repeat on every event row
+def ct_date_iso(seconds_text: str, zone: ZoneInfo) -> str | None:
+    """A ``$D_`` value's ISO text; date-only values keep their account-local day.
+
+    target-clevertap sends a date-only value (Birthdate, CloseDate...) as
+    midnight of its day in the account time zone. Such an instant (exactly the
+    start of its local day) is written with the account's UTC offset, e.g.
+    ``1990-05-17T00:00:00+05:30``: the same instant as in UTC, but its date
+    part is the original date, which is what a date field takes. Any other
+    instant is written in UTC as usual.
+
+    Args:
+        seconds_text: the digits after ``$D_`` (epoch seconds, maybe negative).
+        zone: the account time zone.
+
+    Returns:
+        The ISO text, or None when the digits are not an epoch.
+    """
+    if not seconds_text.lstrip("-").isdigit():
+        return None
+    try:
+        moment = dt.datetime.fromtimestamp(int(seconds_text), tz=dt.UTC)
+        local = moment.astimezone(zone)
+        if local_midnight(local.date(), zone) == moment:
+            return local.isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
+    return iso_utc(moment)
 
 
 def _epoch_iso(text: str, *, millis: bool) -> str | None:
@@ -463,6 +493,7 @@ def object_schema(
     return schema
 
 
+_APP_FIELD_NOTE = "Device field; exported with include_app_fields (app=true)."
 EVENT_PROPERTY = "event property"
 PROFILE_PROPERTY = "profile property"
 _PROFILE_BASE: dict[str, dict[str, Any]] = {
@@ -472,6 +503,10 @@ _PROFILE_BASE: dict[str, dict[str, Any]] = {
     "phone": column_schema(STRING),
     "name": column_schema(STRING),
     "platform": column_schema(STRING),
+    "os_version": column_schema(STRING, _APP_FIELD_NOTE),
+    "app_version": column_schema(STRING, _APP_FIELD_NOTE),
+    "make": column_schema(STRING, _APP_FIELD_NOTE),
+    "model": column_schema(STRING, _APP_FIELD_NOTE),
 }
 _PROFILE_SOURCE = {
     "identity": "identity",
@@ -479,7 +514,16 @@ _PROFILE_SOURCE = {
     "phone": "phone",
     "name": "name",
     "platform": "platform",
+    "os_version": "os_version",
+    "app_version": "app_version",
+    "make": "make",
+    "model": "model",
 }
+# Profile keys that have a column of their own (or a JSON column) in every stream;
+# whatever else the export's profile carries goes to `profile_extra_json`.
+_PROFILE_KEYS_IN_COLUMNS = frozenset(
+    {*_PROFILE_SOURCE.values(), "objectId", "gender", "profileData", "platformInfo"}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -541,15 +585,46 @@ def profile_values(profile: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+# CleverTap's channel subscription flags (booleans; false = unsubscribed), always
+# columns (profile_msg_email...): /getSchema need not list them, and consent must
+# reach the export whether or not an account's schema shows them.
+SUBSCRIPTION_FLAGS = ("MSG-email", "MSG-sms", "MSG-whatsapp", "MSG-push")
+
+
 def profile_column_types(types: Mapping[str, str]) -> dict[str, str]:
-    """Profile property types minus those already in base columns (Name...)."""
-    return {k: v for k, v in types.items() if k not in LIFTED_PROFILE_FIELDS}
+    """Profile property types minus those already in base columns (Name...).
+
+    The subscription flags are always there, as booleans.
+    """
+    columns = {k: v for k, v in types.items() if k not in LIFTED_PROFILE_FIELDS}
+    columns.update(dict.fromkeys(SUBSCRIPTION_FLAGS, BOOLEAN))
+    return columns
 
 
 def _profile_base(profile: Mapping[str, Any]) -> dict[str, Any]:
     record = {key: scalar_str(profile.get(src)) for key, src in _PROFILE_SOURCE.items()}
     record["object_id"] = lift_object_id(profile)
     return record
+
+
+def profile_extra(
+    profile: Mapping[str, Any], skip: frozenset[str] = frozenset()
+) -> str | None:
+    """Canonical JSON of the profile keys no column holds (``df``, ``push_token``...).
+
+    Args:
+        profile: the exported profile object.
+        skip: further keys held by the stream's own JSON columns.
+
+    Returns:
+        The JSON text, or None when nothing is left.
+    """
+    extra = {
+        key: value
+        for key, value in profile.items()
+        if key not in _PROFILE_KEYS_IN_COLUMNS and key not in skip
+    }
+    return json_or_none(extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -633,9 +708,14 @@ class EventShape:
         record["event_props_json"] = event_json if event_props else None
         record["session_props_json"] = session_json if session_props else None
         record["profile_data_json"] = json_or_none(profile.get("profileData"))
+        record["platform_info_json"] = json_or_none(profile.get("platformInfo"))
+        record["profile_extra_json"] = profile_extra(profile)
         return record, moment
 
 
+_EXTRA_NOTE = (
+    "Every other key of the exported profile (e.g. df, push_token, events), as JSON."
+)
 _EVENT_BASE: dict[str, dict[str, Any]] = {
     "event_key": column_schema(
         STRING, "sha256 of (identity, event name, ts, properties); see README."
@@ -648,6 +728,8 @@ _EVENT_BASE: dict[str, dict[str, Any]] = {
     "event_props_json": column_schema(STRING, "All event properties, as JSON."),
     "session_props_json": column_schema(STRING, "All session properties, as JSON."),
     "profile_data_json": column_schema(STRING, "All profile properties, as JSON."),
+    "platform_info_json": column_schema(STRING, "Devices (platformInfo), as JSON."),
+    "profile_extra_json": column_schema(STRING, _EXTRA_NOTE),
 }
 
 
@@ -685,7 +767,11 @@ class ProfileShape:
         record["profile_data_json"] = json_or_none(raw.get("profileData"))
         record["platform_info_json"] = json_or_none(raw.get("platformInfo"))
         record["events_json"] = json_or_none(raw.get("events"))
+        record["profile_extra_json"] = profile_extra(raw, skip=_PROFILE_JSON_KEYS)
         return record
+
+
+_PROFILE_JSON_KEYS = frozenset({"events"})
 
 
 _PROFILE_EXTRA: dict[str, dict[str, Any]] = {
@@ -694,4 +780,5 @@ _PROFILE_EXTRA: dict[str, dict[str, Any]] = {
     "events_json": column_schema(
         STRING, "Per-event summary (count, first_seen, last_seen), as JSON."
     ),
+    "profile_extra_json": column_schema(STRING, _EXTRA_NOTE),
 }

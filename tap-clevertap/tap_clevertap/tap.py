@@ -19,6 +19,7 @@ from singer_sdk.exceptions import (
 )
 from typing_extensions import override
 
+from tap_clevertap import preflight
 from tap_clevertap.client import (
     BACKOFF_BASE_SECONDS,
     DEFAULT_REGION,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Mapping
 
+    import click
     from singer_sdk.streams import Stream
 
 MAX_BATCH_SIZE = 5000
@@ -365,6 +367,15 @@ class TapCleverTap(Tap):
                     parse_datetime_setting(value)
                 except ValueError as exc:
                     raise bad_bookmark(name, value, "date-time") from exc
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command plus `--preflight` (see tap_clevertap.preflight)."""
+        command = super().get_singer_command()
+        load = preflight.config_loader(cls.config_jsonschema, "TAP_CLEVERTAP_")
+        command.params.append(preflight.cli_option(load))
+        return command
 
     @classmethod
     @override

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ import msgspec
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError, ProxyError
+
+from target_clevertap.replies import Rejection, Unmatched, match_unprocessed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -35,8 +36,14 @@ REGION_HOSTS = {
 UPLOAD_PATH = "/1/upload"
 DELETE_PATH = "/1/delete/profiles.json"
 EVENTS_PATH = "/1/events.json"
-_RECORD_NUMBER = re.compile(r"record number\s*:\s*(\d+)", re.IGNORECASE)
 _MAX_CURSOR_PAGES = 10_000
+#: statuses that may come after CleverTap stored the batch (an internal error, or
+#: a gateway giving up on a backend that went on): a lost reply for events.
+#: 429 and 503 ("retry later") mean the request was not taken.
+_MAYBE_STORED = frozenset({500, 502, 504})
+#: Get Events' "still in progress" code (recorded text: "Request still in
+#: progress, please retry later"), whatever the HTTP status it comes with
+IN_PROGRESS_CODE = 2
 
 #: compact UTF-8 JSON for request bodies and output files (C speed)
 JSON_ENCODER = msgspec.json.Encoder()
@@ -55,20 +62,32 @@ class AmbiguousSendError(Exception):
 
 
 @dataclass
-class Rejection:
-    """One `unprocessed` entry, mapped to its position in the request."""
-
-    position: int
-    code: str
-    message: str
-
-
-@dataclass
 class UploadResult:
-    """The outcome of one upload request."""
+    """The outcome of one upload request.
+
+    `unmatched` holds `unprocessed` entries that no record could be matched to:
+    the records not named in `rejections` are then of unknown fate.
+    """
 
     processed: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    unmatched: list[Unmatched] = field(default_factory=list)
+
+
+def in_progress(body: object) -> bool:
+    """Whether a read reply says "still in progress" (code 2).
+
+    Args:
+        body: the parsed reply.
+
+    Returns:
+        True for an in-progress answer.
+    """
+    if not isinstance(body, dict) or body.get("status") == "success":
+        return False
+    return body.get("code") == IN_PROGRESS_CODE or (
+        "in progress" in str(body.get("error", "")).lower()
+    )
 
 
 def base_url_for(region: str, api_url: str | None) -> str:
@@ -114,20 +133,6 @@ def _error_text(response: requests.Response) -> str:
     if isinstance(body, dict) and body.get("error"):
         return str(body["error"])[:200]
     return str(body)[:200]
-
-
-def _position(entry: dict[str, Any], records: Sequence[dict[str, Any]]) -> int | None:
-    match = _RECORD_NUMBER.search(str(entry.get("error", "")))
-    if match:
-        pos = int(match.group(1)) - 1
-        if 0 <= pos < len(records):
-            return pos
-    echo = entry.get("record")
-    if isinstance(echo, dict):
-        for i, record in enumerate(records):
-            if record == echo:
-                return i
-    return None
 
 
 class CleverTapClient:
@@ -260,7 +265,12 @@ class CleverTapClient:
             raise CleverTapError(msg) from exc
 
     def _post(
-        self, path: str, body: bytes, params: dict[str, Any] | None = None
+        self,
+        path: str,
+        body: bytes,
+        params: dict[str, Any] | None = None,
+        *,
+        maybe_stored: bool = False,
     ) -> requests.Response:
         try:
             response = self._request("POST", path, params, body)
@@ -276,6 +286,9 @@ class CleverTapClient:
         except requests.exceptions.RequestException as exc:
             msg = f"reply could not be read: {type(exc).__name__}"
             raise AmbiguousSendError(msg) from exc
+        if maybe_stored and response.status_code in _MAYBE_STORED:
+            msg = f"HTTP {response.status_code} (the batch may have been stored)"
+            raise AmbiguousSendError(msg)
         self._check_status(response, path)
         return response
 
@@ -301,9 +314,12 @@ class CleverTapClient:
             raise CleverTapError(msg)
 
     def _upload_once(
-        self, records: Sequence[dict[str, Any]], body: bytes
+        self,
+        records: Sequence[dict[str, Any]],
+        body: bytes,
+        params: dict[str, Any] | None,
     ) -> UploadResult:
-        response = self._post(UPLOAD_PATH, body)
+        response = self._post(UPLOAD_PATH, body, params, maybe_stored=True)
         try:
             reply = response.json()
         except ValueError as exc:
@@ -312,40 +328,37 @@ class CleverTapClient:
         if not isinstance(reply, dict):
             msg = "upload reply is not a JSON object"
             raise AmbiguousSendError(msg)
-        result = UploadResult(processed=int(reply.get("processed") or 0))
-        unmapped = 0
-        for entry in reply.get("unprocessed") or []:
-            if not isinstance(entry, dict):
-                continue
-            pos = _position(entry, records)
-            if pos is None:
-                unmapped += 1
-                continue
-            message = _RECORD_NUMBER.sub("", str(entry.get("error", ""))).strip(" .:")
-            message = re.sub(r"Skipped\s*$", "", message).strip(" .:")
-            result.rejections.append(
-                Rejection(pos, str(entry.get("code", "unknown")), message[:300])
-            )
-        if unmapped:
-            msg = f"{unmapped} unprocessed entries could not be matched to a record"
-            raise CleverTapError(msg)
-        if reply.get("status") == "fail" and not reply.get("unprocessed"):
+        unprocessed = reply.get("unprocessed") or []
+        if reply.get("status") == "fail" and not unprocessed:
             msg = f"upload failed: {str(reply.get('error', 'no reason given'))[:200]}"
             raise CleverTapError(msg)
-        return result
+        matched = match_unprocessed(
+            unprocessed if isinstance(unprocessed, list) else [unprocessed], records
+        )
+        try:
+            processed = int(reply.get("processed") or 0)
+        except (TypeError, ValueError):
+            processed = 0
+        return UploadResult(processed, matched.rejections, matched.unmatched)
 
     def upload(
-        self, records: Sequence[dict[str, Any]], *, idempotent: bool
+        self,
+        records: Sequence[dict[str, Any]],
+        *,
+        idempotent: bool,
+        dry_run: bool = False,
     ) -> UploadResult:
         """POST records to /1/upload.
 
-        Retries 429, 5xx and connection errors that happened before sending.
-        Ambiguous failures (no reply after sending) are retried only when
-        `idempotent` (profiles); otherwise `AmbiguousSendError` is raised.
+        Retries 429, 503 and connection errors that happened before sending.
+        Ambiguous failures (no reply after sending, or 500/502/504, which may
+        come after the batch was stored) are retried only when `idempotent`
+        (profiles, or a dry run); otherwise `AmbiguousSendError` is raised.
 
         Args:
             records: at most 1000 upload records.
             idempotent: whether resending is harmless.
+            dry_run: send `dryRun=1`: CleverTap validates and stores nothing.
 
         Returns:
             The processed count and the rejections by position.
@@ -355,33 +368,45 @@ class CleverTapClient:
             AmbiguousSendError: for events whose fate is unknown.
         """
         body = JSON_ENCODER.encode({"d": list(records)})
+        params = {"dryRun": 1} if dry_run else None
 
         def attempt() -> UploadResult:
             try:
-                return self._upload_once(records, body)
+                return self._upload_once(records, body, params)
             except AmbiguousSendError as exc:
-                if idempotent:
+                if idempotent or dry_run:
                     raise RetryableError(str(exc)) from exc
                 raise
 
         result: UploadResult = self._with_retries(attempt)
         return result
 
-    def delete_profiles(self, identities: Sequence[str]) -> None:
+    def delete_profiles(self, identities: Sequence[str]) -> str | None:
         """Delete profiles by identity (at most 100 per call).
 
         Args:
             identities: the identities.
+
+        Returns:
+            None when CleverTap's body says `"status": "success"`; otherwise
+            why the delete is not known to be done.
         """
         body = json.dumps({"identity": list(identities)}).encode("utf-8")
 
-        def attempt() -> None:
+        def attempt() -> str | None:
             try:
-                self._post(DELETE_PATH, body)
+                response = self._post(DELETE_PATH, body)
             except AmbiguousSendError as exc:  # deleting twice is harmless
                 raise RetryableError(str(exc)) from exc
+            try:
+                reply = response.json()
+            except ValueError:
+                return f"HTTP {response.status_code} with a body that is not JSON"
+            if isinstance(reply, dict) and reply.get("status") == "success":
+                return None
+            return f"CleverTap did not confirm the delete: {str(reply)[:200]}"
 
-        self._with_retries(attempt)
+        return self._with_retries(attempt)
 
     def _get(self, path: str, params: dict[str, Any]) -> object:
         def attempt() -> object:
@@ -390,14 +415,24 @@ class CleverTapClient:
             except requests.exceptions.RequestException as exc:
                 msg = f"reading {path} failed: {type(exc).__name__}"
                 raise RetryableError(msg) from exc
-            self._check_status(response, path)
             try:
-                return response.json()
-            except ValueError as exc:
+                body = response.json()
+            except ValueError:
+                body = None
+            if in_progress(body):  # retried by the caller, whatever the status
+                return body
+            self._check_status(response, path)
+            if body is None:
                 msg = f"reply from {path} is not JSON"
-                raise RetryableError(msg) from exc
+                raise RetryableError(msg)
+            return body
 
         return self._with_retries(attempt)
+
+    def get_schema(self, kind: str) -> dict[str, Any]:
+        """`GET /getSchema?type=events|userProperties`: a read (the preflight's)."""
+        reply = self._get("/getSchema", {"type": kind})
+        return reply if isinstance(reply, dict) else {}
 
     def iter_events(
         self, event_name: str, day_from: int, day_to: int, batch_size: int = 5000
@@ -446,7 +481,7 @@ class CleverTapClient:
             page = self._get(f"{EVENTS_PATH}?cursor={cursor}", {})
             if not isinstance(page, dict) or page.get("status") == "fail":
                 error = page.get("error") if isinstance(page, dict) else page
-                if "progress" in str(error).lower() and waits < self.in_progress_tries:
+                if in_progress(page) and waits < self.in_progress_tries:
                     waits += 1
                     seen.discard(cursor)
                     time.sleep(self.in_progress_wait)

@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS links (
     to_id TEXT NOT NULL,
     PRIMARY KEY (obj, id)
 );
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tracked (
     stream TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -175,6 +179,62 @@ class StateStore:
         self._linked_objs = {
             str(r[0]) for r in self._db.execute("SELECT DISTINCT obj FROM links")
         }
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection (for the caps table; use it under `lock`)."""
+        return self._db
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock guarding the connection."""
+        return self._lock
+
+    def meta(self, name: str) -> str | None:
+        """A remembered flag or value.
+
+        Args:
+            name: its name.
+
+        Returns:
+            The value, or None.
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE name=?", (name,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Remember a flag or value (not in a dry run).
+
+        Args:
+            name: its name.
+            value: the value.
+        """
+        if self.dry_run:
+            return
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value)
+            )
+
+    def sent_times(self, keys: Sequence[str]) -> dict[str, float]:
+        """When event keys last changed status (pending = when they were sent).
+
+        Args:
+            keys: event keys.
+
+        Returns:
+            key -> epoch seconds.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, updated_at FROM events "
+                "WHERE key IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(keys)),),
+            ).fetchall()
+        return {str(k): float(t) for k, t in rows}
 
     def close(self) -> None:
         """Flush and close the database."""

@@ -6,7 +6,6 @@ One Loader per target run, shared by all sinks. It owns the client, the state st
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 import time
@@ -17,21 +16,22 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from target_clevertap import ledger
+from target_clevertap import ages, batches, caps, screen
 from target_clevertap.client import (
     JSON_ENCODER,
-    AmbiguousSendError,
     CleverTapClient,
     CleverTapError,
     UploadResult,
 )
 from target_clevertap.conditions import tracked_value
+from target_clevertap.event_uploads import EventUploads
 from target_clevertap.ledger import StateStore, create_private_file
 from target_clevertap.payloads import (
     PayloadOptions,
     RecordReject,
     UnresolvedReference,
     UploadItem,
+    account_zone,
     build_deleted_event,
     build_uploads,
     epoch_seconds,
@@ -40,6 +40,8 @@ from target_clevertap.payloads import (
     resolve_identities,
     scalar_text,
 )
+from target_clevertap.reconcile import Reconciler
+from target_clevertap.replies import Rejection
 
 if TYPE_CHECKING:
     import logging
@@ -51,8 +53,6 @@ if TYPE_CHECKING:
 PROGRESS_EVERY_S = 30.0
 PROGRESS_CHECK_EVERY = 256  # records between clock reads
 DELETE_CHUNK = 100
-RECONCILE_ROUNDS = 3
-_DAY = 86_400
 #: objects whose identity-map entries are always kept in memory
 _PERSON_OBJECTS = frozenset({"Contact", "Lead"})
 
@@ -98,6 +98,8 @@ class StreamStats:
     rejected_by_code: Counter[str] = field(default_factory=Counter)
     duplicates_suppressed: int = 0
     profiles_deleted: int = 0
+    events_by_age: Counter[str] = field(default_factory=Counter)
+    old_events_skipped: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON view.
@@ -115,6 +117,8 @@ class StreamStats:
             "rejected_by_code": dict(self.rejected_by_code),
             "duplicates_suppressed": self.duplicates_suppressed,
             "profiles_deleted": self.profiles_deleted,
+            "events_by_age": dict(self.events_by_age),
+            "old_events_skipped": self.old_events_skipped,
         }
 
 
@@ -122,11 +126,6 @@ def _json_default(value: object) -> object:
     if isinstance(value, Decimal):
         return number(value) if value.is_finite() else str(value)
     return scalar_text(value)
-
-
-def _day(ts: int, shift: int) -> int:
-    day = dt.datetime.fromtimestamp(ts + shift * _DAY, tz=dt.UTC)
-    return int(day.strftime("%Y%m%d"))
 
 
 class Loader:
@@ -153,6 +152,11 @@ class Loader:
         self._track_seq = 0
         self.logger = logger
         self.dry_run = bool(config.get("dry_run"))
+        #: batches go to CleverTap with dryRun=1: validated there, nothing stored
+        self.dry_run_remote = bool(config.get("dry_run_remote")) and not self.dry_run
+        self.max_request_bytes = int(config.get("max_request_bytes") or 1_048_576)
+        old_days = config.get("skip_events_older_than_days")
+        self.max_event_age_days = None if old_days is None else float(old_days)
         self.batch_size = int(config.get("batch_size") or 1000)
         self.max_concurrency = int(config.get("max_concurrency") or 8)
         self.deleted_records = str(config.get("deleted_records") or "ignore")
@@ -163,6 +167,7 @@ class Loader:
             default_phone_country=config.get("default_phone_country"),
             event_key_property=config.get("event_key_property") or "ct_event_key",
             max_event_properties=int(config.get("max_event_properties") or 100),
+            zone=account_zone(config.get("timezone")),
         )
         self.stats: dict[str, StreamStats] = {}
         self._lock = threading.RLock()
@@ -177,6 +182,10 @@ class Loader:
         self._store: StateStore | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._reconciled = False
+        self._caps: caps.AccountCaps | None = None
+        self.events = EventUploads(self)
+        self._backfill_checked = False  # the once-only old-events warning
+        self._reconciler: Reconciler | None = None
 
     # ------------------------------------------------------------ resources
 
@@ -189,9 +198,46 @@ class Loader:
                     self._store = StateStore(
                         self.config.get("state_dir") or ".target-clevertap",
                         str(self.config.get("account_id") or "account"),
-                        dry_run=self.dry_run,
+                        dry_run=self.dry_run or self.dry_run_remote,
                     )
         return self._store
+
+    @property
+    def account_caps(self) -> caps.AccountCaps:
+        """The account-wide caps tracker (its table lives in the state store)."""
+        if self._caps is None:
+            store = self.store
+            with self._lock:
+                if self._caps is None:
+                    self._caps = caps.AccountCaps(
+                        store.db,
+                        store.lock,
+                        self.logger,
+                        others={
+                            caps.PROFILE_KEYS: int(
+                                self.config.get("account_custom_profile_keys") or 0
+                            ),
+                            caps.EVENT_NAMES: int(
+                                self.config.get("account_event_names") or 0
+                            ),
+                        },
+                        persist=not (self.dry_run or self.dry_run_remote),
+                    )
+        return self._caps
+
+    @property
+    def reconciler(self) -> Reconciler:
+        """Looks in-doubt events up in Get Events, allowing for ingestion lag."""
+        if self._reconciler is None:
+            lag = self.config.get("reconcile_lag_seconds")
+            self._reconciler = Reconciler(
+                self.client.iter_events,
+                key_property=self.options.event_key_property,
+                lag_seconds=120.0 if lag is None else float(lag),
+                checks=int(self.config.get("reconcile_checks") or 5),
+                zone=account_zone(self.config.get("timezone")),
+            )
+        return self._reconciler
 
     @property
     def client(self) -> CleverTapClient:
@@ -563,9 +609,9 @@ class Loader:
 
     def _build(
         self, entries: Sequence[Entry], *, final: bool
-    ) -> tuple[list[tuple[int, UploadItem]], list[str], list[Entry]]:
+    ) -> tuple[list[tuple[int, UploadItem]], list[tuple[int, str]], list[Entry]]:
         items: list[tuple[int, UploadItem]] = []
-        deletes: list[str] = []
+        deletes: list[tuple[int, str]] = []
         deferred: list[Entry] = []
         now = int(time.time())
         for idx, entry in enumerate(entries):
@@ -669,7 +715,7 @@ class Loader:
         idx: int,
         entry: Entry,
         items: list[tuple[int, UploadItem]],
-        deletes: list[str],
+        deletes: list[tuple[int, str]],
         now: int,
     ) -> None:
         mode = self.deleted_records
@@ -694,7 +740,7 @@ class Loader:
             msg = f"deleted record has no identity ({spec.fields[0]} is empty)"
             raise RecordReject(msg, code="missing_identity", field_name=spec.fields[0])
         if mode == "delete_profile":
-            deletes.extend(identities)
+            deletes.extend((idx, ident) for ident in identities)
             return
         for ident in identities:
             item = build_deleted_event(
@@ -724,9 +770,10 @@ class Loader:
         Raises:
             CleverTapError: on a fatal failure (the run must stop, no STATE).
         """
-        if not self._reconciled and not self.dry_run:
+        if not self._reconciled and not (self.dry_run or self.dry_run_remote):
             self.reconcile_previous_run()
         items, deletes, deferred = self._build(entries, final=final)
+        items = self._screen(entries, items)
         profiles = [(i, it) for i, it in items if it.kind == "profile"]
         events = sorted(
             ((i, it) for i, it in items if it.kind == "event"),
@@ -735,11 +782,20 @@ class Loader:
         if self.dry_run:
             self._write_dry_run([it for _, it in profiles] + [it for _, it in events])
             for idx, item in items:
-                self._count_sent(entries, idx, item)
+                self.count_sent(entries, idx, item)
+        elif self.dry_run_remote:
+            self.upload_upserts(entries, profiles)
+            self.events.check_remotely(entries, events)
+            if deletes:
+                self.warn_once(
+                    "dry_run_remote:deletes",
+                    "dry_run_remote: %d profile deletes were not sent",
+                    len(deletes),
+                )
         else:
-            self._upload_profiles(entries, profiles)
+            self.upload_upserts(entries, profiles)
             self._delete_profiles(entries, deletes)
-            self._upload_events(entries, events)
+            self.events.upload(entries, events)
         # per window (a dry run too), so the pending changes stay within a window
         self.store.flush_identities()
         waiting = {id(e) for e in deferred}
@@ -752,7 +808,59 @@ class Loader:
                 self.stream_stats(entry.stream).accepted += 1
         return deferred
 
-    def _count_sent(self, entries: Sequence[Entry], idx: int, item: UploadItem) -> None:
+    def _screen(
+        self, entries: Sequence[Entry], items: list[tuple[int, UploadItem]]
+    ) -> list[tuple[int, UploadItem]]:
+        """Drop events past the age limit, refuse keys/names past the caps."""
+        out = screen.screen(
+            items,
+            self.account_caps,
+            now=int(time.time()),
+            max_age_days=self.max_event_age_days,
+        )
+        for idx, refusal in out.refused.items():
+            entry = entries[idx]
+            first = not entry.accounted
+            entry.accounted = True
+            self.reject(
+                entry.stream,
+                entry.key,
+                code=refusal.code,
+                message=refusal.message,
+                field_name=refusal.name,
+                record=entry.record,
+                count_record=first,
+            )
+        kept = {idx for idx, _ in out.kept}
+        for idx, count in out.too_old.items():
+            entry = entries[idx]
+            self.stream_stats(entry.stream).old_events_skipped += count
+            if idx not in kept and idx not in out.refused and not entry.accounted:
+                entry.accounted = True
+                self.skip(entry.stream, "event_too_old")
+        old = 0
+        for idx, bucket in out.buckets:
+            self.stream_stats(entries[idx].stream).events_by_age[bucket] += 1
+            old += bucket != ages.LIVE
+        if old and not self._backfill_checked:
+            self._backfill_checked = True
+            self._warn_backfill()
+        return out.kept
+
+    def _warn_backfill(self) -> None:
+        """Warn once (the first run that sends them) about events over 2 h old."""
+        if self.store.meta("backfill_warned") is not None:
+            return
+        self.store.set_meta("backfill_warned", "1")
+        self.logger.warning(
+            "Historical events: some events are over 2 hours old (they trigger "
+            "no live campaigns) and those over 365 days do not show in "
+            "CleverTap's dashboard; see events_by_age in the run summary and "
+            "the README's backfill section (warned once)"
+        )
+
+    def count_sent(self, entries: Sequence[Entry], idx: int, item: UploadItem) -> None:
+        """Count a sent profile or event for its stream."""
         stats = self.stream_stats(entries[idx].stream)
         if item.kind == "profile":
             stats.profiles_sent += 1
@@ -769,20 +877,34 @@ class Loader:
             self._dry.write(lines.decode("utf-8"))
             self._dry.flush()
 
-    def _chunks(
+    def chunks(
         self, pairs: Sequence[tuple[int, UploadItem]]
     ) -> list[list[tuple[int, UploadItem]]]:
-        return [
-            list(pairs[i : i + self.batch_size])
-            for i in range(0, len(pairs), self.batch_size)
-        ]
+        """Upload batches: `batch_size` records, `max_request_bytes` at most."""
+        out: list[list[tuple[int, UploadItem]]] = []
+        for i in range(0, len(pairs), self.batch_size):
+            chunk = list(pairs[i : i + self.batch_size])
+            body = JSON_ENCODER.encode({"d": [it.payload for _, it in chunk]})
+            if len(body) <= self.max_request_bytes:
+                out.append(chunk)
+                continue
+            out.extend(
+                batches.split(
+                    chunk,
+                    self.batch_size,
+                    self.max_request_bytes,
+                    lambda pair: len(JSON_ENCODER.encode(pair[1].payload)),
+                )
+            )
+        return out
 
-    def _apply_rejections(
+    def apply_rejections(
         self,
         entries: Sequence[Entry],
         chunk: Sequence[tuple[int, UploadItem]],
         result: UploadResult,
     ) -> set[int]:
+        """Write the rejects of one answered batch; their positions in it."""
         rejected_positions: set[int] = set()
         for rej in result.rejections:
             idx, _item = chunk[rej.position]
@@ -801,162 +923,75 @@ class Loader:
             )
         return rejected_positions
 
-    def _upload_profiles(
+    def _send_profiles(self, chunk: Sequence[tuple[int, UploadItem]]) -> UploadResult:
+        return self.client.upload(
+            [it.payload for _, it in chunk],
+            idempotent=True,
+            dry_run=self.dry_run_remote,
+        )
+
+    def upload_upserts(
         self, entries: Sequence[Entry], profiles: Sequence[tuple[int, UploadItem]]
     ) -> None:
-        chunks = self._chunks(profiles)
-        results = list(
-            self.pool.map(
-                lambda c: self.client.upload(
-                    [it.payload for _, it in c], idempotent=True
-                ),
-                chunks,
-            )
-        )
+        """Upload what may be resent (profiles; events in a remote dry run)."""
+        chunks = self.chunks(profiles)
+        results = list(self.pool.map(self._send_profiles, chunks))
+        unclear: list[tuple[int, UploadItem]] = []
         for chunk, result in zip(chunks, results, strict=True):
-            self._apply_rejections(entries, chunk, result)
-            for idx, item in chunk:
-                self._count_sent(entries, idx, item)
-
-    def _delete_profiles(self, entries: Sequence[Entry], identities: list[str]) -> None:
-        if not identities:
-            return
-        unique = list(dict.fromkeys(identities))
-        for i in range(0, len(unique), DELETE_CHUNK):
-            self.client.delete_profiles(unique[i : i + DELETE_CHUNK])
-        if entries:
-            self.stream_stats(entries[0].stream).profiles_deleted += len(unique)
-
-    def _send_events(
-        self, chunk: Sequence[tuple[int, UploadItem]]
-    ) -> UploadResult | AmbiguousSendError:
-        try:
-            return self.client.upload([it.payload for _, it in chunk], idempotent=False)
-        except AmbiguousSendError as exc:
-            return exc
-
-    def _upload_events(
-        self, entries: Sequence[Entry], events: Sequence[tuple[int, UploadItem]]
-    ) -> None:
-        if not events:
-            return
-        keys = [it.event_key or "" for _, it in events]
-        statuses = self.store.event_statuses(keys)
-        todo: list[tuple[int, UploadItem]] = []
-        seen: set[str] = set()
-        for idx, item in events:
-            key = item.event_key or ""
-            if statuses.get(key) == ledger.ACCEPTED or key in seen:
-                self.stream_stats(entries[idx].stream).duplicates_suppressed += 1
-                continue
-            seen.add(key)
-            todo.append((idx, item))
-        for _round in range(RECONCILE_ROUNDS + 1):
-            if not todo:
-                return
-            todo = self._send_event_round(entries, todo)
-            if todo:
-                todo = self._reconcile_window(entries, todo)
-        if todo:
-            self.store.mark([it.event_key or "" for _, it in todo], ledger.IN_DOUBT)
-            self.in_doubt_total += len(todo)
-            msg = (
-                f"{len(todo)} events are in doubt after {RECONCILE_ROUNDS} checks "
-                "(sent, but CleverTap's reply was lost); no STATE was emitted; rerun "
-                "to check and settle them"
-            )
-            raise CleverTapError(msg)
-
-    def _send_event_round(
-        self, entries: Sequence[Entry], todo: list[tuple[int, UploadItem]]
-    ) -> list[tuple[int, UploadItem]]:
-        """Send events; return the ones whose fate is unknown."""
-        self.store.mark_pending(
-            (it.event_key or "", it.event_name or "", it.ts or 0, entries[idx].stream)
-            for idx, it in todo
-        )
-        chunks = self._chunks(todo)
-        outcomes = list(self.pool.map(self._send_events, chunks))
-        unknown: list[tuple[int, UploadItem]] = []
-        for chunk, outcome in zip(chunks, outcomes, strict=True):
-            if isinstance(outcome, AmbiguousSendError):
+            rejected = self.apply_rejections(entries, chunk, result)
+            if result.unmatched:  # who failed is unknown: resend them one by one
                 self.logger.warning(
-                    "Upload of %d events got no reply (%s); checking what landed",
-                    len(chunk),
-                    outcome,
+                    "%d unprocessed entries of a profile upload named no record; "
+                    "sending the %d unnamed profiles again one by one",
+                    len(result.unmatched),
+                    len(chunk) - len(rejected),
                 )
-                unknown.extend(chunk)
+                unclear.extend(p for n, p in enumerate(chunk) if n not in rejected)
+                for n in rejected:
+                    self.count_sent(entries, *chunk[n])
                 continue
-            rejected = self._apply_rejections(entries, chunk, outcome)
-            self.store.mark(
-                [
-                    it.event_key or ""
-                    for p, (_, it) in enumerate(chunk)
-                    if p in rejected
-                ],
-                ledger.REJECTED,
-            )
-            self.store.mark(
-                [
-                    it.event_key or ""
-                    for p, (_, it) in enumerate(chunk)
-                    if p not in rejected
-                ],
-                ledger.ACCEPTED,
-            )
             for idx, item in chunk:
-                self._count_sent(entries, idx, item)
-        return unknown
+                self.count_sent(entries, idx, item)
+        if not unclear:
+            return
+        singles = [[pair] for pair in unclear]
+        for single, result in zip(
+            singles, self.pool.map(self._send_profiles, singles), strict=True
+        ):
+            idx, item = single[0]
+            if result.unmatched and not result.rejections:
+                miss = result.unmatched[0]
+                result.rejections.append(Rejection(0, miss.code, miss.message))
+            self.apply_rejections(entries, single, result)
+            self.count_sent(entries, idx, item)
 
-    def _landed(self, rows: Sequence[tuple[str, str, int]]) -> set[str]:
-        """Which event keys CleverTap holds (Get Events API, per name and days)."""
-        wanted = {key for key, _, _ in rows}
-        by_name: dict[str, list[int]] = {}
-        for _, name, ts in rows:
-            by_name.setdefault(name, []).append(ts)
-        prop = self.options.event_key_property
-        found: set[str] = set()
-        for name, stamps in by_name.items():
-            for record in self.client.iter_events(
-                name, _day(min(stamps), -1), _day(max(stamps), 1)
-            ):
-                props = record.get("event_props") or record.get("evtData") or {}
-                value = props.get(prop) if isinstance(props, dict) else None
-                if value in wanted:
-                    found.add(str(value))
-        return found
-
-    def _reconcile_window(
-        self, entries: Sequence[Entry], unknown: list[tuple[int, UploadItem]]
-    ) -> list[tuple[int, UploadItem]]:
-        """Check in-doubt events; return those that did not land (to resend)."""
-        self.store.mark([it.event_key or "" for _, it in unknown], ledger.IN_DOUBT)
-        try:
-            landed = self._landed(
-                [
-                    (it.event_key or "", it.event_name or "", it.ts or 0)
-                    for _, it in unknown
-                ]
-            )
-        except CleverTapError as exc:
-            self.in_doubt_total += len(unknown)
-            msg = (
-                f"{len(unknown)} events are in doubt (reply lost) and checking them "
-                f"failed: {exc}. No STATE was emitted; the next run checks them first"
-            )
-            raise CleverTapError(msg) from exc
-        done = [(i, it) for i, it in unknown if it.event_key in landed]
-        self.store.mark([it.event_key or "" for _, it in done], ledger.ACCEPTED)
-        for idx, item in done:
-            self._count_sent(entries, idx, item)
-        missing = [(i, it) for i, it in unknown if it.event_key not in landed]
-        self.logger.info(
-            "Reconciled %d in-doubt events: %d had landed, %d will be sent again",
-            len(unknown),
-            len(done),
-            len(missing),
-        )
-        return missing
+    def _delete_profiles(
+        self, entries: Sequence[Entry], deletes: list[tuple[int, str]]
+    ) -> None:
+        """Delete profiles; only a `"status":"success"` body counts as done."""
+        if not deletes:
+            return
+        unique = list(dict.fromkeys(ident for _, ident in deletes))
+        for i in range(0, len(unique), DELETE_CHUNK):
+            chunk = unique[i : i + DELETE_CHUNK]
+            problem = self.client.delete_profiles(chunk)
+            if problem is None:
+                self.stream_stats(entries[0].stream).profiles_deleted += len(chunk)
+                continue
+            wanted = set(chunk)
+            for idx in dict.fromkeys(n for n, ident in deletes if ident in wanted):
+                entry = entries[idx]
+                first = not entry.accounted
+                entry.accounted = True
+                self.reject(
+                    entry.stream,
+                    entry.key,
+                    code="delete_not_confirmed",
+                    message=problem,
+                    field_name=None,
+                    record=entry.record,
+                    count_record=first,
+                )
 
     def reconcile_previous_run(self) -> None:
         """Settle events a previous run left pending or in doubt.
@@ -965,29 +1000,11 @@ class Loader:
             CleverTapError: when they cannot be checked (nothing is sent then).
         """
         self._reconciled = True
-        rows = self.store.unsettled()
-        if not rows:
-            return
-        self.logger.info(
-            "%d events from an earlier run are unsettled; checking CleverTap", len(rows)
-        )
         try:
-            landed = self._landed([(k, n, ts) for k, n, ts, _ in rows])
-        except CleverTapError as exc:
+            self.events.settle_previous_run()
+        except CleverTapError:
             self._reconciled = False
-            msg = (
-                f"{len(rows)} events from an earlier run are in doubt and could not "
-                f"be checked: {exc}. Nothing was sent; rerun later"
-            )
-            raise CleverTapError(msg) from exc
-        self.store.mark(sorted(landed), ledger.ACCEPTED)
-        self.store.forget([k for k, _, _, _ in rows if k not in landed])
-        self.logger.info(
-            "Earlier run: %d events had landed, %d had not (they will be sent again "
-            "when their records are replayed)",
-            len(landed),
-            len(rows) - len(landed),
-        )
+            raise
 
     # -------------------------------------------------------------- summary
 

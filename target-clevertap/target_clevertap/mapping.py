@@ -66,6 +66,7 @@ _ALLOWED_PROPERTY_KEYS = {
     "constants",
     "types",
     "invert",
+    "opt_out",
     "flatten_addresses",
     "derive_name",
     "previous",
@@ -125,6 +126,8 @@ class PropertySpec:
     constants: Mapping[str, Any] = field(default_factory=dict)
     types: Mapping[str, str] = field(default_factory=dict)
     invert: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: opt-out field -> keys set to false when it is true (consent: nothing else)
+    opt_out: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     flatten_addresses: bool = True
     derive_name: bool = True
     #: tracked field -> key carrying its previous value (change tracking)
@@ -254,6 +257,7 @@ def _collect(
     _add(found, props.rename, f"{where}.properties.rename")
     _add(found, props.types, f"{where}.properties.types")
     _add(found, props.invert, f"{where}.properties.invert")
+    _add(found, props.opt_out, f"{where}.properties.opt_out")
     _add(found, props.previous, f"{where}.properties.previous")
     if when is not None:
         _add(found, when.fields, f"{where}.when")
@@ -391,13 +395,12 @@ def _parse_properties(ctx: _Ctx, where: str, raw: object) -> PropertySpec:
     if not isinstance(constants, dict):
         raise ctx.error(where, "constants must be a mapping", raw, "constants")
     types = _parse_types(ctx, where, raw, spec.get("types", {}))
-    invert_raw = spec.get("invert", {})
-    if not isinstance(invert_raw, dict):
-        raise ctx.error(where, "invert maps a boolean field to keys", raw, "invert")
-    invert = {
-        str(k): tuple(_as_str_list(ctx, where, v, invert_raw, str(k)))
-        for k, v in invert_raw.items()
-    }
+    invert = _flag_map(ctx, where, spec, "invert")
+    opt_out = _flag_map(ctx, where, spec, "opt_out")
+    both = sorted(set(invert) & set(opt_out))
+    if both:
+        message = f"{both[0]!r} is in both invert and opt_out; choose one"
+        raise ctx.error(where, message, raw, "opt_out")
     previous = _name_map(ctx, where, spec, "previous", "tracked field names to keys")
     for flag in ("flatten_addresses", "derive_name"):
         if flag in spec and not isinstance(spec[flag], bool):
@@ -409,10 +412,23 @@ def _parse_properties(ctx: _Ctx, where: str, raw: object) -> PropertySpec:
         constants=dict(constants),
         types=dict(types),
         invert=invert,
+        opt_out=opt_out,
         flatten_addresses=spec.get("flatten_addresses", True),
         derive_name=spec.get("derive_name", True),
         previous=dict(previous),
     )
+
+
+def _flag_map(
+    ctx: _Ctx, where: str, spec: Mapping[str, Any], key: str
+) -> dict[str, tuple[str, ...]]:
+    """`invert` / `opt_out`: a boolean field mapped to one key or a list of keys."""
+    raw = spec.get(key, {})
+    if not isinstance(raw, dict):
+        raise ctx.error(where, f"{key} maps a boolean field to keys", spec, key)
+    return {
+        str(k): tuple(_as_str_list(ctx, where, v, raw, str(k))) for k, v in raw.items()
+    }
 
 
 def _name_map(

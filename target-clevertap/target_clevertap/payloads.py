@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
@@ -123,6 +124,9 @@ class PayloadOptions:
     default_phone_country: str | None = None
     event_key_property: str = "ct_event_key"
     max_event_properties: int = 100
+    #: the account time zone (`timezone` setting): date-only values are sent as
+    #: midnight of their day in it
+    zone: dt.tzinfo = dt.UTC
 
 
 @dataclass
@@ -233,16 +237,59 @@ def parse_datetime(value: object) -> dt.datetime | dt.date | None:
         return None
 
 
-def epoch_seconds(value: object, *, date_only: bool = False) -> int | None:
+_UTC_NAMES: Final = frozenset({"UTC", "Etc/UTC"})
+
+
+def account_zone(name: object) -> dt.tzinfo:
+    """The account time zone of the `timezone` setting (empty: UTC).
+
+    Raises:
+        ValueError: the name is not an IANA time zone.
+    """
+    text = str(name or "UTC").strip()
+    if text in _UTC_NAMES:
+        return dt.UTC  # the fast path of `_day_start`
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        msg = (
+            f"timezone: unknown IANA time zone {text!r} (use the account's zone "
+            "as in the CleverTap dashboard, e.g. 'UTC', 'Asia/Kolkata')"
+        )
+        raise ValueError(msg) from exc
+
+
+@functools.lru_cache(maxsize=8192)
+def _midnight(ordinal: int, zone: dt.tzinfo) -> int:
+    """Epoch seconds of 00:00 on the day `ordinal` in `zone`.
+
+    Where a DST change skips midnight, the first instant of that day (the
+    offset before the change applies, as `zoneinfo` does with ``fold=0``).
+    """
+    day = dt.date.fromordinal(ordinal)
+    return int(dt.datetime.combine(day, dt.time(0), tzinfo=zone).timestamp())
+
+
+def _day_start(ordinal: int, zone: dt.tzinfo | None) -> int:
+    if zone is None or zone is dt.UTC:
+        return (ordinal - _EPOCH_DAY) * _DAY_SECONDS
+    return _midnight(ordinal, zone)
+
+
+def epoch_seconds(
+    value: object, *, date_only: bool = False, zone: dt.tzinfo | None = None
+) -> int | None:
     """Epoch seconds of a date/date-time value.
 
-    Date-only values become midnight UTC of their calendar day, whatever the
-    process time zone. A date-time flagged date-only (tap-salesforce sends
-    `Birthdate` as `1990-05-17T00:00:00.000000Z`) keeps its UTC calendar day.
+    Date-only values become midnight of their calendar day in `zone` (the
+    account time zone; UTC when None), whatever the process time zone. A
+    date-time flagged date-only (tap-salesforce sends `Birthdate` as
+    `1990-05-17T00:00:00.000000Z`) keeps its UTC calendar day.
 
     Args:
         value: a datetime, date or ISO string.
         date_only: treat as a calendar date.
+        zone: the account time zone for date-only values.
 
     Returns:
         Epoch seconds, or None when the value is not a date.
@@ -253,22 +300,25 @@ def epoch_seconds(value: object, *, date_only: bool = False) -> int | None:
     if isinstance(parsed, dt.datetime):
         utc = _as_utc(parsed)
         if date_only:
-            return (utc.date().toordinal() - _EPOCH_DAY) * _DAY_SECONDS
+            return _day_start(utc.date().toordinal(), zone)
         return (utc - _EPOCH) // _ONE_SECOND
-    return (parsed.toordinal() - _EPOCH_DAY) * _DAY_SECONDS
+    return _day_start(parsed.toordinal(), zone)
 
 
-def ct_date(value: object, *, date_only: bool = False) -> str | None:
+def ct_date(
+    value: object, *, date_only: bool = False, zone: dt.tzinfo | None = None
+) -> str | None:
     """CleverTap date syntax `$D_<epoch seconds>`.
 
     Args:
         value: a datetime, date or ISO string.
-        date_only: treat as a calendar date.
+        date_only: treat as a calendar date (sent as midnight in `zone`).
+        zone: the account time zone for date-only values (None: UTC).
 
     Returns:
         The `$D_` string, or None when the value is not a date.
     """
-    seconds = epoch_seconds(value, date_only=date_only)
+    seconds = epoch_seconds(value, date_only=date_only, zone=zone)
     return None if seconds is None else f"$D_{seconds}"
 
 
@@ -544,7 +594,9 @@ def _convert_date(
     key: str, value: object, hint: str | None, field_kind: str, out: _Out
 ) -> object:
     """A date or datetime value (by hint or by the field's schema format)."""
-    converted = ct_date(value, date_only=field_kind == "date" or hint == "date")
+    converted = ct_date(
+        value, date_only=field_kind == "date" or hint == "date", zone=out.opts.zone
+    )
     if converted is not None:
         return converted
     if hint in _DATE_HINTS:
@@ -580,7 +632,7 @@ def _convert_by_type(key: str, value: object, field_kind: str, out: _Out) -> obj
             msg = f"{key}: {exc}"
             raise RecordReject(msg, code="invalid_value", field_name=key) from exc
     if isinstance(value, (dt.datetime, dt.date)):
-        return ct_date(value, date_only=field_kind == "date")
+        return ct_date(value, date_only=field_kind == "date", zone=out.opts.zone)
     return _fit(str(value), MAX_VALUE_BYTES, "value", key, out)
 
 
@@ -646,6 +698,8 @@ def build_properties(
     props = _record_values(record, spec, schema, out, profile=profile)
     if spec.invert:
         _add_inverted(props, record, spec)
+    if spec.opt_out:
+        _add_opt_outs(props, record, spec)
     if profile and spec.derive_name and not props.get("Name"):
         _derive_name(props, record, out)
     _add_previous(props, spec, schema, out, profile=profile)
@@ -662,6 +716,7 @@ def _property_names(record: Mapping[str, Any], spec: PropertySpec) -> list[str]:
             for n in record
             if n not in spec.exclude
             and n not in spec.invert
+            and n not in spec.opt_out
             and not n.startswith(_RECORD_METADATA)
         ]
     return [n for n in spec.include if n not in spec.exclude]
@@ -807,6 +862,28 @@ def _add_inverted(
             raise RecordReject(msg, code="invalid_value", field_name=src) from exc
         for target in targets:
             props[target] = flag
+
+
+def _add_opt_outs(
+    props: dict[str, Any], record: Mapping[str, Any], spec: PropertySpec
+) -> None:
+    """Add `properties.opt_out`: a true opt-out sets its keys to false.
+
+    False or null sends nothing, so a sync never turns a subscription back on
+    (consent: the most restrictive choice wins; see the README).
+    """
+    for src, targets in spec.opt_out.items():
+        value = record.get(src)
+        if value is None:
+            continue
+        try:
+            opted_out = boolean(value)
+        except ValueError as exc:
+            msg = f"{src} is not a boolean"
+            raise RecordReject(msg, code="invalid_value", field_name=src) from exc
+        if opted_out:
+            for target in targets:
+                props[target] = False
 
 
 def _derive_name(props: dict[str, Any], record: Mapping[str, Any], out: _Out) -> None:

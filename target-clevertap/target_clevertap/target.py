@@ -20,6 +20,7 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
+from target_clevertap import preflight
 from target_clevertap.client import REGION_HOSTS, CleverTapError
 from target_clevertap.loader import Loader
 from target_clevertap.mapping import (
@@ -28,9 +29,12 @@ from target_clevertap.mapping import (
     load_mappings,
     referenced_objects,
 )
+from target_clevertap.payloads import account_zone
 from target_clevertap.sinks import CleverTapSink
 
 if TYPE_CHECKING:
+    import click
+
     from target_clevertap.loader import Loader as LoaderType
 
 
@@ -146,6 +150,56 @@ class TargetCleverTap(Target):
             "dry_run_path, upload nothing (and emit no STATE).",
         ),
         th.Property(
+            "dry_run_remote",
+            th.BooleanType,
+            default=False,
+            description="Send every batch with dryRun=1: CleverTap validates it and "
+            "stores nothing; its would-be rejects are reported like a real run's "
+            "(no ledger, no STATE, no profile deletes).",
+        ),
+        th.Property(
+            "max_request_bytes",
+            th.IntegerType(minimum=10_000),
+            default=1_048_576,
+            description="Upload request body bytes at most; larger batches are "
+            "split (CleverTap documents no limit; 1 MiB passes common proxies).",
+        ),
+        th.Property(
+            "reconcile_lag_seconds",
+            th.NumberType(minimum=0),
+            default=120,
+            description="How long an accepted event may take to show in Get Events. "
+            "An event whose reply was lost (or HTTP 500/502/504) is only resent "
+            "once a check this long after sending did not find it.",
+        ),
+        th.Property(
+            "reconcile_checks",
+            th.IntegerType(minimum=1, maximum=50),
+            default=5,
+            description="Get Events reads spread over reconcile_lag_seconds when "
+            "settling events of unknown fate; what stays unknown is in doubt.",
+        ),
+        th.Property(
+            "skip_events_older_than_days",
+            th.NumberType(minimum=0),
+            description="Skip (and count in the summary) events older than this "
+            "many days; unset: send every event whatever its age.",
+        ),
+        th.Property(
+            "account_custom_profile_keys",
+            th.IntegerType(minimum=0, maximum=256),
+            default=0,
+            description="Custom profile property keys already in the account that "
+            "this target did not send (CleverTap allows 256 per account).",
+        ),
+        th.Property(
+            "account_event_names",
+            th.IntegerType(minimum=0, maximum=512),
+            default=0,
+            description="Event names already in the account that this target did "
+            "not send (CleverTap allows 512 per account).",
+        ),
+        th.Property(
             "dry_run_path",
             th.StringType,
             default="target-clevertap-dry-run.jsonl",
@@ -206,6 +260,14 @@ class TargetCleverTap(Target):
             description="ISO country (e.g. US, IN) for phone numbers without '+'.",
         ),
         th.Property(
+            "timezone",
+            th.StringType,
+            default="UTC",
+            description="The account's time zone (IANA name, e.g. Asia/Kolkata), "
+            "as in the CleverTap dashboard and tap-clevertap's `timezone`: date-only "
+            "values (Birthdate, CloseDate...) are sent as midnight of their day in it.",
+        ),
+        th.Property(
             "state_dir",
             th.StringType,
             default=".target-clevertap",
@@ -236,6 +298,10 @@ class TargetCleverTap(Target):
             )
         except MappingError as exc:
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
+        try:
+            account_zone(self.config.get("timezone"))
+        except ValueError as exc:
+            raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
         self.loader: LoaderType = Loader(
             self.config, self.logger, referenced_objects(self.mappings.values())
         )
@@ -254,9 +320,9 @@ class TargetCleverTap(Target):
 
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:
-        if self.loader.dry_run:
+        if self.loader.dry_run or self.loader.dry_run_remote:
             if not self._dry_run_state_warned:
-                self.logger.info("dry_run: STATE is not emitted")
+                self.logger.info("dry run: STATE is not emitted")
                 self._dry_run_state_warned = True
             return
         if any(sink.deferred for sink in self.clevertap_sinks):
@@ -294,6 +360,15 @@ class TargetCleverTap(Target):
         finally:
             self.loader.log_summary()
             self.loader.close()
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command plus `--preflight` (see target_clevertap.preflight)."""
+        command = super().get_singer_command()
+        load = preflight.config_loader(cls.config_jsonschema, "TARGET_CLEVERTAP_")
+        command.params.append(preflight.cli_option(load))
+        return command
 
     @classmethod
     @override

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from http import HTTPStatus
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import jwt
 import requests
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin
@@ -28,6 +31,13 @@ FLOWS: Final = (
     "password",
 )
 LEGACY_LOGIN_END: Final = "2027-02-20"
+# SOAP login() is unavailable from API v65.0 (developer.salesforce.com
+# platform/api/guide/api-eol-soap.html)
+SOAP_LOGIN_LAST_VERSION: Final = 64.0
+JWT_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+JWT_LOGIN_AUDIENCE: Final = "https://login.salesforce.com"
+JWT_SANDBOX_AUDIENCE: Final = "https://test.salesforce.com"
+JWT_LIFETIME_SECONDS: Final = 180
 LOGGER: Final = logging.getLogger("target-salesforce.auth")
 
 
@@ -95,9 +105,42 @@ def _https(instance: str) -> str:
     return f"https://{host}"
 
 
+def _token_request(
+    session: requests.Session,
+    domain: str,
+    data: Mapping[str, str],
+    timeout: float,
+    what: str,
+) -> tuple[str, str]:
+    """POST an OAuth grant to https://<domain>.salesforce.com; token and instance.
+
+    Raises:
+        AuthError: the grant was refused (the message holds no secret).
+    """
+    url = f"https://{domain}.salesforce.com/services/oauth2/token"
+    response = session.post(url, data=dict(data), timeout=timeout)
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    if response.status_code != HTTPStatus.OK or "access_token" not in body:
+        code = body.get("error", response.status_code)
+        text = body.get("error_description", "token request refused")
+        msg = f"{what} login failed: {code}: {text}"
+        raise AuthError(msg)
+    return str(body["access_token"]), str(body["instance_url"])
+
+
 def _refresh_token_login(
     config: Mapping[str, Any], session: requests.Session, domain: str, timeout: float
 ) -> tuple[str, str]:
+    """Refresh-token grant; the client secret is sent only when configured.
+
+    Salesforce accepts a refresh token without the secret unless the connected
+    app has "Require Secret for Refresh Token Flow" switched on.
+    """
     data = {
         "grant_type": "refresh_token",
         "client_id": config["client_id"],
@@ -105,18 +148,24 @@ def _refresh_token_login(
     }
     if config.get("client_secret"):
         data["client_secret"] = config["client_secret"]
-    url = f"https://{domain}.salesforce.com/services/oauth2/token"
-    response = session.post(url, data=data, timeout=timeout)
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if response.status_code != HTTPStatus.OK or "access_token" not in body:
-        code = body.get("error", response.status_code)
-        text = body.get("error_description", "token request refused")
-        msg = f"refresh-token login failed: {code}: {text}"
-        raise AuthError(msg)
-    return str(body["access_token"]), str(body["instance_url"])
+    return _token_request(session, domain, data, timeout, "refresh-token")
+
+
+def jwt_audience(config: Mapping[str, Any]) -> str:
+    """The JWT `aud`: the `jwt_audience` setting, else login or test.
+
+    Salesforce checks `aud` against https://login.salesforce.com or
+    https://test.salesforce.com even when the token request goes to a My Domain
+    host (simple-salesforce/simple-salesforce#672, forcedotcom/cli#3325:
+    "audience is invalid"). A sandbox is `domain: test` or a My Domain with
+    `.sandbox.` in it (acme--uat.sandbox.my).
+    """
+    if config.get("jwt_audience"):
+        return str(config["jwt_audience"]).rstrip("/")
+    domain = str(config.get("domain") or "login").lower()
+    if domain == "test" or ".sandbox." in f".{domain}.":
+        return JWT_SANDBOX_AUDIENCE
+    return JWT_LOGIN_AUDIENCE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,19 +180,29 @@ class _LoginInputs:
 
 
 def _jwt_login(inputs: _LoginInputs) -> tuple[str, str]:
+    """JWT bearer: sign the assertion here, send it to the `domain` host.
+
+    The token endpoint is the configured host (login, test or My Domain); the
+    `aud` claim is `jwt_audience(config)`, which is never the My Domain host.
+    """
     config = inputs.config
     _require(config, "jwt", "client_id", "username")
-    if not (config.get("private_key") or config.get("private_key_path")):
+    if config.get("private_key"):
+        key = str(config["private_key"])
+    elif config.get("private_key_path"):
+        key = Path(str(config["private_key_path"])).read_text(encoding="utf-8")
+    else:
         msg = "auth flow 'jwt' needs private_key or private_key_path"
         raise AuthError(msg)
-    return SalesforceLogin(
-        username=config["username"],
-        consumer_key=config["client_id"],
-        privatekey=config.get("private_key") or None,
-        privatekey_file=config.get("private_key_path") or None,
-        domain=inputs.domain,
-        session=inputs.session,
-    )
+    claims = {
+        "iss": str(config["client_id"]),
+        "sub": str(config["username"]),
+        "aud": jwt_audience(config),
+        "exp": int(time.time()) + JWT_LIFETIME_SECONDS,
+    }
+    assertion = jwt.encode(claims, key, algorithm="RS256")
+    data = {"grant_type": JWT_GRANT, "assertion": assertion}
+    return _token_request(inputs.session, inputs.domain, data, inputs.timeout, "JWT")
 
 
 def _client_credentials_login(inputs: _LoginInputs) -> tuple[str, str]:
@@ -190,14 +249,33 @@ def _password_login(inputs: _LoginInputs) -> tuple[str, str]:
             domain=inputs.domain,
             session=inputs.session,
         )
+    version = str(config.get("api_version") or "62.0")
+    if _version_number(version) > SOAP_LOGIN_LAST_VERSION:
+        msg = (
+            f"username/password login without client_id and client_secret uses "
+            f"SOAP login(), which Salesforce removed from API v65.0; api_version "
+            f"is {version}. Use an OAuth flow: JWT bearer (client_id, username, "
+            "private_key), client credentials (client_id, client_secret, My "
+            "Domain in `domain`) or refresh_token; or set api_version to 64.0 "
+            "or lower while you move."
+        )
+        raise AuthError(msg)
     return SalesforceLogin(
         username=config["username"],
         password=config["password"],
         security_token=security_token,
-        sf_version=str(config.get("api_version") or "62.0"),
+        sf_version=version,
         domain=inputs.domain,
         session=inputs.session,
     )
+
+
+def _version_number(version: str) -> float:
+    """`62.0` (or `v62.0`) as a number; 0 when it is not one."""
+    try:
+        return float(version.lstrip("vV"))
+    except ValueError:
+        return 0.0
 
 
 # the flows that log in over HTTP; `access_token` needs no call
@@ -245,7 +323,7 @@ def login(
     except SalesforceAuthenticationFailed as exc:
         msg = f"Salesforce login ({flow}) failed: {exc.code}: {exc.auth_message}"
         raise AuthError(msg) from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, jwt.PyJWTError) as exc:
         # A bad or unreadable private key; say which, never show the key.
         msg = f"Salesforce login ({flow}) failed: {type(exc).__name__}"
         raise AuthError(msg) from None

@@ -3,13 +3,17 @@
 One `SalesforceClient` per run. It logs in lazily, keeps the describe cache, reads
 `Sforce-Limit-Info` after every call and refuses to make another call once usage
 is above `quota_percent`. It logs in again once on INVALID_SESSION_ID, stops on
-REQUEST_LIMIT_EXCEEDED, retries HTTP 429 (the request was refused, not processed)
-on any call and idempotent calls on 5xx and connection errors, with a bounded
-backoff. Only answers that concern the records of one call (300, 400, 404, a lock)
-come back as `CallFailed` so the sink can reject or retry those records; every
-other failure (retries used up, an unexpected status, a broken reply) raises
-`TargetSalesforceError`: the records were not loaded, so the run stops without
-STATE and a rerun loads them.
+REQUEST_LIMIT_EXCEEDED for the daily allocation ("TotalRequests") but retries the
+transient concurrency limits ("ConcurrentRequests", "ConcurrentPerOrgLongTxn") with
+exponential backoff for up to `concurrent_limit_max_wait` seconds, retries HTTP 429
+(the request was refused, not processed) on any call and idempotent calls on 5xx
+and connection errors, with a bounded backoff. Only answers that concern the
+records of one call (300, 400, 404, a lock, an Apex APEX_ERROR) come back as
+`CallFailed` so the sink can reject or retry those records. A whole call refused
+for a settings problem (400 JSON_PARSER_ERROR, an Apex path with no class behind
+it) raises `ConfigurationError`; every other failure (retries used up, an
+unexpected status, a broken reply) raises `TargetSalesforceError`: the records
+were not loaded, so the run stops without STATE and a rerun loads them.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import logging
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+import backoff
 import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
@@ -45,6 +51,17 @@ TRANSIENT_STATUS: Final = frozenset({HTTP_TOO_MANY_REQUESTS, 500, 502, 503, 504}
 RECORD_LEVEL_STATUS: Final = frozenset({300, 400, 404})
 BULK_DONE: Final = frozenset({"JobComplete", "Failed", "Aborted"})
 HTTP_CREATED: Final = 201
+HTTP_NOT_FOUND: Final = 404
+CODE_APEX_ERROR: Final = "APEX_ERROR"
+CODE_JSON_PARSER_ERROR: Final = "JSON_PARSER_ERROR"
+CODE_REQUEST_LIMIT: Final = "REQUEST_LIMIT_EXCEEDED"
+# REQUEST_LIMIT_EXCEEDED texts of the transient concurrency limits (the daily
+# allocation says "TotalRequests Limit exceeded."): SalesforceLabs/OrgCheck#432,
+# salesforcecli/cli PR #2180 (retries it), mautic/mautic#5006.
+TRANSIENT_LIMITS: Final = ("ConcurrentRequests", "ConcurrentPerOrgLongTxn")
+# Salesforce's answer for an /services/apexrest/ path no @RestResource maps
+APEX_NO_MAPPING: Final = "Could not find a match for URL"
+MAX_LIMIT_WAIT_STEP: Final = 60.0
 # raw REST calls: anything from here up is handed to simple-salesforce's error mapping
 FIRST_NON_SUCCESS_STATUS: Final = 300
 
@@ -61,8 +78,28 @@ class RequestLimitError(TargetSalesforceError):
     """Salesforce answered REQUEST_LIMIT_EXCEEDED."""
 
 
+class ConfigurationError(TargetSalesforceError):
+    """Salesforce refused a whole call because of the settings, not the records.
+
+    An Apex path with no class behind it (404), a body Salesforce cannot parse
+    (400 JSON_PARSER_ERROR), a field or object the whole call is refused for, or
+    missing access (403): the run stops without STATE whatever `on_reject` says,
+    and a rerun after fixing the settings loads the records.
+    """
+
+
+class _ConcurrentLimit(Exception):  # noqa: N818 - internal retry signal
+    """REQUEST_LIMIT_EXCEEDED for a transient concurrency limit; retried."""
+
+    def __init__(self, what: str, message: str) -> None:
+        """Keep what was called and Salesforce's message."""
+        super().__init__(f"{what}: {message}")
+        self.what = what
+        self.message = message
+
+
 class BulkJobFailedError(TargetSalesforceError):
-    """A Bulk 2.0 job ended Failed or Aborted, or did not finish in time."""
+    """A Bulk 2.0 job did not finish in time, or a call on an existing job failed."""
 
 
 class CallFailed(Exception):  # noqa: N818 - a result, not a crash
@@ -102,6 +139,93 @@ def error_details(content: JsonValue) -> tuple[str, str, list[str]]:
     return "UNKNOWN_ERROR", str(content)[:500], []
 
 
+def refusal_error(what: str, exc: SalesforceRefusedRequest) -> Exception:
+    """The exception for an HTTP 403: a limit or access, never the records."""
+    code, message, _ = error_details(exc.content)
+    if code == CODE_REQUEST_LIMIT and any(t in message for t in TRANSIENT_LIMITS):
+        return _ConcurrentLimit(what, message)
+    if code == CODE_REQUEST_LIMIT:
+        return RequestLimitError(
+            f"{what}: Salesforce refused the call with REQUEST_LIMIT_EXCEEDED "
+            f"({message}); the org's API limit is used up. Stopping; rerun once "
+            "usage has dropped."
+        )
+    return ConfigurationError(
+        f"{what}: Salesforce refused the call with HTTP {exc.status} {code}: "
+        f"{message}; the records of this call are not loaded, fix access and rerun"
+    )
+
+
+def whole_call_error(what: str, exc: SalesforceError) -> Exception | None:
+    """CallFailed for APEX_ERROR, ConfigurationError for a settings answer, or None.
+
+    APEX_ERROR (HTTP 500) is an unhandled Apex exception: the class rolled its
+    transaction back, so the records were not written, and resending the same
+    call fails the same way. 400 JSON_PARSER_ERROR (a body Salesforce cannot
+    deserialize) and 404 "Could not find a match for URL" (no Apex class) are
+    settings problems.
+    """
+    code, message, fields = error_details(exc.content)
+    if code == CODE_APEX_ERROR:
+        return CallFailed(code, message, exc.status, fields)
+    if code == CODE_JSON_PARSER_ERROR or (
+        exc.status == HTTP_NOT_FOUND and APEX_NO_MAPPING in message
+    ):
+        return ConfigurationError(
+            f"{what}: HTTP {exc.status} {code}: {message}; Salesforce refused the "
+            "whole call, which is a settings problem (mapping, payload template, "
+            "Apex path), not a record problem. Nothing of this call was written "
+            "and no STATE covers it: fix the settings and rerun."
+        )
+    return None
+
+
+def retry_concurrent_limits(
+    attempt: Callable[[], T],
+    *,
+    what: str,
+    max_time: float,
+    factor: float,
+    logger: logging.Logger,
+) -> T:
+    """Run `attempt`, retrying `_ConcurrentLimit` with exponential backoff.
+
+    Full jitter, waits from `factor` seconds doubling up to 60 s, for up to
+    `max_time` seconds in all (python-backoff).
+
+    Raises:
+        RequestLimitError: the concurrency limit outlasted `max_time`.
+    """
+
+    def waiting(details: Mapping[str, Any]) -> None:
+        logger.warning(
+            "%s: concurrent API request limit exceeded; retrying in %.2fs",
+            what,
+            float(details.get("wait") or 0.0),
+        )
+
+    retrying = backoff.on_exception(
+        backoff.expo,
+        _ConcurrentLimit,
+        max_time=max_time,
+        factor=max(factor, 0.001),
+        max_value=MAX_LIMIT_WAIT_STEP,
+        jitter=backoff.full_jitter,
+        on_backoff=waiting,
+        logger=None,
+    )(attempt)
+    try:
+        return retrying()
+    except _ConcurrentLimit as exc:
+        msg = (
+            f"{what}: Salesforce refused the call with REQUEST_LIMIT_EXCEEDED "
+            f"({exc.message}) for more than {max_time:g}s "
+            "(concurrent_limit_max_wait); the records of this call are not "
+            "loaded. Stopping; rerun when fewer long requests run in the org."
+        )
+        raise RequestLimitError(msg) from None
+
+
 @dataclasses.dataclass(frozen=True)
 class BulkOutcome:
     """Per-record results of one Bulk 2.0 ingest job."""
@@ -110,17 +234,63 @@ class BulkOutcome:
     successful: list[dict[str, str]]
     failed: list[dict[str, str]]
     unprocessed: list[dict[str, str]]
+    state: str = "JobComplete"
+    error_message: str = ""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job ran to JobComplete (Failed/Aborted ones may be partial)."""
+        return self.state == "JobComplete"
+
+
+class PinnedCASession(requests.Session):
+    """A session whose configured CA bundle wins over REQUESTS_CA_BUNDLE.
+
+    requests merges the environment into every request: with `trust_env` on and
+    no per-request `verify`, REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) replaces
+    `Session.verify` (`Session.merge_environment_settings`). Proxies must still
+    come from the environment, so `trust_env` stays on and the merged `verify`
+    is put back to the configured bundle unless a caller passed its own.
+    """
+
+    def __init__(self, ca_bundle: str) -> None:
+        """Verify TLS against `ca_bundle` on every request."""
+        super().__init__()
+        self.ca_bundle = ca_bundle
+        self.verify = ca_bundle
+
+    def merge_environment_settings(
+        self,
+        url: Any,  # noqa: ANN401 - requests' own signature
+        proxies: Any,  # noqa: ANN401 - requests' own signature
+        stream: Any,  # noqa: ANN401 - requests' own signature
+        verify: Any,  # noqa: ANN401 - requests' own signature
+        cert: Any,  # noqa: ANN401 - requests' own signature
+    ) -> Any:  # noqa: ANN401 - requests' own signature
+        """The environment's proxies, but the configured CA bundle."""
+        settings = super().merge_environment_settings(
+            url, proxies, stream, verify, cert
+        )
+        if verify is None or verify is True:
+            settings["verify"] = self.ca_bundle
+        return settings
 
 
 def make_session(config: Mapping[str, Any]) -> requests.Session:
-    """The one HTTP session: proxies and CA bundle come from the environment.
+    """The one HTTP session: proxies from the environment, CA bundle from settings.
 
-    `trust_env` stays on, so HTTPS_PROXY/NO_PROXY apply and REQUESTS_CA_BUNDLE
-    (when set) takes precedence over `ca_bundle`, exactly as for plain requests.
+    `trust_env` stays on, so HTTPS_PROXY/NO_PROXY apply. An explicit `ca_bundle`
+    wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE; without it, requests' own
+    defaults (the environment, then certifi) apply.
+
+    Raises:
+        ConfigurationError: `ca_bundle` names a file that does not exist.
     """
-    session = requests.Session()
-    if config.get("ca_bundle"):
-        session.verify = str(config["ca_bundle"])
+    ca_bundle = config.get("ca_bundle")
+    if ca_bundle and not Path(str(ca_bundle)).exists():
+        msg = f"ca_bundle {ca_bundle} does not exist; set the path of a PEM bundle"
+        raise ConfigurationError(msg)
+    session = PinnedCASession(str(ca_bundle)) if ca_bundle else requests.Session()
     session.headers["User-Agent"] = "target-salesforce"
     return session
 
@@ -142,6 +312,7 @@ class SalesforceClient:
         self.backoff = float(config.get("retry_backoff_seconds", 1.0))
         self.bulk_poll = float(config.get("bulk_poll_interval", 2.0))
         self.bulk_timeout = float(config.get("bulk_timeout", 3600))
+        self.limit_wait = float(config.get("concurrent_limit_max_wait", 300))
         self.sleep: Callable[[float], None] = time.sleep
         self.usage: tuple[int, int] | None = None
         self.calls = 0
@@ -221,38 +392,21 @@ class SalesforceClient:
         delay = self.backoff * (2**attempt)
         self.sleep(delay + random.uniform(0, self.backoff / 4))  # noqa: S311 - jitter
 
-    def _refused(self, what: str, exc: SalesforceRefusedRequest) -> NoReturn:
-        """HTTP 403: the API limit, or access; never about the records.
-
-        Raises:
-            RequestLimitError: on REQUEST_LIMIT_EXCEEDED.
-            TargetSalesforceError: on any other refusal.
-        """
-        code, message, _ = error_details(exc.content)
-        if code == "REQUEST_LIMIT_EXCEEDED":
-            msg = (
-                f"{what}: Salesforce refused the call with "
-                f"REQUEST_LIMIT_EXCEEDED ({message}); the org's API limit is "
-                "used up. Stopping; rerun once usage has dropped."
-            )
-            raise RequestLimitError(msg) from None
-        msg = (
-            f"{what}: Salesforce refused the call with HTTP {exc.status} "
-            f"{code}: {message}; the records of this call are not loaded, "
-            "fix access and rerun"
-        )
-        raise TargetSalesforceError(msg) from None
-
     def _http_error(
         self, what: str, exc: SalesforceError, attempt: int, *, idempotent: bool
     ) -> None:
         """Return when the call may be retried; raise otherwise.
 
         Raises:
-            CallFailed: the answer is about the records (300, 400, 404, a lock).
+            CallFailed: the answer is about the records (300, 400, 404, a lock,
+                APEX_ERROR: an Apex exception, never retried).
+            ConfigurationError: the whole call was refused for its settings.
             TargetSalesforceError: retries used up, or a status that is not.
         """
         code, message, fields = error_details(exc.content)
+        whole_call = whole_call_error(what, exc)
+        if whole_call is not None:
+            raise whole_call from None
         if code == CODE_LOCK_ROW or exc.status in RECORD_LEVEL_STATUS:
             raise CallFailed(code, message, exc.status, fields) from None
         # 429 means the request was refused unprocessed: safe to resend any call
@@ -272,6 +426,22 @@ class SalesforceClient:
         raise TargetSalesforceError(msg) from None
 
     def call(
+        self, what: str, func: Callable[[Salesforce], T], *, idempotent: bool
+    ) -> T:
+        """Run one API call, resent while a concurrency limit refuses it.
+
+        Raises:
+            RequestLimitError: the concurrency limit outlasted the wait.
+        """
+        return retry_concurrent_limits(
+            lambda: self._call(what, func, idempotent=idempotent),
+            what=what,
+            max_time=self.limit_wait,
+            factor=self.backoff,
+            logger=self.logger,
+        )
+
+    def _call(
         self, what: str, func: Callable[[Salesforce], T], *, idempotent: bool
     ) -> T:
         """Run one API call with the quota guard, re-login and retries.
@@ -307,7 +477,8 @@ class SalesforceClient:
                         self._sf = self._connect()
                 continue
             except SalesforceRefusedRequest as exc:
-                self._refused(what, exc)
+                # HTTP 403: a limit or access, never about the records
+                raise refusal_error(what, exc) from None
             except SalesforceError as exc:
                 self._http_error(what, exc, attempt, idempotent=idempotent)
                 self.wait_before_retry(attempt)
@@ -429,8 +600,12 @@ class SalesforceClient:
     ) -> BulkOutcome:
         """Run one Bulk 2.0 ingest job to the end and fetch its per-record results.
 
+        A job that ends Failed or Aborted is not an error here: its result
+        files are fetched all the same (`BulkOutcome.state` tells).
+
         Raises:
-            BulkJobFailedError: when the job ends Failed/Aborted or times out.
+            BulkJobFailedError: when the job does not finish in time, or a step
+                on the existing job fails.
         """
         body: dict[str, Any] = {
             "object": sobject,
@@ -501,22 +676,35 @@ class SalesforceClient:
                 raise BulkJobFailedError(msg)
             self.sleep(self.bulk_poll)
         if state != "JobComplete":
-            msg = (
-                f"Bulk 2.0 job {job_id} on {sobject} ended {state}: "
-                f"{info.get('errorMessage') or 'no error message'}"
+            # A Failed (or Aborted) job may have processed some rows: its result
+            # files still tell which; the caller settles them before stopping.
+            self.logger.error(
+                "Bulk 2.0 job %s on %s ended %s: %s",
+                job_id,
+                sobject,
+                state,
+                info.get("errorMessage") or "no error message",
             )
-            raise BulkJobFailedError(msg)
 
         def results(kind: str) -> list[dict[str, str]]:
-            text = step(
+            # Salesforce sends UTF-8 under a bare `text/csv` (no charset), which
+            # `requests` would decode as ISO-8859-1: decode the bytes ourselves.
+            body = step(
                 f"bulk {kind} {job_id}",
-                lambda sf: self._raw(sf, "GET", url(f"/{job_id}/{kind}/")).text,
+                lambda sf: self._raw(sf, "GET", url(f"/{job_id}/{kind}/")).content,
             )
-            return parse_csv(text)
+            return parse_csv(decode_csv(body))
 
         return BulkOutcome(
             job_id=job_id,
             successful=results("successfulResults"),
             failed=results("failedResults"),
             unprocessed=results("unprocessedrecords"),
+            state=state,
+            error_message=str(info.get("errorMessage") or ""),
         )
+
+
+def decode_csv(body: bytes) -> str:
+    """A Bulk 2.0 result file as text: always UTF-8 (a BOM, if any, dropped)."""
+    return body.decode("utf-8-sig")

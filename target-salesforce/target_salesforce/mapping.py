@@ -39,6 +39,7 @@ ACTIONS: Final = ("upsert", "insert", "update", "delete")
 MODES: Final = ("sobject", "apex")
 NULL_POLICIES: Final = ("skip", "set_null")
 DUPLICATE_POLICIES: Final = ("merge", "reject")
+MISSING_KEY_POLICIES: Final = ("reject", "not_linked")
 FIELD_TYPES: Final = (
     "string",
     "date",
@@ -119,6 +120,7 @@ class ApexSpec:
     batching: str = "record"
     list_key: str | None = None
     max_records_per_call: int = MAX_COLLECTION_SIZE
+    isolate_errors: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +140,14 @@ class StreamMapping:
     bulk_threshold: int | None = None
     apex: ApexSpec | None = None
     skip: bool = False
+    #: a record without a key: `reject` (MISSING_KEY) or `not_linked` (counted
+    #: apart: the person has no Salesforce record to update, not an error)
+    on_missing_key: str = "reject"
+    #: read another stream's records (a second entry for one input stream)
+    source_stream: str | None = None
+    #: with source_stream: only the records for which this expression (an SDK
+    #: stream-map `__filter__`) is true reach the entry
+    when: str | None = None
     origin: str | None = None
     field_lines: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
@@ -315,6 +325,7 @@ def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
         "batching",
         "list_key",
         "max_records_per_call",
+        "isolate_errors",
     }
     if unknown:
         msg = f"{where} has unknown keys: {', '.join(sorted(unknown))}"
@@ -335,7 +346,12 @@ def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
     if size < 1:
         msg = f"{where}.max_records_per_call must be at least 1"
         raise MappingError(msg, ("apex", "max_records_per_call"))
+    isolate = raw.get("isolate_errors", True)
+    if not isinstance(isolate, bool):
+        msg = f"{where}.isolate_errors must be true or false"
+        raise MappingError(msg, ("apex", "isolate_errors"))
     return ApexSpec(
+        isolate_errors=isolate,
         path=path,
         payload=raw["payload"],
         method=method,
@@ -343,6 +359,31 @@ def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
         list_key=raw.get("list_key"),
         max_records_per_call=size,
     )
+
+
+def _source_stream(stream: str, raw: RawMapping) -> tuple[str | None, str | None]:
+    """`source_stream` (another stream named exactly, on an exact entry), `when`."""
+    value, when = raw.get("source_stream"), raw.get("when")
+    if when is not None and (not isinstance(when, str) or value is None):
+        msg = (
+            f"{_where(stream, 'when')} must be an expression (a stream-map filter "
+            "over `record`), on an entry with source_stream"
+        )
+        raise MappingError(msg, ("when",))
+    if value is None:
+        return None, None
+    if (
+        not isinstance(value, str)
+        or not value
+        or any(c in value + stream for c in "*?[")
+        or value == stream
+    ):
+        msg = (
+            f"{_where(stream, 'source_stream')} must name another stream exactly "
+            "(no patterns, on an entry that is not a pattern)"
+        )
+        raise MappingError(msg, ("source_stream",))
+    return value, when
 
 
 _STREAM_KEYS: Final = {
@@ -359,6 +400,9 @@ _STREAM_KEYS: Final = {
     "apex",
     "description",
     "skip",
+    "on_missing_key",
+    "source_stream",
+    "when",
 }
 
 
@@ -395,9 +439,15 @@ def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
         raise MappingError(msg, ("fields",))
     fields = tuple(_parse_field(stream, str(k), v) for k, v in fields_raw.items())
     bulk_threshold = raw.get("bulk_threshold")
+    source_stream, when = _source_stream(stream, raw)
     common: dict[str, Any] = {
         "stream": stream,
         "mode": mode,
+        "on_missing_key": _choice(
+            raw, "on_missing_key", MISSING_KEY_POLICIES, stream, "reject"
+        ),
+        "source_stream": source_stream,
+        "when": when,
         "fields": fields,
         "pass_through": bool(
             raw.get("pass_through", not fields and not raw.get("pack_unmapped_into"))
@@ -429,9 +479,30 @@ def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
             "(any External ID field of the object)"
         )
         raise MappingError(msg, ("external_id_field",))
+    _refuse_upsert_on_id(stream, action, ext)
     return StreamMapping(
         sobject=str(sobject), action=action, external_id_field=ext, **common
     )
+
+
+def _refuse_upsert_on_id(stream: str, action: str, ext: object) -> None:
+    """Refuse `upsert` keyed on the record `Id` (not an External ID field).
+
+    Raises:
+        MappingError: for upsert on `Id`.
+    """
+    if action == "upsert" and str(ext) == "Id":
+        # sObject Collections upsert accepts External ID fields only, never the
+        # record Id (developer.salesforce.com api-rest
+        # resources-composite-sobjects-collections-upsert): every chunk would
+        # come back HTTP 400, so refuse the mapping before any call.
+        msg = (
+            f"{_where(stream, 'external_id_field')} is `Id`, but Salesforce "
+            "upserts only on External ID fields. Records that carry their "
+            "Salesforce Id: use `action: update`; new records: `action: insert`, "
+            "or upsert on an External ID field of the object"
+        )
+        raise MappingError(msg, ("external_id_field",))
 
 
 class _LineLoader(yaml.SafeLoader):

@@ -149,9 +149,24 @@ def parse_describe(describe: Mapping[str, Any]) -> dict[str, FieldInfo]:
 
 
 def split_relationship(name: str) -> tuple[str, str] | None:
-    """`Contact__r.CleverTap_Id__c` -> (`Contact__r`, `CleverTap_Id__c`), else None."""
+    """`Contact__r.CleverTap_Id__c` -> (`Contact__r`, `CleverTap_Id__c`), else None.
+
+    A polymorphic lookup keeps its type: `Contact:Who.Ext__c` -> (`Contact:Who`,
+    `Ext__c`); `split_type` takes it apart.
+    """
     relationship, dot, field = name.partition(".")
     return (relationship, field) if dot and relationship and field else None
+
+
+def split_type(relationship: str) -> tuple[str | None, str]:
+    """`Contact:Who` -> (`Contact`, `Who`); `Account` -> (None, `Account`).
+
+    `ObjectType:RelationshipName.IndexedFieldName` is Salesforce's syntax for a
+    polymorphic parent in a Bulk CSV header ("Relationship Fields in a Header
+    Row (2.0)", Bulk API 2.0 developer guide); the target uses it in mappings too.
+    """
+    typed, colon, name = relationship.partition(":")
+    return (typed, name) if colon and typed and name else (None, relationship)
 
 
 def _check_relationship(
@@ -161,7 +176,8 @@ def _check_relationship(
     related: Callable[[str], Mapping[str, FieldInfo]] | None,
 ) -> None:
     """A foreign-key upsert by the parent's External ID (`Rel__r.Ext__c`)."""
-    relationship, ext = split_relationship(name) or ("", "")
+    typed_relationship, ext = split_relationship(name) or ("", "")
+    parent_type, relationship = split_type(typed_relationship)
     where = f"stream {mapping.stream}: {name!r} on {mapping.sobject}"
     ref = next(
         (
@@ -178,15 +194,36 @@ def _check_relationship(
     if not _needs_write(ref, mapping.action):
         msg = f"{where}: {ref.name!r} is not writable for {mapping.action}"
         raise MappingError(msg, ("fields", name))
-    if len(ref.reference_to) != 1:
-        msg = f"{where}: polymorphic relationships are not supported"
+    polymorphic = len(ref.reference_to) > 1
+    if polymorphic and parent_type is None:
+        types = " or ".join(ref.reference_to)
+        msg = (
+            f"{where}: {ref.name} is polymorphic ({types}); name the parent's type "
+            f"as Type:{relationship}.{ext}, e.g. {ref.reference_to[0]}:"
+            f"{relationship}.{ext}"
+        )
+        raise MappingError(msg, ("fields", name))
+    if parent_type is not None and parent_type not in ref.reference_to:
+        msg = (
+            f"{where}: {parent_type!r} is not a type {ref.name} can point to "
+            f"({', '.join(ref.reference_to)})"
+        )
+        raise MappingError(msg, ("fields", name))
+    if parent_type is not None and not polymorphic:
+        msg = (
+            f"{where}: {ref.name} is not polymorphic; write {relationship}.{ext} "
+            "without a type"
+        )
         raise MappingError(msg, ("fields", name))
     if related is None:
         return
-    parent = ref.reference_to[0]
+    parent = parent_type or ref.reference_to[0]
     info = related(parent).get(ext)
     if info is None or not (info.external_id or info.id_lookup):
-        msg = f"{where}: {ext!r} is not an External ID field of {parent}"
+        msg = (
+            f"{where}: {ext!r} is not an External ID field of {parent} (nor an "
+            "idLookup field)"
+        )
         raise MappingError(msg, ("fields", name))
 
 
@@ -634,8 +671,8 @@ def build_sobject_payload(
             if value is not None and value != "":
                 payload[spec.target] = str(json_safe(value))
             continue
-        payload[spec.target] = _convert_field(
-            spec.target, value, spec.type, fields.get(spec.target)
+        payload[spec.target] = empty_is_null(
+            _convert_field(spec.target, value, spec.type, fields.get(spec.target))
         )
     used = mapping.used_roots
     leftovers = {
@@ -645,7 +682,9 @@ def build_sobject_payload(
     }
     if mapping.pass_through:
         for name, value in leftovers.items():
-            payload[name] = _convert_field(name, value, None, fields.get(name))
+            payload[name] = empty_is_null(
+                _convert_field(name, value, None, fields.get(name))
+            )
     elif mapping.pack_unmapped_into and leftovers:
         target = mapping.pack_unmapped_into
         payload[target] = _convert_field(
@@ -658,6 +697,18 @@ def build_sobject_payload(
         msg = f"the key field {key!r} has no value"
         raise RecordError(CODE_MISSING_KEY, msg, [key])
     return payload
+
+
+def empty_is_null(value: JsonValue) -> JsonValue:
+    """An empty string is null, whichever API carries it.
+
+    Salesforce stores no empty text: `""` through Collections clears a field,
+    while an empty Bulk CSV cell leaves it unchanged ("An empty value is
+    ignored on update", Bulk API 2.0 "Valid Record Rows"). Turning `""` into
+    None before either is built makes both follow `null_policy` the same way:
+    `skip` leaves the field as it is, `set_null` clears it (`#N/A` in Bulk).
+    """
+    return None if value == "" else value
 
 
 @dataclasses.dataclass
@@ -822,18 +873,27 @@ def collections_request(
 
 
 def nest(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Collections JSON: `Rel__r.Ext__c` becomes `{"Rel__r": {"Ext__c": value}}`."""
+    """Collections JSON: `Rel__r.Ext__c` becomes `{"Rel__r": {"Ext__c": value}}`.
+
+    A polymorphic `Contact:Who.Ext__c` becomes `{"Who": {"attributes": {"type":
+    "Contact"}, "Ext__c": value}}`: the sObject's type goes in `attributes`.
+    """
     out: dict[str, Any] = {}
     for name, value in payload.items():
         split = split_relationship(name)
         if split:
-            out.setdefault(split[0], {})[split[1]] = value
+            parent_type, relationship = split_type(split[0])
+            parent = out.setdefault(relationship, {})
+            if parent_type is not None:
+                parent["attributes"] = {"type": parent_type}
+            parent[split[1]] = value
         else:
             out[name] = value
     return out
 
 
-def _csv_cell(value: JsonValue) -> str:
+def csv_cell(value: JsonValue) -> str:
+    """One Bulk 2.0 CSV cell: null is `#N/A` (sets null), floats in plain notation."""
     if value is None:
         return BULK_NULL
     if isinstance(value, bool):
@@ -869,7 +929,7 @@ def build_csv(columns: Sequence[str], items: Sequence[Prepared]) -> str:
     writer.writerow(columns)
     for item in items:
         writer.writerow(
-            [_csv_cell(item.payload[c]) if c in item.payload else "" for c in columns]
+            [csv_cell(item.payload[c]) if c in item.payload else "" for c in columns]
         )
     return buffer.getvalue()
 
@@ -894,6 +954,28 @@ class ItemResult:
     code: str | None = None
     message: str | None = None
     fields: tuple[str, ...] = ()
+    matches: tuple[str, ...] = ()
+
+
+def duplicate_matches(error: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Ids of the existing records a duplicate rule matched, in order.
+
+    A DUPLICATES_DETECTED error carries `duplicateResult.matchResults[]
+    .matchRecords[].record.Id` (Collections item errors; the SOAP API's
+    DuplicateResult/MatchResult/MatchRecord). The single-record REST reply
+    spells the key `duplicateResut`, as real orgs answer; both are read.
+    """
+    result = error.get("duplicateResult") or error.get("duplicateResut")
+    if not isinstance(result, dict):
+        return ()
+    ids: list[str] = []
+    for match in result.get("matchResults") or []:
+        for found in (match or {}).get("matchRecords") or []:
+            record = (found or {}).get("record") or {}
+            record_id = record.get("Id") if isinstance(record, dict) else None
+            if record_id and str(record_id) not in ids:
+                ids.append(str(record_id))
+    return tuple(ids)
 
 
 def collections_results(payload: JsonValue, count: int) -> list[ItemResult]:
@@ -924,6 +1006,9 @@ def collections_results(payload: JsonValue, count: int) -> list[ItemResult]:
         first = errors[0]
         fields = tuple(f for e in errors for f in e.get("fields") or [])
         message = "; ".join(str(e.get("message", "")) for e in errors)
+        matches = tuple(i for e in errors for i in duplicate_matches(e))
+        if matches:
+            message += f" (matched records: {', '.join(matches)})"
         out.append(
             ItemResult(
                 success=False,
@@ -931,6 +1016,7 @@ def collections_results(payload: JsonValue, count: int) -> list[ItemResult]:
                 code=str(first.get("statusCode") or "UNKNOWN_ERROR"),
                 message=message,
                 fields=fields,
+                matches=matches,
             )
         )
     return out
@@ -973,10 +1059,28 @@ def error_result(code: str, message: str, fields: Sequence[str] = ()) -> ItemRes
 
 def split_bulk_error(text: str) -> tuple[str, str]:
     """Split `sf__Error` (`CODE:message`) into code and message."""
-    code, sep, message = text.partition(":")
+    code, message, _ = parse_bulk_error(text)
+    return code, message
+
+
+def parse_bulk_error(text: str) -> tuple[str, str, tuple[str, ...]]:
+    """Split `sf__Error` into (code, message, fields).
+
+    Salesforce writes `CODE:message:fields --`, e.g.
+    `INVALID_CROSS_REFERENCE_KEY:invalid cross reference id:--` (recorded in
+    `misc_real_errors.md`); the fields part is comma-separated and may be empty.
+    """
+    code, sep, rest = text.partition(":")
     if not sep:
-        return "UNKNOWN_ERROR", text
-    return code.strip() or "UNKNOWN_ERROR", message.strip()
+        return "UNKNOWN_ERROR", text, ()
+    rest = rest.strip()
+    fields: tuple[str, ...] = ()
+    if rest.endswith("--"):
+        head, colon, tail = rest[:-2].rstrip().rpartition(":")
+        if colon:
+            rest = head.strip()
+            fields = tuple(f.strip() for f in tail.split(",") if f.strip())
+    return code.strip() or "UNKNOWN_ERROR", rest, fields
 
 
 def bulk_results(
@@ -996,7 +1100,7 @@ def bulk_results(
     sent: dict[tuple[str, ...], deque[int]] = defaultdict(deque)
     for position, item in enumerate(items):
         cells = tuple(
-            _csv_cell(item.payload[c]) if c in item.payload else "" for c in match_cols
+            csv_cell(item.payload[c]) if c in item.payload else "" for c in match_cols
         )
         sent[cells].append(position)
     out: list[ItemResult | None] = [None] * len(items)
@@ -1015,11 +1119,12 @@ def bulk_results(
     for row in failed:
         found = take(row)
         if found is not None:
-            code, message = split_bulk_error(row.get("sf__Error", ""))
+            code, message, fields = parse_bulk_error(row.get("sf__Error", ""))
             out[found] = ItemResult(
                 success=False,
                 record_id=row.get("sf__Id") or None,
                 code=code,
                 message=message,
+                fields=fields,
             )
     return out

@@ -78,6 +78,17 @@ class PrivateJsonLines:
             self.count += 1
 
 
+def not_linked_path(rejects_path: str) -> str:
+    """Where not-linked records go: beside the rejects file, `<stem>.not-linked`.
+
+    `output/target-salesforce-rejects.jsonl` ->
+    `output/target-salesforce-rejects.not-linked.jsonl`.
+    """
+    path = Path(rejects_path)
+    suffix = path.suffix or ".jsonl"
+    return str(path.with_name(f"{path.stem}.not-linked{suffix}"))
+
+
 def reject_entry(  # noqa: PLR0913 - one argument per documented rejects column
     *,
     stream: str,
@@ -88,10 +99,13 @@ def reject_entry(  # noqa: PLR0913 - one argument per documented rejects column
     message: str,
     fields: Sequence[str],
     record: Mapping[str, Any],
+    matches: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One line of the rejects file. Holds record data only, never settings.
 
     Long string values of the record are cut (see the module docstring).
+    `matches` are the Ids of the existing records a duplicate rule matched
+    (DUPLICATES_DETECTED); the line has a `matches` key only when there are some.
     """
     cut: list[str] = []
     entry = {
@@ -105,6 +119,8 @@ def reject_entry(  # noqa: PLR0913 - one argument per documented rejects column
         "fields": list(fields),
         "record": cap_values(dict(record), cut=cut),
     }
+    if matches:
+        entry["matches"] = list(matches)
     if cut:
         entry["truncated"] = cut
     return entry
@@ -121,6 +137,9 @@ class StreamSummary:
     created: int = 0
     updated: int = 0
     rejected: int = 0
+    #: records without a key under `on_missing_key: not_linked` (settled, not
+    #: rejects; listed in the not-linked file)
+    not_linked: int = 0
     dry_run: int = 0
     api_calls: Counter[str] = dataclasses.field(default_factory=Counter)
     codes: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -128,7 +147,7 @@ class StreamSummary:
     @property
     def reject_ratio(self) -> float:
         """Rejected share of the records settled so far."""
-        settled = self.succeeded + self.rejected
+        settled = self.succeeded + self.rejected + self.not_linked
         return self.rejected / settled if settled else 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -141,6 +160,7 @@ class StreamSummary:
             "created": self.created,
             "updated": self.updated,
             "rejected": self.rejected,
+            "not_linked": self.not_linked,
             "dry_run": self.dry_run,
             "rejected_by_code": dict(sorted(self.codes.items())),
             "api_calls": dict(sorted(self.api_calls.items())),

@@ -17,18 +17,23 @@ from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
-from target_salesforce.client import CallFailed, TargetSalesforceError
+from target_salesforce import bulk
+from target_salesforce.bulk_sink import BulkIncompleteError, BulkWrites
+from target_salesforce.client import (
+    CODE_APEX_ERROR,
+    CallFailed,
+    ConfigurationError,
+    TargetSalesforceError,
+)
 from target_salesforce.payloads import (
     CODE_LOCK_ROW,
+    CODE_MISSING_KEY,
     MISSING,
     ItemResult,
     JsonValue,
     Prepared,
     apex_calls,
     apex_results,
-    build_csv,
-    bulk_columns,
-    bulk_results,
     check_mapping_against_describe,
     chunked,
     collections_request,
@@ -55,6 +60,14 @@ if TYPE_CHECKING:
     from target_salesforce.mapping import ApexSpec, StreamMapping
     from target_salesforce.payloads import FieldInfo
     from target_salesforce.target import RunContext, TargetSalesforce
+
+
+# answers worth resending for the same records (in a new call or job)
+RETRY_CODES = frozenset({CODE_LOCK_ROW, bulk.CODE_BULK_JOB_FAILED})
+# Lets REST creates and updates save records that an active duplicate rule
+# would block (developer.salesforce.com api_rest headers_duplicaterules.htm).
+# Bulk API 2.0 takes no such header: duplicate rules always apply there.
+DUPLICATE_RULE_HEADER = "Sforce-Duplicate-Rule-Header"
 
 
 class _CompiledValidation(BatchSink):
@@ -146,7 +159,7 @@ class SkippedStreamSink(_CompiledValidation):
         """Nothing to write."""
 
 
-class SalesforceSink(_CompiledValidation):
+class SalesforceSink(BulkWrites, _CompiledValidation):
     """Write one stream to an sObject (Collections or Bulk 2.0) or Apex REST."""
 
     def __init__(
@@ -173,9 +186,16 @@ class SalesforceSink(_CompiledValidation):
         self.bulk_threshold = int(
             threshold if threshold is not None else cfg.get("bulk_threshold", 2000)
         )
+        self.allow_duplicate_save = (
+            cfg.get("duplicate_rules", "respect") == "allow_save"
+        )
         size = int(cfg.get("collections_batch_size", 200))
         self.collection_size = max(1, min(size, 200))
         self.max_retries = int(cfg.get("max_retries", 3))
+        # raw CSV bytes per Bulk job upload (a module constant, small in tests)
+        self.bulk_max_bytes = bulk.MAX_UPLOAD_BYTES
+        # whether an insert of the current batch stored a row already
+        self._batch_stored = False
 
     @staticmethod
     @override
@@ -246,6 +266,9 @@ class SalesforceSink(_CompiledValidation):
             now=self.run.started_at,
         )
         for rej in local:
+            if self._is_not_linked(rej.code):
+                self._not_linked(records[rej.index], rej.fields)
+                continue
             self._reject(records[rej.index], rej.key, rej.code, rej.message, rej.fields)
         if not items:
             return
@@ -255,19 +278,58 @@ class SalesforceSink(_CompiledValidation):
             self._dry_run(api, items)
             return
         send = self._send_bulk if use_bulk else self._send_collections
-        results = self._with_lock_retry(items, send)
+        self._batch_stored = False
+        try:
+            results = self._with_lock_retry(items, send)
+        except BulkIncompleteError as exc:
+            # settle every row the job's result files account for, then stop
+            known = [(i, r) for i, r in zip(items, exc.results, strict=True) if r]
+            self._settle(records, [i for i, _ in known], [r for _, r in known])
+            raise TargetSalesforceError(str(exc)) from None
         self._settle(records, items, results)
 
     def _process_apex(self, records: list[dict[str, Any]], apex: ApexSpec) -> None:
         items, local = prepare_apex_batch(records, self.mapping)
         for rej in local:
+            if self._is_not_linked(rej.code):
+                self._not_linked(records[rej.index], rej.fields)
+                continue
             self._reject(records[rej.index], None, rej.code, rej.message, rej.fields)
         if self.run.dry_run:
             self._dry_run("apex", items)
             return
         for path, body, call_items in apex_calls(items, self.mapping):
             results = self._apex_call(apex.method, path, body, len(call_items))
+            if (
+                len(call_items) > 1
+                and apex.isolate_errors
+                and all(r.code == CODE_APEX_ERROR for r in results)
+            ):
+                results = self._apex_one_by_one(apex, path, call_items)
             self._settle(records, call_items, results)
+
+    def _apex_one_by_one(
+        self, apex: ApexSpec, path: str, call_items: list[Prepared]
+    ) -> list[ItemResult]:
+        """Resend each record of a list call that failed with APEX_ERROR alone.
+
+        An unhandled Apex exception rolls the whole transaction back, so none of
+        the call's records was written: resending them one per call finds the bad
+        record(s) and loads the others.
+        """
+        self.logger.warning(
+            "apex %s: APEX_ERROR for a call of %d records; resending them one by "
+            "one to find the failing record (apex.isolate_errors)",
+            path,
+            len(call_items),
+        )
+        out: list[ItemResult] = []
+        for item in call_items:
+            body: Any = [item.payload]
+            if apex.list_key:
+                body = {apex.list_key: body}
+            out.extend(self._apex_call(apex.method, path, body, 1))
+        return out
 
     def _apex_call(
         self, method: str, path: str, body: JsonValue, count: int
@@ -278,6 +340,7 @@ class SalesforceSink(_CompiledValidation):
                 self.summary.api_calls["apex"] += 1
                 response = self.run.client.apex(method, path, body)
             except CallFailed as exc:
+                # APEX_ERROR is never retried: the same call fails the same way
                 if exc.code == CODE_LOCK_ROW and attempt < self.max_retries:
                     self.run.client.wait_before_retry(attempt)
                     attempt += 1
@@ -292,22 +355,37 @@ class SalesforceSink(_CompiledValidation):
         items: list[Prepared],
         send: Callable[[list[Prepared]], list[ItemResult]],
     ) -> list[ItemResult]:
-        """Send, then resend only the items that failed with UNABLE_TO_LOCK_ROW."""
+        """Send, then resend only the items that failed with a retryable code.
+
+        UNABLE_TO_LOCK_ROW, and rows a Failed Bulk insert job left unprocessed
+        (BULK_JOB_FAILED), are resent; what still fails after `max_retries` is
+        rejected with that code.
+
+        Raises:
+            BulkIncompleteError: with the results of every item known so far.
+        """
         results: list[ItemResult | None] = [None] * len(items)
         pending = list(range(len(items)))
         attempt = 0
         while True:
-            outcome = send([items[i] for i in pending])
+            try:
+                outcome = send([items[i] for i in pending])
+            except BulkIncompleteError as exc:
+                for position, result in zip(pending, exc.results, strict=True):
+                    results[position] = result
+                raise BulkIncompleteError(str(exc), results) from None
             retry = []
             for position, result in zip(pending, outcome, strict=True):
                 results[position] = result
-                if not result.success and result.code == CODE_LOCK_ROW:
+                if not result.success and result.code in RETRY_CODES:
                     retry.append(position)
             if not retry or attempt >= self.max_retries:
                 break
+            codes = sorted({str(r.code) for i in retry if (r := results[i])})
             self.logger.warning(
-                "%d records hit UNABLE_TO_LOCK_ROW; retrying them (attempt %d of %d)",
+                "%d records hit %s; retrying them (attempt %d of %d)",
                 len(retry),
+                "/".join(codes),
                 attempt + 1,
                 self.max_retries,
             )
@@ -323,48 +401,34 @@ class SalesforceSink(_CompiledValidation):
             method, path, kwargs = collections_request(
                 mapping.action, str(mapping.sobject), mapping.external_id_field, chunk
             )
+            if self.allow_duplicate_save and mapping.action != "delete":
+                headers = {DUPLICATE_RULE_HEADER: "allowSave=true"}
+                kwargs = {**kwargs, "headers": headers}
             self.summary.api_calls["collections"] += 1
             try:
                 response = self.run.client.collections(
                     method, path, kwargs, idempotent=mapping.action != "insert"
                 )
             except CallFailed as exc:
-                out.extend(
-                    [error_result(exc.code, exc.message, exc.fields)] * len(chunk)
+                if exc.code == CODE_LOCK_ROW:
+                    out.extend([error_result(exc.code, exc.message)] * len(chunk))
+                    continue
+                # Collections report record problems per record inside an HTTP
+                # 200; a whole call refused is about the settings (a field or
+                # object, the key, the body), so no record of it is rejected.
+                msg = (
+                    f"stream {self.stream_name}: Salesforce refused a whole "
+                    f"{method} {path} call with HTTP {exc.status} {exc.code}: "
+                    f"{exc.message}; this is a settings problem, not a record "
+                    "problem. Nothing of this call was written and no STATE "
+                    "covers it: fix the mapping and rerun."
                 )
-                continue
+                raise ConfigurationError(msg) from None
             try:
                 out.extend(collections_results(response, len(chunk)))
             except ValueError as exc:
                 raise TargetSalesforceError(str(exc)) from None
         return out
-
-    def _send_bulk(self, items: list[Prepared]) -> list[ItemResult]:
-        mapping = self.mapping
-        key_field = mapping.key_field
-        columns = bulk_columns(mapping.action, key_field, items)
-        self.summary.api_calls["bulk2_jobs"] += 1
-        try:
-            outcome = self.run.client.bulk_ingest(
-                mapping.action,
-                str(mapping.sobject),
-                mapping.external_id_field,
-                build_csv(columns, items),
-            )
-        except CallFailed as exc:
-            return [error_result(exc.code, exc.message, exc.fields)] * len(items)
-        matched = bulk_results(
-            columns, key_field, items, outcome.successful, outcome.failed
-        )
-        unknown = sum(1 for r in matched if r is None)
-        if unknown:
-            msg = (
-                f"Bulk 2.0 job {outcome.job_id}: {unknown} of {len(items)} records "
-                f"have no result row ({len(outcome.unprocessed)} unprocessed); "
-                "their outcome is unknown, so the run stops without STATE"
-            )
-            raise TargetSalesforceError(msg)
-        return [r for r in matched if r is not None]
 
     # ------------------------------------------------------------------ outcomes
 
@@ -374,6 +438,7 @@ class SalesforceSink(_CompiledValidation):
         items: Sequence[Prepared],
         results: Sequence[ItemResult],
     ) -> None:
+        apex = self.mapping.mode == "apex"
         for item, result in zip(items, results, strict=True):
             for index in item.inputs:
                 if result.success:
@@ -385,13 +450,20 @@ class SalesforceSink(_CompiledValidation):
                 else:
                     self._reject(
                         records[index],
-                        item.key,
+                        None if apex else item.key,  # an Apex item key is its path
                         str(result.code),
                         str(result.message or ""),
                         list(result.fields),
+                        result.matches,
                     )
 
     def _record_key(self, record: Mapping[str, Any]) -> str | None:
+        if self.mapping.mode == "apex":
+            # the stream's key properties name the record (an Apex call has no key)
+            values = [record.get(k) for k in self.key_properties or ()]
+            if not values or all(v is None for v in values):
+                return None
+            return "/".join("" if v is None else str(v) for v in values)
         key_field = self.mapping.key_field
         for spec in self.mapping.fields:
             if spec.target == key_field and spec.source:
@@ -401,13 +473,14 @@ class SalesforceSink(_CompiledValidation):
             return str(record[key_field])
         return None
 
-    def _reject(
+    def _reject(  # noqa: PLR0913, PLR0917 - one argument per reject column
         self,
         record: Mapping[str, Any],
         key: str | None,
         code: str,
         message: str,
         fields: Sequence[str],
+        matches: Sequence[str] = (),
     ) -> None:
         self.summary.rejected += 1
         self.summary.codes[code] += 1
@@ -423,8 +496,28 @@ class SalesforceSink(_CompiledValidation):
                 message=message,
                 fields=fields,
                 record=record,
+                matches=matches,
             )
         )
+
+    def _is_not_linked(self, code: str) -> bool:
+        """A missing key that the mapping calls "not linked" (not an error)."""
+        return code == CODE_MISSING_KEY and self.mapping.on_missing_key == "not_linked"
+
+    def _not_linked(self, record: Mapping[str, Any], fields: Sequence[str]) -> None:
+        """Count a record with no Salesforce record to write, and list it."""
+        self.summary.not_linked += 1
+        entry = reject_entry(
+            stream=self.stream_name,
+            sobject=self.mapping.sobject,
+            action=self.mapping.action if self.mapping.mode == "sobject" else "apex",
+            key=None,
+            code="NOT_LINKED",
+            message="no Salesforce record to write (on_missing_key: not_linked)",
+            fields=fields,
+            record=record,
+        )
+        self.run.write_not_linked(entry)
 
     def _dry_run(self, api: str, items: Sequence[Prepared]) -> None:
         mapping = self.mapping

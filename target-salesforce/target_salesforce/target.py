@@ -19,10 +19,15 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine, SingerReadError
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
+from target_salesforce import preflight
 from target_salesforce.auth import FLOWS, AuthError
 from target_salesforce.client import SalesforceClient, TargetSalesforceError
 from target_salesforce.mapping import MappingError, find_mapping, load_mappings
-from target_salesforce.rejects import PrivateJsonLines, StreamSummary
+from target_salesforce.rejects import (
+    PrivateJsonLines,
+    StreamSummary,
+    not_linked_path,
+)
 from target_salesforce.sinks import SalesforceSink, SkippedStreamSink
 
 if TYPE_CHECKING:
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import PurePath
 
+    import click
     from singer_sdk.sinks import Sink
 
     from target_salesforce.mapping import StreamMapping
@@ -84,6 +90,8 @@ class RunContext:
         self.dry_run = bool(config.get("dry_run", False))
         self.rejects_path = str(config.get("rejects_path") or DEFAULT_REJECTS_PATH)
         self._rejects = PrivateJsonLines(self.rejects_path)
+        self.not_linked_path = not_linked_path(self.rejects_path)
+        self._not_linked = PrivateJsonLines(self.not_linked_path)
         dry_path = config.get("dry_run_path")
         self._dry = PrivateJsonLines(dry_path) if dry_path else None
         self._dry_logged = 0
@@ -149,6 +157,10 @@ class RunContext:
         """Append one reject to the rejects file (mode 0600)."""
         self._rejects.write(entry)
 
+    def write_not_linked(self, entry: Mapping[str, Any]) -> None:
+        """Append one not-linked record to the not-linked file (mode 0600)."""
+        self._not_linked.write(entry)
+
     def write_dry_run(self, entry: Mapping[str, Any]) -> None:
         """Record what would be written: to dry_run_path, else to the log."""
         if self._dry is not None:
@@ -166,6 +178,7 @@ class RunContext:
         data = {
             "dry_run": self.dry_run,
             "rejects_path": self.rejects_path,
+            "not_linked_path": self.not_linked_path,
             "streams": [s.as_dict() for s in self._summaries.values()],
         }
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +264,19 @@ class TargetSalesforce(Target):
             default="login",
             description=(
                 "Login host prefix: `login`, `test` (sandboxes) or your My Domain "
-                "such as `acme.my` (required for client credentials)."
+                "such as `acme.my` or `acme--uat.sandbox.my` (required for client "
+                "credentials). Token requests go to https://<domain>.salesforce.com."
+            ),
+        ),
+        th.Property(
+            "jwt_audience",
+            th.StringType,
+            description=(
+                "The `aud` claim of the JWT bearer assertion. Salesforce accepts "
+                "only https://login.salesforce.com (production) or "
+                "https://test.salesforce.com (sandboxes), never the My Domain "
+                "host. Default: test for `domain` test or a `.sandbox.` My "
+                "Domain, else login."
             ),
         ),
         th.Property(
@@ -264,8 +289,9 @@ class TargetSalesforce(Target):
             "ca_bundle",
             th.StringType,
             description=(
-                "CA bundle for TLS verification. REQUESTS_CA_BUNDLE in the "
-                "environment takes precedence, as for plain requests."
+                "CA bundle for TLS verification (e.g. a TLS-inspecting proxy's "
+                "CA). Wins over REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the "
+                "environment; unset, those (then certifi) apply."
             ),
         ),
         th.Property(
@@ -282,7 +308,8 @@ class TargetSalesforce(Target):
                 "Per-stream mapping: stream name (or pattern) -> {object, action, "
                 "external_id_field, fields, pass_through, pack_unmapped_into, "
                 "null_policy, duplicate_keys, bulk_threshold} or {mode: apex, apex: "
-                "{path, method, payload, batching, list_key}}, or {skip: true} to "
+                "{path, method, payload, batching, list_key, isolate_errors}}, or "
+                "{skip: true} to "
                 "switch off a stream that mappings_file maps. See README."
             ),
         ),
@@ -348,6 +375,19 @@ class TargetSalesforce(Target):
             ),
         ),
         th.Property(
+            "duplicate_rules",
+            th.StringType,
+            default="respect",
+            allowed_values=["respect", "allow_save"],
+            description=(
+                "Active duplicate rules (Contact, Lead): `respect` lets them "
+                "block creates (DUPLICATES_DETECTED rejects with the matched "
+                "Ids); `allow_save` sends Sforce-Duplicate-Rule-Header "
+                "allowSave=true on sObject Collections writes. Bulk API 2.0 "
+                "cannot bypass duplicate rules."
+            ),
+        ),
+        th.Property(
             "bulk_poll_interval",
             th.NumberType,
             default=2.0,
@@ -405,6 +445,17 @@ class TargetSalesforce(Target):
             ),
         ),
         th.Property(
+            "concurrent_limit_max_wait",
+            th.NumberType,
+            default=300,
+            description=(
+                "REQUEST_LIMIT_EXCEEDED for the concurrent request limits "
+                "(ConcurrentRequests, ConcurrentPerOrgLongTxn) is retried with "
+                "exponential backoff for up to this many seconds, then the run "
+                "stops. The daily limit (TotalRequests) stops at once."
+            ),
+        ),
+        th.Property(
             "retry_backoff_seconds",
             th.NumberType,
             default=1.0,
@@ -446,6 +497,35 @@ class TargetSalesforce(Target):
         )
         self.max_parallelism = 1  # one shared client, quota guard and session
         self.run = RunContext(self.config, self.logger)
+        if setup_mapper:
+            self._add_source_stream_aliases()
+
+    def _add_source_stream_aliases(self) -> None:
+        """Entries with `source_stream` read that stream's records too.
+
+        Each becomes an SDK stream-map alias (`<entry>: {__source__: <stream>}`,
+        plus `__filter__: <when>`), so the source stream's records (those `when`
+        lets through) reach this entry's sink too. A `stream_maps` entry of the
+        same name in the config wins.
+        """
+        aliases: dict[str, dict[str, str]] = {}
+        for name, mapping in self.run.mappings.items():
+            if mapping.source_stream and not mapping.skip:
+                aliases[name] = {"__source__": mapping.source_stream}
+                if mapping.when:
+                    aliases[name]["__filter__"] = mapping.when
+        if aliases:
+            configured = self.mapper.stream_maps_dict or {}
+            self.mapper.stream_maps_dict = {**aliases, **configured}
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command plus `--preflight` (see target_salesforce.preflight)."""
+        command = super().get_singer_command()
+        load = preflight.config_loader(cls.config_jsonschema, "TARGET_SALESFORCE_")
+        command.params.append(preflight.cli_option(load))
+        return command
 
     @classmethod
     @override

@@ -6,6 +6,7 @@ No timing is asserted: only that every measurement P1..P5 produced rows (figures
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,22 @@ def test_bench_runs_end_to_end_at_tiny_n_and_writes_results_table(
         "P5",
     ]
     assert all(len(g) == 5 for g in goals)
+
+
+def _parse_args(argv: list[str]):
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.parse_args(argv)
+
+
+def test_quick_bench_writes_a_scratch_file_not_the_committed_results(
+    tmp_path: Path,
+) -> None:
+    quick = _parse_args(["--quick"])
+    assert quick.results == ROOT / "bench" / "out" / "RESULTS-quick.md"
+    assert _parse_args([]).results == ROOT / "bench" / "RESULTS.md"
+    chosen = tmp_path / "elsewhere.md"
+    assert _parse_args(["--quick", "--results", str(chosen)]).results == chosen

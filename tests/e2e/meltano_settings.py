@@ -131,6 +131,17 @@ SETTINGS_GROUPS = {
         ["client_id", "client_secret", "domain"],
     ],
 }
+# Plugin commands, the same for the three plugins (each CLI has --preflight). With
+# `--config ENV` the Singer SDK reads the settings from the <PLUGIN>_<SETTING>
+# environment variables Meltano sets for the plugin. meltano.yml carries the same
+# `commands:` block (regenerate() keeps it: it only rewrites `settings:`).
+COMMANDS = {
+    "preflight": {
+        "args": "--config ENV --preflight",
+        "description": "Check the configuration against the live API (writes "
+        "nothing); one PASS/FAIL line per check, exit 1 on a failure.",
+    }
+}
 # Namespaces match meltano.yml; target-salesforce's differs from the Hub's variants.
 _NAMESPACES = {"target-salesforce": "target_salesforce_clevertap"}
 VARIANT = "clevertap-salesforce"
@@ -237,6 +248,7 @@ def plugin_definition(plugin: str) -> dict[str, Any]:
         "capabilities": [
             _CAPABILITIES[c] for c in info["capabilities"] if _CAPABILITIES[c] in known
         ],
+        "commands": COMMANDS,
         "settings": [
             _setting(name, spec) for name, spec in settings["properties"].items()
         ],

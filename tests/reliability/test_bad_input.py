@@ -244,3 +244,36 @@ def test_clevertap_tap_bad_config_or_state_fails_clearly(
     assert named.lower() in run.stderr.lower()
     assert not [m for m in run.messages if m.get("type") == "RECORD"]
     _no_traceback(run)
+
+
+def test_salesforce_target_counts_a_missing_key_as_not_linked_when_mapped_so(
+    sf_rig: Any,
+) -> None:
+    """`on_missing_key: not_linked`: settled and listed, not a reject, not lost."""
+    name = "missing_identity.singer"
+    mapping = {STREAM: {**SF_MAPPING[STREAM], "on_missing_key": "not_linked"}}
+    run = sf_rig.run_text(sf_rig.config(streams=mapping), _text(name))
+    assert run.returncode == 0, run.stderr[-3000:]
+    _no_traceback(run)
+    records = _records(name)
+    summary = sf_rig.summary_of(run, STREAM)
+    assert summary is not None, run.stderr[-2000:]
+    assert summary["received"] == len(records)
+    assert (summary["accepted"], summary["rejected"], summary["not_linked"]) == (
+        len(records) - 1,
+        0,
+        1,
+    ), summary
+    # settled: received = accepted + rejected + not linked (what check_summary adds)
+    assert summary["received"] == (
+        summary["accepted"] + summary["rejected"] + summary["not_linked"]
+    )
+    assert sf_rig.rejects() == []
+    listed = sf_rig.rejects_path.with_name(
+        f"{sf_rig.rejects_path.stem}.not-linked{sf_rig.rejects_path.suffix}"
+    )
+    (entry,) = [json.loads(line) for line in listed.read_text().splitlines()]
+    assert entry["stream"] == STREAM
+    assert entry["code"] == "NOT_LINKED"
+    assert entry["record"]["email"] == records[0]["email"]  # replayable
+    assert entry["record"]["identity"] is None

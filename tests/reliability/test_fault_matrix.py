@@ -84,6 +84,28 @@ CT_FAULTS = [
         "partial unprocessed (invalid emails)",
         invalid=frozenset({3, 17, 42}),
     ),
+    Fault(
+        "5xx after store (500, 502, 504 on event batches)",
+        (
+            {"kind": "status_after_store", "status": 502, "times": 2, "path": UPLOAD},
+            {"kind": "status_after_store", "status": 500, "times": 1, "path": UPLOAD},
+            {"kind": "status_after_store", "status": 504, "times": 1, "path": UPLOAD},
+        ),
+        config=(("with_profile", False),),
+    ),
+    Fault(
+        "ingestion lag during reconciliation",
+        (
+            {"kind": "status_after_store", "status": 500, "times": 2, "path": UPLOAD},
+            {"kind": "ingestion_lag", "seconds": 1.5, "times": 2, "path": UPLOAD},
+        ),
+        config=(
+            ("with_profile", False),
+            ("reconcile_lag_seconds", 3),
+            ("reconcile_checks", 4),
+        ),
+        note="events visible 1.5 s after store; re-checked over 3 s",
+    ),
 ]
 
 
@@ -119,6 +141,31 @@ def test_clevertap_target_rejects_server_side_unprocessed_with_their_code(
     )
     codes = {str(r["code"]) for r in ct_rig.rejects()}
     assert codes == {"555"}
+
+
+def test_clevertap_target_refuses_keys_past_the_account_cap_as_rejects(
+    ct_rig: Any,
+) -> None:
+    """A full account: new custom profile keys are rejects, never silent drops.
+
+    The account holds 256 custom profile keys: CleverTap would drop new ones
+    silently (the emulator, lowered to that state, does); the target refuses each
+    record with a new key as a `profile_key_cap` reject instead.
+    """
+
+    def arm() -> None:
+        ct_rig.handle._call("POST", "caps", json={"max_custom_profile_keys": 0})
+
+    ct_rig.cell(
+        "cap reached (custom profile keys)",
+        arm,
+        expect_rejected=60,
+        account_custom_profile_keys=256,
+        note="every record carries new keys: all refused, none dropped",
+    )
+    codes = {str(r["code"]) for r in ct_rig.rejects()}
+    assert codes == {"profile_key_cap"}
+    assert ct_rig.handle.profiles() == []
 
 
 # ---------------------------------------------------------- target-salesforce
@@ -170,6 +217,36 @@ SF_FAULTS = [
         ({"kind": "bulk_job_failed", "count": 1, "message": "reliability"},),
         config=BULK,
         must_fail=True,
+    ),
+    Fault(
+        # the job stores 7 rows of the first batch, then ends Failed: those are
+        # settled before the run stops; the rerun upserts (no duplicate)
+        "Failed Bulk job with partial results",
+        (
+            {
+                "kind": "bulk_job_failed",
+                "count": 1,
+                "processed": 7,
+                "message": "reliability",
+            },
+        ),
+        config=BULK,
+        must_fail=True,
+        failure_text="ended Failed",
+    ),
+    Fault(
+        # an insert is never rerun over stored rows: the 13 unprocessed rows go
+        # again in a new job and the run finishes
+        "Failed Bulk insert job with partial results",
+        (
+            {
+                "kind": "bulk_job_failed",
+                "count": 1,
+                "processed": 7,
+                "message": "reliability",
+            },
+        ),
+        config=(*BULK, ("action", "insert")),
     ),
     Fault(
         "Bulk 2.0: UNABLE_TO_LOCK_ROW x3",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import urllib.parse
 import zoneinfo
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,6 +19,8 @@ if TYPE_CHECKING:
     from sandbox.clevertap.testing import CleverTapHandle
 
 RANGE = {"from": 20240101, "to": 20240107}
+# Recorded objectIds: "__" + 32 hex digits, some with a "g" first (an in1 export).
+OBJECT_ID = re.compile(r"__g?[0-9a-f]{32}")
 SEED = {"seed": 5, "profiles": 30, "events_per_day": 40, **RANGE}
 
 
@@ -181,7 +186,6 @@ def test_profile_export_returns_each_person_who_raised_the_event(seeded) -> None
     record = records[0]
     assert {
         "identity",
-        "objectId",
         "email",
         "name",
         "profileData",
@@ -189,7 +193,9 @@ def test_profile_export_returns_each_person_who_raised_the_event(seeded) -> None
         "platformInfo",
     } <= set(record)
     assert record["events"]["Survey Answered"]["count"] >= 1
-    assert record["platformInfo"][0]["objectId"] == record["objectId"]
+    # A profile whose device carries the objectId has it only in platformInfo.
+    assert "objectId" not in record
+    assert OBJECT_ID.fullmatch(record["platformInfo"][0]["objectId"])
     assert record["profileData"]["DOB"].startswith("$D_")
 
 
@@ -419,3 +425,167 @@ def test_demerge_gives_the_profile_a_new_object_id(clevertap_emulator) -> None:
         "/1/demerge/profiles.json", {"identities": [str(i) for i in range(101)]}
     )
     assert too_many.status_code == 400
+
+
+# -- contract: the emulator answers like the recorded real API --------------------
+# Copies of the recordings, with their source: tests/fixtures/tap_clevertap/real_api/.
+REAL = Path(__file__).parents[1] / "fixtures" / "tap_clevertap" / "real_api"
+RECORDED_PAGE = json.loads((REAL / "events_export_page.json").read_text("utf-8"))
+RECORDED = json.loads((REAL / "read_api_bodies.json").read_text("utf-8"))
+
+
+def _shape(value: object) -> object:
+    """The JSON type of a value (dicts by their keys' shapes)."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    return type(value).__name__
+
+
+def test_contract_cursor_reply_has_the_recorded_envelope(seeded) -> None:
+    recorded = RECORDED_PAGE["cursor_response"]
+    reply = seeded.api_post(
+        "/1/events.json?batch_size=10", {"event_name": "Charged", **RANGE}
+    )
+    assert reply.status_code == 200
+    assert set(reply.json()) == set(recorded)
+    assert reply.json()["status"] == recorded["status"]
+    # Already percent-encoded, like the recorded cursor (%2B, %2F, %3D inside).
+    cursor = reply.json()["cursor"]
+    assert "%" in recorded["cursor"]
+    assert "%" in cursor
+    assert not {"+", "/", "="} & set(cursor)
+
+
+def test_contract_export_page_matches_the_recorded_record_shape(seeded) -> None:
+    recorded_page = RECORDED_PAGE["events_page"]
+    recorded = recorded_page["records"][0]
+    response = seeded.api_post(
+        "/1/events.json?batch_size=5&app=true&events=true",
+        {"event_name": "Charged", **RANGE},
+    )
+    page = seeded.api_get(f"/1/events.json?cursor={response.json()['cursor']}")
+    assert page.status_code == 200
+    body = page.json()
+    assert set(recorded_page) <= set(body) <= {*recorded_page, "next_cursor"}
+    record = body["records"][0]
+    assert set(record) == set(recorded)
+    assert len(str(record["ts"])) == len(str(recorded["ts"])) == 14
+    assert isinstance(record["ts"], int)
+    # Every recorded profile key the emulator models has the recorded JSON type.
+    profile, real = record["profile"], recorded["profile"]
+    modelled = {"objectId", "platform", "os_version", "app_version", "make", "model"}
+    for key in modelled:
+        assert _shape(profile[key]) == _shape(real[key]), key
+    assert OBJECT_ID.fullmatch(profile["objectId"])
+    assert OBJECT_ID.fullmatch(real["objectId"])
+    some_event = next(iter(profile["events"].values()))
+    assert _shape(some_event) == _shape(real["events"]["UTM Visited"])
+    # Keys beyond the recording are the ones a profile with an identity has.
+    assert set(profile) - set(real) <= {
+        "identity",
+        "email",
+        "phone",
+        "name",
+        "profileData",
+    }
+    assert None not in profile.values()
+
+
+def test_contract_profile_without_details_leaves_the_keys_out(tmp_path) -> None:
+    """The recorded profile has no identity/email/name keys and no null values."""
+    event = {
+        "type": "event",
+        "identity": "bare-1",
+        "ts": int(dt.datetime(2024, 3, 5, 12, tzinfo=dt.UTC).timestamp()),
+        "evtName": "Opened",
+        "evtData": {},
+    }
+    with running_emulator(db_path=tmp_path / "bare.db") as ct:
+        assert ct.api_post("/1/upload", {"d": [event]}).json()["processed"] == 1
+        (page,) = walk(
+            ct,
+            "events",
+            {"event_name": "Opened", "from": 20240305, "to": 20240305},
+            10,
+        )
+    (record,) = page
+    profile = record["profile"]
+    assert OBJECT_ID.fullmatch(profile["objectId"])
+    assert profile["identity"] == "bare-1"
+    # No default platform, no null email/name/phone keys.
+    assert not {"email", "name", "phone", "platform"} & set(profile)
+    assert None not in profile.values()
+
+
+@pytest.mark.parametrize("http_status", [200, 400, 500])
+def test_contract_in_progress_body_is_the_recorded_one(tmp_path, http_status) -> None:
+    recorded = RECORDED["cursor_page_in_progress"]["body"]
+    with running_emulator(db_path=tmp_path / "busy.db") as ct:
+        ct.seed(**SEED)
+        ct.fault("in_progress", fetches=1, http_status=http_status)
+        cursor = ct.api_post(
+            "/1/events.json?batch_size=10", {"event_name": "Charged", **RANGE}
+        ).json()["cursor"]
+        page = ct.api_get(f"/1/events.json?cursor={cursor}")
+        assert (page.status_code, page.json()) == (http_status, recorded)
+        ct.clear_faults()
+        # `requests: N` makes any read answer "in progress" N times.
+        ct.fault("in_progress", requests=1, http_status=http_status)
+        report = ct.api_post("/1/targets/result.json", {"id": 1_700_000_000})
+        assert (report.status_code, report.json()) == (http_status, recorded)
+        again = ct.api_post("/1/targets/result.json", {"id": 1_700_000_000})
+        assert again.json()["status"] == "success"
+
+
+def test_contract_incorrect_usage_body_is_the_recorded_one(seeded) -> None:
+    recorded = RECORDED["cursor_incorrect_usage"]["body"]
+    reply = seeded.api_get("/1/events.json?cursor=not-a-cursor")
+    # The recording has no HTTP status; the emulator answers 400.
+    assert reply.status_code == 400
+    assert reply.json() == recorded
+
+
+def test_contract_export_not_allowed_is_the_recorded_reply(seeded) -> None:
+    recorded = RECORDED["events_export_not_allowed_http400"]
+    reply = seeded.api_post(
+        "/1/events.json?batch_size=10", {"event_name": "Notification Sent", **RANGE}
+    )
+    assert (reply.status_code, reply.json()) == (recorded["status"], recorded["body"])
+
+
+@pytest.mark.parametrize(
+    "recording",
+    ["campaign_report_no_result_http500", "campaign_report_not_completed_http200"],
+)
+def test_contract_campaign_no_result_replies_are_the_recorded_ones(
+    seeded, recording
+) -> None:
+    recorded = RECORDED[recording]
+    targets = seeded.api_post("/1/targets/list.json", RANGE).json()["targets"]
+    replies = [
+        seeded.api_post("/1/targets/result.json", {"id": t["id"]}) for t in targets
+    ]
+    wanted = (recorded["status"], recorded["body"])
+    assert wanted in [(r.status_code, r.json()) for r in replies]
+
+
+def test_contract_campaign_report_has_the_recorded_envelope(seeded) -> None:
+    recorded = RECORDED["campaign_report_ok"]
+    targets = seeded.api_post("/1/targets/list.json", RANGE).json()["targets"]
+    replies = [
+        seeded.api_post("/1/targets/result.json", {"id": t["id"]}) for t in targets
+    ]
+    ok = next(r for r in replies if "result" in r.json())
+    assert ok.status_code == recorded["status"]
+    assert set(ok.json()) == set(recorded["body"])
+    assert _shape(ok.json()["result"]["sent"]) == _shape(
+        recorded["body"]["result"]["sent"]
+    )
+
+
+def test_contract_message_report_entry_has_the_recorded_keys(seeded) -> None:
+    recorded = RECORDED["message_report_entry_fragment"]
+    messages = seeded.api_post("/1/message/report.json", RANGE).json()["messages"]
+    assert messages
+    for key, value in recorded.items():
+        assert _shape(messages[0][key]) == _shape(value), key

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+from sandbox.clevertap.faults import FaultError, parse_fault
 from sandbox.clevertap.testing import running_emulator
 
 if TYPE_CHECKING:
@@ -343,3 +344,107 @@ def test_fault_parameter_aliases(ct) -> None:
     assert by_kind["latency"]["ms"] == 50
     assert by_kind["slow_reply"]["seconds"] == 0.1
     assert by_kind["status"]["status"] == 500
+
+
+# ------------------------------------------------ faults of a real account
+
+
+def _export_cursor(ct: CleverTapHandle, name: str = "E") -> int:
+    """How many events one export query of `name` returns (all its pages)."""
+    reply = ct.api_post(
+        "/1/events.json", {"event_name": name, **RANGE}, params={"batch_size": 500}
+    ).json()
+    count, cursor = 0, reply.get("cursor")
+    while cursor:
+        page = ct.api_get(f"/1/events.json?cursor={cursor}").json()
+        count += len(page.get("records") or [])
+        cursor = page.get("next_cursor")
+    return count
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_status_after_store_stores_the_batch_then_answers_the_status(
+    ct, status: int
+) -> None:
+    ct.fault("status_after_store", status=status, path="/1/upload")
+    response = fresh_post(ct, "/1/upload", events(3))
+    assert response.status_code == status
+    assert response.json()["status"] == "fail"
+    assert len(ct.events()) == 3  # stored all the same
+    assert fresh_post(ct, "/1/upload", events(1)).status_code == 200  # once
+    assert ct.requests_log()[0]["fault"] == f"status_after_store {status}"
+
+
+def test_ingestion_lag_hides_stored_events_from_the_first_export_reads(ct) -> None:
+    ct.fault("ingestion_lag", reads=2, path="/1/upload", times=1)
+    assert fresh_post(ct, "/1/upload", events(3)).json()["processed"] == 3
+    assert _export_cursor(ct) == 0  # first export query: not visible yet
+    assert _export_cursor(ct) == 3  # from the second on
+    assert fresh_post(ct, "/1/upload", events(1, "F")).status_code == 200
+    assert _export_cursor(ct, "F") == 1  # the fault applied to one upload only
+
+
+def test_ingestion_lag_in_seconds_and_inspection_sees_held_events(ct) -> None:
+    ct.fault("ingestion_lag", seconds=30, path="/1/upload")
+    fresh_post(ct, "/1/upload", events(2))
+    assert _export_cursor(ct) == 0
+    assert len(ct.events()) == 2  # /_sandbox/events shows what is stored
+
+
+def test_ingestion_lag_needs_a_duration() -> None:
+    with pytest.raises(FaultError, match="seconds and/or reads"):
+        parse_fault({"kind": "ingestion_lag"})
+
+
+def test_caps_drop_new_keys_and_event_names_silently(ct) -> None:
+    caps = ct._call(
+        "POST", "caps", json={"max_custom_profile_keys": 2, "max_event_names": 1}
+    )
+    assert caps["max_event_names"] == 1
+    body = {
+        "d": [
+            {
+                "type": "profile",
+                "identity": "u1",
+                "profileData": {"a": 1, "b": 2, "Name": "N"},
+            },
+            {"type": "profile", "identity": "u2", "profileData": {"c": 3, "a": 4}},
+            {
+                "type": "event",
+                "identity": "u1",
+                "evtName": "First",
+                "ts": 1_704_100_000,
+            },
+            {
+                "type": "event",
+                "identity": "u1",
+                "evtName": "Second",
+                "ts": 1_704_100_000,
+            },
+            {
+                "type": "event",
+                "identity": "u1",
+                "evtName": "first",
+                "ts": 1_704_100_001,
+            },
+        ]
+    }
+    reply = fresh_post(ct, "/1/upload", body).json()
+    assert reply == {"status": "success", "processed": 5, "unprocessed": []}
+    data = {p["identity"]: p["profileData"] for p in ct.profiles()}
+    assert data == {"u1": {"a": 1, "b": 2, "Name": "N"}, "u2": {"a": 4}}
+    assert [e["evtName"] for e in ct.events()] == ["First", "first"]
+    caps = ct._call("GET", "caps")
+    assert caps["custom_profile_keys"] == 2
+    assert caps["event_names"] == 1
+    assert caps["dropped_profile_keys"] == {"c": 1}
+    assert caps["dropped_events"] == {"Second": 1}
+
+
+def test_dry_run_takes_no_key_or_name_of_the_caps(ct) -> None:
+    ct._call("POST", "caps", json={"max_event_names": 1})
+    reply = fresh_post(ct, "/1/upload?dryRun=1", events(1, "Probe")).json()
+    assert reply["processed"] == 1
+    assert ct._call("GET", "caps")["event_names"] == 0
+    fresh_post(ct, "/1/upload", events(1, "Real"))
+    assert [e["evtName"] for e in ct.events()] == ["Real"]

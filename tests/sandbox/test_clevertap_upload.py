@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 from sandbox.clevertap.testing import running_emulator
 
 if TYPE_CHECKING:
@@ -217,7 +220,7 @@ def test_wrong_or_missing_credentials_get_401_json(ct, headers) -> None:
     body = response.json()
     assert body["status"] == "fail"
     assert body["code"] == 401
-    assert "account id" in body["error"]
+    assert body["error"] == "Account ID is not valid"  # as recorded
     assert ct.profiles() == []
 
 
@@ -396,3 +399,61 @@ def test_device_token_for_a_profile_created_earlier_in_the_batch(ct) -> None:
     reply = upload(ct, by_object_id, fresh_token, token)
     assert reply == {"status": "success", "processed": 3, "unprocessed": []}
     assert {p["objectId"] for p in ct.profiles()} == {object_id, "__fresh"}
+
+
+# ------------------------------------------------- contract with the recordings
+
+_RECORDED = json.loads(
+    (
+        Path(__file__).resolve().parents[1]
+        / "fixtures"
+        / "target_clevertap"
+        / "real_upload_replies.json"
+    ).read_text()
+)["recordings"]
+
+
+def _recorded_entry(entry: dict[str, Any]) -> tuple[Any, str, Any]:
+    """(code or None, error text, echoed record) of any recorded entry shape."""
+    if "error" in entry:
+        record = entry["record"]
+        return (
+            entry["code"],
+            entry["error"],
+            (json.loads(record) if isinstance(record, str) else record),
+        )
+    ((record, message),) = entry.items()  # October 2017: no code
+    return None, message, json.loads(record)
+
+
+@pytest.mark.parametrize(
+    "rec", _RECORDED, ids=[f"rec{i}" for i in range(len(_RECORDED))]
+)
+def test_emulator_answers_every_recorded_upload_like_clevertap(ct, rec) -> None:
+    """Contract: status, processed, codes, error texts and the rewritten echo."""
+    headers = None
+    if rec["status"] == 401:
+        headers = {**ct.headers(), "X-CleverTap-Account-Id": "NOT-THE-ACCOUNT"}
+    response = requests.post(
+        f"{ct.base_url}/1/upload",
+        data=rec["request_body"].encode(),
+        headers=headers or ct.headers(),
+        timeout=10,
+    )
+    assert response.status_code == rec["status"]
+    got, want = response.json(), json.loads(rec["response_body"])
+    if rec["status"] != 200:
+        assert got == want
+        return
+    assert got["processed"] == want["processed"]
+    entries = want["unprocessed"]
+    if rec["recorded_at"].split()[3] >= "2018" or not entries:
+        assert got["status"] == want["status"]  # 2017 answered "success" always
+    assert len(got["unprocessed"]) == len(entries)
+    for mine, theirs in zip(got["unprocessed"], entries, strict=True):
+        code, error, echoed = _recorded_entry(theirs)
+        assert mine["status"] == "fail"
+        if code is not None:
+            assert mine["code"] == code
+        assert mine["error"] == error
+        assert mine["record"] == echoed

@@ -313,7 +313,7 @@ def test_real_emulators_answer_on_real_hostnames_after_up_then_stop(
         down = cli("down")
 
     assert events.status_code == 401
-    assert "Invalid credentials" in events.text
+    assert "Account ID is not valid" in events.text
     assert token.status_code == 400
     assert token.json()["error"]
     assert down.returncode == 0, down.stdout + down.stderr

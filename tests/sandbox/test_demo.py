@@ -15,6 +15,7 @@ from sandbox.demo import (
     find_meltano,
     meltano_env,
     meltano_proxy_port,
+    new_not_linked,
     new_rejects,
     rejects_sizes,
     run_demo,
@@ -116,3 +117,21 @@ def test_demo_refuses_a_proxy_port_that_meltano_yml_does_not_use(
     assert run_demo(tmp_path, out) == 1
     assert "SANDBOX_PROXY_PORT is 9999" in out.getvalue()
     assert not (tmp_path / ".sandbox").exists()
+
+
+def test_not_linked_records_are_counted_apart_from_rejects(tmp_path: Path) -> None:
+    rejects = tmp_path / "output" / "rejects"
+    rejects.mkdir(parents=True)
+    not_linked = rejects / "target-salesforce.not-linked.jsonl"
+    before = rejects_sizes(tmp_path)
+    lines = [
+        {"stream": "profiles", "code": "NOT_LINKED", "record": {"identity": "a"}},
+        {"stream": "profiles", "code": "NOT_LINKED", "record": {"identity": "b"}},
+        {"stream": "events_nps_submitted", "code": "NOT_LINKED", "record": {}},
+    ]
+    not_linked.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    assert new_rejects(tmp_path, before) == {}
+    assert new_not_linked(tmp_path, before) == {
+        not_linked: collections.Counter({"profiles": 2, "events_nps_submitted": 1})
+    }

@@ -158,6 +158,65 @@ def test_jwt_with_wrong_audience_or_user_or_expiry_is_refused(
         assert response.json()["error_description"] == message
 
 
+def _jwt_grant(
+    handle: SalesforceHandle, session: requests.Session, host: str, aud: str
+) -> requests.Response:
+    claims = {
+        "iss": handle.client_id,
+        "sub": handle.username,
+        "aud": aud,
+        "exp": int(time.time()) + 180,
+    }
+    assertion = jwt.encode(claims, handle.jwt_private_key_pem, algorithm="RS256")
+    return _token(
+        session,
+        host,
+        assertion=assertion,
+        grant_type="urn:ietf:params:oauth:grant-type:jwt-bearer",
+    )
+
+
+def test_jwt_to_my_domain_takes_login_or_test_audience_never_my_domain(
+    org: tuple[SalesforceHandle, requests.Session],
+) -> None:
+    # simple-salesforce#672, forcedotcom/cli#3325: the token request may go to
+    # the My Domain host, but `aud` must be login or test, else "audience is
+    # invalid".
+    handle, session = org
+    my_domain = "acme.my.salesforce.com"
+    for aud in ("https://login.salesforce.com", "https://test.salesforce.com"):
+        assert _jwt_grant(handle, session, my_domain, aud).status_code == 200
+    refused = _jwt_grant(handle, session, my_domain, f"https://{my_domain}")
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "error": "invalid_grant",
+        "error_description": "audience is invalid",
+    }
+
+
+def test_refresh_token_without_secret_depends_on_the_connected_app(
+    org: tuple[SalesforceHandle, requests.Session],
+) -> None:
+    handle, session = org
+    form = {
+        "grant_type": "refresh_token",
+        "client_id": handle.client_id,
+        "refresh_token": handle.refresh_token,
+    }
+    refused = _token(session, "login.salesforce.com", **form)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_client"
+    handle.emulator.auth.refresh_requires_secret = False
+    assert _token(session, "login.salesforce.com", **form).status_code == 200
+    wrong = _token(
+        session,
+        "login.salesforce.com",
+        **form,
+        client_secret="wrong",  # noqa: S106 - a deliberately wrong test secret
+    )
+    assert wrong.status_code == 400
+
+
 def test_client_credentials_work_on_my_domain_only(
     org: tuple[SalesforceHandle, requests.Session],
 ) -> None:

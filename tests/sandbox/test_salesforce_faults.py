@@ -15,7 +15,6 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceGeneralError,
-    SalesforceMalformedRequest,
     SalesforceRefusedRequest,
     SalesforceResourceNotFound,
 )
@@ -214,18 +213,99 @@ def test_apexecute_nps_list_reports_per_item_and_single_errors_map_to_4xx(
     assert results[0]["sobject"] == "Lead"
     with pytest.raises(SalesforceResourceNotFound):
         sf.apexecute("ct/nps", method="POST", data={"email": "x@nowhere.example"})
-    contact = salesforce_emulator.records("Contact")[0]
-    with pytest.raises(SalesforceMalformedRequest) as exc:
-        sf.apexecute(
-            "ct/nps", method="POST", data={"email": contact["Email"], "npsScore": 11}
-        )
-    assert exc.value.content["errorCode"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
     assert sf.apexecute("ct/events", method="POST", data=[{"a": 1}, {"b": 2}]) == {
         "success": True,
         "received": 2,
     }
     with pytest.raises(SalesforceResourceNotFound):
         sf.apexecute("other/thing", method="POST", data={})
+
+
+def test_apex_dml_failure_answers_500_apex_error_and_rolls_the_call_back(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    first, second = salesforce_emulator.records("Contact")[:2]
+    with pytest.raises(SalesforceGeneralError) as exc:
+        sf.apexecute(
+            "ct/nps",
+            method="POST",
+            data=[
+                {"email": first["Email"], "npsScore": 3},
+                {"email": second["Email"], "npsScore": 11},
+            ],
+        )
+    assert exc.value.status == 500
+    [error] = exc.value.content
+    assert error["errorCode"] == "APEX_ERROR"
+    exception, stack = error["message"].split("\n\n")
+    assert exception.startswith("System.DmlException: Update failed. ")
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in exception
+    assert stack.startswith("Class.")
+    assert stack.endswith(", column 1")
+    # the whole call was rolled back: the good first record is unchanged too
+    kept = next(
+        c for c in salesforce_emulator.records("Contact") if c["Id"] == first["Id"]
+    )
+    assert kept["NPS_Score__c"] == first["NPS_Score__c"]
+
+
+def test_apex_contacts_class_upserts_and_a_required_field_missing_is_apex_error(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce
+) -> None:
+    good = {"identity": "ct-apex-1", "name": "Kaur", "email": "kaur@example.com"}
+    [result] = sf.apexecute("ct/contacts/v1", method="POST", data=[good])
+    assert (result["success"], result["created"]) == (True, True)
+    with pytest.raises(SalesforceGeneralError) as exc:
+        sf.apexecute(
+            "ct/contacts/v1",
+            method="POST",
+            data={
+                "records": [
+                    {"identity": "ct-apex-2", "name": "Bose"},
+                    {"identity": "x"},
+                ]
+            },
+        )
+    [error] = exc.value.content
+    assert error["errorCode"] == "APEX_ERROR"
+    # the recorded form: "...first error: REQUIRED_FIELD_MISSING, Required fields
+    # are missing: [DurationInMinutes]: [DurationInMinutes]\n\nClass..."
+    assert (
+        "Upsert failed. First exception on row 1; first error: "
+        "REQUIRED_FIELD_MISSING, Required fields are missing: [LastName]: [LastName]"
+        "\n\nClass.CtContactsResource.doPost: line 31, column 1"
+    ) in error["message"]
+    ids = {c["CleverTap_Id__c"] for c in salesforce_emulator.live_records("Contact")}
+    assert "ct-apex-1" in ids
+    assert "ct-apex-2" not in ids  # rolled back with the failing record
+
+
+def test_apex_path_without_a_class_answers_404_not_found(sf: Salesforce) -> None:
+    with pytest.raises(SalesforceResourceNotFound) as exc:
+        sf.apexecute("nothing/here", method="POST", data={})
+    [error] = exc.value.content
+    assert error["errorCode"] == "NOT_FOUND"
+    assert error["message"].startswith("Could not find a match for URL")
+
+
+@pytest.mark.parametrize(
+    ("which", "text"),
+    [
+        ("concurrent", "ConcurrentRequests (Concurrent API Requests) Limit exceeded."),
+        ("long_txn", "ConcurrentPerOrgLongTxn Limit exceeded"),
+    ],
+)
+def test_concurrent_limit_fault_answers_the_transient_texts(
+    salesforce_emulator: SalesforceHandle, sf: Salesforce, which: str, text: str
+) -> None:
+    salesforce_emulator.fault("concurrent_limit", which=which, count=1)
+    with pytest.raises(SalesforceRefusedRequest) as exc:
+        sf.query("SELECT Id FROM Contact LIMIT 1")
+    assert exc.value.status == 403
+    assert exc.value.content == [
+        {"message": text, "errorCode": "REQUEST_LIMIT_EXCEEDED"}
+    ]
+    assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 30
 
 
 def test_registered_apex_handler_is_routed_by_longest_mapping(

@@ -193,11 +193,8 @@ def test_upsert_value_with_slash_is_matched_when_url_quoted(sf: Salesforce) -> N
         ({"LastName": "x", "Email": "not-an-email"}, "INVALID_EMAIL_ADDRESS", "Email"),
         ({"LastName": "x", "Name": "y"}, "INVALID_FIELD_FOR_INSERT_UPDATE", "Name"),
         ({"LastName": "x", "AccountId": "nope"}, "MALFORMED_ID", "AccountId"),
-        (
-            {"LastName": "x", "Birthdate": "yesterday"},
-            "INVALID_TYPE_ON_FIELD_IN_RECORD",
-            "Birthdate",
-        ),
+        # a JSON type error refuses the whole request (misc_real_errors.md)
+        ({"LastName": "x", "Birthdate": "yesterday"}, "JSON_PARSER_ERROR", "date"),
     ],
 )
 def test_create_rejections_are_shaped_as_salesforce_errors(
@@ -207,7 +204,7 @@ def test_create_rejections_are_shaped_as_salesforce_errors(
         sf.Contact.create(body)
     error = _error(exc)
     assert error["errorCode"] == code
-    assert field in error["fields"] or field in error["message"]
+    assert field in error.get("fields", []) or field in error["message"]
 
 
 def test_relationship_by_external_id_sets_the_lookup(sf: Salesforce) -> None:
@@ -315,3 +312,80 @@ def test_seed_is_deterministic_and_demo_size_has_thousands(
     assert total > 3000
     assert len(one.records("Contact")) > 500
     assert one.seed("small") < 300
+
+
+# ---------------------------------------------------------------- duplicate rules
+
+
+def _new_contact(email: str) -> dict[str, Any]:
+    return {"attributes": {"type": "Contact"}, "LastName": "Dup", "Email": email}
+
+
+def test_duplicate_rule_blocks_creates_with_the_matched_ids(sf: Salesforce) -> None:
+    existing = sf.query("SELECT Id, Email FROM Contact WHERE Email != null LIMIT 1")
+    seeded = existing["records"][0]
+    body = {"allOrNone": False, "records": [_new_contact(seeded["Email"].upper())]}
+    [result] = sf.restful("composite/sobjects", method="POST", json=body)
+    assert result["success"] is False
+    [error] = result["errors"]
+    assert error["statusCode"] == "DUPLICATES_DETECTED"
+    matches = error["duplicateResult"]["matchResults"]
+    assert [r["record"]["Id"] for r in matches[0]["matchRecords"]] == [seeded["Id"]]
+    # the single-record reply: HTTP 400 with real orgs' `duplicateResut` key
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        sf.Contact.create({"LastName": "Dup", "Email": seeded["Email"]})
+    [single] = exc.value.content
+    assert single["errorCode"] == "DUPLICATES_DETECTED"
+    records = single["duplicateResut"]["matchResults"][0]["matchRecords"]
+    assert records[0]["record"]["Id"] == seeded["Id"]
+
+
+def test_duplicate_rule_header_allows_the_save_over_rest(sf: Salesforce) -> None:
+    lead = sf.query("SELECT Email FROM Lead WHERE Email != null LIMIT 1")
+    email = lead["records"][0]["Email"]
+    record = {"attributes": {"type": "Lead"}, "LastName": "Dup", "Company": "C"}
+    body = {"allOrNone": False, "records": [{**record, "Email": email}]}
+    [blocked] = sf.restful("composite/sobjects", method="POST", json=body)
+    assert blocked["errors"][0]["statusCode"] == "DUPLICATES_DETECTED"
+    [saved] = sf.restful(
+        "composite/sobjects",
+        method="POST",
+        json=body,
+        headers={"Sforce-Duplicate-Rule-Header": "allowSave=true"},
+    )
+    assert saved["success"] is True
+
+
+def test_bulk_ingest_cannot_bypass_duplicate_rules(sf: Salesforce) -> None:
+    seeded = sf.query("SELECT Email FROM Contact WHERE Email != null LIMIT 1")
+    email = seeded["records"][0]["Email"]
+    sf.headers["Sforce-Duplicate-Rule-Header"] = "allowSave=true"
+    results = sf.bulk2.Contact.insert(
+        records=[{"LastName": "Dup", "Email": email}], wait=0
+    )
+    assert results[0]["numberRecordsFailed"] == 1
+    failed = sf.bulk2.Contact.get_failed_records(results[0]["job_id"])
+    assert "DUPLICATES_DETECTED" in failed
+
+
+# ----------------------------------------------------------- whole-request errors
+
+
+@pytest.mark.parametrize(
+    ("record", "code"),
+    [
+        ({"LastName": "x", "Bogus__c": 1}, "INVALID_FIELD"),
+        ({"LastName": "x", "NPS_Score__c": "high"}, "JSON_PARSER_ERROR"),
+    ],
+)
+def test_collections_refuse_the_whole_call_for_unknown_field_or_json_type(
+    sf: Salesforce, record: dict[str, Any], code: str
+) -> None:
+    good = {"attributes": {"type": "Contact"}, "LastName": "fine"}
+    body = {"records": [good, {"attributes": {"type": "Contact"}, **record}]}
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        sf.restful("composite/sobjects", method="POST", json=body)
+    assert exc.value.status == 400
+    assert exc.value.content[0]["errorCode"] == code
+    found = sf.query("SELECT COUNT() FROM Contact WHERE LastName = 'fine'")
+    assert found["totalSize"] == 0

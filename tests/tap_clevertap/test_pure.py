@@ -23,6 +23,7 @@ from tap_clevertap.records import (
     event_key,
     event_stream_names,
     parse_property_list,
+    profile_column_types,
     snake,
 )
 from tap_clevertap.tap import TapCleverTap
@@ -366,3 +367,21 @@ def test_unknown_timezone_fails_before_any_request() -> None:
     )
     with pytest.raises(ConfigValidationError, match="IANA"):
         tap.discover_streams()
+
+
+def test_profiles_always_carry_the_subscription_flags_as_booleans() -> None:
+    # /getSchema need not list MSG-email...; consent must still reach the export.
+    shape = ProfileShape.build(profile_column_types({"Customer Type": "string"}))
+    columns = shape.schema()["properties"]
+    for column in ("profile_msg_email", "profile_msg_sms", "profile_msg_whatsapp"):
+        assert "boolean" in columns[column]["type"], column
+    raw = {
+        "objectId": "__abc",
+        "identity": "SF_Contact_1",
+        "profileData": {"MSG-email": False, "MSG-sms": "true"},
+    }
+    record = shape.record(raw, ZoneInfo("UTC"))
+    assert record is not None
+    assert record["profile_msg_email"] is False
+    assert record["profile_msg_sms"] is True
+    assert record["profile_msg_whatsapp"] is None

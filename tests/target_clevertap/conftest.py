@@ -52,6 +52,8 @@ def ct_config(clevertap_emulator: Any, tmp_path: Path) -> dict[str, Any]:
         "dry_run_path": str(tmp_path / "dry-run.jsonl"),
         "default_phone_country": "US",
         "request_timeout": 5,
+        # the emulator shows events at once (unless a lag fault says otherwise)
+        "reconcile_lag_seconds": 0,
     }
 
 

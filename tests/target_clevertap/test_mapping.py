@@ -287,3 +287,24 @@ def test_case_id_reference_resolves_through_the_case_stream() -> None:
         }
     )["X"]
     assert explicit.events[0].identity.ref_object == "Case"
+
+
+def test_opt_out_maps_a_flag_to_keys_and_excludes_invert_of_the_same_field() -> None:
+    spec = {
+        "profile": {
+            "identity": "Email",
+            "properties": {"opt_out": {"DoNotCall": ["MSG-sms", "MSG-whatsapp"]}},
+        }
+    }
+    mapping = load_mappings({"Contact": spec})["Contact"]
+    assert mapping.profile is not None
+    assert mapping.profile.properties.opt_out == {
+        "DoNotCall": ("MSG-sms", "MSG-whatsapp")
+    }
+    assert mapping.referenced_fields()["DoNotCall"] == ["profile.properties.opt_out"]
+    spec["profile"]["properties"]["invert"] = {"DoNotCall": "MSG-sms"}
+    with pytest.raises(MappingError, match="both invert and opt_out"):
+        load_mappings({"Contact": spec})
+    bad = {"identity": "Email", "properties": {"opt_out": 1}}
+    with pytest.raises(MappingError, match="opt_out maps a boolean field"):
+        load_mappings({"Contact": {"profile": bad}})

@@ -407,3 +407,60 @@ def test_items_hint_reads_json_text_and_rejects_what_is_not_a_list_of_objects() 
         _charged(["B-1", "B-2"])
     assert caught.value.code == "invalid_value"
     assert caught.value.field == "Items"
+
+
+CONSENT = {
+    "profile": {
+        "identity": {"template": "SF_Contact_{Id}"},
+        "properties": {
+            "include": ["Email"],
+            "opt_out": {
+                "HasOptedOutOfEmail": "MSG-email",
+                "DoNotCall": ["MSG-sms", "MSG-whatsapp"],
+            },
+        },
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("email_opt_out", "do_not_call", "expected"),
+    [
+        (True, True, {"MSG-email": False, "MSG-sms": False, "MSG-whatsapp": False}),
+        (True, False, {"MSG-email": False}),
+        (False, True, {"MSG-sms": False, "MSG-whatsapp": False}),
+        (False, False, {}),
+        (None, None, {}),
+        ("true", "false", {"MSG-email": False}),
+    ],
+)
+def test_opt_out_sends_only_opt_outs_never_a_subscription(
+    email_opt_out: object, do_not_call: object, expected: dict[str, bool]
+) -> None:
+    record = {
+        "Id": "1",
+        "Email": "a@example.com",
+        "HasOptedOutOfEmail": email_opt_out,
+        "DoNotCall": do_not_call,
+    }
+    data = _build(CONSENT, record).items[0].payload["profileData"]
+    assert {k: v for k, v in data.items() if k.startswith("MSG-")} == expected
+    assert "HasOptedOutOfEmail" not in data
+    assert "DoNotCall" not in data
+
+
+def test_opt_out_field_that_is_not_a_boolean_rejects_the_record() -> None:
+    with pytest.raises(RecordReject) as info:
+        _build(CONSENT, {"Id": "1", "HasOptedOutOfEmail": "maybe"})
+    assert info.value.field == "HasOptedOutOfEmail"
+
+
+def test_invert_stays_the_explicit_two_way_mirror() -> None:
+    mirror = {
+        "profile": {
+            "identity": {"template": "SF_Contact_{Id}"},
+            "properties": {"include": [], "invert": {"DoNotCall": "MSG-sms"}},
+        }
+    }
+    data = _build(mirror, {"Id": "1", "DoNotCall": False}).items[0].payload
+    assert data["profileData"]["MSG-sms"] is True

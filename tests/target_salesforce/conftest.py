@@ -194,6 +194,15 @@ class Harness:
         ]
 
 
+@pytest.fixture(scope="session")
+def real_errors() -> dict[str, Any]:
+    """Recorded real Salesforce answers (tests/fixtures/.../real_api_errors.json)."""
+    data: dict[str, Any] = json.loads(
+        (FIXTURES / "real_api_errors.json").read_text(encoding="utf-8")
+    )
+    return data
+
+
 @pytest.fixture
 def harness(
     salesforce_emulator: Any,

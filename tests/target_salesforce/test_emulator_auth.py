@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import certifi
 import pytest
 
 
@@ -73,15 +74,33 @@ def test_ca_bundle_setting_is_used_without_environment(
     assert harness.contact("ct-test-1") is not None
 
 
-def test_environment_ca_bundle_wins_over_the_setting(harness: Any) -> None:
-    # REQUESTS_CA_BUNDLE (set by the fixture) overrides a wrong `ca_bundle`,
-    # exactly as plain requests does; verification is never switched off.
+def test_ca_bundle_setting_wins_over_a_wrong_environment_bundle(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A machine-wide bundle that does not hold the emulator's CA: requests'
+    # environment merge would let it replace the configured bundle.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    monkeypatch.setenv("CURL_CA_BUNDLE", certifi.where())
+    config = harness.config(ca_bundle=harness.handle.ca_bundle)
+    run = harness.run(config, harness.fixture("nps_upsert_create.singer"))
+    assert run.error is None
+    assert harness.contact("ct-test-2") is not None
+
+
+def test_environment_bundle_applies_when_no_ca_bundle_is_set(harness: Any) -> None:
+    run = harness.run(harness.config(), harness.fixture("nps_upsert_create.singer"))
+    assert run.error is None
+    assert harness.contact("ct-test-1") is not None
+
+
+def test_missing_ca_bundle_file_stops_with_a_clear_message(harness: Any) -> None:
     missing = str(harness.tmp_path / "no-such-bundle.pem")
     run = harness.run(
         harness.config(ca_bundle=missing), harness.fixture("nps_upsert_create.singer")
     )
-    assert run.error is None
-    assert harness.contact("ct-test-2") is not None
+    assert "ca_bundle" in str(run.error)
+    assert missing in str(run.error)
+    assert run.states == []
 
 
 def test_without_any_trusted_ca_the_run_fails_tls(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +231,8 @@ def check_export_preset(path: Path, tap_schemas: dict[str, set[str]]) -> list[st
     errors: list[str] = []
     for name, mapping in mappings.items():
         matched = [s for s in tap_schemas if find_mapping(mappings, s) is mapping]
+        if mapping.source_stream in tap_schemas:  # a second entry for one stream
+            matched = [str(mapping.source_stream)]
         if not matched:
             errors.append(
                 index.error(
@@ -365,7 +368,7 @@ def test_export_preset_loads_and_fits_sample_org_and_tap_columns(
 )
 def test_preset_is_versioned(preset: Path) -> None:
     doc = yaml.safe_load(preset.read_text(encoding="utf-8"))
-    assert doc["version"] == 2
+    assert doc["version"] == 3
     readme = (TRANSFORMS / "README.md").read_text(encoding="utf-8")
     assert preset.name in readme, f"{preset.name} is not described in the README"
 
@@ -501,15 +504,21 @@ def _streams(path: Path) -> dict[str, Any]:
             "clevertap_to_salesforce.yml",
             {"events_nps_submitted"},
         ),
+        (
+            "clevertap_to_salesforce.lead_enrichment.yml",
+            "clevertap_to_salesforce.yml",
+            {"events_nps_submitted_new_leads", "events_survey_answered_new_leads"},
+        ),
     ],
 )
 def test_variant_differs_from_its_base_only_where_documented(
     variant: str, base: str, changed: set[str]
 ) -> None:
     ours, theirs = _streams(TRANSFORMS / variant), _streams(TRANSFORMS / base)
-    assert set(ours) == set(theirs)
-    differing = {name for name in ours if ours[name] != theirs[name]}
-    assert differing == changed
+    added = set(ours) - set(theirs)
+    assert set(theirs) <= set(ours)
+    differing = {name for name in theirs if ours[name] != theirs[name]}
+    assert differing | added == changed
     if variant.endswith("email_identity.yml"):
         for name in changed:
             assert ours[name]["profile"]["identity"] == {"field": "Email"}
@@ -629,6 +638,11 @@ def test_import_preset_on_seeded_org_gives_golden_clevertap_payloads(
     ]
     assert no_calls
     assert all(data["MSG-whatsapp"] is False for data in no_calls)
+    # Consent: only opt-outs travel; nobody is ever sent a subscription (true).
+    profiles = [i["profileData"] for i in items if i["type"] == "profile"]
+    flags = [v for data in profiles for k, v in data.items() if k.startswith("MSG-")]
+    assert flags
+    assert all(flag is False for flag in flags)
     events = {item.get("evtName") for item in items if item["type"] == "event"}
     assert events == {
         "Opportunity Created",
@@ -895,14 +909,16 @@ def test_export_preset_on_tap_output_gives_golden_salesforce_writes(
         )
     )
     check_golden(GOLDEN / "clevertap_to_salesforce.golden.jsonl", text)
-    rejects = kit.read_jsonl(tmp_path / "sf-rejects.jsonl")
-    # Only Contacts can be updated: the lead's NPS answer and the profiles of the
-    # lead and of nobody-in-Salesforce have no Contact Id.
-    assert sorted((r["stream"], r["code"]) for r in rejects) == [
-        ("events_nps_submitted", "MISSING_KEY"),
-        ("profiles", "MISSING_KEY"),
-        ("profiles", "MISSING_KEY"),
-    ]
+    assert kit.read_jsonl(tmp_path / "sf-rejects.jsonl") == []
+    # People without the record an entry updates are "not linked", not rejects:
+    # the lead's NPS answer, and the profiles of the lead and of the CleverTap-only
+    # user (no Contact). The Lead entry only sees the lead's profile (`when`).
+    not_linked = kit.read_jsonl(tmp_path / "sf-rejects.not-linked.jsonl")
+    assert Counter((r["stream"], r["code"]) for r in not_linked) == {
+        ("events_nps_submitted", "NOT_LINKED"): 1,
+        ("profiles", "NOT_LINKED"): 2,
+    }
+    assert "app-user-1" in {r["record"]["identity"] for r in not_linked}
 
 
 def test_export_preset_leaves_a_channel_without_picklist_value_unset(
@@ -970,13 +986,12 @@ def test_export_preset_writes_land_in_the_sample_org(
     for campaign_id in ("1700000000", "1800000001"):
         synced = campaigns[campaign_id]["CleverTap_Last_Synced__c"]
         assert synced.startswith("2024-06-02T06:00:00")
-    codes = {
-        (r["stream"], r["code"]) for r in kit.read_jsonl(tmp_path / "sf-rejects.jsonl")
-    }
-    assert codes == {
-        ("events_nps_submitted", "MISSING_KEY"),
-        ("profiles", "MISSING_KEY"),
-    }
+    assert kit.read_jsonl(tmp_path / "sf-rejects.jsonl") == []
+    not_linked = kit.read_jsonl(tmp_path / "sf-rejects.not-linked.jsonl")
+    assert {r["stream"] for r in not_linked} == {"events_nps_submitted", "profiles"}
+    # The Lead entry keeps the lead's CleverTap identity on the Lead.
+    leads = {r["Id"]: r for r in handle.records("Lead")}
+    assert leads[lead["Id"]]["CleverTap_Id__c"] == f"SF_Lead_{lead['Id']}"
 
 
 def test_tasks_variant_inserts_completed_tasks_on_contacts_and_leads(
@@ -1059,3 +1074,121 @@ def test_import_preset_gives_the_same_profile_without_compound_addresses(
         contact["MailingCity"],
         lead["City"],
     }
+
+
+def test_lead_enrichment_variant_makes_one_lead_of_an_unknown_persons_answer(
+    trusted_salesforce: Any, tap_output: dict[str, Any], tmp_path: Path, kit: Any
+) -> None:
+    handle = trusted_salesforce
+    known = next(
+        json.loads(line)["record"]
+        for line in tap_output["text"].splitlines()
+        if '"events_nps_submitted"' in line
+        and '"RECORD"' in line
+        and json.loads(line)["record"].get("profile_sf_contact_id")
+    )
+    unknown = {
+        "profile_sf_contact_id": None,
+        "profile_sf_lead_id": None,
+        "prop_score": 3,
+        "prop_comment": "too slow",
+    }
+    # An app user who answered NPS, with an email; and one without an email.
+    stranger = {
+        **known,
+        **unknown,
+        "identity": "app-user-42",
+        "email": "sam.stranger@example.com",
+        "name": "Sam Stranger",
+        "event_key": "a" * 64,
+    }
+    no_email = {**stranger, "identity": "app-user-43", "email": None}
+    no_email["event_key"] = "b" * 64
+    text = tap_output["text"] + "".join(
+        json.dumps({"type": "RECORD", "stream": "events_nps_submitted", "record": r})
+        + "\n"
+        for r in (stranger, no_email)
+    )
+    before = {lead["Id"] for lead in handle.records("Lead")}
+    config = _salesforce_config(
+        handle, tmp_path, "clevertap_to_salesforce.lead_enrichment.yml"
+    )
+    kit.run_target_salesforce(config, text)
+    kit.run_target_salesforce(config, text)  # a rerun updates the same Lead
+    new = [lead for lead in handle.records("Lead") if lead["Id"] not in before]
+    assert [
+        (
+            lead["CleverTap_Id__c"],
+            lead["Email"],
+            lead["LastName"],
+            lead["Company"],
+            lead["LeadSource"],
+            lead["NPS_Score__c"],
+            lead["Description"],
+        )
+        for lead in new
+    ] == [
+        (
+            "app-user-42",
+            "sam.stranger@example.com",
+            "Sam Stranger",
+            "[not provided]",
+            "CleverTap",
+            3,
+            "CleverTap NPS 3: too slow",
+        )
+    ]
+    assert kit.read_jsonl(tmp_path / "sf-rejects.jsonl") == []
+    # Known people's answers still go to their Contact, never to a new Lead.
+    first = tap_output["contacts"][0]
+    contact = next(c for c in handle.records("Contact") if c["Id"] == first["Id"])
+    assert contact["NPS_Score__c"] == 9
+
+
+def test_export_lead_entry_skips_converted_leads(
+    trusted_salesforce: Any, tap_output: dict[str, Any], tmp_path: Path, kit: Any
+) -> None:
+    schema = next(
+        line
+        for line in tap_output["text"].splitlines()
+        if '"SCHEMA"' in line and '"stream": "profiles"' in line
+    )
+    assert "profile_sf_lead_converted" in schema
+    lead = tap_output["lead"]
+    base = {"object_id": "o1", "profile_msg_email": False}
+    records = [
+        {**base, "identity": "SF_Lead_live", "profile_sf_lead_id": lead["Id"]},
+        {
+            **base,
+            "object_id": "o2",
+            "identity": "SF_Lead_converted",
+            "profile_sf_lead_id": "00Q5g0000000999AAA",
+            "profile_sf_lead_converted": True,
+        },
+    ]
+    text = (
+        schema
+        + "\n"
+        + "".join(
+            json.dumps({"type": "RECORD", "stream": "profiles", "record": r}) + "\n"
+            for r in records
+        )
+    )
+    config = _salesforce_config(
+        trusted_salesforce,
+        tmp_path,
+        "clevertap_to_salesforce.yml",
+        dry_run=True,
+        dry_run_path=str(tmp_path / "dry.jsonl"),
+    )
+    kit.run_target_salesforce(config, text)
+    writes = [
+        w for w in kit.read_jsonl(tmp_path / "dry.jsonl") if w["object"] == "Lead"
+    ]
+    assert [w["payload"] for w in writes] == [
+        {
+            "Id": lead["Id"],
+            "CleverTap_Id__c": "SF_Lead_live",
+            "HasOptedOutOfEmail": True,
+        }
+    ]

@@ -97,8 +97,9 @@ def test_contact_typed_fields_survive_salesforce_clevertap_salesforce(
     assert kit.read_jsonl(tmp_path / "ct-rejects.jsonl") == []
     (profile,) = [p for p in ct.profiles() if p["identity"] == identity]
     data = profile["profileData"]
-    assert data["MSG-email"] is (not contact["HasOptedOutOfEmail"])
-    assert data["MSG-sms"] is (not contact["DoNotCall"])
+    # Consent: an opt-out arrives as false; no opt-out sends nothing.
+    assert data.get("MSG-email") is (False if contact["HasOptedOutOfEmail"] else None)
+    assert data.get("MSG-sms") is (False if contact["DoNotCall"] else None)
     assert data["Push_Opt_In__c"] is contact["Push_Opt_In__c"]
 
     # Clear the fields in Salesforce (flip the boolean, which cannot be null).

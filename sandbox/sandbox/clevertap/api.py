@@ -28,7 +28,11 @@ MAX_BATCH_SIZE = 5000
 DEFAULT_BATCH_SIZE = 1000
 MAX_MAINTENANCE_VALUES = 100
 _SYSTEM_KEYS = {"Name": "name", "Email": "email", "Phone": "phone", "Gender": "gender"}
-IN_PROGRESS_ERROR = "Your query is still in progress, please retry after some time"
+# Read-API bodies as seen live (tests/fixtures/tap_clevertap/real_api/, README there).
+IN_PROGRESS_ERROR = "Request still in progress, please retry later"
+IN_PROGRESS_CODE = 2
+INCORRECT_USAGE_ERROR = "Incorrect Usage"
+INCORRECT_USAGE_CODE = 3
 
 
 def is_notification_event(name: str) -> bool:
@@ -250,23 +254,43 @@ def _split(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def profile_record(
-    profiles: _Profiles, row: sqlite3.Row, *, summary: bool = True
+    profiles: _Profiles,
+    row: sqlite3.Row,
+    *,
+    summary: bool = True,
+    lift_only: bool = False,
 ) -> dict[str, Any]:
-    """A profile as the profile export and `/1/profile.json` show it."""
+    """A profile as the profile export and `/1/profile.json` show it.
+
+    Keys with no value are left out, as in the recorded export. With `lift_only`
+    (the cursor export), a profile whose devices carry their objectId has it only
+    inside ``platformInfo``, as ingestr saw live (`liftProfileObjectID`).
+    """
     top, custom = _split(loads(row["profile_data"]))
-    record: dict[str, Any] = {
-        "identity": row["identity"],
-        "objectId": row["object_id"],
-        "email": top.get("email"),
-        "name": top.get("name"),
-        "phone": top.get("phone"),
-        "gender": top.get("gender"),
-        "profileData": custom,
-        "platformInfo": loads(row["platform_info"]),
-    }
+    devices = loads(row["platform_info"])
+    record: dict[str, Any] = _present(
+        identity=row["identity"],
+        objectId=row["object_id"],
+        email=top.get("email"),
+        name=top.get("name"),
+        phone=top.get("phone"),
+        gender=top.get("gender"),
+    )
+    if lift_only and any(
+        isinstance(d, dict) and d.get("objectId") == row["object_id"] for d in devices
+    ):
+        del record["objectId"]
+    record["profileData"] = custom
+    if devices:
+        record["platformInfo"] = devices
     if summary:
         record["events"] = profiles.summary(row["object_id"])
     return record
+
+
+def _present(**values: object) -> dict[str, Any]:
+    """The keyword arguments that have a value (None and "" left out)."""
+    return {key: value for key, value in values.items() if value not in (None, "")}
 
 
 def _event_profile(
@@ -286,22 +310,75 @@ def _build_event_profile(
     top, custom = _split(data)
     platform = loads(prow["platform_info"]) if prow is not None else []
     device = platform[0] if platform else {}
-    block: dict[str, Any] = {
-        "objectId": row["object_id"],
-        "identity": row["identity"],
-        "email": top.get("email"),
-        "phone": top.get("phone"),
-        "name": top.get("name"),
-        "platform": device.get("platform", "API"),
-    }
-    if flags["profile"]:
+    # As recorded: absent identity/email/name keys are left out, and a profile
+    # with no device has no platform (there is no default).
+    block: dict[str, Any] = _present(
+        objectId=row["object_id"],
+        identity=row["identity"],
+        email=top.get("email"),
+        phone=top.get("phone"),
+        name=top.get("name"),
+        platform=device.get("platform"),
+    )
+    if flags["profile"] and custom:
         block["profileData"] = custom
     if flags["events"]:
         block["events"] = profiles.summary(row["object_id"])
     if flags["app"]:
-        for key in ("os_version", "app_version", "make", "model"):
-            block[key] = device.get(key)
+        block.update(
+            _present(**{key: device.get(key) for key in _APP_FIELDS}),
+        )
     return block
+
+
+# What `app=true` adds to an exported profile (recorded: os_version, app_version,
+# make, model next to platform).
+_APP_FIELDS = ("os_version", "app_version", "make", "model")
+
+
+# -- "still in progress" -------------------------------------------------------
+def in_progress_response(params: dict[str, Any]) -> Response:
+    """CleverTap's recorded "still in progress" body, at the fault's HTTP status."""
+    status = int(params.get("http_status", 200))
+    return json_response(
+        {"status": "fail", "error": IN_PROGRESS_ERROR, "code": IN_PROGRESS_CODE},
+        status,
+    )
+
+
+def in_progress_reply(request: Request) -> Response | None:
+    """The in-progress answer when an `in_progress` fault with `requests` is due.
+
+    With ``requests: N`` the fault answers the first N matching read requests of
+    any kind (cursor creation, pages, counts, campaign reports...) instead of each
+    cursor's first fetches.
+    """
+    fault = _emulator(request).faults.peek(
+        "in_progress", request.method, request.url.path
+    )
+    if fault is None or "requests" not in fault.params:
+        return None
+    wanted = fault.params["requests"]
+    if isinstance(wanted, bool) or not isinstance(wanted, int):
+        return fail(400, "in_progress requests must be an integer")
+    if fault.fired >= wanted:
+        return None
+    fault.fired += 1
+    return in_progress_response(fault.params)
+
+
+def busy_aware(
+    endpoint: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a read route so an `in_progress` fault with `requests` can answer."""
+
+    async def wrapped(request: Request) -> Response:
+        busy = in_progress_reply(request)
+        if busy is not None:
+            return busy
+        return await endpoint(request)
+
+    return wrapped
 
 
 # -- cursors ---------------------------------------------------------------------
@@ -417,7 +494,9 @@ def _page(
                 }
             )
         else:
-            records.append(profile_record(profiles, row, summary=flags["events"]))
+            records.append(
+                profile_record(profiles, row, summary=flags["events"], lift_only=True)
+            )
     return records, None
 
 
@@ -459,19 +538,28 @@ def _fetch_page(request: Request, kind: str, token: str) -> Response:
         "SELECT * FROM cursors WHERE token = ? AND kind = ?", (token, kind)
     )
     if not rows:
-        return fail(400, "Incorrect Usage: invalid cursor")
+        # The recorded body; its HTTP status is not recorded (400 here).
+        return json_response(
+            {
+                "status": "fail",
+                "error": INCORRECT_USAGE_ERROR,
+                "code": INCORRECT_USAGE_CODE,
+            },
+            400,
+        )
     cursor = rows[0]
     method, path = request.method, request.url.path
     emulator.store.execute(
         "UPDATE cursors SET fetches = fetches + 1 WHERE token = ?", (token,)
     )
     busy = emulator.faults.peek("in_progress", method, path)
-    if busy is not None and cursor["fetches"] < int(busy.params["fetches"]):
+    if (
+        busy is not None
+        and "requests" not in busy.params
+        and cursor["fetches"] < int(busy.params["fetches"])
+    ):
         busy.fired += 1
-        status = int(busy.params.get("http_status", 200))
-        return json_response(
-            {"status": "fail", "error": IN_PROGRESS_ERROR, "code": 2}, status
-        )
+        return in_progress_response(busy.params)
     records, last_id = _page(emulator, cursor)
     body: dict[str, Any] = {"status": "success", "records": records}
     if emulator.faults.take("repeat_cursor", method, path) is not None:
@@ -705,8 +793,13 @@ async def targets_result(request: Request) -> Response:
     if quirk == "409":
         return fail(409, "This campaign has no report yet")
     if quirk == "200":
+        # As seen live (recorded with "code": 200 and no `result`).
         return json_response(
-            {"status": "success", "error": "This target hasn't been completed"}
+            {
+                "status": "success",
+                "error": "This target hasn't been completed",
+                "code": 200,
+            }
         )
     return fail(500, "This target has no result as of yet")
 
@@ -854,20 +947,20 @@ def routes() -> list[Route]:
     counts = [
         Route(
             f"/1/counts/{kind}.json",
-            _counts_endpoint(kind),
+            busy_aware(_counts_endpoint(kind)),
             methods=["GET", "POST"],
         )
         for kind in ("events", "profiles", "trends", "top")
     ]
     return [
-        Route("/1/events.json", events_export, methods=["GET", "POST"]),
-        Route("/1/profiles.json", profiles_export, methods=["GET", "POST"]),
-        Route("/1/profile.json", profile_by_id, methods=["GET"]),
+        Route("/1/events.json", busy_aware(events_export), methods=["GET", "POST"]),
+        Route("/1/profiles.json", busy_aware(profiles_export), methods=["GET", "POST"]),
+        Route("/1/profile.json", busy_aware(profile_by_id), methods=["GET"]),
         *counts,
-        Route("/1/targets/list.json", targets_list, methods=["POST"]),
-        Route("/1/targets/result.json", targets_result, methods=["POST"]),
-        Route("/1/message/report.json", message_report, methods=["POST"]),
-        Route("/getSchema", get_schema, methods=["GET"]),
+        Route("/1/targets/list.json", busy_aware(targets_list), methods=["POST"]),
+        Route("/1/targets/result.json", busy_aware(targets_result), methods=["POST"]),
+        Route("/1/message/report.json", busy_aware(message_report), methods=["POST"]),
+        Route("/getSchema", busy_aware(get_schema), methods=["GET"]),
         Route("/1/delete/profiles.json", delete_profiles, methods=["POST"]),
         Route("/1/demerge/profiles.json", demerge_profiles, methods=["POST"]),
     ]

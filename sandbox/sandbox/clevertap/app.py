@@ -82,9 +82,10 @@ async def sandbox_profiles(request: Request) -> Response:
 async def sandbox_events(request: Request) -> Response:
     """`GET /_sandbox/events[?evtName=&identity=]`."""
     params = request.query_params
-    return json_response(
-        _emulator(request).events(params.get("evtName"), params.get("identity"))
-    )
+    emulator = _emulator(request)
+    # every stored event, those still held back by an ingestion_lag fault too
+    emulator.release_lagged(export_read=False, everything=True)
+    return json_response(emulator.events(params.get("evtName"), params.get("identity")))
 
 
 async def sandbox_requests(request: Request) -> Response:
@@ -106,6 +107,7 @@ async def sandbox_seed(request: Request) -> Response:
         summary = seed(_emulator(request), **_params(params))
     except (ValueError, TypeError, SeedError) as exc:
         return json_response({"status": "fail", "error": str(exc)}, 400)
+    _emulator(request).caps.forget()  # seeded keys and names count too
     return json_response(summary)
 
 
@@ -129,6 +131,33 @@ async def sandbox_faults(request: Request) -> Response:
             return json_response({"status": "fail", "error": str(exc)}, 400)
         emulator.faults.add(fault)
     return json_response(emulator.faults.active())
+
+
+async def sandbox_caps(request: Request) -> Response:
+    """`GET|POST /_sandbox/caps`: keys/names in use, limits, what was dropped.
+
+    POST `{"max_custom_profile_keys": n, "max_event_names": n}` lowers the caps
+    (tests reach them without 256 keys).
+    """
+    emulator = _emulator(request)
+    caps = emulator.caps
+    if request.method == "POST":
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            return json_response({"status": "fail", "error": "a JSON object"}, 400)
+        for name, attr in (
+            ("max_custom_profile_keys", "max_keys"),
+            ("max_event_names", "max_names"),
+        ):
+            value = body.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                error = f"{name} must be a non-negative integer"
+                return json_response({"status": "fail", "error": error}, 400)
+            setattr(caps, attr, value)
+    caps.load(emulator.store)
+    return json_response(caps.describe())
 
 
 async def sandbox_health(request: Request) -> Response:
@@ -186,6 +215,7 @@ def create_app(  # noqa: PLR0913 - every option is a keyword
         Route("/_sandbox/seed", sandbox_seed, methods=["POST"]),
         Route("/_sandbox/faults", sandbox_faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/health", sandbox_health, methods=["GET"]),
+        Route("/_sandbox/caps", sandbox_caps, methods=["GET", "POST"]),
     ]
     app = CleverTapApp(routes=routes, middleware=[Middleware(Gate, emulator=emulator)])
     app.emulator = emulator

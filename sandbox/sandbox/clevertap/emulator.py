@@ -11,12 +11,15 @@ import time
 import zoneinfo
 from typing import Any
 
+from sandbox.clevertap.caps import Caps
 from sandbox.clevertap.faults import Fault, FaultBook
 from sandbox.clevertap.store import Store, loads
 from sandbox.clevertap.upload import UploadBatch
 from sandbox.clevertap.validation import (
     DEFAULT_MAX_EVENT_PROPERTIES,
     RecordError,
+    echo,
+    error_text,
     event_key,
     validate_record,
 )
@@ -71,6 +74,12 @@ def to_export(value: object) -> object:
     return value
 
 
+def _reply_status(processed: int, unprocessed: list[dict[str, Any]]) -> str:
+    if not unprocessed:
+        return "success"
+    return "fail" if processed == 0 else "partial"
+
+
 @dataclasses.dataclass
 class Emulator:
     """One emulated CleverTap account: credentials, time zone, store and faults."""
@@ -81,6 +90,10 @@ class Emulator:
     timezone: str
     max_event_properties: int = DEFAULT_MAX_EVENT_PROPERTIES
     faults: FaultBook = dataclasses.field(default_factory=FaultBook)
+    caps: Caps = dataclasses.field(default_factory=Caps)
+    #: events may be held back by an ingestion_lag fault (a cheap check per
+    #: request; True at start: a reopened database may hold some)
+    lagging: bool = True
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -136,6 +149,9 @@ class Emulator:
         now = int(time.time())
         processed = 0
         unprocessed: list[dict[str, Any]] = []
+        self.caps.load(self.store)
+        lag = None if dry_run else self.faults.peek("ingestion_lag", method, path)
+        last_event = self.store.max_event_id() if lag is not None else 0
         with self.store.transaction(rollback=dry_run) as conn:
             batch = UploadBatch(conn)
             batch.prefetch_identities(records)
@@ -146,7 +162,9 @@ class Emulator:
                     op = validate_record(
                         record, max_event_properties=self.max_event_properties, now=now
                     )
-                    batch.apply(op)
+                    kept = self.caps.apply(op, dry_run=dry_run)
+                    if kept is not None:  # past a cap: dropped without a word
+                        batch.apply(kept)
                 except RecordError as exc:
                     return exc
                 return None
@@ -162,19 +180,29 @@ class Emulator:
                     {
                         "status": "fail",
                         "code": error.code,
-                        "error": f"{error.message}Skipped record number : {number}",
-                        "record": record,
+                        "error": error_text(error.code, error.message, number),
+                        "record": echo(record, error.code),
                     }
                 )
             if not dry_run:
                 batch.flush()
-        if not unprocessed:
-            status = "success"
-        elif processed == 0:
-            status = "fail"
-        else:
-            status = "partial"
-        return {"status": status, "processed": processed, "unprocessed": unprocessed}
+        if lag is not None:
+            self._hold(lag, last_event, method, path)
+        return {
+            "status": _reply_status(processed, unprocessed),
+            "processed": processed,
+            "unprocessed": unprocessed,
+        }
+
+    def _hold(self, lag: Fault, last_event: int, method: str, path: str) -> None:
+        """Hide the events just stored from exports for the fault's lag."""
+        self.faults.take("ingestion_lag", method, path)
+        self.store.hold_events(
+            last_event,
+            time.time() + float(lag.params["seconds"]),
+            int(lag.params["reads"]),
+        )
+        self.lagging = True
 
     @staticmethod
     def _check_forced(forced: list[Fault], record: object, number: int) -> None:
@@ -234,7 +262,19 @@ class Emulator:
             for row in rows
         ]
 
+    def release_lagged(self, *, export_read: bool, everything: bool = False) -> None:
+        """Show held events whose lag is over (every one when `everything`)."""
+        if not self.lagging:  # the common case: nothing held, no query
+            return
+        self.lagging = bool(
+            self.store.release_events(
+                time.time(), export_read=export_read, everything=everything
+            )
+        )
+
     def reset(self) -> None:
-        """Wipe data, cursors, logs and faults."""
+        """Wipe data, cursors, logs and faults; restore the default caps."""
         self.store.wipe()
         self.faults.clear()
+        self.caps = Caps()  # the default caps again, nothing counted
+        self.lagging = False

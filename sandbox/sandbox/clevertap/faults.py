@@ -18,12 +18,14 @@ KINDS = frozenset(
         "counts_partial",
         "repeat_cursor",
         "unprocessed_partial",
+        "status_after_store",
+        "ingestion_lag",
     }
 )
 
 # Kinds that stay active until cleared unless `times` is given.
 _FOREVER_BY_DEFAULT = frozenset(
-    {"latency", "record_failure", "in_progress", "counts_partial"}
+    {"latency", "record_failure", "in_progress", "counts_partial", "ingestion_lag"}
 )
 _STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -100,6 +102,23 @@ def _check_record_failure(params: dict[str, Any]) -> None:
         raise FaultError(msg)
 
 
+def _check_store_fault(kind: str, params: dict[str, Any]) -> None:
+    """`status_after_store` (`status`) and `ingestion_lag` (`seconds`, `reads`)."""
+    if kind == "status_after_store":
+        status = _int(params, "status", 502)
+        if status not in _STATUSES:
+            msg = f"status must be one of {sorted(_STATUSES)}"
+            raise FaultError(msg)
+        params["status"] = status
+        return
+    params["seconds"] = _seconds(params, 0)
+    params.pop("ms", None)
+    params["reads"] = _int(params, "reads", 0)
+    if not params["seconds"] and not params["reads"]:
+        msg = "ingestion_lag needs seconds and/or reads (export queries)"
+        raise FaultError(msg)
+
+
 def _check_params(kind: str, params: dict[str, Any]) -> None:
     """Validate and complete the parameters of one fault kind in place."""
     if kind == "status":
@@ -108,6 +127,8 @@ def _check_params(kind: str, params: dict[str, Any]) -> None:
             msg = f"status must be one of {sorted(_STATUSES)}"
             raise FaultError(msg)
         params["status"] = status
+    elif kind in {"status_after_store", "ingestion_lag"}:
+        _check_store_fault(kind, params)
     elif kind == "latency":
         params["ms"] = round(_seconds(params, 0.2) * 1000)
         params.pop("seconds", None)

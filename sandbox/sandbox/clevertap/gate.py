@@ -129,7 +129,8 @@ class Gate:
             await send_json(
                 send,
                 401,
-                fail_body(401, "Invalid credentials: account id or passcode is wrong"),
+                # the recorded body of a refused account/passcode
+                fail_body(401, "Account ID is not valid"),
             )
             return
         path: str = scope["path"]
@@ -139,11 +140,31 @@ class Gate:
             info["fault"] = "concurrency"
             await send_json(send, 429, fail_body(429, "Too many concurrent requests"))
             return
+        self.emulator.release_lagged(
+            export_read=path == "/1/events.json" and scope["method"] == "POST"
+        )
         self.inflight[group] += 1
         try:
             await self._faulted(scope, receive, send, info)
         finally:
             self.inflight[group] -= 1
+
+    async def _after_store(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        info: dict[str, Any],
+        code: int,
+    ) -> None:
+        """Process the request (the batch is stored), then answer `code`."""
+        info["fault"] = f"status_after_store {code}"
+
+        async def drop(_message: Message) -> None:
+            return
+
+        await self.app(scope, receive, drop)
+        await send_json(send, code, fail_body(code, _STATUS_BODIES[code]))
 
     async def _faulted(
         self, scope: Scope, receive: Receive, send: Send, info: dict[str, Any]
@@ -165,6 +186,12 @@ class Gate:
             info["fault"] = "reset"
             self.emulator.log_finish(info["entry"], info)
             await abort()
+            return
+        after = faults.take("status_after_store", method, path)
+        if after is not None:
+            await self._after_store(
+                scope, receive, send, info, int(after.params["status"])
+            )
             return
         lost = faults.take("lost_reply", method, path)
         slow = None if lost is not None else faults.take("slow_reply", method, path)

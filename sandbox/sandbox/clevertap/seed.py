@@ -30,6 +30,8 @@ NOTIFICATION_EVENTS = (
     "Notification Clicked",
 )
 _EMAIL_UNSUBSCRIBED_SHARE = 0.2
+_SMS_OPT_OUT_EVERY = 7
+_WHATSAPP_OPT_OUT_EVERY = 5
 _FIRST = ("Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken")
 _LAST = ("Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Ritchie", "Liskov")
 _PRODUCTS = (
@@ -135,7 +137,10 @@ def _profiles(
     people: list[tuple[str, str]] = []
     for number in range(1, count + 1):
         identity = f"seed-user-{number:04d}"
-        object_id = f"__seed{rng.getrandbits(96):024x}"
+        # Shaped like the recorded ids: "__g" + 32 hex digits (an in1 export,
+        # 2022). 96 random bits as before (the later draws stay the same) plus
+        # the profile number.
+        object_id = f"__g{rng.getrandbits(96):024x}{number:08x}"
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         device = dict(rng.choice(_PLATFORMS))
         device.update(objectId=object_id, app_version=f"3.{rng.randint(0, 9)}.0")
@@ -148,6 +153,10 @@ def _profiles(
             "DOB": {"$date": rng.randint(0, 946_684_800)},
             "Interests": sorted(rng.sample(_INTERESTS, 2)),
             "MSG-email": rng.random() > _EMAIL_UNSUBSCRIBED_SHARE,
+            # phone channels: a few opt-outs, without a draw (the later draws of
+            # the seed stay the same)
+            "MSG-sms": number % _SMS_OPT_OUT_EVERY != 0,
+            "MSG-whatsapp": number % _WHATSAPP_OPT_OUT_EVERY != 0,
         }
         conn.execute(
             "INSERT INTO profiles (object_id, identity, profile_data, platform_info, "
@@ -293,7 +302,7 @@ def _messages(
         viewed = rng.randint(0, sent)
         message = {
             "message id": 1_800_000_000 + number,
-            "message name": f"Seed message {number + 1}",
+            "message_name": f"Seed message {number + 1}",  # as recorded
             "channel": _CHANNELS[number % len(_CHANNELS)],
             "delivery": _DELIVERIES[number % len(_DELIVERIES)],
             "status": _STATUSES[number % len(_STATUSES)],

@@ -78,6 +78,19 @@ CREATE TABLE IF NOT EXISTS count_requests (
     result TEXT NOT NULL,
     polls_left INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS lagged_events (
+    id INTEGER PRIMARY KEY,
+    object_id TEXT NOT NULL,
+    identity TEXT,
+    evt_name TEXT NOT NULL,
+    evt_key TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    evt_data TEXT NOT NULL DEFAULT '{}',
+    session_props TEXT NOT NULL DEFAULT '{}',
+    source TEXT NOT NULL DEFAULT 'upload',
+    visible_at REAL NOT NULL,
+    reads_left INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS request_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -90,9 +103,17 @@ CREATE TABLE IF NOT EXISTS request_log (
 );
 """
 
+_RELEASE = (
+    "INSERT INTO events (object_id, identity, evt_name, evt_key, ts, evt_data, "
+    "session_props, source) SELECT object_id, identity, evt_name, evt_key, ts, "
+    "evt_data, session_props, source FROM lagged_events "
+)
+_RELEASE_ALL = _RELEASE + "ORDER BY id"
+_RELEASE_DUE = _RELEASE + "WHERE visible_at <= ?1 AND reads_left <= 0 ORDER BY id"
 _WIPE = (
     "DELETE FROM profiles",
     "DELETE FROM events",
+    "DELETE FROM lagged_events",
     "DELETE FROM tokens",
     "DELETE FROM campaigns",
     "DELETE FROM messages",
@@ -185,6 +206,39 @@ class Store:
         with self._lock:
             cur = self._conn.execute(sql, params)
             return int(cur.lastrowid or 0)
+
+    def hold_events(self, after_id: int, visible_at: float, reads: int) -> None:
+        """Move events stored after `after_id` out of sight (ingestion lag)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO lagged_events SELECT *, ?, ? FROM events WHERE id > ?",
+                (visible_at, reads, after_id),
+            )
+            conn.execute("DELETE FROM events WHERE id > ?", (after_id,))
+
+    def release_events(self, now: float, *, export_read: bool, everything: bool) -> int:
+        """Make held events visible once their time and export reads are up.
+
+        Returns:
+            How many events are still held.
+        """
+        where = "1" if everything else "visible_at <= ?1 AND reads_left <= 0"
+        params: tuple[Any, ...] = () if everything else (now,)
+        with self.transaction() as conn:
+            if export_read:
+                conn.execute("UPDATE lagged_events SET reads_left = reads_left - 1")
+            conn.execute(_RELEASE_ALL if everything else _RELEASE_DUE, params)
+            conn.execute(
+                "DELETE FROM lagged_events WHERE " + where,  # noqa: S608 - one of two fixed conditions
+                params,
+            )
+            row = conn.execute("SELECT COUNT(*) FROM lagged_events").fetchone()
+        return int(row[0])
+
+    def max_event_id(self) -> int:
+        """The highest event row id (0 when there is none)."""
+        row = self.query("SELECT COALESCE(MAX(id), 0) AS m FROM events")[0]
+        return int(row["m"])
 
     def wipe(self) -> None:
         """Delete every row of every table."""

@@ -27,21 +27,25 @@ _PLAIN_TYPES = frozenset({int, float, bool, type(None)})
 
 IDENTIFIER_FIELDS = ("identity", "objectId", "FBID", "GPID")
 
+# The texts of 514-520, 523 and 525 are the ones real CleverTap answered (recorded
+# in tests/fixtures/target_clevertap/real_upload_replies.json); the others follow
+# the docs' api-errors list.
 MESSAGES = {
     509: "Event name is mandatory.",
     512: "Invalid event structure.",
     513: "Raised a restricted system event.",
-    514: "Profile data is incorrect. Gender is not valid.",
+    514: "Profile data is incorrect. Gender needs to be M/F.",
     515: "Profile data is incorrect. Email is not valid.",
-    516: "Profile data is incorrect. Phone is not valid.",
-    517: "Profile data is incorrect. Employment status is not valid.",
-    518: "Profile data is incorrect. Education is not valid.",
-    519: "Profile data is incorrect. Marital status is not valid.",
+    516: "Profile data is incorrect. Phone number is not valid.",
+    517: "Profile data is incorrect. Employed needs to be Y/N.",
+    518: "Profile data is incorrect. Education needs to be School/College/Graduate..",
+    519: "Profile data is incorrect. Married needs to be Y/N.",
     520: "Profile data is incorrect. Age is invalid.",
     522: "Event properties limit exceeded.",
-    523: "Identity, objectId, FBID or GPID is mandatory.",
+    523: "'identity' or 'fbId' or 'gpId' or 'objectId' is necessary under 120 chars "
+    "to identify the user.",
     524: "Data is neither event nor profile.",
-    525: "Timestamp is not a valid UNIX epoch.",
+    525: "Timestamp should be present in the Unix Epoch format.",
     526: "objectId is invalid.",
     528: "Raised a discarded event.",
     530: "Invalid objectId.",
@@ -196,7 +200,8 @@ def _timestamp(record: dict[str, Any], now: int) -> int:
         raise RecordError(525)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not isinstance(value, int) or value < 0 or value >= MAX_EPOCH_SECONDS:
+    # `ts: 0` is refused (recorded: 525), not taken as 1970
+    if not isinstance(value, int) or value <= 0 or value >= MAX_EPOCH_SECONDS:
         raise RecordError(525)
     return value
 
@@ -464,7 +469,7 @@ def _fast_ts(record: dict[str, Any], now: int) -> int | None:
     value = record.get("ts")
     if value is None:
         return now
-    if type(value) is int and 0 <= value < MAX_EPOCH_SECONDS:
+    if type(value) is int and 0 < value < MAX_EPOCH_SECONDS:
         return value
     return None
 
@@ -593,3 +598,41 @@ def _validate_token(record: dict[str, Any]) -> TokenOp:
     if token_type not in _TOKEN_TYPES:
         raise RecordError(534)
     return TokenOp(object_id=object_id, token_id=token_id, token_type=token_type)
+
+
+# Checks of reserved profile keys run in this order; a record refused at one step
+# is echoed with the rewrites of the steps it passed (recorded: Phone comes back
+# as a number once it was found valid, profileData.identity as text before Age).
+_PHONE_CHECKED_BEFORE = frozenset({517, 518, 519, 520})
+_IDENTITY_TEXT_BEFORE = frozenset({520})
+
+
+#: codes whose recorded message is followed by a space before "Skipped ..."
+_SPACED = frozenset({523, 525})
+
+
+def error_text(code: int, message: str, number: int) -> str:
+    """The `error` of an unprocessed entry, spaced as CleverTap spaces it.
+
+    Recorded: "...Email is not valid.Skipped record number : 2" but
+    "...to identify the user. Skipped record number : 1" (523 and 525).
+    """
+    joint = " " if code in _SPACED else ""
+    return f"{message}{joint}Skipped record number : {number}"
+
+
+def echo(record: object, code: int) -> object:
+    """The record as CleverTap echoes it in an unprocessed entry."""
+    if not isinstance(record, dict) or record.get("type") != "profile":
+        return record
+    data = record.get("profileData")
+    if not isinstance(data, dict):
+        return record
+    rewritten = dict(data)
+    phone = rewritten.get("Phone")
+    if code in _PHONE_CHECKED_BEFORE and isinstance(phone, str) and _is_phone(phone):
+        rewritten["Phone"] = int(phone[1:])
+    ident = rewritten.get("identity")
+    if code in _IDENTITY_TEXT_BEFORE and isinstance(ident, int | float):
+        rewritten["identity"] = str(ident)
+    return {**record, "profileData": rewritten}

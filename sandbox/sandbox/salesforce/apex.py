@@ -1,4 +1,4 @@
-"""`/services/apexrest/*`: URL mappings routed to Python stand-ins for Apex classes.
+r"""`/services/apexrest/*`: URL mappings routed to Python stand-ins for Apex classes.
 
 A mapping works like `@RestResource(urlMapping=...)`: case-sensitive, `*` only after
 a `/`, an exact mapping beats wildcards and the longest wildcard wins. Two sample
@@ -7,7 +7,16 @@ classes are registered by default:
 - `/ct/nps/*`: the NPS / lead-enrichment endpoint. Body: one object or a list of
   objects `{email, npsScore | nps, leadScore, city, feedback}`. It finds the Contact
   by email (else the Lead), updates the score, city and feedback fields, and answers
-  per record.
+  per record (a missing email or an unknown one is handled per record). Its DML is
+  not caught, as in most Apex classes: a record the org refuses (a validation rule,
+  a required field, a value of the wrong type) raises `System.DmlException`, the
+  whole call's transaction is rolled back and the platform answers HTTP 500
+  `[{"errorCode":"APEX_ERROR","message":"<exception>\n\n<stack line>"}]`, the
+  shape real orgs answer (apex_rest_errors.md).
+- `/ct/contacts/*`: upserts Contacts on `CleverTap_Id__c`. Body: one object or a
+  list (or `{"records": [...]}`) of `{identity, name, email, score}`; answers one
+  `{identity, success, id, created}` per record. Its DML is not caught either: a
+  refused record answers 500 APEX_ERROR and nothing of the call is written.
 - `/ct/*`: accepts any JSON and answers `{"success": true, "received": N}`.
 """
 
@@ -24,6 +33,29 @@ if TYPE_CHECKING:
 
     from sandbox.salesforce.dml import Transaction
     from sandbox.salesforce.store import Store
+
+
+APEX_ERROR_STATUS = 500
+
+
+class ApexException(Exception):  # noqa: N818 - named after Apex's exceptions
+    """An unhandled Apex exception: HTTP 500 APEX_ERROR, the transaction rolled back.
+
+    The body is what real orgs answer: a list of one error whose message is the
+    exception type and text, a blank line, then the stack line.
+    """
+
+    def __init__(self, exception: str, message: str, stack: str) -> None:
+        """Keep the exception type (`System.DmlException`), text and stack line."""
+        super().__init__(f"{exception}: {message}")
+        self.exception = exception
+        self.message = message
+        self.stack = stack
+
+    def body(self) -> list[dict[str, Any]]:
+        """`[{"errorCode": "APEX_ERROR", "message": ...}]`."""
+        text = f"{self.exception}: {self.message}\n\n{self.stack}"
+        return [{"errorCode": "APEX_ERROR", "message": text}]
 
 
 @dataclasses.dataclass
@@ -55,6 +87,7 @@ class ApexRegistry:
             str, Callable[[ApexRequest, ApexContext], tuple[int, Any]]
         ] = {}
         self.register("/ct/nps/*", nps_handler)
+        self.register("/ct/contacts/*", contacts_handler)
         self.register("/ct/*", echo_handler)
 
     def register(
@@ -73,6 +106,10 @@ class ApexRegistry:
             msg = f"bad urlMapping {mapping!r}"
             raise ValueError(msg)
         self._handlers[mapping] = handler
+
+    def unregister(self, mapping: str) -> None:
+        """Remove a URL mapping (as if its class were not deployed)."""
+        self._handlers.pop(mapping, None)
 
     def mappings(self) -> list[str]:
         """The registered URL mappings."""
@@ -104,6 +141,64 @@ def echo_handler(request: ApexRequest, context: ApexContext) -> tuple[int, Any]:
     return 200, {"success": True, "received": count}
 
 
+def _items(body: object) -> list[Any] | None:
+    """A body's records: one object, a list, or `{"records": [...]}`."""
+    if isinstance(body, dict) and isinstance(body.get("records"), list):
+        body = body["records"]
+    items = body if isinstance(body, list) else [body]
+    if not items or not all(isinstance(i, dict) for i in items):
+        return None
+    return items
+
+
+def contacts_handler(request: ApexRequest, context: ApexContext) -> tuple[int, Any]:
+    """Upsert Contacts on CleverTap_Id__c; a refused record fails the whole call.
+
+    Raises:
+        ApexException: a record the org refuses (System.DmlException).
+    """
+    items = _items(request.json)
+    if items is None:
+        return 400, [
+            {
+                "errorCode": "JSON_PARSER_ERROR",
+                "message": "expected a JSON object or a list of objects",
+            }
+        ]
+    contact = schema.OBJECTS["Contact"]
+    key = contact.field_map["CleverTap_Id__c"]
+    tx = context.transaction()
+    results = []
+    for row, item in enumerate(items):
+        body = {
+            "LastName": item.get("name"),
+            "Email": item.get("email"),
+            "NPS_Score__c": item.get("score"),
+        }
+        result = tx.upsert(contact, key, item.get("identity"), body)
+        if not result.success:
+            error = result.errors[0]
+            fields = ", ".join(error.get("fields") or [])
+            exception = "System.DmlException"
+            raise ApexException(
+                exception,
+                f"Upsert failed. First exception on row {row}; first error: "
+                f"{error['statusCode']}, {error['message']}: [{fields}]",
+                "Class.CtContactsResource.doPost: line 31, column 1",
+            )
+        results.append(
+            {
+                "identity": item.get("identity"),
+                "success": True,
+                "id": result.id,
+                "created": bool(result.created),
+            }
+        )
+    tx.commit()
+    single = isinstance(request.json, dict) and "records" not in request.json
+    return 200, results[0] if single else results
+
+
 _NPS_KEYS = ("npsScore", "nps", "NPS", "nps_score")
 _LEAD_KEYS = ("leadScore", "lead_score", "score")
 
@@ -133,7 +228,9 @@ def nps_handler(request: ApexRequest, context: ApexContext) -> tuple[int, Any]:
                 "message": "expected a JSON object or a list of objects",
             }
         ]
-    results = [_nps_one(item, context) for item in items]
+    tx = context.transaction()
+    results = [_nps_one(item, tx, row) for row, item in enumerate(items)]
+    tx.commit()  # an ApexException above leaves the transaction uncommitted
     if isinstance(body, list):
         return 200, results
     result = results[0]
@@ -142,7 +239,7 @@ def nps_handler(request: ApexRequest, context: ApexContext) -> tuple[int, Any]:
     return (404 if result["errorCode"] == "NOT_FOUND" else 400), result
 
 
-def _nps_one(item: dict[str, Any], context: ApexContext) -> dict[str, Any]:
+def _nps_one(item: dict[str, Any], tx: Transaction, row: int) -> dict[str, Any]:
     email = str(item.get("email") or item.get("Email") or "").strip()
     if not email:
         return {
@@ -151,7 +248,6 @@ def _nps_one(item: dict[str, Any], context: ApexContext) -> dict[str, Any]:
             "errorCode": "REQUIRED_FIELD_MISSING",
             "message": "email is required",
         }
-    tx = context.transaction()
     target = None
     for name in ("Contact", "Lead"):
         found = tx.find(name, "Email", email)
@@ -183,14 +279,14 @@ def _nps_one(item: dict[str, Any], context: ApexContext) -> dict[str, Any]:
     result = tx.update(sobject, record["Id"], changes)
     if not result.success:
         error = result.errors[0]
-        return {
-            "email": email,
-            "success": False,
-            "errorCode": error["statusCode"],
-            "message": error["message"],
-            "id": record["Id"],
-        }
-    tx.commit()
+        fields = ", ".join(error.get("fields") or [])
+        exception = "System.DmlException"
+        raise ApexException(
+            exception,
+            f"Update failed. First exception on row {row} with id {record['Id']}; "
+            f"first error: {error['statusCode']}, {error['message']}: [{fields}]",
+            "Class.CtNpsResource.doPost: line 58, column 1",
+        )
     return {
         "email": email,
         "success": True,

@@ -26,18 +26,20 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from sandbox.salesforce import apex as apex_module
-from sandbox.salesforce import bulk, schema, soql
+from sandbox.salesforce import bulk, dml, schema, soql
 from sandbox.salesforce.auth import ORG_ID, OAuthError
 from sandbox.salesforce.dml import ROLLED_BACK, Result, render
 from sandbox.salesforce.emulator import Emulator, Options
 from sandbox.salesforce.errors import (
     ApiError,
+    JsonTypeError,
     MultipleChoices,
     bad_type,
     invalid_session,
     not_found,
     request_limit,
 )
+from sandbox.salesforce.values import FieldValueError, coerce
 from sandbox.server import abort_connection
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ _LOGGED_HEADERS = (
     "sforce-disable-batch-retry",
     "sforce-enable-pkchunking",
     "sforce-auto-assign",
+    "sforce-duplicate-rule-header",
     "x-prettyprint",
 )
 
@@ -226,7 +229,19 @@ class SalesforceApp:
             return _reset_connection(request)
         response = self._refusal(request, is_async=is_async)
         if response is None:
-            response = await self._guarded_dispatch(request, body, is_async=is_async)
+            allow = _allows_duplicate_save(request) and "/jobs/" not in path
+            version = re.search(r"/v?(\d+\.\d)/", path)
+            tokens = (
+                dml.ALLOW_DUPLICATE_SAVE.set(allow and not is_async),
+                dml.API_VERSION.set(version.group(1) if version else "62.0"),
+            )
+            try:
+                response = await self._guarded_dispatch(
+                    request, body, is_async=is_async
+                )
+            finally:
+                dml.ALLOW_DUPLICATE_SAVE.reset(tokens[0])
+                dml.API_VERSION.reset(tokens[1])
         if not is_async:
             used, limit = self.emulator.api_usage()
             response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{limit}"
@@ -250,6 +265,10 @@ class SalesforceApp:
             return self._error(invalid_session(), is_async=is_async)
         if faults.take("request_limit", method, path) is not None:
             return self._error(request_limit(), is_async=is_async)
+        concurrent = faults.take("concurrent_limit", method, path)
+        if concurrent is not None:
+            which = str(concurrent.params.get("which", "concurrent"))
+            return self._error(request_limit(which), is_async=is_async)
         used, limit = self.emulator.count_api_call()
         if used > limit:
             return self._error(request_limit(), is_async=is_async)
@@ -265,6 +284,8 @@ class SalesforceApp:
             return await self._dispatch(request, body, path, is_apex=is_apex)
         except ApiError as exc:
             return self._error(exc, is_async=is_async)
+        except JsonTypeError as exc:
+            return self._error(exc.api_error(), is_async=is_async)
         except MultipleChoices as exc:
             return _json(exc.urls, 300)
         except Exception as exc:  # noqa: BLE001 - an emulator bug answers 500 the Salesforce way
@@ -504,11 +525,17 @@ class SalesforceApp:
             raise ApiError(400, "JSON_PARSER_ERROR", "expected a JSON object")
         return body
 
+    def _record_body(self, call: Call, sobject: schema.SObject) -> dict[str, Any]:
+        """The body of a single-record write, refused whole as Salesforce does."""
+        body = self._body(call)
+        check_deserializable(sobject, body, call.body)
+        return body
+
     def create(self, call: Call) -> Response:
         """`POST sobjects/{O}/`."""
         sobject = _sobject(call.group("o"))
         tx = self.emulator.transaction()
-        result = tx.create(sobject, self._body(call))
+        result = tx.create(sobject, self._record_body(call, sobject))
         return self._single(tx, result, 201)
 
     def update(self, call: Call) -> Response:
@@ -517,7 +544,7 @@ class SalesforceApp:
         tx = self.emulator.transaction()
         if tx.get(schema.normalise_id(call.group("id")) or "") is None:
             raise _inaccessible_ext_field(call.group("id"))
-        result = tx.update(sobject, call.group("id"), self._body(call))
+        result = tx.update(sobject, call.group("id"), self._record_body(call, sobject))
         return self._single(tx, result, 204)
 
     def delete(self, call: Call) -> Response:
@@ -538,6 +565,15 @@ class SalesforceApp:
             error = result.errors[0]
             if error["statusCode"] == "DUPLICATE_EXTERNAL_ID" and result.matches:
                 raise MultipleChoices(result.matches)
+            if "duplicateResult" in error:
+                # the single-record REST reply spells it `duplicateResut`, as
+                # real orgs answer (a v54 Contact reply quoted in a public client)
+                raise ApiError(
+                    400,
+                    error["statusCode"],
+                    error["message"],
+                    extra={"duplicateResut": error["duplicateResult"]},
+                )
             raise ApiError(400, error["statusCode"], error["message"], error["fields"])
         tx.commit()
         if status == NO_CONTENT:
@@ -604,7 +640,8 @@ class SalesforceApp:
         if not (field.external_id or field.name == "Id"):
             raise _inaccessible_ext_field(field.name)
         tx = self.emulator.transaction()
-        result = tx.upsert(sobject, field, call.group("val"), self._body(call))
+        body = self._record_body(call, sobject)
+        result = tx.upsert(sobject, field, call.group("val"), body)
         if not result.success and result.matches:
             urls = [self._url(call, sobject.name, i) for i in result.matches]
             raise MultipleChoices(urls)
@@ -632,12 +669,17 @@ class SalesforceApp:
 
     # --- query ------------------------------------------------------------------------
 
-    def _page_size(self, call: Call) -> int:
+    def _page_size(self, call: Call, records: list[dict[str, Any]]) -> int:
         size = self.emulator.options.query_page_size
         header = call.request.headers.get("sforce-query-options", "")
         match = re.search(r"batchSize=(\d+)", header)
         if match:
             size = max(200, min(2000, int(match.group(1))))
+        if _long_text_columns(records) >= 2:  # noqa: PLR2004 - the documented rule
+            # "If the SOQL statement selects two or more custom fields of type
+            # long text, the batch size can't be greater than 200 records"
+            # (SOQL and SOSL Reference, "Change the Batch Size in Queries").
+            size = min(size, LONG_TEXT_PAGE)
         return size
 
     def query(self, call: Call) -> Response:
@@ -669,16 +711,17 @@ class SalesforceApp:
         total: int,
         cursor: str | None,
     ) -> Response:
-        size = self._page_size(call)
+        size = self._page_size(call, records)
         chunk = records[offset : offset + size]
         body: dict[str, Any] = {"totalSize": total, "done": True, "records": chunk}
         if offset + size < len(records):
             if cursor is None:
                 cursor = self.emulator.save_cursor(records)
             body["done"] = False
+            # `query/<locator>-<offset>` for query and queryAll alike (REST API
+            # guide, Query / QueryAll examples); clients follow the URL as is.
             body["nextRecordsUrl"] = (
-                f"/services/data/v{call.version}/{call.group('kind')}/{cursor}-"
-                f"{offset + size}"
+                f"/services/data/v{call.version}/query/{cursor}-{offset + size}"
             )
         return _json(body)
 
@@ -708,6 +751,11 @@ class SalesforceApp:
                 "record limit reached. cannot "
                 "submit more than 200 records into this call",
             )
+        for record in records:
+            kind = str((record.get("attributes") or {}).get("type", ""))
+            sobject = schema.find_object(call.match.groupdict().get("o") or kind)
+            if sobject is not None:
+                check_deserializable(sobject, record, call.body)
         return records, str(body.get("allOrNone", False)).lower() == "true"
 
     @staticmethod
@@ -874,7 +922,9 @@ class SalesforceApp:
         """`GET jobs/ingest/{id}/successfulResults|failedResults|unprocessedrecords`."""
         which = call.group("which").lower()
         text = bulk.results_csv(self.emulator, call.group("id"), which)
-        return Response(text, media_type="text/csv")
+        # UTF-8 bytes under a bare `text/csv`, as Salesforce sends them (no
+        # charset: `requests` would decode `.text` as ISO-8859-1).
+        return Response(text.encode("utf-8"), headers={"Content-Type": "text/csv"})
 
     # --- Bulk 1.0 -------------------------------------------------------------------
 
@@ -1014,7 +1064,10 @@ class SalesforceApp:
             ctx = apex_module.ApexContext(
                 self.emulator.store, self.emulator.transaction
             )
-            status, result = found[1](req, ctx)
+            try:
+                status, result = found[1](req, ctx)
+            except apex_module.ApexException as exc:
+                status, result = apex_module.APEX_ERROR_STATUS, exc.body()
         entry["status"] = status
         entry["response"] = result
         self.emulator.store.append("apex_calls", entry)
@@ -1057,7 +1110,19 @@ class SalesforceApp:
             ("POST", "faults"): self._add_fault,
             ("POST", "token"): lambda _: _json({"access_token": emulator.auth.issue()}),
             ("GET", "usage"): lambda _: self._sandbox_usage(),
+            ("POST", "connected_app"): self._sandbox_connected_app,
         }
+
+    def _sandbox_connected_app(self, body: object) -> Response:
+        """Connected app policies: `{"refresh_requires_secret": bool}`."""
+        if not isinstance(body, dict):
+            return _not_an_object()
+        auth = self.emulator.auth
+        if "refresh_requires_secret" in body:
+            auth.refresh_requires_secret = bool(body["refresh_requires_secret"])
+        return _json(
+            {"ok": True, "refresh_requires_secret": auth.refresh_requires_secret}
+        )
 
     def _sandbox_jobs(self) -> Response:
         jobs = self.emulator.store.jobs
@@ -1110,6 +1175,92 @@ class SalesforceApp:
         return _json({"ok": True, "fault": fault.as_json()})
 
 
+LONG_TEXT_PAGE = 200
+# textarea longer than this is a long text area (a plain Text Area holds 255)
+_PLAIN_TEXTAREA = 255
+
+
+def _long_text_columns(records: list[dict[str, Any]]) -> int:
+    """How many custom long text area fields a page of query results selects."""
+    if not records:
+        return 0
+    first = records[0]
+    sobject = schema.find_object(str((first.get("attributes") or {}).get("type")))
+    if sobject is None:
+        return 0
+    return sum(
+        1
+        for name in first
+        if (field := sobject.field(name)) is not None
+        and field.custom
+        and field.type == "textarea"
+        and field.length > _PLAIN_TEXTAREA
+    )
+
+
+_SPACED = re.compile(r"^\d{4}-\d{2}-\d{2} ")
+_JSON_TYPES = {
+    "double": "double",
+    "currency": "double",
+    "percent": "double",
+    "int": "int",
+    "boolean": "boolean",
+    "date": "date",
+    "datetime": "datetime",
+}
+
+
+def check_deserializable(
+    sobject: schema.SObject, record: dict[str, Any], raw: bytes
+) -> None:
+    """Refuse the whole request as Salesforce's JSON deserializer does.
+
+    A name that is neither a field nor a relationship of the object answers 400
+    INVALID_FIELD, and a value of the wrong JSON type for a number, boolean, date
+    or date-time field answers 400 JSON_PARSER_ERROR ("Cannot deserialize
+    instance of datetime from VALUE_STRING value ...": misc_real_errors.md,
+    regican/Salesforce#2), for the whole call, not for one record.
+
+    Raises:
+        ApiError: INVALID_FIELD for an unknown name.
+        JsonTypeError: for a value the field's type cannot take.
+    """
+    for key, value in record.items():
+        if key == "attributes" or key.lower() == "id":
+            continue
+        field = sobject.field(key)
+        if field is None:
+            rel = key.partition(".")[0].lower()
+            if not any(
+                f.relationship_name and f.relationship_name.lower() == rel
+                for f in sobject.fields
+            ):
+                raise ApiError(
+                    400,
+                    "INVALID_FIELD",
+                    f"No such column '{key}' on sobject of type {sobject.name}",
+                )
+            continue
+        kind = _JSON_TYPES.get(field.type)
+        if kind is None or value is None:
+            continue
+        if kind == "datetime" and isinstance(value, str) and _SPACED.match(value):
+            # "2017-10-17 00:00:00" is refused whole (the recording)
+            raise JsonTypeError(kind, value, raw)
+        try:
+            coerce(field, value)
+        except FieldValueError as exc:
+            if exc.code == "INVALID_TYPE_ON_FIELD_IN_RECORD":
+                raise JsonTypeError(kind, value, raw) from None
+
+
+def _allows_duplicate_save(request: Request) -> bool:
+    """Whether `Sforce-Duplicate-Rule-Header` carries `allowSave=true`."""
+    header = request.headers.get("sforce-duplicate-rule-header", "")
+    parts = [p.strip().lower().replace(" ", "") for p in header.split(";")]
+    return "allowsave=true" in parts
+
+
 def _record_type(
     record: dict[str, Any], record_id: str | None = None
 ) -> schema.SObject | Result:
@@ -1146,6 +1297,7 @@ def _status_fault(fault: Fault) -> Response:
     status = int(fault.params.get("status", 503))
     unavailable = status == HTTPStatus.SERVICE_UNAVAILABLE
     code = "SERVER_UNAVAILABLE" if unavailable else "UNKNOWN_EXCEPTION"
+    code = str(fault.params.get("code", code))
     message = str(fault.params.get("message", "emulated server error (sandbox fault)"))
     return _json([{"errorCode": code, "message": message}], status)
 

@@ -132,6 +132,9 @@ class Auth:
         self.username = username
         self.password = password
         self.security_token = security_token
+        # "Require Secret for Refresh Token Flow" of the connected app: off, a
+        # refresh-token grant may leave out client_secret.
+        self.refresh_requires_secret = True
         cert = x509.load_pem_x509_certificate(jwt_certificate_pem)
         self._jwt_key = cert.public_key()
         self._tokens: set[str] = set()
@@ -166,7 +169,10 @@ class Auth:
         client_id = form.get("client_id") or (basic[0] if basic else "")
         client_secret = form.get("client_secret") or (basic[1] if basic else "")
         if grant_type == "refresh_token":
-            self._check_client(client_id, client_secret)
+            if client_secret or self.refresh_requires_secret:
+                self._check_client(client_id, client_secret)
+            elif not hmac.compare_digest(client_id, self.client_id):
+                raise OAuthError("invalid_client_id", "client identifier invalid")
             if not hmac.compare_digest(
                 form.get("refresh_token", ""), self.refresh_token
             ):
@@ -224,9 +230,11 @@ class Auth:
         audiences = (
             claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         )
-        own = f"https://{host}".lower()
-        allowed = {*JWT_AUDIENCES, own}
-        if not any(str(a).rstrip("/").lower() in allowed for a in audiences):
+        # Salesforce takes login or test as audience wherever the request goes
+        # (a My Domain host included), never the My Domain host itself:
+        # simple-salesforce#672, forcedotcom/cli#3325 ("audience is invalid").
+        del host
+        if not any(str(a).rstrip("/").lower() in JWT_AUDIENCES for a in audiences):
             raise OAuthError("invalid_grant", "audience is invalid")
         if str(claims.get("sub", "")).lower() != self.username:
             raise OAuthError("invalid_grant", "user hasn't approved this consumer")

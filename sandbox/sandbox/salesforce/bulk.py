@@ -107,6 +107,9 @@ def create_ingest_job(
 def public_ingest(job: dict[str, Any], *, brief: bool = False) -> dict[str, Any]:
     """The job info a client sees."""
     info = {k: v for k, v in job.items() if not k.startswith("_")}
+    if info.get("externalIdFieldName") is None:
+        # the recorded create/close answers of an update job carry no such key
+        info.pop("externalIdFieldName", None)
     if brief:
         for key in (
             "numberRecordsProcessed",
@@ -186,8 +189,12 @@ def change_state(emulator: Emulator, job_id: str, state: str) -> dict[str, Any]:
     job["systemModstamp"] = now_text()
     emulator.store.save_job(job_id, V2, job)
     info = public_ingest(job, brief=True)
-    if info["state"] in {"JobComplete", "Failed"} and job["_polls"]:
+    if state == "UploadComplete":
+        # Recorded (bulk2_update_trace): the close answers UploadComplete, without
+        # lineEnding, columnDelimiter or contentUrl; later polls show InProgress.
         info["state"] = "UploadComplete"
+        for key in ("lineEnding", "columnDelimiter", "contentUrl"):
+            info.pop(key, None)
     return info
 
 
@@ -199,8 +206,6 @@ def poll(emulator: Emulator, job_id: str) -> dict[str, Any]:
         job["_polls"] -= 1
         emulator.store.save_job(job_id, V2, job)
         info["state"] = "InProgress"
-        info["numberRecordsProcessed"] = 0
-        info["numberRecordsFailed"] = 0
         info.pop("errorMessage", None)
     return info
 
@@ -212,31 +217,38 @@ def _line_ending_of(data: str) -> str | None:
     return "CRLF" if end > 0 and data[end - 1] == "\r" else "LF"
 
 
+def _header_line(data: str) -> str:
+    """The uploaded header line, exactly as sent (results echo it)."""
+    return data.split("\n", 1)[0].rstrip("\r")
+
+
+def _fail_job(job: dict[str, Any], message: str, header: list[str]) -> None:
+    """A whole-job failure before any row: every row stays unprocessed."""
+    job.update(state="Failed", errorMessage=message)
+    job["_results"] = {"header": header, "ok": [], "failed": [], "rows": None}
+
+
+# In-progress polls after the close when no `slow_bulk` fault asks for more: the
+# recorded job answered UploadComplete, then InProgress, then JobComplete.
+DEFAULT_IN_PROGRESS_POLLS = 1
+
+
 def _process_ingest(emulator: Emulator, job: dict[str, Any]) -> None:
     data = job["_data"] or ""
     slow = emulator.faults.take("slow_bulk")
-    job["_polls"] = int(slow.params.get("polls", 2)) if slow else 0
+    job["_polls"] = (
+        int(slow.params.get("polls", 2)) if slow else DEFAULT_IN_PROGRESS_POLLS
+    )
     failed = emulator.faults.take("bulk_job_failed")
-    if failed is not None:
-        job.update(
-            state="Failed",
-            errorMessage=str(
-                failed.params.get(
-                    "message", "InternalServerError : the job failed (sandbox fault)"
-                )
-            ),
-        )
-        job["_results"] = {"header": [], "ok": [], "failed": [], "unprocessed": data}
-        return
     declared = job["lineEnding"]
     found = _line_ending_of(data)
     if found is not None and found != declared:
-        job.update(
-            state="Failed",
-            errorMessage="ClientInputError : LineEnding is "
+        _fail_job(
+            job,
+            "ClientInputError : LineEnding is "
             f"invalid on user data. Current LineEnding setting is {declared}",
+            [],
         )
-        job["_results"] = {"header": [], "ok": [], "failed": [], "unprocessed": data}
         return
     reader = csv.reader(
         io.StringIO(data, newline=""), delimiter=DELIMITERS[job["columnDelimiter"]]
@@ -244,56 +256,120 @@ def _process_ingest(emulator: Emulator, job: dict[str, Any]) -> None:
     rows = [row for row in reader if row]
     sobject = schema.OBJECTS[job["object"]]
     if not rows:
-        job.update(state="Failed", errorMessage="InvalidBatch : Records not processed")
-        job["_results"] = {"header": [], "ok": [], "failed": [], "unprocessed": ""}
+        _fail_job(job, "InvalidBatch : Records not processed", [])
         return
     header = rows[0]
     for column in header:
-        base = column.split(".")[0]
-        known = sobject.field(column) or any(
-            f.relationship_name and f.relationship_name.lower() == base.lower()
-            for f in sobject.fields
-        )
-        if not known:
-            job.update(
-                state="Failed",
-                errorMessage=f"InvalidBatch : Field name not found : {column}",
-            )
-            job["_results"] = {
-                "header": header,
-                "ok": [],
-                "failed": [],
-                "unprocessed": data,
-            }
+        problem = _column_problem(sobject, column)
+        if problem:
+            _fail_job(job, f"InvalidBatch : {problem}", header)
             return
+    body_rows = rows[1:]
+    message = ""
+    if failed is not None:
+        # The job fails after `processed` rows (default none): those are written
+        # and reported, the others stay unprocessed (as a Failed job does when
+        # Salesforce gives up on its later batches).
+        processed = max(0, int(failed.params.get("processed", 0)))
+        message = str(
+            failed.params.get(
+                "message", "InternalServerError : the job failed (sandbox fault)"
+            )
+        )
+        body_rows = body_rows[:processed]
     outcomes = run_dml(
         emulator,
         sobject,
         job["operation"],
         job["externalIdFieldName"],
-        [dict(zip(header, row, strict=False)) for row in rows[1:]],
+        [dict(zip(header, row, strict=False)) for row in body_rows],
         csv_cells=True,
     )
     ok: list[list[str]] = []
     bad: list[list[str]] = []
-    for row, result in zip(rows[1:], outcomes, strict=True):
+    for row, result in zip(body_rows, outcomes, strict=True):
         if result.success:
             ok.append([result.id or "", "true" if result.created else "false", *row])
         else:
             error = result.errors[0] if result.errors else record_error("UNKNOWN", "")
             fields = ",".join(error.get("fields") or [])
-            text = f"{error['statusCode']}:{error['message']}:{fields} --"
+            # recorded format: CODE:message:fields -- (no fields: `CODE:message:--`)
+            tail = f"{fields} --" if fields else "--"
+            text = f"{error['statusCode']}:{error['message']}:{tail}"
             bad.append([result.id or "", text, *row])
     job.update(
-        state="JobComplete",
-        numberRecordsProcessed=len(rows) - 1,
+        state="JobComplete" if failed is None else "Failed",
+        numberRecordsProcessed=len(body_rows),
         numberRecordsFailed=len(bad),
     )
-    job["_results"] = {"header": header, "ok": ok, "failed": bad, "unprocessed": ""}
+    if failed is not None:
+        job["errorMessage"] = message
+    job["_results"] = {
+        "header": header,
+        "ok": ok,
+        "failed": bad,
+        "rows": rows[1 + len(body_rows) :],
+    }
+
+
+def _column_problem(sobject: SObject, column: str) -> str | None:
+    """Why a header column cannot be loaded, or None.
+
+    A polymorphic lookup needs its type, `Type:Relationship.Field`
+    (`Lead:Who.Email`); a single-type one must not have it ("Relationship
+    Fields in a Header Row (2.0)", Bulk API 2.0 developer guide).
+    """
+    if sobject.field(column):
+        return None
+    typed, _, rest = column.rpartition(":")
+    base = rest.split(".")[0]
+    ref = next(
+        (
+            f
+            for f in sobject.fields
+            if f.relationship_name and f.relationship_name.lower() == base.lower()
+        ),
+        None,
+    )
+    if ref is None or "." not in rest:
+        return f"Field name not found : {column}"
+    if typed and len(ref.reference_to) < 2:  # noqa: PLR2004 - polymorphic: 2+ types
+        return (
+            f"Field name not found : {column}: type is not needed for non "
+            "polymorphic foreign key references"
+        )
+    if not typed and len(ref.reference_to) > 1:
+        return (
+            f"Field name not found : {column}: a polymorphic foreign key needs "
+            "its object type, as ObjectType:RelationshipName.IndexedFieldName"
+        )
+    return None
+
+
+def _unprocessed_csv(job: dict[str, Any], results: dict[str, Any]) -> str:
+    """The header line, then every row no result file reports (none when done)."""
+    data = job.get("_data") or ""
+    rows = results.get("rows")
+    if rows is None:  # failed before any row: everything is unprocessed
+        return data
+    ending = "\r\n" if job["lineEnding"] == "CRLF" else "\n"
+    out = io.StringIO()
+    writer = csv.writer(
+        out,
+        delimiter=DELIMITERS[job["columnDelimiter"]],
+        lineterminator=ending,
+        quoting=csv.QUOTE_MINIMAL,
+    )
+    writer.writerows(rows)
+    return _header_line(data) + ending + out.getvalue()
 
 
 def results_csv(emulator: Emulator, job_id: str, which: str) -> str:
     """A results file: successfulresults, failedresults or unprocessedrecords.
+
+    As recorded (bulk2_update_trace): the `sf__` header cells are quoted and
+    the uploaded header follows as sent; an unprocessed file of a finished job
+    is the header line alone.
 
     Raises:
         ApiError: unknown job or file, or the job is not finished.
@@ -303,22 +379,24 @@ def results_csv(emulator: Emulator, job_id: str, which: str) -> str:
     if which == "unprocessedrecords":
         if results is None:
             return job.get("_data") or ""
-        return str(results["unprocessed"])
+        return _unprocessed_csv(job, results)
     if results is None or job["_polls"] > 0:
         raise _bulk_error(400, "INVALIDJOBSTATE", "Job is not complete")
     delimiter = DELIMITERS[job["columnDelimiter"]]
     out = io.StringIO()
     writer = csv.writer(
-        out, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_MINIMAL
+        out, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL
     )
+    header = _header_line(job.get("_data") or "") if results["header"] else ""
     if which == "successfulresults":
-        writer.writerow(["sf__Id", "sf__Created", *results["header"]])
-        writer.writerows(results["ok"])
+        first, rows = "sf__Created", results["ok"]
     elif which == "failedresults":
-        writer.writerow(["sf__Id", "sf__Error", *results["header"]])
-        writer.writerows(results["failed"])
+        first, rows = "sf__Error", results["failed"]
     else:
         raise _bulk_error(404, "NOT_FOUND", "The requested resource does not exist")
+    sf_cells = delimiter.join(f'"{c}"' for c in ("sf__Id", first))
+    out.write(sf_cells + (delimiter + header if header else "") + "\n")
+    writer.writerows(rows)
     return out.getvalue()
 
 
@@ -326,6 +404,11 @@ def results_csv(emulator: Emulator, job_id: str, which: str) -> str:
 
 
 def _cells_to_body(row: dict[str, Any], *, csv_cells: bool) -> dict[str, Any]:
+    """A CSV row as a write body, with Bulk's empty-cell rule.
+
+    An empty cell is left out, so an update keeps the field's value, and `#N/A`
+    becomes null (Bulk API 2.0 developer guide, "Valid Record Rows").
+    """
     if not csv_cells:
         return dict(row)
     body: dict[str, Any] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 # ruff: noqa: ANN401 - record values are arbitrary JSON
 # ruff: noqa: EM101 - Salesforce error codes and messages are the exception data
+import contextvars
 import copy
 import dataclasses
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,28 @@ if TYPE_CHECKING:
     from sandbox.salesforce.store import Record, Store
 
 INTEGRATION_USER_ID = schema.make_id("005", 1)
+
+# True while a REST request that carries `Sforce-Duplicate-Rule-Header:
+# allowSave=true` is served; Bulk API jobs never set it (they cannot bypass
+# duplicate rules).
+ALLOW_DUPLICATE_SAVE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "allow_duplicate_save", default=False
+)
+# The API version of the request being served (record URLs in match results).
+API_VERSION: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "api_version", default="62.0"
+)
+# The org's active duplicate rules: object -> (matched field, rule, matching
+# rule). Action on create: allow with an alert, which the API reports as
+# DUPLICATES_DETECTED unless the request allows the save.
+DUPLICATE_RULES: dict[str, tuple[str, str, str]] = {
+    "Contact": ("Email", "Contact_Email_Duplicate_Rule", "Contact_Email_Match_Rule"),
+    "Lead": ("Email", "Lead_Email_Duplicate_Rule", "Lead_Email_Match_Rule"),
+}
+DUPLICATE_MESSAGE = (
+    "You're creating a duplicate record. We recommend you use an existing record "
+    "instead."
+)
 ROLLED_BACK = record_error(
     "ALL_OR_NONE_OPERATION_ROLLED_BACK",
     "Record rolled back because not all records were valid and the request was "
@@ -209,6 +232,7 @@ class Transaction:
             record = self._new_record(sobject)
             record.update(values)
             self._finish(sobject, record, creating=True)
+            check_duplicate_rule(self, sobject, record)
         except RecordFailure as failure:
             return Result(None, success=False, errors=failure.errors, created=False)
         self._stage(sobject.name, record)
@@ -264,8 +288,9 @@ class Transaction:
                 errors=[
                     record_error(
                         "DUPLICATE_EXTERNAL_ID",
-                        f"{ext_field.name}: more than one record found for external "
-                        f"id field: {ids}",
+                        # the field's label, as recorded (misc_real_errors.md)
+                        f"{ext_field.label or ext_field.name}: more than one record "
+                        f"found for external id field: {ids}",
                         [ext_field.name],
                     )
                 ],
@@ -407,6 +432,9 @@ class Transaction:
         self, sobject: SObject, key: str, raw: Any
     ) -> dict[str, Any]:
         rel_name, _, ext_name = key.partition(".")
+        # Bulk CSV names a polymorphic parent's type in the header:
+        # `Lead:Who.Email` (ObjectType:RelationshipName.IndexedFieldName).
+        typed, _, rel_name = rel_name.rpartition(":")
         field = next(
             (
                 f
@@ -429,12 +457,27 @@ class Transaction:
                 raise _fail("INVALID_FIELD", f"bad foreign key for {key}", [key])
             ext_name, value = next(iter(pairs.items()))
         else:
-            target_name, value = "", raw
+            target_name, value = typed, raw
+        if not target_name and len(field.reference_to) > 1:
+            raise _fail(
+                "INVALID_FIELD",
+                f"Polymorphic foreign key {key} needs the parent's type "
+                '(attributes.type in JSON, "Type:" in a Bulk CSV header)',
+                [key],
+            )
+        if target_name and target_name not in field.reference_to:
+            raise _fail(
+                "INVALID_FIELD",
+                f"{target_name} is not a valid type for {field.name}",
+                [key],
+            )
         target = schema.find_object(target_name or field.reference_to[0])
         if value in (None, "") or target is None:
             return {field.name: None} if value in (None, "") else {}
         ext = target.field(ext_name)
-        if ext is None or not (ext.external_id or ext.name == "Id"):
+        # any indexed field identifies the parent: an External ID, or a standard
+        # field whose describe has idLookup (Email, Name, ...)
+        if ext is None or not (ext.external_id or ext.id_lookup or ext.name == "Id"):
             raise _fail(
                 "INVALID_FIELD",
                 f"Foreign key external ID: {ext_name} is not an external id field of "
@@ -523,6 +566,67 @@ class Transaction:
             record["LastModifiedById"] = INTEGRATION_USER_ID
         if "SystemModstamp" in fields:
             record["SystemModstamp"] = now
+
+
+def check_duplicate_rule(tx: Transaction, sobject: SObject, record: Record) -> None:
+    """Refuse a create that an active duplicate rule matches (unless allowed).
+
+    The error item carries `duplicateResult` with the matched record Ids at
+    `matchResults[].matchRecords[].record.Id`, shaped like real answers
+    (a v54 Contact reply quoted in a public C# client; the SOAP API's
+    DuplicateResult, MatchResult and MatchRecord objects).
+
+    Raises:
+        RecordFailure: DUPLICATES_DETECTED.
+    """
+    rule = DUPLICATE_RULES.get(sobject.name)
+    if rule is None or ALLOW_DUPLICATE_SAVE.get():
+        return
+    field, rule_name, match_rule = rule
+    value = record.get(field)
+    if value in (None, ""):
+        return
+    matched = [
+        r["Id"] for r in tx.find(sobject.name, field, value) if r["Id"] != record["Id"]
+    ]
+    if not matched:
+        return
+    version = API_VERSION.get()
+    match_records = [
+        {
+            "additionalInformation": [],
+            "fieldDiffs": [],
+            "matchConfidence": 100.0,
+            "record": {
+                "attributes": {
+                    "type": sobject.name,
+                    "url": f"/services/data/v{version}/sobjects/"
+                    f"{sobject.name}/{record_id}",
+                },
+                "Id": record_id,
+            },
+        }
+        for record_id in matched
+    ]
+    error = record_error("DUPLICATES_DETECTED", DUPLICATE_MESSAGE)
+    error["duplicateResult"] = {
+        "allowSave": True,
+        "duplicateRule": rule_name,
+        "duplicateRuleEntityType": sobject.name,
+        "errorMessage": DUPLICATE_MESSAGE,
+        "matchResults": [
+            {
+                "entityType": sobject.name,
+                "errors": [],
+                "matchEngine": "ExactMatchEngine",
+                "matchRecords": match_records,
+                "rule": match_rule,
+                "size": len(match_records),
+                "success": True,
+            }
+        ],
+    }
+    raise RecordFailure([error])
 
 
 def _norm(value: Any) -> Any:

@@ -14,20 +14,52 @@ class ApiError(Exception):
         code: str,
         message: str,
         fields: list[str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        """Keep the HTTP status, error code, message and fields."""
+        """Keep the HTTP status, error code, message, fields and extra keys."""
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.fields = fields
+        self.extra = extra or {}
 
     def body(self) -> list[dict[str, Any]]:
         """The JSON error list."""
-        item: dict[str, Any] = {"message": self.message, "errorCode": self.code}
+        item: dict[str, Any] = {**self.extra, "message": self.message}
+        item["errorCode"] = self.code
         if self.fields is not None:
             item["fields"] = self.fields
         return [item]
+
+
+class JsonTypeError(Exception):
+    """A JSON value of the wrong type: the whole request fails (400)."""
+
+    def __init__(self, kind: str, value: object, raw: bytes) -> None:
+        """Keep the Salesforce type name, the value and the request body."""
+        super().__init__(f"cannot deserialize {kind}")
+        self.kind = kind
+        self.value = value
+        self.raw = raw
+
+    def api_error(self) -> ApiError:
+        """400 JSON_PARSER_ERROR worded as Salesforce words it."""
+        kind = "VALUE_STRING" if isinstance(self.value, str) else "VALUE_NUMBER_INT"
+        if isinstance(self.value, bool):
+            kind = "VALUE_TRUE" if self.value else "VALUE_FALSE"
+        elif isinstance(self.value, float):
+            kind = "VALUE_NUMBER_FLOAT"
+        shown = str(self.value)
+        text = self.raw.decode("utf-8", "replace")
+        column = max(text.find(shown), 0) + 1
+        return ApiError(
+            400,
+            "JSON_PARSER_ERROR",
+            f"Cannot deserialize instance of {self.kind} from {kind} value "
+            f"{shown} or request may be missing a required field at "
+            f"[line:1, column:{column}]",
+        )
 
 
 class MultipleChoices(Exception):  # noqa: N818 - named after HTTP 300
@@ -51,9 +83,18 @@ def invalid_session() -> ApiError:
     return ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid")
 
 
-def request_limit() -> ApiError:
-    """403 REQUEST_LIMIT_EXCEEDED."""
-    return ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+# REQUEST_LIMIT_EXCEEDED messages as real orgs answer them (misc_real_errors.md):
+# the daily allocation, and the two transient concurrency limits.
+LIMIT_MESSAGES = {
+    "daily": "TotalRequests Limit exceeded.",
+    "concurrent": "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+    "long_txn": "ConcurrentPerOrgLongTxn Limit exceeded",
+}
+
+
+def request_limit(which: str = "daily") -> ApiError:
+    """403 REQUEST_LIMIT_EXCEEDED: `daily`, `concurrent` or `long_txn`."""
+    return ApiError(403, "REQUEST_LIMIT_EXCEEDED", LIMIT_MESSAGES[which])
 
 
 def not_found(message: str = "The requested resource does not exist") -> ApiError:

@@ -9,6 +9,7 @@ from typing import Any
 KINDS = (
     "invalid_session",
     "request_limit",
+    "concurrent_limit",
     "bulk_job_failed",
     "lock_row",
     "slow_bulk",
@@ -66,6 +67,12 @@ class Faults:
         default_count: int | None = 1
         if kind in {"request_limit", "latency"}:
             default_count = None
+        if kind == "concurrent_limit" and spec.get("which", "concurrent") not in {
+            "concurrent",
+            "long_txn",
+        }:
+            msg = "concurrent_limit: `which` is `concurrent` or `long_txn`"
+            raise ValueError(msg)
         count = spec.pop("count", spec.pop("times", default_count))
         if count is not None:
             count = int(count)

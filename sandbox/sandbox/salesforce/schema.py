@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from sandbox.salesforce import org_metadata
+
 # The REST describe `type` of each field, mapped to its SOAP type.
 _SOAP_TYPES = {
     "id": "tns:ID",
@@ -365,6 +367,88 @@ def name_field(*, parts: bool = True) -> tuple[Field, ...]:
     )
 
 
+# --- custom fields and rules from salesforce-org/ --------------------------------
+
+# Metadata API field type -> REST describe type, for the simple cases.
+_META_TYPES = {
+    "Email": "email",
+    "LongTextArea": "textarea",
+    "TextArea": "textarea",
+    "DateTime": "datetime",
+    "Date": "date",
+    "Phone": "phone",
+    "Url": "url",
+}
+_META_NUMBERS = {"Number": "double", "Currency": "currency", "Percent": "percent"}
+_EMAIL_LENGTH = 80
+
+
+def from_metadata(meta: org_metadata.FieldMeta) -> Field:  # noqa: PLR0911 - one return per metadata field type
+    """The emulator field for one CustomField of salesforce-org/.
+
+    Raises:
+        MetadataError: a field type the emulator does not model.
+    """
+    kw: dict[str, Any] = {"label": meta.label}
+    if meta.required:
+        kw |= {"nillable": False, "required": True}
+    if meta.type == "Text":
+        return text(
+            meta.name,
+            meta.length,
+            external_id=meta.external_id,
+            unique=meta.unique,
+            id_lookup=meta.external_id,
+            **kw,
+        )
+    if meta.type in _META_NUMBERS:
+        return number(
+            meta.name,
+            _META_NUMBERS[meta.type],
+            precision=meta.precision,
+            scale=meta.scale,
+            external_id=meta.external_id,
+            **kw,
+        )
+    if meta.type == "Picklist":
+        return pick(meta.name, meta.picklist, restricted_picklist=meta.restricted, **kw)
+    if meta.type == "MultiselectPicklist":
+        return dataclasses.replace(multi(meta.name, meta.picklist), **kw)
+    if meta.type == "Checkbox":
+        return flag(meta.name, default=meta.default_value == "true", **kw)
+    if meta.type == "Lookup" and meta.reference_to:
+        return ref(meta.name, meta.reference_to, **kw)
+    if meta.type in _META_TYPES:
+        length = _EMAIL_LENGTH if meta.type == "Email" else meta.length
+        return _f(meta.name, _META_TYPES[meta.type], length=length, **kw)
+    msg = f"{meta.path}: field type {meta.type} is not modelled by the emulator"
+    raise org_metadata.MetadataError(msg)
+
+
+def custom_fields(sobject: str) -> tuple[Field, ...]:
+    """The custom fields salesforce-org/ defines on `sobject`."""
+    return tuple(
+        from_metadata(m) for m in org_metadata.custom_fields().get(sobject, ())
+    )
+
+
+def range_rules(sobject: str) -> tuple[tuple[str, float, float, str], ...]:
+    """The range validation rules salesforce-org/ defines on `sobject`.
+
+    Returns:
+        (field, low, high, message) per rule.
+    """
+    return tuple(
+        (r.field, r.low, r.high, r.message)
+        for r in org_metadata.range_rules().get(sobject, ())
+    )
+
+
+def picklist_values(sobject: str, name: str) -> tuple[str, ...]:
+    """A picklist field's values, as salesforce-org/ defines them."""
+    return org_metadata.field(sobject, name).picklist
+
+
 # --- the org's objects ---------------------------------------------------------
 
 LEAD_SOURCES = (
@@ -388,8 +472,8 @@ INDUSTRIES = (
     "Technology",
     "Telecommunications",
 )
-CHANNELS = ("Email", "Push", "SMS", "WhatsApp", "In-App", "Web Push")
-INTERESTS = ("Sports", "Travel", "Music", "Fashion", "Finance", "Gaming", "Food")
+CHANNELS = picklist_values("Contact", "Last_Engagement_Channel__c")
+INTERESTS = picklist_values("Contact", "Interests__c")
 
 USER = SObject(
     "User",
@@ -462,28 +546,10 @@ CONTACT = SObject(
         flag("DoNotCall"),
         _f("Description", "textarea", length=32000),
         OWNER,
-        text(
-            "CleverTap_Id__c",
-            64,
-            external_id=True,
-            unique=True,
-            id_lookup=True,
-            label="CleverTap ID",
-        ),
-        number("NPS_Score__c", precision=2, scale=0, label="NPS Score"),
-        number("Lead_Score__c", precision=5, scale=0),
-        _f("Last_Engagement_Date__c", "datetime"),
-        pick("Last_Engagement_Channel__c", CHANNELS),
-        text("Last_Engagement_Event__c", 255),
-        _f("Last_Feedback__c", "textarea", length=32768),
-        _f("Last_Feedback_Date__c", "date"),
-        number("Engagement_Score__c", "percent", precision=5, scale=2),
-        number("Lifetime_Value__c", "currency", precision=16, scale=2),
-        multi("Interests__c", INTERESTS),
-        flag("Push_Opt_In__c"),
+        *custom_fields("Contact"),
         *system_fields(),
     ),
-    validation=(("NPS_Score__c", 0, 10, "NPS score must be between 0 and 10."),),
+    validation=range_rules("Contact"),
 )
 
 LEAD = SObject(
@@ -526,13 +592,10 @@ LEAD = SObject(
         read_only(ref("ConvertedAccountId", "Account")),
         _f("Description", "textarea", length=32000),
         OWNER,
-        text("CleverTap_Id__c", 64, external_id=True, label="CleverTap ID"),
-        number("Lead_Score__c", precision=5, scale=0),
-        number("NPS_Score__c", precision=2, scale=0, label="NPS Score"),
-        _f("Last_Engagement_Date__c", "datetime"),
+        *custom_fields("Lead"),
         *system_fields(),
     ),
-    validation=(("NPS_Score__c", 0, 10, "NPS score must be between 0 and 10."),),
+    validation=range_rules("Lead"),
 )
 
 CAMPAIGN = SObject(
@@ -557,21 +620,7 @@ CAMPAIGN = SObject(
         _f("Description", "textarea", length=32000),
         ref("ParentId", "Campaign", relationship="Parent"),
         OWNER,
-        text(
-            "CleverTap_Campaign_Id__c",
-            64,
-            external_id=True,
-            unique=True,
-            label="CleverTap Campaign ID",
-        ),
-        pick("CleverTap_Channel__c", CHANNELS),
-        number("CleverTap_Sent__c", precision=18),
-        number("CleverTap_Delivered__c", precision=18),
-        number("CleverTap_Viewed__c", precision=18),
-        number("CleverTap_Clicked__c", precision=18),
-        number("CleverTap_Converted__c", precision=18),
-        number("CleverTap_Click_Rate__c", "percent", precision=5, scale=2),
-        _f("CleverTap_Last_Synced__c", "datetime"),
+        *custom_fields("Campaign"),
         *system_fields(),
     ),
 )
@@ -835,36 +884,62 @@ OPPORTUNITY_FIELD_HISTORY = field_history(
     ("Text", "EntityId", "DynamicEnum", "Currency", "Date", "Percent"),
 )
 
-ENGAGEMENT = SObject(
-    "CleverTap_Engagement__c",
-    "CleverTap Engagement",
-    "a0C",
-    (
-        ID_FIELD,
-        read_only(text("Name", 80, auto_number=True, nillable=False, id_lookup=True)),
-        text(
-            "CleverTap_Event_Id__c",
-            128,
-            external_id=True,
-            unique=True,
-            id_lookup=True,
-            label="CleverTap Event ID",
+# Key prefixes of the custom objects: chosen by the org at deploy time, so an
+# emulator detail rather than metadata.
+CUSTOM_KEY_PREFIXES = {"CleverTap_Engagement__c": "a0C"}
+
+
+def custom_object(name: str) -> SObject:
+    """A custom object of salesforce-org/: its name field, fields and owner."""
+    meta = org_metadata.custom_objects()[name]
+    auto = meta.name_field_type == "AutoNumber"
+    name_field = text(
+        "Name",
+        80,
+        auto_number=auto,
+        nillable=False,
+        id_lookup=True,
+        label=meta.name_field_label,
+    )
+    return SObject(
+        name,
+        meta.label,
+        CUSTOM_KEY_PREFIXES[name],
+        (
+            ID_FIELD,
+            read_only(name_field) if auto else name_field,
+            *custom_fields(name),
+            OWNER,
+            *system_fields(),
         ),
-        text("CleverTap_Id__c", 64, label="CleverTap ID"),
-        _f("Email__c", "email", length=80),
-        _f("Event_Name__c", "string", length=255, nillable=False, required=True),
-        _f("Event_Timestamp__c", "datetime"),
-        pick("Channel__c", CHANNELS),
-        text("CleverTap_Campaign_Id__c", 64),
-        _f("Properties__c", "textarea", length=131072, label="Properties (JSON)"),
-        number("Value__c", "currency", precision=16, scale=2),
-        ref("Contact__c", "Contact"),
-        ref("Lead__c", "Lead"),
-        ref("Campaign__c", "Campaign"),
-        OWNER,
-        *system_fields(),
+        custom=True,
+        validation=range_rules(name),
+    )
+
+
+ENGAGEMENT = custom_object("CleverTap_Engagement__c")
+
+# Setup object, read-only over the API; the preflight queries its active rules.
+# Fields: https://developer.salesforce.com/docs/platform/object-reference/references/standard-objects/object-duplicaterule.html
+DUPLICATE_RULE = SObject(
+    "DuplicateRule",
+    "Duplicate Rule",
+    "0Bm",
+    tuple(
+        read_only(f)
+        for f in (
+            ID_FIELD,
+            text("DeveloperName", 80, nillable=False, label="Object Name"),
+            text("MasterLabel", 80, nillable=False, label="Rule Name"),
+            flag("IsActive", label="Active"),
+            pick("Language", ("en_US",), label="Master Language"),
+            text("NamespacePrefix", 15),
+            pick("SobjectType", ("Account", "Contact", "Lead", "Campaign")),
+            pick("SobjectSubtype", ("None",), label="Object Subtype"),
+            *system_fields(),
+        )
     ),
-    custom=True,
+    createable=False,
 )
 
 OBJECTS: dict[str, SObject] = {
@@ -884,6 +959,7 @@ OBJECTS: dict[str, SObject] = {
         CASE_HISTORY,
         OPPORTUNITY_FIELD_HISTORY,
         ENGAGEMENT,
+        DUPLICATE_RULE,
     )
 }
 

@@ -254,7 +254,26 @@ class _Seeder:
         self._engagements()
         self.rng = self.extra
         self.finish()
+        self._duplicate_rules()
         return self.out
+
+    def _duplicate_rules(self) -> None:
+        """The standard rules a new org ships with, active on Account, Contact, Lead.
+
+        Last, so the sample records before them keep their values.
+        """
+        for sobject in ("Account", "Contact", "Lead"):
+            self.new(
+                "DuplicateRule",
+                {
+                    "DeveloperName": f"Standard_{sobject}_Duplicate_Rule",
+                    "MasterLabel": f"Standard {sobject} Duplicate Rule",
+                    "IsActive": True,
+                    "Language": "en_US",
+                    "SobjectType": sobject,
+                },
+                created=START,
+            )
 
     def _users(self) -> None:
         rng = self.rng

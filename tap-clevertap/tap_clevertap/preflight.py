@@ -1,0 +1,354 @@
+"""`tap-clevertap --preflight`: check a configuration against CleverTap, read only.
+
+Checks, one output line each (`PASS`, `FAIL` with the fix, or `WARN`):
+
+- credentials and region: `GET /getSchema?type=userProperties`. CleverTap answers
+  401 both for wrong credentials and for the wrong regional host (shared docs,
+  clevertap-api.md section 1), so after a 401 the read is tried on the other
+  regions' hosts: an answer there names the region to configure.
+- time zone: CleverTap's API does not return the account's time zone. What it
+  does return is enough to check it: an exported event's `ts` is the account-local
+  `yyyyMMddHHmmss`, and its profile's `events.<name>.first_seen`/`last_seen` are
+  epoch seconds, equal to that event's moment when it is the person's first or
+  last one (the recorded real export in ../shared/fixtures/real-api/clevertap,
+  events-export-page.apperture.json, shows +05:30 for an in1 account). The check
+  exports the last 7 days of up to three events and compares the offsets it sees
+  with `timezone`. With no event to compare, it warns instead.
+- custom profile keys: how many of CleverTap's 256 the account uses (the tap adds
+  none; target-clevertap --preflight counts what the import would add).
+
+The exit status is 1 when any check fails.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import click
+import requests
+from singer_sdk.configuration._dict_config import parse_environment_config
+
+from tap_clevertap.client import DEFAULT_REGION, REGION_HOSTS, CleverTapAuth
+from tap_clevertap.timeutil import load_zone, yyyymmdd
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from zoneinfo import ZoneInfo
+
+MAX_CUSTOM_PROFILE_KEYS = 256
+SYSTEM_PROFILE_KEYS = frozenset(
+    {"Name", "Email", "Phone", "Gender", "Employed", "Education", "Married", "Age"}
+    | {"DOB", "Photo", "Tz", "Identity"}
+)
+HTTP_OK = 200
+LOOKBACK_DAYS = 7
+MAX_EVENT_NAMES = 3
+MAX_OFFSET_SECONDS = 14 * 3600
+OFFSET_STEP_SECONDS = 900  # every UTC offset in use is a multiple of 15 minutes
+PAGE_TRIES = 5
+PAGE_SIZE = 100
+TS_FORMAT = "%Y%m%d%H%M%S"
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One preflight result line."""
+
+    name: str
+    status: str  # PASS | FAIL | WARN
+    detail: str
+    fix: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """Whether this check fails the preflight."""
+        return self.status == "FAIL"
+
+    def line(self) -> str:
+        """`PASS name: detail` or `FAIL name: detail -> fix: ...`."""
+        text = f"{self.status} {self.name}: {self.detail}"
+        return f"{text} -> fix: {self.fix}" if self.fix else text
+
+
+# --------------------------------------------------------------------------- pure
+
+
+def offsets_seen(record: Mapping[str, Any], event_name: str) -> set[int]:
+    """UTC offsets (seconds) that turn the event's epoch times into its local `ts`."""
+    try:
+        local = dt.datetime.strptime(str(record.get("ts")), TS_FORMAT)  # noqa: DTZ007 - account-local wall time, compared as such
+    except ValueError:
+        return set()
+    profile = record.get("profile") or {}
+    summary = (profile.get("events") or {}).get(event_name) or {}
+    out = set()
+    for key in ("first_seen", "last_seen"):
+        epoch = summary.get(key)
+        if not isinstance(epoch, int | float):
+            continue
+        utc = dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None)
+        offset = round((local - utc).total_seconds())
+        if abs(offset) <= MAX_OFFSET_SECONDS and offset % OFFSET_STEP_SECONDS == 0:
+            out.add(offset)
+    return out
+
+
+def _show(seconds: int) -> str:
+    sign = "+" if seconds >= 0 else "-"
+    hours, rest = divmod(abs(seconds), 3600)
+    return f"UTC{sign}{hours:02d}:{rest // 60:02d}"
+
+
+def timezone_check(
+    records: Iterable[tuple[Mapping[str, Any], str]], zone: ZoneInfo, name: str
+) -> Check:
+    """Compare the offsets exported events show with the configured zone.
+
+    Args:
+        records: (exported event record, its event name) pairs.
+        zone: the configured `timezone`.
+        name: its name, for the message.
+    """
+    votes: collections.Counter[int] = collections.Counter()
+    matching = 0
+    for record, event_name in records:
+        seen = offsets_seen(record, event_name)
+        if not seen:
+            continue
+        local = dt.datetime.strptime(str(record["ts"]), TS_FORMAT)  # noqa: DTZ007 - wall time in the account zone
+        offset = local.replace(tzinfo=zone).utcoffset()
+        configured = round(offset.total_seconds()) if offset is not None else 0
+        matching += configured in seen
+        votes.update(seen)
+    if not votes:
+        return Check(
+            "time zone",
+            "WARN",
+            "CleverTap's API does not return the account time zone, and no event "
+            f"of the last {LOOKBACK_DAYS} days could be compared with timezone={name}",
+            "check timezone against the CleverTap dashboard (Settings > Account)",
+        )
+    if matching:
+        return Check(
+            "time zone",
+            "PASS",
+            f"{matching} exported events line up with timezone={name}",
+        )
+    best, count = votes.most_common(1)[0]
+    return Check(
+        "time zone",
+        "FAIL",
+        f"exported event times are {_show(best)} ({count} events), but "
+        f"timezone={name} is not",
+        "set timezone to the account's IANA zone (CleverTap dashboard: Settings > "
+        "Account), or the tap reads events into the wrong days",
+    )
+
+
+def credentials_check(where: str, error: str | None, answering: list[str]) -> Check:
+    """What the getSchema read (and the other regions' answers) say."""
+    name = "credentials and region"
+    if error is None:
+        return Check(name, "PASS", f"the account answers on {where}")
+    if answering:
+        return Check(
+            name,
+            "FAIL",
+            f"{error}; the same credentials work in region {', '.join(answering)}",
+            f"set region: {answering[0]} (the subdomain of your dashboard URL)",
+        )
+    return Check(
+        name,
+        "FAIL",
+        error,
+        "check account_id and passcode (CleverTap dashboard: Settings > Project), "
+        "and region (the subdomain of your dashboard URL)",
+    )
+
+
+def profile_keys_check(existing: Iterable[str]) -> Check:
+    """How many of the 256 custom profile keys the account already uses."""
+    custom = {
+        k for k in existing if k not in SYSTEM_PROFILE_KEYS and not k.startswith("MSG-")
+    }
+    detail = (
+        f"the account has {len(custom)} of {MAX_CUSTOM_PROFILE_KEYS}; the tap adds "
+        "none (target-clevertap --preflight counts what the import adds)"
+    )
+    return Check("custom profile keys", "PASS", detail)
+
+
+# --------------------------------------------------------------------------- I/O
+
+
+class _Reader:
+    """Plain reads with the tap's auth: getSchema and one export page walk."""
+
+    def __init__(self, config: Mapping[str, Any], base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.auth = CleverTapAuth(
+            str(config.get("account_id") or ""), str(config.get("passcode") or "")
+        )
+        self.timeout = float(config.get("request_timeout") or 30)
+
+    def get(self, path: str, **params: Any) -> tuple[int, Any]:
+        response = self.session.get(
+            self.base_url + path, params=params, timeout=self.timeout
+        )
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
+    def schema(self, kind: str) -> tuple[list[str] | None, str | None]:
+        try:
+            status, body = self.get("/getSchema", type=kind)
+        except requests.RequestException as exc:
+            return None, f"GET /getSchema: {type(exc).__name__}"
+        if status != HTTP_OK or not isinstance(body, dict):
+            error = body.get("error") if isinstance(body, dict) else ""
+            return None, f"GET /getSchema: HTTP {status} {error}".rstrip()
+        items = body.get(kind) or []
+        return [str(i.get("name")) for i in items if isinstance(i, dict)], None
+
+    def events(
+        self, event_name: str, start: dt.date, end: dt.date
+    ) -> list[dict[str, Any]]:
+        response = self.session.post(
+            f"{self.base_url}/1/events.json",
+            params={"batch_size": PAGE_SIZE},
+            json={
+                "event_name": event_name,
+                "from": yyyymmdd(start),
+                "to": yyyymmdd(end),
+            },
+            timeout=self.timeout,
+        )
+        cursor = (
+            response.json().get("cursor") if response.status_code == HTTP_OK else None
+        )
+        for _ in range(PAGE_TRIES if cursor else 0):
+            page = self.session.get(
+                f"{self.base_url}/1/events.json?cursor={cursor}", timeout=self.timeout
+            ).json()
+            records = page.get("records") if isinstance(page, dict) else None
+            if records is not None:
+                return [r for r in records if isinstance(r, dict)]
+        return []
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _records(
+    reader: _Reader, names: list[str], zone: ZoneInfo
+) -> list[tuple[dict[str, Any], str]]:
+    today = dt.datetime.now(zone).date()
+    start = today - dt.timedelta(days=LOOKBACK_DAYS - 1)
+    out: list[tuple[dict[str, Any], str]] = []
+    for name in names[:MAX_EVENT_NAMES]:
+        try:
+            out += [(r, name) for r in reader.events(name, start, today)]
+        except (requests.RequestException, ValueError):
+            continue
+    return out
+
+
+def run_checks(
+    config: Mapping[str, Any], hosts: Mapping[str, str] = REGION_HOSTS
+) -> list[Check]:
+    """Every preflight check for one tap-clevertap configuration.
+
+    Args:
+        config: the settings.
+        hosts: region -> API host (tests point the regions at emulators).
+    """
+    region = str(config.get("region") or DEFAULT_REGION)
+    api_url = config.get("api_url") or None
+    base = api_url or hosts.get(region)
+    if base is None:
+        fix = f"use one of {', '.join(hosts)}"
+        return [
+            Check("credentials and region", "FAIL", f"unknown region {region!r}", fix)
+        ]
+    reader = _Reader(config, str(base))
+    try:
+        existing, error = reader.schema("userProperties")
+        answering: list[str] = []
+        if error is not None and not api_url:
+            for other, host in hosts.items():
+                probe = _Reader(config, host)
+                if other != region and probe.schema("userProperties")[1] is None:
+                    answering.append(other)
+                probe.close()
+        where = f"api_url {api_url}" if api_url else f"region {region}"
+        checks = [credentials_check(where, error, answering)]
+        if existing is None:
+            return checks
+        zone_name = str(config.get("timezone") or "UTC")
+        try:
+            zone = load_zone(zone_name)
+        except ValueError as exc:
+            return [
+                *checks,
+                Check("time zone", "FAIL", str(exc), "use an IANA zone name"),
+            ]
+        names = list(config.get("event_names") or []) or (
+            reader.schema("events")[0] or []
+        )
+        checks.append(timezone_check(_records(reader, names, zone), zone, zone_name))
+        checks.append(profile_keys_check(existing))
+        return checks
+    finally:
+        reader.close()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def report(checks: Iterable[Check], write: Callable[[str], object]) -> int:
+    """Write one line per check and a summary; the exit status (1 if any failed)."""
+    checks = list(checks)
+    for check in checks:
+        write(check.line())
+    bad = sum(c.failed for c in checks)
+    write(f"preflight: {len(checks) - bad} passed, {bad} failed")
+    return 1 if bad else 0
+
+
+def config_loader(
+    schema: Mapping[str, Any], prefix: str
+) -> Callable[[click.Context], dict[str, Any]]:
+    """Read the settings the way the SDK does: `--config` files, then `ENV`."""
+
+    def load(ctx: click.Context) -> dict[str, Any]:
+        given = ctx.params.get("config")
+        config = dict(getattr(given, "config", None) or {})
+        if getattr(given, "parse_env", False):
+            config |= parse_environment_config(dict(schema), prefix)
+        return config
+
+    return load
+
+
+def cli_option(
+    load_config: Callable[[click.Context], dict[str, Any]],
+    run: Callable[[Mapping[str, Any]], list[Check]] = run_checks,
+) -> click.Option:
+    """The `--preflight` flag: run the checks with the `--config` settings and exit."""
+
+    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:  # noqa: FBT001 - click's callback signature
+        if value:
+            ctx.exit(report(run(load_config(ctx)), click.echo))
+
+    return click.Option(
+        ["--preflight"],
+        is_flag=True,
+        expose_value=False,
+        callback=callback,
+        help="Check the configuration against CleverTap (reads only) and exit.",
+    )

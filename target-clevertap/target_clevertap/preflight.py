@@ -1,0 +1,295 @@
+"""`target-clevertap --preflight`: check a configuration against CleverTap.
+
+Checks, one output line each (`PASS`, `FAIL` with the fix, or `WARN`):
+
+- credentials and region: `GET /getSchema?type=userProperties`, a read. CleverTap
+  answers 401 both for wrong credentials and for the wrong regional host
+  (shared docs, clevertap-api.md section 1), so after a 401 the same read is tried
+  on the other regions' hosts (all *.api.clevertap.com): an answer there names the
+  region to configure; no answer anywhere means the account id or passcode is wrong.
+- time zone: target-clevertap sends times as epoch seconds (`$D_<epoch>`), so no
+  time zone setting is involved; the line says so (tap-clevertap's preflight
+  checks its `timezone` against the account).
+- custom profile keys: the profile keys the mappings write that are not CleverTap
+  system keys, how many the account does not have yet, and the total against the
+  256 custom profile keys an account may have (past it, new keys are dropped).
+
+The exit status is 1 when any check fails. Nothing is uploaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import click
+from singer_sdk.configuration._dict_config import parse_environment_config
+
+from target_clevertap.client import REGION_HOSTS, CleverTapClient, CleverTapError
+from target_clevertap.mapping import MappingError, StreamMapping, load_mappings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+MAX_CUSTOM_PROFILE_KEYS = 256
+# CleverTap's predefined profile keys (shared docs, clevertap-api.md 2.5); MSG-*
+# subscription flags are predefined too.
+SYSTEM_PROFILE_KEYS = frozenset(
+    {
+        "Name",
+        "Email",
+        "Phone",
+        "Gender",
+        "Employed",
+        "Education",
+        "Married",
+        "Age",
+        "DOB",
+        "Photo",
+        "Tz",
+        "Identity",
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One preflight result line."""
+
+    name: str
+    status: str  # PASS | FAIL | WARN
+    detail: str
+    fix: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """Whether this check fails the preflight."""
+        return self.status == "FAIL"
+
+    def line(self) -> str:
+        """`PASS name: detail` or `FAIL name: detail -> fix: ...`."""
+        text = f"{self.status} {self.name}: {self.detail}"
+        return f"{text} -> fix: {self.fix}" if self.fix else text
+
+
+def is_custom_key(key: str) -> bool:
+    """Whether a profile key counts against the 256 custom profile keys."""
+    return key not in SYSTEM_PROFILE_KEYS and not key.startswith("MSG-")
+
+
+def mapped_profile_keys(
+    mappings: Iterable[StreamMapping],
+) -> tuple[set[str], list[str]]:
+    """The profile keys the mappings write, and the streams whose keys are open.
+
+    Returns:
+        (keys, streams): keys named by `include`/`rename`/`constants`/`invert`;
+        streams whose profile has no `include` list (every record field).
+    """
+    keys: set[str] = set()
+    open_streams: list[str] = []
+    for mapping in mappings:
+        if mapping.skip or mapping.profile is None:
+            continue
+        props = mapping.profile.properties
+        if props.include is None:
+            open_streams.append(mapping.stream)
+        else:
+            keys.update(props.rename.get(f, f) for f in props.include)
+        keys.update(props.constants)
+        keys.update(key for outs in props.invert.values() for key in outs)
+        keys.update(props.previous.values())
+    return keys, sorted(open_streams)
+
+
+def profile_keys_check(
+    mapped: set[str], existing: Iterable[str], open_streams: list[str]
+) -> Check:
+    """The custom profile keys the mappings add, against CleverTap's 256."""
+    have = {k for k in existing if is_custom_key(k)}
+    wanted = {k for k in mapped if is_custom_key(k)}
+    new = wanted - have
+    total = len(have | wanted)
+    detail = (
+        f"the mappings write {len(wanted)} custom keys, {len(new)} new; the account "
+        f"has {len(have)}; {total} of {MAX_CUSTOM_PROFILE_KEYS} after a run"
+    )
+    if open_streams:
+        detail += f" (plus every field of {', '.join(open_streams)}: no include list)"
+    if total > MAX_CUSTOM_PROFILE_KEYS:
+        return Check(
+            "custom profile keys",
+            "FAIL",
+            detail,
+            "drop properties with `include`/`exclude` in the mappings; CleverTap "
+            "drops keys past 256",
+        )
+    return Check("custom profile keys", "PASS", detail)
+
+
+def credentials_check(
+    region: str, api_url: str | None, error: str | None, answering: list[str]
+) -> Check:
+    """What the getSchema read (and the other regions' answers) say."""
+    where = f"api_url {api_url}" if api_url else f"region {region}"
+    if error is None:
+        return Check(
+            "credentials and region", "PASS", f"the account answers on {where}"
+        )
+    if answering:
+        return Check(
+            "credentials and region",
+            "FAIL",
+            f"{error}; the same credentials work in region {', '.join(answering)}",
+            f"set region: {answering[0]} (the subdomain of your dashboard URL)",
+        )
+    return Check(
+        "credentials and region",
+        "FAIL",
+        error,
+        "check account_id and passcode (CleverTap dashboard: Settings > Project), "
+        "and region (the subdomain of your dashboard URL)",
+    )
+
+
+def _client(
+    config: Mapping[str, Any], region: str, api_url: str | None
+) -> CleverTapClient:
+    return CleverTapClient(
+        account_id=str(config.get("account_id") or ""),
+        passcode=str(config.get("passcode") or ""),
+        region=region,
+        api_url=api_url,
+        timeout=float(config.get("request_timeout") or 30),
+        max_tries=2,
+    )
+
+
+def read_properties(
+    config: Mapping[str, Any], region: str, api_url: str | None
+) -> tuple[list[str] | None, str | None]:
+    """The account's profile property names, or the error of the read."""
+    client = _client(config, region, api_url)
+    try:
+        reply = client.get_schema("userProperties")
+    except CleverTapError as exc:
+        return None, str(exc)
+    finally:
+        client.close()
+    props = reply.get("userProperties") or []
+    return [str(p.get("name")) for p in props if isinstance(p, dict)], None
+
+
+def run_checks(
+    config: Mapping[str, Any], hosts: Mapping[str, str] = REGION_HOSTS
+) -> list[Check]:
+    """Every preflight check for one target-clevertap configuration.
+
+    Args:
+        config: the settings.
+        hosts: region -> API host (tests point the regions at emulators).
+    """
+    region = str(config.get("region") or "eu1")
+    api_url = config.get("api_url") or None
+    checks: list[Check] = []
+    try:
+        mappings = load_mappings(config.get("mappings"), config.get("mappings_file"))
+    except MappingError as exc:
+        return [
+            Check("mappings", "FAIL", str(exc), "fix the mapping at the line named")
+        ]
+    base = api_url or hosts.get(region)
+    if base is None:
+        fix = f"use one of {', '.join(hosts)}"
+        return [
+            Check("credentials and region", "FAIL", f"unknown region {region!r}", fix)
+        ]
+    existing, error = read_properties(config, region, base)
+    answering: list[str] = []
+    if error is not None and not api_url:
+        answering = [
+            other
+            for other, host in hosts.items()
+            if other != region and read_properties(config, other, host)[1] is None
+        ]
+    checks.append(credentials_check(region, api_url, error, answering))
+    checks.append(
+        Check(
+            "time zone",
+            "PASS",
+            "target-clevertap sends times as epoch seconds ($D_...), whatever the "
+            "account's time zone; tap-clevertap --preflight checks its timezone",
+        )
+    )
+    if existing is not None:
+        keys, open_streams = mapped_profile_keys(mappings.values())
+        checks.append(profile_keys_check(keys, existing, open_streams))
+    return checks
+
+
+def report(checks: Iterable[Check], write: Callable[[str], object]) -> int:
+    """Write one line per check and a summary; the exit status (1 if any failed)."""
+    checks = list(checks)
+    for check in checks:
+        write(check.line())
+    bad = sum(c.failed for c in checks)
+    write(f"preflight: {len(checks) - bad} passed, {bad} failed")
+    return 1 if bad else 0
+
+
+def unflatten(value: object) -> object:
+    """Undo Meltano's flattening of the `mappings` object setting.
+
+    Meltano passes an object setting set in meltano.yml to the plugin's environment
+    as one JSON object keyed by the dotted path of each leaf
+    (`{"Contact.profile.identity.template": "SF_Contact_{Id}"}`), which `--config ENV`
+    reads as is. A value with nested objects (or a JSON/YAML string) is left alone.
+    """
+    if not isinstance(value, dict) or any(isinstance(v, dict) for v in value.values()):
+        return value
+    if not any("." in str(k) for k in value):
+        return value
+    out: dict[str, Any] = {}
+    for key, leaf in value.items():
+        *parents, last = str(key).split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = leaf
+    return out
+
+
+def config_loader(
+    schema: Mapping[str, Any], prefix: str
+) -> Callable[[click.Context], dict[str, Any]]:
+    """Read the settings the way the SDK does: `--config` files, then `ENV`."""
+
+    def load(ctx: click.Context) -> dict[str, Any]:
+        given = ctx.params.get("config")
+        config = dict(getattr(given, "config", None) or {})
+        if getattr(given, "parse_env", False):
+            config |= parse_environment_config(dict(schema), prefix)
+            if "mappings" in config:
+                config["mappings"] = unflatten(config["mappings"])
+        return config
+
+    return load
+
+
+def cli_option(
+    load_config: Callable[[click.Context], dict[str, Any]],
+    run: Callable[[Mapping[str, Any]], list[Check]] = run_checks,
+) -> click.Option:
+    """The `--preflight` flag: run the checks with the `--config` settings and exit."""
+
+    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:  # noqa: FBT001 - click's callback signature
+        if value:
+            ctx.exit(report(run(load_config(ctx)), click.echo))
+
+    return click.Option(
+        ["--preflight"],
+        is_flag=True,
+        expose_value=False,
+        callback=callback,
+        help="Check the configuration against CleverTap (writes nothing) and exit.",
+    )

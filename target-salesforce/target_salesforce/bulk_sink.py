@@ -1,0 +1,140 @@
+"""Bulk API 2.0 writes of a sink: byte-sized jobs, limits, Failed jobs settled.
+
+A mixin of `SalesforceSink` (kept apart so the sink class stays small); the
+pure pieces (limits, splitting, row matching) are in `target_salesforce.bulk`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from target_salesforce import bulk
+from target_salesforce.client import CallFailed, TargetSalesforceError
+from target_salesforce.payloads import bulk_columns, bulk_results, error_result
+
+if TYPE_CHECKING:
+    from target_salesforce.mapping import StreamMapping
+    from target_salesforce.payloads import ItemResult, Prepared
+    from target_salesforce.rejects import StreamSummary
+    from target_salesforce.target import RunContext
+
+
+class BulkIncompleteError(TargetSalesforceError):
+    """A Bulk job left rows whose outcome is not settled: settle the rest, stop.
+
+    `results` lines up with the items that were sent; None marks a row that is
+    not loaded (unprocessed) or whose outcome is unknown.
+    """
+
+    def __init__(self, message: str, results: list[ItemResult | None]) -> None:
+        """Keep the per-item results known so far."""
+        super().__init__(message)
+        self.results = results
+
+
+class BulkWrites:
+    """Send prepared items through Bulk 2.0 jobs (mixed into SalesforceSink)."""
+
+    mapping: StreamMapping
+    run: RunContext
+    summary: StreamSummary
+    # raw CSV bytes per job upload (bulk.MAX_UPLOAD_BYTES; small in tests)
+    bulk_max_bytes: int
+    # whether an insert of the current batch stored a row already
+    _batch_stored: bool
+
+    def _send_bulk(self, items: list[Prepared]) -> list[ItemResult]:
+        """Bulk 2.0 in jobs of at most `bulk_max_bytes` of CSV each.
+
+        Items over the Bulk per-field or per-record limits are refused first.
+
+        Raises:
+            BulkIncompleteError: a job left rows unsettled (see `_bulk_job`).
+        """
+        columns = bulk_columns(self.mapping.action, self.mapping.key_field, items)
+        out: list[ItemResult | None] = [None] * len(items)
+        sendable: list[int] = []
+        for position, item in enumerate(items):
+            problem = bulk.limit_problem(columns, item)
+            if problem is None:
+                sendable.append(position)
+            else:
+                out[position] = error_result(*problem)
+        chunks = bulk.split_uploads(
+            columns, [items[p] for p in sendable], self.bulk_max_bytes
+        )
+        for positions, csv_text in chunks:
+            chosen = [sendable[p] for p in positions]
+            try:
+                results = self._bulk_job(columns, [items[p] for p in chosen], csv_text)
+            except BulkIncompleteError as exc:
+                for position, result in zip(chosen, exc.results, strict=True):
+                    out[position] = result
+                raise BulkIncompleteError(str(exc), out) from None
+            for position, result in zip(chosen, results, strict=True):
+                out[position] = result
+        return [r for r in out if r is not None]
+
+    def _bulk_job(
+        self, columns: list[str], items: list[Prepared], csv_text: str
+    ) -> list[ItemResult]:
+        """One ingest job; its rows are settled from its three result files.
+
+        A job that ends Failed or Aborted may have processed some rows. Rows
+        it left unprocessed are "not loaded": the run stops (without STATE)
+        once the others are settled, and a rerun sends them again. An insert
+        must not be rerun once it stored rows (the rerun would store them
+        twice), so there the unprocessed rows are resent in a new job instead,
+        and rejected with BULK_JOB_FAILED if they never get processed.
+
+        Raises:
+            BulkIncompleteError: rows not loaded, or with no result row at all.
+        """
+        mapping = self.mapping
+        key_field = mapping.key_field
+        self.summary.api_calls["bulk2_jobs"] += 1
+        try:
+            outcome = self.run.client.bulk_ingest(
+                mapping.action,
+                str(mapping.sobject),
+                mapping.external_id_field,
+                csv_text,
+            )
+        except CallFailed as exc:
+            return [error_result(exc.code, exc.message, exc.fields)] * len(items)
+        matched = bulk_results(
+            columns, key_field, items, outcome.successful, outcome.failed
+        )
+        insert = mapping.action == "insert"
+        if insert and any(r is not None and r.success for r in matched):
+            self._batch_stored = True
+        missing = [i for i, r in enumerate(matched) if r is None]
+        if not missing:
+            return [r for r in matched if r is not None]
+        job = f"Bulk 2.0 job {outcome.job_id}"
+        if outcome.finished:
+            msg = (
+                f"{job}: {len(missing)} of {len(items)} records have no result row "
+                f"({len(outcome.unprocessed)} unprocessed); their outcome is "
+                "unknown, so the run stops without STATE"
+            )
+            raise BulkIncompleteError(msg, list(matched))
+        unprocessed = bulk.match_rows(columns, key_field, items, outcome.unprocessed)
+        ended = f"{job} ended {outcome.state} ({outcome.error_message or 'no message'})"
+        if insert and self._batch_stored and set(missing) <= unprocessed:
+            message = f"{ended} before processing this record; it was not written"
+            for i in missing:
+                matched[i] = error_result(bulk.CODE_BULK_JOB_FAILED, message)
+            return [r for r in matched if r is not None]
+        not_processed = len(set(missing) & unprocessed)
+        msg = (
+            f"{ended}: {len(items) - len(missing)} of {len(items)} records settled "
+            f"from its result files, {not_processed} not processed"
+            + (
+                f", {len(missing) - not_processed} with no result row"
+                if len(missing) > not_processed
+                else ""
+            )
+            + "; stopping without STATE so a rerun loads them"
+        )
+        raise BulkIncompleteError(msg, list(matched))

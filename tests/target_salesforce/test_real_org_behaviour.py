@@ -1,0 +1,397 @@
+"""How the target copes with answers real orgs give (issue 13).
+
+APEX_ERROR, configuration errors that stop the run, the two meanings of
+REQUEST_LIMIT_EXCEEDED, duplicate rules, upsert on `Id`, JWT audience with My
+Domain, refresh tokens without the secret, and SOAP login from API v65.0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from target_salesforce.auth import AuthError, login
+from target_salesforce.client import make_session
+from target_salesforce.mapping import MappingError, load_mappings
+
+APEX_LIST = {
+    "nps_feedback": {
+        "mode": "apex",
+        "apex": {
+            "path": "ct/nps/feedback",
+            "batching": "list",
+            "list_key": "records",
+            "payload": {"email": "{profile.email}", "npsScore": "{score}"},
+        },
+    }
+}
+APEX_RECORD = {
+    "nps_feedback": {
+        "mode": "apex",
+        "apex": {
+            "path": "ct/nps/feedback",
+            "payload": {"email": "{profile.email}", "npsScore": "{score}"},
+        },
+    }
+}
+
+
+def _emails(harness: Any, count: int) -> list[dict[str, Any]]:
+    contacts = [c for c in harness.handle.live_records("Contact") if c.get("Email")]
+    by_email: dict[str, dict[str, Any]] = {}
+    for contact in contacts:
+        by_email.setdefault(contact["Email"].lower(), contact)
+    return list(by_email.values())[:count]
+
+
+def _apex_input(harness: Any) -> tuple[str, list[dict[str, Any]]]:
+    contacts = _emails(harness, 3)
+    text = harness.fixture(
+        "nps_apex_bad_score.singer",
+        __EMAIL1__=contacts[0]["Email"],
+        __EMAIL2__=contacts[1]["Email"],
+        __EMAIL3__=contacts[2]["Email"],
+    )
+    return text, contacts
+
+
+def _score(harness: Any, contact_id: str) -> Any:
+    row = next(
+        c for c in harness.handle.live_records("Contact") if c["Id"] == contact_id
+    )
+    return row["NPS_Score__c"]
+
+
+# ------------------------------------------------------------------ APEX_ERROR
+
+
+def test_apex_error_rejects_the_call_records_and_the_run_goes_on(
+    harness: Any,
+) -> None:
+    text, contacts = _apex_input(harness)
+    run = harness.run(harness.config(streams=APEX_RECORD), text)
+    assert run.error is None
+    assert run.states  # the run went on and settled every record
+    [reject] = run.rejects
+    assert reject["code"] == "APEX_ERROR"
+    assert reject["message"].startswith("System.DmlException: Update failed.")
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in reject["message"]
+    assert reject["record"]["identity"] == "ct-b-2"
+    assert _score(harness, contacts[0]["Id"]) == 8
+    assert _score(harness, contacts[2]["Id"]) == 6
+    # never retried: one call per record
+    assert len(harness.handle.apex_calls()) == 3
+
+
+def test_apex_error_in_list_mode_isolates_the_bad_record(harness: Any) -> None:
+    text, contacts = _apex_input(harness)
+    run = harness.run(harness.config(streams=APEX_LIST), text)
+    assert run.error is None
+    assert [r["record"]["identity"] for r in run.rejects] == ["ct-b-2"]
+    assert run.rejects[0]["code"] == "APEX_ERROR"
+    assert _score(harness, contacts[0]["Id"]) == 8
+    assert _score(harness, contacts[2]["Id"]) == 6
+    # the list call, then one call per record of it
+    assert [c["status"] for c in harness.handle.apex_calls()] == [500, 200, 500, 200]
+    assert run.summary["nps_feedback"]["succeeded"] == 2
+
+
+def test_apex_error_in_list_mode_without_isolation_rejects_the_whole_call(
+    harness: Any,
+) -> None:
+    text, contacts = _apex_input(harness)
+    streams = {
+        "nps_feedback": {
+            **APEX_LIST["nps_feedback"],
+            "apex": {**APEX_LIST["nps_feedback"]["apex"], "isolate_errors": False},
+        }
+    }
+    run = harness.run(harness.config(streams=streams), text)
+    assert run.error is None
+    assert {r["code"] for r in run.rejects} == {"APEX_ERROR"}
+    assert len(run.rejects) == 3
+    # Apex rolled the whole call back: nothing of it was written
+    assert _score(harness, contacts[0]["Id"]) == contacts[0]["NPS_Score__c"]
+    assert len(harness.handle.apex_calls()) == 1
+    assert run.states
+
+
+# ------------------------------------------------------- configuration errors
+
+
+def test_apex_path_without_a_class_stops_without_state_or_rejects(
+    harness: Any,
+) -> None:
+    streams = {
+        "nps_feedback": {
+            "mode": "apex",
+            "apex": {"path": "ct_typo/nps", "payload": {"email": "{profile.email}"}},
+        }
+    }
+    text, _ = _apex_input(harness)
+    run = harness.run(harness.config(streams=streams, on_reject="continue"), text)
+    assert "Could not find a match for URL" in str(run.error)
+    assert "settings problem" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+    # one call, then the stop: the other records were not tried
+    assert len(harness.handle.apex_calls()) == 1
+
+
+def test_apex_json_parser_error_stops_without_state(harness: Any) -> None:
+    streams = {
+        "nps_feedback": {
+            "mode": "apex",
+            "apex": {"path": "ct/nps/feedback", "payload": "{profile.email}"},
+        }
+    }
+    text, _ = _apex_input(harness)
+    run = harness.run(harness.config(streams=streams), text)
+    assert "JSON_PARSER_ERROR" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+
+
+def test_recorded_json_parser_error_on_collections_stops_without_state(
+    harness: Any, real_errors: dict[str, Any]
+) -> None:
+    [recorded] = real_errors["json_parser_error"]["body"]
+    harness.handle.fault(
+        "status",
+        status=400,
+        code=recorded["errorCode"],
+        message=recorded["message"],
+        path="composite",
+    )
+    run = harness.run(
+        harness.config(on_reject="continue"),
+        harness.fixture("nps_upsert_create.singer"),
+    )
+    assert "JSON_PARSER_ERROR" in str(run.error)
+    assert "Cannot deserialize instance of datetime" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+
+
+def test_whole_collections_call_refused_for_a_field_stops_without_state(
+    harness: Any,
+) -> None:
+    harness.handle.fault(
+        "status",
+        status=400,
+        code="INVALID_FIELD",
+        message="No such column 'Score__c' on sobject of type Contact",
+        path="composite",
+    )
+    run = harness.run(harness.config(), harness.fixture("nps_upsert_create.singer"))
+    assert "INVALID_FIELD" in str(run.error)
+    assert "settings problem" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+
+
+def test_insufficient_access_stops_whatever_on_reject_says(harness: Any) -> None:
+    harness.handle.fault(
+        "status",
+        status=403,
+        code="INSUFFICIENT_ACCESS",
+        message="insufficient access rights on object id",
+        path="composite",
+    )
+    run = harness.run(
+        harness.config(on_reject="continue"),
+        harness.fixture("nps_upsert_create.singer"),
+    )
+    assert "INSUFFICIENT_ACCESS" in str(run.error)
+    assert "fix access" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+
+
+# ------------------------------------------------------ REQUEST_LIMIT_EXCEEDED
+
+
+@pytest.mark.parametrize("which", ["concurrent", "long_txn"])
+def test_concurrent_limit_is_retried_with_backoff(harness: Any, which: str) -> None:
+    harness.handle.fault("concurrent_limit", which=which, count=3, path="composite")
+    streams = {"nps": {**harness.nps_mapping, "action": "upsert"}}
+    run = harness.run(
+        harness.config(streams=streams), harness.fixture("nps_upsert_create.singer")
+    )
+    assert run.error is None
+    assert run.rejects == []
+    assert harness.contact("ct-test-1") is not None
+    assert run.states
+    refused = [
+        r
+        for r in harness.handle.requests_log()
+        if "composite" in r["path"] and r["status"] == 403
+    ]
+    assert len(refused) == 3
+
+
+def test_concurrent_limit_on_insert_is_retried_too(harness: Any) -> None:
+    streams = {"nps": {"object": "Contact", "action": "insert", "fields": {
+        "LastName": "name", "CleverTap_Id__c": "identity"}}}  # fmt: skip
+    harness.handle.fault("concurrent_limit", count=2, path="composite")
+    run = harness.run(
+        harness.config(streams=streams), harness.fixture("nps_upsert_create.singer")
+    )
+    assert run.error is None
+    assert harness.contact("ct-test-1") is not None
+
+
+def test_concurrent_limit_outlasting_the_wait_stops_without_state(
+    harness: Any,
+) -> None:
+    harness.handle.fault("concurrent_limit", count=None, path="composite")
+    run = harness.run(
+        harness.config(concurrent_limit_max_wait=0.05),
+        harness.fixture("nps_upsert_create.singer"),
+    )
+    assert "ConcurrentRequests" in str(run.error)
+    assert "concurrent_limit_max_wait" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+
+
+def test_daily_limit_is_not_retried(harness: Any) -> None:
+    harness.handle.fault("request_limit", path="composite")
+    run = harness.run(harness.config(), harness.fixture("nps_upsert_create.singer"))
+    assert "TotalRequests Limit exceeded." in str(run.error)
+    refused = [r for r in harness.handle.requests_log() if "composite" in r["path"]]
+    assert len(refused) == 1
+
+
+# ------------------------------------------------------------- duplicate rules
+
+
+def test_duplicate_rule_rejects_with_the_matched_ids(harness: Any) -> None:
+    [seeded] = _emails(harness, 1)
+    text = harness.fixture("nps_duplicate_email.singer", __EMAIL__=seeded["Email"])
+    run = harness.run(harness.config(), text)
+    assert run.error is None
+    [reject] = run.rejects
+    assert reject["code"] == "DUPLICATES_DETECTED"
+    assert reject["key"] == "ct-dup-1"
+    assert reject["matches"] == [seeded["Id"]]
+    assert seeded["Id"] in reject["message"]
+    assert harness.contact("ct-dup-1") is None
+    assert harness.contact("ct-dup-2") is not None
+
+
+def test_duplicate_rules_allow_save_sends_the_header(harness: Any) -> None:
+    [seeded] = _emails(harness, 1)
+    text = harness.fixture("nps_duplicate_email.singer", __EMAIL__=seeded["Email"])
+    run = harness.run(harness.config(duplicate_rules="allow_save"), text)
+    assert run.error is None
+    assert run.rejects == []
+    assert harness.contact("ct-dup-1") is not None
+    sent = [r for r in harness.writes() if "composite" in r["path"]]
+    assert sent
+    assert all(
+        r["headers"].get("sforce-duplicate-rule-header") == "allowSave=true"
+        for r in sent
+    )
+
+
+def test_bulk_cannot_bypass_duplicate_rules(harness: Any) -> None:
+    [seeded] = _emails(harness, 1)
+    text = harness.fixture("nps_duplicate_email.singer", __EMAIL__=seeded["Email"])
+    run = harness.run(
+        harness.config(duplicate_rules="allow_save", bulk_threshold=0), text
+    )
+    assert run.error is None
+    assert [r["code"] for r in run.rejects] == ["DUPLICATES_DETECTED"]
+    assert harness.contact("ct-dup-2") is not None
+
+
+# ------------------------------------------------------------- upsert on Id
+
+
+def test_upsert_on_id_is_refused_at_start_up(harness: Any) -> None:
+    streams = {"nps": {**harness.nps_mapping, "external_id_field": "Id"}}
+    with pytest.raises(MappingError, match="action: update"):
+        harness.run(
+            harness.config(streams=streams),
+            harness.fixture("nps_upsert_create.singer"),
+        )
+    assert harness.writes() == []
+
+
+def test_upsert_on_id_is_refused_when_parsing_the_mapping() -> None:
+    with pytest.raises(MappingError, match="External ID"):
+        load_mappings(
+            {"s": {"object": "Contact", "external_id_field": "Id", "fields": {}}},
+            None,
+        )
+
+
+# ---------------------------------------------------------- JWT and My Domain
+
+
+def test_jwt_to_my_domain_signs_for_the_login_audience(login_harness: Any) -> None:
+    config = login_harness.login_config("jwt", domain="acme.my")
+    run = login_harness.run(config, login_harness.fixture("nps_upsert_create.singer"))
+    assert run.error is None
+    tokens = [
+        r for r in login_harness.handle.requests_log() if "oauth2/token" in r["path"]
+    ]
+    assert len(tokens) == 1
+    assert login_harness.contact("ct-test-1") is not None
+
+
+def test_jwt_with_my_domain_audience_is_refused_as_salesforce_does(
+    login_harness: Any,
+) -> None:
+    config = login_harness.login_config(
+        "jwt", domain="acme.my", jwt_audience="https://acme.my.salesforce.com"
+    )
+    run = login_harness.run(config, login_harness.fixture("nps_upsert_create.singer"))
+    assert "invalid_grant: audience is invalid" in str(run.error)
+    assert run.states == []
+
+
+def test_jwt_audience_defaults_follow_the_domain() -> None:
+    from target_salesforce.auth import jwt_audience  # noqa: PLC0415 - one helper
+
+    assert jwt_audience({"domain": "acme.my"}) == "https://login.salesforce.com"
+    assert jwt_audience({"domain": "test"}) == "https://test.salesforce.com"
+    sandbox = {"domain": "acme--uat.sandbox.my"}
+    assert jwt_audience(sandbox) == "https://test.salesforce.com"
+    assert jwt_audience({"jwt_audience": "https://x.example/"}) == "https://x.example"
+
+
+def test_refresh_token_without_secret_when_the_app_allows_it(
+    login_harness: Any,
+) -> None:
+    handle = login_harness.handle
+    config = login_harness.login_config("refresh_token")
+    del config["client_secret"]
+    refused = login_harness.run(
+        config, login_harness.fixture("nps_upsert_create.singer")
+    )
+    assert "invalid_client" in str(refused.error)
+    handle.emulator.auth.refresh_requires_secret = False
+    run = login_harness.run(config, login_harness.fixture("nps_upsert_create.singer"))
+    assert run.error is None
+    assert login_harness.contact("ct-test-1") is not None
+
+
+# ------------------------------------------------------------- SOAP login
+
+
+def test_soap_login_from_api_v65_is_refused_naming_the_oauth_flows() -> None:
+    config = {
+        "auth_flow": "password",
+        "username": "u@example.com",
+        "password": "pw",
+        "api_version": "65.0",
+    }
+    session = make_session({})
+    with pytest.raises(AuthError) as exc:
+        login(config, session)
+    message = str(exc.value)
+    assert "v65.0" in message
+    for flow in ("JWT bearer", "client credentials", "refresh_token"):
+        assert flow in message
