@@ -32,7 +32,25 @@ $(MELTANO_VENV)/.installed:
 	$(MELTANO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check meltano==4.4.1
 	touch $@
 
-install: $(STAMP) $(TAP_SF_VENV)/.installed $(MELTANO_VENV)/.installed
+# Dagster, the orchestrator that runs meltano.yml's schedules (orchestrate/), in a venv
+# of its own: its pins are not singer-sdk's or Meltano's.
+DAGSTER_VENV := .venv-dagster
+
+$(DAGSTER_VENV)/.installed: orchestrate/requirements.txt
+	$(PYTHON) -m venv $(DAGSTER_VENV)
+	env -u HTTPS_PROXY -u https_proxy -u REQUESTS_CA_BUNDLE $(DAGSTER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r orchestrate/requirements.txt
+	touch $@
+
+# PostgreSQL server binaries (Debian's packages) for tests/e2e/test_postgres_to_clevertap.py,
+# which starts and stops a server of its own. Installed only when no pg_ctl is there.
+.PHONY: postgres-server
+postgres-server:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  echo "installing PostgreSQL server binaries (apt-get install postgresql)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	fi
+
+install: $(STAMP) $(TAP_SF_VENV)/.installed $(MELTANO_VENV)/.installed $(DAGSTER_VENV)/.installed
 
 # The Meltano project's plugin venvs, for the e2e tests. Never with the sandbox proxy
 # variables set: pip and uv must reach the package index directly.
@@ -64,7 +82,7 @@ $(APEX_PARSER): Makefile
 
 apex-parser: $(APEX_PARSER)
 
-pytest: install $(MELTANO_PLUGINS) $(APEX_PARSER)
+pytest: install $(MELTANO_PLUGINS) $(APEX_PARSER) postgres-server
 	APEX_PARSER_REQUIRED=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
@@ -84,4 +102,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) $(TAP_SF_VENV) $(MELTANO_VENV) .mypy_cache .ruff_cache .sandbox .tools
+	rm -rf $(VENV) $(TAP_SF_VENV) $(MELTANO_VENV) $(DAGSTER_VENV) .mypy_cache .ruff_cache .sandbox .tools

@@ -109,7 +109,7 @@ def test_every_meltano_invoke_run_and_schedule_exists() -> None:
     for name in re.findall(r"schedule run ([\w-]+)", TEXT):
         assert name in schedules, name
     for name, job in re.findall(
-        r"`([\w-]+-(?:hourly|daily))` \(job `([\w-]+)`\)", TEXT
+        r"`([\w-]+-(?:hourly|daily|every-5-minutes))` \(job `([\w-]+)`\)", TEXT
     ):
         assert schedules.get(name) == job
         assert job in jobs

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 TYPE_HINTS = frozenset(
-    {"date", "datetime", "number", "string", "boolean", "multi", "json"}
+    {"date", "datetime", "number", "string", "boolean", "multi", "json", "items"}
 )
 #: reference fields whose object is known from the name
 REF_OBJECTS = {

@@ -550,6 +550,42 @@ def _convert(
     return _convert_by_type(key, value, field_kind, out)
 
 
+def _convert_items(key: str, value: object, out: _Out) -> list[dict[str, object]]:
+    """A Charged event's `Items`: a list of flat objects (or its JSON text).
+
+    CleverTap accepts an array of objects only as the `Items` of a `Charged` event;
+    each item's values are converted like any other property value.
+    """
+    items = value
+    if isinstance(value, str):
+        try:
+            items = json.loads(value)
+        except ValueError:
+            items = None
+    if not isinstance(items, (list, tuple)) or not all(
+        isinstance(item, dict) for item in items
+    ):
+        msg = f"{key}: items must be a list of objects"
+        raise RecordReject(msg, code="invalid_value", field_name=key)
+    converted: list[dict[str, object]] = []
+    for item in items:
+        clean: dict[str, object] = {}
+        for raw_key, raw_value in item.items():
+            if raw_value is None:
+                continue
+            item_key = sanitise_key(str(raw_key))
+            if isinstance(raw_value, (list, tuple)):
+                clean[item_key] = _convert_multi(item_key, raw_value, out)
+            elif isinstance(raw_value, dict):
+                clean[item_key] = _fit(
+                    _json_text(raw_value), MAX_VALUE_BYTES, "value", item_key, out
+                )
+            else:
+                clean[item_key] = _convert_by_type(item_key, raw_value, "", out)
+        converted.append(clean)
+    return converted
+
+
 def _json_text(value: object) -> str:
     return json.dumps(value, default=scalar_text, separators=(",", ":"))
 
@@ -739,8 +775,11 @@ def _value(  # noqa: PLR0913 - one field's decisions, made by the caller
     reserved: bool,
 ) -> object:
     """One non-null value in its CleverTap form (plain text passes as it is)."""
-    if hint is None and not kind and type(value) is str:
-        converted: object = value
+    converted: object
+    if hint == "items":
+        converted = _convert_items(out_key, value, out)
+    elif hint is None and not kind and type(value) is str:
+        converted = value
         if len(value) * 4 > MAX_VALUE_BYTES:
             converted = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
     else:

@@ -43,9 +43,11 @@ class MeltanoProject:
     root: Path
     sandbox: Sandbox
 
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run `meltano --environment=sandbox ARGS` in the copy."""
-        env = meltano_env()
+    def run(
+        self, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `meltano --environment=sandbox ARGS` in the copy (ENV added)."""
+        env = {**meltano_env(), **(env or {})}
         env["MELTANO_AUTO_INSTALL"] = "false"
         started = time.monotonic()
         result = subprocess.run(
@@ -64,6 +66,15 @@ class MeltanoProject:
                 f"{time.monotonic() - started:.1f}s\n{result.stdout}{result.stderr}\n"
             )
         return result
+
+
+def _installed_plugins() -> list[Path]:
+    """Every plugin venv `meltano install` made (PLUGIN_DIRS and the others)."""
+    found = {
+        p.parent.relative_to(REPO / ".meltano")
+        for p in (REPO / ".meltano").glob("*/*/venv")
+    }
+    return sorted(found | set(PLUGIN_DIRS))
 
 
 def _project_yaml(ports: dict[str, int]) -> dict[str, Any]:
@@ -94,7 +105,7 @@ def meltano_project(
     root = tmp_path_factory.mktemp("meltano-project")
     for name in LINKED:
         (root / name).symlink_to(REPO / name, target_is_directory=True)
-    for plugin in PLUGIN_DIRS:
+    for plugin in _installed_plugins():
         venv = root / ".meltano" / plugin / "venv"
         venv.parent.mkdir(parents=True)
         venv.symlink_to(REPO / ".meltano" / plugin / "venv", target_is_directory=True)

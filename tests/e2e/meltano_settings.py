@@ -60,6 +60,77 @@ _CAPABILITIES = {
         "validate-records",
     )
 }
+# Capability names Meltano knows per plugin type (meltano.schema.json in Meltano
+# 4.4.1, `$defs.plugins.<type>.capabilities`; the same lists as the "Plugin
+# Definition Syntax" reference). SDK capabilities outside them (validate-records)
+# are left out of the definitions; tests/test_plugin_definitions.py checks these
+# lists against the installed Meltano schema.
+MELTANO_CAPABILITIES = {
+    "extractors": (
+        "properties",
+        "catalog",
+        "discover",
+        "state",
+        "about",
+        "stream-maps",
+        "activate-version",
+        "batch",
+        "test",
+        "log-based",
+        "schema-flattening",
+        "structured-logging",
+    ),
+    "loaders": (
+        "about",
+        "stream-maps",
+        "activate-version",
+        "batch",
+        "soft-delete",
+        "hard-delete",
+        "datatype-failsafe",
+        "schema-flattening",
+        "structured-logging",
+    ),
+}
+# What a Meltano Hub entry shows besides --about: the product, its site, search
+# keywords and how maintained the variant is (Hub's maintenance_status values:
+# active, beta, development, inactive, deprecated, unknown). repo and docs use the
+# same OWNER/REPO placeholder as pip_url.
+REPO_URL = "https://github.com/OWNER/REPO"
+HUB = {
+    "tap-clevertap": {
+        "label": "CleverTap",
+        "description": "Customer engagement and retention platform",
+        "domain_url": "https://clevertap.com",
+        "keywords": ["api", "meltano_sdk", "clevertap", "engagement"],
+    },
+    "target-clevertap": {
+        "label": "CleverTap",
+        "description": "Customer engagement and retention platform",
+        "domain_url": "https://clevertap.com",
+        "keywords": ["api", "meltano_sdk", "clevertap", "reverse_etl"],
+    },
+    "target-salesforce": {
+        "label": "Salesforce",
+        "description": "Customer-relationship management & customer success platform",
+        "domain_url": "https://www.salesforce.com",
+        "keywords": ["api", "meltano_sdk", "salesforce", "crm", "reverse_etl"],
+    },
+}
+MAINTENANCE_STATUS = "beta"
+# Settings groups where the plugin has no required settings but alternatives:
+# target-salesforce logs in with whichever flow is configured (the settings
+# target_salesforce.auth.resolve_flow looks for, one group per flow).
+SETTINGS_GROUPS = {
+    "target-salesforce": [
+        ["access_token", "instance_url"],
+        ["client_id", "private_key", "username"],
+        ["client_id", "private_key_path", "username"],
+        ["client_id", "refresh_token"],
+        ["password", "username"],
+        ["client_id", "client_secret", "domain"],
+    ],
+}
 # Plugin commands, the same for the three plugins (each CLI has --preflight). With
 # `--config ENV` the Singer SDK reads the settings from the <PLUGIN>_<SETTING>
 # environment variables Meltano sets for the plugin. meltano.yml carries the same
@@ -162,22 +233,41 @@ def plugin_definition(plugin: str) -> dict[str, Any]:
     """One plugin's Meltano definition (a `plugins:` entry), built from --about."""
     info = about(plugin)
     settings = info["settings"]
+    hub = HUB[plugin]
+    known = MELTANO_CAPABILITIES[plugin_type(plugin)]
     definition: dict[str, Any] = {
         "name": plugin,
         "namespace": _NAMESPACES.get(plugin, plugin.replace("-", "_")),
         "variant": VARIANT,
+        "label": hub["label"],
+        "description": hub["description"],
+        "repo": REPO_URL,
+        "docs": f"{REPO_URL}/blob/main/{plugin}/README.md",
         "pip_url": PIP_URL.format(version=info["version"], plugin=plugin),
         "executable": plugin,
-        "capabilities": [_CAPABILITIES[c] for c in info["capabilities"]],
+        "capabilities": [
+            _CAPABILITIES[c] for c in info["capabilities"] if _CAPABILITIES[c] in known
+        ],
         "commands": COMMANDS,
         "settings": [
             _setting(name, spec) for name, spec in settings["properties"].items()
         ],
     }
-    required = sorted(settings.get("required") or [])
-    if required:
-        definition["settings_group_validation"] = [required]
+    groups = settings_groups(plugin, settings)
+    if groups:
+        definition["settings_group_validation"] = groups
+    definition.update(
+        keywords=hub["keywords"],
+        maintenance_status=MAINTENANCE_STATUS,
+        domain_url=hub["domain_url"],
+    )
     return definition
+
+
+def settings_groups(plugin: str, settings: dict[str, Any]) -> list[list[str]]:
+    """The plugin's settings groups: its required settings, or SETTINGS_GROUPS."""
+    required = sorted(settings.get("required") or [])
+    return SETTINGS_GROUPS.get(plugin) or ([required] if required else [])
 
 
 def plugin_type(plugin: str) -> str:
@@ -198,8 +288,8 @@ def definition_text(plugin: str) -> str:
         " --definitions --write;\n"
         "# do not edit by hand. Paste the entry under `plugins:` in your meltano.yml"
         " and\n"
-        "# replace OWNER/REPO (and the tag) in pip_url with the repository you"
-        " install from.\n"
+        "# replace OWNER/REPO (and the tag) in pip_url, repo and docs with the"
+        " repository\n# you install from.\n"
     )
     return header + body
 

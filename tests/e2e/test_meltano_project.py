@@ -118,9 +118,13 @@ def test_jobs_and_schedules_cover_both_directions() -> None:
     assert jobs == {
         "salesforce-to-clevertap": ["tap-salesforce target-clevertap"],
         "clevertap-to-salesforce": ["tap-clevertap target-salesforce"],
+        "postgres-to-clevertap": ["tap-postgres target-clevertap--shop"],
+        "clevertap-to-duckdb": [
+            "tap-clevertap--warehouse target-duckdb duckdb-views:create"
+        ],
     }
     assert schedules == {
-        "salesforce-to-clevertap": "@hourly",
+        "salesforce-to-clevertap": "*/5 * * * *",
         "clevertap-to-salesforce": "@daily",
     }
     assert project["send_anonymous_usage_stats"] is False

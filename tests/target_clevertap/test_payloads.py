@@ -351,6 +351,64 @@ def test_previous_values_are_typed_like_their_fields_and_skipped_when_unknown() 
     assert build(None).skipped == "condition_false"  # first sighting: no event
 
 
+CHARGED = {
+    "events": [
+        {
+            "name": "Charged",
+            "identity": {"field": "customer_id"},
+            "time": "created_at",
+            "properties": {
+                "include": ["order_id", "amount", "items"],
+                "rename": {
+                    "order_id": "Charged ID",
+                    "amount": "Amount",
+                    "items": "Items",
+                },
+                "types": {"items": "items"},
+            },
+        }
+    ]
+}
+
+
+def _charged(items: object) -> dict:
+    record = {
+        "Id": "o-1",
+        "customer_id": "C-7",
+        "order_id": 1001,
+        "amount": Decimal("59.90"),
+        "created_at": dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC),
+        "items": items,
+    }
+    result = _build(CHARGED, record, stream="public-orders")
+    [item] = result.items
+    return dict(item.payload["evtData"])
+
+
+def test_items_hint_sends_charged_items_as_a_list_of_objects() -> None:
+    data = _charged(
+        [
+            {"sku": "B-1", "Quantity": 2, "price": Decimal("19.95"), "gift": None},
+            {"sku": "B-2", "Quantity": 1, "price": 20, "tags": ["x", "y"]},
+        ]
+    )
+
+    assert data["Items"] == [
+        {"sku": "B-1", "Quantity": 2, "price": 19.95},
+        {"sku": "B-2", "Quantity": 1, "price": 20, "tags": ["x", "y"]},
+    ]
+    assert data["Amount"] == 59.9
+    assert data["Charged ID"] == 1001
+
+
+def test_items_hint_reads_json_text_and_rejects_what_is_not_a_list_of_objects() -> None:
+    assert _charged('[{"sku": "B-1"}]')["Items"] == [{"sku": "B-1"}]
+    with pytest.raises(RecordReject) as caught:
+        _charged(["B-1", "B-2"])
+    assert caught.value.code == "invalid_value"
+    assert caught.value.field == "Items"
+
+
 CONSENT = {
     "profile": {
         "identity": {"template": "SF_Contact_{Id}"},

@@ -1,0 +1,1 @@
+"""Dagster definitions that run meltano.yml's jobs on its schedules."""
