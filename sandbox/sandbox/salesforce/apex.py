@@ -371,13 +371,13 @@ def _nps_process(items: list[dict[str, Any]], tx: Transaction) -> list[dict[str,
         record_id: tx.update(schema.OBJECTS[name], record_id, values)
         for record_id, (name, values) in changes.items()
     }
-    for result, record_id in zip(results, target_of, strict=True):
-        if record_id is None:
+    for result, target in zip(results, target_of, strict=True):
+        if target is None:
             continue
-        outcome = saved[record_id]
-        result["id"] = record_id
+        outcome = saved[target]
+        result["id"] = target
         if outcome.success:
-            name, values = changes[record_id]
+            name, values = changes[target]
             result.update(success=True, sobject=name, updatedFields=sorted(values))
         else:
             error = outcome.errors[0]
