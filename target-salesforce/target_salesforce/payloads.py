@@ -39,6 +39,7 @@ CODE_CONVERSION: Final = "INVALID_TYPE_CONVERSION"
 CODE_RESTRICTED_PICKLIST: Final = "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
 CODE_STRING_TOO_LONG: Final = "STRING_TOO_LONG"
 CODE_LOCK_ROW: Final = "UNABLE_TO_LOCK_ROW"
+CODE_APEX_RESULTS_MISMATCH: Final = "APEX_RESULTS_MISMATCH"
 
 JsonValue: TypeAlias = Any
 """A record or payload value: JSON data, plus Decimal and datetime from the SDK."""
@@ -1027,29 +1028,54 @@ def apex_results(response: JsonValue, count: int) -> list[ItemResult]:
 
     When the handler answers with one result object per record (a list of the
     same length, or a single object for a one-record call) carrying `success`,
-    each record gets its own outcome; any other 2xx body means all succeeded.
+    each record gets its own outcome: `success` other than true rejects the
+    record with the result's `errorCode` (CleverTapNpsService answers a refused
+    save as `{"success": false, "errorCode": <DML status code>, ...}`). Results
+    that report failures but cannot be matched to the records (another count, or
+    one failed object for a list call) reject every record of the call with
+    APEX_RESULTS_MISMATCH: which records were written is unknown, so none counts
+    as accepted. Any other 2xx body means all succeeded.
     """
-    entries: list[Any] | None = None
-    if (
+    if isinstance(response, dict) and "success" in response:
+        response = [response]
+    if not (
         isinstance(response, list)
-        and len(response) == count
+        and response
         and all(isinstance(e, dict) and "success" in e for e in response)
     ):
-        entries = response
-    elif isinstance(response, dict) and "success" in response and count == 1:
-        entries = [response]
-    if entries is None:
         return [ItemResult(success=True)] * count
-    out = []
-    for entry in entries:
-        if entry.get("success") is True:
-            out.append(ItemResult(success=True, record_id=entry.get("id")))
-            continue
-        errors = entry.get("errors") or [{}]
-        code = entry.get("errorCode") or errors[0].get("statusCode") or "APEX_ERROR"
-        message = entry.get("message") or errors[0].get("message") or ""
-        out.append(ItemResult(success=False, code=str(code), message=str(message)))
-    return out
+    out = [_apex_result(entry) for entry in response]
+    if len(out) == count:
+        return out
+    failed = [r for r in out if not r.success]
+    if not failed:
+        return [ItemResult(success=True)] * count
+    message = (
+        f"the Apex class answered {len(out)} results for {count} records, "
+        f"{len(failed)} failed ({failed[0].code}: {failed[0].message}); which "
+        "records were written is unknown: replay them"
+    )
+    return [error_result(CODE_APEX_RESULTS_MISMATCH, message)] * count
+
+
+def _apex_result(entry: Mapping[str, Any]) -> ItemResult:
+    """One Apex result object: `success`, else `errorCode`/`message` (or `errors`)."""
+    if entry.get("success") is True:
+        return ItemResult(success=True, record_id=entry.get("id"))
+    errors = entry.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else {}
+    if not isinstance(first, dict):
+        first = {"message": str(first)}
+    # UNKNOWN_ERROR as for Collections: never APEX_ERROR, which means the whole
+    # call was rolled back (HTTP 500) and would trigger `isolate_errors`.
+    code = entry.get("errorCode") or first.get("statusCode") or "UNKNOWN_ERROR"
+    message = entry.get("message") or first.get("message") or ""
+    return ItemResult(
+        success=False,
+        record_id=entry.get("id"),
+        code=str(code),
+        message=str(message),
+    )
 
 
 def error_result(code: str, message: str, fields: Sequence[str] = ()) -> ItemResult:

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import zoneinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -217,3 +219,136 @@ def test_emulator_outcomes_and_codes_are_the_class_contract(
     refused = _post(salesforce_emulator, None, "GET")
     assert refused.status_code == 405
     assert refused.json()[0]["errorCode"] == "METHOD_NOT_ALLOWED"
+
+
+def _contacts(handle: SalesforceHandle, count: int) -> list[dict[str, Any]]:
+    """Contacts with an email no other Contact or Lead shares."""
+    emails: dict[str, int] = {}
+    for name in ("Contact", "Lead"):
+        for row in handle.live_records(name):
+            if row.get("Email"):
+                key = row["Email"].lower()
+                emails[key] = emails.get(key, 0) + 1
+    rows = [
+        c
+        for c in handle.live_records("Contact")
+        if c.get("Email") and emails[c["Email"].lower()] == 1
+    ]
+    return rows[:count]
+
+
+def _stored(handle: SalesforceHandle, record_id: str) -> dict[str, Any]:
+    return next(c for c in handle.live_records("Contact") if c["Id"] == record_id)
+
+
+def test_emulator_list_saves_each_person_on_its_own_and_reports_the_dml_code(
+    salesforce_emulator: SalesforceHandle,
+) -> None:
+    # Database.update(records, false): a refused record fails alone, in a 200
+    good, bad = _contacts(salesforce_emulator, 2)
+    assert "Database.update(toSave, false)" in APEX
+    response = _post(
+        salesforce_emulator,
+        [{"email": good["Email"], "npsScore": 3}, {"email": bad["Email"], "nps": 11}],
+    )
+    assert response.status_code == 200, response.text
+    ok, failed = response.json()
+    assert (ok["success"], ok["id"], ok["updatedFields"]) == (
+        True,
+        good["Id"],
+        ["NPS_Score__c"],
+    )
+    assert set(failed) == {"email", "success", "errorCode", "message", "id"}
+    assert failed["success"] is False
+    assert failed["errorCode"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    assert (failed["email"], failed["id"]) == (bad["Email"], bad["Id"])
+    assert failed["message"]
+    assert _stored(salesforce_emulator, good["Id"])["NPS_Score__c"] == 3
+    assert (
+        _stored(salesforce_emulator, bad["Id"])["NPS_Score__c"] == bad["NPS_Score__c"]
+    )
+
+
+def test_emulator_merges_objects_for_one_person_into_one_save(
+    salesforce_emulator: SalesforceHandle,
+) -> None:
+    [contact] = _contacts(salesforce_emulator, 1)
+    assert "are merged, later values winning" in APEX
+    # Saved one after the other, the first object would fail the validation rule.
+    response = _post(
+        salesforce_emulator,
+        [
+            {"email": contact["Email"], "npsScore": 11, "city": "Porto"},
+            {"email": contact["Email"].upper(), "npsScore": 4},
+        ],
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()
+    assert [r["success"] for r in results] == [True, True]
+    assert {tuple(r["updatedFields"]) for r in results} == {
+        ("MailingCity", "NPS_Score__c")
+    }
+    stored = _stored(salesforce_emulator, contact["Id"])
+    assert (stored["NPS_Score__c"], stored["MailingCity"]) == (4, "Porto")
+
+
+def test_emulator_skips_empty_values_as_the_class_does(
+    salesforce_emulator: SalesforceHandle,
+) -> None:
+    [contact] = _contacts(salesforce_emulator, 1)
+    response = _post(
+        salesforce_emulator,
+        {"email": "", "Email": contact["Email"], "npsScore": "", "nps": None, "NPS": 6},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == contact["Id"]
+    assert _stored(salesforce_emulator, contact["Id"])["NPS_Score__c"] == 6
+
+
+def test_emulator_does_not_match_converted_leads(
+    salesforce_emulator: SalesforceHandle,
+) -> None:
+    assert "IsConverted = false" in APEX
+    leads = [
+        lead for lead in salesforce_emulator.live_records("Lead") if lead.get("Email")
+    ]
+    open_emails = {lead["Email"].lower() for lead in leads if not lead["IsConverted"]}
+    converted = next(
+        lead
+        for lead in leads
+        if lead["IsConverted"] and lead["Email"].lower() not in open_emails
+    )
+    # The Contact it was converted into carries the email too: move it away.
+    session = salesforce_emulator.session()
+    session.headers["Authorization"] = f"Bearer {salesforce_emulator.access_token}"
+    for contact in salesforce_emulator.live_records("Contact"):
+        if (contact.get("Email") or "").lower() == converted["Email"].lower():
+            moved = session.patch(
+                f"{salesforce_emulator.base_url}/services/data/v62.0/sobjects/"
+                f"Contact/{contact['Id']}",
+                json={"Email": f"moved.{contact['Id']}@example.com"},
+                timeout=30,
+            )
+            assert moved.status_code == 204, moved.text
+    response = _post(salesforce_emulator, {"email": converted["Email"], "nps": 5})
+    assert response.status_code == 404
+    assert response.json()["errorCode"] == "NOT_FOUND"
+
+
+def test_emulator_feedback_date_is_today_for_the_running_user(
+    salesforce_emulator: SalesforceHandle,
+) -> None:
+    [contact] = _contacts(salesforce_emulator, 1)
+    user = next(
+        u
+        for u in salesforce_emulator.live_records("User")
+        if u["Username"] == salesforce_emulator.username
+    )
+    zone = zoneinfo.ZoneInfo(user["TimeZoneSidKey"])
+    before = dt.datetime.now(zone).date().isoformat()
+    response = _post(salesforce_emulator, {"email": contact["Email"], "comment": "Ok"})
+    after = dt.datetime.now(zone).date().isoformat()
+    assert response.status_code == 200, response.text
+    stored = _stored(salesforce_emulator, contact["Id"])
+    assert stored["Last_Feedback__c"] == "Ok"
+    assert stored["Last_Feedback_Date__c"] in {before, after}

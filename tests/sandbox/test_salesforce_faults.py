@@ -224,21 +224,33 @@ def test_apexecute_nps_list_reports_per_item_and_single_errors_map_to_4xx(
 def test_apex_dml_failure_answers_500_apex_error_and_rolls_the_call_back(
     salesforce_emulator: SalesforceHandle, sf: Salesforce
 ) -> None:
-    first, second = salesforce_emulator.records("Contact")[:2]
+    # /ct/contacts/* does not catch its DML, so a refused record is an APEX_ERROR
+    first, second = [
+        c for c in salesforce_emulator.records("Contact") if c["CleverTap_Id__c"]
+    ][:2]
+    score = 3 if first["NPS_Score__c"] != 3 else 4
     with pytest.raises(SalesforceGeneralError) as exc:
         sf.apexecute(
-            "ct/nps",
+            "ct/contacts/v1",
             method="POST",
             data=[
-                {"email": first["Email"], "npsScore": 3},
-                {"email": second["Email"], "npsScore": 11},
+                {
+                    "identity": first["CleverTap_Id__c"],
+                    "name": first["LastName"],
+                    "score": score,
+                },
+                {
+                    "identity": second["CleverTap_Id__c"],
+                    "name": second["LastName"],
+                    "score": 11,
+                },
             ],
         )
     assert exc.value.status == 500
     [error] = exc.value.content
     assert error["errorCode"] == "APEX_ERROR"
     exception, stack = error["message"].split("\n\n")
-    assert exception.startswith("System.DmlException: Update failed. ")
+    assert exception.startswith("System.DmlException: Upsert failed. ")
     assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in exception
     assert stack.startswith("Class.")
     assert stack.endswith(", column 1")
@@ -247,6 +259,7 @@ def test_apex_dml_failure_answers_500_apex_error_and_rolls_the_call_back(
         c for c in salesforce_emulator.records("Contact") if c["Id"] == first["Id"]
     )
     assert kept["NPS_Score__c"] == first["NPS_Score__c"]
+    assert kept["NPS_Score__c"] != score
 
 
 def test_apex_contacts_class_upserts_and_a_required_field_missing_is_apex_error(

@@ -21,6 +21,7 @@ from target_salesforce.payloads import (
     CODE_RESTRICTED_PICKLIST,
     Prepared,
     apex_calls,
+    apex_results,
     build_csv,
     build_sobject_payload,
     bulk_columns,
@@ -549,3 +550,53 @@ def test_rejects_file_is_private_json_lines(tmp_path: Any) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2
     assert '"record": {"n": 1.5}' in lines[0]
+
+
+# --- Apex results ---------------------------------------------------------------------
+
+
+def test_apex_list_result_with_success_false_rejects_that_record_with_its_code() -> (
+    None
+):
+    # CleverTapNpsService's per-record result for a save the org refused
+    failed = {
+        "email": "a@example.com",
+        "success": False,
+        "id": "0035g00000AAAAAAAA",
+        "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "message": "NPS must be between 0 and 10",
+    }
+    ok, bad = apex_results([{"success": True, "id": "003x"}, failed], 2)
+    assert ok.success
+    assert ok.record_id == "003x"
+    assert not bad.success
+    assert (bad.code, bad.message) == (
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "NPS must be between 0 and 10",
+    )
+
+
+def test_apex_failed_result_without_a_code_is_never_apex_error() -> None:
+    # APEX_ERROR means a rolled-back call (HTTP 500) and triggers isolate_errors
+    [result] = apex_results([{"success": False}], 1)
+    assert (result.success, result.code) == (False, "UNKNOWN_ERROR")
+    [result] = apex_results({"success": "false", "errors": [{"message": "no"}]}, 1)
+    assert (result.success, result.code, result.message) == (
+        False,
+        "UNKNOWN_ERROR",
+        "no",
+    )
+
+
+def test_apex_mismatched_results_never_count_failures_as_loaded() -> None:
+    short = [{"success": True}, {"success": False, "errorCode": "NOT_FOUND"}]
+    results = apex_results(short, 3)
+    assert [r.success for r in results] == [False, False, False]
+    assert {r.code for r in results} == {"APEX_RESULTS_MISMATCH"}
+    assert "2 results for 3 records, 1 failed (NOT_FOUND" in results[0].message
+    whole = apex_results({"success": False, "errorCode": "LIMIT"}, 2)
+    assert [r.code for r in whole] == ["APEX_RESULTS_MISMATCH"] * 2
+    # a summary object or fewer successes only: every record succeeded
+    assert all(r.success for r in apex_results({"success": True, "received": 2}, 2))
+    assert all(r.success for r in apex_results([{"success": True}], 2))
+    assert all(r.success for r in apex_results({"ok": 1}, 2))

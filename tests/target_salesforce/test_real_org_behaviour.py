@@ -14,6 +14,8 @@ from target_salesforce.auth import AuthError, login
 from target_salesforce.client import make_session
 from target_salesforce.mapping import MappingError, load_mappings
 
+# /ct/nps/* (CleverTapNpsService) catches its DML and answers per record; the
+# sample class /ct/contacts/* does not, so a refused record is an APEX_ERROR.
 APEX_LIST = {
     "nps_feedback": {
         "mode": "apex",
@@ -31,6 +33,24 @@ APEX_RECORD = {
         "apex": {
             "path": "ct/nps/feedback",
             "payload": {"email": "{profile.email}", "npsScore": "{score}"},
+        },
+    }
+}
+UNCAUGHT_PAYLOAD = {"identity": "{identity}", "name": "{identity}", "score": "{score}"}
+UNCAUGHT_RECORD = {
+    "nps_feedback": {
+        "mode": "apex",
+        "apex": {"path": "ct/contacts/upsert", "payload": UNCAUGHT_PAYLOAD},
+    }
+}
+UNCAUGHT_LIST = {
+    "nps_feedback": {
+        "mode": "apex",
+        "apex": {
+            "path": "ct/contacts/upsert",
+            "batching": "list",
+            "list_key": "records",
+            "payload": UNCAUGHT_PAYLOAD,
         },
     }
 }
@@ -62,35 +82,43 @@ def _score(harness: Any, contact_id: str) -> Any:
     return row["NPS_Score__c"]
 
 
+def _upserted(harness: Any) -> dict[str, Any]:
+    """CleverTap Id -> NPS score of the Contacts the fixture's records wrote."""
+    return {
+        c["CleverTap_Id__c"]: c["NPS_Score__c"]
+        for c in harness.handle.live_records("Contact")
+        if (c.get("CleverTap_Id__c") or "").startswith("ct-b-")
+    }
+
+
 # ------------------------------------------------------------------ APEX_ERROR
 
 
 def test_apex_error_rejects_the_call_records_and_the_run_goes_on(
     harness: Any,
 ) -> None:
-    text, contacts = _apex_input(harness)
-    run = harness.run(harness.config(streams=APEX_RECORD), text)
+    text, _ = _apex_input(harness)
+    run = harness.run(harness.config(streams=UNCAUGHT_RECORD), text)
     assert run.error is None
     assert run.states  # the run went on and settled every record
     [reject] = run.rejects
     assert reject["code"] == "APEX_ERROR"
-    assert reject["message"].startswith("System.DmlException: Update failed.")
+    assert reject["message"].startswith("System.DmlException: Upsert failed.")
     assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in reject["message"]
     assert reject["record"]["identity"] == "ct-b-2"
-    assert _score(harness, contacts[0]["Id"]) == 8
-    assert _score(harness, contacts[2]["Id"]) == 6
+    # the others were written, the rejected one not
+    assert _upserted(harness) == {"ct-b-1": 8, "ct-b-3": 6}
     # never retried: one call per record
-    assert len(harness.handle.apex_calls()) == 3
+    assert [c["status"] for c in harness.handle.apex_calls()] == [200, 500, 200]
 
 
 def test_apex_error_in_list_mode_isolates_the_bad_record(harness: Any) -> None:
-    text, contacts = _apex_input(harness)
-    run = harness.run(harness.config(streams=APEX_LIST), text)
+    text, _ = _apex_input(harness)
+    run = harness.run(harness.config(streams=UNCAUGHT_LIST), text)
     assert run.error is None
     assert [r["record"]["identity"] for r in run.rejects] == ["ct-b-2"]
     assert run.rejects[0]["code"] == "APEX_ERROR"
-    assert _score(harness, contacts[0]["Id"]) == 8
-    assert _score(harness, contacts[2]["Id"]) == 6
+    assert _upserted(harness) == {"ct-b-1": 8, "ct-b-3": 6}
     # the list call, then one call per record of it
     assert [c["status"] for c in harness.handle.apex_calls()] == [500, 200, 500, 200]
     assert run.summary["nps_feedback"]["succeeded"] == 2
@@ -99,11 +127,11 @@ def test_apex_error_in_list_mode_isolates_the_bad_record(harness: Any) -> None:
 def test_apex_error_in_list_mode_without_isolation_rejects_the_whole_call(
     harness: Any,
 ) -> None:
-    text, contacts = _apex_input(harness)
+    text, _ = _apex_input(harness)
     streams = {
         "nps_feedback": {
-            **APEX_LIST["nps_feedback"],
-            "apex": {**APEX_LIST["nps_feedback"]["apex"], "isolate_errors": False},
+            **UNCAUGHT_LIST["nps_feedback"],
+            "apex": {**UNCAUGHT_LIST["nps_feedback"]["apex"], "isolate_errors": False},
         }
     }
     run = harness.run(harness.config(streams=streams), text)
@@ -111,9 +139,47 @@ def test_apex_error_in_list_mode_without_isolation_rejects_the_whole_call(
     assert {r["code"] for r in run.rejects} == {"APEX_ERROR"}
     assert len(run.rejects) == 3
     # Apex rolled the whole call back: nothing of it was written
-    assert _score(harness, contacts[0]["Id"]) == contacts[0]["NPS_Score__c"]
+    assert _upserted(harness) == {}
     assert len(harness.handle.apex_calls()) == 1
     assert run.states
+
+
+# ------------------------------------------- /ct/nps: per-record DML outcomes
+
+
+def test_nps_class_list_failures_are_rejects_with_the_dml_code(harness: Any) -> None:
+    text, contacts = _apex_input(harness)
+    run = harness.run(harness.config(streams=APEX_LIST), text)
+    assert run.error is None
+    assert run.states
+    [reject] = run.rejects
+    assert reject["code"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    assert reject["record"]["identity"] == "ct-b-2"
+    assert reject["message"]
+    assert run.summary["nps_feedback"]["succeeded"] == 2
+    assert _score(harness, contacts[0]["Id"]) == 8
+    assert _score(harness, contacts[1]["Id"]) == contacts[1]["NPS_Score__c"]
+    assert _score(harness, contacts[2]["Id"]) == 6
+    # one 200 answer carried the failure: nothing to isolate or resend
+    assert [c["status"] for c in harness.handle.apex_calls()] == [200]
+
+
+def test_nps_class_single_object_400_is_a_reject_with_the_dml_code(
+    harness: Any,
+) -> None:
+    text, contacts = _apex_input(harness)
+    run = harness.run(harness.config(streams=APEX_RECORD), text)
+    assert run.error is None
+    assert run.states
+    [reject] = run.rejects
+    assert reject["code"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    assert reject["record"]["identity"] == "ct-b-2"
+    assert run.summary["nps_feedback"]["succeeded"] == 2
+    assert _score(harness, contacts[0]["Id"]) == 8
+    assert _score(harness, contacts[1]["Id"]) == contacts[1]["NPS_Score__c"]
+    assert _score(harness, contacts[2]["Id"]) == 6
+    # a 400 about the record is never retried
+    assert [c["status"] for c in harness.handle.apex_calls()] == [200, 400, 200]
 
 
 # ------------------------------------------------------- configuration errors

@@ -4,19 +4,24 @@ A mapping works like `@RestResource(urlMapping=...)`: case-sensitive, `*` only a
 a `/`, an exact mapping beats wildcards and the longest wildcard wins. Two sample
 classes are registered by default:
 
-- `/ct/nps/*`: the NPS / lead-enrichment endpoint. Body: one object or a list of
-  objects `{email, npsScore | nps, leadScore, city, feedback}`. It finds the Contact
-  by email (else the Lead), updates the score, city and feedback fields, and answers
-  per record (a missing email or an unknown one is handled per record). Its DML is
-  not caught, as in most Apex classes: a record the org refuses (a validation rule,
-  a required field, a value of the wrong type) raises `System.DmlException`, the
-  whole call's transaction is rolled back and the platform answers HTTP 500
-  `[{"errorCode":"APEX_ERROR","message":"<exception>\n\n<stack line>"}]`, the
-  shape real orgs answer (apex_rest_errors.md).
+- `/ct/nps/*`: CleverTapNpsService, the class admins deploy
+  (salesforce-org/force-app/main/default/classes/CleverTapNpsService.cls), whose
+  header is the contract. Body: one object, a list, or `{"records": [...]}` of
+  `{email, npsScore, leadScore, city, feedback}` (the class's key aliases; the first
+  non-empty value wins). It finds the Contact by email (else the open Lead), merges
+  several objects for the same person (later values win) and saves each person once
+  with partial-success DML (`Database.update(records, false)`): a list answers 200
+  with one result per object, a refused save giving `{"email", "success": false,
+  "errorCode": <DML status code>, "message", "id"}`; one object answers 200, 404
+  NOT_FOUND or 400 with its result. Its DML errors never escape as APEX_ERROR.
 - `/ct/contacts/*`: upserts Contacts on `CleverTap_Id__c`. Body: one object or a
   list (or `{"records": [...]}`) of `{identity, name, email, score}`; answers one
-  `{identity, success, id, created}` per record. Its DML is not caught either: a
-  refused record answers 500 APEX_ERROR and nothing of the call is written.
+  `{identity, success, id, created}` per record. Its DML is not caught, as in many
+  Apex classes: a refused record (a validation rule, a required field) raises
+  `System.DmlException`, the whole call's transaction is rolled back and the
+  platform answers HTTP 500
+  `[{"errorCode":"APEX_ERROR","message":"<exception>\n\n<stack line>"}]`, the
+  shape real orgs answer (apex_rest_errors.md).
 - `/ct/*`: accepts any JSON and answers `{"success": true, "received": N}`.
 """
 
@@ -24,9 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import decimal
+import json
+import re
+import zoneinfo
 from typing import TYPE_CHECKING, Any
 
 from sandbox.salesforce import schema
+from sandbox.salesforce.dml import INTEGRATION_USER_ID
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -199,17 +209,80 @@ def contacts_handler(request: ApexRequest, context: ApexContext) -> tuple[int, A
     return 200, results[0] if single else results
 
 
+# The key lists of CleverTapNpsService.cls (the first non-empty value wins).
+_EMAIL_KEYS = ("email", "Email")
 _NPS_KEYS = ("npsScore", "nps", "NPS", "nps_score")
 _LEAD_KEYS = ("leadScore", "lead_score", "score")
+_CITY_KEYS = ("city",)
+_FEEDBACK_KEYS = ("feedback", "comment")
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _apex_text(value: object) -> str:
+    """`String.valueOf(value)` for a value of `JSON.deserializeUntyped`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "(" + ", ".join(_apex_text(v) for v in value) + ")"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k}={_apex_text(v)}" for k, v in value.items())
+        return "{" + inner + "}"
+    return "null" if value is None else str(value)
 
 
 def _first(item: dict[str, Any], keys: tuple[str, ...]) -> object:
-    return next((item[k] for k in keys if k in item), None)
+    """The class's `first()`: the first key whose value is not null nor ''."""
+    return next(
+        (
+            item[k]
+            for k in keys
+            if k in item and item[k] is not None and _apex_text(item[k]) != ""
+        ),
+        None,
+    )
+
+
+def _to_decimal(value: object) -> float | int:
+    """The class's `toDecimal()`: a JSON number, else `Decimal.valueOf(text)`.
+
+    Raises:
+        ValueError: not a number (Apex throws System.TypeException; the message
+            is the platform's wording for `Decimal.valueOf`, not recorded here).
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    text = _apex_text(value).strip()
+    if not _DECIMAL.fullmatch(text):
+        msg = f"Invalid decimal: {text}"
+        raise ValueError(msg)
+    number = decimal.Decimal(text)
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def _today(tx: Transaction) -> str:
+    """`Date.today()`: the date in the running (integration) user's time zone."""
+    user = tx.get(INTEGRATION_USER_ID)
+    zone_name = (user[1].get("TimeZoneSidKey") if user else None) or "UTC"
+    try:
+        zone: dt.tzinfo = zoneinfo.ZoneInfo(zone_name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = dt.UTC
+    return dt.datetime.now(zone).date().isoformat()
+
+
+def _json_parser_error(message: str) -> tuple[int, Any]:
+    return 400, [{"errorCode": "JSON_PARSER_ERROR", "message": message}]
 
 
 def nps_handler(request: ApexRequest, context: ApexContext) -> tuple[int, Any]:
-    """Update the Contact (else the Lead) found by email: NPS, score, city, feedback."""
+    """CleverTapNpsService: update the Contact (else the open Lead) found by email.
+
+    Mirrors `handle()` of the shipped class: per-object results with
+    partial-success DML, so a list answers 200 whatever its objects' outcomes
+    and one object answers 200, 404 NOT_FOUND or 400.
+    """
     if request.method not in {"POST", "PUT", "PATCH"}:
+        # the platform answers before any Apex runs (no @HttpGet/@HttpDelete)
         return 405, [
             {
                 "errorCode": "METHOD_NOT_ALLOWED",
@@ -217,80 +290,119 @@ def nps_handler(request: ApexRequest, context: ApexContext) -> tuple[int, Any]:
                 "Allowed are POST,PUT,PATCH",
             }
         ]
-    body = request.json
+    try:
+        body = json.loads(request.body.decode("utf-8") if request.body else "")
+    except ValueError as exc:
+        return _json_parser_error(f"body is not JSON: {exc}")
+    as_list = True
     if isinstance(body, dict) and isinstance(body.get("records"), list):
-        body = body["records"]
-    items = body if isinstance(body, list) else [body]
+        items = body["records"]
+    elif isinstance(body, list):
+        items = body
+    else:
+        items, as_list = [body], False
     if not items or not all(isinstance(i, dict) for i in items):
-        return 400, [
-            {
-                "errorCode": "JSON_PARSER_ERROR",
-                "message": "expected a JSON object or a list of objects",
-            }
-        ]
+        return _json_parser_error("expected a JSON object or a list of objects")
     tx = context.transaction()
-    results = [_nps_one(item, tx, row) for row, item in enumerate(items)]
-    tx.commit()  # an ApexException above leaves the transaction uncommitted
-    if isinstance(body, list):
+    results = _nps_process(items, tx)
+    tx.commit()
+    if as_list:
         return 200, results
     result = results[0]
-    if result["success"]:
+    if result["success"] is True:
         return 200, result
     return (404 if result["errorCode"] == "NOT_FOUND" else 400), result
 
 
-def _nps_one(item: dict[str, Any], tx: Transaction, row: int) -> dict[str, Any]:
-    email = str(item.get("email") or item.get("Email") or "").strip()
-    if not email:
-        return {
-            "email": None,
-            "success": False,
-            "errorCode": "REQUIRED_FIELD_MISSING",
-            "message": "email is required",
-        }
-    target = None
-    for name in ("Contact", "Lead"):
-        found = tx.find(name, "Email", email)
-        if found:
-            target = (schema.OBJECTS[name], found[0])
-            break
-    if target is None:
-        return {
-            "email": email,
-            "success": False,
-            "errorCode": "NOT_FOUND",
-            "message": f"No Contact or Lead with email {email}",
-        }
-    sobject, record = target
-    changes: dict[str, Any] = {}
+def _nps_find(tx: Transaction, emails: set[str]) -> dict[str, tuple[str, str]]:
+    """Lower-cased email -> (sObject, Id): open Leads, then Contacts over them."""
+    found: dict[str, tuple[str, str]] = {}
+    for name in ("Lead", "Contact"):
+        for email in sorted(emails):
+            rows = [
+                r
+                for r in tx.find(name, "Email", email)
+                if name != "Lead" or not r.get("IsConverted")
+            ]
+            if rows:  # the class keeps one record per email (SOQL order)
+                found[email] = (name, rows[0]["Id"])
+    return found
+
+
+def _nps_process(items: list[dict[str, Any]], tx: Transaction) -> list[dict[str, Any]]:
+    """The class's `process()`: one result per object; each person saved once."""
+    email_of = []
+    for item in items:
+        value = _first(item, _EMAIL_KEYS)
+        email_of.append("" if value is None else _apex_text(value).strip())
+    by_email = _nps_find(tx, {e.lower() for e in email_of if e})
+    results: list[dict[str, Any]] = []
+    changes: dict[str, tuple[str, dict[str, Any]]] = {}  # Id -> (sObject, values)
+    target_of: list[str | None] = []
+    for item, email in zip(items, email_of, strict=True):
+        result: dict[str, Any] = {"email": email or None, "success": False}
+        results.append(result)
+        target_of.append(None)
+        if not email:
+            result.update(
+                errorCode="REQUIRED_FIELD_MISSING", message="email is required"
+            )
+            continue
+        found = by_email.get(email.lower())
+        if found is None:
+            result.update(
+                errorCode="NOT_FOUND", message=f"No Contact or Lead with email {email}"
+            )
+            continue
+        name, record_id = found
+        target_of[-1] = record_id
+        values = changes.setdefault(record_id, (name, {}))[1]
+        try:
+            _nps_apply(item, name, values, tx)
+        except ValueError as exc:  # a put before the failure stays, as in Apex
+            result.update(
+                errorCode="INVALID_TYPE_ON_FIELD_IN_RECORD",
+                message=str(exc),
+                id=record_id,
+            )
+            target_of[-1] = None
+    # Database.update(records, false): each record saved or refused on its own
+    saved = {
+        record_id: tx.update(schema.OBJECTS[name], record_id, values)
+        for record_id, (name, values) in changes.items()
+    }
+    for result, target in zip(results, target_of, strict=True):
+        if target is None:
+            continue
+        outcome = saved[target]
+        result["id"] = target
+        if outcome.success:
+            name, values = changes[target]
+            result.update(success=True, sobject=name, updatedFields=sorted(values))
+        else:
+            error = outcome.errors[0]
+            result.update(errorCode=error["statusCode"], message=error["message"])
+    return results
+
+
+def _nps_apply(
+    item: dict[str, Any], name: str, values: dict[str, Any], tx: Transaction
+) -> None:
+    """The class's `apply()`: put each field the object carries, in order.
+
+    Raises:
+        ValueError: a score that is not a number.
+    """
     nps = _first(item, _NPS_KEYS)
     if nps is not None:
-        changes["NPS_Score__c"] = nps
+        values["NPS_Score__c"] = _to_decimal(nps)
     lead_score = _first(item, _LEAD_KEYS)
     if lead_score is not None:
-        changes["Lead_Score__c"] = lead_score
-    city = item.get("city")
+        values["Lead_Score__c"] = _to_decimal(lead_score)
+    city = _first(item, _CITY_KEYS)
     if city is not None:
-        changes["MailingCity" if sobject.name == "Contact" else "City"] = city
-    feedback = item.get("feedback") or item.get("comment")
-    if feedback is not None and sobject.name == "Contact":
-        changes["Last_Feedback__c"] = feedback
-        changes["Last_Feedback_Date__c"] = dt.datetime.now(dt.UTC).date().isoformat()
-    result = tx.update(sobject, record["Id"], changes)
-    if not result.success:
-        error = result.errors[0]
-        fields = ", ".join(error.get("fields") or [])
-        exception = "System.DmlException"
-        raise ApexException(
-            exception,
-            f"Update failed. First exception on row {row} with id {record['Id']}; "
-            f"first error: {error['statusCode']}, {error['message']}: [{fields}]",
-            "Class.CtNpsResource.doPost: line 58, column 1",
-        )
-    return {
-        "email": email,
-        "success": True,
-        "id": record["Id"],
-        "sobject": sobject.name,
-        "updatedFields": sorted(changes),
-    }
+        values["MailingCity" if name == "Contact" else "City"] = _apex_text(city)
+    feedback = _first(item, _FEEDBACK_KEYS)
+    if feedback is not None and name == "Contact":
+        values["Last_Feedback__c"] = _apex_text(feedback)
+        values["Last_Feedback_Date__c"] = _today(tx)
