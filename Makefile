@@ -34,6 +34,16 @@ $(MELTANO_VENV)/.installed:
 
 install: $(STAMP) $(TAP_SF_VENV)/.installed $(MELTANO_VENV)/.installed
 
+# PostgreSQL server binaries (Debian's `postgresql` package) for the tests that start
+# a throwaway server of their own (sandbox/sandbox/postgres.py): target-clevertap's
+# state store on PostgreSQL. Installed only when no initdb/pg_ctl is there.
+.PHONY: postgres-server
+postgres-server:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing PostgreSQL server binaries (apt-get install postgresql)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	fi
+
 # The Meltano project's plugin venvs, for the e2e tests. Never with the sandbox proxy
 # variables set: pip and uv must reach the package index directly.
 MELTANO_PLUGINS := .meltano/.plugins-installed
@@ -52,14 +62,14 @@ format: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install $(MELTANO_PLUGINS)
+pytest: install $(MELTANO_PLUGINS) postgres-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
 # Runs the reliability suite and rewrites docs/reliability.md from its cells (make test
 # runs the same suite but leaves the report as it is).
-reliability-report: install $(MELTANO_PLUGINS)
+reliability-report: install $(MELTANO_PLUGINS) postgres-server
 	WRITE_RELIABILITY_REPORT=1 $(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS)
 
 demo: install

@@ -1,14 +1,14 @@
-"""Durable state in `state_dir`: the event ledger and the identity map (SQLite).
+"""Durable state: the event ledger, the identity map, change tracking, caps.
 
-The database file is created with mode 0600; every method is safe across threads.
+By default one SQLite file per account in `state_dir` (created with mode 0600);
+with `state_url`, a schema of a PostgreSQL database (store_sql.py holds every SQL
+difference). Every method is safe across threads.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import sqlite3
 import stat
 import threading
 import time
@@ -18,8 +18,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
+from target_clevertap import store_sql
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+
+    from target_clevertap.store_sql import Backend
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -33,57 +37,6 @@ _ENCODER = msgspec.json.Encoder()
 #: identity-map entries (and Lead links) kept in memory at most; the rest are
 #: read back from the database, so memory does not grow with the input
 IDENTITY_CACHE_SIZE = 30_000
-
-_TRACKED_DRY = """
-CREATE TEMP TABLE IF NOT EXISTS tracked_dry (
-    stream TEXT NOT NULL,
-    key TEXT NOT NULL,
-    version INTEGER,
-    vals TEXT NOT NULL,
-    PRIMARY KEY (stream, key)
-)
-"""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    key TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    evt_name TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    stream TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_status ON events(status);
-CREATE TABLE IF NOT EXISTS identities (
-    obj TEXT NOT NULL,
-    id TEXT NOT NULL,
-    idents TEXT NOT NULL,
-    PRIMARY KEY (obj, id)
-);
-CREATE TABLE IF NOT EXISTS contact_account (
-    contact_id TEXT PRIMARY KEY,
-    account_id TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS contact_account_acc ON contact_account(account_id);
-CREATE TABLE IF NOT EXISTS links (
-    obj TEXT NOT NULL,
-    id TEXT NOT NULL,
-    to_obj TEXT NOT NULL,
-    to_id TEXT NOT NULL,
-    PRIMARY KEY (obj, id)
-);
-CREATE TABLE IF NOT EXISTS meta (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tracked (
-    stream TEXT NOT NULL,
-    key TEXT NOT NULL,
-    version INTEGER,
-    vals TEXT NOT NULL,
-    PRIMARY KEY (stream, key)
-);
-"""
 
 
 def create_private_file(path: Path) -> None:
@@ -128,39 +81,113 @@ class _LRU(Generic[K, V]):
         self._data.pop(key, None)
 
 
-class StateStore:
-    """The SQLite file holding the event ledger and the identity map."""
+def open_backend(
+    state_dir: str | Path,
+    namespace: str,
+    *,
+    url: str | None = None,
+    dry_run: bool = False,
+) -> tuple[Backend, bool]:
+    """Open (creating) a store's tables: PostgreSQL with `url`, else SQLite.
 
-    def __init__(
+    Args:
+        state_dir: the SQLite directory.
+        namespace: the store's name: the PostgreSQL schema, or the SQLite file
+            `target-clevertap-<namespace>.sqlite`.
+        url: a `postgresql://` URL, or None.
+        dry_run: add the dry run's temporary table of tracked values.
+
+    Returns:
+        The backend, and whether the store was new (it had no events table).
+
+    Raises:
+        StoreError: when the URL is not a PostgreSQL one.
+    """
+    backend: store_sql.PostgresBackend | store_sql.SQLiteBackend
+    if url:
+        if not url.startswith(("postgresql://", "postgres://")):
+            msg = "state_url must be a postgresql:// URL"
+            raise store_sql.StoreError(msg)
+        backend = store_sql.PostgresBackend(url, namespace)
+    else:
+        directory = Path(state_dir).expanduser()
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = directory / f"target-clevertap-{namespace}.sqlite"
+        create_private_file(path)
+        backend = store_sql.SQLiteBackend(path)
+    existed = backend.has_table("events")
+    backend.create(temp_tracked=dry_run)
+    return backend, not existed
+
+
+def new_store_warning(store: StateStore) -> str:
+    """The one line saying a store starts empty, and what that means.
+
+    Args:
+        store: a store whose `created` is true.
+
+    Returns:
+        The line (it names the store: a path, or a URL without its password).
+    """
+    return (
+        f"state store {store.name} is new and empty (namespace {store.namespace}): "
+        "duplicate protection covers only events sent from now on; events sent "
+        "before with a store that was lost may be sent again, and references to "
+        "records loaded before resolve only where the identity can be computed. "
+        "Keep the store between runs (state_dir on persistent storage, or "
+        "state_url); see the README's 'State store' section"
+    )
+
+
+class StateStore:
+    """The event ledger, identity map, change tracking and caps of one account."""
+
+    def __init__(  # noqa: PLR0913 - keyword-only options
         self,
         state_dir: str | Path,
         account_id: str,
         *,
         dry_run: bool = False,
         cache_size: int = IDENTITY_CACHE_SIZE,
+        url: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         """Open (creating) the store.
 
         Args:
-            state_dir: the directory.
-            account_id: the CleverTap account (one file per account).
+            state_dir: the directory (SQLite).
+            account_id: the CleverTap account (one store per account, unless
+                `namespace` names another).
             dry_run: tracked values saved in this run only live in a temporary
-                table (gone when the store closes), never in the file.
+                table (gone when the store closes), never in the store.
             cache_size: identity-map entries (and links) kept in memory at most.
+            url: `state_url`: keep the store in this PostgreSQL database.
+            namespace: `state_namespace`: the store's name (default: the
+                account id): jobs with different namespaces never share state.
         """
-        directory = Path(state_dir).expanduser()
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        safe = re.sub(r"[^A-Za-z0-9_-]", "_", account_id) or "account"
-        self.path = directory / f"target-clevertap-{safe}.sqlite"
-        create_private_file(self.path)
+        self.namespace = (
+            store_sql.check_namespace(namespace)
+            if namespace
+            else store_sql.default_namespace(account_id)
+        )
+        self._sql, fresh = open_backend(
+            state_dir, self.namespace, url=url, dry_run=dry_run
+        )
+        in_keys = self._sql.in_keys  # a fixed fragment of the backend
+        self._statuses_sql = f"SELECT key, status FROM events WHERE key {in_keys}"  # noqa: S608 - fixed fragments
+        self._times_sql = f"SELECT key, updated_at FROM events WHERE key {in_keys}"  # noqa: S608 - fixed fragments
+        #: where the store lives, for messages (a path, or a URL without password)
+        self.name = self._sql.name
+        self.path = None if url else Path(self._sql.name)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
         self.dry_run = dry_run
-        if dry_run:
-            self._db.execute(_TRACKED_DRY)
-        self._db.commit()
+        #: the store holds no history: duplicate protection starts now
+        self.created = fresh or (
+            self.meta("created_at") is None
+            and self._sql.execute("SELECT 1 FROM events LIMIT 1").fetchone() is None
+        )
+        if self.meta("created_at") is None:
+            self.set_meta("created_at", str(int(time.time())))
         # memory is bounded: the caches by their size, the pending changes by
         # what was remembered since the last flush (one batch window)
         self._ident_cache: _LRU[tuple[str, str], list[str]] = _LRU(cache_size)
@@ -177,13 +204,14 @@ class StateStore:
         #: objects that have links at all (only converted Leads do): lookups of
         #: other objects skip the links table
         self._linked_objs = {
-            str(r[0]) for r in self._db.execute("SELECT DISTINCT obj FROM links")
+            str(r[0])
+            for r in self._sql.execute("SELECT DISTINCT obj FROM links").fetchall()
         }
 
     @property
-    def db(self) -> sqlite3.Connection:
-        """The connection (for the caps table; use it under `lock`)."""
-        return self._db
+    def backend(self) -> Backend:
+        """The database (for the caps table; use it under `lock`)."""
+        return self._sql
 
     @property
     def lock(self) -> threading.RLock:
@@ -200,7 +228,7 @@ class StateStore:
             The value, or None.
         """
         with self._lock:
-            row = self._db.execute(
+            row = self._sql.execute(
                 "SELECT value FROM meta WHERE name=?", (name,)
             ).fetchone()
         return None if row is None else str(row[0])
@@ -214,9 +242,9 @@ class StateStore:
         """
         if self.dry_run:
             return
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value)
+        with self._lock, self._sql.transaction():
+            self._sql.execute(
+                self._sql.upsert("meta", ("name", "value"), ("name",)), (name, value)
             )
 
     def sent_times(self, keys: Sequence[str]) -> dict[str, float]:
@@ -229,10 +257,9 @@ class StateStore:
             key -> epoch seconds.
         """
         with self._lock:
-            rows = self._db.execute(
-                "SELECT key, updated_at FROM events "
-                "WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(keys)),),
+            rows = self._sql.execute(
+                f"SELECT key, updated_at FROM events WHERE key {self._sql.in_keys}",  # noqa: S608 - a fixed fragment
+                (self._sql.keys_param(keys),),
             ).fetchall()
         return {str(k): float(t) for k, t in rows}
 
@@ -240,7 +267,7 @@ class StateStore:
         """Flush and close the database."""
         with self._lock:
             self.flush_identities()
-            self._db.close()
+            self._sql.close()
 
     # ------------------------------------------------------------------ ledger
 
@@ -258,10 +285,9 @@ class StateStore:
         with self._lock:
             # all keys travel as one JSON array parameter (no SQL is built and
             # no limit on the number of bound variables applies)
-            rows = self._db.execute(
-                "SELECT key, status FROM events "
-                "WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(keys)),),
+            rows = self._sql.execute(
+                f"SELECT key, status FROM events WHERE key {self._sql.in_keys}",  # noqa: S608 - a fixed fragment
+                (self._sql.keys_param(keys),),
             ).fetchall()
         return dict(rows)
 
@@ -272,8 +298,8 @@ class StateStore:
             rows: (key, event name, ts, stream).
         """
         now = time.time()
-        with self._lock, self._db:
-            self._db.executemany(
+        with self._lock, self._sql.transaction():
+            self._sql.executemany(
                 "INSERT INTO events(key, status, evt_name, ts, stream, updated_at) "
                 "VALUES (?, 'pending', ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
                 "status='pending', updated_at=excluded.updated_at",
@@ -288,8 +314,8 @@ class StateStore:
             status: the new status.
         """
         now = time.time()
-        with self._lock, self._db:
-            self._db.executemany(
+        with self._lock, self._sql.transaction():
+            self._sql.executemany(
                 "UPDATE events SET status=?, updated_at=? WHERE key=?",
                 [(status, now, k) for k in keys],
             )
@@ -300,8 +326,10 @@ class StateStore:
         Args:
             keys: event keys.
         """
-        with self._lock, self._db:
-            self._db.executemany("DELETE FROM events WHERE key=?", [(k,) for k in keys])
+        with self._lock, self._sql.transaction():
+            self._sql.executemany(
+                "DELETE FROM events WHERE key=?", [(k,) for k in keys]
+            )
 
     def unsettled(self) -> list[tuple[str, str, int, str]]:
         """Events left pending or in doubt (by a crash or a lost reply).
@@ -310,7 +338,7 @@ class StateStore:
             (key, event name, ts, status) rows.
         """
         with self._lock:
-            rows = self._db.execute(
+            rows = self._sql.execute(
                 "SELECT key, evt_name, ts, status FROM events "
                 "WHERE status IN ('pending', 'in_doubt') ORDER BY evt_name, ts"
             )
@@ -326,7 +354,7 @@ class StateStore:
             The count.
         """
         with self._lock:
-            row = self._db.execute(
+            row = self._sql.execute(
                 "SELECT COUNT(*) FROM events WHERE status=?", (status,)
             ).fetchone()
         return int(row[0])
@@ -399,20 +427,24 @@ class StateStore:
 
     def flush_identities(self) -> None:
         """Write the identity-map changes remembered since the last flush."""
-        with self._lock, self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO identities(obj, id, idents) VALUES (?,?,?)",
+        with self._lock, self._sql.transaction():
+            self._sql.executemany(
+                self._sql.upsert("identities", ("obj", "id", "idents"), ("obj", "id")),
                 [
                     (o, i, _ENCODER.encode(v).decode("utf-8"))
                     for (o, i), v in self._pending_idents.items()
                 ],
             )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO contact_account VALUES (?, ?)",
+            self._sql.executemany(
+                self._sql.upsert(
+                    "contact_account", ("contact_id", "account_id"), ("contact_id",)
+                ),
                 list(self._pending_accts.items()),
             )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?)",
+            self._sql.executemany(
+                self._sql.upsert(
+                    "links", ("obj", "id", "to_obj", "to_id"), ("obj", "id")
+                ),
                 [(o, i, *v) for (o, i), v in self._pending_links.items()],
             )
             self._pending_idents.clear()
@@ -429,7 +461,7 @@ class StateStore:
             return pending
         if self._absent.get((obj, record_id)):
             return None
-        row = self._db.execute(
+        row = self._sql.execute(
             "SELECT idents FROM identities WHERE obj=? AND id=?", (obj, record_id)
         ).fetchone()
         if row is None:
@@ -449,7 +481,7 @@ class StateStore:
             return hit
         if self._absent.get(("link", obj, record_id)):
             return None
-        row = self._db.execute(
+        row = self._sql.execute(
             "SELECT to_obj, to_id FROM links WHERE obj=? AND id=?", (obj, record_id)
         ).fetchone()
         if row is None:
@@ -464,7 +496,7 @@ class StateStore:
         contacts = set(self._pending_by_acct.get(account_id, ()))
         contacts |= {
             str(r[0])
-            for r in self._db.execute(
+            for r in self._sql.execute(
                 "SELECT contact_id FROM contact_account WHERE account_id=?",
                 (account_id,),
             ).fetchall()
@@ -538,12 +570,12 @@ class StateStore:
         with self._lock:
             row = None
             if self.dry_run:
-                row = self._db.execute(
+                row = self._sql.execute(
                     "SELECT version, vals FROM tracked_dry WHERE stream=? AND key=?",
                     (stream, key),
                 ).fetchone()
             if row is None:
-                row = self._db.execute(
+                row = self._sql.execute(
                     "SELECT version, vals FROM tracked WHERE stream=? AND key=?",
                     (stream, key),
                 ).fetchone()
@@ -564,9 +596,10 @@ class StateStore:
             rows: (stream, record key, version, field -> value).
         """
         table = "tracked_dry" if self.dry_run else "tracked"
-        with self._lock, self._db:
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO {table}(stream, key, version, vals) "  # noqa: S608 - one of two fixed table names
-                "VALUES (?, ?, ?, ?)",
+        with self._lock, self._sql.transaction():
+            self._sql.executemany(
+                self._sql.upsert(
+                    table, ("stream", "key", "version", "vals"), ("stream", "key")
+                ),
                 [(s, k, v, json.dumps(dict(vals))) for s, k, v, vals in rows],
             )

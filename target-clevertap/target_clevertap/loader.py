@@ -25,7 +25,11 @@ from target_clevertap.client import (
 )
 from target_clevertap.conditions import tracked_value
 from target_clevertap.event_uploads import EventUploads
-from target_clevertap.ledger import StateStore, create_private_file
+from target_clevertap.ledger import (
+    StateStore,
+    create_private_file,
+    new_store_warning,
+)
 from target_clevertap.payloads import (
     PayloadOptions,
     RecordReject,
@@ -195,11 +199,16 @@ class Loader:
         if self._store is None:
             with self._lock:  # upload threads may be the first users
                 if self._store is None:
-                    self._store = StateStore(
+                    store = StateStore(
                         self.config.get("state_dir") or ".target-clevertap",
                         str(self.config.get("account_id") or "account"),
                         dry_run=self.dry_run or self.dry_run_remote,
+                        url=self.config.get("state_url") or None,
+                        namespace=self.config.get("state_namespace") or None,
                     )
+                    if store.created:
+                        self.logger.warning("%s", new_store_warning(store))
+                    self._store = store
         return self._store
 
     @property
@@ -210,7 +219,7 @@ class Loader:
             with self._lock:
                 if self._caps is None:
                     self._caps = caps.AccountCaps(
-                        store.db,
+                        store.backend,
                         store.lock,
                         self.logger,
                         others={
@@ -1019,3 +1028,25 @@ class Loader:
                 json.dumps(stats.as_dict(), sort_keys=True),
             )
         self.log_progress()
+        if self._store is not None and self._store.created:
+            self.logger.warning("Summary: %s", new_store_warning(self._store))
+        self.write_summary_file(items)
+
+    def write_summary_file(self, items: Sequence[tuple[str, StreamStats]]) -> None:
+        """Write the run summary to `summary_path` (mode 0600), if set."""
+        path = self.config.get("summary_path")
+        if not path:
+            return
+        store = self._store
+        data = {
+            "dry_run": self.dry_run,
+            "rejects_path": str(self.config.get("rejects_path") or ""),
+            "state_store": None if store is None else store.name,
+            "state_store_new": store is not None and store.created,
+            "streams": {stream: stats.as_dict() for stream, stats in items},
+            "totals": self.totals(),
+        }
+        target = Path(str(path)).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(target)
+        target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

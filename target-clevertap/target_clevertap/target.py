@@ -268,8 +268,32 @@ class TargetCleverTap(Target):
             "state_dir",
             th.StringType,
             default=".target-clevertap",
-            description="Directory of the identity map and event ledger (SQLite, "
-            "0600); keep it across runs.",
+            description="Directory of the state store (event ledger, identity map, "
+            "change tracking, caps; one SQLite file per namespace, 0600) when "
+            "state_url is not set; keep it across runs.",
+        ),
+        th.Property(
+            "state_url",
+            th.StringType,
+            secret=True,
+            description="postgresql://user:password@host:port/database: keep the "
+            "state store in PostgreSQL instead of state_dir (for workers whose "
+            "disk does not survive the run). Unset: SQLite in state_dir.",
+        ),
+        th.Property(
+            "state_namespace",
+            th.StringType,
+            pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$",
+            description="Name of this job's store: the PostgreSQL schema, or the "
+            "SQLite file target-clevertap-<namespace>.sqlite. Default: the account "
+            "id. Jobs with different namespaces never share state; runs of one "
+            "namespace must not overlap.",
+        ),
+        th.Property(
+            "summary_path",
+            th.StringType,
+            description="Also write the run summary (per stream, totals, the state "
+            "store and whether it was new) to this JSON file (mode 0600).",
         ),
         th.Property(
             "event_key_property",
