@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
     from target_clevertap.mapping import StreamMapping
     from target_clevertap.payloads import SchemaInfo
+    from target_clevertap.refs import ComputedReferences
 
 PROGRESS_EVERY_S = 30.0
 PROGRESS_CHECK_EVERY = 256  # records between clock reads
@@ -190,6 +191,10 @@ class Loader:
         self.events = EventUploads(self)
         self._backfill_checked = False  # the once-only old-events warning
         self._reconciler: Reconciler | None = None
+        #: identities computed from an Id (refs.py), for references the map has
+        #: never seen, in the end-of-input pass only; set by the target
+        self.computed_refs: ComputedReferences | None = None
+        self._final_pass = False
 
     # ------------------------------------------------------------ resources
 
@@ -612,6 +617,8 @@ class Loader:
 
     def _resolver(self, obj: str, record_id: str) -> list[str]:
         found = self.store.lookup(obj, record_id)
+        if found is None and self._final_pass and self.computed_refs is not None:
+            found = self.computed_refs.identities(obj, record_id)
         if not found:
             raise UnresolvedReference(obj, obj, record_id, seen=found is not None)
         return found
@@ -623,6 +630,7 @@ class Loader:
         deletes: list[tuple[int, str]] = []
         deferred: list[Entry] = []
         now = int(time.time())
+        self._final_pass = final
         for idx, entry in enumerate(entries):
             refs: dict[int, list[str]] = {}  # the identity map is fixed till registered
             try:

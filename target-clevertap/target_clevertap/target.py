@@ -29,6 +29,7 @@ from target_clevertap.mapping import (
     referenced_objects,
 )
 from target_clevertap.payloads import account_zone
+from target_clevertap.refs import ComputedReferences
 from target_clevertap.sinks import CleverTapSink
 
 if TYPE_CHECKING:
@@ -326,6 +327,7 @@ class TargetCleverTap(Target):
         self.loader: LoaderType = Loader(
             self.config, self.logger, referenced_objects(self.mappings.values())
         )
+        self.loader.computed_refs = ComputedReferences.from_mappings(self.mappings)
 
     def _check_reject_ratio(self) -> None:
         ratio = self.config.get("max_reject_ratio")
