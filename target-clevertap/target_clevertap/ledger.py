@@ -306,6 +306,25 @@ class StateStore:
                 [(k, n, ts, s, now) for k, n, ts, s in rows],
             )
 
+    def restore_accepted(self, rows: Sequence[tuple[str, str, int]]) -> int:
+        """Record events found in CleverTap as accepted (a ledger rebuild).
+
+        Args:
+            rows: (key, event name, ts).
+
+        Returns:
+            How many rows were written.
+        """
+        now = time.time()
+        with self._lock, self._sql.transaction():
+            self._sql.executemany(
+                "INSERT INTO events(key, status, evt_name, ts, stream, updated_at) "
+                "VALUES (?, 'accepted', ?, ?, '(rebuilt)', ?) ON CONFLICT(key) DO "
+                "UPDATE SET status='accepted', updated_at=excluded.updated_at",
+                [(k, n, ts, now) for k, n, ts in rows],
+            )
+        return len(rows)
+
     def mark(self, keys: Iterable[str], status: str) -> None:
         """Set the status of event keys.
 
