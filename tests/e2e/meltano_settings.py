@@ -60,6 +60,19 @@ _CAPABILITIES = {
         "validate-records",
     )
 }
+# Plugin commands (`meltano invoke <plugin>:<command>`), by plugin. The settings reach
+# the command as TARGET_CLEVERTAP_* variables, which `--config ENV` reads.
+COMMANDS: dict[str, dict[str, dict[str, str]]] = {
+    "target-clevertap": {
+        "rebuild-ledger": {
+            "executable": "target-clevertap-rebuild-ledger",
+            "args": "--config ENV",
+            "description": "Rebuild the event ledger (duplicate protection) from "
+            "CleverTap's export after the state store was lost; add --from "
+            "YYYY-MM-DD --to YYYY-MM-DD [--event NAME].",
+        }
+    }
+}
 # Namespaces match meltano.yml; target-salesforce's differs from the Hub's variants.
 _NAMESPACES = {"target-salesforce": "target_salesforce_clevertap"}
 VARIANT = "clevertap-salesforce"
@@ -158,6 +171,7 @@ def plugin_definition(plugin: str) -> dict[str, Any]:
         "pip_url": PIP_URL.format(version=info["version"], plugin=plugin),
         "executable": plugin,
         "capabilities": [_CAPABILITIES[c] for c in info["capabilities"]],
+        **({"commands": COMMANDS[plugin]} if plugin in COMMANDS else {}),
         "settings": [
             _setting(name, spec) for name, spec in settings["properties"].items()
         ],
