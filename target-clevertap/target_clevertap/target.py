@@ -283,8 +283,7 @@ class TargetCleverTap(Target):
         ),
         th.Property(
             "state_namespace",
-            th.StringType,
-            pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$",
+            th.StringType(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$"),
             description="Name of this job's store: the PostgreSQL schema, or the "
             "SQLite file target-clevertap-<namespace>.sqlite. Default: the account "
             "id. Jobs with different namespaces never share state; runs of one "
@@ -324,6 +323,11 @@ class TargetCleverTap(Target):
             account_zone(self.config.get("timezone"))
         except ValueError as exc:
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
+        url = self.config.get("state_url")
+        if url and not str(url).startswith(("postgresql://", "postgres://")):
+            # the value is a secret: the message never shows it
+            msg = "state_url must be a postgresql:// URL"
+            raise ConfigValidationError(msg, errors=[msg])
         self.loader: LoaderType = Loader(
             self.config, self.logger, referenced_objects(self.mappings.values())
         )

@@ -155,3 +155,50 @@ def test_a_lost_map_does_not_turn_references_into_rejects(
         "SF_Contact_003C0002",
         "SF_Contact_003C0003",
     ]
+
+
+def test_a_state_url_that_is_not_postgresql_stops_without_showing_it(
+    ct_config, tmp_path
+):
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps({**ct_config, "state_url": "mysql://u:SECRET-PW-77@db/x"})
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "target_clevertap", "--config", str(config)],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "state_url must be a postgresql:// URL" in done.stderr
+    assert "SECRET-PW-77" not in done.stderr + done.stdout
+
+
+def test_an_unreachable_postgresql_store_stops_the_run_clearly(ct_config, tmp_path):
+    from sandbox.server import free_port  # noqa: PLC0415 - test-only import
+
+    url = f"postgresql://u:SECRET-PW-78@127.0.0.1:{free_port()}/db"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**ct_config, "state_url": url}))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "target_clevertap",
+            *("--config", str(config)),
+            *("--input", str(FIXTURES / "contacts_and_tasks.singer")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "target-clevertap stopped: state store: cannot connect to" in done.stderr
+    assert "postgresql://u@127.0.0.1:" in done.stderr
+    assert "SECRET-PW-78" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    assert done.stdout.strip() == ""  # no STATE
