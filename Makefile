@@ -41,16 +41,18 @@ $(DAGSTER_VENV)/.installed: orchestrate/requirements.txt
 	env -u HTTPS_PROXY -u https_proxy -u REQUESTS_CA_BUNDLE $(DAGSTER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r orchestrate/requirements.txt
 	touch $@
 
-# PostgreSQL server binaries (Debian's packages) for tests/e2e/test_postgres_to_clevertap.py,
-# which starts and stops a server of its own. Installed only when no pg_ctl is there.
+install: $(STAMP) $(TAP_SF_VENV)/.installed $(MELTANO_VENV)/.installed $(DAGSTER_VENV)/.installed
+
+# PostgreSQL server binaries (Debian's `postgresql` package) for the tests that start
+# a throwaway server of their own (sandbox/sandbox/postgres.py): target-clevertap's
+# state store on PostgreSQL and tests/e2e/test_postgres_to_clevertap.py. Installed
+# only when no initdb/pg_ctl is there.
 .PHONY: postgres-server
 postgres-server:
-	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  echo "installing PostgreSQL server binaries (apt-get install postgresql)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
 	fi
-
-install: $(STAMP) $(TAP_SF_VENV)/.installed $(MELTANO_VENV)/.installed $(DAGSTER_VENV)/.installed
 
 # The Meltano project's plugin venvs, for the e2e tests. Never with the sandbox proxy
 # variables set: pip and uv must reach the package index directly.
@@ -89,7 +91,7 @@ test: lint typecheck pytest
 
 # Runs the reliability suite and rewrites docs/reliability.md from its cells (make test
 # runs the same suite but leaves the report as it is).
-reliability-report: install $(MELTANO_PLUGINS)
+reliability-report: install $(MELTANO_PLUGINS) postgres-server
 	WRITE_RELIABILITY_REPORT=1 $(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS)
 
 demo: install

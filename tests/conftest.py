@@ -72,3 +72,15 @@ def make_salesforce_emulator(
 def salesforce_emulator(make_salesforce_emulator: Callable[..., Any]) -> Any:
     """A Salesforce emulator seeded with the sample org."""
     return make_salesforce_emulator()
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL server on 127.0.0.1 for one test module.
+
+    Needs Debian's server binaries (`make postgres-server` installs them).
+    """
+    from sandbox.postgres import running_postgres  # noqa: PLC0415
+
+    with running_postgres() as server:
+        yield server

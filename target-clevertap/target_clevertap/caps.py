@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import logging
-    import sqlite3
     import threading
     from collections.abc import Iterable
+
+    from target_clevertap.store_sql import Backend
 
 PROFILE_KEY_CAP = 256
 EVENT_NAME_CAP = 512
@@ -45,14 +46,6 @@ PREDEFINED_KEYS = frozenset(
         "category-resubscribe",
     }
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sent_names (
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    PRIMARY KEY (kind, name)
-)
-"""
 
 
 def custom_keys(profile_data: Iterable[str]) -> list[str]:
@@ -111,7 +104,7 @@ class AccountCaps:
 
     def __init__(
         self,
-        db: sqlite3.Connection,
+        db: Backend,
         lock: threading.RLock,
         logger: logging.Logger,
         *,
@@ -121,7 +114,8 @@ class AccountCaps:
         """Load what earlier runs sent.
 
         Args:
-            db: the state store's connection.
+            db: the state store's database (its `backend`; the table
+                `sent_names` is created with the store's other tables).
             lock: the state store's lock.
             logger: for the 80% warnings.
             others: keys/names in use in the account that this target did not
@@ -135,8 +129,7 @@ class AccountCaps:
         self.others = {PROFILE_KEYS: 0, EVENT_NAMES: 0, **(others or {})}
         self.caps = {PROFILE_KEYS: PROFILE_KEY_CAP, EVENT_NAMES: EVENT_NAME_CAP}
         self._warned: set[str] = set()
-        with self._lock, self._db:
-            self._db.execute(_SCHEMA)
+        with self._lock:
             rows = self._db.execute("SELECT kind, name FROM sent_names").fetchall()
         self.sent: dict[str, set[str]] = {PROFILE_KEYS: set(), EVENT_NAMES: set()}
         for kind, name in rows:
@@ -180,9 +173,9 @@ class AccountCaps:
                 return Refusal(kind, originals[new[max(0, cap - used)]], used, cap)
             self.sent[kind].update(new)
             if self.persist:
-                with self._db:
+                with self._db.transaction():
                     self._db.executemany(
-                        "INSERT OR IGNORE INTO sent_names(kind, name) VALUES (?, ?)",
+                        self._db.insert_ignore("sent_names", ("kind", "name")),
                         [(kind, n) for n in new],
                     )
             now_used = used + len(new)

@@ -1,105 +1,54 @@
-"""Durable state in `state_dir`: the event ledger and the identity map (SQLite).
+"""Durable state: the event ledger, the identity map, change tracking, caps.
 
-The database file is created with mode 0600; every method is safe across threads.
+By default one SQLite file per account in `state_dir` (created with mode 0600);
+with `state_url`, a schema of a PostgreSQL database (store_sql.py holds every SQL
+difference). `event_ledger.EventLedger` opens the store and keeps the ledger;
+`StateStore` adds the identity map and change tracking. Every method is safe
+across threads.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import sqlite3
-import stat
-import threading
-import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
+from target_clevertap.event_ledger import (
+    ACCEPTED,
+    IN_DOUBT,
+    PENDING,
+    REJECTED,
+    EventLedger,
+    create_private_file,
+    new_store_warning,
+    open_backend,
+)
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Mapping
+    from pathlib import Path
+
+__all__ = [
+    "ACCEPTED",
+    "IDENTITY_CACHE_SIZE",
+    "IN_DOUBT",
+    "PENDING",
+    "REJECTED",
+    "StateStore",
+    "create_private_file",
+    "new_store_warning",
+    "open_backend",
+]
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-PENDING = "pending"
-IN_DOUBT = "in_doubt"
-ACCEPTED = "accepted"
-REJECTED = "rejected"
 
 _ENCODER = msgspec.json.Encoder()
 #: identity-map entries (and Lead links) kept in memory at most; the rest are
 #: read back from the database, so memory does not grow with the input
 IDENTITY_CACHE_SIZE = 30_000
-
-_TRACKED_DRY = """
-CREATE TEMP TABLE IF NOT EXISTS tracked_dry (
-    stream TEXT NOT NULL,
-    key TEXT NOT NULL,
-    version INTEGER,
-    vals TEXT NOT NULL,
-    PRIMARY KEY (stream, key)
-)
-"""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    key TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    evt_name TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    stream TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_status ON events(status);
-CREATE TABLE IF NOT EXISTS identities (
-    obj TEXT NOT NULL,
-    id TEXT NOT NULL,
-    idents TEXT NOT NULL,
-    PRIMARY KEY (obj, id)
-);
-CREATE TABLE IF NOT EXISTS contact_account (
-    contact_id TEXT PRIMARY KEY,
-    account_id TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS contact_account_acc ON contact_account(account_id);
-CREATE TABLE IF NOT EXISTS links (
-    obj TEXT NOT NULL,
-    id TEXT NOT NULL,
-    to_obj TEXT NOT NULL,
-    to_id TEXT NOT NULL,
-    PRIMARY KEY (obj, id)
-);
-CREATE TABLE IF NOT EXISTS meta (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tracked (
-    stream TEXT NOT NULL,
-    key TEXT NOT NULL,
-    version INTEGER,
-    vals TEXT NOT NULL,
-    PRIMARY KEY (stream, key)
-);
-"""
-
-
-def create_private_file(path: Path) -> None:
-    """Create (or tighten) a file with mode 0600.
-
-    Only regular files are tightened: a path such as /dev/null keeps its mode.
-
-    Args:
-        path: the file.
-    """
-    fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
-    try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
 
 
 class _LRU(Generic[K, V]):
@@ -128,39 +77,35 @@ class _LRU(Generic[K, V]):
         self._data.pop(key, None)
 
 
-class StateStore:
-    """The SQLite file holding the event ledger and the identity map."""
+class StateStore(EventLedger):
+    """The event ledger, identity map, change tracking and caps of one account."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only options
         self,
         state_dir: str | Path,
         account_id: str,
         *,
         dry_run: bool = False,
         cache_size: int = IDENTITY_CACHE_SIZE,
+        url: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         """Open (creating) the store.
 
         Args:
-            state_dir: the directory.
-            account_id: the CleverTap account (one file per account).
+            state_dir: the directory (SQLite).
+            account_id: the CleverTap account (one store per account, unless
+                `namespace` names another).
             dry_run: tracked values saved in this run only live in a temporary
-                table (gone when the store closes), never in the file.
+                table (gone when the store closes), never in the store.
             cache_size: identity-map entries (and links) kept in memory at most.
+            url: `state_url`: keep the store in this PostgreSQL database.
+            namespace: `state_namespace`: the store's name (default: the
+                account id): jobs with different namespaces never share state.
         """
-        directory = Path(state_dir).expanduser()
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        safe = re.sub(r"[^A-Za-z0-9_-]", "_", account_id) or "account"
-        self.path = directory / f"target-clevertap-{safe}.sqlite"
-        create_private_file(self.path)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self.dry_run = dry_run
-        if dry_run:
-            self._db.execute(_TRACKED_DRY)
-        self._db.commit()
+        super().__init__(
+            state_dir, account_id, dry_run=dry_run, url=url, namespace=namespace
+        )
         # memory is bounded: the caches by their size, the pending changes by
         # what was remembered since the last flush (one batch window)
         self._ident_cache: _LRU[tuple[str, str], list[str]] = _LRU(cache_size)
@@ -177,159 +122,15 @@ class StateStore:
         #: objects that have links at all (only converted Leads do): lookups of
         #: other objects skip the links table
         self._linked_objs = {
-            str(r[0]) for r in self._db.execute("SELECT DISTINCT obj FROM links")
+            str(r[0])
+            for r in self._sql.execute("SELECT DISTINCT obj FROM links").fetchall()
         }
 
-    @property
-    def db(self) -> sqlite3.Connection:
-        """The connection (for the caps table; use it under `lock`)."""
-        return self._db
-
-    @property
-    def lock(self) -> threading.RLock:
-        """The lock guarding the connection."""
-        return self._lock
-
-    def meta(self, name: str) -> str | None:
-        """A remembered flag or value.
-
-        Args:
-            name: its name.
-
-        Returns:
-            The value, or None.
-        """
-        with self._lock:
-            row = self._db.execute(
-                "SELECT value FROM meta WHERE name=?", (name,)
-            ).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, name: str, value: str) -> None:
-        """Remember a flag or value (not in a dry run).
-
-        Args:
-            name: its name.
-            value: the value.
-        """
-        if self.dry_run:
-            return
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value)
-            )
-
-    def sent_times(self, keys: Sequence[str]) -> dict[str, float]:
-        """When event keys last changed status (pending = when they were sent).
-
-        Args:
-            keys: event keys.
-
-        Returns:
-            key -> epoch seconds.
-        """
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT key, updated_at FROM events "
-                "WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(keys)),),
-            ).fetchall()
-        return {str(k): float(t) for k, t in rows}
-
     def close(self) -> None:
-        """Flush and close the database."""
+        """Flush the identity map and close the database."""
         with self._lock:
             self.flush_identities()
-            self._db.close()
-
-    # ------------------------------------------------------------------ ledger
-
-    def event_statuses(self, keys: Sequence[str]) -> dict[str, str]:
-        """Current ledger status of event keys (absent keys are not returned).
-
-        Args:
-            keys: event keys.
-
-        Returns:
-            key -> status.
-        """
-        if not keys:
-            return {}
-        with self._lock:
-            # all keys travel as one JSON array parameter (no SQL is built and
-            # no limit on the number of bound variables applies)
-            rows = self._db.execute(
-                "SELECT key, status FROM events "
-                "WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(keys)),),
-            ).fetchall()
-        return dict(rows)
-
-    def mark_pending(self, rows: Iterable[tuple[str, str, int, str]]) -> None:
-        """Record events as pending, durably, before they are sent.
-
-        Args:
-            rows: (key, event name, ts, stream).
-        """
-        now = time.time()
-        with self._lock, self._db:
-            self._db.executemany(
-                "INSERT INTO events(key, status, evt_name, ts, stream, updated_at) "
-                "VALUES (?, 'pending', ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-                "status='pending', updated_at=excluded.updated_at",
-                [(k, n, ts, s, now) for k, n, ts, s in rows],
-            )
-
-    def mark(self, keys: Iterable[str], status: str) -> None:
-        """Set the status of event keys.
-
-        Args:
-            keys: event keys.
-            status: the new status.
-        """
-        now = time.time()
-        with self._lock, self._db:
-            self._db.executemany(
-                "UPDATE events SET status=?, updated_at=? WHERE key=?",
-                [(status, now, k) for k in keys],
-            )
-
-    def forget(self, keys: Iterable[str]) -> None:
-        """Drop keys that were checked and did not land (they may be sent again).
-
-        Args:
-            keys: event keys.
-        """
-        with self._lock, self._db:
-            self._db.executemany("DELETE FROM events WHERE key=?", [(k,) for k in keys])
-
-    def unsettled(self) -> list[tuple[str, str, int, str]]:
-        """Events left pending or in doubt (by a crash or a lost reply).
-
-        Returns:
-            (key, event name, ts, status) rows.
-        """
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT key, evt_name, ts, status FROM events "
-                "WHERE status IN ('pending', 'in_doubt') ORDER BY evt_name, ts"
-            )
-            return [(r[0], r[1], int(r[2]), r[3]) for r in rows.fetchall()]
-
-    def count(self, status: str) -> int:
-        """How many ledger keys have a status.
-
-        Args:
-            status: the status.
-
-        Returns:
-            The count.
-        """
-        with self._lock:
-            row = self._db.execute(
-                "SELECT COUNT(*) FROM events WHERE status=?", (status,)
-            ).fetchone()
-        return int(row[0])
+            super().close()
 
     # ------------------------------------------------------------ identity map
 
@@ -399,20 +200,24 @@ class StateStore:
 
     def flush_identities(self) -> None:
         """Write the identity-map changes remembered since the last flush."""
-        with self._lock, self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO identities(obj, id, idents) VALUES (?,?,?)",
+        with self._lock, self._sql.transaction():
+            self._sql.executemany(
+                self._sql.upsert("identities", ("obj", "id", "idents"), ("obj", "id")),
                 [
                     (o, i, _ENCODER.encode(v).decode("utf-8"))
                     for (o, i), v in self._pending_idents.items()
                 ],
             )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO contact_account VALUES (?, ?)",
+            self._sql.executemany(
+                self._sql.upsert(
+                    "contact_account", ("contact_id", "account_id"), ("contact_id",)
+                ),
                 list(self._pending_accts.items()),
             )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?)",
+            self._sql.executemany(
+                self._sql.upsert(
+                    "links", ("obj", "id", "to_obj", "to_id"), ("obj", "id")
+                ),
                 [(o, i, *v) for (o, i), v in self._pending_links.items()],
             )
             self._pending_idents.clear()
@@ -429,7 +234,7 @@ class StateStore:
             return pending
         if self._absent.get((obj, record_id)):
             return None
-        row = self._db.execute(
+        row = self._sql.execute(
             "SELECT idents FROM identities WHERE obj=? AND id=?", (obj, record_id)
         ).fetchone()
         if row is None:
@@ -449,7 +254,7 @@ class StateStore:
             return hit
         if self._absent.get(("link", obj, record_id)):
             return None
-        row = self._db.execute(
+        row = self._sql.execute(
             "SELECT to_obj, to_id FROM links WHERE obj=? AND id=?", (obj, record_id)
         ).fetchone()
         if row is None:
@@ -464,7 +269,7 @@ class StateStore:
         contacts = set(self._pending_by_acct.get(account_id, ()))
         contacts |= {
             str(r[0])
-            for r in self._db.execute(
+            for r in self._sql.execute(
                 "SELECT contact_id FROM contact_account WHERE account_id=?",
                 (account_id,),
             ).fetchall()
@@ -538,12 +343,12 @@ class StateStore:
         with self._lock:
             row = None
             if self.dry_run:
-                row = self._db.execute(
+                row = self._sql.execute(
                     "SELECT version, vals FROM tracked_dry WHERE stream=? AND key=?",
                     (stream, key),
                 ).fetchone()
             if row is None:
-                row = self._db.execute(
+                row = self._sql.execute(
                     "SELECT version, vals FROM tracked WHERE stream=? AND key=?",
                     (stream, key),
                 ).fetchone()
@@ -564,9 +369,10 @@ class StateStore:
             rows: (stream, record key, version, field -> value).
         """
         table = "tracked_dry" if self.dry_run else "tracked"
-        with self._lock, self._db:
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO {table}(stream, key, version, vals) "  # noqa: S608 - one of two fixed table names
-                "VALUES (?, ?, ?, ?)",
+        with self._lock, self._sql.transaction():
+            self._sql.executemany(
+                self._sql.upsert(
+                    table, ("stream", "key", "version", "vals"), ("stream", "key")
+                ),
                 [(s, k, v, json.dumps(dict(vals))) for s, k, v, vals in rows],
             )

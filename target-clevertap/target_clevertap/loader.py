@@ -25,7 +25,11 @@ from target_clevertap.client import (
 )
 from target_clevertap.conditions import tracked_value
 from target_clevertap.event_uploads import EventUploads
-from target_clevertap.ledger import StateStore, create_private_file
+from target_clevertap.ledger import (
+    StateStore,
+    create_private_file,
+    new_store_warning,
+)
 from target_clevertap.payloads import (
     PayloadOptions,
     RecordReject,
@@ -49,6 +53,7 @@ if TYPE_CHECKING:
 
     from target_clevertap.mapping import StreamMapping
     from target_clevertap.payloads import SchemaInfo
+    from target_clevertap.refs import ComputedReferences
 
 PROGRESS_EVERY_S = 30.0
 PROGRESS_CHECK_EVERY = 256  # records between clock reads
@@ -186,6 +191,10 @@ class Loader:
         self.events = EventUploads(self)
         self._backfill_checked = False  # the once-only old-events warning
         self._reconciler: Reconciler | None = None
+        #: identities computed from an Id (refs.py), for references the map has
+        #: never seen, in the end-of-input pass only; set by the target
+        self.computed_refs: ComputedReferences | None = None
+        self._final_pass = False
 
     # ------------------------------------------------------------ resources
 
@@ -195,11 +204,16 @@ class Loader:
         if self._store is None:
             with self._lock:  # upload threads may be the first users
                 if self._store is None:
-                    self._store = StateStore(
+                    store = StateStore(
                         self.config.get("state_dir") or ".target-clevertap",
                         str(self.config.get("account_id") or "account"),
                         dry_run=self.dry_run or self.dry_run_remote,
+                        url=self.config.get("state_url") or None,
+                        namespace=self.config.get("state_namespace") or None,
                     )
+                    if store.created:
+                        self.logger.warning("%s", new_store_warning(store))
+                    self._store = store
         return self._store
 
     @property
@@ -210,7 +224,7 @@ class Loader:
             with self._lock:
                 if self._caps is None:
                     self._caps = caps.AccountCaps(
-                        store.db,
+                        store.backend,
                         store.lock,
                         self.logger,
                         others={
@@ -603,6 +617,8 @@ class Loader:
 
     def _resolver(self, obj: str, record_id: str) -> list[str]:
         found = self.store.lookup(obj, record_id)
+        if found is None and self._final_pass and self.computed_refs is not None:
+            found = self.computed_refs.identities(obj, record_id)
         if not found:
             raise UnresolvedReference(obj, obj, record_id, seen=found is not None)
         return found
@@ -614,6 +630,7 @@ class Loader:
         deletes: list[tuple[int, str]] = []
         deferred: list[Entry] = []
         now = int(time.time())
+        self._final_pass = final
         for idx, entry in enumerate(entries):
             refs: dict[int, list[str]] = {}  # the identity map is fixed till registered
             try:
@@ -1019,3 +1036,25 @@ class Loader:
                 json.dumps(stats.as_dict(), sort_keys=True),
             )
         self.log_progress()
+        if self._store is not None and self._store.created:
+            self.logger.warning("Summary: %s", new_store_warning(self._store))
+        self.write_summary_file(items)
+
+    def write_summary_file(self, items: Sequence[tuple[str, StreamStats]]) -> None:
+        """Write the run summary to `summary_path` (mode 0600), if set."""
+        path = self.config.get("summary_path")
+        if not path:
+            return
+        store = self._store
+        data = {
+            "dry_run": self.dry_run,
+            "rejects_path": str(self.config.get("rejects_path") or ""),
+            "state_store": None if store is None else store.name,
+            "state_store_new": store is not None and store.created,
+            "streams": {stream: stats.as_dict() for stream, stats in items},
+            "totals": self.totals(),
+        }
+        target = Path(str(path)).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(target)
+        target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -30,6 +30,7 @@ from target_clevertap.mapping import (
     referenced_objects,
 )
 from target_clevertap.payloads import account_zone
+from target_clevertap.refs import ComputedReferences
 from target_clevertap.sinks import CleverTapSink
 
 if TYPE_CHECKING:
@@ -271,8 +272,31 @@ class TargetCleverTap(Target):
             "state_dir",
             th.StringType,
             default=".target-clevertap",
-            description="Directory of the identity map and event ledger (SQLite, "
-            "0600); keep it across runs.",
+            description="Directory of the state store (event ledger, identity map, "
+            "change tracking, caps; one SQLite file per namespace, 0600) when "
+            "state_url is not set; keep it across runs.",
+        ),
+        th.Property(
+            "state_url",
+            th.StringType,
+            secret=True,
+            description="postgresql://user:password@host:port/database: keep the "
+            "state store in PostgreSQL instead of state_dir (for workers whose "
+            "disk does not survive the run). Unset: SQLite in state_dir.",
+        ),
+        th.Property(
+            "state_namespace",
+            th.StringType(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$"),
+            description="Name of this job's store: the PostgreSQL schema, or the "
+            "SQLite file target-clevertap-<namespace>.sqlite. Default: the account "
+            "id. Jobs with different namespaces never share state; runs of one "
+            "namespace must not overlap.",
+        ),
+        th.Property(
+            "summary_path",
+            th.StringType,
+            description="Also write the run summary (per stream, totals, the state "
+            "store and whether it was new) to this JSON file (mode 0600).",
         ),
         th.Property(
             "event_key_property",
@@ -302,9 +326,15 @@ class TargetCleverTap(Target):
             account_zone(self.config.get("timezone"))
         except ValueError as exc:
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
+        url = self.config.get("state_url")
+        if url and not str(url).startswith(("postgresql://", "postgres://")):
+            # the value is a secret: the message never shows it
+            msg = "state_url must be a postgresql:// URL"
+            raise ConfigValidationError(msg, errors=[msg])
         self.loader: LoaderType = Loader(
             self.config, self.logger, referenced_objects(self.mappings.values())
         )
+        self.loader.computed_refs = ComputedReferences.from_mappings(self.mappings)
 
     def _check_reject_ratio(self) -> None:
         ratio = self.config.get("max_reject_ratio")

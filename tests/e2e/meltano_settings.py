@@ -135,11 +135,23 @@ SETTINGS_GROUPS = {
 # `--config ENV` the Singer SDK reads the settings from the <PLUGIN>_<SETTING>
 # environment variables Meltano sets for the plugin. meltano.yml carries the same
 # `commands:` block (regenerate() keeps it: it only rewrites `settings:`).
-COMMANDS = {
+COMMANDS: dict[str, dict[str, str]] = {
     "preflight": {
         "args": "--config ENV --preflight",
         "description": "Check the configuration against the live API (writes "
         "nothing); one PASS/FAIL line per check, exit 1 on a failure.",
+    }
+}
+# Commands only one plugin has, added to the common ones.
+PLUGIN_COMMANDS: dict[str, dict[str, dict[str, str]]] = {
+    "target-clevertap": {
+        "rebuild-ledger": {
+            "executable": "target-clevertap-rebuild-ledger",
+            "args": "--config ENV",
+            "description": "Rebuild the event ledger (duplicate protection) from "
+            "CleverTap's export after the state store was lost; add --from "
+            "YYYY-MM-DD --to YYYY-MM-DD [--event NAME].",
+        }
     }
 }
 # Namespaces match meltano.yml; target-salesforce's differs from the Hub's variants.
@@ -248,7 +260,7 @@ def plugin_definition(plugin: str) -> dict[str, Any]:
         "capabilities": [
             _CAPABILITIES[c] for c in info["capabilities"] if _CAPABILITIES[c] in known
         ],
-        "commands": COMMANDS,
+        "commands": {**COMMANDS, **PLUGIN_COMMANDS.get(plugin, {})},
         "settings": [
             _setting(name, spec) for name, spec in settings["properties"].items()
         ],

@@ -16,7 +16,7 @@ LOGGER = logging.getLogger("test")
 
 def _caps(tmp_path: Any, **others: int) -> caps.AccountCaps:
     store = StateStore(tmp_path, "acct")
-    return caps.AccountCaps(store.db, store.lock, LOGGER, others=others)
+    return caps.AccountCaps(store.backend, store.lock, LOGGER, others=others)
 
 
 def test_caps_admit_all_or_nothing_and_remember_across_runs(tmp_path) -> None:
@@ -52,7 +52,7 @@ def test_caps_warn_once_at_80_percent(tmp_path, caplog) -> None:
 
 def test_dry_run_caps_remember_nothing(tmp_path) -> None:
     store = StateStore(tmp_path, "acct")
-    dry = caps.AccountCaps(store.db, store.lock, LOGGER, persist=False)
+    dry = caps.AccountCaps(store.backend, store.lock, LOGGER, persist=False)
     assert dry.admit(caps.EVENT_NAMES, ["E"]) is None
     assert _caps(tmp_path).used(caps.EVENT_NAMES) == 0
 
