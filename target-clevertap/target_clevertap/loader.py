@@ -25,6 +25,7 @@ from target_clevertap.client import (
 )
 from target_clevertap.conditions import tracked_value
 from target_clevertap.event_uploads import EventUploads
+from target_clevertap.identity_join import IdentityJoiner
 from target_clevertap.ledger import StateStore, create_private_file
 from target_clevertap.payloads import (
     PayloadOptions,
@@ -100,6 +101,8 @@ class StreamStats:
     profiles_deleted: int = 0
     events_by_age: Counter[str] = field(default_factory=Counter)
     old_events_skipped: int = 0
+    identity_lookups: int = 0
+    joined_existing_profiles: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON view.
@@ -119,6 +122,8 @@ class StreamStats:
             "profiles_deleted": self.profiles_deleted,
             "events_by_age": dict(self.events_by_age),
             "old_events_skipped": self.old_events_skipped,
+            "identity_lookups": self.identity_lookups,
+            "joined_existing_profiles": self.joined_existing_profiles,
         }
 
 
@@ -186,6 +191,7 @@ class Loader:
         self.events = EventUploads(self)
         self._backfill_checked = False  # the once-only old-events warning
         self._reconciler: Reconciler | None = None
+        self.joins = IdentityJoiner(self, str(config.get("identity_lookup") or "none"))
 
     # ------------------------------------------------------------ resources
 
@@ -257,6 +263,7 @@ class Loader:
             timeout=float(self.config.get("request_timeout") or 60),
             max_concurrency=self.max_concurrency,
             max_tries=int(self.config.get("max_retries") or 8),
+            read_rate=float(self.config.get("identity_lookup_rate") or 10),
         )
 
     @property
@@ -460,6 +467,7 @@ class Loader:
             except RecordReject:
                 idents = []
             if idents:
+                self.joins.note(entry, rec_id)  # before the map has seen it
                 self.store.remember(entry.stream, rec_id, idents)
         if entry.stream == "Contact" and record.get("AccountId"):
             self.store.remember_account(rec_id, str(record["AccountId"]))
@@ -772,8 +780,9 @@ class Loader:
         """
         if not self._reconciled and not (self.dry_run or self.dry_run_remote):
             self.reconcile_previous_run()
+        self.joins.prepare(entries)
         items, deletes, deferred = self._build(entries, final=final)
-        items = self._screen(entries, items)
+        items = self._screen(entries, self.joins.apply(entries, items))
         profiles = [(i, it) for i, it in items if it.kind == "profile"]
         events = sorted(
             ((i, it) for i, it in items if it.kind == "event"),
