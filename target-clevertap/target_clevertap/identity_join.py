@@ -162,7 +162,9 @@ class IdentityJoiner:
         with ThreadPoolExecutor(
             max_workers=READ_CONCURRENCY, thread_name_prefix="clevertap-lookup"
         ) as pool:
-            found = dict(zip(emails, pool.map(client.profiles_by_email, emails)))
+            found = dict(
+                zip(emails, pool.map(client.profiles_by_email, emails), strict=True)
+            )
         for ident, (email, stream) in wanted.items():
             self._decide(ident, stream, found[email])
 

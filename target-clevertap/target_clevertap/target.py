@@ -152,7 +152,7 @@ class TargetCleverTap(Target):
         ),
         th.Property(
             "identity_lookup_rate",
-            th.NumberType(minimum=0.1),
+            th.NumberType(minimum=1),
             default=10,
             description="Profile lookups per second at most (never more than 3 at "
             "once, CleverTap's limit for its read APIs).",

@@ -28,7 +28,7 @@ APP_FOUR_OBJECT_ID = "__a1b2c3d4e5f60718293a4b5c6d7e8f90"
 LOOKUP_PATH = "/1/profile.json"
 
 
-def _app_profiles(ct: Any) -> None:  # noqa: ANN401 - the emulator handle
+def _app_profiles(ct: Any) -> None:
     """The app's own profiles, made through the Upload API as an SDK app would."""
     records = [
         {
@@ -56,7 +56,7 @@ def _app_profiles(ct: Any) -> None:  # noqa: ANN401 - the emulator handle
     assert reply["status"] == "success", reply
 
 
-def _lookups(ct: Any) -> list[dict[str, Any]]:  # noqa: ANN401 - the emulator handle
+def _lookups(ct: Any) -> list[dict[str, Any]]:
     return [r for r in ct.requests_log() if r["path"] == LOOKUP_PATH]
 
 
@@ -234,7 +234,7 @@ def test_join_target_prefers_identity_then_object_id() -> None:
     ("status", "body", "count"),
     [
         (200, {"status": "success", "record": {"identity": "u1"}}, 1),
-        (200, {"status": "success", "record": [{"identity": "a"}, {"identity": "b"}]}, 2),
+        (200, {"status": "success", "record": [{"identity": "a"}, {}, "x"]}, 2),
         (200, {"status": "success", "record": None}, 0),
         (200, {"status": "success"}, 0),
         (200, {"status": "fail", "error": "Profile not found"}, 0),
@@ -244,9 +244,7 @@ def test_join_target_prefers_identity_then_object_id() -> None:
 def test_profile_lookup_answers(
     monkeypatch: pytest.MonkeyPatch, status: int, body: dict[str, Any], count: int
 ) -> None:
-    client = CleverTapClient(
-        account_id="A", passcode="P", api_url="http://127.0.0.1:9"
-    )
+    client = CleverTapClient(account_id="A", passcode="P", api_url="http://127.0.0.1:9")
 
     class Reply:
         status_code = status

@@ -614,7 +614,9 @@ async def profile_by_id(request: Request) -> Response:
         # `record`, so a client can see the ambiguity (sandbox/README.md).
         records = [profile_record(profiles, row) for row in rows]
         return json_response({"status": "success", "record": records})
-    return json_response({"status": "success", "record": profile_record(profiles, rows[0])})
+    return json_response(
+        {"status": "success", "record": profile_record(profiles, rows[0])}
+    )
 
 
 # -- counts ----------------------------------------------------------------------
