@@ -214,7 +214,9 @@ def _app_users(conn: sqlite3.Connection, size: str, start_ts: int) -> dict[str, 
 
 def _crm_size(params: dict[str, Any]) -> str | None:
     size = params.pop("crm_people", None)
-    if size is not None and size not in SALESFORCE_SIZES:
+    if size is None:
+        return None
+    if not isinstance(size, str) or size not in SALESFORCE_SIZES:
         msg = f"crm_people must be one of {sorted(SALESFORCE_SIZES)} (or null)"
         raise SeedError(msg)
     return size
