@@ -95,6 +95,25 @@ def in_progress(body: object) -> bool:
     )
 
 
+def profile_records(body: object) -> list[dict[str, Any]]:
+    """The profiles in a Get User Profile answer (none unless `"status":"success"`).
+
+    Args:
+        body: the parsed reply.
+
+    Returns:
+        The `record` object, or each object of a `record` list.
+    """
+    if not isinstance(body, dict) or body.get("status") != "success":
+        return []
+    record = body.get("record")
+    if isinstance(record, dict):
+        return [record] if record else []
+    if isinstance(record, list):
+        return [r for r in record if isinstance(r, dict)]
+    return []
+
+
 def base_url_for(region: str, api_url: str | None) -> str:
     """The API base URL.
 
@@ -262,6 +281,7 @@ class CleverTapClient:
         """
         headers = self._headers
         if method == "GET":  # "Do not include Content-Type on GET requests"
+            # (developer.clevertap.com/docs/get-user-profiles-api, 2026-07)
             headers = {k: v for k, v in headers.items() if k != "Content-Type"}
         try:
             # session.request (not send) so REQUESTS_CA_BUNDLE and proxies apply
@@ -443,15 +463,11 @@ class CleverTapClient:
         return self._with_retries(attempt)
 
     def profiles_by_email(self, email: str) -> list[dict[str, Any]]:
-        """Every profile CleverTap's Get User Profile API returns for an email.
+        """The profiles `GET /1/profile.json?email=` names (clevertap-api.md 3.2).
 
-        `GET /1/profile.json?email=` answers `{"status":"success","record":{...}}`
-        (clevertap-api.md 3.2). No "not found" answer is documented: a 404, a
-        `record` that is null or absent and a `"status":"fail"` body all mean
-        none. Several profiles with one email are not documented either: a
-        `record` that is a list counts each entry (the sandbox answers so).
-        At most 3 lookups run at once (CleverTap's read limit) and at most
-        `read_rate` a second; 429 and 5xx are retried like every call.
+        Undocumented answers: a 404, a null or absent `record` and a `fail` body
+        mean none; a `record` list (the sandbox's "several") counts each entry.
+        At most 3 at once (CleverTap's read limit), `read_rate` a second.
 
         Args:
             email: the normalised email.
@@ -476,14 +492,7 @@ class CleverTapClient:
             except ValueError as exc:
                 msg = f"reply from {PROFILE_PATH} is not JSON"
                 raise RetryableError(msg) from exc
-            if not isinstance(body, dict) or body.get("status") != "success":
-                return []
-            record = body.get("record")
-            if isinstance(record, dict):
-                return [record] if record else []
-            if isinstance(record, list):
-                return [r for r in record if isinstance(r, dict)]
-            return []
+            return profile_records(body)
 
         return self._with_retries(attempt)
 
