@@ -67,6 +67,8 @@ _PROXY_ENV = (
     "CURL_CA_BUNDLE",
 )
 _TIMEOUT = 30
+#: target-clevertap's per-stream summary line (JSON after it)
+_SUMMARY = re.compile(r"Summary for stream (\S+): ")
 
 
 class DemoError(Exception):
@@ -218,6 +220,43 @@ def _profile_key(profile: Mapping[str, Any]) -> str:
         if profile.get(key):
             return str(profile[key])
     return json.dumps(profile, sort_keys=True, default=str)
+
+
+def target_summaries(log: Path, offset: int = 0) -> dict[str, dict[str, Any]]:
+    """target-clevertap's last `Summary for stream` line per stream, after `offset`.
+
+    Args:
+        log: the job's log file.
+        offset: where this run's output starts in it.
+
+    Returns:
+        Stream -> the summary counters.
+    """
+    try:
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return {}
+    decoder = json.JSONDecoder()
+    found: dict[str, dict[str, Any]] = {}
+    for match in _SUMMARY.finditer(text):
+        try:
+            value = decoder.raw_decode(text, match.end())[0]
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            found[match.group(1)] = value
+    return found
+
+
+def joined_profiles(summaries: Mapping[str, Mapping[str, Any]]) -> tuple[int, int]:
+    """CRM people who joined an existing app profile, and lookups made, in total."""
+    joined = sum(
+        int(s.get("joined_existing_profiles") or 0) for s in summaries.values()
+    )
+    asked = sum(int(s.get("identity_lookups") or 0) for s in summaries.values())
+    return joined, asked
 
 
 # -- what was written to Salesforce ------------------------------------------
@@ -412,6 +451,7 @@ class Demo:
         self.out = out
         self.sandbox = Sandbox(self.root, ports_from_env(), out=out)
         self.log_dir = self.sandbox.state_dir / "demo"
+        self._log_offsets: dict[str, int] = {}
 
     def say(self, line: str = "") -> None:
         """Write one line of progress."""
@@ -484,6 +524,7 @@ class Demo:
         since = dt.datetime.now(dt.UTC)
         for job in JOBS:
             log = self.log_dir / f"{job}.log"
+            self._log_offsets[job] = log.stat().st_size if log.exists() else 0
             self.say(
                 f"== meltano --environment=sandbox run {job} (log {self._show(log)})"
             )
@@ -561,6 +602,14 @@ class Demo:
             self.say(f"CleverTap events landed: {total}")
             for name, count in sorted(added.items()):
                 self.say(f"  {name:<32} {count:>7}")
+        job = JOBS[0]
+        joined, asked = joined_profiles(
+            target_summaries(self.log_dir / f"{job}.log", self._log_offsets.get(job, 0))
+        )
+        self.say(
+            f"CRM people who joined an existing app profile (identity_lookup: "
+            f"email): {joined} ({asked} looked up by email)"
+        )
         try:
             writes = salesforce_writes(self.sandbox.client_env(), since)
         except (requests.RequestException, KeyError, ValueError) as exc:

@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError, ProxyError
 
 from target_clevertap.replies import Rejection, Unmatched, match_unprocessed
+from target_clevertap.throttle import TokenBucket
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -36,6 +37,10 @@ REGION_HOSTS = {
 UPLOAD_PATH = "/1/upload"
 DELETE_PATH = "/1/delete/profiles.json"
 EVENTS_PATH = "/1/events.json"
+PROFILE_PATH = "/1/profile.json"
+#: Get User Profiles counts among CleverTap's "other" APIs: 3 concurrent requests
+#: per account (docs/api-request-limit; ../shared/docs/clevertap-api.md 2.11)
+READ_CONCURRENCY = 3
 _MAX_CURSOR_PAGES = 10_000
 #: statuses that may come after CleverTap stored the batch (an internal error, or
 #: a gateway giving up on a backend that went on): a lost reply for events.
@@ -88,6 +93,25 @@ def in_progress(body: object) -> bool:
     return body.get("code") == IN_PROGRESS_CODE or (
         "in progress" in str(body.get("error", "")).lower()
     )
+
+
+def profile_records(body: object) -> list[dict[str, Any]]:
+    """The profiles in a Get User Profile answer (none unless `"status":"success"`).
+
+    Args:
+        body: the parsed reply.
+
+    Returns:
+        The `record` object, or each object of a `record` list.
+    """
+    if not isinstance(body, dict) or body.get("status") != "success":
+        return []
+    record = body.get("record")
+    if isinstance(record, dict):
+        return [record] if record else []
+    if isinstance(record, list):
+        return [r for r in record if isinstance(r, dict)]
+    return []
 
 
 def base_url_for(region: str, api_url: str | None) -> str:
@@ -153,6 +177,7 @@ class CleverTapClient:
         timeout: float = 60.0,
         max_concurrency: int = 8,
         max_tries: int = 8,
+        read_rate: float = 10.0,
     ) -> None:
         """Create the client.
 
@@ -164,6 +189,8 @@ class CleverTapClient:
             timeout: seconds for every call (connect and read).
             max_concurrency: connections kept alive.
             max_tries: attempts per request for retryable failures.
+            read_rate: profile lookups per second at most (a token bucket; they
+                are also never more than 3 at once, CleverTap's read limit).
         """
         self.account_id = account_id
         self.region = region
@@ -183,6 +210,8 @@ class CleverTapClient:
         self.session.mount("http://", adapter)
         self.retries = 0
         self._lock = threading.Lock()
+        self._read_slots = threading.BoundedSemaphore(READ_CONCURRENCY)
+        self._read_bucket = TokenBucket(read_rate, burst=READ_CONCURRENCY)
 
     def close(self) -> None:
         """Close the session."""
@@ -250,6 +279,10 @@ class CleverTapClient:
         Raises:
             CleverTapError: on a TLS error.
         """
+        headers = self._headers
+        if method == "GET":  # "Do not include Content-Type on GET requests"
+            # (developer.clevertap.com/docs/get-user-profiles-api, 2026-07)
+            headers = {k: v for k, v in headers.items() if k != "Content-Type"}
         try:
             # session.request (not send) so REQUESTS_CA_BUNDLE and proxies apply
             return self.session.request(
@@ -257,7 +290,7 @@ class CleverTapClient:
                 f"{self.base_url}{path}",
                 data=body,
                 params=params,
-                headers=self._headers,
+                headers=headers,
                 timeout=self.timeout,
             )
         except requests.exceptions.SSLError as exc:
@@ -433,6 +466,40 @@ class CleverTapClient:
         """`GET /getSchema?type=events|userProperties`: a read (the preflight's)."""
         reply = self._get("/getSchema", {"type": kind})
         return reply if isinstance(reply, dict) else {}
+
+    def profiles_by_email(self, email: str) -> list[dict[str, Any]]:
+        """The profiles `GET /1/profile.json?email=` names (clevertap-api.md 3.2).
+
+        Undocumented answers: a 404, a null or absent `record` and a `fail` body
+        mean none; a `record` list (the sandbox's "several") counts each entry.
+        At most 3 at once (CleverTap's read limit), `read_rate` a second.
+
+        Args:
+            email: the normalised email.
+
+        Returns:
+            The profile records (empty when none).
+        """
+
+        def attempt() -> list[dict[str, Any]]:
+            self._read_bucket.acquire()
+            with self._read_slots:
+                try:
+                    response = self._request("GET", PROFILE_PATH, {"email": email})
+                except requests.exceptions.RequestException as exc:
+                    msg = f"reading {PROFILE_PATH} failed: {type(exc).__name__}"
+                    raise RetryableError(msg) from exc
+            if response.status_code == HTTPStatus.NOT_FOUND:
+                return []
+            self._check_status(response, PROFILE_PATH)
+            try:
+                body = response.json()
+            except ValueError as exc:
+                msg = f"reply from {PROFILE_PATH} is not JSON"
+                raise RetryableError(msg) from exc
+            return profile_records(body)
+
+        return self._with_retries(attempt)
 
     def iter_events(
         self, event_name: str, day_from: int, day_to: int, batch_size: int = 5000

@@ -25,6 +25,7 @@ from target_clevertap.client import (
 )
 from target_clevertap.conditions import tracked_value
 from target_clevertap.event_uploads import EventUploads
+from target_clevertap.identity_join import IdentityJoiner
 from target_clevertap.ledger import (
     StateStore,
     create_private_file,
@@ -105,6 +106,8 @@ class StreamStats:
     profiles_deleted: int = 0
     events_by_age: Counter[str] = field(default_factory=Counter)
     old_events_skipped: int = 0
+    identity_lookups: int = 0
+    joined_existing_profiles: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON view.
@@ -124,6 +127,8 @@ class StreamStats:
             "profiles_deleted": self.profiles_deleted,
             "events_by_age": dict(self.events_by_age),
             "old_events_skipped": self.old_events_skipped,
+            "identity_lookups": self.identity_lookups,
+            "joined_existing_profiles": self.joined_existing_profiles,
         }
 
 
@@ -195,6 +200,7 @@ class Loader:
         #: never seen, in the end-of-input pass only; set by the target
         self.computed_refs: ComputedReferences | None = None
         self._final_pass = False
+        self.joins = IdentityJoiner(self, str(config.get("identity_lookup") or "none"))
 
     # ------------------------------------------------------------ resources
 
@@ -271,6 +277,7 @@ class Loader:
             timeout=float(self.config.get("request_timeout") or 60),
             max_concurrency=self.max_concurrency,
             max_tries=int(self.config.get("max_retries") or 8),
+            read_rate=float(self.config.get("identity_lookup_rate") or 10),
         )
 
     @property
@@ -474,6 +481,7 @@ class Loader:
             except RecordReject:
                 idents = []
             if idents:
+                self.joins.note(entry, rec_id)  # before the map has seen it
                 self.store.remember(entry.stream, rec_id, idents)
         if entry.stream == "Contact" and record.get("AccountId"):
             self.store.remember_account(rec_id, str(record["AccountId"]))
@@ -789,8 +797,9 @@ class Loader:
         """
         if not self._reconciled and not (self.dry_run or self.dry_run_remote):
             self.reconcile_previous_run()
+        self.joins.prepare(entries)
         items, deletes, deferred = self._build(entries, final=final)
-        items = self._screen(entries, items)
+        items = self._screen(entries, self.joins.apply(entries, items))
         profiles = [(i, it) for i, it in items if it.kind == "profile"]
         events = sorted(
             ((i, it) for i, it in items if it.kind == "event"),

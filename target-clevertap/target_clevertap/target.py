@@ -144,6 +144,24 @@ class TargetCleverTap(Target):
             "errors (exponential backoff with jitter).",
         ),
         th.Property(
+            "identity_lookup",
+            th.StringType,
+            default="none",
+            allowed_values=["none", "email"],
+            description="`email`: before the first profile of a person the identity "
+            "map has never seen, look the record's Email up in CleverTap (Get User "
+            "Profile API); one match: write to that profile from then on; several: "
+            "reject (identity_ambiguous); none: create the profile as usual. "
+            "`none`: no lookups.",
+        ),
+        th.Property(
+            "identity_lookup_rate",
+            th.NumberType(minimum=1),
+            default=10,
+            description="Profile lookups per second at most (never more than 3 at "
+            "once, CleverTap's limit for its read APIs).",
+        ),
+        th.Property(
             "dry_run",
             th.BooleanType,
             default=False,

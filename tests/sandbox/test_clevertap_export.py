@@ -265,6 +265,25 @@ def test_profile_by_identity_email_and_object_id(seeded) -> None:
     assert missing.json()["status"] == "fail"
 
 
+def test_profile_by_email_lists_every_profile_with_that_email(tmp_path: Path) -> None:
+    # Several profiles, one email: not documented (an identity or objectId names
+    # one profile); the sandbox lists them all in `record` (sandbox/README.md).
+    with running_emulator(db_path=tmp_path / "lookup.db") as ct:
+        records = [
+            {"identity": f"twin-{n}", "type": "profile", "profileData": {"Email": e}}
+            for n, e in enumerate(("twin@example.com", "twin@example.com", "solo@x.io"))
+        ]
+        assert ct.api_post("/1/upload", {"d": records}).json()["status"] == "success"
+        twins = ct.api_get("/1/profile.json", params={"email": "twin@example.com"})
+        assert twins.status_code == 200
+        assert [r["identity"] for r in twins.json()["record"]] == ["twin-0", "twin-1"]
+        solo = ct.api_get("/1/profile.json", params={"email": "solo@x.io"}).json()
+        assert solo["record"]["identity"] == "twin-2"
+        none = ct.api_get("/1/profile.json", params={"email": "no@x.io"})
+        assert none.status_code == 404
+        assert ct.api_get("/1/profile.json").status_code == 400
+
+
 def test_counts_events_and_profiles(seeded) -> None:
     events = seeded.events(evtName="Charged")
     body = {"event_name": "Charged", **RANGE}

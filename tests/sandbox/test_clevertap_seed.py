@@ -104,3 +104,31 @@ def test_same_seed_gives_the_same_past_days_whenever_it_is_seeded(
     emulator.seed(**SEED, days=4)
     assert first
     assert past() == first
+
+
+def test_app_users_share_emails_with_the_salesforce_org(
+    emulator: CleverTapHandle,
+) -> None:
+    from sandbox.salesforce.seed import people_emails  # noqa: PLC0415 - this test only
+
+    plain = emulator.seed(**SEED, days=2)
+    before = sorted((e["ts"], e["evtName"], e["identity"]) for e in emulator.events())
+    summary = emulator.seed(**SEED, days=2, crm_people="small")
+    assert plain["crm_app_users"] == {}
+    assert sum(summary["crm_app_users"].values()) >= 2
+    # the rest of the seed is the same: app users raise no events
+    after = sorted((e["ts"], e["evtName"], e["identity"]) for e in emulator.events())
+    assert after == before
+    crm = {email for _, email in people_emails("small")}
+    app = [p for p in emulator.profiles() if p["profileData"].get("Email") in crm]
+    assert len(app) == sum(summary["crm_app_users"].values())
+    emails = [p["profileData"]["Email"] for p in app]
+    assert len(set(emails)) == len(emails) - 1  # one person has two app profiles
+    assert all(p["objectId"] for p in app)
+    assert any(p["identity"] is None for p in app)  # known by device only
+    assert all(not str(p["identity"] or "").startswith("SF_") for p in app)
+    again = emulator.seed(**SEED, days=2, crm_people="small")
+    assert again["crm_app_users"] == summary["crm_app_users"]
+    assert [p["objectId"] for p in emulator.profiles() if p in app] == [
+        p["objectId"] for p in app
+    ]

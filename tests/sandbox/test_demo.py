@@ -13,12 +13,14 @@ from sandbox.demo import (
     CleverTapSnapshot,
     DemoError,
     find_meltano,
+    joined_profiles,
     meltano_env,
     meltano_proxy_port,
     new_not_linked,
     new_rejects,
     rejects_sizes,
     run_demo,
+    target_summaries,
 )
 
 if TYPE_CHECKING:
@@ -135,3 +137,25 @@ def test_not_linked_records_are_counted_apart_from_rejects(tmp_path: Path) -> No
     assert new_not_linked(tmp_path, before) == {
         not_linked: collections.Counter({"profiles": 2, "events_nps_submitted": 1})
     }
+
+
+def test_joined_profiles_are_read_from_this_runs_target_summaries(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "salesforce-to-clevertap.log"
+    old = {"received": 3, "joined_existing_profiles": 9, "identity_lookups": 9}
+    log.write_text(f"2026-01-01 [info] Summary for stream Contact: {json.dumps(old)}\n")
+    offset = log.stat().st_size
+    contact = {"received": 5, "joined_existing_profiles": 2, "identity_lookups": 4}
+    lead = {"received": 2, "joined_existing_profiles": 1, "identity_lookups": 2}
+    task = {"received": 7}
+    with log.open("a") as handle:
+        for stream, summary in (("Contact", contact), ("Lead", lead), ("Task", task)):
+            handle.write(
+                f"2026-01-02 [info] Summary for stream {stream}: "
+                f"{json.dumps(summary)} cmd_type=elb consumer=True\n"
+            )
+    summaries = target_summaries(log, offset)
+    assert summaries == {"Contact": contact, "Lead": lead, "Task": task}
+    assert joined_profiles(summaries) == (3, 6)
+    assert target_summaries(tmp_path / "missing.log") == {}

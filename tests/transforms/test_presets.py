@@ -10,6 +10,7 @@ the diff).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import re
@@ -1192,3 +1193,77 @@ def test_export_lead_entry_skips_converted_leads(
             "HasOptedOutOfEmail": True,
         }
     ]
+
+
+def test_identity_lookup_joins_the_seeded_app_users_of_the_sample_org(
+    salesforce_emulator: Any,
+    clevertap_emulator: Any,
+    tmp_path: Path,
+    kit: Any,
+    fast_retries: None,  # noqa: ARG001 - a fixture with an effect
+) -> None:
+    ct = clevertap_emulator
+    ct.seed(
+        seed=1,
+        profiles=3,
+        events_per_day=1,
+        days=1,
+        campaigns=0,
+        messages=0,
+        notifications=False,
+        crm_people="small",
+    )
+    app = [
+        p
+        for p in ct.profiles()
+        if p["identity"] is None or str(p["identity"]).startswith("app-user-")
+    ]
+    on_app = collections.Counter(p["profileData"]["Email"] for p in app)
+    people = [(name, salesforce_emulator.records(name)) for name in ("Contact", "Lead")]
+    rows = [(name, row) for name, records in people for row in records]
+    # What each CRM person meets: one profile, two, or none. Contacts go first; a
+    # Lead whose email is on a Contact's new CRM profile (the sample org has such
+    # pairs) meets that one.
+    contact_emails = {row["Email"] for name, row in rows if name == "Contact"}
+
+    def meets(name: str, email: str) -> int:
+        if on_app[email] or name == "Contact":
+            return min(on_app[email], 2)
+        return int(email in contact_emails)
+
+    expected = collections.Counter(meets(name, row["Email"]) for name, row in rows)
+    assert expected[1] >= on_app.total() - 2
+    assert expected[2] == 1
+    assert expected[0]
+    config = {
+        **ct.plugin_config(),
+        "mappings_file": str(TRANSFORMS / "salesforce_to_clevertap.yml"),
+        "state_dir": str(tmp_path / "state"),
+        "rejects_path": str(tmp_path / "rejects.jsonl"),
+        "default_phone_country": "US",
+        "identity_lookup": "email",
+        "identity_lookup_rate": 1000,
+    }
+    kit.run_target_clevertap(config, kit.singer_lines(people))
+
+    def lookups() -> int:
+        return sum(r["path"] == "/1/profile.json" for r in ct.requests_log())
+
+    assert lookups() == len(rows)
+    by_object = {p["objectId"]: p for p in ct.profiles()}
+    joined = [
+        by_object[p["objectId"]] for p in app if on_app[p["profileData"]["Email"]] == 1
+    ]
+    assert all({"SF Contact Id", "SF Lead Id"} & set(p["profileData"]) for p in joined)
+    assert any(p["identity"] is None for p in joined)  # written by objectId
+    crm = [p for p in ct.profiles() if str(p["identity"]).startswith("SF_")]
+    assert len(crm) == expected[0]
+    ambiguous = [
+        r
+        for r in kit.read_jsonl(tmp_path / "rejects.jsonl")
+        if r["code"] == "identity_ambiguous"
+    ]
+    assert len(ambiguous) == expected[2]
+    # a rerun asks only about the people still ambiguous
+    kit.run_target_clevertap(config, kit.singer_lines(people))
+    assert lookups() == len(rows) + expected[2]

@@ -607,8 +607,15 @@ async def profile_by_id(request: Request) -> Response:
     rows = emulator.store.query(_PROFILE_BY[param], (params[param],))
     if not rows:
         return fail(404, "Profile not found")
+    profiles = _Profiles(emulator)
+    if len(rows) > 1:
+        # Not documented: how the real API answers an email that several profiles
+        # carry (an identity or objectId names one). The sandbox lists them all in
+        # `record`, so a client can see the ambiguity (sandbox/README.md).
+        records = [profile_record(profiles, row) for row in rows]
+        return json_response({"status": "success", "record": records})
     return json_response(
-        {"status": "success", "record": profile_record(_Profiles(emulator), rows[0])}
+        {"status": "success", "record": profile_record(profiles, rows[0])}
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,12 @@ def run(args: argparse.Namespace) -> int:
     if max_props is not None:
         options["max_event_properties"] = max_props
     if args.seed:
-        options["seed_params"] = {"seed": getattr(args, "seed_value", 1)}
+        options["seed_params"] = {
+            "seed": getattr(args, "seed_value", 1),
+            # app users sharing emails with the Salesforce emulator's sample org
+            # (the same size: SANDBOX_SALESFORCE_SEED, default demo)
+            "crm_people": os.environ.get("SANDBOX_SALESFORCE_SEED") or "demo",
+        }
     app = create_app(
         db_path=args.db,
         account_id=args.account_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import hashlib
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from sandbox.clevertap.emulator import parse_yyyymmdd
 from sandbox.clevertap.store import dumps
 from sandbox.clevertap.validation import event_key
+from sandbox.salesforce.seed import SIZES as SALESFORCE_SIZES
+from sandbox.salesforce.seed import people_emails
 
 if TYPE_CHECKING:
     import sqlite3
@@ -55,6 +58,10 @@ _MAX_PROFILES = 100_000
 _MAX_EVENTS_PER_DAY = 100_000
 _MAX_DAYS = 400
 _LAST_SECOND = 86_399  # of a day, counted from its start
+#: one Salesforce person in this many gets an app profile with their email
+_APP_USER_EVERY = 6
+#: one app user in this many is known by device only (objectId, no identity)
+_DEVICE_ONLY_EVERY = 4
 
 
 class SeedError(ValueError):
@@ -165,6 +172,54 @@ def _profiles(
         )
         people.append((identity, object_id))
     return people
+
+
+def _app_users(conn: sqlite3.Connection, size: str, start_ts: int) -> dict[str, int]:
+    """App profiles that carry the email of a seeded Salesforce Contact or Lead.
+
+    Every `_APP_USER_EVERY`-th Contact and Lead of the sample org of `size` gets
+    one: its own identity (`app-user-NNNN`) and objectId, or, for one in
+    `_DEVICE_ONLY_EVERY`, an objectId only. The first one's email is on a second
+    profile too (two app accounts, one person). They raise no events and draw
+    nothing from the seed's random stream, so the rest of the seed stays the same.
+    """
+    people = people_emails(size)[::_APP_USER_EVERY]
+    rows: list[tuple[object, ...]] = []
+    for number, (obj, email) in enumerate(people, start=1):
+        accounts = [f"app-user-{number:04d}"]
+        if number == 1:
+            accounts.append(f"app-user-{number:04d}-b")
+        for account in accounts:
+            digest = hashlib.sha256(account.encode()).hexdigest()[:32]
+            object_id = f"__a{digest}"
+            identity = None if number % _DEVICE_ONLY_EVERY == 0 else account
+            device = dict(_PLATFORMS[number % len(_PLATFORMS)])
+            device.update(objectId=object_id, app_version="3.1.0")
+            data = {
+                "Email": email,
+                "Customer Type": "App user",
+                "Signed Up From": "App",
+                "MSG-email": True,
+                "MSG-sms": True,
+                "MSG-whatsapp": True,
+            }
+            rows.append((object_id, identity, dumps(data), dumps([device]), obj))
+    conn.executemany(
+        "INSERT INTO profiles (object_id, identity, profile_data, platform_info, "
+        "created_ts, updated_ts, source) VALUES (?, ?, ?, ?, ?, ?, 'seed')",
+        [(o, i, d, p, start_ts, start_ts) for o, i, d, p, _ in rows],
+    )
+    return dict(collections.Counter(str(row[4]) for row in rows))
+
+
+def _crm_size(params: dict[str, Any]) -> str | None:
+    size = params.pop("crm_people", None)
+    if size is None:
+        return None
+    if not isinstance(size, str) or size not in SALESFORCE_SIZES:
+        msg = f"crm_people must be one of {sorted(SALESFORCE_SIZES)} (or null)"
+        raise SeedError(msg)
+    return size
 
 
 def _event_ts(base: int, offset: int, elapsed: int) -> int | None:
@@ -327,7 +382,7 @@ def seed(emulator: Emulator, **raw: Any) -> dict[str, Any]:
     Args:
         emulator: the emulator to fill.
         **raw: seed, profiles, events_per_day, days, from, to, event_names,
-            notifications, campaigns, messages (see sandbox/README.md).
+            notifications, campaigns, messages, crm_people (see sandbox/README.md).
 
     Returns:
         A summary of what was stored.
@@ -347,6 +402,7 @@ def seed(emulator: Emulator, **raw: Any) -> dict[str, Any]:
     notifications = bool(params.pop("notifications", True))
     start, end = _range(emulator, params)
     names = _names(params)
+    crm_size = _crm_size(params)
     if params:
         msg = f"unknown seed parameters: {sorted(params)}"
         raise SeedError(msg)
@@ -383,6 +439,7 @@ def seed(emulator: Emulator, **raw: Any) -> dict[str, Any]:
         with_result = _campaigns(conn, rng, days, campaigns, moment)
         begun = [day for day in days if day <= moment.date()]
         stored_messages = _messages(conn, rng, begun, messages)
+        app_users = {} if crm_size is None else _app_users(conn, crm_size, start_ts)
     return {
         "status": "success",
         "seed": seed_value,
@@ -394,4 +451,5 @@ def seed(emulator: Emulator, **raw: Any) -> dict[str, Any]:
         "campaigns": campaigns,
         "campaigns_with_result": with_result,
         "messages": stored_messages,
+        "crm_app_users": app_users,
     }

@@ -855,3 +855,30 @@ def seed(store: Store, size: str) -> int:
     records = _Seeder(store, size).run()
     store.put_many(records)
     return len(records)
+
+
+def people_emails(size: str) -> list[tuple[str, str]]:
+    """The (object, Email) of every Contact and Lead of the sample org, in seed order.
+
+    Built in memory, as `seed` would build them (the same records every time), so
+    another emulator can be seeded with people the org also has.
+
+    Raises:
+        ValueError: an unknown size.
+    """
+    if size not in SIZES:
+        msg = f"unknown seed size {size!r}; use one of {sorted(SIZES)}"
+        raise ValueError(msg)
+    from sandbox.salesforce.store import Store  # noqa: PLC0415 - types-only import above
+
+    store = Store(None)
+    try:
+        records = _Seeder(store, size).run()
+    finally:
+        store.close()
+    found = {
+        str(record["Email"]): name
+        for name, record in records
+        if name in {"Contact", "Lead"} and record.get("Email")
+    }
+    return [(name, email) for email, name in found.items()]
