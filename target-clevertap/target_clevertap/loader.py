@@ -23,8 +23,8 @@ from target_clevertap.client import (
     CleverTapError,
     UploadResult,
 )
-from target_clevertap.conditions import tracked_value
 from target_clevertap.event_uploads import EventUploads
+from target_clevertap.exprlang import tracked_value
 from target_clevertap.ledger import StateStore, create_private_file
 from target_clevertap.payloads import (
     PayloadOptions,

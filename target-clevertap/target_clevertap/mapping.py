@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from target_clevertap.conditions import Condition, ConditionError, compile_condition
+from target_clevertap.exprlang import Expression, ExpressionError, compile_expression
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -148,7 +148,7 @@ class ProfileSpec:
 
     identity: IdentitySpec
     properties: PropertySpec
-    when: Condition | None = None
+    when: Expression | None = None
     time: str | None = None
 
 
@@ -160,7 +160,7 @@ class EventSpec:
     properties: PropertySpec
     name: Template | None = None
     name_field: str | None = None
-    when: Condition | None = None
+    when: Expression | None = None
     time: str = "auto"
 
     def label(self) -> str:
@@ -458,14 +458,14 @@ def _parse_types(ctx: _Ctx, where: str, raw: object, types: object) -> dict[str,
     return types
 
 
-def _parse_when(ctx: _Ctx, where: str, raw: object, node: object) -> Condition | None:
+def _parse_when(ctx: _Ctx, where: str, raw: object, node: object) -> Expression | None:
     if raw is None:
         return None
     if not isinstance(raw, str):
         raise ctx.error(where, "a condition must be a string", node, "when")
     try:
-        return compile_condition(raw)
-    except ConditionError as exc:
+        return compile_expression(raw)
+    except ExpressionError as exc:
         raise ctx.error(where, f"invalid condition: {exc}", node, "when") from exc
 
 

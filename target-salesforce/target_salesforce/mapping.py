@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
 import yaml
 
-from target_salesforce.expressions import (
+from target_salesforce.exprlang import (
     Expression,
     ExpressionError,
     compile_expression,
@@ -145,9 +145,10 @@ class StreamMapping:
     on_missing_key: str = "reject"
     #: read another stream's records (a second entry for one input stream)
     source_stream: str | None = None
-    #: with source_stream: only the records for which this expression (an SDK
-    #: stream-map `__filter__`) is true reach the entry
-    when: str | None = None
+    #: with source_stream: only the records for which this condition (the
+    #: mapping expression language, as target-clevertap's `when:`) holds reach
+    #: the entry
+    when: Expression | None = None
     origin: str | None = None
     field_lines: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
@@ -303,7 +304,7 @@ def _parse_expr(
     where: str, keys: tuple[str, ...], source: RawMapping, ftype: RawMapping
 ) -> Expression:
     try:
-        expr = compile_expression(source)
+        expr = compile_expression(source, number=True)
     except ExpressionError as exc:
         msg = f"{where}.expr: {exc}"
         raise MappingError(msg, (*keys, "expr")) from None
@@ -361,17 +362,26 @@ def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
     )
 
 
-def _source_stream(stream: str, raw: RawMapping) -> tuple[str | None, str | None]:
+def _source_stream(
+    stream: str, raw: RawMapping
+) -> tuple[str | None, Expression | None]:
     """`source_stream` (another stream named exactly, on an exact entry), `when`."""
     value, when = raw.get("source_stream"), raw.get("when")
     if when is not None and (not isinstance(when, str) or value is None):
         msg = (
-            f"{_where(stream, 'when')} must be an expression (a stream-map filter "
-            "over `record`), on an entry with source_stream"
+            f"{_where(stream, 'when')} must be an expression (a condition over "
+            "the record), on an entry with source_stream"
         )
         raise MappingError(msg, ("when",))
     if value is None:
         return None, None
+    condition = None
+    if when is not None:
+        try:
+            condition = compile_expression(when)
+        except ExpressionError as exc:
+            msg = f"{_where(stream, 'when')}: {exc}"
+            raise MappingError(msg, ("when",)) from None
     if (
         not isinstance(value, str)
         or not value
@@ -383,7 +393,7 @@ def _source_stream(stream: str, raw: RawMapping) -> tuple[str | None, str | None
             "(no patterns, on an entry that is not a pattern)"
         )
         raise MappingError(msg, ("source_stream",))
-    return value, when
+    return value, condition
 
 
 _STREAM_KEYS: Final = {

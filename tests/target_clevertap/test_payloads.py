@@ -220,7 +220,7 @@ def test_event_name_from_template_or_field_and_condition() -> None:
     spec = {
         "events": [
             {"name": "{Type} Created", "identity": "Who"},
-            {"name_field": "Kind", "identity": "Who", "when": "Kind is not null"},
+            {"name_field": "Kind", "identity": "Who", "when": "Kind is not None"},
         ]
     }
     record = {
