@@ -1,52 +1,39 @@
 """The mapping expression language: stream-map syntax (simpleeval) over one record.
 
-Both targets read the same language: target-clevertap's `when:` conditions and
-target-salesforce's `when:` filters and `expr:` computed fields. It is singer-sdk's
-stream-map language (Python expression syntax evaluated by simpleeval, the library
-singer-sdk uses for `stream_maps`), with the same names where the two overlap:
+target-clevertap's `when:` and target-salesforce's `when:` and `expr:` are written in
+it. It is singer-sdk's stream-map language (Python expression syntax, evaluated by
+simpleeval as `stream_maps` are), with the same names where the two overlap: a field
+by name, `record` (or `_`: `record['First Name']`, `record.get('x')`), `config`,
+`True`/`False`/`None`, and the stream-map functions `md5`, `sha256`, `datetime`,
+`json`, `bool`, `int`, `float`, `str` (not `rand`/`randint`: a rerun must build the
+same payloads). What the presets need beyond stream maps:
 
-- a record field by name (`Amount`), or `record['First Name']`, `record.get('x')`
-  (`_` is the same as `record`); `config` (an empty mapping unless the target
-  passes one); `True`, `False`, `None`;
-- the stream-map functions `md5`, `sha256`, `datetime`, `json`, `bool`, `int`,
-  `float`, `str` (not `rand`/`randint`: a rerun must build the same payloads).
+- a field absent from the record (or a dotted path through a missing value) is None;
+- null-safe comparisons: an ordering with a None side is false, `==`/`!=` compare
+  None by identity; numbers compare by value (`5 == 5.0 == Decimal('5.00')`, and
+  `Amount == '12'` for numeric text); a date-time against a date text compares the
+  date (`CloseDate >= '2024-01-15'`); `in [...]` uses the same equality;
+- decimals: `+ - * /` in `Decimal` (28 digits, half-up; numeric text counts, other
+  non-numbers are an error); a None operand or a division by zero gives None;
+  `round(x, digits)`, `abs`, `min`, `max` (None when an argument is), `coalesce`;
+- change tracking: `changed(Field)` (Field differs from the value remembered for the
+  record when last seen; false on a first sighting, when Field is absent, or not yet
+  remembered) and `previous(Field)` (that value, None when unknown).
 
-What the mapping presets need, beyond stream maps:
+Anything else (imports, lambdas, `**`, `x if c else y`, keyword arguments, other
+methods, private names) is refused when the mapping loads, before any record.
 
-- a field absent from the record is `None` (stream maps raise instead), and so is
-  a dotted path through a missing or null value (`stats.sent`);
-- null-safe comparisons: `<`, `<=`, `>`, `>=` with a `None` side are false,
-  `==`/`!=` compare `None` by identity (`Amount != 100` holds when Amount is
-  absent); numbers compare by value whatever their type (`5 == 5.0 ==
-  Decimal('5.00')`), a number and numeric text as numbers (`Amount == '12'`), a
-  date-time and a date text on the date (`CloseDate >= '2024-01-15'`);
-  `x in [...]` uses the same equality;
-- decimals: `+ - * /` compute in `Decimal` (28 digits, half-up), numeric text
-  counts as a number and anything else that is no number is an error; a `None`
-  operand, or a division by zero, makes the result `None`; `round(x, digits)`
-  (half-up, digits 0 to 10), `abs`, `min`, `max` (null when an argument is) and
-  `coalesce(a, b, ...)` (the first non-null argument);
-- change tracking: `changed(Field)` is true when the record's Field differs from
-  the value remembered for the same record when it was last seen (false on the
-  first sighting, when Field is absent from the record, and when Field was not
-  remembered yet); `previous(Field)` is that remembered value (`None` when
-  unknown).
-
-Everything else (imports, lambdas, `**`, conditional expressions, comprehensions,
-keyword arguments to functions, private attributes, methods other than a few
-read-only ones) is refused when the mapping is loaded, so a typo fails the run
-before any record is read.
-
-Why a copy in each target: each plugin must install on its own (`pip install
-target-clevertap`, or Meltano's `pip_url: -e ./target-clevertap`), and a third
-distribution only for ~400 lines would have to be published and versioned in step
-with both. So `target_clevertap/exprlang.py` and `target_salesforce/exprlang.py`
-are the same file, byte for byte; `tests/test_packages.py` checks it. Change both.
+Why one copy per target: each plugin installs on its own (`pip install
+target-clevertap`, or Meltano's `pip_url: -e ./target-clevertap`); a third
+distribution for one module would have to be published and versioned in step with
+both. So `target_clevertap/exprlang.py` and `target_salesforce/exprlang.py` are the
+same file, byte for byte (`tests/test_packages.py` checks it): change both.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
 import decimal
 import hashlib
@@ -59,94 +46,38 @@ import simpleeval
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+
+def _words(text: str) -> set[str]:
+    return set(text.split())
+
+
 MAX_LENGTH: Final = 1000
 MAX_DIGITS: Final = 10
-#: the names bound to the record itself
-RECORD_NAMES: Final = frozenset({"record", "_"})
+RECORD_NAMES: Final = frozenset({"record", "_"})  #: the names of the record itself
 #: change tracking: a bare field name as the only argument
 TRACKING: Final = frozenset({"changed", "previous"})
 #: read-only methods a call may use (`record.get('x')`, `Name.lower()`, ...)
 METHODS: Final = frozenset(
-    {
-        "get",
-        "lower",
-        "upper",
-        "strip",
-        "startswith",
-        "endswith",
-        "isoformat",
-        "date",
-        "fromisoformat",
-        "loads",
-        "dumps",
-    }
+    _words("get lower upper strip startswith endswith isoformat date fromisoformat")
+    | {"loads", "dumps"}
 )
 _CONTEXT: Final = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_UP)
-#: (min, max) arguments of each function
-_ARITY: Final[dict[str, tuple[int, int]]] = {
-    "abs": (1, 1),
-    "bool": (1, 1),
-    "changed": (1, 1),
-    "coalesce": (1, 100),
-    "float": (1, 1),
-    "int": (1, 1),
-    "max": (1, 100),
-    "md5": (1, 1),
-    "min": (1, 100),
-    "previous": (1, 1),
-    "round": (1, 2),
-    "sha256": (1, 1),
-    "str": (1, 1),
-}
-#: what each function returns, for the load-time check of arithmetic
+#: the most arguments of a function taking more than one (all take at least one)
+_MOST_ARGUMENTS: Final = {"coalesce": 100, "max": 100, "min": 100, "round": 2}
+#: what each function returns (for the check of arithmetic when loading)
 _RETURNS: Final = {
-    "abs": "number",
-    "bool": "bool",
-    "changed": "bool",
-    "coalesce": "any",
-    "float": "number",
-    "int": "number",
-    "max": "number",
-    "md5": "str",
-    "min": "number",
-    "previous": "any",
-    "round": "number",
-    "sha256": "str",
-    "str": "str",
+    **dict.fromkeys(_words("abs float int max min round"), "number"),
+    **dict.fromkeys(_words("bool changed"), "bool"),
+    **dict.fromkeys(_words("md5 sha256 str"), "str"),
+    **dict.fromkeys(_words("coalesce previous"), "any"),
 }
-_ALLOWED_NODES: Final = (
-    ast.Expression,
-    ast.BoolOp,
-    ast.And,
-    ast.Or,
-    ast.UnaryOp,
-    ast.Not,
-    ast.USub,
-    ast.UAdd,
-    ast.BinOp,
-    ast.Add,
-    ast.Sub,
-    ast.Mult,
-    ast.Div,
-    ast.Compare,
-    ast.Eq,
-    ast.NotEq,
-    ast.Lt,
-    ast.LtE,
-    ast.Gt,
-    ast.GtE,
-    ast.In,
-    ast.NotIn,
-    ast.Is,
-    ast.IsNot,
-    ast.Call,
-    ast.Name,
-    ast.Load,
-    ast.Attribute,
-    ast.Subscript,
-    ast.Constant,
-    ast.List,
-    ast.Tuple,
+_ALLOWED_NODES: Final = tuple(
+    getattr(ast, name)
+    for name in _words(
+        "Expression BoolOp And Or UnaryOp Not USub UAdd BinOp Add Sub Mult Div "
+        "Compare Eq NotEq Lt LtE Gt GtE In NotIn Is IsNot Call Name Load Attribute "
+        "Subscript Constant List Tuple"
+    )
 )
 
 
@@ -154,27 +85,19 @@ class ExpressionError(ValueError):
     """An expression that does not compile, or a value it cannot work with."""
 
 
-def _md5(value: object) -> str:
-    """The stream-map `md5()`: hex digest of the text."""
+def _md5(value: object) -> str:  # as the stream-map md5() and sha256()
     return hashlib.md5(str(value).encode(), usedforsecurity=False).hexdigest()
 
 
 def _sha256(value: object) -> str:
-    """The stream-map `sha256()`: hex digest of the text."""
     return hashlib.sha256(str(value).encode()).hexdigest()
 
 
 def tracked_value(value: object) -> object:
     """The JSON form a tracked field is remembered and compared in.
 
-    Numbers compare by value (`5` = `5.0` = `Decimal('5.00')`), date-times as
-    UTC ISO text, objects and lists as sorted JSON text.
-
-    Args:
-        value: a record value.
-
-    Returns:
-        A JSON-serialisable value.
+    Numbers by value (`5` = `5.0` = `Decimal('5.00')`), date-times as UTC ISO text,
+    objects and lists as sorted JSON text.
     """
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -258,16 +181,13 @@ def _contains(item: object, container: object) -> bool:
 
 
 def _number(what: str, value: object) -> Decimal:
-    if isinstance(value, bool | dict | list):
-        msg = f"{what!r} is {value!r}, not a number"
-        raise ExpressionError(msg)
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        msg = f"{what!r} is {value!r}, not a number"
-        raise ExpressionError(msg) from None
-    if not number.is_finite():
-        msg = f"{what!r} is {value!r}, not a finite number"
+    number = None
+    if not isinstance(value, bool | dict | list):
+        with contextlib.suppress(InvalidOperation):
+            number = Decimal(str(value).strip())
+    if number is None or not number.is_finite():
+        finite = "" if number is None else "finite "
+        msg = f"{what!r} is {value!r}, not a {finite}number"
         raise ExpressionError(msg)
     return number
 
@@ -290,16 +210,9 @@ def _round(value: Decimal, digits: Decimal = Decimal(0)) -> Decimal:
     return value.quantize(Decimal(1).scaleb(-int(digits)), rounding="ROUND_HALF_UP")
 
 
-def _coalesce(*args: object) -> object:
-    return next((a for a in args if a is not None), None)
-
-
 #: number functions: null when an argument is null, every argument a number
 NUMERIC: Final[dict[str, Callable[..., Decimal]]] = {
-    "abs": abs,
-    "min": min,
-    "max": max,
-    "round": _round,
+    func.__name__.strip("_"): func for func in (abs, min, max, _round)
 }
 FUNCTIONS: Final[dict[str, Any]] = {
     # the stream-map functions (singer_sdk.mapper.CustomStreamMap.functions)
@@ -307,13 +220,10 @@ FUNCTIONS: Final[dict[str, Any]] = {
     "sha256": _sha256,
     "datetime": simpleeval.ModuleWrapper(dt),
     "json": simpleeval.ModuleWrapper(json),
-    "bool": bool,
-    "int": int,
-    "float": float,
-    "str": str,
+    **{func.__name__: func for func in (bool, int, float, str)},
     # what the presets need
     **NUMERIC,
-    "coalesce": _coalesce,
+    "coalesce": lambda *args: next((a for a in args if a is not None), None),
 }
 
 
@@ -442,24 +352,18 @@ def _describe(node: ast.AST) -> str:
 
 
 class Expression:
-    """A compiled expression: its text, the fields it reads, and how to run it."""
+    """A compiled expression: its text, the record paths it reads, how to run it.
+
+    `names`: the record paths read (`a`, `stats.sent`), in order; `fields`: their
+    top-level fields; `tracked`: the fields read through changed() / previous().
+    """
 
     __slots__ = ("_evaluator", "fields", "names", "text", "tracked", "tree")
 
     def __init__(self, text: str, tree: ast.expr, names: tuple[str, ...]) -> None:
-        """Keep the checked tree (use `compile_expression`).
-
-        Args:
-            text: the expression as written.
-            tree: its checked syntax tree.
-            names: the record paths it reads (`a`, `stats.sent`), in order.
-        """
-        self.text = text
-        self.tree = tree
-        self.names = names
-        #: top-level record fields it reads
+        """Keep a checked tree (made by `compile_expression`)."""
+        self.text, self.tree, self.names = text, tree, names
         self.fields = frozenset(n.split(".", 1)[0] for n in names)
-        #: fields read through changed() / previous()
         self.tracked = frozenset(
             node.args[0].id  # type: ignore[attr-defined] # checked at load
             for node in ast.walk(tree)
@@ -471,30 +375,16 @@ class Expression:
         """`Expression('...')`."""
         return f"Expression({self.text!r})"
 
-    def __eq__(self, other: object) -> bool:
-        """Expressions are equal when their text is."""
-        return isinstance(other, Expression) and other.text == self.text
-
-    def __hash__(self) -> int:
-        """Hash of the text."""
-        return hash(self.text)
-
     def value(
         self,
         record: Mapping[str, Any],
         previous: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> Any:  # noqa: ANN401 - whatever the expression computes
-        """Evaluate for one record.
+        """The value for one record.
 
-        Args:
-            record: the record.
-            previous: the tracked values remembered for this record (None on the
-                first sighting, or when nothing is tracked).
-            config: what `config` names (empty when not given).
-
-        Returns:
-            The value.
+        `previous` holds the tracked values remembered for the record (None on its
+        first sighting); `config` is what the name `config` reads (default empty).
 
         Raises:
             ExpressionError: a value the expression cannot work with.
@@ -511,26 +401,11 @@ class Expression:
         previous: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Evaluate as a condition: whether the value is truthy.
-
-        Args:
-            record: the record.
-            previous: the tracked values remembered for this record.
-            config: what `config` names.
-
-        Returns:
-            Whether the condition holds.
-        """
+        """As a condition: whether the value is truthy (arguments as `value`)."""
         return bool(self.value(record, previous, config))
 
     def number(self, record: Mapping[str, Any]) -> Decimal | None:
-        """Evaluate as a number (an `expr:` field).
-
-        Args:
-            record: the record.
-
-        Returns:
-            The value as a Decimal, or None.
+        """As an `expr:` field: the value as a Decimal, or None.
 
         Raises:
             ExpressionError: a value that is not a number.
@@ -541,30 +416,24 @@ class Expression:
         return _number(self.text, value)
 
 
-_KINDS: Final[dict[type[ast.AST], str]] = {
-    ast.BinOp: "number",
-    ast.Compare: "bool",
-    ast.BoolOp: "bool",
-    ast.List: "list",
-    ast.Tuple: "list",
-}
+_CONSTANT_KINDS: Final = {bool: "bool", int: "number", float: "number", str: "str"}
 
 
 def _kind(node: ast.AST) -> str:
     """What a node computes, as far as the load-time check can tell."""
-    kind = _KINDS.get(type(node))
-    if kind is None and isinstance(node, ast.Constant):
-        value = node.value
-        kind = {bool: "bool", int: "number", float: "number", str: "str"}.get(
-            type(value), "any"
-        )
-    elif kind is None and isinstance(node, ast.UnaryOp):
-        kind = "bool" if isinstance(node.op, ast.Not) else "number"
-    elif kind is None and isinstance(node, ast.Call):
-        kind = _RETURNS.get(_call_name(node) or "", "any")
-    elif kind is None and isinstance(node, ast.Name) and node.id in FUNCTIONS:
-        kind = "function"
-    return kind or "any"
+    if isinstance(node, ast.Constant):
+        return _CONSTANT_KINDS.get(type(node.value), "any")
+    if isinstance(node, ast.Compare | ast.BoolOp) or (
+        isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
+    ):
+        return "bool"
+    if isinstance(node, ast.BinOp | ast.UnaryOp):
+        return "number"
+    if isinstance(node, ast.List | ast.Tuple):
+        return "list"
+    if isinstance(node, ast.Call):
+        return _RETURNS.get(_call_name(node) or "", "any")
+    return "function" if isinstance(node, ast.Name) and node.id in FUNCTIONS else "any"
 
 
 def _check(node: ast.AST, names: list[str]) -> None:
@@ -577,12 +446,12 @@ def _check(node: ast.AST, names: list[str]) -> None:
         return
     if isinstance(node, ast.BinOp | ast.UnaryOp):
         _check_arithmetic(node)
-    if isinstance(node, ast.Compare):
-        for op, right in zip(node.ops, node.comparators, strict=True):
-            is_none = isinstance(right, ast.Constant) and right.value is None
-            if isinstance(op, ast.Is | ast.IsNot) and not is_none:
-                msg = "`is` and `is not` compare with None only"
-                raise ExpressionError(msg)
+    if isinstance(node, ast.Compare) and any(
+        isinstance(op, ast.Is | ast.IsNot) and ast.unparse(right) != "None"
+        for op, right in zip(node.ops, node.comparators, strict=True)
+    ):
+        msg = "`is` and `is not` compare with None only"
+        raise ExpressionError(msg)
     for child in ast.iter_child_nodes(node):
         _check(child, names)
 
@@ -645,10 +514,10 @@ def _check_call(node: ast.Call, names: list[str]) -> None:
             raise ExpressionError(msg)
         _check_method(func, node, names)
         return
-    if name not in _ARITY:
-        msg = f"unknown function {name!r} (allowed: {', '.join(sorted(_ARITY))})"
+    if name not in _RETURNS:
+        msg = f"unknown function {name!r} (allowed: {', '.join(sorted(_RETURNS))})"
         raise ExpressionError(msg)
-    low, high = _ARITY[name]
+    low, high = 1, _MOST_ARGUMENTS.get(name, 1)
     if node.keywords or not low <= len(node.args) <= high:
         msg = f"{name}() takes {low} to {high} arguments, no keywords"
         raise ExpressionError(msg)
@@ -699,14 +568,9 @@ _CHECKERS: Final[dict[type[ast.AST], Callable[[Any, list[str]], None]]] = {
 
 
 def compile_expression(text: object, *, number: bool = False) -> Expression:
-    """Parse and check an expression (no evaluation).
+    """Parse and check an expression, e.g. `IsClosed == True and Amount > 0`.
 
-    Args:
-        text: the expression, e.g. `IsClosed == True and Amount > 0`.
-        number: the expression must compute a number (an `expr:` field).
-
-    Returns:
-        The compiled expression.
+    With `number`, it must compute a number (an `expr:` field).
 
     Raises:
         ExpressionError: a syntax error or a construct outside the language.

@@ -24,6 +24,7 @@ from target_clevertap.mapping_doc import (
     ProfileDoc,
     PropertiesDoc,
     TypeHint,
+    field_names,
     node_at,
     parse_stream,
 )
@@ -296,16 +297,6 @@ class _Ctx:
         return MappingError(f"{at}: stream {self.stream!r}, {where}: {message}")
 
 
-def _where(path: list[str | int]) -> str:
-    """`["events", 0, "properties"]` -> `events[0].properties` (`mapping`: top)."""
-    text = "".join(f"[{t}]" if isinstance(t, int) else f".{t}" for t in path)
-    return text.lstrip(".") or "mapping"
-
-
-def _names(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
 def _build_identity(
     ctx: _Ctx, where: str, doc: str | IdentityDoc, raw: object, key: IdentityKey
 ) -> IdentitySpec:
@@ -344,15 +335,15 @@ def _build_properties(
 ) -> PropertySpec:
     if doc is None:
         return PropertySpec()
-    invert = {k: tuple(_names(v)) for k, v in doc.invert.items()}
-    opt_out = {k: tuple(_names(v)) for k, v in doc.opt_out.items()}
+    invert = {k: tuple(field_names(v)) for k, v in doc.invert.items()}
+    opt_out = {k: tuple(field_names(v)) for k, v in doc.opt_out.items()}
     both = sorted(set(invert) & set(opt_out))
     if both:
         message = f"{both[0]!r} is in both invert and opt_out; choose one"
         raise ctx.error(where, message, raw, "opt_out")
     return PropertySpec(
-        include=None if doc.include == "all" else tuple(_names(doc.include)),
-        exclude=frozenset(_names(doc.exclude)),
+        include=None if doc.include == "all" else tuple(field_names(doc.include)),
+        exclude=frozenset(field_names(doc.exclude)),
         rename=dict(doc.rename),
         constants=dict(doc.constants),
         types=dict(doc.types),
@@ -452,7 +443,7 @@ def _parse_stream(
         doc = parse_stream(raw)
     except DocError as exc:
         node = node_at(raw, exc.where)
-        raise ctx.error(_where(exc.where), exc.message, node, exc.key) from None
+        raise ctx.error(exc.place, exc.message, node, exc.key) from None
     if doc.skip:
         return StreamMapping(stream, skip=True, origin=source)
     raw_map = raw if isinstance(raw, dict) else {}

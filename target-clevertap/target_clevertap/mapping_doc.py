@@ -1,21 +1,20 @@
-"""The mapping document as types: what a `mappings_file` may contain.
+"""What a target-clevertap mappings file may say, declared as msgspec structs.
 
-The structs below declare every key, its type and its default; `msgspec.convert`
-checks an entry against them (unknown keys are refused), and
-`msgspec.json.schema` turns them into `mapping.schema.json`, shipped in the package
-so that editors check a mapping file as it is typed (the presets name it on their
-first line). `mapping.py` builds the runtime model from the checked entries and
-keeps the rules that involve more than one key.
+A stream's entry becomes a `StreamDoc` through `parse_stream`, which refuses unknown
+keys and values of the wrong type, and reports the object, the key (for its line)
+and a message in the words the mapping errors have always used. The rules across
+keys (one of field/template/ref, identity or objectId, name or name_field, ...)
+stay in `mapping.py`, which builds profiles and events from the checked entry.
 
-Regenerate the schema after a change: `python -m target_clevertap.mapping_doc`
-(`tests/transforms/test_preset_schemas.py` checks it is in sync).
+The import presets reference `mapping.schema.json`, which is these structs as JSON
+Schema (`msgspec.json.schema`), so editors check a preset while it is written; to
+refresh it after changing a struct, set `TRANSFORMS_UPDATE_SCHEMA=1` and run
+`tests/transforms/test_preset_schemas.py` (which otherwise fails when it is stale).
 """
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 
@@ -58,8 +57,8 @@ class PropertiesDoc(_Doc):
     previous: dict[str, Name] = {}
 
 
-class ProfileDoc(_Doc):
-    """A profile upsert built from each record."""
+class _PersonDoc(_Doc):
+    """What a profile and an event share: whose, what, when and at what time."""
 
     identity: Identity | None = None
     objectId: Identity | None = None  # noqa: N815 - CleverTap's key name
@@ -68,16 +67,15 @@ class ProfileDoc(_Doc):
     time: Name | None = None
 
 
-class EventDoc(_Doc):
+class ProfileDoc(_PersonDoc):
+    """A profile upsert built from each record."""
+
+
+class EventDoc(_PersonDoc):
     """An event built from each record (when its condition holds)."""
 
     name: Name | None = None
     name_field: Name | None = None
-    identity: Identity | None = None
-    objectId: Identity | None = None  # noqa: N815 - CleverTap's key name
-    properties: PropertiesDoc | None = None
-    when: str | None = None
-    time: Name | None = None
 
 
 class StreamDoc(_Doc):
@@ -141,6 +139,17 @@ class DocError(ValueError):
         self.where = where
         self.key = key
         self.message = message
+
+    @property
+    def place(self) -> str:
+        """`["events", 0, "properties"]` -> `events[0].properties` (top: `mapping`)."""
+        text = "".join(f"[{t}]" if isinstance(t, int) else f".{t}" for t in self.where)
+        return text.lstrip(".") or "mapping"
+
+
+def field_names(value: str | list[str]) -> list[str]:
+    """A field name or a list of them, as a list."""
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _path(text: str | None) -> list[str | int]:
@@ -235,44 +244,3 @@ def parse_stream(raw: object) -> StreamDoc:
     name = str(key)
     message = _bad_value(name, node_at(raw, path))
     raise DocError(path[:-1], name, message) from None
-
-
-def mapping_schema() -> dict[str, Any]:
-    """The JSON Schema of a target-clevertap mappings file.
-
-    Returns:
-        The schema (msgspec's, with a title and the draft it follows).
-    """
-    schema = msgspec.json.schema(MappingDocument)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "target-clevertap mappings file",
-        **schema,
-    }
-
-
-def schema_text() -> str:
-    """The schema file's text.
-
-    Returns:
-        Indented, key-sorted JSON with a final newline.
-    """
-    return json.dumps(mapping_schema(), indent=2, sort_keys=True) + "\n"
-
-
-def main() -> int:
-    """Write `mapping.schema.json` (or check it with `--check`).
-
-    Returns:
-        0 when up to date (or rewritten), 1 when `--check` finds it stale.
-    """
-    text = schema_text()
-    current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
-    if "--check" in sys.argv[1:]:
-        return 0 if current == text else 1
-    SCHEMA_PATH.write_text(text, encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -26,7 +26,6 @@ from target_salesforce.exprlang import (
     compile_expression,
 )
 from target_salesforce.mapping_doc import (
-    MAX_COLLECTION_SIZE,
     UNSET,
     Action,
     ApexBatching,
@@ -112,17 +111,9 @@ class FieldSpec:
         return roots
 
 
-@dataclasses.dataclass(frozen=True)
-class ApexSpec:
-    """An Apex REST call: path under /services/apexrest/ and a payload template."""
-
-    path: str
-    payload: Any
-    method: str = "POST"
-    batching: str = "record"
-    list_key: str | None = None
-    max_records_per_call: int = MAX_COLLECTION_SIZE
-    isolate_errors: bool = True
+#: an Apex REST call: path under /services/apexrest/ and a payload template (the
+#: checked `apex:` entry, path without slashes and method in capitals)
+ApexSpec: TypeAlias = ApexDoc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,15 +282,7 @@ def _build_apex(stream: str, doc: ApexDoc | None) -> ApexSpec:
     if doc.max_records_per_call < 1:
         msg = f"{where}.max_records_per_call must be at least 1"
         raise MappingError(msg, ("apex", "max_records_per_call"))
-    return ApexSpec(
-        isolate_errors=doc.isolate_errors,
-        path=path,
-        payload=doc.payload,
-        method=method,
-        batching=doc.batching,
-        list_key=doc.list_key,
-        max_records_per_call=doc.max_records_per_call,
-    )
+    return msgspec.structs.replace(doc, path=path, method=method)
 
 
 def _source_stream(stream: str, doc: StreamDoc) -> tuple[str | None, Expression | None]:

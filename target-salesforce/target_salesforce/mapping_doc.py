@@ -1,21 +1,19 @@
-"""The mapping document as types: what a `mappings_file` (or `streams`) may contain.
+"""target-salesforce's mapping entries as msgspec structs (unknown keys refused).
 
-The structs below declare every key, its type and its default; `msgspec.convert`
-checks an entry against them (unknown keys are refused), and
-`msgspec.json.schema` turns them into `mapping.schema.json`, shipped in the package
-so that editors check a mapping file as it is typed (the presets name it on their
-first line). `mapping.py` builds the runtime model from the checked entries and
-keeps the rules that involve more than one key.
-
-Regenerate the schema after a change: `python -m target_salesforce.mapping_doc`
-(`tests/transforms/test_preset_schemas.py` checks it is in sync).
+`parse_stream` checks one entry of the `streams` setting or of a mappings file's
+`streams:`, each field on its own so that an error names the field, and words
+msgspec's errors as `streams.<stream>.<key> ...` (with the key path, which the file
+loader turns into a line). `mapping.py` then resolves the checked entry against the
+rules that involve several keys (one of source/value/template/now/expr, upsert
+needs an External ID, ...). `mapping.schema.json` beside this module is the JSON
+Schema of these structs (`msgspec.json.schema`); the export presets name it on their
+first line. Regenerate it by running `tests/transforms/test_preset_schemas.py` with
+`TRANSFORMS_UPDATE_SCHEMA=1`; without it, that test checks the file is current.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 
@@ -225,44 +223,3 @@ def parse_stream(stream: str, raw: object) -> StreamDoc:
             raise DocError(msg, ("fields", str(name)))
         fields[str(name)] = _convert(spec, Field, place, ("fields", str(name)))
     return msgspec.structs.replace(doc, fields=fields)
-
-
-def mapping_schema() -> dict[str, Any]:
-    """The JSON Schema of a target-salesforce mappings file.
-
-    Returns:
-        The schema (msgspec's, with a title and the draft it follows).
-    """
-    schema = msgspec.json.schema(MappingDocument)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "target-salesforce mappings file",
-        **schema,
-    }
-
-
-def schema_text() -> str:
-    """The schema file's text.
-
-    Returns:
-        Indented, key-sorted JSON with a final newline.
-    """
-    return json.dumps(mapping_schema(), indent=2, sort_keys=True) + "\n"
-
-
-def main() -> int:
-    """Write `mapping.schema.json` (or check it with `--check`).
-
-    Returns:
-        0 when up to date (or rewritten), 1 when `--check` finds it stale.
-    """
-    text = schema_text()
-    current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
-    if "--check" in sys.argv[1:]:
-        return 0 if current == text else 1
-    SCHEMA_PATH.write_text(text, encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
