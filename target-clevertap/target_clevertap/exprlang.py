@@ -54,8 +54,7 @@ def _words(text: str) -> set[str]:
 MAX_LENGTH: Final = 1000
 MAX_DIGITS: Final = 10
 RECORD_NAMES: Final = frozenset({"record", "_"})  #: the names of the record itself
-#: change tracking: a bare field name as the only argument
-TRACKING: Final = frozenset({"changed", "previous"})
+TRACKING: Final = frozenset({"changed", "previous"})  #: take a bare field name
 #: read-only methods a call may use (`record.get('x')`, `Name.lower()`, ...)
 METHODS: Final = frozenset(
     _words("get lower upper strip startswith endswith isoformat date fromisoformat")
@@ -358,7 +357,7 @@ class Expression:
     top-level fields; `tracked`: the fields read through changed() / previous().
     """
 
-    __slots__ = ("_evaluator", "fields", "names", "text", "tracked", "tree")
+    __slots__ = ("_evaluator", "_root", "fields", "names", "text", "tracked", "tree")
 
     def __init__(self, text: str, tree: ast.expr, names: tuple[str, ...]) -> None:
         """Keep a checked tree (made by `compile_expression`)."""
@@ -370,6 +369,7 @@ class Expression:
             if isinstance(node, ast.Call) and _call_name(node) in TRACKING
         )
         self._evaluator = _Evaluator()
+        self._root = self._evaluator.nodes[type(tree)]
 
     def __repr__(self) -> str:
         """`Expression('...')`."""
@@ -393,7 +393,7 @@ class Expression:
         evaluator.record = record
         evaluator.previous = previous
         evaluator.config = config or {}
-        return evaluator._eval(self.tree)  # noqa: SLF001 - our own subclass
+        return self._root(self.tree)
 
     def __call__(
         self,
