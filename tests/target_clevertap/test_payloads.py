@@ -406,3 +406,13 @@ def test_invert_stays_the_explicit_two_way_mirror() -> None:
     }
     data = _build(mirror, {"Id": "1", "DoNotCall": False}).items[0].payload
     assert data["profileData"]["MSG-sms"] is True
+
+
+def test_condition_that_cannot_be_evaluated_rejects_the_record() -> None:
+    spec = {"events": [{"name": "E", "identity": "Who", "when": "int(Code) > 1"}]}
+    record = {"Id": "1", "Who": "p", "Code": "x1", "CreatedDate": "2024-01-01"}
+    with pytest.raises(RecordReject) as err:
+        _build(spec, record)
+    assert err.value.code == "bad_condition"
+    assert "x1" not in err.value.message  # names the condition, not the values
+    assert len(_build(spec, {**record, "Code": "7"}).items) == 1
