@@ -168,6 +168,7 @@ class Loader:
             event_key_property=config.get("event_key_property") or "ct_event_key",
             max_event_properties=int(config.get("max_event_properties") or 100),
             zone=account_zone(config.get("timezone")),
+            map_config=config.get("stream_map_config") or {},
         )
         self.stats: dict[str, StreamStats] = {}
         self._lock = threading.RLock()

@@ -129,6 +129,9 @@ class PayloadOptions:
     #: the account time zone (`timezone` setting): date-only values are sent as
     #: midnight of their day in it
     zone: dt.tzinfo = dt.UTC
+    #: what `config` names in `when:` conditions (`stream_map_config`, as for stream
+    #: maps)
+    map_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -1121,6 +1124,7 @@ def _holds(
     when: Expression | None,
     record: Mapping[str, Any],
     previous: Mapping[str, Any] | None,
+    opts: PayloadOptions,
 ) -> bool:
     """Whether a `when:` condition lets the record through (no condition: yes).
 
@@ -1131,7 +1135,7 @@ def _holds(
     if when is None:
         return True
     try:
-        return when(record, previous)
+        return when(record, previous, opts.map_config)
     except ExpressionError:
         msg = f"condition {when.text!r} cannot be evaluated on this record"
         raise RecordReject(msg, code="bad_condition") from None
@@ -1176,7 +1180,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
     """
     result = BuildResult()
     profile = mapping.profile
-    if profile is not None and _holds(profile.when, record, previous):
+    if profile is not None and _holds(profile.when, record, previous, opts):
         identities = resolve_identities(record, profile.identity, resolve, memo, refs)
         if not identities:
             field_name = profile.identity.fields[0]
@@ -1197,7 +1201,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
             result.items.append(UploadItem("profile", payload))
         result.identities = identities
     for spec in mapping.events:
-        if not _holds(spec.when, record, previous):
+        if not _holds(spec.when, record, previous, opts):
             continue
         identities = resolve_identities(record, spec.identity, resolve, memo, refs)
         if not identities:

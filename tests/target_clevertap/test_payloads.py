@@ -416,3 +416,15 @@ def test_condition_that_cannot_be_evaluated_rejects_the_record() -> None:
     assert err.value.code == "bad_condition"
     assert "x1" not in err.value.message  # names the condition, not the values
     assert len(_build(spec, {**record, "Code": "7"}).items) == 1
+
+
+def test_condition_reads_config_as_stream_maps_do() -> None:
+    spec = {
+        "events": [
+            {"name": "E", "identity": "Who", "when": "Region == config['region']"}
+        ]
+    }
+    record = {"Id": "1", "Who": "p", "Region": "EU", "CreatedDate": "2024-01-01"}
+    eu = PayloadOptions(map_config={"region": "EU"})
+    assert len(_build(spec, record, opts=eu).items) == 1
+    assert _build(spec, record, opts=PayloadOptions()).items == []
