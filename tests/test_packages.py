@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +24,12 @@ def test_plugin_about_lists_its_name_and_settings(plugin: str) -> None:
     about = json.loads(out)
     assert about["name"] == plugin
     assert about["settings"]["properties"]
+
+
+def test_both_targets_carry_the_same_expression_language_module() -> None:
+    # One language, one text: each target ships its own copy so that it installs
+    # on its own (see the module docstring); the copies must not drift.
+    root = Path(__file__).resolve().parents[1]
+    clevertap = root / "target-clevertap" / "target_clevertap" / "exprlang.py"
+    salesforce = root / "target-salesforce" / "target_salesforce" / "exprlang.py"
+    assert clevertap.read_bytes() == salesforce.read_bytes()

@@ -23,8 +23,8 @@ from target_clevertap.client import (
     CleverTapError,
     UploadResult,
 )
-from target_clevertap.conditions import tracked_value
 from target_clevertap.event_uploads import EventUploads
+from target_clevertap.exprlang import tracked_value
 from target_clevertap.identity_join import IdentityJoiner
 from target_clevertap.ledger import (
     StateStore,
@@ -178,6 +178,7 @@ class Loader:
             event_key_property=config.get("event_key_property") or "ct_event_key",
             max_event_properties=int(config.get("max_event_properties") or 100),
             zone=account_zone(config.get("timezone")),
+            map_config=config.get("stream_map_config") or {},
         )
         self.stats: dict[str, StreamStats] = {}
         self._lock = threading.RLock()

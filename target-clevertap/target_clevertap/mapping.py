@@ -12,18 +12,27 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
 
-from target_clevertap.conditions import Condition, ConditionError, compile_condition
+from target_clevertap.exprlang import Expression, ExpressionError, compile_expression
+from target_clevertap.mapping_doc import (
+    DocError,
+    EventDoc,
+    IdentityDoc,
+    ProfileDoc,
+    PropertiesDoc,
+    TypeHint,
+    field_names,
+    node_at,
+    parse_stream,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-TYPE_HINTS = frozenset(
-    {"date", "datetime", "number", "string", "boolean", "multi", "json", "items"}
-)
+TYPE_HINTS = frozenset(get_args(TypeHint))
 #: reference fields whose object is known from the name
 REF_OBJECTS = {
     "ContactId": "Contact",
@@ -41,37 +50,7 @@ DEFAULT_VERSION_FIELDS = ("SystemModstamp", "LastModifiedDate")
 #: `time:` of an event that uses changed()/previous() and names no time
 MODIFIED_TIME = "modified"
 _TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
-_ALLOWED_STREAM_KEYS = {
-    "profile",
-    "events",
-    "skip",
-    "conversion_field",
-    "version_field",
-    "track_key",
-}
-_ALLOWED_PROFILE_KEYS = {"identity", "objectId", "properties", "when", "time"}
-_ALLOWED_EVENT_KEYS = {
-    "name",
-    "name_field",
-    "identity",
-    "objectId",
-    "properties",
-    "when",
-    "time",
-}
-_ALLOWED_PROPERTY_KEYS = {
-    "include",
-    "exclude",
-    "rename",
-    "constants",
-    "types",
-    "invert",
-    "opt_out",
-    "flatten_addresses",
-    "derive_name",
-    "previous",
-}
-_ALLOWED_IDENTITY_KEYS = {"field", "template", "ref", "object"}
+IdentityKey = Literal["identity", "objectId"]
 
 
 class MappingError(ValueError):
@@ -148,7 +127,7 @@ class ProfileSpec:
 
     identity: IdentitySpec
     properties: PropertySpec
-    when: Condition | None = None
+    when: Expression | None = None
     time: str | None = None
 
 
@@ -160,7 +139,7 @@ class EventSpec:
     properties: PropertySpec
     name: Template | None = None
     name_field: str | None = None
-    when: Condition | None = None
+    when: Expression | None = None
     time: str = "auto"
 
     def label(self) -> str:
@@ -318,52 +297,23 @@ class _Ctx:
         return MappingError(f"{at}: stream {self.stream!r}, {where}: {message}")
 
 
-def _as_str_list(
-    ctx: _Ctx, where: str, value: object, node: object, key: str
-) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise ctx.error(where, "expected a field name or a list of them", node, key)
-
-
-def _check_keys(
-    ctx: _Ctx, where: str, obj: object, allowed: Iterable[str]
-) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise ctx.error(where, f"expected a mapping, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - set(allowed))
-    if unknown:
-        raise ctx.error(
-            where,
-            f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})",
-            obj,
-            unknown[0],
-        )
-    return obj
-
-
-def _parse_identity(
-    ctx: _Ctx, where: str, raw: object, key: Literal["identity", "objectId"]
+def _build_identity(
+    ctx: _Ctx, where: str, doc: str | IdentityDoc, raw: object, key: IdentityKey
 ) -> IdentitySpec:
-    if isinstance(raw, str):
-        raw = {"field": raw}
-    spec = _check_keys(ctx, where, raw, _ALLOWED_IDENTITY_KEYS)
-    kinds = [k for k in ("field", "template", "ref") if k in spec]
+    if isinstance(doc, str):
+        return IdentitySpec("field", doc, key)
+    kinds = [k for k in ("field", "template", "ref") if getattr(doc, k) is not None]
     if len(kinds) != 1:
         raise ctx.error(where, "give exactly one of field, template or ref", raw)
     kind = kinds[0]
-    value = spec[kind]
-    if not isinstance(value, str) or not value.strip():
-        raise ctx.error(where, f"{kind} must be a non-empty string", raw, kind)
+    value = str(getattr(doc, kind))
     if kind == "template":
         template = Template.parse(value)
         if not template.fields:
             raise ctx.error(where, "a template needs at least one {Field}", raw, kind)
         return IdentitySpec("template", value, key, template=template)
     if kind == "ref":
-        obj = spec.get("object") or REF_OBJECTS.get(value)
+        obj = doc.object or REF_OBJECTS.get(value)
         if not obj and value.endswith("Id") and value not in POLYMORPHIC_REFS:
             obj = value.removesuffix("Id")  # the `<Object>Id` default
         if not obj:
@@ -375,160 +325,101 @@ def _parse_identity(
                 kind,
             )
         return IdentitySpec("ref", value, key, ref_object=str(obj))
-    if "object" in spec:
+    if doc.object is not None:
         raise ctx.error(where, "object is only valid with ref", raw, "object")
     return IdentitySpec("field", value, key)
 
 
-def _parse_properties(ctx: _Ctx, where: str, raw: object) -> PropertySpec:
-    if raw is None:
+def _build_properties(
+    ctx: _Ctx, where: str, doc: PropertiesDoc | None, raw: object
+) -> PropertySpec:
+    if doc is None:
         return PropertySpec()
-    spec = _check_keys(ctx, where, raw, _ALLOWED_PROPERTY_KEYS)
-    include: tuple[str, ...] | None = None
-    if "include" in spec and spec["include"] != "all":
-        include = tuple(_as_str_list(ctx, where, spec["include"], raw, "include"))
-    exclude = frozenset(
-        _as_str_list(ctx, where, spec.get("exclude", []), raw, "exclude")
-    )
-    rename = _name_map(ctx, where, spec, "rename", "field names to new names")
-    constants = spec.get("constants", {})
-    if not isinstance(constants, dict):
-        raise ctx.error(where, "constants must be a mapping", raw, "constants")
-    types = _parse_types(ctx, where, raw, spec.get("types", {}))
-    invert = _flag_map(ctx, where, spec, "invert")
-    opt_out = _flag_map(ctx, where, spec, "opt_out")
+    invert = {k: tuple(field_names(v)) for k, v in doc.invert.items()}
+    opt_out = {k: tuple(field_names(v)) for k, v in doc.opt_out.items()}
     both = sorted(set(invert) & set(opt_out))
     if both:
         message = f"{both[0]!r} is in both invert and opt_out; choose one"
         raise ctx.error(where, message, raw, "opt_out")
-    previous = _name_map(ctx, where, spec, "previous", "tracked field names to keys")
-    for flag in ("flatten_addresses", "derive_name"):
-        if flag in spec and not isinstance(spec[flag], bool):
-            raise ctx.error(where, f"{flag} must be true or false", raw, flag)
     return PropertySpec(
-        include=include,
-        exclude=exclude,
-        rename=dict(rename),
-        constants=dict(constants),
-        types=dict(types),
+        include=None if doc.include == "all" else tuple(field_names(doc.include)),
+        exclude=frozenset(field_names(doc.exclude)),
+        rename=dict(doc.rename),
+        constants=dict(doc.constants),
+        types=dict(doc.types),
         invert=invert,
         opt_out=opt_out,
-        flatten_addresses=spec.get("flatten_addresses", True),
-        derive_name=spec.get("derive_name", True),
-        previous=dict(previous),
+        flatten_addresses=doc.flatten_addresses,
+        derive_name=doc.derive_name,
+        previous=dict(doc.previous),
     )
 
 
-def _flag_map(
-    ctx: _Ctx, where: str, spec: Mapping[str, Any], key: str
-) -> dict[str, tuple[str, ...]]:
-    """`invert` / `opt_out`: a boolean field mapped to one key or a list of keys."""
-    raw = spec.get(key, {})
-    if not isinstance(raw, dict):
-        raise ctx.error(where, f"{key} maps a boolean field to keys", spec, key)
-    return {
-        str(k): tuple(_as_str_list(ctx, where, v, raw, str(k))) for k, v in raw.items()
-    }
-
-
-def _name_map(
-    ctx: _Ctx, where: str, raw: Mapping[str, Any], key: str, what: str
-) -> dict[str, str]:
-    """`rename` / `previous`: names mapped to non-empty names."""
-    value = raw.get(key, {})
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
-    ):
-        raise ctx.error(where, f"{key} maps {what}", raw, key)
-    return value
-
-
-def _parse_types(ctx: _Ctx, where: str, raw: object, types: object) -> dict[str, str]:
-    if not isinstance(types, dict):
-        raise ctx.error(where, "types must be a mapping", raw, "types")
-    for name, hint in types.items():
-        if hint not in TYPE_HINTS:
-            raise ctx.error(
-                where,
-                f"unknown type hint {hint!r} for {name!r} "
-                f"(allowed: {', '.join(sorted(TYPE_HINTS))})",
-                types,
-                name,
-            )
-    return types
-
-
-def _parse_when(ctx: _Ctx, where: str, raw: object, node: object) -> Condition | None:
-    if raw is None:
+def _build_when(
+    ctx: _Ctx, where: str, text: str | None, raw: object
+) -> Expression | None:
+    if text is None:
         return None
-    if not isinstance(raw, str):
-        raise ctx.error(where, "a condition must be a string", node, "when")
     try:
-        return compile_condition(raw)
-    except ConditionError as exc:
-        raise ctx.error(where, f"invalid condition: {exc}", node, "when") from exc
+        return compile_expression(text)
+    except ExpressionError as exc:
+        raise ctx.error(where, f"invalid condition: {exc}", raw, "when") from exc
 
 
-def _parse_time(ctx: _Ctx, where: str, raw: object, node: object) -> str | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, str) or not raw:
-        raise ctx.error(where, "time must be a field name or 'now'", node, "time")
-    return raw
-
-
-def _identity_of(ctx: _Ctx, where: str, spec: dict[str, Any]) -> IdentitySpec | None:
-    if "identity" in spec and "objectId" in spec:
-        raise ctx.error(where, "give identity or objectId, not both", spec)
-    if "identity" in spec:
-        return _parse_identity(ctx, f"{where}.identity", spec["identity"], "identity")
-    if "objectId" in spec:
-        return _parse_identity(ctx, f"{where}.objectId", spec["objectId"], "objectId")
+def _identity_of(
+    ctx: _Ctx, where: str, doc: ProfileDoc | EventDoc, raw: object
+) -> IdentitySpec | None:
+    if doc.identity is not None and doc.objectId is not None:
+        raise ctx.error(where, "give identity or objectId, not both", raw)
+    node = raw.get if isinstance(raw, dict) else (lambda _key: None)
+    if doc.identity is not None:
+        return _build_identity(
+            ctx, f"{where}.identity", doc.identity, node("identity"), "identity"
+        )
+    if doc.objectId is not None:
+        return _build_identity(
+            ctx, f"{where}.objectId", doc.objectId, node("objectId"), "objectId"
+        )
     return None
 
 
-def _parse_profile(ctx: _Ctx, raw: object) -> ProfileSpec:
+def _build_profile(ctx: _Ctx, doc: ProfileDoc, raw: object) -> ProfileSpec:
     where = "profile"
-    praw = _check_keys(ctx, where, raw, _ALLOWED_PROFILE_KEYS)
-    identity = _identity_of(ctx, where, praw)
+    identity = _identity_of(ctx, where, doc, raw)
     if identity is None:
         message = "identity (or objectId) is required"
-        raise ctx.error(where, message, praw)
+        raise ctx.error(where, message, raw)
+    props = raw.get("properties") if isinstance(raw, dict) else None
     return ProfileSpec(
         identity=identity,
-        properties=_parse_properties(ctx, "profile.properties", praw.get("properties")),
-        when=_parse_when(ctx, "profile.when", praw.get("when"), praw),
-        time=_parse_time(ctx, "profile.time", praw.get("time"), praw),
+        properties=_build_properties(ctx, "profile.properties", doc.properties, props),
+        when=_build_when(ctx, "profile.when", doc.when, raw),
+        time=doc.time,
     )
 
 
-def _parse_event(
+def _build_event(  # noqa: PLR0913 - the event, its place, and what it inherits
     ctx: _Ctx,
     where: str,
+    doc: EventDoc,
     raw: object,
+    *,
     profile: ProfileSpec | None,
     version_field: str | None,
 ) -> EventSpec:
-    eraw = _check_keys(ctx, where, raw, _ALLOWED_EVENT_KEYS)
-    has_name = "name" in eraw
-    if has_name == ("name_field" in eraw):
+    if (doc.name is None) == (doc.name_field is None):
         message = "give exactly one of name or name_field"
-        raise ctx.error(where, message, eraw)
-    if has_name and (not isinstance(eraw["name"], str) or not eraw["name"]):
-        message = "name must be a non-empty string"
-        raise ctx.error(where, message, eraw, "name")
-    if not has_name and not isinstance(eraw["name_field"], str):
-        message = "name_field must be a field name"
-        raise ctx.error(where, message, eraw, "name_field")
-    identity = _identity_of(ctx, where, eraw)
+        raise ctx.error(where, message, raw)
+    identity = _identity_of(ctx, where, doc, raw)
     if identity is None:
         if profile is None:
             message = "identity is required when there is no profile"
-            raise ctx.error(where, message, eraw)
+            raise ctx.error(where, message, raw)
         identity = profile.identity
-    properties = _parse_properties(ctx, f"{where}.properties", eraw.get("properties"))
-    when = _parse_when(ctx, f"{where}.when", eraw.get("when"), eraw)
-    time = _parse_time(ctx, f"{where}.time", eraw.get("time"), eraw)
+    props = raw.get("properties") if isinstance(raw, dict) else None
+    properties = _build_properties(ctx, f"{where}.properties", doc.properties, props)
+    when = _build_when(ctx, f"{where}.when", doc.when, raw)
+    time = doc.time
     if time is None:
         # a change happens when the record is modified, not when it was created
         tracks = bool(properties.previous) or bool(when and when.tracked)
@@ -536,8 +427,8 @@ def _parse_event(
     return EventSpec(
         identity=identity,
         properties=properties,
-        name=Template.parse(eraw["name"]) if has_name else None,
-        name_field=eraw.get("name_field"),
+        name=Template.parse(doc.name) if doc.name is not None else None,
+        name_field=doc.name_field,
         when=when,
         time=time,
     )
@@ -548,45 +439,45 @@ def _parse_stream(
 ) -> StreamMapping:
     ctx = _Ctx(source, stream)
     source = f"{source}, line {line}" if line else source
-    where = "mapping"
-    spec = _check_keys(ctx, where, {} if raw is None else raw, _ALLOWED_STREAM_KEYS)
-    if spec.get("skip"):
+    try:
+        doc = parse_stream(raw)
+    except DocError as exc:
+        node = node_at(raw, exc.where)
+        raise ctx.error(exc.place, exc.message, node, exc.key) from None
+    if doc.skip:
         return StreamMapping(stream, skip=True, origin=source)
-    version_field = spec.get("version_field")
-    track_key = spec.get("track_key")
-    for name, value in (("version_field", version_field), ("track_key", track_key)):
-        if value is not None and (not isinstance(value, str) or not value):
-            message = f"{name} must be a field name"
-            raise ctx.error(where, message, spec, name)
+    raw_map = raw if isinstance(raw, dict) else {}
     profile = None
-    if spec.get("profile") is not None:
-        profile = _parse_profile(ctx, spec["profile"])
-    events_raw = spec.get("events") or []
-    if isinstance(events_raw, dict):
-        events_raw = [events_raw]
+    if doc.profile is not None:
+        profile = _build_profile(ctx, doc.profile, raw_map.get("profile"))
+    events_doc = doc.events or []
+    events_raw = raw_map.get("events")
+    if isinstance(events_doc, EventDoc):
+        events_doc, events_raw = [events_doc], [events_raw]
     if not isinstance(events_raw, list):
-        where = "events"
-        message = "expected a list of events"
-        raise ctx.error(where, message, spec, "events")
+        events_raw = [None] * len(events_doc)
     events = tuple(
-        _parse_event(ctx, f"events[{i}]", ev, profile, version_field)
-        for i, ev in enumerate(events_raw)
+        _build_event(
+            ctx,
+            f"events[{i}]",
+            ev,
+            events_raw[i],
+            profile=profile,
+            version_field=doc.version_field,
+        )
+        for i, ev in enumerate(events_doc)
     )
     if profile is None and not events:
-        message = "needs a profile, events, or skip: true"
-        raise ctx.error(where, message, spec)
-    conversion = spec.get("conversion_field", "ConvertedContactId")
-    if conversion is not None and not isinstance(conversion, str):
-        message = "conversion_field must be a field name"
-        raise ctx.error(where, message, spec, "conversion_field")
+        where, message = "mapping", "needs a profile, events, or skip: true"
+        raise ctx.error(where, message, raw)
     return StreamMapping(
         stream,
         profile=profile,
         events=events,
-        conversion_field=conversion,
+        conversion_field=doc.conversion_field,
         origin=source,
-        version_field=version_field,
-        track_key=track_key,
+        version_field=doc.version_field,
+        track_key=doc.track_key,
     )
 
 

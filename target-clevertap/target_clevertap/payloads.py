@@ -15,11 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from target_clevertap.exprlang import ExpressionError
 from target_clevertap.phones import quick_e164
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
+    from target_clevertap.exprlang import Expression
     from target_clevertap.mapping import (
         EventSpec,
         IdentitySpec,
@@ -127,6 +129,9 @@ class PayloadOptions:
     #: the account time zone (`timezone` setting): date-only values are sent as
     #: midnight of their day in it
     zone: dt.tzinfo = dt.UTC
+    #: what `config` names in `when:` conditions (`stream_map_config`, as for stream
+    #: maps)
+    map_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -1154,6 +1159,27 @@ def _id_field(spec: IdentitySpec) -> str:
     return spec.key
 
 
+def _holds(
+    when: Expression | None,
+    record: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    opts: PayloadOptions,
+) -> bool:
+    """Whether a `when:` condition lets the record through (no condition: yes).
+
+    Raises:
+        RecordReject: a condition that cannot be evaluated on this record (the
+            message names the condition, not the record's values).
+    """
+    if when is None:
+        return True
+    try:
+        return when(record, previous, opts.map_config)
+    except ExpressionError:
+        msg = f"condition {when.text!r} cannot be evaluated on this record"
+        raise RecordReject(msg, code="bad_condition") from None
+
+
 def build_uploads(  # noqa: PLR0913 - keyword-only inputs
     record: Mapping[str, Any],
     *,
@@ -1193,7 +1219,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
     """
     result = BuildResult()
     profile = mapping.profile
-    if profile is not None and (profile.when is None or profile.when(record, previous)):
+    if profile is not None and _holds(profile.when, record, previous, opts):
         identities = resolve_identities(record, profile.identity, resolve, memo, refs)
         if not identities:
             field_name = profile.identity.fields[0]
@@ -1214,7 +1240,7 @@ def build_uploads(  # noqa: PLR0913 - keyword-only inputs
             result.items.append(UploadItem("profile", payload))
         result.identities = identities
     for spec in mapping.events:
-        if spec.when is not None and not spec.when(record, previous):
+        if not _holds(spec.when, record, previous, opts):
             continue
         identities = resolve_identities(record, spec.identity, resolve, memo, refs)
         if not identities:

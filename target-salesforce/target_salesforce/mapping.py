@@ -15,14 +15,30 @@ import dataclasses
 import fnmatch
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, get_args
 
+import msgspec
 import yaml
 
-from target_salesforce.expressions import (
+from target_salesforce.exprlang import (
     Expression,
     ExpressionError,
     compile_expression,
+)
+from target_salesforce.mapping_doc import (
+    UNSET,
+    Action,
+    ApexBatching,
+    ApexDoc,
+    DocError,
+    DuplicatePolicy,
+    FieldDoc,
+    FieldType,
+    MissingKeyPolicy,
+    Mode,
+    NullPolicy,
+    StreamDoc,
+    parse_stream,
 )
 
 if TYPE_CHECKING:
@@ -31,29 +47,14 @@ if TYPE_CHECKING:
 RawMapping: TypeAlias = Any
 """A mapping value as read from JSON or YAML."""
 
-Action = Literal["upsert", "insert", "update", "delete"]
-NullPolicy = Literal["skip", "set_null"]
-DuplicatePolicy = Literal["merge", "reject"]
-
-ACTIONS: Final = ("upsert", "insert", "update", "delete")
-MODES: Final = ("sobject", "apex")
-NULL_POLICIES: Final = ("skip", "set_null")
-DUPLICATE_POLICIES: Final = ("merge", "reject")
-MISSING_KEY_POLICIES: Final = ("reject", "not_linked")
-FIELD_TYPES: Final = (
-    "string",
-    "date",
-    "datetime",
-    "boolean",
-    "number",
-    "integer",
-    "picklist",
-    "multipicklist",
-    "json",
-)
+ACTIONS: Final = get_args(Action)
+MODES: Final = get_args(Mode)
+NULL_POLICIES: Final = get_args(NullPolicy)
+DUPLICATE_POLICIES: Final = get_args(DuplicatePolicy)
+MISSING_KEY_POLICIES: Final = get_args(MissingKeyPolicy)
+FIELD_TYPES: Final = get_args(FieldType)
 APEX_METHODS: Final = ("POST", "PUT", "PATCH")
-APEX_BATCHING: Final = ("record", "list")
-MAX_COLLECTION_SIZE: Final = 200
+APEX_BATCHING: Final = get_args(ApexBatching)
 PLACEHOLDER: Final = re.compile(r"\{([A-Za-z_$][\w$.\-]*)\}")
 
 
@@ -110,17 +111,9 @@ class FieldSpec:
         return roots
 
 
-@dataclasses.dataclass(frozen=True)
-class ApexSpec:
-    """An Apex REST call: path under /services/apexrest/ and a payload template."""
-
-    path: str
-    payload: Any
-    method: str = "POST"
-    batching: str = "record"
-    list_key: str | None = None
-    max_records_per_call: int = MAX_COLLECTION_SIZE
-    isolate_errors: bool = True
+#: an Apex REST call: path under /services/apexrest/ and a payload template (the
+#: checked `apex:` entry, path without slashes and method in capitals)
+ApexSpec: TypeAlias = ApexDoc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,9 +138,10 @@ class StreamMapping:
     on_missing_key: str = "reject"
     #: read another stream's records (a second entry for one input stream)
     source_stream: str | None = None
-    #: with source_stream: only the records for which this expression (an SDK
-    #: stream-map `__filter__`) is true reach the entry
-    when: str | None = None
+    #: with source_stream: only the records for which this condition (the
+    #: mapping expression language, as target-clevertap's `when:`) holds reach
+    #: the entry
+    when: Expression | None = None
     origin: str | None = None
     field_lines: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
@@ -185,33 +179,6 @@ def _where(stream: str, key: str) -> str:
     return f"streams.{stream}.{key}"
 
 
-def _choice(
-    raw: Mapping[str, Any],
-    key: str,
-    allowed: tuple[str, ...],
-    stream: str,
-    default: str | None,
-) -> str | None:
-    value = raw.get(key, default)
-    if value is None:
-        return None
-    if value not in allowed:
-        msg = f"{_where(stream, key)} is {value!r}; allowed: {', '.join(allowed)}"
-        raise MappingError(msg, (key,))
-    return cast("str", value)
-
-
-_FIELD_KEYS: Final = {
-    "source",
-    "value",
-    "template",
-    "now",
-    "expr",
-    "type",
-    "default",
-    "map",
-    "map_default",
-}
 _FIELD_KINDS: Final = ("source", "value", "template", "now", "expr")
 
 
@@ -225,7 +192,7 @@ def map_key(value: object) -> str:
 def _parse_map(stream: str, target: str, raw: RawMapping) -> dict[str, Any]:
     where = _where(stream, f"fields.{target}.map")
     keys = ("fields", target, "map")
-    if not isinstance(raw, dict) or not raw:
+    if not raw:
         msg = f"{where} must map source values to Salesforce values"
         raise MappingError(msg, keys)
     out: dict[str, Any] = {}
@@ -244,66 +211,52 @@ def _parse_map(stream: str, target: str, raw: RawMapping) -> dict[str, Any]:
     return out
 
 
-def _parse_field(stream: str, target: str, raw: RawMapping) -> FieldSpec:
-    if isinstance(raw, str):
-        return FieldSpec(target=target, source=raw)
+def _build_field(stream: str, target: str, doc: str | FieldDoc) -> FieldSpec:
+    if isinstance(doc, str):
+        return FieldSpec(target=target, source=doc)
     where = _where(stream, f"fields.{target}")
     keys = ("fields", target)
-    kind = _field_kind(where, keys, raw)
-    ftype = raw.get("type")
-    if ftype is not None and ftype not in FIELD_TYPES:
-        msg = f"{where}.type is {ftype!r}; allowed: {', '.join(FIELD_TYPES)}"
-        raise MappingError(msg, (*keys, "type"))
-    if "now" in raw and raw["now"] is not True:
+    kinds = [k for k in _FIELD_KINDS if getattr(doc, k) is not UNSET]
+    if len(kinds) != 1:
+        msg = f"{where} needs exactly one of {', '.join(_FIELD_KINDS)}"
+        raise MappingError(msg, keys)
+    kind = kinds[0]
+    if doc.now is not UNSET and doc.now is not True:
         msg = f"{where}.now must be `true` (the run's start time)"
         raise MappingError(msg, (*keys, "now"))
-    expr = _parse_expr(where, keys, raw["expr"], ftype) if "expr" in raw else None
+    expr = None
+    if isinstance(doc.expr, str):
+        expr = _parse_expr(where, keys, doc.expr, doc.type)
     value_map = None
-    if "map" in raw:
+    if not isinstance(doc.map, msgspec.UnsetType):
         if kind not in {"source", "template"}:
             msg = f"{where}.map translates a source or template value, not {kind}"
             raise MappingError(msg, (*keys, "map"))
-        value_map = _parse_map(stream, target, raw["map"])
-    elif "map_default" in raw:
+        value_map = _parse_map(stream, target, doc.map)
+    elif doc.map_default is not UNSET:
         msg = f"{where}.map_default needs a `map`"
         raise MappingError(msg, (*keys, "map_default"))
     return FieldSpec(
         target=target,
-        source=raw.get("source"),
-        value=raw.get("value"),
-        has_value="value" in raw,
-        template=raw.get("template"),
-        type=ftype,
-        default=raw.get("default"),
-        now="now" in raw,
+        source=doc.source if isinstance(doc.source, str) else None,
+        value=None if doc.value is UNSET else doc.value,
+        has_value=doc.value is not UNSET,
+        template=doc.template if isinstance(doc.template, str) else None,
+        type=doc.type,
+        default=doc.default,
+        now=doc.now is True,
         expr=expr,
         value_map=value_map,
-        map_default=raw.get("map_default"),
-        has_map_default="map_default" in raw,
+        map_default=None if doc.map_default is UNSET else doc.map_default,
+        has_map_default=doc.map_default is not UNSET,
     )
 
 
-def _field_kind(where: str, keys: tuple[str, ...], raw: RawMapping) -> str:
-    """Check a field mapping's keys; return which of `_FIELD_KINDS` it uses."""
-    if not isinstance(raw, dict):
-        msg = f"{where} must be a source property name or a mapping"
-        raise MappingError(msg, keys)
-    unknown = sorted(set(raw) - _FIELD_KEYS)
-    if unknown:
-        msg = f"{where} has unknown keys: {', '.join(unknown)}"
-        raise MappingError(msg, (*keys, unknown[0]))
-    kinds = [k for k in _FIELD_KINDS if k in raw]
-    if len(kinds) != 1:
-        msg = f"{where} needs exactly one of {', '.join(_FIELD_KINDS)}"
-        raise MappingError(msg, keys)
-    return kinds[0]
-
-
 def _parse_expr(
-    where: str, keys: tuple[str, ...], source: RawMapping, ftype: RawMapping
+    where: str, keys: tuple[str, ...], source: str, ftype: str | None
 ) -> Expression:
     try:
-        expr = compile_expression(source)
+        expr = compile_expression(source, number=True)
     except ExpressionError as exc:
         msg = f"{where}.expr: {exc}"
         raise MappingError(msg, (*keys, "expr")) from None
@@ -313,97 +266,50 @@ def _parse_expr(
     return expr
 
 
-def _parse_apex(stream: str, raw: RawMapping) -> ApexSpec:
+def _build_apex(stream: str, doc: ApexDoc | None) -> ApexSpec:
     where = _where(stream, "apex")
-    if not isinstance(raw, dict) or "path" not in raw or "payload" not in raw:
+    if doc is None:
         msg = f"{where} needs `path` and `payload`"
         raise MappingError(msg, ("apex",))
-    unknown = set(raw) - {
-        "path",
-        "payload",
-        "method",
-        "batching",
-        "list_key",
-        "max_records_per_call",
-        "isolate_errors",
-    }
-    if unknown:
-        msg = f"{where} has unknown keys: {', '.join(sorted(unknown))}"
-        raise MappingError(msg, ("apex", min(unknown)))
-    path = str(raw["path"]).strip("/")
+    path = doc.path.strip("/")
     if path.startswith("services/"):
-        msg = f"{where}.path is relative to /services/apexrest/; got {raw['path']!r}"
+        msg = f"{where}.path is relative to /services/apexrest/; got {doc.path!r}"
         raise MappingError(msg, ("apex", "path"))
-    method = str(raw.get("method", "POST")).upper()
+    method = doc.method.upper()
     if method not in APEX_METHODS:
         msg = f"{where}.method is {method!r}; allowed: {', '.join(APEX_METHODS)}"
         raise MappingError(msg, ("apex", "method"))
-    batching = raw.get("batching", "record")
-    if batching not in APEX_BATCHING:
-        msg = f"{where}.batching is {batching!r}; allowed: record, list"
-        raise MappingError(msg, ("apex", "batching"))
-    size = int(raw.get("max_records_per_call", MAX_COLLECTION_SIZE))
-    if size < 1:
+    if doc.max_records_per_call < 1:
         msg = f"{where}.max_records_per_call must be at least 1"
         raise MappingError(msg, ("apex", "max_records_per_call"))
-    isolate = raw.get("isolate_errors", True)
-    if not isinstance(isolate, bool):
-        msg = f"{where}.isolate_errors must be true or false"
-        raise MappingError(msg, ("apex", "isolate_errors"))
-    return ApexSpec(
-        isolate_errors=isolate,
-        path=path,
-        payload=raw["payload"],
-        method=method,
-        batching=batching,
-        list_key=raw.get("list_key"),
-        max_records_per_call=size,
-    )
+    return msgspec.structs.replace(doc, path=path, method=method)
 
 
-def _source_stream(stream: str, raw: RawMapping) -> tuple[str | None, str | None]:
+def _source_stream(stream: str, doc: StreamDoc) -> tuple[str | None, Expression | None]:
     """`source_stream` (another stream named exactly, on an exact entry), `when`."""
-    value, when = raw.get("source_stream"), raw.get("when")
-    if when is not None and (not isinstance(when, str) or value is None):
+    value, when = doc.source_stream, doc.when
+    if when is not None and value is None:
         msg = (
-            f"{_where(stream, 'when')} must be an expression (a stream-map filter "
-            "over `record`), on an entry with source_stream"
+            f"{_where(stream, 'when')} must be an expression (a condition over "
+            "the record), on an entry with source_stream"
         )
         raise MappingError(msg, ("when",))
     if value is None:
         return None, None
-    if (
-        not isinstance(value, str)
-        or not value
-        or any(c in value + stream for c in "*?[")
-        or value == stream
-    ):
+    condition = None
+    if when is not None:
+        try:
+            condition = compile_expression(when)
+        except ExpressionError as exc:
+            msg = f"{_where(stream, 'when')}: {exc}"
+            raise MappingError(msg, ("when",)) from None
+    if not value or any(c in value + stream for c in "*?[") or value == stream:
         msg = (
             f"{_where(stream, 'source_stream')} must name another stream exactly "
             "(no patterns, on an entry that is not a pattern)"
         )
         raise MappingError(msg, ("source_stream",))
-    return value, when
-
-
-_STREAM_KEYS: Final = {
-    "mode",
-    "object",
-    "action",
-    "external_id_field",
-    "fields",
-    "pass_through",
-    "pack_unmapped_into",
-    "null_policy",
-    "duplicate_keys",
-    "bulk_threshold",
-    "apex",
-    "description",
-    "skip",
-    "on_missing_key",
-    "source_stream",
-    "when",
-}
+    return value, condition
 
 
 def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
@@ -419,45 +325,30 @@ def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
     Raises:
         MappingError: when a key is unknown, missing or has a bad value.
     """
-    if not isinstance(raw, dict):
-        msg = f"streams.{stream} must be a mapping"
-        raise MappingError(msg)
-    unknown = sorted(set(raw) - _STREAM_KEYS)
-    if unknown:
-        msg = f"streams.{stream} has unknown keys: {', '.join(unknown)}"
-        raise MappingError(msg, (unknown[0],))
-    skip = raw.get("skip", False)
-    if not isinstance(skip, bool):
-        msg = f"{_where(stream, 'skip')} must be true or false"
-        raise MappingError(msg, ("skip",))
-    if skip:
+    try:
+        doc = parse_stream(stream, raw)
+    except DocError as exc:
+        raise MappingError(str(exc), exc.keys) from None
+    if doc.skip:
         return StreamMapping(stream=stream, skip=True)
-    mode = _choice(raw, "mode", MODES, stream, "apex" if "apex" in raw else "sobject")
-    fields_raw = raw.get("fields") or {}
-    if not isinstance(fields_raw, dict):
-        msg = f"{_where(stream, 'fields')} must map Salesforce field names to sources"
-        raise MappingError(msg, ("fields",))
-    fields = tuple(_parse_field(stream, str(k), v) for k, v in fields_raw.items())
-    bulk_threshold = raw.get("bulk_threshold")
-    source_stream, when = _source_stream(stream, raw)
+    mode = doc.mode or ("apex" if doc.apex is not None else "sobject")
+    fields = tuple(_build_field(stream, k, v) for k, v in (doc.fields or {}).items())
+    source_stream, when = _source_stream(stream, doc)
+    pass_through = doc.pass_through
+    if pass_through is None:
+        pass_through = not fields and not doc.pack_unmapped_into
     common: dict[str, Any] = {
         "stream": stream,
         "mode": mode,
-        "on_missing_key": _choice(
-            raw, "on_missing_key", MISSING_KEY_POLICIES, stream, "reject"
-        ),
+        "on_missing_key": doc.on_missing_key or "reject",
         "source_stream": source_stream,
         "when": when,
         "fields": fields,
-        "pass_through": bool(
-            raw.get("pass_through", not fields and not raw.get("pack_unmapped_into"))
-        ),
-        "pack_unmapped_into": raw.get("pack_unmapped_into"),
-        "null_policy": _choice(raw, "null_policy", NULL_POLICIES, stream, None),
-        "duplicate_keys": _choice(
-            raw, "duplicate_keys", DUPLICATE_POLICIES, stream, None
-        ),
-        "bulk_threshold": int(bulk_threshold) if bulk_threshold is not None else None,
+        "pass_through": pass_through,
+        "pack_unmapped_into": doc.pack_unmapped_into,
+        "null_policy": doc.null_policy,
+        "duplicate_keys": doc.duplicate_keys,
+        "bulk_threshold": doc.bulk_threshold,
     }
     if common["pass_through"] and common["pack_unmapped_into"]:
         msg = (
@@ -466,13 +357,13 @@ def parse_stream_mapping(stream: str, raw: RawMapping) -> StreamMapping:
         )
         raise MappingError(msg, ("pack_unmapped_into",))
     if mode == "apex":
-        return StreamMapping(apex=_parse_apex(stream, raw.get("apex")), **common)
-    sobject = raw.get("object")
+        return StreamMapping(apex=_build_apex(stream, doc.apex), **common)
+    sobject = doc.object
     if not sobject:
         msg = f"{_where(stream, 'object')} is required (the target sObject)"
         raise MappingError(msg, ("object",))
-    action = cast("str", _choice(raw, "action", ACTIONS, stream, "upsert"))
-    ext = raw.get("external_id_field")
+    action = doc.action or "upsert"
+    ext = doc.external_id_field
     if action == "upsert" and not ext:
         msg = (
             f"{_where(stream, 'external_id_field')} is required for upsert "

@@ -17,7 +17,7 @@ from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import quote
 
-from target_salesforce.expressions import ExpressionError
+from target_salesforce.exprlang import ExpressionError
 from target_salesforce.mapping import (
     PLACEHOLDER,
     MappingError,
@@ -593,13 +593,8 @@ def _field_value(
     if spec.now:
         return now
     if spec.expr is not None:
-
-        def lookup(path: str) -> JsonValue:
-            found = get_path(record, path)
-            return None if found is MISSING else found
-
         try:
-            value: JsonValue = spec.expr.evaluate(lookup)
+            value: JsonValue = spec.expr.number(record)
         except ExpressionError as exc:
             msg = f"field {spec.target!r}: {exc}"
             raise RecordError(CODE_CONVERSION, msg, [spec.target]) from None

@@ -25,6 +25,7 @@ from target_salesforce.client import (
     ConfigurationError,
     TargetSalesforceError,
 )
+from target_salesforce.exprlang import ExpressionError
 from target_salesforce.payloads import (
     CODE_LOCK_ROW,
     CODE_MISSING_KEY,
@@ -231,8 +232,22 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
 
     @override
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        """Queue a valid record; reject one that does not match its schema."""
+        """Queue a valid record; reject one that does not match its schema.
+
+        An entry with `when` (a second entry reading another stream) keeps only
+        the records its condition lets through; the others are not its records.
+        """
         invalid, self.invalid = self.invalid, None
+        when = self.stream_mapping.when if self.stream_mapping else None
+        if when is not None:
+            try:
+                if not when(record, config=self.config.get("stream_map_config")):
+                    return
+            except ExpressionError as exc:
+                self.summary.received += 1
+                message = f"when {when.text!r}: {exc}"
+                self._reject(record, None, CODE_INVALID_RECORD, message, [])
+                return
         if invalid is None:
             super().process_record(record, context)
             return

@@ -503,17 +503,15 @@ class TargetSalesforce(Target):
     def _add_source_stream_aliases(self) -> None:
         """Entries with `source_stream` read that stream's records too.
 
-        Each becomes an SDK stream-map alias (`<entry>: {__source__: <stream>}`,
-        plus `__filter__: <when>`), so the source stream's records (those `when`
-        lets through) reach this entry's sink too. A `stream_maps` entry of the
-        same name in the config wins.
+        Each becomes an SDK stream-map alias (`<entry>: {__source__: <stream>}`),
+        so the source stream's records reach this entry's sink too, which keeps
+        those its `when` lets through (`SalesforceSink.process_record`). A
+        `stream_maps` entry of the same name in the config wins.
         """
         aliases: dict[str, dict[str, str]] = {}
         for name, mapping in self.run.mappings.items():
             if mapping.source_stream and not mapping.skip:
                 aliases[name] = {"__source__": mapping.source_stream}
-                if mapping.when:
-                    aliases[name]["__filter__"] = mapping.when
         if aliases:
             configured = self.mapper.stream_maps_dict or {}
             self.mapper.stream_maps_dict = {**aliases, **configured}

@@ -220,7 +220,7 @@ def test_event_name_from_template_or_field_and_condition() -> None:
     spec = {
         "events": [
             {"name": "{Type} Created", "identity": "Who"},
-            {"name_field": "Kind", "identity": "Who", "when": "Kind is not null"},
+            {"name_field": "Kind", "identity": "Who", "when": "Kind is not None"},
         ]
     }
     record = {
@@ -464,3 +464,25 @@ def test_invert_stays_the_explicit_two_way_mirror() -> None:
     }
     data = _build(mirror, {"Id": "1", "DoNotCall": False}).items[0].payload
     assert data["profileData"]["MSG-sms"] is True
+
+
+def test_condition_that_cannot_be_evaluated_rejects_the_record() -> None:
+    spec = {"events": [{"name": "E", "identity": "Who", "when": "int(Code) > 1"}]}
+    record = {"Id": "1", "Who": "p", "Code": "x1", "CreatedDate": "2024-01-01"}
+    with pytest.raises(RecordReject) as err:
+        _build(spec, record)
+    assert err.value.code == "bad_condition"
+    assert "x1" not in err.value.message  # names the condition, not the values
+    assert len(_build(spec, {**record, "Code": "7"}).items) == 1
+
+
+def test_condition_reads_config_as_stream_maps_do() -> None:
+    spec = {
+        "events": [
+            {"name": "E", "identity": "Who", "when": "Region == config['region']"}
+        ]
+    }
+    record = {"Id": "1", "Who": "p", "Region": "EU", "CreatedDate": "2024-01-01"}
+    eu = PayloadOptions(map_config={"region": "EU"})
+    assert len(_build(spec, record, opts=eu).items) == 1
+    assert _build(spec, record, opts=PayloadOptions()).items == []

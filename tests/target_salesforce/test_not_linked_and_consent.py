@@ -245,3 +245,23 @@ def test_second_entry_and_not_linked_work_through_the_cli(
     assert streams["profiles"]["not_linked"] == 1
     assert streams["leads"]["succeeded"] == 1
     assert _row(harness, "Lead", lead["Id"])["HasOptedOutOfEmail"] is True
+
+
+def test_when_is_the_shared_expression_language_with_null_safe_fields() -> None:
+    # The same language as target-clevertap's `when:`: a field the record lacks is
+    # None (a stream-map `__filter__` would stop the run with NameNotDefined), an
+    # ordering with None is false, and numeric text compares as a number.
+    raw = {
+        "object": "Lead",
+        "action": "update",
+        "fields": {"Id": "x"},
+        "source_stream": "profiles",
+        "when": "score >= 5 and email is not None",
+    }
+    when = parse_stream_mapping("leads", raw).when
+    assert when is not None
+    assert when({"score": "7", "email": "a@b.c"})
+    assert not when({"email": "a@b.c"})
+    assert not when({"score": 9})
+    with pytest.raises(MappingError, match=r"streams\.leads\.when: invalid expr"):
+        parse_stream_mapping("leads", {**raw, "when": "score => 5"})

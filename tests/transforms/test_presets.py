@@ -369,7 +369,7 @@ def test_export_preset_loads_and_fits_sample_org_and_tap_columns(
 )
 def test_preset_is_versioned(preset: Path) -> None:
     doc = yaml.safe_load(preset.read_text(encoding="utf-8"))
-    assert doc["version"] == 3
+    assert doc["version"] == 4
     readme = (TRANSFORMS / "README.md").read_text(encoding="utf-8")
     assert preset.name in readme, f"{preset.name} is not described in the README"
 
@@ -438,8 +438,8 @@ def test_import_preset_with_invalid_condition_fails_naming_the_line(
     broken, line = _broken_copy(
         tmp_path,
         TRANSFORMS / "salesforce_to_clevertap.yml",
-        'when: "IsClosed = true and IsWon = true and ContactId is not null"',
-        'when: "IsClosed = = true"',
+        'when: "IsClosed == True and IsWon == True and ContactId is not None"',
+        'when: "IsClosed = = True"',
     )
     with pytest.raises(
         CleverTapMappingError,
