@@ -33,6 +33,7 @@ from target_clevertap.ledger import (
 )
 from target_clevertap.payloads import (
     PayloadOptions,
+    RecordContext,
     RecordReject,
     UnresolvedReference,
     UploadItem,
@@ -646,19 +647,19 @@ class Loader:
                 if entry.record.get("IsDeleted") is True:
                     self._deleted(idx, entry, items, deletes, now)
                     continue
-                result = build_uploads(
-                    entry.record,
-                    stream=entry.stream,
-                    key=entry.key,
-                    mapping=entry.mapping,
-                    schema=entry.schema,
-                    opts=self.options,
-                    resolve=self._resolver,
-                    now=now,
-                    previous=entry.previous,
-                    memo=entry.identities,
-                    refs=refs,
+                ctx = RecordContext(
+                    entry.stream,
+                    entry.key,
+                    entry.mapping,
+                    entry.schema,
+                    self.options,
+                    self._resolver,
+                    now,
+                    entry.previous,
+                    entry.identities,
+                    refs,
                 )
+                result = build_uploads(entry.record, ctx)
             except UnresolvedReference as exc:
                 if not final:
                     deferred.append(entry)
