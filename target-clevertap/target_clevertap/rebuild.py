@@ -165,7 +165,7 @@ def rebuild(
     today = dt.datetime.now(zone).date()
     first, last = min(day_from, today), min(day_to, today)
     loader = Loader(dict(target.config), LOGGER)
-    key_property = loader.options.event_key_property
+    key_property = loader.ctx.options.event_key_property
     restored: dict[str, int] = {}
     try:
         store = loader.store
