@@ -150,7 +150,7 @@ def rebuild(
     target = TargetCleverTap(config=target_config, parse_env_config=False)
     if not names:
         names, unknown = event_names(
-            target.mappings, str(config.get("deleted_records") or "ignore")
+            target.mappings, str(target.config["deleted_records"])
         )
         for label in unknown:
             LOGGER.warning(
