@@ -201,7 +201,7 @@ class RunCounters:
         store = self.ctx.opened_store
         data = {
             "dry_run": self.ctx.dry_run,
-            "rejects_path": str(config.get("rejects_path") or ""),
+            "rejects_path": str(config["rejects_path"]),
             "state_store": None if store is None else store.name,
             "state_store_new": store is not None and store.created,
             "streams": {stream: stats.as_dict() for stream, stats in items},
