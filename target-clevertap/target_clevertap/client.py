@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -228,17 +227,8 @@ class CleverTapClient:
         """
         return backoff.expo(factor=1, max_value=60)
 
-    @staticmethod
-    def jitter(value: float) -> float:
-        """Full jitter: a random wait between 0 and `value`.
-
-        Args:
-            value: the exponential wait.
-
-        Returns:
-            The jittered wait.
-        """
-        return random.uniform(0, value)  # noqa: S311 - not cryptographic
+    #: full jitter (a random wait between 0 and the exponential one; tests patch it)
+    jitter = staticmethod(backoff.full_jitter)
 
     def _on_backoff(self, details: Mapping[str, Any]) -> None:
         with self._lock:

@@ -19,7 +19,8 @@ from target_clevertap.replies import UNMATCHED_CODE, Rejection, Unmatched
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from target_clevertap.loader import Entry, Loader
+    from target_clevertap.dispatch import UploadDispatcher
+    from target_clevertap.loader import Entry
     from target_clevertap.payloads import UploadItem
 
 #: send rounds of events whose reply was lost, before they are left in doubt
@@ -27,21 +28,24 @@ RECONCILE_ROUNDS = 3
 
 
 class EventUploads:
-    """The event side of a Loader."""
+    """The event side of the upload dispatcher."""
 
-    def __init__(self, loader: Loader) -> None:
-        """Work for `loader` (its client, store, pool, counters).
+    def __init__(self, dispatch: UploadDispatcher) -> None:
+        """Work for `dispatch` (its run context, counters and rejects).
 
         Args:
-            loader: the loader.
+            dispatch: the upload dispatcher.
         """
-        self.loader = loader
+        self.dispatch = dispatch
+        self.ctx = dispatch.ctx
+        self.counters = dispatch.counters
+        self.rejects = dispatch.rejects
 
     def _send(
         self, chunk: Sequence[tuple[int, UploadItem]]
     ) -> UploadResult | AmbiguousSendError:
         try:
-            return self.loader.client.upload(
+            return self.ctx.client.upload(
                 [it.payload for _, it in chunk], idempotent=False
             )
         except AmbiguousSendError as exc:
@@ -52,13 +56,15 @@ class EventUploads:
     ) -> list[tuple[int, UploadItem]]:
         """Events not yet accepted (ledger), each key once."""
         keys = [it.event_key or "" for _, it in events]
-        statuses = self.loader.store.event_statuses(keys)
+        statuses = self.ctx.store.event_statuses(keys)
         todo: list[tuple[int, UploadItem]] = []
         seen: set[str] = set()
         for idx, item in events:
             key = item.event_key or ""
             if statuses.get(key) == ledger.ACCEPTED or key in seen:
-                self.loader.stream_stats(entries[idx].stream).duplicates_suppressed += 1
+                self.counters.stream_stats(
+                    entries[idx].stream
+                ).duplicates_suppressed += 1
                 continue
             seen.add(key)
             todo.append((idx, item))
@@ -68,7 +74,7 @@ class EventUploads:
         self, entries: Sequence[Entry], events: Sequence[tuple[int, UploadItem]]
     ) -> None:
         """dry_run_remote: CleverTap validates (dryRun=1); a resend stores nothing."""
-        self.loader.upload_upserts(entries, self.new_events(entries, events))
+        self.dispatch.upload_upserts(entries, self.new_events(entries, events))
 
     def upload(
         self, entries: Sequence[Entry], events: Sequence[tuple[int, UploadItem]]
@@ -93,10 +99,8 @@ class EventUploads:
                 else []
             )
         if todo:
-            self.loader.store.mark(
-                [it.event_key or "" for _, it in todo], ledger.IN_DOUBT
-            )
-            self.loader.in_doubt_total += len(todo)
+            self.ctx.store.mark([it.event_key or "" for _, it in todo], ledger.IN_DOUBT)
+            self.counters.in_doubt_total += len(todo)
             msg = (
                 f"{len(todo)} events are in doubt after {RECONCILE_ROUNDS} checks "
                 "(sent, but CleverTap's reply was lost); no STATE was emitted; rerun "
@@ -116,8 +120,8 @@ class EventUploads:
         With unmatched `unprocessed` entries, the events not named in a
         rejection are of unknown fate: they go to `unclear` (reconciled).
         """
-        rejected = self.loader.apply_rejections(entries, chunk, result)
-        self.loader.store.mark(
+        rejected = self.rejects.apply_rejections(entries, chunk, result)
+        self.ctx.store.mark(
             [it.event_key or "" for p, (_, it) in enumerate(chunk) if p in rejected],
             ledger.REJECTED,
         )
@@ -129,7 +133,7 @@ class EventUploads:
                 if len(codes) == 1
                 else Unmatched(UNMATCHED_CODE, "CleverTap refused it (reply unclear)")
             )
-            self.loader.logger.warning(
+            self.ctx.logger.warning(
                 "%d unprocessed entries of an event upload named no record; "
                 "checking which of %d events landed",
                 len(result.unmatched),
@@ -138,11 +142,11 @@ class EventUploads:
             unclear.extend((pair, miss) for pair in rest)
             for p, (idx, item) in enumerate(chunk):
                 if p in rejected:
-                    self.loader.count_sent(entries, idx, item)
+                    self.counters.count_sent(entries, idx, item)
             return
-        self.loader.store.mark([it.event_key or "" for _, it in rest], ledger.ACCEPTED)
+        self.ctx.store.mark([it.event_key or "" for _, it in rest], ledger.ACCEPTED)
         for idx, item in chunk:
-            self.loader.count_sent(entries, idx, item)
+            self.counters.count_sent(entries, idx, item)
 
     def _send_round(
         self, entries: Sequence[Entry], todo: list[tuple[int, UploadItem]]
@@ -152,18 +156,18 @@ class EventUploads:
         float,
     ]:
         """Send events; return those whose reply was lost, the unclear ones, when."""
-        self.loader.store.mark_pending(
+        self.ctx.store.mark_pending(
             (it.event_key or "", it.event_name or "", it.ts or 0, entries[idx].stream)
             for idx, it in todo
         )
-        chunks = self.loader.chunks(todo)
-        outcomes = list(self.loader.pool.map(self._send, chunks))
+        chunks = self.dispatch.chunks(todo)
+        outcomes = list(self.ctx.pool.map(self._send, chunks))
         sent_at = time.time()
         lost: list[tuple[int, UploadItem]] = []
         unclear: list[tuple[tuple[int, UploadItem], Unmatched]] = []
         for chunk, outcome in zip(chunks, outcomes, strict=True):
             if isinstance(outcome, AmbiguousSendError):
-                self.loader.logger.warning(
+                self.ctx.logger.warning(
                     "Upload of %d events got no usable reply (%s); checking what "
                     "landed before sending anything again",
                     len(chunk),
@@ -190,36 +194,36 @@ class EventUploads:
             CleverTapError: when some stay in doubt (no STATE past them).
         """
         pairs = lost + [pair for pair, _ in unclear]
-        self.loader.store.mark([it.event_key or "" for _, it in pairs], ledger.IN_DOUBT)
+        self.ctx.store.mark([it.event_key or "" for _, it in pairs], ledger.IN_DOUBT)
         try:
-            outcome = self.loader.reconciler.check(
+            outcome = self.ctx.reconciler.check(
                 [
                     Sent(it.event_key or "", it.event_name or "", it.ts or 0, sent_at)
                     for _, it in pairs
                 ]
             )
         except CleverTapError as exc:
-            self.loader.in_doubt_total += len(pairs)
+            self.counters.in_doubt_total += len(pairs)
             msg = (
                 f"{len(pairs)} events are in doubt (reply lost) and checking them "
                 f"failed: {exc}. No STATE was emitted; the next run checks them first"
             )
             raise CleverTapError(msg) from exc
         done = [(i, it) for i, it in pairs if it.event_key in outcome.found]
-        self.loader.store.mark([it.event_key or "" for _, it in done], ledger.ACCEPTED)
+        self.ctx.store.mark([it.event_key or "" for _, it in done], ledger.ACCEPTED)
         for idx, item in done:
-            self.loader.count_sent(entries, idx, item)
+            self.counters.count_sent(entries, idx, item)
         for (idx, item), miss in unclear:
             if item.event_key in outcome.missing:
-                self.loader.store.mark([item.event_key or ""], ledger.REJECTED)
-                self.loader.apply_rejections(
+                self.ctx.store.mark([item.event_key or ""], ledger.REJECTED)
+                self.rejects.apply_rejections(
                     entries,
                     [(idx, item)],
                     UploadResult(0, [Rejection(0, miss.code, miss.message)]),
                 )
-                self.loader.count_sent(entries, idx, item)
+                self.counters.count_sent(entries, idx, item)
         if outcome.unknown:
-            self.loader.in_doubt_total += len(outcome.unknown)
+            self.counters.in_doubt_total += len(outcome.unknown)
             msg = (
                 f"{len(outcome.unknown)} events are in doubt: not visible in Get "
                 "Events yet (ingestion lag) after the configured checks. No STATE "
@@ -227,7 +231,7 @@ class EventUploads:
             )
             raise CleverTapError(msg)
         missing = [(i, it) for i, it in lost if it.event_key in outcome.missing]
-        self.loader.logger.info(
+        self.ctx.logger.info(
             "Reconciled %d events of unknown fate: %d had landed, %d will be sent "
             "again",
             len(pairs),
@@ -242,15 +246,15 @@ class EventUploads:
         Raises:
             CleverTapError: when they cannot be checked (nothing is sent then).
         """
-        rows = self.loader.store.unsettled()
+        rows = self.ctx.store.unsettled()
         if not rows:
             return
-        self.loader.logger.info(
+        self.ctx.logger.info(
             "%d events from an earlier run are unsettled; checking CleverTap", len(rows)
         )
-        times = self.loader.store.sent_times([k for k, _, _, _ in rows])
+        times = self.ctx.store.sent_times([k for k, _, _, _ in rows])
         try:
-            outcome = self.loader.reconciler.check(
+            outcome = self.ctx.reconciler.check(
                 [Sent(k, n, ts, times.get(k, 0.0)) for k, n, ts, _ in rows]
             )
         except CleverTapError as exc:
@@ -259,16 +263,16 @@ class EventUploads:
                 f"be checked: {exc}. Nothing was sent; rerun later"
             )
             raise CleverTapError(msg) from exc
-        self.loader.store.mark(sorted(outcome.found), ledger.ACCEPTED)
-        self.loader.store.forget(sorted(outcome.missing))
+        self.ctx.store.mark(sorted(outcome.found), ledger.ACCEPTED)
+        self.ctx.store.forget(sorted(outcome.missing))
         if outcome.unknown:
-            self.loader.in_doubt_total += len(outcome.unknown)
+            self.counters.in_doubt_total += len(outcome.unknown)
             msg = (
                 f"{len(outcome.unknown)} events from an earlier run are still in "
                 "doubt (not visible in Get Events yet). Nothing was sent; rerun later"
             )
             raise CleverTapError(msg)
-        self.loader.logger.info(
+        self.ctx.logger.info(
             "Earlier run: %d events had landed, %d had not (they will be sent again "
             "when their records are replayed)",
             len(outcome.found),

@@ -32,7 +32,10 @@ from target_clevertap.payloads import (
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from target_clevertap.loader import Entry, Loader
+    from target_clevertap.counters import RunCounters
+    from target_clevertap.loader import Entry
+    from target_clevertap.rejects import Rejects
+    from target_clevertap.run_context import RunContext
 
 #: the identity-map namespace of lookup answers: CRM identity -> [] (none),
 #: ["identity", id] or ["objectId", guid] (joined), ["ambiguous", count]
@@ -79,16 +82,22 @@ def join_target(record: Mapping[str, Any]) -> tuple[str, str] | None:
 class IdentityJoiner:
     """Looks new CRM people up by email and points their uploads at the match."""
 
-    def __init__(self, loader: Loader, mode: str) -> None:
-        """Set up.
+    def __init__(
+        self, ctx: RunContext, counters: RunCounters, rejects: Rejects
+    ) -> None:
+        """Set up from the `identity_lookup` setting (`none` or `email`).
 
         Args:
-            loader: the run's loader (store, client, rejects, counters).
-            mode: the `identity_lookup` setting (`none` or `email`).
+            ctx: the run context (store, client, settings).
+            counters: lookup counters and warnings.
+            rejects: the rejects file.
         """
-        self.loader = loader
+        self.ctx = ctx
+        self.counters = counters
+        self.rejects = rejects
+        mode = str(ctx.config["identity_lookup"])
         # a local dry run sends nothing, so it asks nothing either
-        self.enabled = mode == "email" and not loader.dry_run
+        self.enabled = mode == "email" and not ctx.dry_run
         self._fresh: set[str] = set()  # CRM identities first seen in this run
         self._active: bool | None = None
 
@@ -103,7 +112,7 @@ class IdentityJoiner:
             return None
         try:
             idents = resolve_identities(
-                entry.record, spec, self.loader.store.resolve, entry.identities
+                entry.record, spec, self.ctx.store.resolve, entry.identities
             )
         except RecordReject:
             return None
@@ -121,13 +130,13 @@ class IdentityJoiner:
         ident = self._crm_identity(entry)
         if ident is None or ident in self._fresh:
             return
-        if self.loader.store.lookup(entry.stream, record_id) is None:
+        if self.ctx.store.lookup(entry.stream, record_id) is None:
             self._fresh.add(ident)
 
     # ---------------------------------------------------------- window time
 
     def _decision(self, ident: str) -> list[str] | None:
-        return self.loader.store.lookup(JOIN_OBJECT, ident)
+        return self.ctx.store.lookup(JOIN_OBJECT, ident)
 
     def prepare(self, entries: Sequence[Entry]) -> None:
         """Look up the window's new people (and those still ambiguous).
@@ -158,7 +167,7 @@ class IdentityJoiner:
         if not wanted:
             return
         emails = sorted({email for email, _ in wanted.values()})
-        client = self.loader.client
+        client = self.ctx.client
         with ThreadPoolExecutor(
             max_workers=READ_CONCURRENCY, thread_name_prefix="clevertap-lookup"
         ) as pool:
@@ -169,8 +178,8 @@ class IdentityJoiner:
             self._decide(ident, stream, found[email])
 
     def _decide(self, ident: str, stream: str, matches: list[dict[str, Any]]) -> None:
-        store = self.loader.store
-        stats = self.loader.stream_stats(stream)
+        store = self.ctx.store
+        stats = self.counters.stream_stats(stream)
         stats.identity_lookups += 1
         self._fresh.discard(ident)
         target = join_target(matches[0]) if len(matches) == 1 else None
@@ -180,7 +189,7 @@ class IdentityJoiner:
             return
         if target is None:
             if matches:
-                self.loader.warn_once(
+                self.counters.warn_once(
                     "join:no_key",
                     "identity_lookup: a profile found by email has neither identity "
                     "nor objectId; the CRM profile is created as usual",
@@ -194,7 +203,7 @@ class IdentityJoiner:
 
     def _is_active(self) -> bool:
         if self._active is None:
-            self._active = self.enabled or self.loader.store.meta(META_FLAG) == "1"
+            self._active = self.enabled or self.ctx.store.meta(META_FLAG) == "1"
         return self._active
 
     def apply(
@@ -238,7 +247,7 @@ class IdentityJoiner:
             entry = entries[idx]
             first = not entry.accounted
             entry.accounted = True
-            self.loader.reject(
+            self.rejects.reject(
                 entry.stream,
                 entry.key,
                 code="identity_ambiguous",

@@ -150,7 +150,7 @@ def rebuild(
     target = TargetCleverTap(config=target_config, parse_env_config=False)
     if not names:
         names, unknown = event_names(
-            target.mappings, str(config.get("deleted_records") or "ignore")
+            target.mappings, str(target.config["deleted_records"])
         )
         for label in unknown:
             LOGGER.warning(
@@ -165,7 +165,7 @@ def rebuild(
     today = dt.datetime.now(zone).date()
     first, last = min(day_from, today), min(day_to, today)
     loader = Loader(dict(target.config), LOGGER)
-    key_property = loader.options.event_key_property
+    key_property = loader.ctx.options.event_key_property
     restored: dict[str, int] = {}
     try:
         store = loader.store

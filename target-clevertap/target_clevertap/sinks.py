@@ -88,7 +88,7 @@ class CleverTapSink(BatchSink):
             self.stream_name, self.schema_info.fields
         )
         if self.mapping is None:
-            self.loader.warn_once(
+            self.loader.counters.warn_once(
                 f"nomap:{self.stream_name}",
                 "Stream %s has no mapping and no Email field; its records are "
                 "skipped (add it to `mappings` to load it)",
@@ -105,7 +105,7 @@ class CleverTapSink(BatchSink):
     def max_size(self) -> int:
         if self.batch_size_rows is not None:
             return self.batch_size_rows
-        return self.loader.batch_size * self.loader.max_concurrency
+        return self.loader.ctx.batch_size * self.loader.ctx.max_concurrency
 
     @property
     @override
@@ -146,16 +146,16 @@ class CleverTapSink(BatchSink):
 
     def _intake(self, record: dict[str, Any]) -> Entry | None:
         """Count, check and register one record; None when it is settled already."""
-        loader = self.loader
+        counters = self.loader.counters
         stream = self.stream_name
-        loader.received(stream)
+        counters.received(stream)
         key = record_key(record, self.key_properties)
         validator = self._validator
         if isinstance(validator, RejectingValidator):
             problem = validator.invalid.pop(id(record), None)
             if problem is not None:
                 message, field = problem
-                loader.reject(
+                self.loader.rejects.reject(
                     stream,
                     key,
                     code="invalid_record",
@@ -165,14 +165,14 @@ class CleverTapSink(BatchSink):
                 )
                 return None
         if self.mapping is None:
-            loader.skip(stream, "no_mapping")
+            counters.skip(stream, "no_mapping")
             return None
         if self.mapping.skip:
-            loader.skip(stream, "mapping_skip")
+            counters.skip(stream, "mapping_skip")
             return None
         entry = Entry(stream, key, record, self.mapping, self.schema_info)
-        loader.register_identity(entry)
-        loader.track(entry)
+        self.loader.refs.register_identity(entry)
+        self.loader.tracker.track(entry)
         return entry
 
     @override

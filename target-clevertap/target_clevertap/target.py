@@ -352,13 +352,13 @@ class TargetCleverTap(Target):
         self.loader: LoaderType = Loader(
             self.config, self.logger, referenced_objects(self.mappings.values())
         )
-        self.loader.computed_refs = ComputedReferences.from_mappings(self.mappings)
+        self.loader.refs.computed = ComputedReferences.from_mappings(self.mappings)
 
     def _check_reject_ratio(self) -> None:
         ratio = self.config.get("max_reject_ratio")
         if ratio is None:
             return
-        totals = self.loader.totals()
+        totals = self.loader.counters.totals()
         if totals["received"] and totals["rejected"] / totals["received"] > ratio:
             msg = (
                 f"{totals['rejected']} of {totals['received']} records rejected, "
@@ -368,7 +368,7 @@ class TargetCleverTap(Target):
 
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:
-        if self.loader.dry_run or self.loader.dry_run_remote:
+        if self.loader.ctx.any_dry_run:
             if not self._dry_run_state_warned:
                 self.logger.info("dry run: STATE is not emitted")
                 self._dry_run_state_warned = True
@@ -393,7 +393,7 @@ class TargetCleverTap(Target):
                 progress = progress or len(sink.deferred) < before
             pending = [sink for sink in pending if sink.deferred]
         for sink in pending:
-            self.loader.register_unresolved(sink.deferred)
+            self.loader.refs.register_unresolved(sink.deferred)
         for sink in pending:
             sink.deferred = self.loader.process_window(sink.deferred, final=True)
 
@@ -406,7 +406,7 @@ class TargetCleverTap(Target):
                 self._write_state_message(self._held_state)
             self._check_reject_ratio()
         finally:
-            self.loader.log_summary()
+            self.loader.counters.log_summary()
             self.loader.close()
 
     @classmethod

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from target_clevertap import ledger, loader
+from target_clevertap import counters, ledger
 from target_clevertap.client import CleverTapClient, CleverTapError
 from target_clevertap.target import TargetCleverTap
 
@@ -191,8 +191,8 @@ def test_401_names_account_and_region_never_the_passcode(ct_config, run_target, 
 
 
 def test_progress_and_summary_are_logged(ct_config, run_target, caplog, monkeypatch):
-    monkeypatch.setattr(loader, "PROGRESS_EVERY_S", 0.0)
-    monkeypatch.setattr(loader, "PROGRESS_CHECK_EVERY", 1)
+    monkeypatch.setattr(counters, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(counters, "PROGRESS_CHECK_EVERY", 1)
     run_target(ct_config, "contacts_and_tasks.singer")
     assert "Progress: " in caplog.text
     assert "rec/s" in caplog.text

@@ -13,6 +13,7 @@ import pytest
 from target_clevertap.mapping import load_mappings
 from target_clevertap.payloads import (
     PayloadOptions,
+    RecordContext,
     RecordReject,
     SchemaInfo,
     UnresolvedReference,
@@ -43,13 +44,15 @@ def _build(mapping_spec, record, *, stream="Contact", opts=None, resolve=None):
 
     return build_uploads(
         record,
-        stream=stream,
-        key=str(record.get("Id")),
-        mapping=mapping,
-        schema=SchemaInfo.from_schema(DATE_SCHEMA),
-        opts=opts or PayloadOptions(default_phone_country="US"),
-        resolve=resolve or no_refs,
-        now=1_700_000_000,
+        RecordContext(
+            stream=stream,
+            key=str(record.get("Id")),
+            mapping=mapping,
+            schema=SchemaInfo.from_schema(DATE_SCHEMA),
+            opts=opts or PayloadOptions(default_phone_country="US"),
+            resolve=resolve or no_refs,
+            now=1_700_000_000,
+        ),
     )
 
 
@@ -334,14 +337,16 @@ def test_previous_values_are_typed_like_their_fields_and_skipped_when_unknown() 
     def build(previous):
         return build_uploads(
             record,
-            stream="Opportunity",
-            key="006X",
-            mapping=mapping,
-            schema=SchemaInfo(),
-            opts=PayloadOptions(),
-            resolve=lambda _obj, _id: [],
-            now=0,
-            previous=previous,
+            RecordContext(
+                stream="Opportunity",
+                key="006X",
+                mapping=mapping,
+                schema=SchemaInfo(),
+                opts=PayloadOptions(),
+                resolve=lambda _obj, _id: [],
+                now=0,
+                previous=previous,
+            ),
         )
 
     (item,) = build({"CloseDate": "2024-02-15T00:00:00.000000Z"}).items

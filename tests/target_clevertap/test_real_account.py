@@ -231,7 +231,7 @@ def test_batches_are_split_by_bytes_as_well_as_by_count() -> None:
 
 def test_uploads_above_the_byte_cap_are_split(clevertap_emulator, ct_config) -> None:
     target = TargetCleverTap(config=ct_config, parse_env_config=False)
-    target.loader.max_request_bytes = 400
+    target.loader.ctx.max_request_bytes = 400
     with (
         redirect_stdout(io.StringIO()),
         (FIXTURES / "contacts_five.singer").open(encoding="utf-8") as fh,

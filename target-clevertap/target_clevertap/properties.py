@@ -1,0 +1,313 @@
+"""`profileData` and `evtData` from a record's fields (pure)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from target_clevertap.payload_types import PayloadOptions, RecordReject, SchemaInfo
+from target_clevertap.values import (
+    _ADDRESS_KEYS,
+    _GENDERS,
+    _RECORD_METADATA,
+    _RESERVED,
+    KNOWN_DATE_FIELDS,
+    MAX_KEY_BYTES,
+    MAX_VALUE_BYTES,
+    _convert,
+    _convert_items,
+    _fit,
+    _flatten_address,
+    boolean,
+    normalise_email,
+    normalise_phone,
+    sanitise_key,
+    scalar_text,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from target_clevertap.mapping import PropertySpec
+    from target_clevertap.payload_types import _Out
+
+
+def _reserved(key: str, value: object, opts: PayloadOptions) -> object:
+    if key == "Email":
+        return normalise_email(value)
+    if key == "Phone":
+        return normalise_phone(value, opts.default_phone_country)
+    if key == "Gender":
+        gender = _GENDERS.get(scalar_text(value).strip().lower())
+        if gender is None:
+            msg = "Gender must be M or F (or Male/Female)"
+            raise RecordReject(msg, code="invalid_gender", field_name="Gender")
+        return gender
+    if key.startswith("MSG-"):
+        try:
+            return boolean(value)
+        except ValueError as exc:
+            msg = f"{key} is not a boolean"
+            raise RecordReject(msg, code="invalid_value", field_name=key) from exc
+    return value
+
+
+def _out_key(spec: PropertySpec, raw_key: str, out: _Out) -> str:
+    out_key = sanitise_key(spec.rename.get(raw_key, raw_key))
+    if len(out_key.encode("utf-8")) <= MAX_KEY_BYTES:
+        spec.key_cache[raw_key] = out_key
+        return out_key
+    return _fit(out_key, MAX_KEY_BYTES, "key", raw_key, out)
+
+
+def _field_kind(name: str, schema: SchemaInfo) -> str:
+    if name in schema.date_fields or name in KNOWN_DATE_FIELDS:
+        return "date"
+    if name in schema.datetime_fields:
+        return "datetime"
+    return ""
+
+
+def build_properties(
+    record: Mapping[str, Any],
+    spec: PropertySpec,
+    schema: SchemaInfo,
+    out: _Out,
+    *,
+    profile: bool,
+) -> dict[str, Any]:
+    """Build `profileData` / `evtData` from a record.
+
+    Args:
+        record: the input record (SDK-parsed: Decimal, datetime values).
+        spec: the property spec.
+        schema: the stream's schema info.
+        out: payload options, and the list receiving truncation warnings.
+        profile: whether this is profileData (reserved keys, Name derivation).
+
+    Returns:
+        The properties.
+
+    Raises:
+        RecordReject: when a value is invalid.
+    """
+    props = _record_values(record, spec, schema, out, profile=profile)
+    if spec.invert:
+        _add_inverted(props, record, spec)
+    if spec.opt_out:
+        _add_opt_outs(props, record, spec)
+    if profile and spec.derive_name and not props.get("Name"):
+        _derive_name(props, record, out)
+    _add_previous(props, spec, schema, out, profile=profile)
+    for key, value in spec.constants.items():
+        props[sanitise_key(str(key))] = value
+    return props
+
+
+def _property_names(record: Mapping[str, Any], spec: PropertySpec) -> list[str]:
+    """The record fields that become properties (inverted ones are added apart)."""
+    if spec.include is None:
+        return [
+            n
+            for n in record
+            if n not in spec.exclude
+            and n not in spec.invert
+            and n not in spec.opt_out
+            and not n.startswith(_RECORD_METADATA)
+        ]
+    return [n for n in spec.include if n not in spec.exclude]
+
+
+def _record_values(
+    record: Mapping[str, Any],
+    spec: PropertySpec,
+    schema: SchemaInfo,
+    out: _Out,
+    *,
+    profile: bool,
+) -> dict[str, Any]:
+    """The converted values of the record's fields (addresses flattened)."""
+    props: dict[str, Any] = {}
+    if spec.include is None:
+        for name in _property_names(record, spec):
+            _put_field(
+                props,
+                name,
+                record.get(name),
+                spec=spec,
+                schema=schema,
+                out=out,
+                profile=profile,
+            )
+        return props
+    send_nulls = out.opts.null_values == "send"
+    for name, out_key, hint, kind, reserved in _plan(spec, schema, profile=profile):
+        value = record.get(name)
+        if value is None:
+            if send_nulls:
+                props[out_key] = None
+            continue
+        if not out_key or type(value) is dict:  # long keys, addresses
+            _put_field(
+                props, name, value, spec=spec, schema=schema, out=out, profile=profile
+            )
+            continue
+        props[out_key] = _value(out_key, value, hint, kind, out, reserved=reserved)
+    return props
+
+
+def _is_reserved(out_key: str, *, profile: bool) -> bool:
+    """Whether a profile key gets CleverTap's reserved-key treatment."""
+    return profile and (out_key in _RESERVED or out_key.startswith("MSG-"))
+
+
+def _value(  # noqa: PLR0913 - one field's decisions, made by the caller
+    out_key: str,
+    value: object,
+    hint: str | None,
+    kind: str,
+    out: _Out,
+    *,
+    reserved: bool,
+) -> object:
+    """One non-null value in its CleverTap form (plain text passes as it is)."""
+    converted: object
+    if hint == "items":
+        converted = _convert_items(out_key, value, out)
+    elif hint is None and not kind and type(value) is str:
+        converted = value
+        if len(value) * 4 > MAX_VALUE_BYTES:
+            converted = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
+    else:
+        converted = _convert(out_key, value, hint, kind, out)
+    return _reserved(out_key, converted, out.opts) if reserved else converted
+
+
+#: (field, output key or "" when it needs the general path, hint, kind, reserved)
+_PlanItem = tuple[str, str, str | None, str, bool]
+
+
+def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_PlanItem]:
+    """Per-field decisions of an `include` list, made once per stream."""
+    cache_key = (id(schema), profile)
+    cached = spec.plans.get(cache_key)
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    plan: list[_PlanItem] = []
+    for name in _property_names({}, spec):
+        out_key = sanitise_key(spec.rename.get(name, name))
+        if len(out_key.encode("utf-8")) > MAX_KEY_BYTES:
+            out_key = ""
+        hint = spec.types.get(name)
+        if profile and out_key == "DOB":
+            hint = hint or "date"
+        reserved = _is_reserved(out_key, profile=profile)
+        plan.append((name, out_key, hint, _field_kind(name, schema), reserved))
+    spec.plans[cache_key] = (schema, plan)
+    return plan
+
+
+def _put_field(  # noqa: PLR0913 - the pieces of one field's conversion
+    props: dict[str, Any],
+    name: str,
+    value: object,
+    *,
+    spec: PropertySpec,
+    schema: SchemaInfo,
+    out: _Out,
+    profile: bool,
+) -> None:
+    """Convert one field (flattening an address) into `props`."""
+    hint = spec.types.get(name)
+    parts: Iterable[tuple[str, Any]]
+    if (
+        isinstance(value, dict)
+        and spec.flatten_addresses
+        and hint is None
+        and (set(value) <= _ADDRESS_KEYS or name.endswith("Address"))
+    ):
+        parts = _flatten_address(name, value).items()
+    else:
+        parts = ((name, value),)
+    for raw_key, raw_value in parts:
+        if raw_value is None:
+            if out.opts.null_values == "send":
+                out_key = spec.rename.get(raw_key, raw_key)
+                props[sanitise_key(out_key)] = None
+            continue
+        out_key = spec.key_cache.get(raw_key) or _out_key(spec, raw_key, out)
+        if profile and out_key == "DOB":
+            hint = hint or "date"
+        kind = _field_kind(raw_key, schema)
+        reserved = _is_reserved(out_key, profile=profile)
+        props[out_key] = _value(out_key, raw_value, hint, kind, out, reserved=reserved)
+
+
+def _add_inverted(
+    props: dict[str, Any], record: Mapping[str, Any], spec: PropertySpec
+) -> None:
+    """Add `properties.invert`: each target gets the negated source boolean."""
+    for src, targets in spec.invert.items():
+        value = record.get(src)
+        if value is None:
+            continue
+        try:
+            flag = not boolean(value)
+        except ValueError as exc:
+            msg = f"{src} is not a boolean"
+            raise RecordReject(msg, code="invalid_value", field_name=src) from exc
+        for target in targets:
+            props[target] = flag
+
+
+def _add_opt_outs(
+    props: dict[str, Any], record: Mapping[str, Any], spec: PropertySpec
+) -> None:
+    """Add `properties.opt_out`: a true opt-out sets its keys to false.
+
+    False or null sends nothing, so a sync never turns a subscription back on
+    (consent: the most restrictive choice wins; see the README).
+    """
+    for src, targets in spec.opt_out.items():
+        value = record.get(src)
+        if value is None:
+            continue
+        try:
+            opted_out = boolean(value)
+        except ValueError as exc:
+            msg = f"{src} is not a boolean"
+            raise RecordReject(msg, code="invalid_value", field_name=src) from exc
+        if opted_out:
+            for target in targets:
+                props[target] = False
+
+
+def _derive_name(props: dict[str, Any], record: Mapping[str, Any], out: _Out) -> None:
+    """Name from FirstName and LastName, when the profile has none."""
+    first, last = record.get("FirstName"), record.get("LastName")
+    full = " ".join(str(p).strip() for p in (first, last) if p)
+    if full:
+        props["Name"] = _fit(full, MAX_VALUE_BYTES, "value", "Name", out)
+
+
+def _add_previous(
+    props: dict[str, Any],
+    spec: PropertySpec,
+    schema: SchemaInfo,
+    out: _Out,
+    *,
+    profile: bool,
+) -> None:
+    """Add `properties.previous`: remembered values, typed like their fields."""
+    for src, key in spec.previous.items():
+        out_key = sanitise_key(key)
+        value = None if out.previous is None else out.previous.get(src)
+        if value is None:
+            if out.opts.null_values == "send":
+                props[out_key] = None
+            continue
+        hint, kind = spec.types.get(src), _field_kind(src, schema)
+        reserved = _is_reserved(out_key, profile=profile)
+        props[out_key] = _value(out_key, value, hint, kind, out, reserved=reserved)
+
+
+# --------------------------------------------------------------------- identity
