@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from target_salesforce import bulk
+from target_salesforce.bulk import bulk_columns, bulk_results
 from target_salesforce.client import CallFailed, TargetSalesforceError
-from target_salesforce.payloads import bulk_columns, bulk_results, error_result
+from target_salesforce.results import error_result
 
 if TYPE_CHECKING:
     from target_salesforce.mapping import StreamMapping
-    from target_salesforce.payloads import ItemResult, Prepared
+    from target_salesforce.payloads import Prepared
     from target_salesforce.rejects import StreamSummary
+    from target_salesforce.results import ItemResult
     from target_salesforce.target import RunContext
 
 

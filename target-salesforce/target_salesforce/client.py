@@ -37,7 +37,8 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.util import exception_handler
 
 from target_salesforce.auth import Token, login
-from target_salesforce.payloads import CODE_LOCK_ROW, JsonValue, parse_csv
+from target_salesforce.bulk import parse_csv
+from target_salesforce.values import CODE_LOCK_ROW, JsonValue
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -31,8 +31,8 @@ from singer_sdk.configuration._dict_config import parse_environment_config
 
 from target_salesforce.auth import AuthError
 from target_salesforce.client import SalesforceClient, TargetSalesforceError
+from target_salesforce.describe import FieldInfo, parse_describe, split_relationship
 from target_salesforce.mapping import MappingError, StreamMapping, load_mappings
-from target_salesforce.payloads import FieldInfo, parse_describe, split_relationship
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping

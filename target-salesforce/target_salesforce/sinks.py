@@ -25,32 +25,35 @@ from target_salesforce.client import (
     ConfigurationError,
     TargetSalesforceError,
 )
+from target_salesforce.describe import check_mapping_against_describe, parse_describe
 from target_salesforce.exprlang import ExpressionError
 from target_salesforce.payloads import (
-    CODE_LOCK_ROW,
-    CODE_MISSING_KEY,
-    MISSING,
-    ItemResult,
-    JsonValue,
     Prepared,
     apex_calls,
-    apex_results,
-    check_mapping_against_describe,
     chunked,
     collections_request,
-    collections_results,
-    error_result,
-    get_path,
-    json_safe,
-    parse_describe,
     prepare_apex_batch,
     prepare_batch,
 )
 from target_salesforce.rejects import StreamSummary, reject_entry
+from target_salesforce.results import (
+    ItemResult,
+    apex_results,
+    collections_results,
+    error_result,
+)
 from target_salesforce.validation import (
     CODE_INVALID_RECORD,
     CompiledValidator,
     describe_invalid,
+)
+from target_salesforce.values import (
+    CODE_LOCK_ROW,
+    CODE_MISSING_KEY,
+    MISSING,
+    JsonValue,
+    get_path,
+    json_safe,
 )
 
 if TYPE_CHECKING:
@@ -58,8 +61,8 @@ if TYPE_CHECKING:
 
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
+    from target_salesforce.describe import FieldInfo
     from target_salesforce.mapping import ApexSpec, StreamMapping
-    from target_salesforce.payloads import FieldInfo
     from target_salesforce.target import RunContext, TargetSalesforce
 
 

@@ -26,7 +26,7 @@ from target_salesforce.client import (
     error_details,
     refusal_error,
 )
-from target_salesforce.payloads import collections_results, duplicate_matches
+from target_salesforce.results import collections_results, duplicate_matches
 
 URL = "https://acme.my.salesforce.com/services/apexrest/ct/nps"
 
