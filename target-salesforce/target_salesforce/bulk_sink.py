@@ -96,7 +96,7 @@ class BulkWrites:
         key_field = mapping.key_field
         self.summary.api_calls["bulk2_jobs"] += 1
         try:
-            outcome = self.run.client.bulk_ingest(
+            outcome = self.run.bulk.ingest(
                 mapping.action,
                 str(mapping.sobject),
                 mapping.external_id_field,

@@ -360,9 +360,7 @@ def run_checks(config: Mapping[str, Any]) -> list[Check]:
         checks += _object_checks(client, [m for m in mappings if m.mode == "sobject"])
         checks += _apex_checks(client, mappings)
         try:
-            checks.append(
-                limits_check(sf.limits(), float(config.get("quota_percent", 80)))
-            )
+            checks.append(limits_check(sf.limits(), float(config["quota_percent"])))
         except SalesforceError as exc:
             checks.append(failed("api requests", f"GET /limits: {exc}", ASSIGN))
         try:
@@ -432,10 +430,24 @@ def unflatten_streams(value: object) -> object:
     return out
 
 
+def with_defaults(
+    schema: Mapping[str, Any], config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The settings with the schema's defaults filled in, as the SDK does.
+
+    Args:
+        schema: the plugin's config JSON schema (where defaults are declared).
+        config: the given settings.
+    """
+    properties = schema.get("properties") or {}
+    defaults = {k: p["default"] for k, p in properties.items() if "default" in p}
+    return defaults | dict(config)
+
+
 def config_loader(
     schema: Mapping[str, Any], prefix: str
 ) -> Callable[[click.Context], dict[str, Any]]:
-    """Read the settings the way the SDK does: `--config` files, then `ENV`.
+    """Read the settings the way the SDK does: `--config` files, `ENV`, defaults.
 
     Args:
         schema: the plugin's config JSON schema.
@@ -449,7 +461,7 @@ def config_loader(
             config |= parse_environment_config(dict(schema), prefix)
             if "streams" in config:
                 config["streams"] = unflatten_streams(config["streams"])
-        return config
+        return with_defaults(schema, config)
 
     return load
 
