@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from target_salesforce.client import CallFailed
+from target_salesforce.errors import CallFailed
 from target_salesforce.results import apex_results, error_result
 from target_salesforce.values import CODE_LOCK_ROW
 

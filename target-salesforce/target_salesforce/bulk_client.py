@@ -15,7 +15,7 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.util import exception_handler
 
 from target_salesforce.bulk import parse_csv
-from target_salesforce.client import CallFailed, TargetSalesforceError
+from target_salesforce.errors import CallFailed, TargetSalesforceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

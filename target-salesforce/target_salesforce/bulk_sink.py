@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from target_salesforce import bulk
 from target_salesforce.bulk import bulk_columns, bulk_results
-from target_salesforce.client import CallFailed, TargetSalesforceError
+from target_salesforce.errors import CallFailed, TargetSalesforceError
 from target_salesforce.results import error_result
 
 if TYPE_CHECKING:

@@ -13,7 +13,9 @@ records of one call (300, 400, 404, a lock, an Apex APEX_ERROR) come back as
 for a settings problem (400 JSON_PARSER_ERROR, an Apex path with no class behind
 it) raises `ConfigurationError`; every other failure (retries used up, an
 unexpected status, a broken reply) raises `TargetSalesforceError`: the records
-were not loaded, so the run stops without STATE and a rerun loads them.
+were not loaded, so the run stops without STATE and a rerun loads them. The
+exceptions, and how an error body maps to one, are in `errors`; Bulk 2.0 jobs
+run in `bulk_client.BulkClient` over this client's calls.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ from simple_salesforce.exceptions import (
 )
 
 from target_salesforce.auth import Token, login
+from target_salesforce.errors import (
+    CallFailed,
+    ConcurrentLimitError,
+    ConfigurationError,
+    QuotaExceededError,
+    RequestLimitError,
+    TargetSalesforceError,
+    error_details,
+    refusal_error,
+    whole_call_error,
+)
 from target_salesforce.values import CODE_LOCK_ROW, JsonValue
 
 if TYPE_CHECKING:
@@ -45,49 +58,7 @@ HTTP_TOO_MANY_REQUESTS: Final = 429
 TRANSIENT_STATUS: Final = frozenset({HTTP_TOO_MANY_REQUESTS, 500, 502, 503, 504})
 # whole-call answers that are about the records sent (a reason to reject them)
 RECORD_LEVEL_STATUS: Final = frozenset({300, 400, 404})
-HTTP_NOT_FOUND: Final = 404
-CODE_APEX_ERROR: Final = "APEX_ERROR"
-CODE_JSON_PARSER_ERROR: Final = "JSON_PARSER_ERROR"
-CODE_REQUEST_LIMIT: Final = "REQUEST_LIMIT_EXCEEDED"
-# REQUEST_LIMIT_EXCEEDED texts of the transient concurrency limits (the daily
-# allocation says "TotalRequests Limit exceeded."): SalesforceLabs/OrgCheck#432,
-# salesforcecli/cli PR #2180 (retries it), mautic/mautic#5006.
-TRANSIENT_LIMITS: Final = ("ConcurrentRequests", "ConcurrentPerOrgLongTxn")
-# Salesforce's answer for an /services/apexrest/ path no @RestResource maps
-APEX_NO_MAPPING: Final = "Could not find a match for URL"
 MAX_LIMIT_WAIT_STEP: Final = 60.0
-
-
-class TargetSalesforceError(RuntimeError):
-    """A fatal condition: the run stops, no STATE is written after it."""
-
-
-class QuotaExceededError(TargetSalesforceError):
-    """API usage is above `quota_percent`."""
-
-
-class RequestLimitError(TargetSalesforceError):
-    """Salesforce answered REQUEST_LIMIT_EXCEEDED."""
-
-
-class ConfigurationError(TargetSalesforceError):
-    """Salesforce refused a whole call because of the settings, not the records.
-
-    An Apex path with no class behind it (404), a body Salesforce cannot parse
-    (400 JSON_PARSER_ERROR), a field or object the whole call is refused for, or
-    missing access (403): the run stops without STATE whatever `on_reject` says,
-    and a rerun after fixing the settings loads the records.
-    """
-
-
-class _ConcurrentLimit(Exception):  # noqa: N818 - internal retry signal
-    """REQUEST_LIMIT_EXCEEDED for a transient concurrency limit; retried."""
-
-    def __init__(self, what: str, message: str) -> None:
-        """Keep what was called and Salesforce's message."""
-        super().__init__(f"{what}: {message}")
-        self.what = what
-        self.message = message
 
 
 class _Transient(Exception):  # noqa: N818 - internal retry signal
@@ -120,84 +91,6 @@ class _Relogin:
         self.used = True
 
 
-class CallFailed(Exception):  # noqa: N818 - a result, not a crash
-    """One call failed as a whole; its records are rejected (or retried)."""
-
-    def __init__(
-        self, code: str, message: str, status: int, fields: list[str] | None = None
-    ) -> None:
-        """Keep the Salesforce error code and message."""
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
-        self.fields = fields or []
-
-
-def error_details(content: JsonValue) -> tuple[str, str, list[str]]:
-    """Pull (errorCode, message, fields) out of a Salesforce error body."""
-    first = content[0] if isinstance(content, list) and content else content
-    if isinstance(first, dict):
-        code = (
-            first.get("errorCode") or first.get("exceptionCode") or first.get("error")
-        )
-        message = (
-            first.get("message")
-            or first.get("exceptionMessage")
-            or first.get("error_description")
-            or ""
-        )
-        return (
-            str(code or "UNKNOWN_ERROR"),
-            str(message),
-            list(first.get("fields") or []),
-        )
-    if isinstance(content, bytes):
-        content = content.decode("utf-8", "replace")
-    return "UNKNOWN_ERROR", str(content)[:500], []
-
-
-def refusal_error(what: str, exc: SalesforceRefusedRequest) -> Exception:
-    """The exception for an HTTP 403: a limit or access, never the records."""
-    code, message, _ = error_details(exc.content)
-    if code == CODE_REQUEST_LIMIT and any(t in message for t in TRANSIENT_LIMITS):
-        return _ConcurrentLimit(what, message)
-    if code == CODE_REQUEST_LIMIT:
-        return RequestLimitError(
-            f"{what}: Salesforce refused the call with REQUEST_LIMIT_EXCEEDED "
-            f"({message}); the org's API limit is used up. Stopping; rerun once "
-            "usage has dropped."
-        )
-    return ConfigurationError(
-        f"{what}: Salesforce refused the call with HTTP {exc.status} {code}: "
-        f"{message}; the records of this call are not loaded, fix access and rerun"
-    )
-
-
-def whole_call_error(what: str, exc: SalesforceError) -> Exception | None:
-    """CallFailed for APEX_ERROR, ConfigurationError for a settings answer, or None.
-
-    APEX_ERROR (HTTP 500) is an unhandled Apex exception: the class rolled its
-    transaction back, so the records were not written, and resending the same
-    call fails the same way. 400 JSON_PARSER_ERROR (a body Salesforce cannot
-    deserialize) and 404 "Could not find a match for URL" (no Apex class) are
-    settings problems.
-    """
-    code, message, fields = error_details(exc.content)
-    if code == CODE_APEX_ERROR:
-        return CallFailed(code, message, exc.status, fields)
-    if code == CODE_JSON_PARSER_ERROR or (
-        exc.status == HTTP_NOT_FOUND and APEX_NO_MAPPING in message
-    ):
-        return ConfigurationError(
-            f"{what}: HTTP {exc.status} {code}: {message}; Salesforce refused the "
-            "whole call, which is a settings problem (mapping, payload template, "
-            "Apex path), not a record problem. Nothing of this call was written "
-            "and no STATE covers it: fix the settings and rerun."
-        )
-    return None
-
-
 def retry_concurrent_limits(
     attempt: Callable[[], T],
     *,
@@ -206,7 +99,7 @@ def retry_concurrent_limits(
     factor: float,
     logger: logging.Logger,
 ) -> T:
-    """Run `attempt`, retrying `_ConcurrentLimit` with exponential backoff.
+    """Run `attempt`, retrying `ConcurrentLimitError` with exponential backoff.
 
     Full jitter, waits from `factor` seconds doubling up to 60 s, for up to
     `max_time` seconds in all (python-backoff).
@@ -224,7 +117,7 @@ def retry_concurrent_limits(
 
     retrying = backoff.on_exception(
         backoff.expo,
-        _ConcurrentLimit,
+        ConcurrentLimitError,
         max_time=max_time,
         factor=max(factor, 0.001),
         max_value=MAX_LIMIT_WAIT_STEP,
@@ -234,7 +127,7 @@ def retry_concurrent_limits(
     )(attempt)
     try:
         return retrying()
-    except _ConcurrentLimit as exc:
+    except ConcurrentLimitError as exc:
         msg = (
             f"{what}: Salesforce refused the call with REQUEST_LIMIT_EXCEEDED "
             f"({exc.message}) for more than {max_time:g}s "

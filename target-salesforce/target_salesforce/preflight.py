@@ -30,8 +30,9 @@ from simple_salesforce.exceptions import SalesforceError
 from singer_sdk.configuration._dict_config import parse_environment_config
 
 from target_salesforce.auth import AuthError
-from target_salesforce.client import SalesforceClient, TargetSalesforceError
+from target_salesforce.client import SalesforceClient
 from target_salesforce.describe import FieldInfo, parse_describe, split_relationship
+from target_salesforce.errors import TargetSalesforceError
 from target_salesforce.mapping import MappingError, StreamMapping, load_mappings
 
 if TYPE_CHECKING:

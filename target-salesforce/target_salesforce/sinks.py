@@ -21,13 +21,13 @@ from typing_extensions import override
 from target_salesforce import bulk
 from target_salesforce.apex_sink import ApexWrites
 from target_salesforce.bulk_sink import BulkIncompleteError, BulkWrites
-from target_salesforce.client import (
+from target_salesforce.describe import check_mapping_against_describe, parse_describe
+from target_salesforce.errors import (
     CODE_APEX_ERROR,
     CallFailed,
     ConfigurationError,
     TargetSalesforceError,
 )
-from target_salesforce.describe import check_mapping_against_describe, parse_describe
 from target_salesforce.exprlang import ExpressionError
 from target_salesforce.payloads import (
     Prepared,

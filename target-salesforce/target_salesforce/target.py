@@ -22,7 +22,8 @@ from typing_extensions import override
 from target_salesforce import preflight
 from target_salesforce.auth import FLOWS, AuthError
 from target_salesforce.bulk_client import BulkClient
-from target_salesforce.client import SalesforceClient, TargetSalesforceError
+from target_salesforce.client import SalesforceClient
+from target_salesforce.errors import TargetSalesforceError
 from target_salesforce.mapping import MappingError, find_mapping, load_mappings
 from target_salesforce.rejects import (
     PrivateJsonLines,

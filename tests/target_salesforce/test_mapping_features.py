@@ -9,8 +9,8 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from target_salesforce.client import TargetSalesforceError
 from target_salesforce.describe import check_mapping_against_describe, parse_describe
+from target_salesforce.errors import TargetSalesforceError
 from target_salesforce.exprlang import ExpressionError, compile_expression
 from target_salesforce.mapping import (
     MappingError,

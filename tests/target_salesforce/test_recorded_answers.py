@@ -17,12 +17,12 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 from target_salesforce.auth import AuthError, _token_request
-from target_salesforce.client import (
+from target_salesforce.client import SalesforceClient
+from target_salesforce.errors import (
     CallFailed,
+    ConcurrentLimitError,
     ConfigurationError,
     RequestLimitError,
-    SalesforceClient,
-    _ConcurrentLimit,
     error_details,
     refusal_error,
 )
@@ -74,7 +74,7 @@ def test_recorded_request_limit_texts_are_told_apart(
 ) -> None:
     entry = real_errors[name]
     exc = SalesforceRefusedRequest(URL, entry["status"], "limits", entry["body"])
-    expected = _ConcurrentLimit if transient else RequestLimitError
+    expected = ConcurrentLimitError if transient else RequestLimitError
     assert isinstance(refusal_error("GET limits", exc), expected)
 
 
