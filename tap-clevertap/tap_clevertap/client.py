@@ -197,12 +197,12 @@ class CleverTapStream(RESTStream[Any]):
     @override
     @property
     def timeout(self) -> int:
-        return int(self.config.get("request_timeout") or 300)
+        return int(self.config["request_timeout"])
 
     @functools.cached_property
     def zone(self) -> ZoneInfo:
         """The account time zone from the `timezone` setting."""
-        return load_zone(str(self.config.get("timezone") or "UTC"))
+        return load_zone(str(self.config["timezone"]))
 
     @override
     def post_process(
@@ -253,7 +253,7 @@ class CleverTapStream(RESTStream[Any]):
             msg = f"CleverTap is still preparing this answer (code 2, HTTP {status})"
             raise RetriableAPIError(msg, response)
         if status == HTTPStatus.UNAUTHORIZED:
-            region = self.config.get("region") or DEFAULT_REGION
+            region = self.config["region"]
             msg = (
                 "CleverTap rejected the credentials (HTTP 401) for account "
                 f"{self.config['account_id']!r} in region {region!r} "
@@ -281,17 +281,15 @@ class CleverTapStream(RESTStream[Any]):
     @override
     def backoff_wait_generator(self) -> Generator[float, None, None]:
         """Waits from `backoff_base_seconds`, doubling up to `backoff_max_seconds`."""
-        base = self.config.get("backoff_base_seconds")
-        cap = self.config.get("backoff_max_seconds")
         return backoff.expo(
-            factor=float(BACKOFF_BASE_SECONDS if base is None else base),
-            max_value=float(MAX_BACKOFF_SECONDS if cap is None else cap),
+            factor=float(self.config["backoff_base_seconds"]),
+            max_value=float(self.config["backoff_max_seconds"]),
         )
 
     @override
     def backoff_max_tries(self) -> int:
         """Attempts per request: the `max_retries` setting."""
-        return int(self.config.get("max_retries") or MAX_TRIES)
+        return int(self.config["max_retries"])
 
     @override
     def backoff_jitter(self, value: float) -> float:

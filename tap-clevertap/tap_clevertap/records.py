@@ -1,7 +1,8 @@
-"""Pure record shaping: stream and column names, typed flat records, event keys.
+"""Pure record shaping shared by every stream: names, types, values, columns.
 
 Nothing here does I/O. Records are shaped for row stores and Salesforce: flat,
 one scalar per column, identity columns present, datetimes as ISO UTC strings.
+Event rows are built in `event_records`, profile rows in `profile_records`.
 """
 
 from __future__ import annotations
@@ -165,71 +166,6 @@ def assign_columns(
     return result
 
 
-def canonical_json(value: object) -> str:
-    """Serialise a JSON value deterministically (the event-key input format).
-
-    msgspec's JSON encoder with ``order="sorted"``: object keys sorted at every
-    level, no whitespace, non-ASCII text kept as UTF-8. This is the same text as
-    ``json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
-    except for float exponents, written without ``+`` or leading zeros
-    (``1e16``, ``1e-7``). Numbers keep their exported form (``2`` vs ``2.0``).
-    """
-    return _CANONICAL.encode(value).decode("utf-8")
-
-
-_CANONICAL = msgspec.json.Encoder(order="sorted", enc_hook=str)
-
-
-def event_key(  # noqa: PLR0913 - the documented key parts, all keyword-only
-    *,
-    identity: str | None,
-    object_id: str | None,
-    event_name: str,
-    ts: object,
-    event_props: Mapping[str, Any] | None,
-    session_props: Mapping[str, Any] | None,
-) -> str:
-    """The stable primary key of an exported event (CleverTap has no event id).
-
-    ``sha256`` (hex) of the canonical JSON (see `canonical_json`) of the array
-    ``[who, event_name, ts, event_props, session_props]``, where ``who`` is the
-    identity, or ``"objectId:" + objectId`` when the profile has no identity, and
-    ``ts`` is the 14-digit local timestamp as a string. Properties absent from the
-    export count as ``{}``.
-
-    Returns:
-        64 lowercase hex digits.
-    """
-    return event_key_from_json(
-        identity=identity,
-        object_id=object_id,
-        event_name=event_name,
-        ts=str(ts),
-        event_props_json=canonical_json(dict(event_props or {})),
-        session_props_json=canonical_json(dict(session_props or {})),
-    )
-
-
-def event_key_from_json(  # noqa: PLR0913 - the key parts, properties pre-serialised
-    *,
-    identity: str | None,
-    object_id: str | None,
-    event_name: str,
-    ts: str,
-    event_props_json: str,
-    session_props_json: str,
-) -> str:
-    """`event_key` with the two property objects already in canonical JSON.
-
-    ``json.dumps`` of a list is ``[`` + its items' dumps joined by ``,`` + ``]``,
-    so property JSON serialised once serves both the key and the JSON columns.
-    """
-    who = identity if identity not in (None, "") else f"objectId:{object_id or ''}"
-    head = canonical_json([who, event_name, ts])[:-1]
-    material = f"{head},{event_props_json},{session_props_json}]"
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()
-
-
 def _to_string(value: object, zone: ZoneInfo) -> str | None:
     del zone
     if type(value) is str:
@@ -382,6 +318,21 @@ def lift_object_id(profile: Mapping[str, Any]) -> str | None:
     return None
 
 
+def canonical_json(value: object) -> str:
+    """Serialise a JSON value deterministically (the event-key input format).
+
+    msgspec's JSON encoder with ``order="sorted"``: object keys sorted at every
+    level, no whitespace, non-ASCII text kept as UTF-8. This is the same text as
+    ``json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
+    except for float exponents, written without ``+`` or leading zeros
+    (``1e16``, ``1e-7``). Numbers keep their exported form (``2`` vs ``2.0``).
+    """
+    return _CANONICAL.encode(value).decode("utf-8")
+
+
+_CANONICAL = msgspec.json.Encoder(order="sorted", enc_hook=str)
+
+
 def scalar_str(value: object) -> str | None:
     """A string for identity-like fields (numbers become their decimal text)."""
     if value is None or value == "":
@@ -493,39 +444,6 @@ def object_schema(
     return schema
 
 
-_APP_FIELD_NOTE = "Device field; exported with include_app_fields (app=true)."
-EVENT_PROPERTY = "event property"
-PROFILE_PROPERTY = "profile property"
-_PROFILE_BASE: dict[str, dict[str, Any]] = {
-    "identity": column_schema(STRING, "The profile's identity (your user id)."),
-    "object_id": column_schema(STRING, "CleverTap objectId (per device/profile)."),
-    "email": column_schema(STRING),
-    "phone": column_schema(STRING),
-    "name": column_schema(STRING),
-    "platform": column_schema(STRING),
-    "os_version": column_schema(STRING, _APP_FIELD_NOTE),
-    "app_version": column_schema(STRING, _APP_FIELD_NOTE),
-    "make": column_schema(STRING, _APP_FIELD_NOTE),
-    "model": column_schema(STRING, _APP_FIELD_NOTE),
-}
-_PROFILE_SOURCE = {
-    "identity": "identity",
-    "email": "email",
-    "phone": "phone",
-    "name": "name",
-    "platform": "platform",
-    "os_version": "os_version",
-    "app_version": "app_version",
-    "make": "make",
-    "model": "model",
-}
-# Profile keys that have a column of their own (or a JSON column) in every stream;
-# whatever else the export's profile carries goes to `profile_extra_json`.
-_PROFILE_KEYS_IN_COLUMNS = frozenset(
-    {*_PROFILE_SOURCE.values(), "objectId", "gender", "profileData", "platformInfo"}
-)
-
-
 @dataclasses.dataclass(frozen=True)
 class Columns:
     """Typed columns for one group of CleverTap properties."""
@@ -569,216 +487,3 @@ class Columns:
         get = values.get
         for raw, column, convert in self._plan:
             record[column] = convert(get(raw), zone)
-
-
-# Profile fields CleverTap lifts out of profileData to the top level of a record.
-LIFTED_PROFILE_FIELDS = {"Name": "name", "Email": "email", "Phone": "phone"}
-_LIFTED_TOO = {"Gender": "gender"}
-
-
-def profile_values(profile: Mapping[str, Any]) -> dict[str, Any]:
-    """ProfileData plus the lifted keys that have no base column (Gender)."""
-    values = dict(profile.get("profileData") or {})
-    for raw, key in _LIFTED_TOO.items():
-        if raw not in values and profile.get(key) is not None:
-            values[raw] = profile[key]
-    return values
-
-
-# CleverTap's channel subscription flags (booleans; false = unsubscribed), always
-# columns (profile_msg_email...): /getSchema need not list them, and consent must
-# reach the export whether or not an account's schema shows them.
-SUBSCRIPTION_FLAGS = ("MSG-email", "MSG-sms", "MSG-whatsapp", "MSG-push")
-
-
-def profile_column_types(types: Mapping[str, str]) -> dict[str, str]:
-    """Profile property types minus those already in base columns (Name...).
-
-    The subscription flags are always there, as booleans.
-    """
-    columns = {k: v for k, v in types.items() if k not in LIFTED_PROFILE_FIELDS}
-    columns.update(dict.fromkeys(SUBSCRIPTION_FLAGS, BOOLEAN))
-    return columns
-
-
-def _profile_base(profile: Mapping[str, Any]) -> dict[str, Any]:
-    record = {key: scalar_str(profile.get(src)) for key, src in _PROFILE_SOURCE.items()}
-    record["object_id"] = lift_object_id(profile)
-    return record
-
-
-def profile_extra(
-    profile: Mapping[str, Any], skip: frozenset[str] = frozenset()
-) -> str | None:
-    """Canonical JSON of the profile keys no column holds (``df``, ``push_token``...).
-
-    Args:
-        profile: the exported profile object.
-        skip: further keys held by the stream's own JSON columns.
-
-    Returns:
-        The JSON text, or None when nothing is left.
-    """
-    extra = {
-        key: value
-        for key, value in profile.items()
-        if key not in _PROFILE_KEYS_IN_COLUMNS and key not in skip
-    }
-    return json_or_none(extra)
-
-
-@dataclasses.dataclass(frozen=True)
-class EventShape:
-    """How one event's export records become flat rows.
-
-    Columns: ``event_key`` (primary key), ``event_name``, ``ts`` (ISO UTC),
-    ``ts_account`` (the exported local ``yyyyMMddHHmmss``), the profile identity
-    columns, ``prop_*`` (event properties), ``profile_*`` (profile properties),
-    and lossless canonical-JSON copies ``event_props_json``, ``session_props_json``
-    and ``profile_data_json``.
-    """
-
-    event_name: str
-    props: Columns
-    profile: Columns
-
-    @classmethod
-    def build(
-        cls,
-        event_name: str,
-        event_property_types: Mapping[str, str],
-        profile_property_types: Mapping[str, str],
-    ) -> EventShape:
-        """Name the columns of one event stream."""
-        taken = set(_EVENT_BASE) | set(_PROFILE_BASE)
-        props = Columns.build(EVENT_PROPERTY, "prop_", event_property_types, taken)
-        profile = Columns.build(
-            PROFILE_PROPERTY, "profile_", profile_property_types, taken
-        )
-        return cls(event_name, props, profile)
-
-    @classmethod
-    def from_schema(cls, event_name: str, schema: Mapping[str, Any]) -> EventShape:
-        """The shape a catalog schema (from an earlier discovery) describes."""
-        return cls(
-            event_name,
-            Columns.from_schema(EVENT_PROPERTY, schema),
-            Columns.from_schema(PROFILE_PROPERTY, schema),
-        )
-
-    def schema(self) -> dict[str, Any]:
-        """The stream's JSON schema."""
-        properties = {**_EVENT_BASE, **_PROFILE_BASE}
-        properties.update(self.props.schema())
-        properties.update(self.profile.schema())
-        return object_schema(properties, required=("event_key", "event_name", "ts"))
-
-    def record(
-        self, raw: Mapping[str, Any], zone: ZoneInfo
-    ) -> tuple[dict[str, Any], Any] | None:
-        """Shape one export record; None when its ``ts`` cannot be read.
-
-        Returns:
-            The row and its UTC instant.
-        """
-        try:
-            moment = parse_account_ts(raw.get("ts"), zone)
-        except ValueError:
-            return None
-        profile = raw.get("profile") or {}
-        event_props = raw.get("event_props") or {}
-        session_props = raw.get("session_props") or {}
-        record: dict[str, Any] = _profile_base(profile)
-        ts_text = str(raw.get("ts")).strip()
-        event_json = canonical_json(event_props)
-        session_json = canonical_json(session_props)
-        record["event_key"] = event_key_from_json(
-            identity=record["identity"],
-            object_id=record["object_id"],
-            event_name=self.event_name,
-            ts=ts_text,
-            event_props_json=event_json,
-            session_props_json=session_json,
-        )
-        record["event_name"] = self.event_name
-        record["ts"] = iso_utc(moment)
-        record["ts_account"] = ts_text
-        self.props.fill(record, event_props, zone)
-        self.profile.fill(record, profile_values(profile), zone)
-        record["event_props_json"] = event_json if event_props else None
-        record["session_props_json"] = session_json if session_props else None
-        record["profile_data_json"] = json_or_none(profile.get("profileData"))
-        record["platform_info_json"] = json_or_none(profile.get("platformInfo"))
-        record["profile_extra_json"] = profile_extra(profile)
-        return record, moment
-
-
-_EXTRA_NOTE = (
-    "Every other key of the exported profile (e.g. df, push_token, events), as JSON."
-)
-_EVENT_BASE: dict[str, dict[str, Any]] = {
-    "event_key": column_schema(
-        STRING, "sha256 of (identity, event name, ts, properties); see README."
-    ),
-    "event_name": column_schema(STRING, "The CleverTap event name, as raised."),
-    "ts": column_schema(DATETIME, "When the event happened, in UTC."),
-    "ts_account": column_schema(
-        STRING, "The exported yyyyMMddHHmmss, in the account time zone."
-    ),
-    "event_props_json": column_schema(STRING, "All event properties, as JSON."),
-    "session_props_json": column_schema(STRING, "All session properties, as JSON."),
-    "profile_data_json": column_schema(STRING, "All profile properties, as JSON."),
-    "platform_info_json": column_schema(STRING, "Devices (platformInfo), as JSON."),
-    "profile_extra_json": column_schema(STRING, _EXTRA_NOTE),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class ProfileShape:
-    """How ``/1/profiles.json`` records become flat rows keyed on ``object_id``."""
-
-    profile: Columns
-
-    @classmethod
-    def build(cls, profile_property_types: Mapping[str, str]) -> ProfileShape:
-        """Name the profile-property columns."""
-        taken = set(_PROFILE_BASE) | set(_PROFILE_EXTRA)
-        return cls(
-            Columns.build(PROFILE_PROPERTY, "profile_", profile_property_types, taken)
-        )
-
-    @classmethod
-    def from_schema(cls, schema: Mapping[str, Any]) -> ProfileShape:
-        """The shape a catalog schema (from an earlier discovery) describes."""
-        return cls(Columns.from_schema(PROFILE_PROPERTY, schema))
-
-    def schema(self) -> dict[str, Any]:
-        """The stream's JSON schema."""
-        properties = {**_PROFILE_BASE, **_PROFILE_EXTRA}
-        properties.update(self.profile.schema())
-        return object_schema(properties, required=("object_id",))
-
-    def record(self, raw: Mapping[str, Any], zone: ZoneInfo) -> dict[str, Any] | None:
-        """Shape one profile; None when it has no objectId anywhere."""
-        record = _profile_base(raw)
-        if not record["object_id"]:
-            return None
-        self.profile.fill(record, profile_values(raw), zone)
-        record["profile_data_json"] = json_or_none(raw.get("profileData"))
-        record["platform_info_json"] = json_or_none(raw.get("platformInfo"))
-        record["events_json"] = json_or_none(raw.get("events"))
-        record["profile_extra_json"] = profile_extra(raw, skip=_PROFILE_JSON_KEYS)
-        return record
-
-
-_PROFILE_JSON_KEYS = frozenset({"events"})
-
-
-_PROFILE_EXTRA: dict[str, dict[str, Any]] = {
-    "profile_data_json": column_schema(STRING, "All profile properties, as JSON."),
-    "platform_info_json": column_schema(STRING, "Devices (platformInfo), as JSON."),
-    "events_json": column_schema(
-        STRING, "Per-event summary (count, first_seen, last_seen), as JSON."
-    ),
-    "profile_extra_json": column_schema(STRING, _EXTRA_NOTE),
-}

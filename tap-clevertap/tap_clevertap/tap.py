@@ -20,6 +20,12 @@ from singer_sdk.exceptions import (
 from typing_extensions import override
 
 from tap_clevertap import preflight
+from tap_clevertap.campaign_streams import (
+    MESSAGE_FILTERS,
+    CampaignReportsStream,
+    CampaignsStream,
+    MessageReportsStream,
+)
 from tap_clevertap.client import (
     BACKOFF_BASE_SECONDS,
     DEFAULT_REGION,
@@ -27,30 +33,29 @@ from tap_clevertap.client import (
     MAX_TRIES,
     REGION_HOSTS,
 )
-from tap_clevertap.records import (
-    STRING,
-    EventShape,
-    ProfileShape,
-    event_stream_names,
-    infer_types,
-    parse_property_list,
-    profile_column_types,
-    profile_values,
-)
-from tap_clevertap.streams import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_WINDOW_DAYS,
-    MESSAGE_FILTERS,
-    BadBookmarkError,
-    CampaignReportsStream,
-    CampaignsStream,
+from tap_clevertap.event_records import EventShape
+from tap_clevertap.event_streams import (
     EventCountsStream,
     EventSchemaStream,
     EventsStream,
     EventTrendsStream,
-    MessageReportsStream,
-    ProfilesStream,
-    UserPropertiesStream,
+)
+from tap_clevertap.profile_records import (
+    ProfileShape,
+    profile_column_types,
+    profile_values,
+)
+from tap_clevertap.profile_streams import ProfilesStream, UserPropertiesStream
+from tap_clevertap.records import (
+    STRING,
+    event_stream_names,
+    infer_types,
+    parse_property_list,
+)
+from tap_clevertap.streams import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_WINDOW_DAYS,
+    BadBookmarkError,
     bad_bookmark,
     event_property_types,
     parse_datetime_setting,
@@ -139,8 +144,10 @@ def settings_errors(config: Mapping[str, Any]) -> list[str]:
             )
     if len(moments) == 2 and moments["end_date"] <= moments["start_date"]:  # noqa: PLR2004 - both dates
         errors.append("end_date: must be later than start_date")
+    zone = config.get("timezone")
     try:
-        load_zone(str(config.get("timezone") or "UTC"))
+        if zone:  # when absent, the schema's default (UTC) applies
+            load_zone(str(zone))
     except ValueError as exc:
         errors.append(f"timezone: {exc}")
     return errors
@@ -440,7 +447,7 @@ class TapCleverTap(Tap):
         the properties ``/getSchema`` lists, or one sample page of each event.
         """
         try:
-            load_zone(str(self.config.get("timezone") or "UTC"))
+            load_zone(str(self.config["timezone"]))
         except ValueError as exc:
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
         events, user_property_entries = self._schema_listings

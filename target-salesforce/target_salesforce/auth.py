@@ -162,7 +162,7 @@ def jwt_audience(config: Mapping[str, Any]) -> str:
     """
     if config.get("jwt_audience"):
         return str(config["jwt_audience"]).rstrip("/")
-    domain = str(config.get("domain") or "login").lower()
+    domain = str(config["domain"]).lower()
     if domain == "test" or ".sandbox." in f".{domain}.":
         return JWT_SANDBOX_AUDIENCE
     return JWT_LOGIN_AUDIENCE
@@ -249,7 +249,7 @@ def _password_login(inputs: _LoginInputs) -> tuple[str, str]:
             domain=inputs.domain,
             session=inputs.session,
         )
-    version = str(config.get("api_version") or "62.0")
+    version = str(config["api_version"])
     if _version_number(version) > SOAP_LOGIN_LAST_VERSION:
         msg = (
             f"username/password login without client_id and client_secret uses "
@@ -316,7 +316,7 @@ def login(
     if flow_login is None:
         msg = f"auth_flow {flow!r} is not one of {', '.join(FLOWS)}"
         raise AuthError(msg)
-    domain = str(config.get("domain") or "login")
+    domain = str(config["domain"])
     inputs = _LoginInputs(config, session, domain, timeout, logger)
     try:
         token, instance = flow_login(inputs)

@@ -1,4 +1,4 @@
-"""Pure Bulk API 2.0 helpers: upload limits, splitting by bytes, row matching.
+"""Pure Bulk API 2.0 helpers: CSV, upload limits, splitting by bytes, result rows.
 
 Limits (Bulk API 2.0 developer guide, "Bulk API 2.0 Limits and Allocations";
 `../shared/docs/salesforce-api.md` §2.3): a job's upload may be 150 MB once
@@ -10,16 +10,20 @@ here does I/O.
 from __future__ import annotations
 
 import csv
+import decimal
 import io
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Final
 
-from target_salesforce.payloads import csv_cell
+from target_salesforce.results import ItemResult
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
     from target_salesforce.payloads import Prepared
+    from target_salesforce.values import JsonValue
+
+BULK_NULL: Final = "#N/A"
 
 # Raw CSV bytes per job: 100 MB, so the 150 MB base64 limit is never reached.
 MAX_UPLOAD_BYTES: Final = 100_000_000
@@ -101,7 +105,7 @@ def match_rows(
     """Positions of the items that result rows (e.g. unprocessed ones) stand for.
 
     Rows match on the key column, or on every column as sent when there is no
-    key (insert), like `payloads.bulk_results`.
+    key (insert), like `bulk_results`.
     """
     match_cols = [key_field] if key_field else list(columns)
     sent: dict[tuple[str, ...], deque[int]] = defaultdict(deque)
@@ -114,3 +118,120 @@ def match_rows(
         if queue:
             found.add(queue.popleft())
     return found
+
+
+def csv_cell(value: JsonValue) -> str:
+    """One Bulk 2.0 CSV cell: null is `#N/A` (sets null), floats in plain notation."""
+    if value is None:
+        return BULK_NULL
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(decimal.Decimal(repr(value)), "f")
+    return str(value)
+
+
+def bulk_columns(
+    action: str, key_field: str | None, items: Sequence[Prepared]
+) -> list[str]:
+    """CSV header: the key first, then every other field in first-seen order."""
+    if action == "delete":
+        return ["Id"]
+    columns: dict[str, None] = {}
+    if key_field:
+        columns[key_field] = None
+    for item in items:
+        for name in item.payload:
+            columns.setdefault(name, None)
+    return list(columns)
+
+
+def build_csv(columns: Sequence[str], items: Sequence[Prepared]) -> str:
+    """Bulk 2.0 CSV with CRLF line endings.
+
+    A field absent from a payload is an empty cell (left unchanged); a null value
+    is `#N/A` (set to null). `prepare_batch` has already applied the null policy.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(columns)
+    for item in items:
+        writer.writerow(row_cells(columns, item))
+    return buffer.getvalue()
+
+
+def parse_csv(text: str) -> list[dict[str, str]]:
+    """Parse a Bulk 2.0 result CSV into rows."""
+    if not text.strip():
+        return []
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def split_bulk_error(text: str) -> tuple[str, str]:
+    """Split `sf__Error` (`CODE:message`) into code and message."""
+    code, message, _ = parse_bulk_error(text)
+    return code, message
+
+
+def parse_bulk_error(text: str) -> tuple[str, str, tuple[str, ...]]:
+    """Split `sf__Error` into (code, message, fields).
+
+    Salesforce writes `CODE:message:fields --`, e.g.
+    `INVALID_CROSS_REFERENCE_KEY:invalid cross reference id:--` (recorded in
+    `misc_real_errors.md`); the fields part is comma-separated and may be empty.
+    """
+    code, sep, rest = text.partition(":")
+    if not sep:
+        return "UNKNOWN_ERROR", text, ()
+    rest = rest.strip()
+    fields: tuple[str, ...] = ()
+    if rest.endswith("--"):
+        head, colon, tail = rest[:-2].rstrip().rpartition(":")
+        if colon:
+            rest = head.strip()
+            fields = tuple(f.strip() for f in tail.split(",") if f.strip())
+    return code.strip() or "UNKNOWN_ERROR", rest, fields
+
+
+def bulk_results(
+    columns: Sequence[str],
+    key_field: str | None,
+    items: Sequence[Prepared],
+    successful: Sequence[Mapping[str, str]],
+    failed: Sequence[Mapping[str, str]],
+) -> list[ItemResult | None]:
+    """Match Bulk 2.0 result rows back to the items sent (row order is not kept).
+
+    With a key (upsert, update, delete) rows match on the key column, which
+    `prepare_batch` made unique; without one (insert) they match on all columns
+    as sent. Items with no matching row get None (outcome unknown).
+    """
+    match_cols = [key_field] if key_field else list(columns)
+    sent: dict[tuple[str, ...], deque[int]] = defaultdict(deque)
+    for position, item in enumerate(items):
+        sent[tuple(row_cells(match_cols, item))].append(position)
+    out: list[ItemResult | None] = [None] * len(items)
+
+    def take(row: Mapping[str, str]) -> int | None:
+        queue = sent.get(tuple(row.get(c, "") for c in match_cols))
+        return queue.popleft() if queue else None
+
+    for row in successful:
+        found = take(row)
+        if found is not None:
+            created = str(row.get("sf__Created", "")).lower() == "true"
+            out[found] = ItemResult(
+                success=True, record_id=row.get("sf__Id") or None, created=created
+            )
+    for row in failed:
+        found = take(row)
+        if found is not None:
+            code, message, fields = parse_bulk_error(row.get("sf__Error", ""))
+            out[found] = ItemResult(
+                success=False,
+                record_id=row.get("sf__Id") or None,
+                code=code,
+                message=message,
+                fields=fields,
+            )
+    return out

@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from target_salesforce import bulk
-from target_salesforce.client import CallFailed, TargetSalesforceError
-from target_salesforce.payloads import bulk_columns, bulk_results, error_result
+from target_salesforce.bulk import bulk_columns, bulk_results
+from target_salesforce.errors import CallFailed, TargetSalesforceError
+from target_salesforce.results import error_result
 
 if TYPE_CHECKING:
     from target_salesforce.mapping import StreamMapping
-    from target_salesforce.payloads import ItemResult, Prepared
+    from target_salesforce.payloads import Prepared
     from target_salesforce.rejects import StreamSummary
+    from target_salesforce.results import ItemResult
     from target_salesforce.target import RunContext
 
 
@@ -94,7 +96,7 @@ class BulkWrites:
         key_field = mapping.key_field
         self.summary.api_calls["bulk2_jobs"] += 1
         try:
-            outcome = self.run.client.bulk_ingest(
+            outcome = self.run.bulk.ingest(
                 mapping.action,
                 str(mapping.sobject),
                 mapping.external_id_field,

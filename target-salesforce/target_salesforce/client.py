@@ -13,18 +13,18 @@ records of one call (300, 400, 404, a lock, an Apex APEX_ERROR) come back as
 for a settings problem (400 JSON_PARSER_ERROR, an Apex path with no class behind
 it) raises `ConfigurationError`; every other failure (retries used up, an
 unexpected status, a broken reply) raises `TargetSalesforceError`: the records
-were not loaded, so the run stops without STATE and a rerun loads them.
+were not loaded, so the run stops without STATE and a rerun loads them. The
+exceptions, and how an error body maps to one, are in `errors`; Bulk 2.0 jobs
+run in `bulk_client.BulkClient` over this client's calls.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import threading
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import backoff
 import requests
@@ -34,150 +34,61 @@ from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceRefusedRequest,
 )
-from simple_salesforce.util import exception_handler
 
 from target_salesforce.auth import Token, login
-from target_salesforce.payloads import CODE_LOCK_ROW, JsonValue, parse_csv
+from target_salesforce.errors import (
+    CallFailed,
+    ConcurrentLimitError,
+    ConfigurationError,
+    QuotaExceededError,
+    RequestLimitError,
+    TargetSalesforceError,
+    error_details,
+    refusal_error,
+    whole_call_error,
+)
+from target_salesforce.values import CODE_LOCK_ROW, JsonValue
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 T = TypeVar("T")
 
-DEFAULT_API_VERSION: Final = "62.0"
 HTTP_TOO_MANY_REQUESTS: Final = 429
 TRANSIENT_STATUS: Final = frozenset({HTTP_TOO_MANY_REQUESTS, 500, 502, 503, 504})
 # whole-call answers that are about the records sent (a reason to reject them)
 RECORD_LEVEL_STATUS: Final = frozenset({300, 400, 404})
-BULK_DONE: Final = frozenset({"JobComplete", "Failed", "Aborted"})
-HTTP_CREATED: Final = 201
-HTTP_NOT_FOUND: Final = 404
-CODE_APEX_ERROR: Final = "APEX_ERROR"
-CODE_JSON_PARSER_ERROR: Final = "JSON_PARSER_ERROR"
-CODE_REQUEST_LIMIT: Final = "REQUEST_LIMIT_EXCEEDED"
-# REQUEST_LIMIT_EXCEEDED texts of the transient concurrency limits (the daily
-# allocation says "TotalRequests Limit exceeded."): SalesforceLabs/OrgCheck#432,
-# salesforcecli/cli PR #2180 (retries it), mautic/mautic#5006.
-TRANSIENT_LIMITS: Final = ("ConcurrentRequests", "ConcurrentPerOrgLongTxn")
-# Salesforce's answer for an /services/apexrest/ path no @RestResource maps
-APEX_NO_MAPPING: Final = "Could not find a match for URL"
 MAX_LIMIT_WAIT_STEP: Final = 60.0
-# raw REST calls: anything from here up is handed to simple-salesforce's error mapping
-FIRST_NON_SUCCESS_STATUS: Final = 300
 
 
-class TargetSalesforceError(RuntimeError):
-    """A fatal condition: the run stops, no STATE is written after it."""
+class _Transient(Exception):  # noqa: N818 - internal retry signal
+    """A failure worth resending the same call for (5xx, 429, connection)."""
+
+    def __init__(self, note: str, final: str) -> None:
+        """Keep the log note for a retry and the message for giving up."""
+        super().__init__(note)
+        self.note = note
+        self.final = final
 
 
-class QuotaExceededError(TargetSalesforceError):
-    """API usage is above `quota_percent`."""
+class _Relogin:
+    """One new login per call: a second INVALID_SESSION_ID in a row is fatal."""
 
-
-class RequestLimitError(TargetSalesforceError):
-    """Salesforce answered REQUEST_LIMIT_EXCEEDED."""
-
-
-class ConfigurationError(TargetSalesforceError):
-    """Salesforce refused a whole call because of the settings, not the records.
-
-    An Apex path with no class behind it (404), a body Salesforce cannot parse
-    (400 JSON_PARSER_ERROR), a field or object the whole call is refused for, or
-    missing access (403): the run stops without STATE whatever `on_reject` says,
-    and a rerun after fixing the settings loads the records.
-    """
-
-
-class _ConcurrentLimit(Exception):  # noqa: N818 - internal retry signal
-    """REQUEST_LIMIT_EXCEEDED for a transient concurrency limit; retried."""
-
-    def __init__(self, what: str, message: str) -> None:
-        """Keep what was called and Salesforce's message."""
-        super().__init__(f"{what}: {message}")
+    def __init__(self, what: str) -> None:
+        """Nothing used yet."""
         self.what = what
-        self.message = message
+        self.used = False
 
+    def use(self) -> None:
+        """Take the one new login of this call.
 
-class BulkJobFailedError(TargetSalesforceError):
-    """A Bulk 2.0 job did not finish in time, or a call on an existing job failed."""
-
-
-class CallFailed(Exception):  # noqa: N818 - a result, not a crash
-    """One call failed as a whole; its records are rejected (or retried)."""
-
-    def __init__(
-        self, code: str, message: str, status: int, fields: list[str] | None = None
-    ) -> None:
-        """Keep the Salesforce error code and message."""
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
-        self.fields = fields or []
-
-
-def error_details(content: JsonValue) -> tuple[str, str, list[str]]:
-    """Pull (errorCode, message, fields) out of a Salesforce error body."""
-    first = content[0] if isinstance(content, list) and content else content
-    if isinstance(first, dict):
-        code = (
-            first.get("errorCode") or first.get("exceptionCode") or first.get("error")
-        )
-        message = (
-            first.get("message")
-            or first.get("exceptionMessage")
-            or first.get("error_description")
-            or ""
-        )
-        return (
-            str(code or "UNKNOWN_ERROR"),
-            str(message),
-            list(first.get("fields") or []),
-        )
-    if isinstance(content, bytes):
-        content = content.decode("utf-8", "replace")
-    return "UNKNOWN_ERROR", str(content)[:500], []
-
-
-def refusal_error(what: str, exc: SalesforceRefusedRequest) -> Exception:
-    """The exception for an HTTP 403: a limit or access, never the records."""
-    code, message, _ = error_details(exc.content)
-    if code == CODE_REQUEST_LIMIT and any(t in message for t in TRANSIENT_LIMITS):
-        return _ConcurrentLimit(what, message)
-    if code == CODE_REQUEST_LIMIT:
-        return RequestLimitError(
-            f"{what}: Salesforce refused the call with REQUEST_LIMIT_EXCEEDED "
-            f"({message}); the org's API limit is used up. Stopping; rerun once "
-            "usage has dropped."
-        )
-    return ConfigurationError(
-        f"{what}: Salesforce refused the call with HTTP {exc.status} {code}: "
-        f"{message}; the records of this call are not loaded, fix access and rerun"
-    )
-
-
-def whole_call_error(what: str, exc: SalesforceError) -> Exception | None:
-    """CallFailed for APEX_ERROR, ConfigurationError for a settings answer, or None.
-
-    APEX_ERROR (HTTP 500) is an unhandled Apex exception: the class rolled its
-    transaction back, so the records were not written, and resending the same
-    call fails the same way. 400 JSON_PARSER_ERROR (a body Salesforce cannot
-    deserialize) and 404 "Could not find a match for URL" (no Apex class) are
-    settings problems.
-    """
-    code, message, fields = error_details(exc.content)
-    if code == CODE_APEX_ERROR:
-        return CallFailed(code, message, exc.status, fields)
-    if code == CODE_JSON_PARSER_ERROR or (
-        exc.status == HTTP_NOT_FOUND and APEX_NO_MAPPING in message
-    ):
-        return ConfigurationError(
-            f"{what}: HTTP {exc.status} {code}: {message}; Salesforce refused the "
-            "whole call, which is a settings problem (mapping, payload template, "
-            "Apex path), not a record problem. Nothing of this call was written "
-            "and no STATE covers it: fix the settings and rerun."
-        )
-    return None
+        Raises:
+            TargetSalesforceError: the call already logged in again once.
+        """
+        if self.used:
+            msg = f"{self.what}: INVALID_SESSION_ID again right after a new login"
+            raise TargetSalesforceError(msg)
+        self.used = True
 
 
 def retry_concurrent_limits(
@@ -188,7 +99,7 @@ def retry_concurrent_limits(
     factor: float,
     logger: logging.Logger,
 ) -> T:
-    """Run `attempt`, retrying `_ConcurrentLimit` with exponential backoff.
+    """Run `attempt`, retrying `ConcurrentLimitError` with exponential backoff.
 
     Full jitter, waits from `factor` seconds doubling up to 60 s, for up to
     `max_time` seconds in all (python-backoff).
@@ -206,7 +117,7 @@ def retry_concurrent_limits(
 
     retrying = backoff.on_exception(
         backoff.expo,
-        _ConcurrentLimit,
+        ConcurrentLimitError,
         max_time=max_time,
         factor=max(factor, 0.001),
         max_value=MAX_LIMIT_WAIT_STEP,
@@ -216,7 +127,7 @@ def retry_concurrent_limits(
     )(attempt)
     try:
         return retrying()
-    except _ConcurrentLimit as exc:
+    except ConcurrentLimitError as exc:
         msg = (
             f"{what}: Salesforce refused the call with REQUEST_LIMIT_EXCEEDED "
             f"({exc.message}) for more than {max_time:g}s "
@@ -224,23 +135,6 @@ def retry_concurrent_limits(
             "loaded. Stopping; rerun when fewer long requests run in the org."
         )
         raise RequestLimitError(msg) from None
-
-
-@dataclasses.dataclass(frozen=True)
-class BulkOutcome:
-    """Per-record results of one Bulk 2.0 ingest job."""
-
-    job_id: str
-    successful: list[dict[str, str]]
-    failed: list[dict[str, str]]
-    unprocessed: list[dict[str, str]]
-    state: str = "JobComplete"
-    error_message: str = ""
-
-    @property
-    def finished(self) -> bool:
-        """Whether the job ran to JobComplete (Failed/Aborted ones may be partial)."""
-        return self.state == "JobComplete"
 
 
 class PinnedCASession(requests.Session):
@@ -301,22 +195,23 @@ class SalesforceClient:
     def __init__(
         self, config: Mapping[str, Any], logger: logging.Logger | None = None
     ) -> None:
-        """Read the settings; no network until the first call."""
+        """Read the settings; no network until the first call.
+
+        `config` holds every setting (the SDK fills the schema's defaults in).
+        """
         self.config = config
         self.logger = logger or logging.getLogger("target-salesforce.client")
         self.session = make_session(config)
-        self.version = str(config.get("api_version") or DEFAULT_API_VERSION)
-        self.timeout = float(config.get("request_timeout", 120))
-        self.quota_percent = float(config.get("quota_percent", 80))
-        self.max_retries = int(config.get("max_retries", 3))
-        self.backoff = float(config.get("retry_backoff_seconds", 1.0))
-        self.bulk_poll = float(config.get("bulk_poll_interval", 2.0))
-        self.bulk_timeout = float(config.get("bulk_timeout", 3600))
-        self.limit_wait = float(config.get("concurrent_limit_max_wait", 300))
-        self.sleep: Callable[[float], None] = time.sleep
+        self.version = str(config["api_version"])
+        self.timeout = float(config["request_timeout"])
+        self.quota_percent = float(config["quota_percent"])
+        self.max_retries = int(config["max_retries"])
+        self.backoff = float(config["retry_backoff_seconds"])
+        self.limit_wait = float(config["concurrent_limit_max_wait"])
         self.usage: tuple[int, int] | None = None
         self.calls = 0
         self.logins = 0
+        self.retries = 0
         self._sf: Salesforce | None = None
         self._token: Token | None = None
         self._lock = threading.RLock()
@@ -387,21 +282,47 @@ class SalesforceClient:
 
     # ------------------------------------------------------------------ calls
 
-    def wait_before_retry(self, attempt: int) -> None:
-        """Sleep with exponential backoff (base `retry_backoff_seconds`) and jitter."""
-        delay = self.backoff * (2**attempt)
-        self.sleep(delay + random.uniform(0, self.backoff / 4))  # noqa: S311 - jitter
+    def retrying(
+        self,
+        exception: type[Exception],
+        *,
+        giveup: Callable[[Exception], bool] = lambda _: False,
+        on_backoff: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> Callable[[Callable[[], T]], Callable[[], T]]:
+        """The target's one retry policy (python-backoff), for calls and records.
+
+        At most `max_retries` resends; waits of `retry_backoff_seconds` doubling
+        each time, plus up to a quarter of `retry_backoff_seconds` of jitter.
+        """
+        base = self.backoff
+
+        def counted(details: Mapping[str, Any]) -> None:
+            self.retries += 1
+            if on_backoff is not None:
+                on_backoff(details)
+
+        return backoff.on_exception(
+            backoff.expo,
+            exception,
+            factor=base,
+            max_tries=self.max_retries + 1,
+            jitter=lambda wait: wait + random.uniform(0, base / 4),  # noqa: S311 - spreads retries; not security
+            giveup=giveup,
+            on_backoff=counted,
+            logger=None,
+        )
 
     def _http_error(
-        self, what: str, exc: SalesforceError, attempt: int, *, idempotent: bool
-    ) -> None:
-        """Return when the call may be retried; raise otherwise.
+        self, what: str, exc: SalesforceError, *, idempotent: bool
+    ) -> NoReturn:
+        """Raise the exception an HTTP error stands for.
 
         Raises:
+            _Transient: a status worth resending the call for (5xx, 429).
             CallFailed: the answer is about the records (300, 400, 404, a lock,
                 APEX_ERROR: an Apex exception, never retried).
             ConfigurationError: the whole call was refused for its settings.
-            TargetSalesforceError: retries used up, or a status that is not.
+            TargetSalesforceError: any other status.
         """
         code, message, fields = error_details(exc.content)
         whole_call = whole_call_error(what, exc)
@@ -413,16 +334,16 @@ class SalesforceClient:
         retryable = exc.status in TRANSIENT_STATUS and (
             idempotent or exc.status == HTTP_TOO_MANY_REQUESTS
         )
-        if retryable and attempt < self.max_retries:
-            self.logger.warning("%s: HTTP %s (%s); retrying", what, exc.status, code)
-            return
-        tried = f" after {attempt + 1} attempts" if retryable else ""
+        tried = f" after {self.max_retries + 1} attempts" if retryable else ""
         outcome = (
             "the records of this call are not loaded, rerun to load them"
             if exc.status == HTTP_TOO_MANY_REQUESTS
             else "the outcome of this call is unknown, rerun to settle its records"
         )
         msg = f"{what}: HTTP {exc.status} {code}: {message}{tried}; {outcome}"
+        if retryable:
+            note = f"HTTP {exc.status} ({code})"
+            raise _Transient(note, msg) from None
         raise TargetSalesforceError(msg) from None
 
     def call(
@@ -455,11 +376,35 @@ class SalesforceClient:
             What `func` returns.
 
         Raises:
-            TargetSalesforceError: on fatal conditions.
+            TargetSalesforceError: on fatal conditions (and retries used up).
             CallFailed: when the call failed for its records.
         """
-        relogged = False
-        attempt = 0
+        relogin = _Relogin(what)
+
+        def waiting(details: Mapping[str, Any]) -> None:
+            self.logger.warning("%s: %s; retrying", what, details["exception"].note)
+
+        attempt = self.retrying(_Transient, on_backoff=waiting)(
+            lambda: self._attempt(what, func, relogin, idempotent=idempotent)
+        )
+        try:
+            return attempt()
+        except _Transient as exc:
+            raise TargetSalesforceError(exc.final) from None
+
+    def _attempt(
+        self,
+        what: str,
+        func: Callable[[Salesforce], T],
+        relogin: _Relogin,
+        *,
+        idempotent: bool,
+    ) -> T:
+        """One try of a call (logging in again once if the session expired).
+
+        Raises:
+            _Transient: a failure worth resending the call for.
+        """
         while True:
             self.check_quota()
             sf = self.sf
@@ -467,10 +412,7 @@ class SalesforceClient:
                 self.calls += 1
                 result = func(sf)
             except SalesforceExpiredSession:
-                if relogged:
-                    msg = f"{what}: INVALID_SESSION_ID again right after a new login"
-                    raise TargetSalesforceError(msg) from None
-                relogged = True
+                relogin.use()
                 self.logger.warning("%s: session expired; logging in again", what)
                 with self._lock:
                     if self._sf is sf:
@@ -480,24 +422,18 @@ class SalesforceClient:
                 # HTTP 403: a limit or access, never about the records
                 raise refusal_error(what, exc) from None
             except SalesforceError as exc:
-                self._http_error(what, exc, attempt, idempotent=idempotent)
-                self.wait_before_retry(attempt)
-                attempt += 1
-                continue
+                self._http_error(what, exc, idempotent=idempotent)
             except (
                 requests.ConnectionError,
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
-                if idempotent and attempt < self.max_retries:
-                    self.logger.warning("%s: %s; retrying", what, type(exc).__name__)
-                    self.wait_before_retry(attempt)
-                    attempt += 1
-                    continue
                 msg = (
                     f"{what}: {type(exc).__name__} talking to Salesforce; the "
                     "outcome of this call is unknown, rerun to settle its records"
                 )
+                if idempotent:
+                    raise _Transient(type(exc).__name__, msg) from None
                 raise TargetSalesforceError(msg) from None
             except (requests.RequestException, ValueError) as exc:
                 # e.g. a reply that is not JSON: the outcome of the call is unknown
@@ -550,161 +486,3 @@ class SalesforceClient:
             ),
             idempotent=False,
         )
-
-    # ------------------------------------------------------------------ bulk 2.0
-
-    def _raw(
-        self,
-        sf: Salesforce,
-        method: str,
-        url: str,
-        *,
-        expect: int | None = None,
-        **kwargs: Any,
-    ) -> requests.Response:
-        headers = dict(sf.headers)
-        headers.update(kwargs.pop("headers", {}))
-        response = self.session.request(
-            method, url, headers=headers, timeout=self.timeout, **kwargs
-        )
-        if response.status_code >= FIRST_NON_SUCCESS_STATUS:
-            exception_handler(response, name=url)
-        if expect is not None and response.status_code != expect:
-            msg = f"{method} {url}: expected HTTP {expect}, got {response.status_code}"
-            raise TargetSalesforceError(msg)
-        info = response.headers.get("Sforce-Limit-Info")
-        if info:
-            sf.api_usage = Salesforce.parse_api_usage(info)
-        return response
-
-    def _bulk_step(self, what: str, func: Callable[[Salesforce], T]) -> T:
-        """One idempotent call on an existing Bulk job; any failure is fatal.
-
-        Once the job exists its records may be written, so a failed step leaves
-        their outcome unknown: the run stops without STATE instead of rejecting.
-
-        Raises:
-            BulkJobFailedError: when the step fails for any reason.
-        """
-        try:
-            return self.call(what, func, idempotent=True)
-        except CallFailed as exc:
-            msg = (
-                f"{what}: HTTP {exc.status} {exc}; the outcome of the job's records "
-                "is unknown, so the run stops without STATE"
-            )
-            raise BulkJobFailedError(msg) from None
-
-    def bulk_ingest(
-        self, operation: str, sobject: str, external_id_field: str | None, csv_text: str
-    ) -> BulkOutcome:
-        """Run one Bulk 2.0 ingest job to the end and fetch its per-record results.
-
-        A job that ends Failed or Aborted is not an error here: its result
-        files are fetched all the same (`BulkOutcome.state` tells).
-
-        Raises:
-            BulkJobFailedError: when the job does not finish in time, or a step
-                on the existing job fails.
-        """
-        body: dict[str, Any] = {
-            "object": sobject,
-            "operation": operation,
-            "contentType": "CSV",
-            "columnDelimiter": "COMMA",
-            "lineEnding": "CRLF",
-        }
-        if operation == "upsert":
-            body["externalIdFieldName"] = external_id_field
-
-        def url(suffix: str = "") -> str:
-            return f"{self.sf.bulk2_url}ingest{suffix}"
-
-        # Creating a job writes no record: a retry after a lost reply at worst
-        # leaves an empty Open job behind, which Salesforce discards.
-        job = self.call(
-            "bulk create job",
-            lambda sf: self._raw(sf, "POST", url(), json=body).json(),
-            idempotent=True,
-        )
-        job_id = str(job["id"])
-        step = self._bulk_step
-        step(
-            f"bulk upload {job_id}",
-            lambda sf: self._raw(
-                sf,
-                "PUT",
-                url(f"/{job_id}/batches"),
-                expect=HTTP_CREATED,
-                data=csv_text.encode("utf-8"),
-                headers={"Content-Type": "text/csv; charset=UTF-8"},
-            ),
-        )
-        try:
-            step(
-                f"bulk close {job_id}",
-                lambda sf: self._raw(
-                    sf, "PATCH", url(f"/{job_id}"), json={"state": "UploadComplete"}
-                ),
-            )
-        except TargetSalesforceError:
-            # A retried close whose first reply was lost is refused (the job is
-            # no longer Open): the close did happen, so go on to poll the job.
-            info = step(
-                f"bulk status {job_id}",
-                lambda sf: self._raw(sf, "GET", url(f"/{job_id}")).json(),
-            )
-            if str(info.get("state")) == "Open":
-                raise
-            self.logger.info(
-                "bulk close %s: job already %s; polling it", job_id, info.get("state")
-            )
-        deadline = time.monotonic() + self.bulk_timeout
-        while True:
-            info = step(
-                f"bulk status {job_id}",
-                lambda sf: self._raw(sf, "GET", url(f"/{job_id}")).json(),
-            )
-            state = str(info.get("state"))
-            if state in BULK_DONE:
-                break
-            if time.monotonic() > deadline:
-                msg = (
-                    f"Bulk 2.0 job {job_id} on {sobject} still {state} after "
-                    f"{self.bulk_timeout:g}s; its records are not settled"
-                )
-                raise BulkJobFailedError(msg)
-            self.sleep(self.bulk_poll)
-        if state != "JobComplete":
-            # A Failed (or Aborted) job may have processed some rows: its result
-            # files still tell which; the caller settles them before stopping.
-            self.logger.error(
-                "Bulk 2.0 job %s on %s ended %s: %s",
-                job_id,
-                sobject,
-                state,
-                info.get("errorMessage") or "no error message",
-            )
-
-        def results(kind: str) -> list[dict[str, str]]:
-            # Salesforce sends UTF-8 under a bare `text/csv` (no charset), which
-            # `requests` would decode as ISO-8859-1: decode the bytes ourselves.
-            body = step(
-                f"bulk {kind} {job_id}",
-                lambda sf: self._raw(sf, "GET", url(f"/{job_id}/{kind}/")).content,
-            )
-            return parse_csv(decode_csv(body))
-
-        return BulkOutcome(
-            job_id=job_id,
-            successful=results("successfulResults"),
-            failed=results("failedResults"),
-            unprocessed=results("unprocessedrecords"),
-            state=state,
-            error_message=str(info.get("errorMessage") or ""),
-        )
-
-
-def decode_csv(body: bytes) -> str:
-    """A Bulk 2.0 result file as text: always UTF-8 (a BOM, if any, dropped)."""
-    return body.decode("utf-8-sig")

@@ -30,9 +30,10 @@ from simple_salesforce.exceptions import SalesforceError
 from singer_sdk.configuration._dict_config import parse_environment_config
 
 from target_salesforce.auth import AuthError
-from target_salesforce.client import SalesforceClient, TargetSalesforceError
+from target_salesforce.client import SalesforceClient
+from target_salesforce.describe import FieldInfo, parse_describe, split_relationship
+from target_salesforce.errors import TargetSalesforceError
 from target_salesforce.mapping import MappingError, StreamMapping, load_mappings
-from target_salesforce.payloads import FieldInfo, parse_describe, split_relationship
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -360,9 +361,7 @@ def run_checks(config: Mapping[str, Any]) -> list[Check]:
         checks += _object_checks(client, [m for m in mappings if m.mode == "sobject"])
         checks += _apex_checks(client, mappings)
         try:
-            checks.append(
-                limits_check(sf.limits(), float(config.get("quota_percent", 80)))
-            )
+            checks.append(limits_check(sf.limits(), float(config["quota_percent"])))
         except SalesforceError as exc:
             checks.append(failed("api requests", f"GET /limits: {exc}", ASSIGN))
         try:
@@ -432,10 +431,24 @@ def unflatten_streams(value: object) -> object:
     return out
 
 
+def with_defaults(
+    schema: Mapping[str, Any], config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The settings with the schema's defaults filled in, as the SDK does.
+
+    Args:
+        schema: the plugin's config JSON schema (where defaults are declared).
+        config: the given settings.
+    """
+    properties = schema.get("properties") or {}
+    defaults = {k: p["default"] for k, p in properties.items() if "default" in p}
+    return defaults | dict(config)
+
+
 def config_loader(
     schema: Mapping[str, Any], prefix: str
 ) -> Callable[[click.Context], dict[str, Any]]:
-    """Read the settings the way the SDK does: `--config` files, then `ENV`.
+    """Read the settings the way the SDK does: `--config` files, `ENV`, defaults.
 
     Args:
         schema: the plugin's config JSON schema.
@@ -449,7 +462,7 @@ def config_loader(
             config |= parse_environment_config(dict(schema), prefix)
             if "streams" in config:
                 config["streams"] = unflatten_streams(config["streams"])
-        return config
+        return with_defaults(schema, config)
 
     return load
 

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from target_salesforce.payloads import JsonValue, json_safe
+from target_salesforce.values import JsonValue, json_safe
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

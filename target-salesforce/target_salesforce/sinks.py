@@ -10,6 +10,7 @@ schema is rejected (code INVALID_RECORD, naming the field) when it arrives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,10 @@ from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
 from target_salesforce import bulk
+from target_salesforce.apex_sink import ApexWrites
 from target_salesforce.bulk_sink import BulkIncompleteError, BulkWrites
-from target_salesforce.client import (
+from target_salesforce.describe import check_mapping_against_describe, parse_describe
+from target_salesforce.errors import (
     CODE_APEX_ERROR,
     CallFailed,
     ConfigurationError,
@@ -27,30 +30,30 @@ from target_salesforce.client import (
 )
 from target_salesforce.exprlang import ExpressionError
 from target_salesforce.payloads import (
-    CODE_LOCK_ROW,
-    CODE_MISSING_KEY,
-    MISSING,
-    ItemResult,
-    JsonValue,
     Prepared,
     apex_calls,
-    apex_results,
-    check_mapping_against_describe,
     chunked,
     collections_request,
-    collections_results,
-    error_result,
-    get_path,
-    json_safe,
-    parse_describe,
     prepare_apex_batch,
     prepare_batch,
 )
 from target_salesforce.rejects import StreamSummary, reject_entry
+from target_salesforce.results import (
+    ItemResult,
+    collections_results,
+    error_result,
+)
 from target_salesforce.validation import (
     CODE_INVALID_RECORD,
     CompiledValidator,
     describe_invalid,
+)
+from target_salesforce.values import (
+    CODE_LOCK_ROW,
+    CODE_MISSING_KEY,
+    MISSING,
+    get_path,
+    json_safe,
 )
 
 if TYPE_CHECKING:
@@ -58,8 +61,8 @@ if TYPE_CHECKING:
 
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
+    from target_salesforce.describe import FieldInfo
     from target_salesforce.mapping import ApexSpec, StreamMapping
-    from target_salesforce.payloads import FieldInfo
     from target_salesforce.target import RunContext, TargetSalesforce
 
 
@@ -69,6 +72,10 @@ RETRY_CODES = frozenset({CODE_LOCK_ROW, bulk.CODE_BULK_JOB_FAILED})
 # would block (developer.salesforce.com api_rest headers_duplicaterules.htm).
 # Bulk API 2.0 takes no such header: duplicate rules always apply there.
 DUPLICATE_RULE_HEADER = "Sforce-Duplicate-Rule-Header"
+
+
+class _ResendItems(Exception):  # noqa: N818 - internal retry signal
+    """Some items of a send failed with a code worth resending them for."""
 
 
 class _CompiledValidation(BatchSink):
@@ -160,7 +167,7 @@ class SkippedStreamSink(_CompiledValidation):
         """Nothing to write."""
 
 
-class SalesforceSink(BulkWrites, _CompiledValidation):
+class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
     """Write one stream to an sObject (Collections or Bulk 2.0) or Apex REST."""
 
     def __init__(
@@ -179,20 +186,16 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
         self.mapping: StreamMapping = mapping
         self.fields: dict[str, FieldInfo] = {}
         cfg = self.config
-        self.null_policy = mapping.null_policy or cfg.get("null_policy", "skip")
-        self.duplicate_policy = mapping.duplicate_keys or cfg.get(
-            "duplicate_keys", "merge"
-        )
+        self.null_policy = mapping.null_policy or cfg["null_policy"]
+        self.duplicate_policy = mapping.duplicate_keys or cfg["duplicate_keys"]
         threshold = mapping.bulk_threshold
         self.bulk_threshold = int(
-            threshold if threshold is not None else cfg.get("bulk_threshold", 2000)
+            threshold if threshold is not None else cfg["bulk_threshold"]
         )
-        self.allow_duplicate_save = (
-            cfg.get("duplicate_rules", "respect") == "allow_save"
-        )
-        size = int(cfg.get("collections_batch_size", 200))
+        self.allow_duplicate_save = cfg["duplicate_rules"] == "allow_save"
+        size = int(cfg["collections_batch_size"])
         self.collection_size = max(1, min(size, 200))
-        self.max_retries = int(cfg.get("max_retries", 3))
+        self.max_retries = int(cfg["max_retries"])
         # raw CSV bytes per Bulk job upload (a module constant, small in tests)
         self.bulk_max_bytes = bulk.MAX_UPLOAD_BYTES
         # whether an insert of the current batch stored a row already
@@ -254,7 +257,7 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
         self.summary.received += 1
         message, fields = describe_invalid(invalid)
         self._reject(record, None, CODE_INVALID_RECORD, message, fields)
-        if self.config.get("on_reject", "continue") == "fail":
+        if self.config["on_reject"] == "fail":
             self._enforce_reject_policy()
 
     @override
@@ -323,46 +326,6 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
                 results = self._apex_one_by_one(apex, path, call_items)
             self._settle(records, call_items, results)
 
-    def _apex_one_by_one(
-        self, apex: ApexSpec, path: str, call_items: list[Prepared]
-    ) -> list[ItemResult]:
-        """Resend each record of a list call that failed with APEX_ERROR alone.
-
-        An unhandled Apex exception rolls the whole transaction back, so none of
-        the call's records was written: resending them one per call finds the bad
-        record(s) and loads the others.
-        """
-        self.logger.warning(
-            "apex %s: APEX_ERROR for a call of %d records; resending them one by "
-            "one to find the failing record (apex.isolate_errors)",
-            path,
-            len(call_items),
-        )
-        out: list[ItemResult] = []
-        for item in call_items:
-            body: Any = [item.payload]
-            if apex.list_key:
-                body = {apex.list_key: body}
-            out.extend(self._apex_call(apex.method, path, body, 1))
-        return out
-
-    def _apex_call(
-        self, method: str, path: str, body: JsonValue, count: int
-    ) -> list[ItemResult]:
-        attempt = 0
-        while True:
-            try:
-                self.summary.api_calls["apex"] += 1
-                response = self.run.client.apex(method, path, body)
-            except CallFailed as exc:
-                # APEX_ERROR is never retried: the same call fails the same way
-                if exc.code == CODE_LOCK_ROW and attempt < self.max_retries:
-                    self.run.client.wait_before_retry(attempt)
-                    attempt += 1
-                    continue
-                return [error_result(exc.code, exc.message, exc.fields)] * count
-            return apex_results(response, count)
-
     # ------------------------------------------------------------------ sending
 
     def _with_lock_retry(
@@ -373,16 +336,17 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
         """Send, then resend only the items that failed with a retryable code.
 
         UNABLE_TO_LOCK_ROW, and rows a Failed Bulk insert job left unprocessed
-        (BULK_JOB_FAILED), are resent; what still fails after `max_retries` is
-        rejected with that code.
+        (BULK_JOB_FAILED), are resent (the client's retry policy); what still
+        fails after `max_retries` is rejected with that code.
 
         Raises:
             BulkIncompleteError: with the results of every item known so far.
         """
         results: list[ItemResult | None] = [None] * len(items)
         pending = list(range(len(items)))
-        attempt = 0
-        while True:
+
+        def attempt() -> None:
+            nonlocal pending
             try:
                 outcome = send([items[i] for i in pending])
             except BulkIncompleteError as exc:
@@ -394,19 +358,22 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
                 results[position] = result
                 if not result.success and result.code in RETRY_CODES:
                     retry.append(position)
-            if not retry or attempt >= self.max_retries:
-                break
-            codes = sorted({str(r.code) for i in retry if (r := results[i])})
+            if retry:
+                pending = retry
+                raise _ResendItems
+
+        def waiting(details: Mapping[str, Any]) -> None:
+            codes = sorted({str(r.code) for i in pending if (r := results[i])})
             self.logger.warning(
                 "%d records hit %s; retrying them (attempt %d of %d)",
-                len(retry),
+                len(pending),
                 "/".join(codes),
-                attempt + 1,
+                details["tries"],
                 self.max_retries,
             )
-            self.run.client.wait_before_retry(attempt)
-            attempt += 1
-            pending = retry
+
+        with contextlib.suppress(_ResendItems):
+            self.run.client.retrying(_ResendItems, on_backoff=waiting)(attempt)()
         return [r for r in results if r is not None]
 
     def _send_collections(self, items: list[Prepared]) -> list[ItemResult]:
@@ -556,7 +523,7 @@ class SalesforceSink(BulkWrites, _CompiledValidation):
         if not summary.rejected:
             return
         codes = ", ".join(f"{c}={n}" for c, n in sorted(summary.codes.items()))
-        if self.config.get("on_reject", "continue") == "fail":
+        if self.config["on_reject"] == "fail":
             msg = (
                 f"stream {self.stream_name}: {summary.rejected} records rejected "
                 f"({codes}) and on_reject is 'fail'; see {self.run.rejects_path}"

@@ -21,7 +21,9 @@ from typing_extensions import override
 
 from target_salesforce import preflight
 from target_salesforce.auth import FLOWS, AuthError
-from target_salesforce.client import SalesforceClient, TargetSalesforceError
+from target_salesforce.bulk_client import BulkClient
+from target_salesforce.client import SalesforceClient
+from target_salesforce.errors import TargetSalesforceError
 from target_salesforce.mapping import MappingError, find_mapping, load_mappings
 from target_salesforce.rejects import (
     PrivateJsonLines,
@@ -87,8 +89,8 @@ class RunContext:
             config.get("streams"), config.get("mappings_file")
         )
         self.started_at = run_start(config.get("run_started_at"))
-        self.dry_run = bool(config.get("dry_run", False))
-        self.rejects_path = str(config.get("rejects_path") or DEFAULT_REJECTS_PATH)
+        self.dry_run = bool(config["dry_run"])
+        self.rejects_path = str(config["rejects_path"])
         self._rejects = PrivateJsonLines(self.rejects_path)
         self.not_linked_path = not_linked_path(self.rejects_path)
         self._not_linked = PrivateJsonLines(self.not_linked_path)
@@ -96,6 +98,7 @@ class RunContext:
         self._dry = PrivateJsonLines(dry_path) if dry_path else None
         self._dry_logged = 0
         self._client: SalesforceClient | None = None
+        self._bulk: BulkClient | None = None
         self._summaries: dict[str, StreamSummary] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -109,6 +112,15 @@ class RunContext:
                     self.config, self.logger.getChild("client")
                 )
             return self._client
+
+    @property
+    def bulk(self) -> BulkClient:
+        """Bulk API 2.0 jobs over the client's session and retries."""
+        client = self.client  # takes the lock itself
+        with self._lock:
+            if self._bulk is None:
+                self._bulk = BulkClient(client)
+            return self._bulk
 
     def close(self) -> None:
         """Close the HTTP session (keep-alive connections) if one was opened."""
@@ -553,7 +565,7 @@ class TargetSalesforce(Target):
             return SkippedStreamSink
         if mapping is not None:
             return SalesforceSink
-        if self.config.get("unmapped_streams", "skip") == "fail":
+        if self.config["unmapped_streams"] == "fail":
             msg = (
                 f"stream {stream_name!r} has no mapping in `streams` or "
                 "`mappings_file` (unmapped_streams=fail)"

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sandbox.salesforce.app import LONG_TEXT_PAGE, _long_text_columns
-from target_salesforce.client import decode_csv
-from target_salesforce.payloads import parse_bulk_error, parse_csv
+from target_salesforce.bulk import parse_bulk_error, parse_csv
+from target_salesforce.bulk_client import decode_csv
 
 if TYPE_CHECKING:
     from sandbox.salesforce.testing import SalesforceHandle

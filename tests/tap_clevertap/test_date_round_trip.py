@@ -28,7 +28,7 @@ from tap_clevertap.tap import TapCleverTap
 from target_clevertap.client import CleverTapClient
 from target_clevertap.payloads import account_zone, ct_date
 from target_clevertap.target import TargetCleverTap
-from target_salesforce.payloads import convert
+from target_salesforce.values import convert
 
 if TYPE_CHECKING:
     from sandbox.clevertap.testing import CleverTapHandle

@@ -10,7 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tap_clevertap.streams import EventSchemaStream
+from tap_clevertap.event_streams import EventSchemaStream
 from tap_clevertap.tap import TapCleverTap, settings_errors
 
 if TYPE_CHECKING:

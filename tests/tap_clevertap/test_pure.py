@@ -11,19 +11,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 from tap_clevertap.client import base_url_for
+from tap_clevertap.event_records import EventShape, event_key
+from tap_clevertap.profile_records import ProfileShape, profile_column_types
 from tap_clevertap.records import (
     DATETIME,
     INTEGER,
     NUMBER,
     STRING,
-    EventShape,
-    ProfileShape,
     canonical_json,
     coerce,
-    event_key,
     event_stream_names,
     parse_property_list,
-    profile_column_types,
     snake,
 )
 from tap_clevertap.tap import TapCleverTap

@@ -19,15 +19,15 @@ from zoneinfo import ZoneInfo
 import backoff
 import pytest
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from tap_clevertap.campaign_streams import CampaignReportsStream, shape_message
 from tap_clevertap.client import CleverTapStream
-from tap_clevertap.records import EventShape, infer_types
-from tap_clevertap.streams import (
-    CampaignReportsStream,
+from tap_clevertap.event_records import EventShape
+from tap_clevertap.event_streams import (
     EventCountsStream,
     EventsStream,
     EventTrendsStream,
-    shape_message,
 )
+from tap_clevertap.records import infer_types
 from tap_clevertap.tap import TapCleverTap
 
 if TYPE_CHECKING:

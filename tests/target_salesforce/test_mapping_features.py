@@ -9,7 +9,8 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from target_salesforce.client import TargetSalesforceError
+from target_salesforce.describe import check_mapping_against_describe, parse_describe
+from target_salesforce.errors import TargetSalesforceError
 from target_salesforce.exprlang import ExpressionError, compile_expression
 from target_salesforce.mapping import (
     MappingError,
@@ -17,14 +18,9 @@ from target_salesforce.mapping import (
     load_mappings,
     parse_stream_mapping,
 )
-from target_salesforce.payloads import (
-    CODE_CONVERSION,
-    build_sobject_payload,
-    check_mapping_against_describe,
-    parse_describe,
-    prepare_batch,
-)
+from target_salesforce.payloads import build_sobject_payload, prepare_batch
 from target_salesforce.target import run_start
+from target_salesforce.values import CODE_CONVERSION
 
 if TYPE_CHECKING:
     from pathlib import Path

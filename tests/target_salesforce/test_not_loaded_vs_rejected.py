@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 from target_salesforce.client import SalesforceClient
+from target_salesforce.preflight import with_defaults
 from target_salesforce.rejects import MAX_REJECT_VALUE_CHARS, reject_entry
+from target_salesforce.target import TargetSalesforce
 
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -112,13 +114,12 @@ def test_bulk_create_503_is_retried_and_every_record_loads(harness: Any) -> None
 
 
 def test_retry_backoff_is_bounded_by_max_retries(harness: Any) -> None:
-    client = SalesforceClient(harness.config(max_retries=2))
-    waits: list[float] = []
-    client.sleep = waits.append
+    config = harness.config(max_retries=2)
+    client = SalesforceClient(with_defaults(TargetSalesforce.config_jsonschema, config))
     harness.handle.fault("status", status=503, count=None, path="describe")
     with pytest.raises(RuntimeError, match="after 3 attempts"):
         client.describe("Contact")
-    assert len(waits) == 2
+    assert client.retries == 2  # one wait before each of the 2 resends
     client.session.close()
 
 

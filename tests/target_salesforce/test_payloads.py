@@ -8,6 +8,14 @@ import stat
 from typing import Any
 
 import pytest
+from target_salesforce.bulk import (
+    build_csv,
+    bulk_columns,
+    bulk_results,
+    parse_csv,
+    split_bulk_error,
+)
+from target_salesforce.describe import check_mapping_against_describe, parse_describe
 from target_salesforce.mapping import (
     MappingError,
     find_mapping,
@@ -15,29 +23,23 @@ from target_salesforce.mapping import (
     parse_stream_mapping,
 )
 from target_salesforce.payloads import (
+    Prepared,
+    apex_calls,
+    build_sobject_payload,
+    collections_request,
+    prepare_apex_batch,
+    prepare_batch,
+)
+from target_salesforce.rejects import PrivateJsonLines, reject_entry
+from target_salesforce.results import apex_results, collections_results
+from target_salesforce.values import (
     CODE_CONVERSION,
     CODE_DUPLICATE_KEY,
     CODE_MISSING_KEY,
     CODE_RESTRICTED_PICKLIST,
-    Prepared,
-    apex_calls,
-    apex_results,
-    build_csv,
-    build_sobject_payload,
-    bulk_columns,
-    bulk_results,
-    check_mapping_against_describe,
-    collections_request,
-    collections_results,
     convert,
-    parse_csv,
-    parse_describe,
-    prepare_apex_batch,
-    prepare_batch,
     render_payload,
-    split_bulk_error,
 )
-from target_salesforce.rejects import PrivateJsonLines, reject_entry
 
 DESCRIBE: dict[str, Any] = {
     "name": "Contact",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from target_salesforce import preflight
+from target_salesforce.target import TargetSalesforce
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -22,7 +23,12 @@ def _config(harness: Harness, **extra: Any) -> dict[str, Any]:
         streams={}, mappings_file=str(PRESET / "clevertap_to_salesforce.apex.yml")
     )
     config.update(extra)
-    return config
+    return _settings(config)
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings as the target reads them (schema defaults filled in)."""
+    return preflight.with_defaults(TargetSalesforce.config_jsonschema, config)
 
 
 def _lines(checks: list[preflight.Check], status: str) -> list[str]:
@@ -102,7 +108,7 @@ def test_preflight_reports_a_failed_login_with_the_fix(harness: Harness) -> None
     config = harness.login_config("refresh_token", refresh_token="wrong")  # noqa: S106 - a wrong value on purpose
     config.update(streams={}, mappings_file=str(PRESET / "clevertap_to_salesforce.yml"))
 
-    checks = preflight.run_checks(config)
+    checks = preflight.run_checks(_settings(config))
 
     assert checks[-1].name == "login"
     assert checks[-1].failed

@@ -13,6 +13,8 @@ import pytest
 from target_salesforce.auth import AuthError, login
 from target_salesforce.client import make_session
 from target_salesforce.mapping import MappingError, load_mappings
+from target_salesforce.preflight import with_defaults
+from target_salesforce.target import TargetSalesforce
 
 # /ct/nps/* (CleverTapNpsService) catches its DML and answers per record; the
 # sample class /ct/contacts/* does not, so a refused record is an APEX_ERROR.
@@ -456,7 +458,7 @@ def test_soap_login_from_api_v65_is_refused_naming_the_oauth_flows() -> None:
     }
     session = make_session({})
     with pytest.raises(AuthError) as exc:
-        login(config, session)
+        login(with_defaults(TargetSalesforce.config_jsonschema, config), session)
     message = str(exc.value)
     assert "v65.0" in message
     for flow in ("JWT bearer", "client credentials", "refresh_token"):

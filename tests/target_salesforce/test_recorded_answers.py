@@ -17,22 +17,25 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 from target_salesforce.auth import AuthError, _token_request
-from target_salesforce.client import (
+from target_salesforce.client import SalesforceClient
+from target_salesforce.errors import (
     CallFailed,
+    ConcurrentLimitError,
     ConfigurationError,
     RequestLimitError,
-    SalesforceClient,
-    _ConcurrentLimit,
     error_details,
     refusal_error,
 )
-from target_salesforce.payloads import collections_results, duplicate_matches
+from target_salesforce.preflight import with_defaults
+from target_salesforce.results import collections_results, duplicate_matches
+from target_salesforce.target import TargetSalesforce
 
 URL = "https://acme.my.salesforce.com/services/apexrest/ct/nps"
 
 
 def _client() -> SalesforceClient:
-    return SalesforceClient({"access_token": "x", "instance_url": "https://h"})
+    config = {"access_token": "x", "instance_url": "https://h"}
+    return SalesforceClient(with_defaults(TargetSalesforce.config_jsonschema, config))
 
 
 @pytest.mark.parametrize(
@@ -47,8 +50,8 @@ def test_recorded_apex_errors_fail_the_call_records_without_retry(
     assert message == entry["body"][0]["message"]
     exc = SalesforceGeneralError(URL, entry["status"], "ct/nps", entry["body"])
     with pytest.raises(CallFailed) as failed:
-        # attempt 0: a retryable 500 would return here; APEX_ERROR never does
-        _client()._http_error("apex POST ct/nps", exc, 0, idempotent=True)
+        # a retryable 500 would raise the retry signal; APEX_ERROR never does
+        _client()._http_error("apex POST ct/nps", exc, idempotent=True)
     assert failed.value.code == "APEX_ERROR"
     assert failed.value.message.startswith("System.")
 
@@ -59,7 +62,7 @@ def test_recorded_json_parser_error_is_a_configuration_stop(
     entry = real_errors["json_parser_error"]
     exc = SalesforceMalformedRequest(URL, 400, "composite", entry["body"])
     with pytest.raises(ConfigurationError, match="Cannot deserialize instance"):
-        _client()._http_error("PATCH composite", exc, 0, idempotent=True)
+        _client()._http_error("PATCH composite", exc, idempotent=True)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +74,7 @@ def test_recorded_request_limit_texts_are_told_apart(
 ) -> None:
     entry = real_errors[name]
     exc = SalesforceRefusedRequest(URL, entry["status"], "limits", entry["body"])
-    expected = _ConcurrentLimit if transient else RequestLimitError
+    expected = ConcurrentLimitError if transient else RequestLimitError
     assert isinstance(refusal_error("GET limits", exc), expected)
 
 

@@ -24,13 +24,10 @@ import yaml
 from sandbox.salesforce.schema import OBJECTS
 from target_clevertap.mapping import MappingError as CleverTapMappingError
 from target_clevertap.mapping import load_mappings as load_clevertap_mappings
+from target_salesforce.describe import check_mapping_against_describe, parse_describe
 from target_salesforce.mapping import MappingError as SalesforceMappingError
 from target_salesforce.mapping import find_mapping, template_paths
 from target_salesforce.mapping import load_mappings as load_salesforce_mappings
-from target_salesforce.payloads import (
-    check_mapping_against_describe,
-    parse_describe,
-)
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSFORMS = ROOT / "transforms"

@@ -1,0 +1,220 @@
+"""Bulk API 2.0 I/O: one ingest job from creation to its three result files.
+
+`BulkClient` runs every step through `SalesforceClient.call`, so the quota
+guard, re-login and retries are the same as for every other call. The pure
+pieces (CSV, limits, result rows) are in `target_salesforce.bulk`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from simple_salesforce.api import Salesforce
+from simple_salesforce.util import exception_handler
+
+from target_salesforce.bulk import parse_csv
+from target_salesforce.errors import CallFailed, TargetSalesforceError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import requests
+
+    from target_salesforce.client import SalesforceClient
+
+T = TypeVar("T")
+
+BULK_DONE: Final = frozenset({"JobComplete", "Failed", "Aborted"})
+HTTP_CREATED: Final = 201
+# raw REST calls: anything from here up is handed to simple-salesforce's error mapping
+FIRST_NON_SUCCESS_STATUS: Final = 300
+
+
+class BulkJobFailedError(TargetSalesforceError):
+    """A Bulk 2.0 job did not finish in time, or a call on an existing job failed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BulkOutcome:
+    """Per-record results of one Bulk 2.0 ingest job."""
+
+    job_id: str
+    successful: list[dict[str, str]]
+    failed: list[dict[str, str]]
+    unprocessed: list[dict[str, str]]
+    state: str = "JobComplete"
+    error_message: str = ""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job ran to JobComplete (Failed/Aborted ones may be partial)."""
+        return self.state == "JobComplete"
+
+
+class BulkClient:
+    """Bulk 2.0 ingest jobs through a `SalesforceClient` (its session and retries)."""
+
+    def __init__(self, client: SalesforceClient) -> None:
+        """Use the client's session, login and settings; no network yet."""
+        self.client = client
+        self.poll_interval = float(client.config["bulk_poll_interval"])
+        self.timeout = float(client.config["bulk_timeout"])
+        self.sleep: Callable[[float], None] = time.sleep
+
+    def _raw(
+        self,
+        sf: Salesforce,
+        method: str,
+        url: str,
+        *,
+        expect: int | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        headers = dict(sf.headers)
+        headers.update(kwargs.pop("headers", {}))
+        response = self.client.session.request(
+            method, url, headers=headers, timeout=self.client.timeout, **kwargs
+        )
+        if response.status_code >= FIRST_NON_SUCCESS_STATUS:
+            exception_handler(response, name=url)
+        if expect is not None and response.status_code != expect:
+            msg = f"{method} {url}: expected HTTP {expect}, got {response.status_code}"
+            raise TargetSalesforceError(msg)
+        info = response.headers.get("Sforce-Limit-Info")
+        if info:
+            sf.api_usage = Salesforce.parse_api_usage(info)
+        return response
+
+    def _bulk_step(self, what: str, func: Callable[[Salesforce], T]) -> T:
+        """One idempotent call on an existing Bulk job; any failure is fatal.
+
+        Once the job exists its records may be written, so a failed step leaves
+        their outcome unknown: the run stops without STATE instead of rejecting.
+
+        Raises:
+            BulkJobFailedError: when the step fails for any reason.
+        """
+        try:
+            return self.client.call(what, func, idempotent=True)
+        except CallFailed as exc:
+            msg = (
+                f"{what}: HTTP {exc.status} {exc}; the outcome of the job's records "
+                "is unknown, so the run stops without STATE"
+            )
+            raise BulkJobFailedError(msg) from None
+
+    def ingest(
+        self, operation: str, sobject: str, external_id_field: str | None, csv_text: str
+    ) -> BulkOutcome:
+        """Run one Bulk 2.0 ingest job to the end and fetch its per-record results.
+
+        A job that ends Failed or Aborted is not an error here: its result
+        files are fetched all the same (`BulkOutcome.state` tells).
+
+        Raises:
+            BulkJobFailedError: when the job does not finish in time, or a step
+                on the existing job fails.
+        """
+        body: dict[str, Any] = {
+            "object": sobject,
+            "operation": operation,
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "CRLF",
+        }
+        if operation == "upsert":
+            body["externalIdFieldName"] = external_id_field
+
+        def url(suffix: str = "") -> str:
+            return f"{self.client.sf.bulk2_url}ingest{suffix}"
+
+        # Creating a job writes no record: a retry after a lost reply at worst
+        # leaves an empty Open job behind, which Salesforce discards.
+        job = self.client.call(
+            "bulk create job",
+            lambda sf: self._raw(sf, "POST", url(), json=body).json(),
+            idempotent=True,
+        )
+        job_id = str(job["id"])
+        step = self._bulk_step
+        step(
+            f"bulk upload {job_id}",
+            lambda sf: self._raw(
+                sf,
+                "PUT",
+                url(f"/{job_id}/batches"),
+                expect=HTTP_CREATED,
+                data=csv_text.encode("utf-8"),
+                headers={"Content-Type": "text/csv; charset=UTF-8"},
+            ),
+        )
+        try:
+            step(
+                f"bulk close {job_id}",
+                lambda sf: self._raw(
+                    sf, "PATCH", url(f"/{job_id}"), json={"state": "UploadComplete"}
+                ),
+            )
+        except TargetSalesforceError:
+            # A retried close whose first reply was lost is refused (the job is
+            # no longer Open): the close did happen, so go on to poll the job.
+            info = step(
+                f"bulk status {job_id}",
+                lambda sf: self._raw(sf, "GET", url(f"/{job_id}")).json(),
+            )
+            if str(info.get("state")) == "Open":
+                raise
+            self.client.logger.info(
+                "bulk close %s: job already %s; polling it", job_id, info.get("state")
+            )
+        deadline = time.monotonic() + self.timeout
+        while True:
+            info = step(
+                f"bulk status {job_id}",
+                lambda sf: self._raw(sf, "GET", url(f"/{job_id}")).json(),
+            )
+            state = str(info.get("state"))
+            if state in BULK_DONE:
+                break
+            if time.monotonic() > deadline:
+                msg = (
+                    f"Bulk 2.0 job {job_id} on {sobject} still {state} after "
+                    f"{self.timeout:g}s; its records are not settled"
+                )
+                raise BulkJobFailedError(msg)
+            self.sleep(self.poll_interval)
+        if state != "JobComplete":
+            # A Failed (or Aborted) job may have processed some rows: its result
+            # files still tell which; the caller settles them before stopping.
+            self.client.logger.error(
+                "Bulk 2.0 job %s on %s ended %s: %s",
+                job_id,
+                sobject,
+                state,
+                info.get("errorMessage") or "no error message",
+            )
+
+        def results(kind: str) -> list[dict[str, str]]:
+            # Salesforce sends UTF-8 under a bare `text/csv` (no charset), which
+            # `requests` would decode as ISO-8859-1: decode the bytes ourselves.
+            body = step(
+                f"bulk {kind} {job_id}",
+                lambda sf: self._raw(sf, "GET", url(f"/{job_id}/{kind}/")).content,
+            )
+            return parse_csv(decode_csv(body))
+
+        return BulkOutcome(
+            job_id=job_id,
+            successful=results("successfulResults"),
+            failed=results("failedResults"),
+            unprocessed=results("unprocessedrecords"),
+            state=state,
+            error_message=str(info.get("errorMessage") or ""),
+        )
+
+
+def decode_csv(body: bytes) -> str:
+    """A Bulk 2.0 result file as text: always UTF-8 (a BOM, if any, dropped)."""
+    return body.decode("utf-8-sig")
