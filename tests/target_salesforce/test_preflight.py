@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from target_salesforce import preflight
 
 if TYPE_CHECKING:
-    from conftest import Harness
+    from tests.target_salesforce.conftest import Harness
 
 PRESET = Path(__file__).resolve().parents[2] / "transforms"
 

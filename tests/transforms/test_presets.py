@@ -16,7 +16,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import requests
@@ -31,6 +31,9 @@ from target_salesforce.payloads import (
     check_mapping_against_describe,
     parse_describe,
 )
+
+if TYPE_CHECKING:
+    from singer_sdk.streams import RESTStream
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSFORMS = ROOT / "transforms"
@@ -340,7 +343,8 @@ def tap_schemas(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]
             }
         finally:
             for stream in tap.streams.values():
-                stream.requests_session.close()
+                # every tap-clevertap stream is a RESTStream (CleverTapStream)
+                cast("RESTStream[Any]", stream).requests_session.close()
 
 
 # ------------------------------------------------------------------ loading and checks
@@ -484,7 +488,10 @@ def test_export_checker_names_the_line_of_an_unknown_column(
 
 
 def _streams(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))["streams"]
+    streams: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))[
+        "streams"
+    ]
+    return streams
 
 
 @pytest.mark.parametrize(
@@ -537,7 +544,8 @@ def _sample_import_input(handle: Any) -> list[tuple[str, list[dict[str, Any]]]]:
     """
 
     def rows(sobject: str) -> list[dict[str, Any]]:
-        return handle.records(sobject)
+        records: list[dict[str, Any]] = handle.records(sobject)
+        return records
 
     tasks = [t for t in rows("Task") if t["IsClosed"]][:1]
     tasks += [t for t in rows("Task") if not t["IsClosed"]][:2]
@@ -605,7 +613,8 @@ def _dry_run_import(
     }
     kit.run_target_clevertap(config, text)
     assert kit.read_jsonl(tmp_path / "rejects.jsonl") == []
-    return kit.read_jsonl(tmp_path / "dry-run.jsonl")
+    loaded: list[dict[str, Any]] = kit.read_jsonl(tmp_path / "dry-run.jsonl")
+    return loaded
 
 
 def _sorted_jsonl(items: list[dict[str, Any]]) -> str:
