@@ -32,7 +32,9 @@ KINDS = {
     "object": {"object"},
     "string": {"string", "date_iso8601"},
 }
-REGENERATE = "run: .venv/bin/python tests/e2e/meltano_settings.py --definitions --write"
+REGENERATE = "run: .venv/bin/python tests/e2e/meltano_settings.py --write"
+# Keys meltano.yml adds after a local plugin's generated entry: this project's own.
+PROJECT_KEYS = {"config", "select"}
 # A value per required setting, for the scratch project's environment.
 REQUIRED_VALUES = {
     "account_id": "SCRATCH-ACCOUNT",
@@ -105,6 +107,35 @@ def test_definition_installs_the_plugin_folder_from_git(plugin: str) -> None:
     assert entry["executable"] == plugin
     assert plugin in project["scripts"]
     assert entry["variant"] == "clevertap-salesforce"
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_meltano_yml_runs_the_definition_file_text_with_a_local_pip_url(
+    plugin: str,
+) -> None:
+    generator = _generator()
+    lines = (REPO / "meltano.yml").read_text().splitlines()
+    begin = lines.index(generator.local_begin(plugin))
+    end = lines.index(generator.local_end(plugin))
+    expected = generator.local_entry_lines(plugin, _definition_file(plugin).read_text())
+
+    assert lines[begin : end + 1] == expected, REGENERATE
+    published = _definition_file(plugin).read_text().splitlines()
+    changed = sorted(set(expected[1:-1]) - set(published))
+    assert changed == [f"    pip_url: -e ./{plugin}"]
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_meltano_yml_entry_is_the_definition_plus_project_keys(plugin: str) -> None:
+    kind, definition = _entry(plugin)
+    project = yaml.safe_load((REPO / "meltano.yml").read_text())
+    [entry] = [e for e in project["plugins"][kind] if e["name"] == plugin]
+
+    assert set(entry) - set(definition) <= PROJECT_KEYS
+    assert {k: v for k, v in entry.items() if k not in PROJECT_KEYS} == {
+        **definition,
+        "pip_url": f"-e ./{plugin}",
+    }
 
 
 def test_target_salesforce_namespace_differs_from_the_hub_plugin() -> None:

@@ -1,17 +1,19 @@
-"""Regenerate the `settings:` of the local plugins in meltano.yml from their --about.
+"""Generate the local plugins' Meltano definitions from their --about.
 
 Usage (from the repository root):
-    .venv/bin/python tests/e2e/meltano_settings.py          # print what would change
-    .venv/bin/python tests/e2e/meltano_settings.py --write  # rewrite meltano.yml
-    .venv/bin/python tests/e2e/meltano_settings.py --definitions [--write]
+    .venv/bin/python tests/e2e/meltano_settings.py          # list what is out of date
+    .venv/bin/python tests/e2e/meltano_settings.py --write  # rewrite it
 
-Only the `settings:` and `settings_group_validation:` blocks of tap-clevertap,
-target-clevertap and target-salesforce are replaced; comments and everything else in
-meltano.yml stay as they are.
-
-With `--definitions`, the same --about data instead builds each plugin folder's
-`meltano-plugin.yml`: the entry another Meltano project pastes into its own
-meltano.yml to install the plugin from this repository's git URL.
+Each plugin folder's `meltano-plugin.yml` is the entry another Meltano project
+pastes into its own meltano.yml to install the plugin from this repository's git
+URL; the plugin README shows it verbatim. This project's meltano.yml carries the
+same entry lines between `# BEGIN <plugin>/meltano-plugin.yml` and
+`# END <plugin>/meltano-plugin.yml` comments, with one difference: `pip_url`
+installs the plugin folder of this checkout (`-e ./<plugin>`). Meltano 4.4 cannot
+override one key of a plugin defined in an `include_paths` file (a second entry
+with the same name replaces the first instead of merging with it), so the lines
+are generated rather than included. The project's own keys (`config`, `select`)
+follow the END comment; everything outside the markers stays as it is.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ DEFINITION_FILE = "meltano-plugin.yml"
 # Placeholder repository: whoever publishes this repository replaces OWNER/REPO
 # (and the tag) with their own; the README says so next to the snippet.
 PIP_URL = "git+https://github.com/OWNER/REPO.git@v{version}#subdirectory={plugin}"
+# This project's meltano.yml runs the same definitions, installed from the checkout.
+LOCAL_PIP_URL = "-e ./{plugin}"
+LOCAL_NOTE = "installed from this checkout (generated)"
+REWRITE = ".venv/bin/python tests/e2e/meltano_settings.py --write"
 # Singer SDK capability names (from --about) -> Meltano capability names. They are
 # spelled the same; an unknown one fails the generator instead of being dropped.
 _CAPABILITIES = {
@@ -133,8 +139,7 @@ SETTINGS_GROUPS = {
 }
 # Plugin commands, the same for the three plugins (each CLI has --preflight). With
 # `--config ENV` the Singer SDK reads the settings from the <PLUGIN>_<SETTING>
-# environment variables Meltano sets for the plugin. meltano.yml carries the same
-# `commands:` block (regenerate() keeps it: it only rewrites `settings:`).
+# environment variables Meltano sets for the plugin.
 COMMANDS: dict[str, dict[str, str]] = {
     "preflight": {
         "args": "--config ENV --preflight",
@@ -192,34 +197,6 @@ def _label(name: str) -> str:
     return " ".join(
         w.upper() if w in _UPPER else w.capitalize() for w in name.split("_")
     )
-
-
-def settings_block(plugin: str) -> list[str]:
-    """The YAML lines (indented for a plugin entry) for one plugin's settings."""
-    settings = about(plugin)["settings"]
-    lines = ["    settings:"]
-    for name, spec in settings["properties"].items():
-        lines += [
-            f"    - name: {name}",
-            f"      kind: {_kind(spec)}",
-            f"      label: {spec.get('title') or _label(name)}",
-        ]
-        options = [v for v in spec.get("enum") or [] if v is not None]
-        if options:
-            lines.append("      options:")
-            lines += [
-                f"      - {{label: {json.dumps(str(v))}, value: {json.dumps(v)}}}"
-                for v in options
-            ]
-        description = " ".join(str(spec.get("description") or "").split())
-        if description:
-            lines.append(f"      description: {json.dumps(description)}")
-        if spec.get("secret") or spec.get("writeOnly"):
-            lines.append("      sensitive: true")
-    required = sorted(settings.get("required") or [])
-    if required:
-        lines += ["    settings_group_validation:", f"    - {json.dumps(required)}"]
-    return lines
 
 
 def _setting(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -340,46 +317,71 @@ def definitions_main(*, write: bool) -> int:
     return 0
 
 
-def _block_end(lines: list[str], start: int) -> int:
-    end = start + 1
-    while end < len(lines):
-        line = lines[end]
-        if line.startswith(("    - ", "      ")) or not line.strip():
-            end += 1
-            continue
-        if line.startswith("    settings_group_validation:"):
-            end += 1
-            continue
-        break
-    return end
+def local_entry_lines(plugin: str, definition: str | None = None) -> list[str]:
+    """meltano.yml's entry for `plugin`: the definition's lines, installed locally.
+
+    The lines are `<plugin>/meltano-plugin.yml`'s entry verbatim (the file indents
+    it as meltano.yml does), between the BEGIN/END marker comments, except for
+    `pip_url`, which installs this checkout's folder in editable mode.
+    """
+    text = definition_text(plugin) if definition is None else definition
+    lines = text.splitlines()
+    entry = lines[lines.index(f"  - name: {plugin}") :]
+    published = f"    pip_url: {PIP_URL.format(version=_version(entry), plugin=plugin)}"
+    if published not in entry:
+        msg = f"{plugin}'s definition has no {published.strip()!r} line"
+        raise ValueError(msg)
+    local = LOCAL_PIP_URL.format(plugin=plugin)
+    entry[entry.index(published)] = f"    pip_url: {local}"
+    return [local_begin(plugin), *entry, local_end(plugin)]
+
+
+def _version(entry: list[str]) -> str:
+    line = next(x for x in entry if x.startswith("    pip_url: "))
+    return line.partition("@v")[2].partition("#")[0]
+
+
+def local_begin(plugin: str) -> str:
+    """The comment line that opens `plugin`'s generated entry in meltano.yml."""
+    return f"  # BEGIN {plugin}/{DEFINITION_FILE}, {LOCAL_NOTE}"
+
+
+def local_end(plugin: str) -> str:
+    """The comment line that closes `plugin`'s generated entry in meltano.yml."""
+    return f"    # END {plugin}/{DEFINITION_FILE}; this project's own keys follow"
 
 
 def regenerate(text: str) -> str:
-    """meltano.yml text with the local plugins' settings blocks regenerated."""
+    """meltano.yml text with the local plugins' generated entries rewritten."""
     lines = text.splitlines()
     for plugin in LOCAL_PLUGINS:
-        entry = lines.index(f"  - name: {plugin}")
-        start = next(
-            i for i in range(entry + 1, len(lines)) if lines[i] == "    settings:"
-        )
-        lines[start : _block_end(lines, start)] = settings_block(plugin)
+        begin, end = lines.index(local_begin(plugin)), lines.index(local_end(plugin))
+        lines[begin : end + 1] = local_entry_lines(plugin)
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    """Print or write the regenerated meltano.yml; exit 1 when it differs."""
-    if "--definitions" in sys.argv[1:]:
-        return definitions_main(write="--write" in sys.argv[1:])
+def meltano_yml_main(*, write: bool) -> int:
+    """Print drift in, or rewrite, meltano.yml's generated plugin entries."""
     path = REPO / "meltano.yml"
     current = path.read_text()
     updated = regenerate(current)
-    if "--write" in sys.argv[1:]:
+    if updated == current:
+        return 0
+    if write:
         path.write_text(updated)
         return 0
-    if updated != current:
-        sys.stdout.write("meltano.yml settings are out of date; rerun with --write\n")
-        return 1
-    return 0
+    sys.stdout.write(f"out of date: meltano.yml; rerun with {REWRITE}\n")
+    return 1
+
+
+def main() -> int:
+    """Check (exit 1 on drift) or, with --write, rewrite every generated file.
+
+    `--definitions` is accepted for older instructions: both kinds of file are
+    always checked or written together.
+    """
+    write = "--write" in sys.argv[1:]
+    return definitions_main(write=write) | meltano_yml_main(write=write)
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ def _as_list(value: Any) -> list[str]:
 def _selected(catalog: dict[str, Any]) -> dict[str, dict[str, Any]]:
     streams = {}
     for entry in catalog["streams"]:
-        top = next(
+        top: dict[str, Any] = next(
             (m["metadata"] for m in entry.get("metadata", []) if m["breadcrumb"] == []),
             {},
         )

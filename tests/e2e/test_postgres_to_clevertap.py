@@ -1,6 +1,6 @@
 """`postgres-to-clevertap`: tap-postgres (MeltanoLabs) -> target-clevertap, inline map.
 
-A PostgreSQL server of the test's own (tests/e2e/postgres.py) holds a users table
+A PostgreSQL server of the test's own (sandbox.postgres) holds a users table
 and an orders table; the job maps users to profiles keyed on the customer id and
 orders to Charged events with Items, incrementally on `updated_at`, into the
 CleverTap emulator. A second run after one user changed moves only that change.
@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
-
-from .postgres import running_postgres, server_bin
+from sandbox.postgres import running_postgres, server_bin
 
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterator
 
+    from sandbox.postgres import Postgres
+
     from .conftest import MeltanoProject
-    from .postgres import Postgres
 
 pytestmark = [
     pytest.mark.e2e,
@@ -34,6 +34,8 @@ pytestmark = [
 ]
 
 JOB = "postgres-to-clevertap"
+# The sandbox environment's tap-postgres login (meltano.yml); a throwaway server.
+SHOP = {"user": "shop", "database": "shop", "password": "SANDBOX-SHOP-PASSWORD"}
 CUSTOMERS = ("C-1001", "C-1002", "C-1003")
 SCHEMA = """
 CREATE TABLE users (
@@ -124,7 +126,7 @@ def _uploaded(project: MeltanoProject) -> int:
 
 def _run(project: MeltanoProject, server: Postgres) -> Landed:
     before = _uploaded(project)
-    result = project.run("run", JOB, env=server.meltano_env())
+    result = project.run("run", JOB, env=_tap_postgres_env(server))
     profiles = {}
     for customer in CUSTOMERS:
         found = _listed(_get(project, "profiles", identity=customer), "profiles")
@@ -135,17 +137,28 @@ def _run(project: MeltanoProject, server: Postgres) -> Landed:
     return Landed(result, profiles, charged, _uploaded(project) - before)
 
 
+def _tap_postgres_env(server: Postgres) -> dict[str, str]:
+    """The tap-postgres settings pointing at the test's server."""
+    return {
+        "TAP_POSTGRES_HOST": "127.0.0.1",
+        "TAP_POSTGRES_PORT": str(server.port),
+        "TAP_POSTGRES_USER": server.user,
+        "TAP_POSTGRES_DATABASE": server.database,
+        "TAP_POSTGRES_PASSWORD": server.password,
+    }
+
+
 @pytest.fixture(scope="module")
 def shop() -> Iterator[Postgres]:
-    with running_postgres() as server:
-        server.sql(SCHEMA)
+    with running_postgres(**SHOP) as server:
+        server.psql(SCHEMA)
         yield server
 
 
 @pytest.fixture(scope="module")
 def journey(meltano_project: MeltanoProject, shop: Postgres) -> Journey:
     first = _run(meltano_project, shop)
-    shop.sql(
+    shop.psql(
         "UPDATE users SET plan = 'gold', updated_at = now() "
         "WHERE customer_id = 'C-1002'"
     )

@@ -191,7 +191,7 @@ def test_salesforce_target_bad_input_gives_clear_error_or_reasoned_reject(
 
 # ------------------------------------------------------ tap config and state
 
-TAP_BAD = {
+TAP_BAD: dict[str, tuple[dict[str, Any], str | None, str]] = {
     "timezone not IANA": ({"timezone": "Mars/Olympus_Mons"}, None, "Olympus_Mons"),
     "start_date not a date": ({"start_date": "last tuesday"}, None, "start_date"),
     "batch_size over 5000": ({"batch_size": 6000}, None, "batch_size"),

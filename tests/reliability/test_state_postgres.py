@@ -64,12 +64,13 @@ class Worker:
     def config(self, **extra: Any) -> dict[str, Any]:
         self.runs += 1
         fresh = self.rig.tmp_path / f"worker-{self.namespace}-{self.runs}"
-        return self.rig.config(
+        config: dict[str, Any] = self.rig.config(
             state_url=self.url,
             state_namespace=self.namespace,
             state_dir=str(fresh),
             **extra,
         )
+        return config
 
     def run(self, messages: list[dict[str, Any]], **extra: Any) -> Any:
         config = self.config(**extra)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce
 
 if TYPE_CHECKING:
     from sandbox.salesforce.testing import SalesforceHandle

@@ -172,7 +172,7 @@ def test_event_property_cap_is_an_app_option(tmp_path) -> None:
 
 
 def test_key_of_exactly_120_bytes_and_value_of_512_bytes_are_accepted(ct) -> None:
-    reply = upload(ct, profile("u", **{"k" * 120: "v" * 512}))
+    reply = upload(ct, profile("u", TS, **{"k" * 120: "v" * 512}))
     assert reply["status"] == "success"
 
 

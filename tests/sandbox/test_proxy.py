@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -39,7 +39,7 @@ def _app(service: str) -> Starlette:
 
 @pytest.fixture
 def servers(tls_files: TLSFiles) -> Iterator[dict[str, ServerThread]]:
-    tls = {
+    tls: dict[str, Any] = {
         "ssl_certfile": str(tls_files.server_cert),
         "ssl_keyfile": str(tls_files.server_key),
     }

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import jwt
 import pytest
 from sandbox.proxy import running_proxy
 from sandbox.salesforce.auth import generate_key_pair
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
     SalesforceExpiredSession,
@@ -20,6 +20,12 @@ if TYPE_CHECKING:
 
     import requests
     from sandbox.salesforce.testing import SalesforceHandle
+
+# simple-salesforce types its dynamic attributes (sf.Contact, sf.bulk2.Contact) as a
+# union of its handler classes and restful() as `Any | None`: the tests use the
+# client as the untyped REST wrapper it is.
+SF: TypeAlias = Any
+# Its errors' `content` is the parsed JSON body, though declared as bytes.
 
 MY_DOMAIN = "https://sandbox.my.salesforce.com"
 
@@ -139,7 +145,7 @@ def test_jwt_with_wrong_audience_or_user_or_expiry_is_refused(
         "aud": "https://login.salesforce.com",
         "exp": int(time.time()) + 180,
     }
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"aud": "https://evil.example"}, "audience is invalid"),
         ({"sub": "someone@else.example"}, "user hasn't approved this consumer"),
         ({"exp": int(time.time()) - 60}, "expired authorization code"),
@@ -289,12 +295,15 @@ def test_invalid_session_fault_makes_a_jwt_client_log_in_again_and_retry(
 
 def test_direct_session_with_invalid_session_raises_expired_session(
     salesforce_emulator: SalesforceHandle,
-    sf: Salesforce,
+    sf: SF,
 ) -> None:
     salesforce_emulator.fault("invalid_session", count=1)
     with pytest.raises(SalesforceExpiredSession) as exc:
         sf.query("SELECT Id FROM Contact")
-    assert exc.value.content[0]["errorCode"] == "INVALID_SESSION_ID"
+    assert (
+        cast("list[dict[str, Any]]", exc.value.content)[0]["errorCode"]
+        == "INVALID_SESSION_ID"
+    )
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 30
     bad = Salesforce(
         session_id="00Dnot-a-token",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import pytest
 from simple_salesforce.exceptions import (
@@ -14,7 +14,12 @@ from simple_salesforce.exceptions import (
 
 if TYPE_CHECKING:
     from sandbox.salesforce.testing import SalesforceHandle
-    from simple_salesforce import Salesforce
+
+# simple-salesforce types its dynamic attributes (sf.Contact, sf.bulk2.Contact) as a
+# union of its handler classes and restful() as `Any | None`: the tests use the
+# client as the untyped REST wrapper it is.
+SF: TypeAlias = Any
+# Its errors' `content` is the parsed JSON body, though declared as bytes.
 
 
 def _finished(session: Any, url: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -31,7 +36,7 @@ def _contact(records: list[dict[str, Any]], ct_id: str) -> dict[str, Any]:
 
 
 def _upsert(
-    sf: Salesforce, records: list[dict[str, Any]], *, all_or_none: bool = False
+    sf: SF, records: list[dict[str, Any]], *, all_or_none: bool = False
 ) -> list[dict[str, Any]]:
     body = {
         "allOrNone": all_or_none,
@@ -48,7 +53,7 @@ def _upsert(
 
 
 def test_collection_upsert_reports_each_record_in_request_order(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     results = _upsert(
         sf,
@@ -70,7 +75,7 @@ def test_collection_upsert_reports_each_record_in_request_order(
 
 
 def test_collection_all_or_none_rolls_back_every_record(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     before = _contact(salesforce_emulator.records("Contact"), "ct-000000")
     results = _upsert(
@@ -87,7 +92,7 @@ def test_collection_all_or_none_rolls_back_every_record(
     assert after == before
 
 
-def test_collection_rejects_the_same_key_twice_in_one_request(sf: Salesforce) -> None:
+def test_collection_rejects_the_same_key_twice_in_one_request(sf: SF) -> None:
     results = _upsert(
         sf,
         [
@@ -99,7 +104,7 @@ def test_collection_rejects_the_same_key_twice_in_one_request(sf: Salesforce) ->
 
 
 def test_collection_create_update_delete_and_limit(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     created = sf.restful(
         "composite/sobjects",
@@ -143,11 +148,14 @@ def test_collection_create_update_delete_and_limit(
     too_many = [{"attributes": {"type": "Lead"}, "LastName": "x", "Company": "c"}] * 201
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.restful("composite/sobjects", method="POST", json={"records": too_many})
-    assert exc.value.content[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+    assert (
+        cast("list[dict[str, Any]]", exc.value.content)[0]["errorCode"]
+        == "EXCEEDED_ID_LIMIT"
+    )
 
 
 def test_lock_row_fault_fails_the_next_records_then_clears(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     salesforce_emulator.fault("lock_row", count=2)
     results = _upsert(
@@ -161,7 +169,7 @@ def test_lock_row_fault_fails_the_next_records_then_clears(
 
 
 def test_bulk2_upsert_reports_failed_and_successful_rows_as_csv(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     summary = sf.bulk2.Contact.upsert(
         records=[
@@ -257,7 +265,7 @@ def test_bulk2_csv_empty_cell_keeps_value_and_na_sets_null_with_crlf_pipes(
 
 
 def test_bulk2_relationship_column_sets_the_lookup_by_external_id(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     contact = salesforce_emulator.records("Contact")[0]
     summary = sf.bulk2.CleverTap_Engagement__c.upsert(
@@ -322,7 +330,7 @@ def test_bulk2_line_ending_mismatch_or_unknown_column_fails_the_job(
 
 
 def test_bulk_job_failed_fault_raises_operation_error(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     salesforce_emulator.fault("bulk_job_failed", message="InvalidBatch : too busy")
     with pytest.raises(SalesforceOperationError, match="too busy"):
@@ -368,7 +376,7 @@ def test_slow_bulk_fault_keeps_the_job_in_progress_for_n_polls(
 
 
 def test_bulk1_json_upsert_returns_per_record_results(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     results = sf.bulk.Contact.upsert(
         [
@@ -429,7 +437,7 @@ def test_bulk1_query_returns_csv_with_the_selected_columns(
 
 
 def test_bulk1_json_query_and_delete_with_simple_salesforce(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     rows = sf.bulk.Contact.query("SELECT Id, Email FROM Contact WHERE Email != null")
     assert {r["Id"] for r in rows} == {

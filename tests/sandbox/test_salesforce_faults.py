@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import pytest
 import requests
 from sandbox.server import free_port
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceGeneralError,
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from sandbox.salesforce.testing import SalesforceHandle
+
+# simple-salesforce types its dynamic attributes (sf.Contact, sf.bulk2.Contact) as a
+# union of its handler classes and restful() as `Any | None`: the tests use the
+# client as the untyped REST wrapper it is.
+SF: TypeAlias = Any
+# Its errors' `content` is the parsed JSON body, though declared as bytes.
 
 
 def _sandbox(
@@ -36,19 +42,22 @@ def _sandbox(
 
 
 def test_request_limit_fault_answers_403_until_cleared(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     _sandbox(salesforce_emulator, "POST", "faults", {"kind": "request_limit"})
     for _ in range(2):
         with pytest.raises(SalesforceRefusedRequest) as exc:
             sf.query("SELECT Id FROM Contact")
-        assert exc.value.content[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+        assert (
+            cast("list[dict[str, Any]]", exc.value.content)[0]["errorCode"]
+            == "REQUEST_LIMIT_EXCEEDED"
+        )
     _sandbox(salesforce_emulator, "DELETE", "faults")
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 30
 
 
 def test_api_usage_fault_sets_the_header_and_the_limit_is_enforced(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     _sandbox(
         salesforce_emulator,
@@ -65,7 +74,7 @@ def test_api_usage_fault_sets_the_header_and_the_limit_is_enforced(
 
 
 def test_status_fault_answers_503_n_times_then_recovers(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     salesforce_emulator.fault("status", count=2, status=503, path="/composite/")
     sf.query("SELECT COUNT() FROM Contact")  # not matched by the path filter
@@ -78,7 +87,7 @@ def test_status_fault_answers_503_n_times_then_recovers(
 
 
 def test_reset_fault_drops_the_connection(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     salesforce_emulator.fault("reset", count=1)
     with pytest.raises(requests.exceptions.ConnectionError):
@@ -87,7 +96,7 @@ def test_reset_fault_drops_the_connection(
 
 
 def test_reset_after_processing_stores_the_write_but_loses_the_reply(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     salesforce_emulator.fault("reset", count=1, after_processing=True, method="PATCH")
     with pytest.raises(requests.exceptions.ConnectionError):
@@ -113,7 +122,7 @@ def test_latency_fault_delays_replies_past_a_client_timeout(
 
 
 def test_revoke_invalidates_issued_tokens_and_faults_are_listed(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     salesforce_emulator.fault("lock_row", count=3, path="/composite/")
     listed = _sandbox(salesforce_emulator, "GET", "faults")
@@ -148,7 +157,7 @@ def test_unknown_fault_kind_is_refused(salesforce_emulator: SalesforceHandle) ->
 
 
 def test_sandbox_endpoints_inspect_reset_and_reseed(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     sf.Contact.create({"LastName": "Inspect"})
     rows = _sandbox(salesforce_emulator, "GET", "records/Contact")
@@ -171,7 +180,7 @@ def test_sandbox_endpoints_inspect_reset_and_reseed(
 
 
 def test_apexecute_nps_updates_the_contact_by_email_and_is_recorded(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     contact = salesforce_emulator.records("Contact")[5]
     payload = {
@@ -198,7 +207,7 @@ def test_apexecute_nps_updates_the_contact_by_email_and_is_recorded(
 
 
 def test_apexecute_nps_list_reports_per_item_and_single_errors_map_to_4xx(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     lead = salesforce_emulator.records("Lead")[3]
     results = sf.apexecute(
@@ -222,7 +231,7 @@ def test_apexecute_nps_list_reports_per_item_and_single_errors_map_to_4xx(
 
 
 def test_apex_dml_failure_answers_500_apex_error_and_rolls_the_call_back(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     # /ct/contacts/* does not catch its DML, so a refused record is an APEX_ERROR
     first, second = [
@@ -247,7 +256,7 @@ def test_apex_dml_failure_answers_500_apex_error_and_rolls_the_call_back(
             ],
         )
     assert exc.value.status == 500
-    [error] = exc.value.content
+    [error] = cast("list[dict[str, Any]]", exc.value.content)
     assert error["errorCode"] == "APEX_ERROR"
     exception, stack = error["message"].split("\n\n")
     assert exception.startswith("System.DmlException: Upsert failed. ")
@@ -263,7 +272,7 @@ def test_apex_dml_failure_answers_500_apex_error_and_rolls_the_call_back(
 
 
 def test_apex_contacts_class_upserts_and_a_required_field_missing_is_apex_error(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     good = {"identity": "ct-apex-1", "name": "Kaur", "email": "kaur@example.com"}
     [result] = sf.apexecute("ct/contacts/v1", method="POST", data=[good])
@@ -279,7 +288,7 @@ def test_apex_contacts_class_upserts_and_a_required_field_missing_is_apex_error(
                 ]
             },
         )
-    [error] = exc.value.content
+    [error] = cast("list[dict[str, Any]]", exc.value.content)
     assert error["errorCode"] == "APEX_ERROR"
     # the recorded form: "...first error: REQUIRED_FIELD_MISSING, Required fields
     # are missing: [DurationInMinutes]: [DurationInMinutes]\n\nClass..."
@@ -293,10 +302,10 @@ def test_apex_contacts_class_upserts_and_a_required_field_missing_is_apex_error(
     assert "ct-apex-2" not in ids  # rolled back with the failing record
 
 
-def test_apex_path_without_a_class_answers_404_not_found(sf: Salesforce) -> None:
+def test_apex_path_without_a_class_answers_404_not_found(sf: SF) -> None:
     with pytest.raises(SalesforceResourceNotFound) as exc:
         sf.apexecute("nothing/here", method="POST", data={})
-    [error] = exc.value.content
+    [error] = cast("list[dict[str, Any]]", exc.value.content)
     assert error["errorCode"] == "NOT_FOUND"
     assert error["message"].startswith("Could not find a match for URL")
 
@@ -309,20 +318,20 @@ def test_apex_path_without_a_class_answers_404_not_found(sf: Salesforce) -> None
     ],
 )
 def test_concurrent_limit_fault_answers_the_transient_texts(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce, which: str, text: str
+    salesforce_emulator: SalesforceHandle, sf: SF, which: str, text: str
 ) -> None:
     salesforce_emulator.fault("concurrent_limit", which=which, count=1)
     with pytest.raises(SalesforceRefusedRequest) as exc:
         sf.query("SELECT Id FROM Contact LIMIT 1")
     assert exc.value.status == 403
-    assert exc.value.content == [
+    assert cast("list[dict[str, Any]]", exc.value.content) == [
         {"message": text, "errorCode": "REQUEST_LIMIT_EXCEEDED"}
     ]
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 30
 
 
 def test_registered_apex_handler_is_routed_by_longest_mapping(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     def handler(request: Any, context: Any) -> tuple[int, Any]:
         del context

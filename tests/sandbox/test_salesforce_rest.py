@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import pytest
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceMalformedRequest,
     SalesforceMoreThanOneRecord,
@@ -18,16 +18,22 @@ if TYPE_CHECKING:
 
     from sandbox.salesforce.testing import SalesforceHandle
 
+# simple-salesforce types its dynamic attributes (sf.Contact, sf.bulk2.Contact) as a
+# union of its handler classes and restful() as `Any | None`: the tests use the
+# client as the untyped REST wrapper it is.
+SF: TypeAlias = Any
+# Its errors' `content` is the parsed JSON body, though declared as bytes.
+
 DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 
 
 def _error(exc: pytest.ExceptionInfo[Any]) -> dict[str, Any]:
-    content = exc.value.content
+    content = cast("list[dict[str, Any]]", exc.value.content)
     assert isinstance(content, list)
     return dict(content[0])
 
 
-def test_sobjects_list_names_the_seeded_and_custom_objects(sf: Salesforce) -> None:
+def test_sobjects_list_names_the_seeded_and_custom_objects(sf: SF) -> None:
     names = {o["name"] for o in sf.describe()["sobjects"]}
     assert {
         "Lead",
@@ -46,7 +52,7 @@ def test_sobjects_list_names_the_seeded_and_custom_objects(sf: Salesforce) -> No
     } <= names
 
 
-def test_describe_flags_external_ids_picklists_and_references(sf: Salesforce) -> None:
+def test_describe_flags_external_ids_picklists_and_references(sf: SF) -> None:
     fields = {f["name"]: f for f in sf.Contact.describe()["fields"]}
     ct_id = fields["CleverTap_Id__c"]
     assert ct_id["externalId"] is True
@@ -69,7 +75,7 @@ def test_describe_flags_external_ids_picklists_and_references(sf: Salesforce) ->
 
 
 def test_every_salesforce_field_type_is_seeded_with_values(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     seen: dict[str, int] = {}
     for name in ("Contact", "Account", "Lead", "Opportunity", "Campaign", "Task"):
@@ -102,7 +108,7 @@ def test_every_salesforce_field_type_is_seeded_with_values(
 
 
 def test_create_returns_201_body_and_stores_the_record(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     result = sf.Contact.create({"LastName": "Rao", "Email": "rao@example.com"})
     assert result["success"] is True
@@ -118,7 +124,7 @@ def test_create_returns_201_body_and_stores_the_record(
 
 
 def test_update_returns_204_and_delete_hides_from_query_not_query_all(
-    sf: Salesforce,
+    sf: SF,
 ) -> None:
     record_id = sf.Contact.create({"LastName": "Temp"})["id"]
     assert sf.Contact.update(record_id, {"Title": "CFO"}) == 204
@@ -133,7 +139,7 @@ def test_update_returns_204_and_delete_hides_from_query_not_query_all(
 
 
 def test_upsert_creates_201_then_updates_200(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     assert sf.Contact.upsert("CleverTap_Id__c/ct-new-1", {"LastName": "New"}) == 201
     response = sf.Contact.upsert(
@@ -154,22 +160,22 @@ def test_upsert_creates_201_then_updates_200(
     )
 
 
-def test_upsert_matching_two_records_answers_300(sf: Salesforce) -> None:
+def test_upsert_matching_two_records_answers_300(sf: SF) -> None:
     # The sample org has two leads sharing a (non-unique) CleverTap Id.
     with pytest.raises(SalesforceMoreThanOneRecord) as exc:
         sf.Lead.upsert("CleverTap_Id__c/ct-lead-000000", {"Title": "x"})
-    assert len(exc.value.content) == 2
+    assert len(cast("list[dict[str, Any]]", exc.value.content)) == 2
 
 
 def test_upsert_on_a_field_that_is_not_an_external_id_answers_404(
-    sf: Salesforce,
+    sf: SF,
 ) -> None:
     with pytest.raises(SalesforceResourceNotFound) as exc:
         sf.Contact.upsert("Title/CEO", {"LastName": "x"})
     assert _error(exc)["errorCode"] == "NOT_FOUND"
 
 
-def test_upsert_value_with_slash_is_matched_when_url_quoted(sf: Salesforce) -> None:
+def test_upsert_value_with_slash_is_matched_when_url_quoted(sf: SF) -> None:
     assert sf.Contact.upsert("CleverTap_Id__c/a%2Fb%20c", {"LastName": "Q"}) == 201
     found = sf.query("SELECT CleverTap_Id__c FROM Contact WHERE LastName = 'Q'")
     assert found["records"][0]["CleverTap_Id__c"] == "a/b c"
@@ -198,7 +204,7 @@ def test_upsert_value_with_slash_is_matched_when_url_quoted(sf: Salesforce) -> N
     ],
 )
 def test_create_rejections_are_shaped_as_salesforce_errors(
-    sf: Salesforce, body: dict[str, Any], code: str, field: str
+    sf: SF, body: dict[str, Any], code: str, field: str
 ) -> None:
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.Contact.create(body)
@@ -207,7 +213,7 @@ def test_create_rejections_are_shaped_as_salesforce_errors(
     assert field in error.get("fields", []) or field in error["message"]
 
 
-def test_relationship_by_external_id_sets_the_lookup(sf: Salesforce) -> None:
+def test_relationship_by_external_id_sets_the_lookup(sf: SF) -> None:
     contact = sf.query(
         "SELECT Id, CleverTap_Id__c FROM Contact WHERE CleverTap_Id__c != null LIMIT 1"
     )["records"][0]
@@ -243,7 +249,7 @@ def test_query_all_follows_next_records_url_pages(
 
 
 def test_tap_style_soql_with_unquoted_datetimes_filters_and_sorts(
-    sf: Salesforce,
+    sf: SF,
 ) -> None:
     soql = (
         "SELECT Id,SystemModstamp FROM Account WHERE SystemModstamp >= "
@@ -257,7 +263,7 @@ def test_tap_style_soql_with_unquoted_datetimes_filters_and_sorts(
     assert all(DATETIME_RE.match(s) for s in stamps)
 
 
-def test_target_style_lookups_with_in_and_equals(sf: Salesforce) -> None:
+def test_target_style_lookups_with_in_and_equals(sf: SF) -> None:
     rows = sf.query(
         "SELECT Id, CleverTap_Id__c, Birthdate FROM Contact WHERE "
         "CleverTap_Id__c IN ('ct-000000', 'ct-000002', 'missing')"
@@ -279,7 +285,7 @@ def test_target_style_lookups_with_in_and_equals(sf: Salesforce) -> None:
     ],
 )
 def test_bad_queries_answer_400_with_the_salesforce_code(
-    sf: Salesforce, soql: str, code: str
+    sf: SF, soql: str, code: str
 ) -> None:
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.query(soql)
@@ -287,7 +293,7 @@ def test_bad_queries_answer_400_with_the_salesforce_code(
 
 
 def test_every_response_carries_the_exact_quota_header(
-    salesforce_emulator: SalesforceHandle, sf: Salesforce
+    salesforce_emulator: SalesforceHandle, sf: SF
 ) -> None:
     sf.query("SELECT Id FROM Contact LIMIT 1")
     used, limit = salesforce_emulator.api_usage()
@@ -321,7 +327,7 @@ def _new_contact(email: str) -> dict[str, Any]:
     return {"attributes": {"type": "Contact"}, "LastName": "Dup", "Email": email}
 
 
-def test_duplicate_rule_blocks_creates_with_the_matched_ids(sf: Salesforce) -> None:
+def test_duplicate_rule_blocks_creates_with_the_matched_ids(sf: SF) -> None:
     existing = sf.query("SELECT Id, Email FROM Contact WHERE Email != null LIMIT 1")
     seeded = existing["records"][0]
     body = {"allOrNone": False, "records": [_new_contact(seeded["Email"].upper())]}
@@ -334,13 +340,13 @@ def test_duplicate_rule_blocks_creates_with_the_matched_ids(sf: Salesforce) -> N
     # the single-record reply: HTTP 400 with real orgs' `duplicateResut` key
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.Contact.create({"LastName": "Dup", "Email": seeded["Email"]})
-    [single] = exc.value.content
+    [single] = cast("list[dict[str, Any]]", exc.value.content)
     assert single["errorCode"] == "DUPLICATES_DETECTED"
     records = single["duplicateResut"]["matchResults"][0]["matchRecords"]
     assert records[0]["record"]["Id"] == seeded["Id"]
 
 
-def test_duplicate_rule_header_allows_the_save_over_rest(sf: Salesforce) -> None:
+def test_duplicate_rule_header_allows_the_save_over_rest(sf: SF) -> None:
     lead = sf.query("SELECT Email FROM Lead WHERE Email != null LIMIT 1")
     email = lead["records"][0]["Email"]
     record = {"attributes": {"type": "Lead"}, "LastName": "Dup", "Company": "C"}
@@ -356,7 +362,7 @@ def test_duplicate_rule_header_allows_the_save_over_rest(sf: Salesforce) -> None
     assert saved["success"] is True
 
 
-def test_bulk_ingest_cannot_bypass_duplicate_rules(sf: Salesforce) -> None:
+def test_bulk_ingest_cannot_bypass_duplicate_rules(sf: SF) -> None:
     seeded = sf.query("SELECT Email FROM Contact WHERE Email != null LIMIT 1")
     email = seeded["records"][0]["Email"]
     sf.headers["Sforce-Duplicate-Rule-Header"] = "allowSave=true"
@@ -379,13 +385,14 @@ def test_bulk_ingest_cannot_bypass_duplicate_rules(sf: Salesforce) -> None:
     ],
 )
 def test_collections_refuse_the_whole_call_for_unknown_field_or_json_type(
-    sf: Salesforce, record: dict[str, Any], code: str
+    sf: SF, record: dict[str, Any], code: str
 ) -> None:
     good = {"attributes": {"type": "Contact"}, "LastName": "fine"}
     body = {"records": [good, {"attributes": {"type": "Contact"}, **record}]}
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.restful("composite/sobjects", method="POST", json=body)
     assert exc.value.status == 400
-    assert exc.value.content[0]["errorCode"] == code
+    errors = cast("list[dict[str, Any]]", exc.value.content)
+    assert errors[0]["errorCode"] == code
     found = sf.query("SELECT COUNT() FROM Contact WHERE LastName = 'fine'")
     assert found["totalSize"] == 0

@@ -17,7 +17,7 @@ from target_clevertap.target import TargetCleverTap
 
 
 def _profile(emulator: Any, identity: str) -> dict[str, Any]:
-    found = emulator.profiles(identity=identity)
+    found: list[dict[str, dict[str, Any]]] = emulator.profiles(identity=identity)
     assert len(found) == 1, found
     return found[0]["profileData"]
 

@@ -74,7 +74,9 @@ class _Export:
         return iter({"event_props": {"k": key}} for key in self.keys)
 
 
-def _reconciler(export: _Export, lag: float, checks: int) -> tuple[Reconciler, list]:
+def _reconciler(
+    export: _Export, lag: float, checks: int
+) -> tuple[Reconciler, list[Any]]:
     waits: list[float] = []
     return (
         Reconciler(

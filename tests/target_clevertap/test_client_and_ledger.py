@@ -89,7 +89,7 @@ def test_uploads_share_one_keep_alive_session(clevertap_emulator: Any) -> None:
             [{"type": "profile", "identity": f"u{i}", "profileData": {}}],
             idempotent=True,
         )
-    adapter = client.session.get_adapter(config["api_url"])
+    adapter: Any = client.session.get_adapter(config["api_url"])
     pools = list(adapter.poolmanager.pools._container.values())
     assert len(pools) == 1
     assert pools[0].num_connections == 1
@@ -120,6 +120,7 @@ def test_read_timeout_on_events_is_ambiguous_not_retried(
 
 def test_ledger_file_is_private_and_tracks_event_status(tmp_path: Any) -> None:
     store = StateStore(tmp_path / "state", "ACC/1")
+    assert store.path is not None
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     store.mark_pending([("k1", "E", 1, "S"), ("k2", "E", 2, "S")])
     store.mark(["k1"], ledger.ACCEPTED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from target_clevertap.exprlang import ExpressionError as ConditionError
@@ -291,7 +292,7 @@ def test_case_id_reference_resolves_through_the_case_stream() -> None:
 
 
 def test_opt_out_maps_a_flag_to_keys_and_excludes_invert_of_the_same_field() -> None:
-    spec = {
+    spec: dict[str, Any] = {
         "profile": {
             "identity": "Email",
             "properties": {"opt_out": {"DoNotCall": ["MSG-sms", "MSG-whatsapp"]}},

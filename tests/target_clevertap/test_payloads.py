@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from target_clevertap.mapping import load_mappings
@@ -277,7 +278,11 @@ def test_record_key_uses_key_properties_or_a_content_hash() -> None:
 
 def test_events_stay_within_the_property_cap() -> None:
     spec = {"events": [{"name": "E", "identity": "Who"}]}
-    record = {"Id": "1", "Who": "p", "CreatedDate": "2024-01-01T00:00:00Z"}
+    record: dict[str, Any] = {
+        "Id": "1",
+        "Who": "p",
+        "CreatedDate": "2024-01-01T00:00:00Z",
+    }
     record |= {f"F{i:03d}": i for i in range(150)}
     result = _build(spec, record, opts=PayloadOptions(max_event_properties=100))
     assert len(result.items[0].payload["evtData"]) == 100
@@ -376,7 +381,7 @@ CHARGED = {
 }
 
 
-def _charged(items: object) -> dict:
+def _charged(items: object) -> dict[str, Any]:
     record = {
         "Id": "o-1",
         "customer_id": "C-7",

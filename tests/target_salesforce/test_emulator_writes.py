@@ -370,7 +370,7 @@ def test_delete_by_id_through_bulk(harness: Any) -> None:
     assert run.summary["contact_scores"]["succeeded"] == 2
 
 
-ENGAGEMENT = {
+ENGAGEMENT: dict[str, Any] = {
     "events_*": {
         "object": "CleverTap_Engagement__c",
         "external_id_field": "CleverTap_Event_Id__c",

@@ -595,6 +595,7 @@ def test_apex_mismatched_results_never_count_failures_as_loaded() -> None:
     results = apex_results(short, 3)
     assert [r.success for r in results] == [False, False, False]
     assert {r.code for r in results} == {"APEX_RESULTS_MISMATCH"}
+    assert results[0].message is not None
     assert "2 results for 3 records, 1 failed (NOT_FOUND" in results[0].message
     whole = apex_results({"success": False, "errorCode": "LIMIT"}, 2)
     assert [r.code for r in whole] == ["APEX_RESULTS_MISMATCH"] * 2

@@ -13,7 +13,7 @@ from target_salesforce import preflight
 from target_salesforce.target import TargetSalesforce
 
 if TYPE_CHECKING:
-    from conftest import Harness
+    from tests.target_salesforce.conftest import Harness
 
 PRESET = Path(__file__).resolve().parents[2] / "transforms"
 

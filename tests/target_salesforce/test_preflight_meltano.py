@@ -18,7 +18,7 @@ import yaml
 from target_salesforce.preflight import unflatten_streams
 
 if TYPE_CHECKING:
-    from conftest import Harness
+    from tests.target_salesforce.conftest import Harness
 
 REPO = Path(__file__).resolve().parents[2]
 MELTANO = REPO / ".venv-meltano" / "bin" / "meltano"

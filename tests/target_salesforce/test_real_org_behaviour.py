@@ -45,7 +45,7 @@ UNCAUGHT_RECORD = {
         "apex": {"path": "ct/contacts/upsert", "payload": UNCAUGHT_PAYLOAD},
     }
 }
-UNCAUGHT_LIST = {
+UNCAUGHT_LIST: dict[str, Any] = {
     "nps_feedback": {
         "mode": "apex",
         "apex": {

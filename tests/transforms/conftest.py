@@ -9,13 +9,15 @@ import json
 from contextlib import redirect_stdout
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from sandbox.salesforce.schema import OBJECTS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+    from singer_sdk.streams import RESTStream
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSFORMS = ROOT / "transforms"
@@ -133,7 +135,8 @@ def run_tap_clevertap(config: dict[str, Any]) -> list[dict[str, Any]]:
             tap.sync_all()
     finally:
         for stream in tap.streams.values():
-            stream.requests_session.close()
+            # every tap-clevertap stream is a RESTStream (CleverTapStream)
+            cast("RESTStream[Any]", stream).requests_session.close()
     buffer.seek(0)
     return [json.loads(line) for line in buffer.read().splitlines() if line]
 

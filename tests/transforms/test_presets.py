@@ -16,7 +16,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import requests
@@ -28,6 +28,9 @@ from target_salesforce.describe import check_mapping_against_describe, parse_des
 from target_salesforce.mapping import MappingError as SalesforceMappingError
 from target_salesforce.mapping import find_mapping, template_paths
 from target_salesforce.mapping import load_mappings as load_salesforce_mappings
+
+if TYPE_CHECKING:
+    from singer_sdk.streams import RESTStream
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSFORMS = ROOT / "transforms"
@@ -337,7 +340,8 @@ def tap_schemas(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]
             }
         finally:
             for stream in tap.streams.values():
-                stream.requests_session.close()
+                # every tap-clevertap stream is a RESTStream (CleverTapStream)
+                cast("RESTStream[Any]", stream).requests_session.close()
 
 
 # ------------------------------------------------------------------ loading and checks
@@ -481,7 +485,10 @@ def test_export_checker_names_the_line_of_an_unknown_column(
 
 
 def _streams(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))["streams"]
+    streams: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))[
+        "streams"
+    ]
+    return streams
 
 
 @pytest.mark.parametrize(
@@ -534,7 +541,8 @@ def _sample_import_input(handle: Any) -> list[tuple[str, list[dict[str, Any]]]]:
     """
 
     def rows(sobject: str) -> list[dict[str, Any]]:
-        return handle.records(sobject)
+        records: list[dict[str, Any]] = handle.records(sobject)
+        return records
 
     tasks = [t for t in rows("Task") if t["IsClosed"]][:1]
     tasks += [t for t in rows("Task") if not t["IsClosed"]][:2]
@@ -602,7 +610,8 @@ def _dry_run_import(
     }
     kit.run_target_clevertap(config, text)
     assert kit.read_jsonl(tmp_path / "rejects.jsonl") == []
-    return kit.read_jsonl(tmp_path / "dry-run.jsonl")
+    loaded: list[dict[str, Any]] = kit.read_jsonl(tmp_path / "dry-run.jsonl")
+    return loaded
 
 
 def _sorted_jsonl(items: list[dict[str, Any]]) -> str:

@@ -40,7 +40,7 @@ def _contact_mapping() -> dict[str, Any]:
     doc = yaml.safe_load(
         (TRANSFORMS / "salesforce_to_clevertap.yml").read_text(encoding="utf-8")
     )
-    contact = doc["streams"]["Contact"]
+    contact: dict[str, Any] = doc["streams"]["Contact"]
     include = contact["profile"]["properties"]["include"]
     include += [f for f in TYPED if f not in include]
     return contact
@@ -51,7 +51,7 @@ def _export_profiles_mapping() -> dict[str, Any]:
     doc = yaml.safe_load(
         (TRANSFORMS / "clevertap_to_salesforce.yml").read_text(encoding="utf-8")
     )
-    profiles = doc["streams"]["profiles"]
+    profiles: dict[str, Any] = doc["streams"]["profiles"]
     for field, key in TYPED.items():
         profiles["fields"][field] = f"profile_{snake(key)}"
     return profiles
