@@ -18,6 +18,7 @@ Upload items are rewritten after they are built: payload building stays pure.
 from __future__ import annotations
 
 import dataclasses
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +31,11 @@ from target_clevertap.payloads import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from target_clevertap.counters import RunCounters
     from target_clevertap.loader import Entry
+    from target_clevertap.mapping import StreamMapping
     from target_clevertap.rejects import Rejects
     from target_clevertap.run_context import RunContext
 
@@ -46,6 +48,39 @@ META_FLAG = "identity_joins"
 #: the record field holding the person's email (Salesforce Contact and Lead)
 EMAIL_FIELD = "Email"
 MODES = ("none", "email")
+_TEMPLATE_FIELD = re.compile(r"\{[^{}]+\}")
+
+
+def own_identity_patterns(
+    mappings: Iterable[StreamMapping],
+) -> tuple[re.Pattern[str], ...]:
+    """Patterns of the profile identities this target's own templates make.
+
+    A profile whose identity one of them matches (`SF_Contact_...` when a
+    mapping says `template: "SF_Contact_{Id}"`) came from the CRM import, not
+    from the app: a Lead whose email is on its converted Contact's profile must
+    not join it (lead conversion links those), so such matches are left out.
+
+    Args:
+        mappings: the stream mappings of the run.
+
+    Returns:
+        One anchored pattern per distinct profile identity template.
+    """
+    texts = {
+        m.profile.identity.template.text
+        for m in mappings
+        if m.profile is not None and m.profile.identity.template is not None
+    }
+    return tuple(
+        re.compile(
+            "^"
+            + ".+".join(re.escape(part) for part in _TEMPLATE_FIELD.split(text))
+            + "$",
+            re.DOTALL,
+        )
+        for text in sorted(texts)
+    )
 
 
 def join_target(record: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -99,6 +134,9 @@ class IdentityJoiner:
         # a local dry run sends nothing, so it asks nothing either
         self.enabled = mode == "email" and not ctx.dry_run
         self._fresh: set[str] = set()  # CRM identities first seen in this run
+        #: identities of profiles the CRM import makes (`own_identity_patterns`);
+        #: set by the target from its mappings
+        self.own_patterns: tuple[re.Pattern[str], ...] = ()
         self._active: bool | None = None
 
     # ------------------------------------------------------------ read time
@@ -175,7 +213,19 @@ class IdentityJoiner:
                 zip(emails, pool.map(client.profiles_by_email, emails), strict=True)
             )
         for ident, (email, stream) in wanted.items():
-            self._decide(ident, stream, found[email])
+            self._decide(ident, stream, self._app_profiles(ident, found[email]))
+
+    def _app_profiles(
+        self, ident: str, matches: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The matches that are not profiles the CRM import itself made."""
+        kept = []
+        for match in matches:
+            identity = str(match.get("identity") or "")
+            if identity == ident or any(p.match(identity) for p in self.own_patterns):
+                continue
+            kept.append(match)
+        return kept
 
     def _decide(self, ident: str, stream: str, matches: list[dict[str, Any]]) -> None:
         store = self.ctx.store

@@ -22,6 +22,7 @@ from typing_extensions import override
 
 from target_clevertap import preflight
 from target_clevertap.client import REGION_HOSTS, CleverTapError
+from target_clevertap.identity_join import own_identity_patterns
 from target_clevertap.loader import Loader
 from target_clevertap.mapping import (
     MappingError,
@@ -353,6 +354,7 @@ class TargetCleverTap(Target):
             self.config, self.logger, referenced_objects(self.mappings.values())
         )
         self.loader.refs.computed = ComputedReferences.from_mappings(self.mappings)
+        self.loader.joins.own_patterns = own_identity_patterns(self.mappings.values())
 
     def _check_reject_ratio(self) -> None:
         ratio = self.config.get("max_reject_ratio")

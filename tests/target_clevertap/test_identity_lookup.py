@@ -266,3 +266,36 @@ def test_profile_lookup_answers(
     assert seen["url"].endswith("/1/profile.json")
     assert seen["params"] == {"email": "a@example.com"}
     assert "Content-Type" not in seen["headers"]  # none on GET, as documented
+
+
+def test_profiles_the_crm_import_made_are_never_joined(
+    clevertap_emulator: Any,
+    lookup_config: dict[str, Any],
+    run_target: Callable[[dict[str, Any], str], Run],
+) -> None:
+    """A Lead profile of the same email (e.g. the Lead converted into this Contact)
+    is the import's own: lead conversion links it, the lookup must not join it."""
+    ct = clevertap_emulator
+    imported = [
+        {
+            "identity": identity,
+            "type": "profile",
+            "profileData": {"Email": email, "SF Object": "Lead"},
+        }
+        for identity, email in (
+            ("SF_Lead_00QJ0001", "person.one@example.com"),
+            ("SF_Lead_00QJ0003", "person.three@example.com"),
+        )
+    ]
+    assert ct.api_post("/1/upload", {"d": imported}).json()["status"] == "success"
+    # the test mappings make Lead profiles with `template: "SF_Lead_{Id}"`
+    run = run_target(lookup_config, FIXTURE)
+    # one app profile and the import's own Lead profile: joins the app's, no ambiguity
+    [one] = ct.profiles(identity=APP_ONE)
+    assert one["profileData"]["FirstName"] == "One"
+    # only the import's own Lead profile: not a match, the Contact's profile is made
+    [three] = ct.profiles(identity="SF_Contact_003J0003")
+    assert three["profileData"]["FirstName"] == "Three"
+    [lead] = ct.profiles(identity="SF_Lead_00QJ0003")
+    assert "FirstName" not in lead["profileData"]
+    assert run.stats("Contact")["rejected_by_code"] == {"identity_ambiguous": 1}
