@@ -273,8 +273,8 @@ def test_profiles_the_crm_import_made_are_never_joined(
     lookup_config: dict[str, Any],
     run_target: Callable[[dict[str, Any], str], Run],
 ) -> None:
-    """A Lead profile of the same email (e.g. the Lead converted into this Contact)
-    is the import's own: lead conversion links it, the lookup must not join it."""
+    # A Lead profile of the same email (e.g. the Lead converted into this Contact)
+    # is the import's own: lead conversion links it, the lookup must not join it.
     ct = clevertap_emulator
     imported = [
         {
