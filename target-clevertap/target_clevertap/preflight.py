@@ -19,17 +19,20 @@ The exit status is 1 when any check fails. Nothing is uploaded.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
-
-import click
-from singer_sdk.configuration._dict_config import parse_environment_config
 
 from target_clevertap.client import REGION_HOSTS, CleverTapClient, CleverTapError
 from target_clevertap.mapping import MappingError, StreamMapping, load_mappings
+from target_clevertap.preflight_cli import (
+    Check,
+    preflight_option,
+    settings_loader,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
+
+    import click
 
 MAX_CUSTOM_PROFILE_KEYS = 256
 # CleverTap's predefined profile keys (shared docs, clevertap-api.md 2.5); MSG-*
@@ -50,26 +53,6 @@ SYSTEM_PROFILE_KEYS = frozenset(
         "Identity",
     }
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """One preflight result line."""
-
-    name: str
-    status: str  # PASS | FAIL | WARN
-    detail: str
-    fix: str = ""
-
-    @property
-    def failed(self) -> bool:
-        """Whether this check fails the preflight."""
-        return self.status == "FAIL"
-
-    def line(self) -> str:
-        """`PASS name: detail` or `FAIL name: detail -> fix: ...`."""
-        text = f"{self.status} {self.name}: {self.detail}"
-        return f"{text} -> fix: {self.fix}" if self.fix else text
 
 
 def is_custom_key(key: str) -> bool:
@@ -227,16 +210,6 @@ def run_checks(
     return checks
 
 
-def report(checks: Iterable[Check], write: Callable[[str], object]) -> int:
-    """Write one line per check and a summary; the exit status (1 if any failed)."""
-    checks = list(checks)
-    for check in checks:
-        write(check.line())
-    bad = sum(c.failed for c in checks)
-    write(f"preflight: {len(checks) - bad} passed, {bad} failed")
-    return 1 if bad else 0
-
-
 def unflatten(value: object) -> object:
     """Undo Meltano's flattening of the `mappings` object setting.
 
@@ -259,21 +232,17 @@ def unflatten(value: object) -> object:
     return out
 
 
+def _unflatten_mappings(config: dict[str, Any]) -> dict[str, Any]:
+    if "mappings" in config:
+        config["mappings"] = unflatten(config["mappings"])
+    return config
+
+
 def config_loader(
     schema: Mapping[str, Any], prefix: str
 ) -> Callable[[click.Context], dict[str, Any]]:
     """Read the settings the way the SDK does: `--config` files, then `ENV`."""
-
-    def load(ctx: click.Context) -> dict[str, Any]:
-        given = ctx.params.get("config")
-        config = dict(getattr(given, "config", None) or {})
-        if getattr(given, "parse_env", False):
-            config |= parse_environment_config(dict(schema), prefix)
-            if "mappings" in config:
-                config["mappings"] = unflatten(config["mappings"])
-        return config
-
-    return load
+    return settings_loader(schema, prefix, _unflatten_mappings)
 
 
 def cli_option(
@@ -281,15 +250,8 @@ def cli_option(
     run: Callable[[Mapping[str, Any]], list[Check]] = run_checks,
 ) -> click.Option:
     """The `--preflight` flag: run the checks with the `--config` settings and exit."""
-
-    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:  # noqa: FBT001 - click's callback signature
-        if value:
-            ctx.exit(report(run(load_config(ctx)), click.echo))
-
-    return click.Option(
-        ["--preflight"],
-        is_flag=True,
-        expose_value=False,
-        callback=callback,
-        help="Check the configuration against CleverTap (writes nothing) and exit.",
+    return preflight_option(
+        load_config,
+        run,
+        "Check the configuration against CleverTap (writes nothing) and exit.",
     )

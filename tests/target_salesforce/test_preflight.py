@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from target_salesforce import preflight
+from target_salesforce import preflight, preflight_cli
 from target_salesforce.target import TargetSalesforce
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
     return preflight.with_defaults(TargetSalesforce.config_jsonschema, config)
 
 
-def _lines(checks: list[preflight.Check], status: str) -> list[str]:
+def _lines(checks: list[preflight_cli.Check], status: str) -> list[str]:
     return [c.line() for c in checks if c.status == status]
 
 

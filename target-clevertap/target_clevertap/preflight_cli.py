@@ -1,0 +1,99 @@
+"""The output and command-line part of `--preflight`, the same in every plugin.
+
+Each plugin's `preflight` module runs its own checks; this module holds what they
+share: the result line (`Check`), the report and exit status, reading the settings
+the way the SDK does, and the `--preflight` click option. Every plugin ships its own
+copy of this file so that it installs on its own; the copies are kept
+byte-identical (tests/test_packages.py), so change all three together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import click
+from singer_sdk.configuration._dict_config import parse_environment_config
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+Settings = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One preflight result line."""
+
+    name: str
+    status: str  # PASS | FAIL | WARN
+    detail: str
+    fix: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """Whether this check fails the preflight."""
+        return self.status == "FAIL"
+
+    def line(self) -> str:
+        """`PASS name: detail` or `FAIL name: detail -> fix: ...`."""
+        text = f"{self.status} {self.name}: {self.detail}"
+        return f"{text} -> fix: {self.fix}" if self.fix else text
+
+
+def report(checks: Iterable[Check], write: Callable[[str], object]) -> int:
+    """Write one line per check and a summary; the exit status (1 if any failed)."""
+    checks = list(checks)
+    for check in checks:
+        write(check.line())
+    bad = sum(c.failed for c in checks)
+    write(f"preflight: {len(checks) - bad} passed, {bad} failed")
+    return 1 if bad else 0
+
+
+def _as_given(config: Settings) -> Settings:
+    return config
+
+
+def settings_loader(
+    schema: Mapping[str, Any],
+    prefix: str,
+    from_env: Callable[[Settings], Settings] = _as_given,
+) -> Callable[[click.Context], Settings]:
+    """Read the settings the way the SDK does: `--config` files, then `ENV`.
+
+    Args:
+        schema: the plugin's config JSON schema.
+        prefix: its environment variable prefix, e.g. `TAP_CLEVERTAP_`.
+        from_env: applied to the settings when `--config ENV` was given (to undo
+            Meltano's flattening of an object setting).
+    """
+
+    def load(ctx: click.Context) -> Settings:
+        given = ctx.params.get("config")
+        config = dict(getattr(given, "config", None) or {})
+        if getattr(given, "parse_env", False):
+            config = from_env(config | parse_environment_config(dict(schema), prefix))
+        return config
+
+    return load
+
+
+def preflight_option(
+    load_config: Callable[[click.Context], Settings],
+    run: Callable[[Mapping[str, Any]], list[Check]],
+    help_text: str,
+) -> click.Option:
+    """The `--preflight` flag: run the checks with the `--config` settings and exit."""
+
+    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:  # noqa: FBT001 - click's callback signature
+        if value:
+            ctx.exit(report(run(load_config(ctx)), click.echo))
+
+    return click.Option(
+        ["--preflight"],
+        is_flag=True,
+        expose_value=False,
+        callback=callback,
+        help=help_text,
+    )
