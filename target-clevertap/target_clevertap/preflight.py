@@ -210,39 +210,11 @@ def run_checks(
     return checks
 
 
-def unflatten(value: object) -> object:
-    """Undo Meltano's flattening of the `mappings` object setting.
-
-    Meltano passes an object setting set in meltano.yml to the plugin's environment
-    as one JSON object keyed by the dotted path of each leaf
-    (`{"Contact.profile.identity.template": "SF_Contact_{Id}"}`), which `--config ENV`
-    reads as is. A value with nested objects (or a JSON/YAML string) is left alone.
-    """
-    if not isinstance(value, dict) or any(isinstance(v, dict) for v in value.values()):
-        return value
-    if not any("." in str(k) for k in value):
-        return value
-    out: dict[str, Any] = {}
-    for key, leaf in value.items():
-        *parents, last = str(key).split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = leaf
-    return out
-
-
-def _unflatten_mappings(config: dict[str, Any]) -> dict[str, Any]:
-    if "mappings" in config:
-        config["mappings"] = unflatten(config["mappings"])
-    return config
-
-
 def config_loader(
     schema: Mapping[str, Any], prefix: str
 ) -> Callable[[click.Context], dict[str, Any]]:
     """Read the settings the way the SDK does: `--config` files, then `ENV`."""
-    return settings_loader(schema, prefix, _unflatten_mappings)
+    return settings_loader(schema, prefix, "mappings")
 
 
 def cli_option(

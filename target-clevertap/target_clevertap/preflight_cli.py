@@ -51,29 +51,60 @@ def report(checks: Iterable[Check], write: Callable[[str], object]) -> int:
     return 1 if bad else 0
 
 
-def _as_given(config: Settings) -> Settings:
-    return config
+def dotted(key: str) -> list[str]:
+    """A flattened key split into its path at every dot."""
+    return key.split(".")
+
+
+def unflatten(value: object, split: Callable[[str], list[str]] = dotted) -> object:
+    """Undo Meltano's flattening of an object setting.
+
+    Meltano passes an object setting set in meltano.yml to the plugin's environment
+    as one JSON object keyed by the dotted path of each leaf
+    (`{"Contact.profile.identity.template": "SF_Contact_{Id}"}`), which `--config ENV`
+    reads as is. A value with nested objects (or a JSON/YAML string) is left alone.
+
+    Args:
+        value: the setting's value.
+        split: how a flattened key splits into its path.
+    """
+    if not isinstance(value, dict) or any(isinstance(v, dict) for v in value.values()):
+        return value
+    if not any("." in str(k) for k in value):
+        return value
+    out: dict[str, Any] = {}
+    for key, leaf in value.items():
+        *parents, last = split(str(key))
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = leaf
+    return out
 
 
 def settings_loader(
     schema: Mapping[str, Any],
     prefix: str,
-    from_env: Callable[[Settings], Settings] = _as_given,
+    object_setting: str | None = None,
+    split: Callable[[str], list[str]] = dotted,
 ) -> Callable[[click.Context], Settings]:
     """Read the settings the way the SDK does: `--config` files, then `ENV`.
 
     Args:
         schema: the plugin's config JSON schema.
         prefix: its environment variable prefix, e.g. `TAP_CLEVERTAP_`.
-        from_env: applied to the settings when `--config ENV` was given (to undo
-            Meltano's flattening of an object setting).
+        object_setting: an object setting that Meltano flattens in the environment
+            (unflattened after `--config ENV`, see `unflatten`).
+        split: how that setting's flattened keys split into their path.
     """
 
     def load(ctx: click.Context) -> Settings:
         given = ctx.params.get("config")
         config = dict(getattr(given, "config", None) or {})
         if getattr(given, "parse_env", False):
-            config = from_env(config | parse_environment_config(dict(schema), prefix))
+            config |= parse_environment_config(dict(schema), prefix)
+            if object_setting is not None and object_setting in config:
+                config[object_setting] = unflatten(config[object_setting], split)
         return config
 
     return load

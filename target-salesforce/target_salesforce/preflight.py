@@ -35,6 +35,7 @@ from target_salesforce.preflight_cli import (
     Check,
     preflight_option,
     settings_loader,
+    unflatten,
 )
 
 if TYPE_CHECKING:
@@ -384,25 +385,13 @@ def _streams_path(key: str) -> list[str]:
 
 
 def unflatten_streams(value: object) -> object:
-    """Undo Meltano's flattening of the `streams` object setting.
+    """Undo Meltano's flattening of the `streams` setting; field names keep dots.
 
-    Meltano passes an object setting set in meltano.yml to the plugin's environment
-    as one JSON object keyed by the dotted path of each leaf
-    (`{"nps.object": "Contact", "nps.fields.Id": "id"}`), which `--config ENV`
-    reads as is. A value with nested objects is left alone.
+    `{"nps.object": "Contact", "nps.fields.Id": "id"}` becomes
+    `{"nps": {"object": "Contact", "fields": {"Id": "id"}}}` (see
+    `preflight_cli.unflatten`).
     """
-    if not isinstance(value, dict) or any(isinstance(v, dict) for v in value.values()):
-        return value
-    if not any("." in str(k) for k in value):
-        return value
-    out: dict[str, Any] = {}
-    for key, leaf in value.items():
-        *parents, last = _streams_path(str(key))
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = leaf
-    return out
+    return unflatten(value, _streams_path)
 
 
 def with_defaults(
@@ -419,12 +408,6 @@ def with_defaults(
     return defaults | dict(config)
 
 
-def _unflatten_streams_setting(config: dict[str, Any]) -> dict[str, Any]:
-    if "streams" in config:
-        config["streams"] = unflatten_streams(config["streams"])
-    return config
-
-
 def config_loader(
     schema: Mapping[str, Any], prefix: str
 ) -> Callable[[click.Context], dict[str, Any]]:
@@ -434,7 +417,7 @@ def config_loader(
         schema: the plugin's config JSON schema.
         prefix: its environment variable prefix, e.g. `TARGET_SALESFORCE_`.
     """
-    load = settings_loader(schema, prefix, _unflatten_streams_setting)
+    load = settings_loader(schema, prefix, "streams", _streams_path)
 
     def load_with_defaults(ctx: click.Context) -> dict[str, Any]:
         return with_defaults(schema, load(ctx))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from target_clevertap import preflight
+from target_clevertap import preflight, preflight_cli
 
 PRESET = (
     Path(__file__).resolve().parents[2] / "transforms" / "salesforce_to_clevertap.yml"
@@ -116,7 +116,7 @@ def test_meltano_flattened_mappings_are_rebuilt() -> None:
         "Contact.profile.properties.include": ["Id", "Email"],
     }
 
-    assert preflight.unflatten(flat) == {
+    assert preflight_cli.unflatten(flat) == {
         "Contact": {
             "profile": {
                 "identity": {"template": "SF_Contact_{Id}"},
@@ -124,4 +124,4 @@ def test_meltano_flattened_mappings_are_rebuilt() -> None:
             }
         }
     }
-    assert preflight.unflatten("Contact: {skip: true}") == "Contact: {skip: true}"
+    assert preflight_cli.unflatten("Contact: {skip: true}") == "Contact: {skip: true}"
