@@ -37,7 +37,7 @@ from tap_clevertap.preflight_cli import (
 from tap_clevertap.timeutil import load_zone, yyyymmdd
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable, Mapping
     from zoneinfo import ZoneInfo
 
     import click
@@ -294,20 +294,13 @@ def run_checks(
 # --------------------------------------------------------------------------- CLI
 
 
-def config_loader(
-    schema: Mapping[str, Any], prefix: str
-) -> Callable[[click.Context], dict[str, Any]]:
-    """Read the settings the way the SDK does: `--config` files, then `ENV`."""
-    return settings_loader(schema, prefix)
+def cli_option(schema: Mapping[str, Any]) -> click.Option:
+    """The `--preflight` flag: run the checks with the `--config` settings and exit.
 
-
-def cli_option(
-    load_config: Callable[[click.Context], dict[str, Any]],
-    run: Callable[[Mapping[str, Any]], list[Check]] = run_checks,
-) -> click.Option:
-    """The `--preflight` flag: run the checks with the `--config` settings and exit."""
-    return preflight_option(
-        load_config,
-        run,
-        "Check the configuration against CleverTap (reads only) and exit.",
-    )
+    Args:
+        schema: the plugin's config JSON schema (settings are read from
+            `--config` files, and from `TAP_CLEVERTAP_*` with `--config ENV`).
+    """
+    help_text = "Check the configuration against CleverTap (reads only) and exit."
+    load = settings_loader(schema, "TAP_CLEVERTAP_")
+    return preflight_option(load, run_checks, help_text)

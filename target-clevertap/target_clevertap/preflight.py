@@ -30,7 +30,7 @@ from target_clevertap.preflight_cli import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable, Mapping
 
     import click
 
@@ -210,20 +210,13 @@ def run_checks(
     return checks
 
 
-def config_loader(
-    schema: Mapping[str, Any], prefix: str
-) -> Callable[[click.Context], dict[str, Any]]:
-    """Read the settings the way the SDK does: `--config` files, then `ENV`."""
-    return settings_loader(schema, prefix, "mappings")
+def cli_option(schema: Mapping[str, Any]) -> click.Option:
+    """The `--preflight` flag: run the checks with the `--config` settings and exit.
 
-
-def cli_option(
-    load_config: Callable[[click.Context], dict[str, Any]],
-    run: Callable[[Mapping[str, Any]], list[Check]] = run_checks,
-) -> click.Option:
-    """The `--preflight` flag: run the checks with the `--config` settings and exit."""
-    return preflight_option(
-        load_config,
-        run,
-        "Check the configuration against CleverTap (writes nothing) and exit.",
-    )
+    Args:
+        schema: the plugin's config JSON schema (settings are read from
+            `--config` files, and from `TARGET_CLEVERTAP_*` with `--config ENV`).
+    """
+    help_text = "Check the configuration against CleverTap (writes nothing) and exit."
+    load = settings_loader(schema, "TARGET_CLEVERTAP_", "mappings")
+    return preflight_option(load, run_checks, help_text)

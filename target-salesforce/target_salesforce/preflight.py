@@ -425,13 +425,13 @@ def config_loader(
     return load_with_defaults
 
 
-def cli_option(
-    load_config: Callable[[click.Context], dict[str, Any]],
-    run: Callable[[Mapping[str, Any]], list[Check]] = run_checks,
-) -> click.Option:
-    """The `--preflight` flag: run the checks with the `--config` settings and exit."""
-    return preflight_option(
-        load_config,
-        run,
-        "Check the configuration against Salesforce (writes nothing) and exit.",
-    )
+def cli_option(schema: Mapping[str, Any]) -> click.Option:
+    """The `--preflight` flag: run the checks with the `--config` settings and exit.
+
+    Args:
+        schema: the plugin's config JSON schema (settings are read from
+            `--config` files, and from `TARGET_SALESFORCE_*` with `--config ENV`).
+    """
+    help_text = "Check the configuration against Salesforce (writes nothing) and exit."
+    load = config_loader(schema, "TARGET_SALESFORCE_")
+    return preflight_option(load, run_checks, help_text)

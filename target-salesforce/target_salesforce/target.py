@@ -533,8 +533,7 @@ class TargetSalesforce(Target):
     def get_singer_command(cls) -> click.Command:
         """The SDK's command plus `--preflight` (see target_salesforce.preflight)."""
         command = super().get_singer_command()
-        load = preflight.config_loader(cls.config_jsonschema, "TARGET_SALESFORCE_")
-        command.params.append(preflight.cli_option(load))
+        command.params.append(preflight.cli_option(cls.config_jsonschema))
         return command
 
     @classmethod
