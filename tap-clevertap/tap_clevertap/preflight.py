@@ -31,8 +31,8 @@ import requests
 from tap_clevertap.client import DEFAULT_REGION, REGION_HOSTS, CleverTapAuth
 from tap_clevertap.preflight_cli import (
     Check,
-    preflight_option,
     settings_loader,
+    with_preflight_option,
 )
 from tap_clevertap.timeutil import load_zone, yyyymmdd
 
@@ -294,13 +294,10 @@ def run_checks(
 # --------------------------------------------------------------------------- CLI
 
 
-def cli_option(schema: Mapping[str, Any]) -> click.Option:
-    """The `--preflight` flag: run the checks with the `--config` settings and exit.
+HELP = "Check the configuration against CleverTap (reads only) and exit."
 
-    Args:
-        schema: the plugin's config JSON schema (settings are read from
-            `--config` files, and from `TAP_CLEVERTAP_*` with `--config ENV`).
-    """
-    help_text = "Check the configuration against CleverTap (reads only) and exit."
+
+def with_option(command: click.Command, schema: Mapping[str, Any]) -> click.Command:
+    """The SDK's command plus `--preflight`; `schema` is the plugin's settings."""
     load = settings_loader(schema, "TAP_CLEVERTAP_")
-    return preflight_option(load, run_checks, help_text)
+    return with_preflight_option(command, load, run_checks, HELP)

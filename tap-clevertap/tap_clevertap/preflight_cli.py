@@ -110,21 +110,32 @@ def settings_loader(
     return load
 
 
-def preflight_option(
+def with_preflight_option(
+    command: click.Command,
     load_config: Callable[[click.Context], Settings],
     run: Callable[[Mapping[str, Any]], list[Check]],
     help_text: str,
-) -> click.Option:
-    """The `--preflight` flag: run the checks with the `--config` settings and exit."""
+) -> click.Command:
+    """`command` plus the `--preflight` flag, which runs the checks and exits.
+
+    Args:
+        command: the plugin's click command (the SDK's `get_singer_command`).
+        load_config: reads the `--config` settings (see `settings_loader`).
+        run: the plugin's checks.
+        help_text: the flag's `--help` line.
+    """
 
     def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:  # noqa: FBT001 - click's callback signature
         if value:
             ctx.exit(report(run(load_config(ctx)), click.echo))
 
-    return click.Option(
-        ["--preflight"],
-        is_flag=True,
-        expose_value=False,
-        callback=callback,
-        help=help_text,
+    command.params.append(
+        click.Option(
+            ["--preflight"],
+            is_flag=True,
+            expose_value=False,
+            callback=callback,
+            help=help_text,
+        )
     )
+    return command

@@ -25,8 +25,8 @@ from target_clevertap.client import REGION_HOSTS, CleverTapClient, CleverTapErro
 from target_clevertap.mapping import MappingError, StreamMapping, load_mappings
 from target_clevertap.preflight_cli import (
     Check,
-    preflight_option,
     settings_loader,
+    with_preflight_option,
 )
 
 if TYPE_CHECKING:
@@ -210,13 +210,10 @@ def run_checks(
     return checks
 
 
-def cli_option(schema: Mapping[str, Any]) -> click.Option:
-    """The `--preflight` flag: run the checks with the `--config` settings and exit.
+HELP = "Check the configuration against CleverTap (writes nothing) and exit."
 
-    Args:
-        schema: the plugin's config JSON schema (settings are read from
-            `--config` files, and from `TARGET_CLEVERTAP_*` with `--config ENV`).
-    """
-    help_text = "Check the configuration against CleverTap (writes nothing) and exit."
+
+def with_option(command: click.Command, schema: Mapping[str, Any]) -> click.Command:
+    """The SDK's command plus `--preflight`; `schema` is the plugin's settings."""
     load = settings_loader(schema, "TARGET_CLEVERTAP_", "mappings")
-    return preflight_option(load, run_checks, help_text)
+    return with_preflight_option(command, load, run_checks, HELP)

@@ -33,9 +33,9 @@ from target_salesforce.errors import TargetSalesforceError
 from target_salesforce.mapping import MappingError, StreamMapping, load_mappings
 from target_salesforce.preflight_cli import (
     Check,
-    preflight_option,
     settings_loader,
     unflatten,
+    with_preflight_option,
 )
 
 if TYPE_CHECKING:
@@ -425,13 +425,10 @@ def config_loader(
     return load_with_defaults
 
 
-def cli_option(schema: Mapping[str, Any]) -> click.Option:
-    """The `--preflight` flag: run the checks with the `--config` settings and exit.
+HELP = "Check the configuration against Salesforce (writes nothing) and exit."
 
-    Args:
-        schema: the plugin's config JSON schema (settings are read from
-            `--config` files, and from `TARGET_SALESFORCE_*` with `--config ENV`).
-    """
-    help_text = "Check the configuration against Salesforce (writes nothing) and exit."
+
+def with_option(command: click.Command, schema: Mapping[str, Any]) -> click.Command:
+    """The SDK's command plus `--preflight`; `schema` is the plugin's settings."""
     load = config_loader(schema, "TARGET_SALESFORCE_")
-    return preflight_option(load, run_checks, help_text)
+    return with_preflight_option(command, load, run_checks, HELP)
