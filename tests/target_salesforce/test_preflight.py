@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from target_salesforce import preflight, preflight_cli
 from target_salesforce.target import TargetSalesforce
+
+from tests.conftest import run_preflight
 
 if TYPE_CHECKING:
     from tests.target_salesforce.conftest import Harness
@@ -139,21 +139,7 @@ def test_cli_flag_prints_one_line_per_check_and_exits_1_on_failure(
     }
     env["REQUESTS_CA_BUNDLE"] = harness.handle.ca_bundle
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "target_salesforce",
-            "--config",
-            str(config_path),
-            "--preflight",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    result = run_preflight("target_salesforce", config_path, env)
 
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
