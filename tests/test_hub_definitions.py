@@ -4,7 +4,8 @@ Meltano Hub's own JSON schemas (the hub repository's schemas/plugin_definitions/
 could not be fetched here, so the Hub rules below are our own checker, written from
 the facts of Meltano's "Plugin Definition Syntax" reference
 (docs.meltano.com/reference/plugin-definition-syntax): the required keys, the
-setting kinds, the maintenance_status values and the capabilities per plugin type.
+setting kinds, the maintenance_status values and the capabilities per plugin type
+(those are tests/e2e/meltano_settings.py's MELTANO_CAPABILITIES, from the same page).
 On top of that each definition is validated against the JSON schema Meltano itself
 publishes for meltano.yml plugin entries (meltano/schemas/meltano.schema.json in the
 installed Meltano 4.4.1), minus the keys only the Hub reads.
@@ -12,22 +13,19 @@ installed Meltano 4.4.1), minus the keys only the Hub reads.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
-if TYPE_CHECKING:
-    from types import ModuleType
+from tests.e2e import meltano_settings
 
 REPO = Path(__file__).resolve().parents[1]
 MELTANO = REPO / ".venv-meltano" / "bin" / "meltano"
@@ -39,7 +37,6 @@ MELTANO_SCHEMA = next(
     ),
     None,
 )
-GENERATOR = REPO / "tests" / "e2e" / "meltano_settings.py"
 PLUGINS = ("tap-clevertap", "target-clevertap", "target-salesforce")
 
 # Facts from the Plugin Definition Syntax reference (see the module docstring).
@@ -82,43 +79,6 @@ SETTING_KINDS = {
     "object",
     "options",
 }
-CAPABILITIES = {
-    "extractors": {
-        "catalog",
-        "properties",
-        "discover",
-        "state",
-        "about",
-        "stream-maps",
-        "activate-version",
-        "batch",
-        "test",
-        "log-based",
-        "schema-flattening",
-        "structured-logging",
-    },
-    "loaders": {
-        "about",
-        "stream-maps",
-        "activate-version",
-        "batch",
-        "soft-delete",
-        "hard-delete",
-        "datatype-failsafe",
-        "schema-flattening",
-        "structured-logging",
-    },
-}
-
-
-@functools.cache
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("meltano_settings", GENERATOR)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _entry(plugin: str) -> tuple[str, dict[str, Any]]:
@@ -146,7 +106,9 @@ def hub_problems(kind: str, entry: dict[str, Any]) -> list[str]:
         problems.append("maintenance_status: not a Hub status")
     if not all(isinstance(k, str) and k for k in entry.get("keywords") or []):
         problems.append("keywords: not a list of words")
-    unknown = set(entry.get("capabilities") or []) - CAPABILITIES[kind]
+    unknown = set(entry.get("capabilities") or []) - set(
+        meltano_settings.MELTANO_CAPABILITIES[kind]
+    )
     if unknown:
         problems.append(f"capabilities: not {kind} capabilities: {sorted(unknown)}")
     names = set()
@@ -206,7 +168,7 @@ def test_hub_checker_reports_what_is_missing_or_wrong() -> None:
 
 def test_every_sensitive_about_setting_is_sensitive_in_the_definition() -> None:
     for plugin in PLUGINS:
-        about = _generator().about(plugin)["settings"]["properties"]
+        about = meltano_settings.about(plugin)["settings"]["properties"]
         _, entry = _entry(plugin)
         sensitive = {s["name"] for s in entry["settings"] if s.get("sensitive")}
         assert sensitive == {n for n, s in about.items() if s.get("secret")}, plugin
@@ -222,8 +184,7 @@ def test_capability_lists_are_the_ones_meltano_publishes() -> None:
             for part in plugins[kind]["allOf"]
             if "capabilities" in part.get("properties", {})
         ]
-        assert set(published) == CAPABILITIES[kind]
-        assert set(_generator().MELTANO_CAPABILITIES[kind]) == CAPABILITIES[kind]
+        assert set(published) == set(meltano_settings.MELTANO_CAPABILITIES[kind])
 
 
 @pytest.mark.skipif(MELTANO_SCHEMA is None, reason="no .venv-meltano (make install)")

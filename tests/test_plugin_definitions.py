@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 import re
@@ -11,17 +10,15 @@ import subprocess
 import tomllib
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import yaml
 
-if TYPE_CHECKING:
-    from types import ModuleType
+from tests.e2e import meltano_settings
 
 REPO = Path(__file__).resolve().parents[1]
 MELTANO = REPO / ".venv-meltano" / "bin" / "meltano"
-GENERATOR = REPO / "tests" / "e2e" / "meltano_settings.py"
 PLUGINS = ("tap-clevertap", "target-clevertap", "target-salesforce")
 # JSON Schema type of a setting -> its Meltano kind (strings may also be dates).
 KINDS = {
@@ -44,18 +41,8 @@ REQUIRED_VALUES = {
 
 
 @functools.cache
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("meltano_settings", GENERATOR)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@functools.cache
 def _about(plugin: str) -> dict[str, Any]:
-    return dict(_generator().about(plugin))
+    return dict(meltano_settings.about(plugin))
 
 
 def _definition_file(plugin: str) -> Path:
@@ -73,7 +60,7 @@ def _entry(plugin: str) -> tuple[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("plugin", PLUGINS)
 def test_definition_file_is_what_the_generator_builds_from_about(plugin: str) -> None:
-    expected = _generator().definition_text(plugin)
+    expected = meltano_settings.definition_text(plugin)
 
     assert _definition_file(plugin).read_text() == expected, REGENERATE
 
@@ -113,7 +100,7 @@ def test_definition_installs_the_plugin_folder_from_git(plugin: str) -> None:
 def test_meltano_yml_runs_the_definition_file_text_with_a_local_pip_url(
     plugin: str,
 ) -> None:
-    generator = _generator()
+    generator = meltano_settings
     lines = (REPO / "meltano.yml").read_text().splitlines()
     begin = lines.index(generator.local_begin(plugin))
     end = lines.index(generator.local_end(plugin))
@@ -151,7 +138,7 @@ def test_definition_capabilities_and_settings_mirror_about(plugin: str) -> None:
     kind, entry = _entry(plugin)
     settings = {s["name"]: s for s in entry["settings"]}
 
-    known = _generator().MELTANO_CAPABILITIES[kind]
+    known = meltano_settings.MELTANO_CAPABILITIES[kind]
     assert entry["capabilities"] == [c for c in about["capabilities"] if c in known]
     assert list(settings) == list(properties)
     for name, spec in properties.items():
@@ -169,7 +156,7 @@ def test_definition_capabilities_and_settings_mirror_about(plugin: str) -> None:
             ], name
         else:
             assert setting["kind"] in KINDS[types[0]], name
-    groups = _generator().settings_groups(plugin, about["settings"])
+    groups = meltano_settings.settings_groups(plugin, about["settings"])
     assert entry.get("settings_group_validation", []) == groups
 
 
