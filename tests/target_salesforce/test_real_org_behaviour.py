@@ -16,19 +16,10 @@ from target_salesforce.mapping import MappingError, load_mappings
 from target_salesforce.preflight import with_defaults
 from target_salesforce.target import TargetSalesforce
 
+from tests.target_salesforce.conftest import APEX_LIST
+
 # /ct/nps/* (CleverTapNpsService) catches its DML and answers per record; the
 # sample class /ct/contacts/* does not, so a refused record is an APEX_ERROR.
-APEX_LIST = {
-    "nps_feedback": {
-        "mode": "apex",
-        "apex": {
-            "path": "ct/nps/feedback",
-            "batching": "list",
-            "list_key": "records",
-            "payload": {"email": "{profile.email}", "npsScore": "{score}"},
-        },
-    }
-}
 APEX_RECORD = {
     "nps_feedback": {
         "mode": "apex",
@@ -169,14 +160,22 @@ def test_apex_error_in_list_mode_without_isolation_rejects_the_whole_call(
 # ------------------------------------------- /ct/nps: per-record DML outcomes
 
 
-def test_nps_class_list_failures_are_rejects_with_the_dml_code(harness: Any) -> None:
+def _nps_run_rejecting_ct_b_2(
+    harness: Any, streams: dict[str, Any]
+) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
+    """The /ct/nps run: it goes on, and ct-b-2's DML failure is its one reject."""
     text, contacts = _apex_input(harness)
-    run = harness.run(harness.config(streams=APEX_LIST), text)
+    run = harness.run(harness.config(streams=streams), text)
     assert run.error is None
     assert run.states
     [reject] = run.rejects
     assert reject["code"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
     assert reject["record"]["identity"] == "ct-b-2"
+    return run, contacts, reject
+
+
+def test_nps_class_list_failures_are_rejects_with_the_dml_code(harness: Any) -> None:
+    run, contacts, reject = _nps_run_rejecting_ct_b_2(harness, APEX_LIST)
     assert reject["message"]
     assert run.summary["nps_feedback"]["succeeded"] == 2
     assert _score(harness, contacts[0]["Id"]) == 8
@@ -189,13 +188,7 @@ def test_nps_class_list_failures_are_rejects_with_the_dml_code(harness: Any) -> 
 def test_nps_class_single_object_400_is_a_reject_with_the_dml_code(
     harness: Any,
 ) -> None:
-    text, contacts = _apex_input(harness)
-    run = harness.run(harness.config(streams=APEX_RECORD), text)
-    assert run.error is None
-    assert run.states
-    [reject] = run.rejects
-    assert reject["code"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
-    assert reject["record"]["identity"] == "ct-b-2"
+    run, contacts, _ = _nps_run_rejecting_ct_b_2(harness, APEX_RECORD)
     assert run.summary["nps_feedback"]["succeeded"] == 2
     assert _score(harness, contacts[0]["Id"]) == 8
     assert _score(harness, contacts[1]["Id"]) == contacts[1]["NPS_Score__c"]
