@@ -8,7 +8,9 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
+import backoff
 import pytest
+from tap_clevertap.client import CleverTapStream
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,3 +43,14 @@ def run_tap_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str
         )
 
     return run
+
+
+@pytest.fixture
+def no_backoff_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries happen at once in tests (the waits themselves are not under test)."""
+    monkeypatch.setattr(
+        CleverTapStream,
+        "backoff_wait_generator",
+        lambda _self: backoff.constant(interval=0),
+    )
+    monkeypatch.setattr(CleverTapStream, "backoff_jitter", lambda _self, value: value)

@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import backoff
 import pytest
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from tap_clevertap.campaign_streams import CampaignReportsStream, shape_message
-from tap_clevertap.client import CleverTapStream
 from tap_clevertap.event_records import EventShape
 from tap_clevertap.event_streams import (
     EventCountsStream,
@@ -43,13 +41,9 @@ Reply = tuple[int, Any]
 
 
 @pytest.fixture(autouse=True)
-def _no_backoff_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        CleverTapStream,
-        "backoff_wait_generator",
-        lambda _self: backoff.constant(interval=0),
-    )
-    monkeypatch.setattr(CleverTapStream, "backoff_jitter", lambda _self, value: value)
+def _no_backoff_waits(no_backoff_waits: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No waits between retries (conftest), and no proxy between test and server."""
+    del no_backoff_waits
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
 
