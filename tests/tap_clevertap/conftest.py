@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+
 
 @pytest.fixture
 def run_tap_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
@@ -46,8 +48,13 @@ def run_tap_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str
 
 
 @pytest.fixture
-def no_backoff_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retries happen at once in tests (the waits themselves are not under test)."""
+def no_waits_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries at once (waits are not under test); no proxy or CA bundle of the shell.
+
+    A test that needs a proxy or a CA bundle sets its own.
+    """
+    for name in (*PROXY_VARS, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(
         CleverTapStream,
         "backoff_wait_generator",

@@ -40,12 +40,7 @@ KOLKATA = ZoneInfo("Asia/Kolkata")  # the recorded page is from an in1 account
 Reply = tuple[int, Any]
 
 
-@pytest.fixture(autouse=True)
-def _no_backoff_waits(no_backoff_waits: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No waits between retries (conftest), and no proxy between test and server."""
-    del no_backoff_waits
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_waits_no_proxy")
 
 
 class Script:

@@ -24,12 +24,7 @@ if TYPE_CHECKING:
 KOLKATA = ZoneInfo("Asia/Kolkata")
 
 
-@pytest.fixture(autouse=True)
-def _no_backoff_waits(no_backoff_waits: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No waits between retries (conftest), and no proxy between test and server."""
-    del no_backoff_waits
-    for name in ("HTTPS_PROXY", "https_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_waits_no_proxy")
 
 
 class Output:
