@@ -35,6 +35,13 @@ def _lines(checks: list[preflight_cli.Check], status: str) -> list[str]:
     return [c.line() for c in checks if c.status == status]
 
 
+def _the_one_failure(harness: Harness, stream: str, mapping: dict[str, Any]) -> str:
+    """The one FAIL line of a preflight of `mapping` (for `stream`) alone."""
+    checks = preflight.run_checks(_config(harness, streams={stream: mapping}))
+    [line] = _lines(checks, "FAIL")
+    return line
+
+
 def test_preflight_passes_on_the_sample_org_for_the_apex_preset(
     harness: Harness,
 ) -> None:
@@ -56,9 +63,7 @@ def test_preflight_finds_a_missing_field_with_its_fix(harness: Harness) -> None:
         "action": "update",
         "fields": {"Id": "id", "Missing_Score__c": "score"},
     }
-    checks = preflight.run_checks(_config(harness, streams={"scores": mapping}))
-
-    [line] = _lines(checks, "FAIL")
+    line = _the_one_failure(harness, "scores", mapping)
     assert line.startswith("FAIL field Contact.Missing_Score__c: scores -> Contact")
     assert "does not exist" in line
     assert "cd salesforce-org && sf project deploy start --source-dir force-app" in line
@@ -72,9 +77,7 @@ def test_preflight_finds_an_upsert_key_that_is_not_an_external_id(
         "external_id_field": "Last_Engagement_Event__c",
         "fields": {"Last_Engagement_Event__c": "event", "LastName": "name"},
     }
-    checks = preflight.run_checks(_config(harness, streams={"people": mapping}))
-
-    [line] = _lines(checks, "FAIL")
+    line = _the_one_failure(harness, "people", mapping)
     assert line.startswith("FAIL upsert key Contact.Last_Engagement_Event__c")
     assert "is not an External ID field" in line
     assert "fix: tick External ID" in line
