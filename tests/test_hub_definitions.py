@@ -17,15 +17,14 @@ import json
 import os
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
 from tests.e2e import meltano_settings
+from tests.plugin_files import PLUGINS, definition_entry, write_scratch_project
 
 REPO = Path(__file__).resolve().parents[1]
 MELTANO = REPO / ".venv-meltano" / "bin" / "meltano"
@@ -37,7 +36,6 @@ MELTANO_SCHEMA = next(
     ),
     None,
 )
-PLUGINS = ("tap-clevertap", "target-clevertap", "target-salesforce")
 
 # Facts from the Plugin Definition Syntax reference (see the module docstring).
 HUB_REQUIRED = {
@@ -79,12 +77,6 @@ SETTING_KINDS = {
     "object",
     "options",
 }
-
-
-def _entry(plugin: str) -> tuple[str, dict[str, Any]]:
-    text = (REPO / plugin / "meltano-plugin.yml").read_text()
-    [(kind, [entry])] = yaml.safe_load(text)["plugins"].items()
-    return kind, dict(entry)
 
 
 def hub_problems(kind: str, entry: dict[str, Any]) -> list[str]:
@@ -142,7 +134,7 @@ def _setting_problems(setting: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("plugin", PLUGINS)
 def test_definition_carries_what_a_hub_entry_needs(plugin: str) -> None:
-    kind, entry = _entry(plugin)
+    kind, entry = definition_entry(plugin)
 
     assert hub_problems(kind, entry) == []
     assert entry["variant"] == "clevertap-salesforce"
@@ -150,7 +142,7 @@ def test_definition_carries_what_a_hub_entry_needs(plugin: str) -> None:
 
 
 def test_hub_checker_reports_what_is_missing_or_wrong() -> None:
-    kind, entry = _entry("tap-clevertap")
+    kind, entry = definition_entry("tap-clevertap")
     del entry["keywords"]
     entry["maintenance_status"] = "stable"
     entry["capabilities"] = [*entry["capabilities"], "validate-records"]
@@ -169,7 +161,7 @@ def test_hub_checker_reports_what_is_missing_or_wrong() -> None:
 def test_every_sensitive_about_setting_is_sensitive_in_the_definition() -> None:
     for plugin in PLUGINS:
         about = meltano_settings.about(plugin)["settings"]["properties"]
-        _, entry = _entry(plugin)
+        _, entry = definition_entry(plugin)
         sensitive = {s["name"] for s in entry["settings"] if s.get("sensitive")}
         assert sensitive == {n for n, s in about.items() if s.get("secret")}, plugin
 
@@ -192,7 +184,7 @@ def test_capability_lists_are_the_ones_meltano_publishes() -> None:
 def test_definition_validates_against_meltanos_published_schema(plugin: str) -> None:
     assert MELTANO_SCHEMA is not None
     schema = json.loads(MELTANO_SCHEMA.read_text())
-    kind, entry = _entry(plugin)
+    kind, entry = definition_entry(plugin)
     project = {
         "plugins": {kind: [{k: v for k, v in entry.items() if k not in HUB_ONLY_KEYS}]}
     }
@@ -230,22 +222,16 @@ def scratch_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not MELTANO.exists():
         pytest.skip("no .venv-meltano (make install)")
     root = tmp_path_factory.mktemp("hub-scratch")
-    plugins: dict[str, list[dict[str, Any]]] = {}
-    for plugin in PLUGINS:
-        kind, entry = _entry(plugin)
+
+    def copied_folder(plugin: str) -> str:
         # the folder instead of the git URL: a copy, so no build files land in it
         source = root / "src" / plugin
         shutil.copytree(
             REPO / plugin, source, ignore=shutil.ignore_patterns("*.egg-info", "build")
         )
-        entry["pip_url"] = str(source)
-        plugins.setdefault(kind, []).append(entry)
-    project = {
-        "project_id": str(uuid.uuid4()),
-        "send_anonymous_usage_stats": False,
-        "plugins": plugins,
-    }
-    (root / "meltano.yml").write_text(yaml.safe_dump(project, sort_keys=False))
+        return str(source)
+
+    write_scratch_project(root, copied_folder)
     _run(root, "install")
     return root
 
@@ -257,7 +243,7 @@ def scratch_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_scratch_project_installs_the_plugin_from_its_folder_and_runs_it(
     scratch_project: Path, plugin: str
 ) -> None:
-    kind, entry = _entry(plugin)
+    kind, entry = definition_entry(plugin)
     venv = scratch_project / ".meltano" / kind / plugin / "venv"
 
     about = json.loads(
