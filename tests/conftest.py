@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
 
     from sandbox.tls import TLSFiles
@@ -84,3 +86,17 @@ def postgres_server() -> Iterator[Any]:
 
     with running_postgres() as server:
         yield server
+
+
+def run_preflight(
+    module: str, config_path: Path, env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> --config <config_path> --preflight`, its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, "--config", str(config_path), "--preflight"],
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        timeout=120,
+        check=False,
+    )

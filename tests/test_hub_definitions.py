@@ -4,7 +4,8 @@ Meltano Hub's own JSON schemas (the hub repository's schemas/plugin_definitions/
 could not be fetched here, so the Hub rules below are our own checker, written from
 the facts of Meltano's "Plugin Definition Syntax" reference
 (docs.meltano.com/reference/plugin-definition-syntax): the required keys, the
-setting kinds, the maintenance_status values and the capabilities per plugin type.
+setting kinds, the maintenance_status values and the capabilities per plugin type
+(those are tests/e2e/meltano_settings.py's MELTANO_CAPABILITIES, from the same page).
 On top of that each definition is validated against the JSON schema Meltano itself
 publishes for meltano.yml plugin entries (meltano/schemas/meltano.schema.json in the
 installed Meltano 4.4.1), minus the keys only the Hub reads.
@@ -12,22 +13,18 @@ installed Meltano 4.4.1), minus the keys only the Hub reads.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
-if TYPE_CHECKING:
-    from types import ModuleType
+from tests.e2e import meltano_settings
+from tests.plugin_files import PLUGINS, definition_entry, write_scratch_project
 
 REPO = Path(__file__).resolve().parents[1]
 MELTANO = REPO / ".venv-meltano" / "bin" / "meltano"
@@ -39,8 +36,6 @@ MELTANO_SCHEMA = next(
     ),
     None,
 )
-GENERATOR = REPO / "tests" / "e2e" / "meltano_settings.py"
-PLUGINS = ("tap-clevertap", "target-clevertap", "target-salesforce")
 
 # Facts from the Plugin Definition Syntax reference (see the module docstring).
 HUB_REQUIRED = {
@@ -82,49 +77,6 @@ SETTING_KINDS = {
     "object",
     "options",
 }
-CAPABILITIES = {
-    "extractors": {
-        "catalog",
-        "properties",
-        "discover",
-        "state",
-        "about",
-        "stream-maps",
-        "activate-version",
-        "batch",
-        "test",
-        "log-based",
-        "schema-flattening",
-        "structured-logging",
-    },
-    "loaders": {
-        "about",
-        "stream-maps",
-        "activate-version",
-        "batch",
-        "soft-delete",
-        "hard-delete",
-        "datatype-failsafe",
-        "schema-flattening",
-        "structured-logging",
-    },
-}
-
-
-@functools.cache
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("meltano_settings", GENERATOR)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _entry(plugin: str) -> tuple[str, dict[str, Any]]:
-    text = (REPO / plugin / "meltano-plugin.yml").read_text()
-    [(kind, [entry])] = yaml.safe_load(text)["plugins"].items()
-    return kind, dict(entry)
 
 
 def hub_problems(kind: str, entry: dict[str, Any]) -> list[str]:
@@ -146,7 +98,9 @@ def hub_problems(kind: str, entry: dict[str, Any]) -> list[str]:
         problems.append("maintenance_status: not a Hub status")
     if not all(isinstance(k, str) and k for k in entry.get("keywords") or []):
         problems.append("keywords: not a list of words")
-    unknown = set(entry.get("capabilities") or []) - CAPABILITIES[kind]
+    unknown = set(entry.get("capabilities") or []) - set(
+        meltano_settings.MELTANO_CAPABILITIES[kind]
+    )
     if unknown:
         problems.append(f"capabilities: not {kind} capabilities: {sorted(unknown)}")
     names = set()
@@ -180,7 +134,7 @@ def _setting_problems(setting: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("plugin", PLUGINS)
 def test_definition_carries_what_a_hub_entry_needs(plugin: str) -> None:
-    kind, entry = _entry(plugin)
+    kind, entry = definition_entry(plugin)
 
     assert hub_problems(kind, entry) == []
     assert entry["variant"] == "clevertap-salesforce"
@@ -188,7 +142,7 @@ def test_definition_carries_what_a_hub_entry_needs(plugin: str) -> None:
 
 
 def test_hub_checker_reports_what_is_missing_or_wrong() -> None:
-    kind, entry = _entry("tap-clevertap")
+    kind, entry = definition_entry("tap-clevertap")
     del entry["keywords"]
     entry["maintenance_status"] = "stable"
     entry["capabilities"] = [*entry["capabilities"], "validate-records"]
@@ -206,8 +160,8 @@ def test_hub_checker_reports_what_is_missing_or_wrong() -> None:
 
 def test_every_sensitive_about_setting_is_sensitive_in_the_definition() -> None:
     for plugin in PLUGINS:
-        about = _generator().about(plugin)["settings"]["properties"]
-        _, entry = _entry(plugin)
+        about = meltano_settings.about(plugin)["settings"]["properties"]
+        _, entry = definition_entry(plugin)
         sensitive = {s["name"] for s in entry["settings"] if s.get("sensitive")}
         assert sensitive == {n for n, s in about.items() if s.get("secret")}, plugin
 
@@ -222,8 +176,7 @@ def test_capability_lists_are_the_ones_meltano_publishes() -> None:
             for part in plugins[kind]["allOf"]
             if "capabilities" in part.get("properties", {})
         ]
-        assert set(published) == CAPABILITIES[kind]
-        assert set(_generator().MELTANO_CAPABILITIES[kind]) == CAPABILITIES[kind]
+        assert set(published) == set(meltano_settings.MELTANO_CAPABILITIES[kind])
 
 
 @pytest.mark.skipif(MELTANO_SCHEMA is None, reason="no .venv-meltano (make install)")
@@ -231,7 +184,7 @@ def test_capability_lists_are_the_ones_meltano_publishes() -> None:
 def test_definition_validates_against_meltanos_published_schema(plugin: str) -> None:
     assert MELTANO_SCHEMA is not None
     schema = json.loads(MELTANO_SCHEMA.read_text())
-    kind, entry = _entry(plugin)
+    kind, entry = definition_entry(plugin)
     project = {
         "plugins": {kind: [{k: v for k, v in entry.items() if k not in HUB_ONLY_KEYS}]}
     }
@@ -269,22 +222,16 @@ def scratch_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not MELTANO.exists():
         pytest.skip("no .venv-meltano (make install)")
     root = tmp_path_factory.mktemp("hub-scratch")
-    plugins: dict[str, list[dict[str, Any]]] = {}
-    for plugin in PLUGINS:
-        kind, entry = _entry(plugin)
+
+    def copied_folder(plugin: str) -> str:
         # the folder instead of the git URL: a copy, so no build files land in it
         source = root / "src" / plugin
         shutil.copytree(
             REPO / plugin, source, ignore=shutil.ignore_patterns("*.egg-info", "build")
         )
-        entry["pip_url"] = str(source)
-        plugins.setdefault(kind, []).append(entry)
-    project = {
-        "project_id": str(uuid.uuid4()),
-        "send_anonymous_usage_stats": False,
-        "plugins": plugins,
-    }
-    (root / "meltano.yml").write_text(yaml.safe_dump(project, sort_keys=False))
+        return str(source)
+
+    write_scratch_project(root, copied_folder)
     _run(root, "install")
     return root
 
@@ -296,7 +243,7 @@ def scratch_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_scratch_project_installs_the_plugin_from_its_folder_and_runs_it(
     scratch_project: Path, plugin: str
 ) -> None:
-    kind, entry = _entry(plugin)
+    kind, entry = definition_entry(plugin)
     venv = scratch_project / ".meltano" / kind / plugin / "venv"
 
     about = json.loads(

@@ -33,3 +33,14 @@ def test_both_targets_carry_the_same_expression_language_module() -> None:
     clevertap = root / "target-clevertap" / "target_clevertap" / "exprlang.py"
     salesforce = root / "target-salesforce" / "target_salesforce" / "exprlang.py"
     assert clevertap.read_bytes() == salesforce.read_bytes()
+
+
+def test_every_plugin_carries_the_same_preflight_output_module() -> None:
+    # The `--preflight` result lines, report and option are one text in the three
+    # plugins; each ships its own copy so that it installs on its own.
+    root = Path(__file__).resolve().parents[1]
+    copies = [
+        root / plugin / plugin.replace("-", "_") / "preflight_cli.py"
+        for plugin in PLUGINS
+    ]
+    assert len({path.read_bytes() for path in copies}) == 1

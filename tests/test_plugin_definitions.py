@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 import re
 import subprocess
 import tomllib
-import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import yaml
 
-if TYPE_CHECKING:
-    from types import ModuleType
+from tests.e2e import meltano_settings
+from tests.plugin_files import (
+    PLUGINS,
+    definition_entry,
+    definition_file,
+    write_scratch_project,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MELTANO = REPO / ".venv-meltano" / "bin" / "meltano"
-GENERATOR = REPO / "tests" / "e2e" / "meltano_settings.py"
-PLUGINS = ("tap-clevertap", "target-clevertap", "target-salesforce")
 # JSON Schema type of a setting -> its Meltano kind (strings may also be dates).
 KINDS = {
     "integer": {"integer"},
@@ -44,38 +45,15 @@ REQUIRED_VALUES = {
 
 
 @functools.cache
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("meltano_settings", GENERATOR)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@functools.cache
 def _about(plugin: str) -> dict[str, Any]:
-    return dict(_generator().about(plugin))
-
-
-def _definition_file(plugin: str) -> Path:
-    return REPO / plugin / "meltano-plugin.yml"
-
-
-def _entry(plugin: str) -> tuple[str, dict[str, Any]]:
-    """The plugin type (extractors/loaders) and the single entry of its file."""
-    plugins = yaml.safe_load(_definition_file(plugin).read_text())["plugins"]
-    assert len(plugins) == 1
-    [(kind, entries)] = plugins.items()
-    assert len(entries) == 1
-    return kind, dict(entries[0])
+    return dict(meltano_settings.about(plugin))
 
 
 @pytest.mark.parametrize("plugin", PLUGINS)
 def test_definition_file_is_what_the_generator_builds_from_about(plugin: str) -> None:
-    expected = _generator().definition_text(plugin)
+    expected = meltano_settings.definition_text(plugin)
 
-    assert _definition_file(plugin).read_text() == expected, REGENERATE
+    assert definition_file(plugin).read_text() == expected, REGENERATE
 
 
 @pytest.mark.parametrize("plugin", PLUGINS)
@@ -90,12 +68,12 @@ def test_readme_section_shows_the_definition_file_verbatim(plugin: str) -> None:
     )
 
     assert block is not None, "the section lacks the marked yaml block"
-    assert block.group(1) == _definition_file(plugin).read_text(), REGENERATE
+    assert block.group(1) == definition_file(plugin).read_text(), REGENERATE
 
 
 @pytest.mark.parametrize("plugin", PLUGINS)
 def test_definition_installs_the_plugin_folder_from_git(plugin: str) -> None:
-    kind, entry = _entry(plugin)
+    kind, entry = definition_entry(plugin)
     project = tomllib.loads((REPO / plugin / "pyproject.toml").read_text())["project"]
 
     assert kind == ("extractors" if plugin.startswith("tap-") else "loaders")
@@ -113,21 +91,21 @@ def test_definition_installs_the_plugin_folder_from_git(plugin: str) -> None:
 def test_meltano_yml_runs_the_definition_file_text_with_a_local_pip_url(
     plugin: str,
 ) -> None:
-    generator = _generator()
+    generator = meltano_settings
     lines = (REPO / "meltano.yml").read_text().splitlines()
     begin = lines.index(generator.local_begin(plugin))
     end = lines.index(generator.local_end(plugin))
-    expected = generator.local_entry_lines(plugin, _definition_file(plugin).read_text())
+    expected = generator.local_entry_lines(plugin, definition_file(plugin).read_text())
 
     assert lines[begin : end + 1] == expected, REGENERATE
-    published = _definition_file(plugin).read_text().splitlines()
+    published = definition_file(plugin).read_text().splitlines()
     changed = sorted(set(expected[1:-1]) - set(published))
     assert changed == [f"    pip_url: -e ./{plugin}"]
 
 
 @pytest.mark.parametrize("plugin", PLUGINS)
 def test_meltano_yml_entry_is_the_definition_plus_project_keys(plugin: str) -> None:
-    kind, definition = _entry(plugin)
+    kind, definition = definition_entry(plugin)
     project = yaml.safe_load((REPO / "meltano.yml").read_text())
     [entry] = [e for e in project["plugins"][kind] if e["name"] == plugin]
 
@@ -139,7 +117,7 @@ def test_meltano_yml_entry_is_the_definition_plus_project_keys(plugin: str) -> N
 
 
 def test_target_salesforce_namespace_differs_from_the_hub_plugin() -> None:
-    _, entry = _entry("target-salesforce")
+    _, entry = definition_entry("target-salesforce")
 
     assert entry["namespace"] == "target_salesforce_clevertap"
 
@@ -148,10 +126,10 @@ def test_target_salesforce_namespace_differs_from_the_hub_plugin() -> None:
 def test_definition_capabilities_and_settings_mirror_about(plugin: str) -> None:
     about = _about(plugin)
     properties = about["settings"]["properties"]
-    kind, entry = _entry(plugin)
+    kind, entry = definition_entry(plugin)
     settings = {s["name"]: s for s in entry["settings"]}
 
-    known = _generator().MELTANO_CAPABILITIES[kind]
+    known = meltano_settings.MELTANO_CAPABILITIES[kind]
     assert entry["capabilities"] == [c for c in about["capabilities"] if c in known]
     assert list(settings) == list(properties)
     for name, spec in properties.items():
@@ -169,23 +147,8 @@ def test_definition_capabilities_and_settings_mirror_about(plugin: str) -> None:
             ], name
         else:
             assert setting["kind"] in KINDS[types[0]], name
-    groups = _generator().settings_groups(plugin, about["settings"])
+    groups = meltano_settings.settings_groups(plugin, about["settings"])
     assert entry.get("settings_group_validation", []) == groups
-
-
-def _scratch_project(root: Path) -> None:
-    """A minimal project pasting the three definitions, installed from this checkout."""
-    plugins: dict[str, list[dict[str, Any]]] = {}
-    for plugin in PLUGINS:
-        kind, entry = _entry(plugin)
-        entry["pip_url"] = f"-e {REPO / plugin}"
-        plugins.setdefault(kind, []).append(entry)
-    project = {
-        "project_id": str(uuid.uuid4()),
-        "send_anonymous_usage_stats": False,
-        "plugins": plugins,
-    }
-    (root / "meltano.yml").write_text(yaml.safe_dump(project, sort_keys=False))
 
 
 def _meltano(root: Path, env: dict[str, str], *args: str) -> str:
@@ -213,7 +176,7 @@ def _meltano(root: Path, env: dict[str, str], *args: str) -> str:
 def test_scratch_meltano_project_accepts_the_pasted_definition(
     plugin: str, tmp_path: Path
 ) -> None:
-    _scratch_project(tmp_path)
+    write_scratch_project(tmp_path, lambda plugin: f"-e {REPO / plugin}")
     about = _about(plugin)["settings"]
     secrets = {k for k, v in about["properties"].items() if v.get("secret")}
     required = about.get("required") or []

@@ -9,7 +9,6 @@ commands, jobs and schedules against meltano.yml, `.env` variables against
 from __future__ import annotations
 
 import functools
-import json
 import re
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.e2e import meltano_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "production.md"
@@ -29,14 +30,7 @@ NOT_SETTINGS: set[str] = set()
 
 @functools.cache
 def _about(plugin: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-m", plugin.replace("-", "_"), "--about", "--format=json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return dict(json.loads(result.stdout))
+    return meltano_settings.about(plugin)
 
 
 @functools.cache

@@ -23,20 +23,24 @@ The exit status is 1 when any check fails.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-import click
 import requests
-from singer_sdk.configuration._dict_config import parse_environment_config
 
 from tap_clevertap.client import DEFAULT_REGION, REGION_HOSTS, CleverTapAuth
+from tap_clevertap.preflight_cli import (
+    Check,
+    settings_loader,
+    with_preflight_option,
+)
 from tap_clevertap.timeutil import load_zone, yyyymmdd
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable, Mapping
     from zoneinfo import ZoneInfo
+
+    import click
 
 MAX_CUSTOM_PROFILE_KEYS = 256
 SYSTEM_PROFILE_KEYS = frozenset(
@@ -51,26 +55,6 @@ OFFSET_STEP_SECONDS = 900  # every UTC offset in use is a multiple of 15 minutes
 PAGE_TRIES = 5
 PAGE_SIZE = 100
 TS_FORMAT = "%Y%m%d%H%M%S"
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """One preflight result line."""
-
-    name: str
-    status: str  # PASS | FAIL | WARN
-    detail: str
-    fix: str = ""
-
-    @property
-    def failed(self) -> bool:
-        """Whether this check fails the preflight."""
-        return self.status == "FAIL"
-
-    def line(self) -> str:
-        """`PASS name: detail` or `FAIL name: detail -> fix: ...`."""
-        text = f"{self.status} {self.name}: {self.detail}"
-        return f"{text} -> fix: {self.fix}" if self.fix else text
 
 
 # --------------------------------------------------------------------------- pure
@@ -310,45 +294,10 @@ def run_checks(
 # --------------------------------------------------------------------------- CLI
 
 
-def report(checks: Iterable[Check], write: Callable[[str], object]) -> int:
-    """Write one line per check and a summary; the exit status (1 if any failed)."""
-    checks = list(checks)
-    for check in checks:
-        write(check.line())
-    bad = sum(c.failed for c in checks)
-    write(f"preflight: {len(checks) - bad} passed, {bad} failed")
-    return 1 if bad else 0
+HELP = "Check the configuration against CleverTap (reads only) and exit."
 
 
-def config_loader(
-    schema: Mapping[str, Any], prefix: str
-) -> Callable[[click.Context], dict[str, Any]]:
-    """Read the settings the way the SDK does: `--config` files, then `ENV`."""
-
-    def load(ctx: click.Context) -> dict[str, Any]:
-        given = ctx.params.get("config")
-        config = dict(getattr(given, "config", None) or {})
-        if getattr(given, "parse_env", False):
-            config |= parse_environment_config(dict(schema), prefix)
-        return config
-
-    return load
-
-
-def cli_option(
-    load_config: Callable[[click.Context], dict[str, Any]],
-    run: Callable[[Mapping[str, Any]], list[Check]] = run_checks,
-) -> click.Option:
-    """The `--preflight` flag: run the checks with the `--config` settings and exit."""
-
-    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:  # noqa: FBT001 - click's callback signature
-        if value:
-            ctx.exit(report(run(load_config(ctx)), click.echo))
-
-    return click.Option(
-        ["--preflight"],
-        is_flag=True,
-        expose_value=False,
-        callback=callback,
-        help="Check the configuration against CleverTap (reads only) and exit.",
-    )
+def with_option(command: click.Command, schema: Mapping[str, Any]) -> click.Command:
+    """The SDK's command plus `--preflight`; `schema` is the plugin's settings."""
+    load = settings_loader(schema, "TAP_CLEVERTAP_")
+    return with_preflight_option(command, load, run_checks, HELP)

@@ -380,9 +380,7 @@ class TapCleverTap(Tap):
     def get_singer_command(cls) -> click.Command:
         """The SDK's command plus `--preflight` (see tap_clevertap.preflight)."""
         command = super().get_singer_command()
-        load = preflight.config_loader(cls.config_jsonschema, "TAP_CLEVERTAP_")
-        command.params.append(preflight.cli_option(load))
-        return command
+        return preflight.with_option(command, cls.config_jsonschema)
 
     @classmethod
     @override

@@ -85,23 +85,14 @@ class StateStore(EventLedger):
         state_dir: str | Path,
         account_id: str,
         *,
-        dry_run: bool = False,
         cache_size: int = IDENTITY_CACHE_SIZE,
+        dry_run: bool = False,
         url: str | None = None,
         namespace: str | None = None,
     ) -> None:
-        """Open (creating) the store.
+        """Open (creating) the store; the arguments are `EventLedger`'s.
 
-        Args:
-            state_dir: the directory (SQLite).
-            account_id: the CleverTap account (one store per account, unless
-                `namespace` names another).
-            dry_run: tracked values saved in this run only live in a temporary
-                table (gone when the store closes), never in the store.
-            cache_size: identity-map entries (and links) kept in memory at most.
-            url: `state_url`: keep the store in this PostgreSQL database.
-            namespace: `state_namespace`: the store's name (default: the
-                account id): jobs with different namespaces never share state.
+        `cache_size` bounds the identity-map entries (and links) kept in memory.
         """
         super().__init__(
             state_dir, account_id, dry_run=dry_run, url=url, namespace=namespace

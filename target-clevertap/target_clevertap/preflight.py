@@ -19,17 +19,20 @@ The exit status is 1 when any check fails. Nothing is uploaded.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
-
-import click
-from singer_sdk.configuration._dict_config import parse_environment_config
 
 from target_clevertap.client import REGION_HOSTS, CleverTapClient, CleverTapError
 from target_clevertap.mapping import MappingError, StreamMapping, load_mappings
+from target_clevertap.preflight_cli import (
+    Check,
+    settings_loader,
+    with_preflight_option,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable, Mapping
+
+    import click
 
 MAX_CUSTOM_PROFILE_KEYS = 256
 # CleverTap's predefined profile keys (shared docs, clevertap-api.md 2.5); MSG-*
@@ -50,26 +53,6 @@ SYSTEM_PROFILE_KEYS = frozenset(
         "Identity",
     }
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """One preflight result line."""
-
-    name: str
-    status: str  # PASS | FAIL | WARN
-    detail: str
-    fix: str = ""
-
-    @property
-    def failed(self) -> bool:
-        """Whether this check fails the preflight."""
-        return self.status == "FAIL"
-
-    def line(self) -> str:
-        """`PASS name: detail` or `FAIL name: detail -> fix: ...`."""
-        text = f"{self.status} {self.name}: {self.detail}"
-        return f"{text} -> fix: {self.fix}" if self.fix else text
 
 
 def is_custom_key(key: str) -> bool:
@@ -227,69 +210,10 @@ def run_checks(
     return checks
 
 
-def report(checks: Iterable[Check], write: Callable[[str], object]) -> int:
-    """Write one line per check and a summary; the exit status (1 if any failed)."""
-    checks = list(checks)
-    for check in checks:
-        write(check.line())
-    bad = sum(c.failed for c in checks)
-    write(f"preflight: {len(checks) - bad} passed, {bad} failed")
-    return 1 if bad else 0
+HELP = "Check the configuration against CleverTap (writes nothing) and exit."
 
 
-def unflatten(value: object) -> object:
-    """Undo Meltano's flattening of the `mappings` object setting.
-
-    Meltano passes an object setting set in meltano.yml to the plugin's environment
-    as one JSON object keyed by the dotted path of each leaf
-    (`{"Contact.profile.identity.template": "SF_Contact_{Id}"}`), which `--config ENV`
-    reads as is. A value with nested objects (or a JSON/YAML string) is left alone.
-    """
-    if not isinstance(value, dict) or any(isinstance(v, dict) for v in value.values()):
-        return value
-    if not any("." in str(k) for k in value):
-        return value
-    out: dict[str, Any] = {}
-    for key, leaf in value.items():
-        *parents, last = str(key).split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = leaf
-    return out
-
-
-def config_loader(
-    schema: Mapping[str, Any], prefix: str
-) -> Callable[[click.Context], dict[str, Any]]:
-    """Read the settings the way the SDK does: `--config` files, then `ENV`."""
-
-    def load(ctx: click.Context) -> dict[str, Any]:
-        given = ctx.params.get("config")
-        config = dict(getattr(given, "config", None) or {})
-        if getattr(given, "parse_env", False):
-            config |= parse_environment_config(dict(schema), prefix)
-            if "mappings" in config:
-                config["mappings"] = unflatten(config["mappings"])
-        return config
-
-    return load
-
-
-def cli_option(
-    load_config: Callable[[click.Context], dict[str, Any]],
-    run: Callable[[Mapping[str, Any]], list[Check]] = run_checks,
-) -> click.Option:
-    """The `--preflight` flag: run the checks with the `--config` settings and exit."""
-
-    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:  # noqa: FBT001 - click's callback signature
-        if value:
-            ctx.exit(report(run(load_config(ctx)), click.echo))
-
-    return click.Option(
-        ["--preflight"],
-        is_flag=True,
-        expose_value=False,
-        callback=callback,
-        help="Check the configuration against CleverTap (writes nothing) and exit.",
-    )
+def with_option(command: click.Command, schema: Mapping[str, Any]) -> click.Command:
+    """The SDK's command plus `--preflight`; `schema` is the plugin's settings."""
+    load = settings_loader(schema, "TARGET_CLEVERTAP_", "mappings")
+    return with_preflight_option(command, load, run_checks, HELP)

@@ -416,9 +416,7 @@ class TargetCleverTap(Target):
     def get_singer_command(cls) -> click.Command:
         """The SDK's command plus `--preflight` (see target_clevertap.preflight)."""
         command = super().get_singer_command()
-        load = preflight.config_loader(cls.config_jsonschema, "TARGET_CLEVERTAP_")
-        command.params.append(preflight.cli_option(load))
-        return command
+        return preflight.with_option(command, cls.config_jsonschema)
 
     @classmethod
     @override

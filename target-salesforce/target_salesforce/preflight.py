@@ -21,22 +21,27 @@ a GET on each Apex path, `/limits` and one SOQL query.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
-import click
 import requests
 from simple_salesforce.exceptions import SalesforceError
-from singer_sdk.configuration._dict_config import parse_environment_config
 
 from target_salesforce.auth import AuthError
 from target_salesforce.client import SalesforceClient
 from target_salesforce.describe import FieldInfo, parse_describe, split_relationship
 from target_salesforce.errors import TargetSalesforceError
 from target_salesforce.mapping import MappingError, StreamMapping, load_mappings
+from target_salesforce.preflight_cli import (
+    Check,
+    settings_loader,
+    unflatten,
+    with_preflight_option,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
+
+    import click
 
 DEPLOY = (
     "deploy salesforce-org/ (cd salesforce-org && sf project deploy start "
@@ -51,26 +56,6 @@ HTTP_NOT_FOUND = 404
 HTTP_NOT_ALLOWED = 405
 HTTP_OK_RANGE = range(200, 300)
 HTTP_BAD_REQUEST = 400
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """One preflight result line."""
-
-    name: str
-    status: str  # PASS | FAIL | WARN
-    detail: str
-    fix: str = ""
-
-    @property
-    def failed(self) -> bool:
-        """Whether this check fails the preflight."""
-        return self.status == "FAIL"
-
-    def line(self) -> str:
-        """`PASS name: detail` or `FAIL name: detail -> fix: ...`."""
-        text = f"{self.status} {self.name}: {self.detail}"
-        return f"{text} -> fix: {self.fix}" if self.fix else text
 
 
 def passed(name: str, detail: str) -> Check:
@@ -379,16 +364,6 @@ def run_checks(config: Mapping[str, Any]) -> list[Check]:
 # --------------------------------------------------------------------------- CLI
 
 
-def report(checks: Iterable[Check], write: Callable[[str], object]) -> int:
-    """Write one line per check and a summary; the exit status (1 if any failed)."""
-    checks = list(checks)
-    for check in checks:
-        write(check.line())
-    bad = sum(c.failed for c in checks)
-    write(f"preflight: {len(checks) - bad} passed, {bad} failed")
-    return 1 if bad else 0
-
-
 # The keys of one field spec (target_salesforce.mapping), to find where a dotted
 # field name such as `Contact__r.CleverTap_Id__c` ends in a flattened path.
 FIELD_SPEC_KEYS = frozenset(
@@ -410,25 +385,13 @@ def _streams_path(key: str) -> list[str]:
 
 
 def unflatten_streams(value: object) -> object:
-    """Undo Meltano's flattening of the `streams` object setting.
+    """Undo Meltano's flattening of the `streams` setting; field names keep dots.
 
-    Meltano passes an object setting set in meltano.yml to the plugin's environment
-    as one JSON object keyed by the dotted path of each leaf
-    (`{"nps.object": "Contact", "nps.fields.Id": "id"}`), which `--config ENV`
-    reads as is. A value with nested objects is left alone.
+    `{"nps.object": "Contact", "nps.fields.Id": "id"}` becomes
+    `{"nps": {"object": "Contact", "fields": {"Id": "id"}}}` (see
+    `preflight_cli.unflatten`).
     """
-    if not isinstance(value, dict) or any(isinstance(v, dict) for v in value.values()):
-        return value
-    if not any("." in str(k) for k in value):
-        return value
-    out: dict[str, Any] = {}
-    for key, leaf in value.items():
-        *parents, last = _streams_path(str(key))
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = leaf
-    return out
+    return unflatten(value, _streams_path)
 
 
 def with_defaults(
@@ -454,34 +417,18 @@ def config_loader(
         schema: the plugin's config JSON schema.
         prefix: its environment variable prefix, e.g. `TARGET_SALESFORCE_`.
     """
+    load = settings_loader(schema, prefix, "streams", _streams_path)
 
-    def load(ctx: click.Context) -> dict[str, Any]:
-        given = ctx.params.get("config")
-        config = dict(getattr(given, "config", None) or {})
-        if getattr(given, "parse_env", False):
-            config |= parse_environment_config(dict(schema), prefix)
-            if "streams" in config:
-                config["streams"] = unflatten_streams(config["streams"])
-        return with_defaults(schema, config)
+    def load_with_defaults(ctx: click.Context) -> dict[str, Any]:
+        return with_defaults(schema, load(ctx))
 
-    return load
+    return load_with_defaults
 
 
-def cli_option(
-    load_config: Callable[[click.Context], dict[str, Any]],
-    run: Callable[[Mapping[str, Any]], list[Check]] = run_checks,
-) -> click.Option:
-    """The `--preflight` flag: run the checks with the `--config` settings and exit."""
+HELP = "Check the configuration against Salesforce (writes nothing) and exit."
 
-    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:  # noqa: FBT001 - click's callback signature
-        if not value:
-            return
-        ctx.exit(report(run(load_config(ctx)), click.echo))
 
-    return click.Option(
-        ["--preflight"],
-        is_flag=True,
-        expose_value=False,
-        callback=callback,
-        help="Check the configuration against Salesforce (writes nothing) and exit.",
-    )
+def with_option(command: click.Command, schema: Mapping[str, Any]) -> click.Command:
+    """The SDK's command plus `--preflight`; `schema` is the plugin's settings."""
+    load = config_loader(schema, "TARGET_SALESFORCE_")
+    return with_preflight_option(command, load, run_checks, HELP)

@@ -8,11 +8,15 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
+import backoff
 import pytest
+from tap_clevertap.client import CleverTapStream
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
+
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 
 
 @pytest.fixture
@@ -41,3 +45,19 @@ def run_tap_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str
         )
 
     return run
+
+
+@pytest.fixture
+def no_waits_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries at once (waits are not under test); no proxy or CA bundle of the shell.
+
+    A test that needs a proxy or a CA bundle sets its own.
+    """
+    for name in (*PROXY_VARS, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(
+        CleverTapStream,
+        "backoff_wait_generator",
+        lambda _self: backoff.constant(interval=0),
+    )
+    monkeypatch.setattr(CleverTapStream, "backoff_jitter", lambda _self, value: value)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 from tap_clevertap import preflight
+
+from tests.conftest import run_preflight
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -90,21 +90,7 @@ def test_cli_flag_exits_1_on_a_timezone_mismatch(
     config_path.write_text(json.dumps(_config(emulator, timezone="Europe/London")))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_CLEVERTAP_")}
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tap_clevertap",
-            "--config",
-            str(config_path),
-            "--preflight",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    result = run_preflight("tap_clevertap", config_path, env)
 
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()

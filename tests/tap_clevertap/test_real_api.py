@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import backoff
 import pytest
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from tap_clevertap.campaign_streams import CampaignReportsStream, shape_message
-from tap_clevertap.client import CleverTapStream
 from tap_clevertap.event_records import EventShape
 from tap_clevertap.event_streams import (
     EventCountsStream,
@@ -42,16 +40,7 @@ KOLKATA = ZoneInfo("Asia/Kolkata")  # the recorded page is from an in1 account
 Reply = tuple[int, Any]
 
 
-@pytest.fixture(autouse=True)
-def _no_backoff_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        CleverTapStream,
-        "backoff_wait_generator",
-        lambda _self: backoff.constant(interval=0),
-    )
-    monkeypatch.setattr(CleverTapStream, "backoff_jitter", lambda _self, value: value)
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_waits_no_proxy")
 
 
 class Script:

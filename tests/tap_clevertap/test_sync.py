@@ -11,12 +11,11 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import backoff
 import pytest
 import requests
 from sandbox.proxy import running_proxy
 from singer_sdk.exceptions import FatalAPIError
-from tap_clevertap.client import CleverTapStream, CursorLoopError
+from tap_clevertap.client import CursorLoopError
 from tap_clevertap.tap import TapCleverTap
 
 if TYPE_CHECKING:
@@ -25,17 +24,7 @@ if TYPE_CHECKING:
 KOLKATA = ZoneInfo("Asia/Kolkata")
 
 
-@pytest.fixture(autouse=True)
-def _no_backoff_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retries happen at once in tests (the waits themselves are not under test)."""
-    monkeypatch.setattr(
-        CleverTapStream,
-        "backoff_wait_generator",
-        lambda _self: backoff.constant(interval=0),
-    )
-    monkeypatch.setattr(CleverTapStream, "backoff_jitter", lambda _self, value: value)
-    for name in ("HTTPS_PROXY", "https_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_waits_no_proxy")
 
 
 class Output:

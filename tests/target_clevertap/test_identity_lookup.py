@@ -10,7 +10,7 @@ The fixture `identity_lookup.singer` holds four new Contacts and a Task for each
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pytest
 from target_clevertap.client import CleverTapClient
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tests.target_clevertap.conftest import Run
+
+    Lookup: TypeAlias = Callable[..., Run]
 
 FIXTURE = "identity_lookup.singer"
 APP_ONE = "app-user-1"
@@ -61,18 +63,28 @@ def _lookups(ct: Any) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def lookup_config(ct_config: dict[str, Any], clevertap_emulator: Any) -> dict[str, Any]:
+def ct(clevertap_emulator: Any) -> Any:
+    """The CleverTap emulator, holding the app's own profiles (`_app_profiles`)."""
     _app_profiles(clevertap_emulator)
-    return {**ct_config, "identity_lookup": "email"}
+    return clevertap_emulator
 
 
-def test_one_match_writes_to_the_app_profile(
-    clevertap_emulator: Any,
-    lookup_config: dict[str, Any],
-    run_target: Callable[[dict[str, Any], str], Run],
-) -> None:
-    run = run_target(lookup_config, FIXTURE)
-    ct = clevertap_emulator
+@pytest.fixture
+def lookup(
+    ct_config: dict[str, Any], run_target: Callable[[dict[str, Any], str], Run]
+) -> Lookup:
+    """Run identity_lookup.singer with `identity_lookup: email` (and any overrides)."""
+
+    def run(**overrides: Any) -> Run:
+        return run_target(
+            {**ct_config, "identity_lookup": "email", **overrides}, FIXTURE
+        )
+
+    return run
+
+
+def test_one_match_writes_to_the_app_profile(ct: Any, lookup: Lookup) -> None:
+    run = lookup()
     [one] = ct.profiles(identity=APP_ONE)
     assert one["profileData"]["FirstName"] == "One"
     assert one["profileData"]["Plan"] == "Gold"  # the app's own data stays
@@ -83,12 +95,9 @@ def test_one_match_writes_to_the_app_profile(
 
 
 def test_one_match_without_identity_is_addressed_by_object_id(
-    clevertap_emulator: Any,
-    lookup_config: dict[str, Any],
-    run_target: Callable[[dict[str, Any], str], Run],
+    ct: Any, lookup: Lookup
 ) -> None:
-    run_target(lookup_config, FIXTURE)
-    ct = clevertap_emulator
+    lookup()
     [four] = [p for p in ct.profiles() if p["objectId"] == APP_FOUR_OBJECT_ID]
     assert four["identity"] is None
     assert four["profileData"]["FirstName"] == "Four"
@@ -102,13 +111,9 @@ def test_one_match_without_identity_is_addressed_by_object_id(
 
 
 def test_several_matches_reject_the_person_and_their_records(
-    clevertap_emulator: Any,
-    lookup_config: dict[str, Any],
-    run_target: Callable[[dict[str, Any], str], Run],
-    read_rejects: Callable[[], list[dict[str, Any]]],
+    ct: Any, lookup: Lookup, read_rejects: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    run = run_target(lookup_config, FIXTURE)
-    ct = clevertap_emulator
+    run = lookup()
     assert ct.profiles(identity="SF_Contact_003J0002") == []
     for app in ("app-user-2a", "app-user-2b"):
         [profile] = ct.profiles(identity=app)
@@ -126,13 +131,8 @@ def test_several_matches_reject_the_person_and_their_records(
     assert run.stats("Contact")["rejected_by_code"] == {"identity_ambiguous": 1}
 
 
-def test_no_match_creates_the_crm_profile(
-    clevertap_emulator: Any,
-    lookup_config: dict[str, Any],
-    run_target: Callable[[dict[str, Any], str], Run],
-) -> None:
-    run_target(lookup_config, FIXTURE)
-    ct = clevertap_emulator
+def test_no_match_creates_the_crm_profile(ct: Any, lookup: Lookup) -> None:
+    lookup()
     [three] = ct.profiles(identity="SF_Contact_003J0003")
     assert three["profileData"]["Email"] == "person.three@example.com"
     assert [e["evtData"]["Subject"] for e in ct.events(identity=three["identity"])] == [
@@ -140,13 +140,8 @@ def test_no_match_creates_the_crm_profile(
     ]
 
 
-def test_lookups_are_cached_a_rerun_makes_none(
-    clevertap_emulator: Any,
-    lookup_config: dict[str, Any],
-    run_target: Callable[[dict[str, Any], str], Run],
-) -> None:
-    ct = clevertap_emulator
-    first = run_target(lookup_config, FIXTURE)
+def test_lookups_are_cached_a_rerun_makes_none(ct: Any, lookup: Lookup) -> None:
+    first = lookup()
     assert len(_lookups(ct)) == 4  # one per new person
     assert first.stats("Contact")["identity_lookups"] == 4
     # the ambiguous person is resolved in CleverTap (one of the two profiles
@@ -163,12 +158,12 @@ def test_lookups_are_cached_a_rerun_makes_none(
             ]
         },
     )
-    second = run_target(lookup_config, FIXTURE)
+    second = lookup()
     assert len(_lookups(ct)) == 5
     assert second.stats("Contact")["joined_existing_profiles"] == 1
     [two] = ct.profiles(identity="app-user-2a")
     assert two["profileData"]["FirstName"] == "Two"
-    third = run_target(lookup_config, FIXTURE)
+    third = lookup()
     assert len(_lookups(ct)) == 5  # everyone is known: an incremental run asks nothing
     assert third.stats("Contact")["identity_lookups"] == 0
     # and the links hold: the rerun wrote to the same profiles again
@@ -177,25 +172,19 @@ def test_lookups_are_cached_a_rerun_makes_none(
 
 
 def test_people_seen_before_the_setting_are_never_looked_up(
-    clevertap_emulator: Any,
-    lookup_config: dict[str, Any],
-    run_target: Callable[[dict[str, Any], str], Run],
+    ct: Any, lookup: Lookup
 ) -> None:
-    ct = clevertap_emulator
-    run_target({**lookup_config, "identity_lookup": "none"}, FIXTURE)
+    lookup(identity_lookup="none")
     assert _lookups(ct) == []
-    run_target(lookup_config, FIXTURE)
+    lookup()
     assert _lookups(ct) == []
     assert ct.profiles(identity="SF_Contact_003J0001") != []
 
 
 def test_lookups_respect_the_rate_and_concurrency_bound(
-    clevertap_emulator: Any,
-    lookup_config: dict[str, Any],
-    run_target: Callable[[dict[str, Any], str], Run],
+    ct: Any, lookup: Lookup
 ) -> None:
-    ct = clevertap_emulator
-    run_target({**lookup_config, "identity_lookup_rate": 2}, FIXTURE)
+    lookup(identity_lookup_rate=2)
     times = sorted(r["time"] for r in _lookups(ct))
     assert len(times) == 4
     # a burst of 3 (CleverTap's read concurrency), then 2 a second
@@ -268,14 +257,9 @@ def test_profile_lookup_answers(
     assert "Content-Type" not in seen["headers"]  # none on GET, as documented
 
 
-def test_profiles_the_crm_import_made_are_never_joined(
-    clevertap_emulator: Any,
-    lookup_config: dict[str, Any],
-    run_target: Callable[[dict[str, Any], str], Run],
-) -> None:
+def test_profiles_the_crm_import_made_are_never_joined(ct: Any, lookup: Lookup) -> None:
     # A Lead profile of the same email (e.g. the Lead converted into this Contact)
     # is the import's own: lead conversion links it, the lookup must not join it.
-    ct = clevertap_emulator
     imported = [
         {
             "identity": identity,
@@ -289,7 +273,7 @@ def test_profiles_the_crm_import_made_are_never_joined(
     ]
     assert ct.api_post("/1/upload", {"d": imported}).json()["status"] == "success"
     # the test mappings make Lead profiles with `template: "SF_Lead_{Id}"`
-    run = run_target(lookup_config, FIXTURE)
+    run = lookup()
     # one app profile and the import's own Lead profile: joins the app's, no ambiguity
     [one] = ct.profiles(identity=APP_ONE)
     assert one["profileData"]["FirstName"] == "One"

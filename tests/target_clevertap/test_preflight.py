@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from target_clevertap import preflight
+from target_clevertap import preflight, preflight_cli
+
+from tests.conftest import run_preflight
 
 PRESET = (
     Path(__file__).resolve().parents[2] / "transforms" / "salesforce_to_clevertap.yml"
@@ -89,21 +89,7 @@ def test_cli_flag_exits_1_on_wrong_credentials(
     config_path.write_text(json.dumps(_config(clevertap_emulator, passcode="nope")))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_CLEVERTAP_")}
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "target_clevertap",
-            "--config",
-            str(config_path),
-            "--preflight",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    result = run_preflight("target_clevertap", config_path, env)
 
     assert result.returncode == 1, result.stderr
     assert result.stdout.splitlines()[0].startswith("FAIL credentials and region: ")
@@ -116,7 +102,7 @@ def test_meltano_flattened_mappings_are_rebuilt() -> None:
         "Contact.profile.properties.include": ["Id", "Email"],
     }
 
-    assert preflight.unflatten(flat) == {
+    assert preflight_cli.unflatten(flat) == {
         "Contact": {
             "profile": {
                 "identity": {"template": "SF_Contact_{Id}"},
@@ -124,4 +110,4 @@ def test_meltano_flattened_mappings_are_rebuilt() -> None:
             }
         }
     }
-    assert preflight.unflatten("Contact: {skip: true}") == "Contact: {skip: true}"
+    assert preflight_cli.unflatten("Contact: {skip: true}") == "Contact: {skip: true}"

@@ -32,6 +32,18 @@ NPS_MAPPING: dict[str, Any] = {
     },
 }
 
+# The sample /ct/nps class of salesforce-org/, one call for the whole batch.
+APEX_LIST = {
+    "nps_feedback": {
+        "mode": "apex",
+        "apex": {
+            "path": "ct/nps/feedback",
+            "batching": "list",
+            "list_key": "records",
+            "payload": {"email": "{profile.email}", "npsScore": "{score}"},
+        },
+    }
+}
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
 
 

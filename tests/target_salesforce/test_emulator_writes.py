@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.target_salesforce.conftest import APEX_LIST
+
 
 def test_collections_upsert_creates_then_updates_on_external_id(harness: Any) -> None:
     first = harness.run(harness.config(), harness.fixture("nps_upsert_create.singer"))
@@ -292,17 +294,7 @@ def test_apex_payload_per_record_reports_each_outcome(harness: Any) -> None:
 
 def test_apex_list_mode_sends_one_call_and_maps_item_results(harness: Any) -> None:
     seeded = next(c for c in harness.handle.live_records("Contact") if c.get("Email"))
-    streams = {
-        "nps_feedback": {
-            "mode": "apex",
-            "apex": {
-                "path": "ct/nps/feedback",
-                "batching": "list",
-                "list_key": "records",
-                "payload": {"email": "{profile.email}", "npsScore": "{score}"},
-            },
-        }
-    }
+    streams = APEX_LIST
     run = harness.run(
         harness.config(streams=streams),
         harness.fixture("nps_apex_feedback.singer", __EMAIL__=seeded["Email"]),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from target_salesforce import preflight
+from target_salesforce import preflight, preflight_cli
 from target_salesforce.target import TargetSalesforce
+
+from tests.conftest import run_preflight
 
 if TYPE_CHECKING:
     from tests.target_salesforce.conftest import Harness
@@ -31,8 +31,15 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
     return preflight.with_defaults(TargetSalesforce.config_jsonschema, config)
 
 
-def _lines(checks: list[preflight.Check], status: str) -> list[str]:
+def _lines(checks: list[preflight_cli.Check], status: str) -> list[str]:
     return [c.line() for c in checks if c.status == status]
+
+
+def _the_one_failure(harness: Harness, stream: str, mapping: dict[str, Any]) -> str:
+    """The one FAIL line of a preflight of `mapping` (for `stream`) alone."""
+    checks = preflight.run_checks(_config(harness, streams={stream: mapping}))
+    [line] = _lines(checks, "FAIL")
+    return line
 
 
 def test_preflight_passes_on_the_sample_org_for_the_apex_preset(
@@ -56,9 +63,7 @@ def test_preflight_finds_a_missing_field_with_its_fix(harness: Harness) -> None:
         "action": "update",
         "fields": {"Id": "id", "Missing_Score__c": "score"},
     }
-    checks = preflight.run_checks(_config(harness, streams={"scores": mapping}))
-
-    [line] = _lines(checks, "FAIL")
+    line = _the_one_failure(harness, "scores", mapping)
     assert line.startswith("FAIL field Contact.Missing_Score__c: scores -> Contact")
     assert "does not exist" in line
     assert "cd salesforce-org && sf project deploy start --source-dir force-app" in line
@@ -72,9 +77,7 @@ def test_preflight_finds_an_upsert_key_that_is_not_an_external_id(
         "external_id_field": "Last_Engagement_Event__c",
         "fields": {"Last_Engagement_Event__c": "event", "LastName": "name"},
     }
-    checks = preflight.run_checks(_config(harness, streams={"people": mapping}))
-
-    [line] = _lines(checks, "FAIL")
+    line = _the_one_failure(harness, "people", mapping)
     assert line.startswith("FAIL upsert key Contact.Last_Engagement_Event__c")
     assert "is not an External ID field" in line
     assert "fix: tick External ID" in line
@@ -139,21 +142,7 @@ def test_cli_flag_prints_one_line_per_check_and_exits_1_on_failure(
     }
     env["REQUESTS_CA_BUNDLE"] = harness.handle.ca_bundle
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "target_salesforce",
-            "--config",
-            str(config_path),
-            "--preflight",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    result = run_preflight("target_salesforce", config_path, env)
 
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()

@@ -16,19 +16,10 @@ from target_salesforce.mapping import MappingError, load_mappings
 from target_salesforce.preflight import with_defaults
 from target_salesforce.target import TargetSalesforce
 
+from tests.target_salesforce.conftest import APEX_LIST
+
 # /ct/nps/* (CleverTapNpsService) catches its DML and answers per record; the
 # sample class /ct/contacts/* does not, so a refused record is an APEX_ERROR.
-APEX_LIST = {
-    "nps_feedback": {
-        "mode": "apex",
-        "apex": {
-            "path": "ct/nps/feedback",
-            "batching": "list",
-            "list_key": "records",
-            "payload": {"email": "{profile.email}", "npsScore": "{score}"},
-        },
-    }
-}
 APEX_RECORD = {
     "nps_feedback": {
         "mode": "apex",
@@ -96,6 +87,26 @@ def _upserted(harness: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------ APEX_ERROR
 
 
+def _run_refused_by_collections(
+    harness: Any, status: int, code: str, message: str, **config: Any
+) -> Any:
+    """nps_upsert_create.singer while every Collections call answers `status`/`code`."""
+    harness.handle.fault(
+        "status", status=status, code=code, message=message, path="composite"
+    )
+    return harness.run(
+        harness.config(**config), harness.fixture("nps_upsert_create.singer")
+    )
+
+
+def _assert_stopped_without_state(run: Any, *phrases: str) -> None:
+    """The run stopped with an error naming `phrases`: no STATE, nothing rejected."""
+    for phrase in phrases:
+        assert phrase in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+
+
 def test_apex_error_rejects_the_call_records_and_the_run_goes_on(
     harness: Any,
 ) -> None:
@@ -149,14 +160,22 @@ def test_apex_error_in_list_mode_without_isolation_rejects_the_whole_call(
 # ------------------------------------------- /ct/nps: per-record DML outcomes
 
 
-def test_nps_class_list_failures_are_rejects_with_the_dml_code(harness: Any) -> None:
+def _nps_run_rejecting_ct_b_2(
+    harness: Any, streams: dict[str, Any]
+) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
+    """The /ct/nps run: it goes on, and ct-b-2's DML failure is its one reject."""
     text, contacts = _apex_input(harness)
-    run = harness.run(harness.config(streams=APEX_LIST), text)
+    run = harness.run(harness.config(streams=streams), text)
     assert run.error is None
     assert run.states
     [reject] = run.rejects
     assert reject["code"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
     assert reject["record"]["identity"] == "ct-b-2"
+    return run, contacts, reject
+
+
+def test_nps_class_list_failures_are_rejects_with_the_dml_code(harness: Any) -> None:
+    run, contacts, reject = _nps_run_rejecting_ct_b_2(harness, APEX_LIST)
     assert reject["message"]
     assert run.summary["nps_feedback"]["succeeded"] == 2
     assert _score(harness, contacts[0]["Id"]) == 8
@@ -169,13 +188,7 @@ def test_nps_class_list_failures_are_rejects_with_the_dml_code(harness: Any) -> 
 def test_nps_class_single_object_400_is_a_reject_with_the_dml_code(
     harness: Any,
 ) -> None:
-    text, contacts = _apex_input(harness)
-    run = harness.run(harness.config(streams=APEX_RECORD), text)
-    assert run.error is None
-    assert run.states
-    [reject] = run.rejects
-    assert reject["code"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
-    assert reject["record"]["identity"] == "ct-b-2"
+    run, contacts, _ = _nps_run_rejecting_ct_b_2(harness, APEX_RECORD)
     assert run.summary["nps_feedback"]["succeeded"] == 2
     assert _score(harness, contacts[0]["Id"]) == 8
     assert _score(harness, contacts[1]["Id"]) == contacts[1]["NPS_Score__c"]
@@ -198,10 +211,9 @@ def test_apex_path_without_a_class_stops_without_state_or_rejects(
     }
     text, _ = _apex_input(harness)
     run = harness.run(harness.config(streams=streams, on_reject="continue"), text)
-    assert "Could not find a match for URL" in str(run.error)
-    assert "settings problem" in str(run.error)
-    assert run.states == []
-    assert run.rejects == []
+    _assert_stopped_without_state(
+        run, "Could not find a match for URL", "settings problem"
+    )
     # one call, then the stop: the other records were not tried
     assert len(harness.handle.apex_calls()) == 1
 
@@ -215,65 +227,42 @@ def test_apex_json_parser_error_stops_without_state(harness: Any) -> None:
     }
     text, _ = _apex_input(harness)
     run = harness.run(harness.config(streams=streams), text)
-    assert "JSON_PARSER_ERROR" in str(run.error)
-    assert run.states == []
-    assert run.rejects == []
+    _assert_stopped_without_state(run, "JSON_PARSER_ERROR")
 
 
 def test_recorded_json_parser_error_on_collections_stops_without_state(
     harness: Any, real_errors: dict[str, Any]
 ) -> None:
     [recorded] = real_errors["json_parser_error"]["body"]
-    harness.handle.fault(
-        "status",
-        status=400,
-        code=recorded["errorCode"],
-        message=recorded["message"],
-        path="composite",
+    run = _run_refused_by_collections(
+        harness, 400, recorded["errorCode"], recorded["message"], on_reject="continue"
     )
-    run = harness.run(
-        harness.config(on_reject="continue"),
-        harness.fixture("nps_upsert_create.singer"),
+    _assert_stopped_without_state(
+        run, "JSON_PARSER_ERROR", "Cannot deserialize instance of datetime"
     )
-    assert "JSON_PARSER_ERROR" in str(run.error)
-    assert "Cannot deserialize instance of datetime" in str(run.error)
-    assert run.states == []
-    assert run.rejects == []
 
 
 def test_whole_collections_call_refused_for_a_field_stops_without_state(
     harness: Any,
 ) -> None:
-    harness.handle.fault(
-        "status",
-        status=400,
-        code="INVALID_FIELD",
-        message="No such column 'Score__c' on sobject of type Contact",
-        path="composite",
+    run = _run_refused_by_collections(
+        harness,
+        400,
+        "INVALID_FIELD",
+        "No such column 'Score__c' on sobject of type Contact",
     )
-    run = harness.run(harness.config(), harness.fixture("nps_upsert_create.singer"))
-    assert "INVALID_FIELD" in str(run.error)
-    assert "settings problem" in str(run.error)
-    assert run.states == []
-    assert run.rejects == []
+    _assert_stopped_without_state(run, "INVALID_FIELD", "settings problem")
 
 
 def test_insufficient_access_stops_whatever_on_reject_says(harness: Any) -> None:
-    harness.handle.fault(
-        "status",
-        status=403,
-        code="INSUFFICIENT_ACCESS",
-        message="insufficient access rights on object id",
-        path="composite",
+    run = _run_refused_by_collections(
+        harness,
+        403,
+        "INSUFFICIENT_ACCESS",
+        "insufficient access rights on object id",
+        on_reject="continue",
     )
-    run = harness.run(
-        harness.config(on_reject="continue"),
-        harness.fixture("nps_upsert_create.singer"),
-    )
-    assert "INSUFFICIENT_ACCESS" in str(run.error)
-    assert "fix access" in str(run.error)
-    assert run.states == []
-    assert run.rejects == []
+    _assert_stopped_without_state(run, "INSUFFICIENT_ACCESS", "fix access")
 
 
 # ------------------------------------------------------ REQUEST_LIMIT_EXCEEDED
@@ -317,10 +306,9 @@ def test_concurrent_limit_outlasting_the_wait_stops_without_state(
         harness.config(concurrent_limit_max_wait=0.05),
         harness.fixture("nps_upsert_create.singer"),
     )
-    assert "ConcurrentRequests" in str(run.error)
-    assert "concurrent_limit_max_wait" in str(run.error)
-    assert run.states == []
-    assert run.rejects == []
+    _assert_stopped_without_state(
+        run, "ConcurrentRequests", "concurrent_limit_max_wait"
+    )
 
 
 def test_daily_limit_is_not_retried(harness: Any) -> None:

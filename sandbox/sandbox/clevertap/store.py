@@ -18,7 +18,18 @@ import msgspec
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-_SCHEMA = """
+# an event's columns: the events table, and events not yet visible (lagged_events)
+_EVENT_COLUMNS = """\
+    object_id TEXT NOT NULL,
+    identity TEXT,
+    evt_name TEXT NOT NULL,
+    evt_key TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    evt_data TEXT NOT NULL DEFAULT '{}',
+    session_props TEXT NOT NULL DEFAULT '{}',
+    source TEXT NOT NULL DEFAULT 'upload'"""
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS profiles (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     object_id TEXT NOT NULL UNIQUE,
@@ -33,14 +44,9 @@ CREATE TABLE IF NOT EXISTS profiles (
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    object_id TEXT NOT NULL,
-    identity TEXT,
-    evt_name TEXT NOT NULL,
-    evt_key TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    evt_data TEXT NOT NULL DEFAULT '{}',
-    session_props TEXT NOT NULL DEFAULT '{}',
-    source TEXT NOT NULL DEFAULT 'upload'
+"""
+    + _EVENT_COLUMNS
+    + """
 );
 CREATE INDEX IF NOT EXISTS events_by_key_ts ON events (evt_key, ts);
 CREATE INDEX IF NOT EXISTS events_by_object ON events (object_id);
@@ -80,14 +86,9 @@ CREATE TABLE IF NOT EXISTS count_requests (
 );
 CREATE TABLE IF NOT EXISTS lagged_events (
     id INTEGER PRIMARY KEY,
-    object_id TEXT NOT NULL,
-    identity TEXT,
-    evt_name TEXT NOT NULL,
-    evt_key TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    evt_data TEXT NOT NULL DEFAULT '{}',
-    session_props TEXT NOT NULL DEFAULT '{}',
-    source TEXT NOT NULL DEFAULT 'upload',
+"""
+    + _EVENT_COLUMNS
+    + """,
     visible_at REAL NOT NULL,
     reads_left INTEGER NOT NULL
 );
@@ -102,6 +103,7 @@ CREATE TABLE IF NOT EXISTS request_log (
     fault TEXT
 );
 """
+)
 
 _RELEASE = (
     "INSERT INTO events (object_id, identity, evt_name, evt_key, ts, evt_data, "
