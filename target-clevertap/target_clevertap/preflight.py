@@ -7,9 +7,9 @@ Checks, one output line each (`PASS`, `FAIL` with the fix, or `WARN`):
   (shared docs, clevertap-api.md section 1), so after a 401 the same read is tried
   on the other regions' hosts (all *.api.clevertap.com): an answer there names the
   region to configure; no answer anywhere means the account id or passcode is wrong.
-- time zone: target-clevertap sends times as epoch seconds (`$D_<epoch>`), so no
-  time zone setting is involved; the line says so (tap-clevertap's preflight
-  checks its `timezone` against the account).
+- time zone: `timezone` is a valid IANA zone (date-only fields are sent at 00:00
+  there); unset, a warning. The API does not return the account's zone:
+  tap-clevertap's preflight compares the same setting with exported events.
 - custom profile keys: the profile keys the mappings write that are not CleverTap
   system keys, how many the account does not have yet, and the total against the
   256 custom profile keys an account may have (past it, new keys are dropped).
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from target_clevertap.client import REGION_HOSTS, CleverTapClient, CleverTapError
 from target_clevertap.mapping import MappingError, StreamMapping, load_mappings
+from target_clevertap.payloads import account_zone
 from target_clevertap.preflight_cli import (
     Check,
     settings_loader,
@@ -108,6 +109,38 @@ def profile_keys_check(
             "drops keys past 256",
         )
     return Check("custom profile keys", "PASS", detail)
+
+
+def timezone_check(name: object) -> Check:
+    """The `timezone` setting: date-only fields are sent at 00:00 in that zone.
+
+    CleverTap's API does not return the account's zone; tap-clevertap's preflight
+    compares the same setting with exported events (meltano.yml gives both one value).
+
+    Args:
+        name: the configured `timezone` (None when unset).
+    """
+    label = "time zone"
+    if name is None or not str(name).strip():
+        return Check(
+            label,
+            "WARN",
+            "timezone is not set: date-only fields (Birthdate, CloseDate) are sent "
+            "at 00:00 UTC and show a day early in accounts west of UTC",
+            "set timezone to the account's IANA zone (CleverTap dashboard: Settings "
+            "> Account), the same value as tap-clevertap's",
+        )
+    try:
+        account_zone(name)
+    except ValueError as exc:
+        return Check(label, "FAIL", str(exc), "use an IANA zone name")
+    return Check(
+        label,
+        "PASS",
+        f"timezone={name}: date-only fields are sent at 00:00 there (CleverTap's "
+        "API does not tell the account's zone: tap-clevertap --preflight compares "
+        "the same setting with exported events)",
+    )
 
 
 def credentials_check(
@@ -196,14 +229,7 @@ def run_checks(
             if other != region and read_properties(config, other, host)[1] is None
         ]
     checks.append(credentials_check(region, api_url, error, answering))
-    checks.append(
-        Check(
-            "time zone",
-            "PASS",
-            "target-clevertap sends times as epoch seconds ($D_...), whatever the "
-            "account's time zone; tap-clevertap --preflight checks its timezone",
-        )
-    )
+    checks.append(timezone_check(config.get("timezone")))
     if existing is not None:
         keys, open_streams = mapped_profile_keys(mappings.values())
         checks.append(profile_keys_check(keys, existing, open_streams))

@@ -17,7 +17,11 @@ PRESET = (
 
 
 def _config(emulator: Any, **extra: Any) -> dict[str, Any]:
-    config = {**emulator.plugin_config(), "mappings_file": str(PRESET)}
+    config = {
+        **emulator.plugin_config(),
+        "mappings_file": str(PRESET),
+        "timezone": "UTC",  # the emulator account's zone
+    }
     config.update(extra)
     return config
 
@@ -58,6 +62,7 @@ def test_preflight_finds_a_wrong_region_and_names_the_right_one(
         "passcode": "P-1",
         "region": "eu1",
         "mappings_file": str(PRESET),
+        "timezone": "UTC",
     }
 
     [check] = [c for c in preflight.run_checks(config, hosts) if c.failed]
@@ -111,3 +116,14 @@ def test_meltano_flattened_mappings_are_rebuilt() -> None:
         }
     }
     assert preflight_cli.unflatten("Contact: {skip: true}") == "Contact: {skip: true}"
+
+
+def test_preflight_checks_the_timezone_setting() -> None:
+    unset = preflight.timezone_check(None)
+    assert unset.status == "WARN"
+    assert "00:00 UTC" in unset.detail
+    wrong = preflight.timezone_check("Mars/Olympus")
+    assert wrong.failed
+    good = preflight.timezone_check("America/Los_Angeles")
+    assert good.status == "PASS"
+    assert "timezone=America/Los_Angeles" in good.detail
