@@ -1,9 +1,8 @@
 """The measurements P1..P7 of issues 8 and 18, and the order they run in.
 
-Each `p*` function fills a `Section` with rows and goals. A measurement whose plugin or
-emulator feature is missing adds a "not available yet: <reason>" row instead (the
-check reads the plugin's `--about` settings or probes the emulator), so it is picked
-up automatically once the piece exists. P1 and P3-P5 live here, P2 in `latency.py`,
+Each `p*` function fills a `Section` with rows and goals; a missing plugin setting or
+emulator feature gives a "not available yet: <reason>" row (read from `--about` or
+probed), picked up once the piece exists. P1 and P3-P5 live here, P2 in `latency.py`,
 P6 and P7 (whole pipelines) in `pipelines.py`; the shared pieces in `common.py`.
 """
 

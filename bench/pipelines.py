@@ -85,6 +85,24 @@ def _median_pipe(
     return runs
 
 
+def _cpu(*emulators: harness.Emulator) -> tuple[float, ...]:
+    return tuple(emu.cpu_seconds() for emu in emulators)
+
+
+def _emulator_cpu(
+    names: tuple[str, ...],
+    before: tuple[float, ...],
+    after: tuple[float, ...],
+    runs: int,
+) -> str:
+    """`the Salesforce emulator spent 3.1 s CPU per run, ...` (averaged over runs)."""
+    parts = [
+        f"the {name} emulator {(b - a) / max(runs, 1):.1f} s"
+        for name, a, b in zip(names, before, after, strict=True)
+    ]
+    return "CPU per run: " + ", ".join(parts)
+
+
 def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/", 1)[0])
 
@@ -240,7 +258,7 @@ def p6_salesforce_to_clevertap(ctx: Context) -> Section:
                         scratch=scratch,
                         api_type=api_type,
                         tap_env=tap_env,
-                        ct=ct,
+                        emulators=(sf, ct),
                         settings=settings,
                     )
     except NotAvailableError as exc:
@@ -267,10 +285,11 @@ def _p6_runs(  # noqa: PLR0913 - the pieces prepared by p6_salesforce_to_clevert
     scratch: Path,
     api_type: str,
     tap_env: dict[str, str],
-    ct: harness.Emulator,
+    emulators: tuple[harness.Emulator, harness.Emulator],
     settings: frozenset[str],
 ) -> float | None:
     n = ctx.pipe_n
+    sf, ct = emulators
     try:
         cfg, catalog = _discover_sf(scratch, api_type, tap_env)
     except RunFailedError as exc:
@@ -283,12 +302,14 @@ def _p6_runs(  # noqa: PLR0913 - the pieces prepared by p6_salesforce_to_clevert
         log = scratch / f"tap-{api_type}-{rep}.log"
         return tap, {"stdout_path": DEV_NULL, "log": log, "env": tap_env}
 
+    before = _cpu(sf, ct)
     try:
         alone = common.median_run(ctx, label, "P6", n, make_tap, reps=ctx.pipe_reps)
     except RunFailedError as exc:
         sec.failed(label, str(exc))
         return None
-    alone.note = "4 streams, every field selected, INCREMENTAL on SystemModstamp"
+    alone.note = "4 streams, every field selected, INCREMENTAL on SystemModstamp; "
+    alone.note += _emulator_cpu(("Salesforce",), before[:1], _cpu(sf)[:1], alone.reps)
     sec.rows.append(alone)
 
     label = f"tap-salesforce {api_type} | target-clevertap (import preset)"
@@ -305,12 +326,15 @@ def _p6_runs(  # noqa: PLR0913 - the pieces prepared by p6_salesforce_to_clevert
         )
         return tap, target, {"logs": logs, "envs": (tap_env, None)}
 
+    before = _cpu(sf, ct)
     try:
         runs = _median_pipe(ctx, label, "P6", make_pipe)
     except RunFailedError as exc:
         sec.failed(label, str(exc))
         return None
     row = _pipe_row("P6", label, n, runs)
+    names = ("Salesforce", "CleverTap")
+    row.note += "; " + _emulator_cpu(names, before, _cpu(sf, ct), len(runs))
     log = ct.control("GET", "/_sandbox/requests")
     uploads = [r for r in log if r.get("path") == "/1/upload"]
     sent = sum(int(r.get("records") or 0) for r in uploads if r.get("status") == 200)
@@ -414,7 +438,7 @@ def p7_clevertap_to_salesforce(ctx: Context) -> Section:
             seeded = _seed_clevertap(ct, ctx.pipe_n)
             ctx.log(f"  P7 seeded {seeded} events of {P7_EVENT!r}")
             tap, stream = _tap_clevertap(scratch, ct, tap_settings)
-            value = _p7_runs(ctx, sec, scratch, (tap, stream, seeded), sf)
+            value = _p7_runs(ctx, sec, scratch, (tap, stream, seeded), (ct, sf))
     except NotAvailableError as exc:
         sec.unavailable("tap-clevertap | target-salesforce", str(exc))
     except RunFailedError as exc:
@@ -467,9 +491,10 @@ def _p7_runs(
     sec: Section,
     scratch: Path,
     tap_info: tuple[list[str], str, int],
-    sf: harness.Emulator,
+    emulators: tuple[harness.Emulator, harness.Emulator],
 ) -> float | None:
     tap, stream, n = tap_info
+    ct, sf = emulators
     output = scratch / "tap.singer"
     label = "tap-clevertap alone, into a file"
 
@@ -477,6 +502,7 @@ def _p7_runs(
         return tap, {"stdout_path": output, "log": scratch / f"tap-{rep}.log"}
 
     rows: dict[str, Row] = {}
+    before = _cpu(ct, sf)
     try:
         rows["tap"] = common.median_run(
             ctx, label, "P7", n, make_tap, reps=ctx.pipe_reps
@@ -487,7 +513,10 @@ def _p7_runs(
     records = harness.count_lines(output, b'"type":"RECORD"') or harness.count_lines(
         output, b'"type": "RECORD"'
     )
-    rows["tap"].note = f"stream {stream}: {records} RECORD messages"
+    rows["tap"].note = f"stream {stream}: {records} RECORD messages; "
+    rows["tap"].note += _emulator_cpu(
+        ("CleverTap",), before[:1], _cpu(ct), rows["tap"].reps
+    )
     sec.rows.append(rows["tap"])
 
     label = "target-salesforce alone, reading that file (export preset)"
@@ -496,6 +525,7 @@ def _p7_runs(
         cmd = _p7_target(scratch, sf, f"alone{rep}")
         return cmd, {"stdin_path": output, "log": scratch / f"target-{rep}.log"}
 
+    before = _cpu(sf)
     try:
         rows["target"] = common.median_run(
             ctx, label, "P7", n, make_target, reps=ctx.pipe_reps
@@ -504,7 +534,10 @@ def _p7_runs(
         sec.failed(label, str(exc))
         return None
     last = f"alone{rows['target'].reps - 1}"
-    rows["target"].note = "last run: " + _p7_landed(sf, scratch, last)
+    rows["target"].note = "last run: " + _p7_landed(sf, scratch, last) + "; "
+    rows["target"].note += _emulator_cpu(
+        ("Salesforce",), before, _cpu(sf), rows["target"].reps
+    )
     sec.rows.append(rows["target"])
 
     label = "tap-clevertap | target-salesforce"
@@ -514,6 +547,7 @@ def _p7_runs(
         logs = (scratch / f"pipe-tap-{rep}.log", scratch / f"pipe-target-{rep}.log")
         return tap, target, {"logs": logs}
 
+    before = _cpu(ct, sf)
     try:
         runs = _median_pipe(ctx, label, "P7", make_pipe)
     except RunFailedError as exc:
@@ -521,6 +555,8 @@ def _p7_runs(
         return None
     row = _pipe_row("P7", label, n, runs)
     row.note += "; last run: " + _p7_landed(sf, scratch, f"pipe{len(runs) - 1}")
+    names = ("CleverTap", "Salesforce")
+    row.note += "; " + _emulator_cpu(names, before, _cpu(ct, sf), len(runs))
     sec.rows.append(row)
     slower = max((rows["tap"], rows["target"]), key=lambda r: r.wall or 0.0)
     return common.ratio(row, slower)
