@@ -275,7 +275,22 @@ def p6_salesforce_to_clevertap(ctx: Context) -> Section:
                 P6_GOAL,
             )
         )
+    for api_type in API_TYPES:
+        name = f"tap-salesforce {api_type} | target-clevertap"
+        sec.goals.append(_rate_goal(sec, "P6", name))
     return sec
+
+
+def _rate_goal(sec: Section, pid: str, name: str) -> Goal:
+    """Records per second end to end of the pipeline row starting with `name`."""
+    row = next((r for r in sec.rows if r.what.startswith(name) and r.wall), None)
+    return Goal(
+        pid,
+        f"{name}: records/s end to end (report only; each side's CPU in the row's "
+        "note)",
+        row.rate if row else None,
+        None,
+    )
 
 
 def _p6_runs(  # noqa: PLR0913 - the pieces prepared by p6_salesforce_to_clevertap
@@ -451,6 +466,7 @@ def p7_clevertap_to_salesforce(ctx: Context) -> Section:
             P7_GOAL,
         )
     )
+    sec.goals.append(_rate_goal(sec, "P7", "tap-clevertap | target-salesforce"))
     return sec
 
 

@@ -29,6 +29,7 @@ PACKAGES = (
     "target-salesforce",
     "clevertap-salesforce-sandbox",
 )
+BIG = 1000  # figures from here on (records/s) are shown without decimals
 COLUMNS = (
     "id",
     "measurement",
@@ -124,7 +125,9 @@ def goal_cells(goal: Goal) -> list[str]:
     else:
         limit = f"{'<=' if goal.at_most else '>='} {goal.limit:g}"
         verdict = goal.miss
-    value = _num(goal.value) if goal.value is not None else "not measured"
+    value = "not measured"
+    if goal.value is not None:
+        value = _num(goal.value, 0 if abs(goal.value) >= BIG else 2)
     return [goal.pid, goal.text, value, limit, verdict]
 
 
