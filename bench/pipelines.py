@@ -18,6 +18,7 @@ the emulators and the proxy run as their own processes and never count.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 import subprocess
@@ -40,8 +41,8 @@ SF_STREAMS = ("Contact", "Lead", "Opportunity", "Task")
 API_TYPES = ("REST", "BULK")
 P6_GOAL = 1.15
 P7_GOAL = 1.3
-# bump when sandbox/sandbox/salesforce/large_org.py changes what it writes
-LARGE_ORG_VERSION = 1
+# the cached org is rebuilt when any of these sources changes
+ORG_SOURCES = ("large_org.py", "seed.py", "schema.py", "dml.py", "store.py")
 P7_EVENT = "Product Viewed"
 P7_DAYS = (dt.date(2024, 3, 4), dt.date(2024, 3, 8))
 P7_PROFILES = 5000
@@ -110,6 +111,17 @@ def _port(url: str) -> int:
 # --------------------------------------------------------------------------- P6
 
 
+def _org_version() -> str:
+    """A digest of the emulator sources that decide what the large org holds."""
+    import sandbox.salesforce  # noqa: PLC0415 - only to find its sources
+
+    folder = Path(sandbox.salesforce.__file__).parent
+    digest = hashlib.sha256()
+    for name in ORG_SOURCES:
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def large_org(ctx: Context, records: int) -> Path:
     """The seeded Salesforce org database for `records` records (cached).
 
@@ -123,7 +135,7 @@ def large_org(ctx: Context, records: int) -> Path:
     Raises:
         RunFailedError: when seeding fails.
     """
-    path = ctx.workdir / f"sf-org-{records}-v{LARGE_ORG_VERSION}.db"
+    path = ctx.workdir / f"sf-org-{records}-{_org_version()}.db"
     if path.exists():
         return path
     partial = path.with_suffix(".partial")
