@@ -19,13 +19,9 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sandbox.salesforce.seed import SIZES, _Seeder
 from sandbox.salesforce.store import Store
-
-if TYPE_CHECKING:
-    from sandbox.salesforce.store import Record
 
 # Shares of the requested records, as in bench/generate.py's default mix.
 DEFAULT_MIX: dict[str, float] = {
@@ -82,20 +78,6 @@ class _LargeSeeder(_Seeder):
         self.rng = random.Random(label)  # noqa: S311 - sample data, not crypto
         self.extra = random.Random(f"{label}-v2")  # noqa: S311 - sample data
         self.counts = counts
-
-    def close_deal(self, opp: Record, stage: str) -> None:
-        # the base class looks the deal's history up by scanning every row; with
-        # tens of thousands of deals, index the one deal's history first
-        self._history_of = opp["Id"]
-        super().close_deal(opp, stage)
-
-    def rows(self, name: str) -> list[Record]:
-        rows = super().rows(name)
-        wanted = getattr(self, "_history_of", None)
-        if name == "OpportunityHistory" and wanted is not None:
-            self._history_of = None
-            return [r for r in rows if r["OpportunityId"] == wanted]
-        return rows
 
 
 def seed_large(
