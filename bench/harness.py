@@ -25,11 +25,13 @@ import psutil
 import requests
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
     from pathlib import Path
 
 PYTHON = sys.executable
 LOCALHOST = "127.0.0.1"
+# seconds an emulator gets to answer (one holding a large org loads it first)
+START_TIMEOUT = 120.0
 
 
 class NotAvailableError(Exception):
@@ -89,6 +91,7 @@ def run_child(  # noqa: PLR0913 - a process launcher takes several independent o
     feeder: Sequence[str] | None = None,
     stdout_path: Path | None = None,
     timeout: float = 1800.0,
+    env: Mapping[str, str] | None = None,
 ) -> ChildRun:
     """Run one measured child and return its wall time, CPU time and peak RSS.
 
@@ -100,6 +103,7 @@ def run_child(  # noqa: PLR0913 - a process launcher takes several independent o
             (not measured; used to stream generated input without a file).
         stdout_path: where the child's stdout goes (default: discarded).
         timeout: seconds before the child is killed.
+        env: variables added to `child_env()` for the child (not the feeder).
 
     Returns:
         The measurements.
@@ -108,7 +112,7 @@ def run_child(  # noqa: PLR0913 - a process launcher takes several independent o
         RunFailedError: on a non-zero exit or a timeout; the message carries the
             last lines of stderr.
     """
-    env = child_env()
+    child = {**child_env(), **(env or {})}
     feeder_proc: subprocess.Popen[bytes] | None = None
     with contextlib.ExitStack() as stack:
         err = stack.enter_context(log.open("wb"))
@@ -120,12 +124,12 @@ def run_child(  # noqa: PLR0913 - a process launcher takes several independent o
             stdin = stack.enter_context(stdin_path.open("rb"))
         elif feeder is not None:
             feeder_proc = subprocess.Popen(
-                feeder, stdout=subprocess.PIPE, stderr=err, env=env
+                feeder, stdout=subprocess.PIPE, stderr=err, env=child_env()
             )
             assert feeder_proc.stdout is not None  # noqa: S101 - set by stdout=PIPE
             stdin = feeder_proc.stdout
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=err, env=env)
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=err, env=child)
         if feeder_proc is not None and feeder_proc.stdout is not None:
             feeder_proc.stdout.close()  # the child holds the read end now
         timer = threading.Timer(timeout, proc.kill)
@@ -156,6 +160,159 @@ def run_child(  # noqa: PLR0913 - a process launcher takes several independent o
         msg = f"the input generator failed (exit {feeder_rc})"
         raise RunFailedError(msg)
     return run
+
+
+@dataclasses.dataclass(frozen=True)
+class PipeRun:
+    """The cost of `first | second`: the wall time of the whole, each side's own."""
+
+    wall: float
+    first: ChildRun
+    second: ChildRun
+
+
+def _reap(proc: subprocess.Popen[bytes], start: float, out: list[ChildRun]) -> None:
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out.append(
+        ChildRun(
+            wall=time.perf_counter() - start,
+            cpu=usage.ru_utime + usage.ru_stime,
+            max_rss_kib=usage.ru_maxrss,
+            returncode=proc.returncode,
+        )
+    )
+
+
+def run_pipeline(  # noqa: PLR0913 - two commands, each with its log and environment
+    first: Sequence[str],
+    second: Sequence[str],
+    *,
+    logs: tuple[Path, Path],
+    envs: tuple[Mapping[str, str] | None, Mapping[str, str] | None] = (None, None),
+    stdout_path: Path | None = None,
+    timeout: float = 1800.0,
+) -> PipeRun:
+    """Run `first | second` and measure each side with `os.wait4` on its own pid.
+
+    Args:
+        first: the producing command (a tap); its stdin is empty.
+        second: the consuming command (a target).
+        logs: the files that receive each side's stderr.
+        envs: variables added to `child_env()` for each side.
+        stdout_path: where the second side's stdout goes (default: discarded).
+        timeout: seconds before both are killed.
+
+    Returns:
+        The wall time from the start until both ended, and each side's cost.
+
+    Raises:
+        RunFailedError: when either side exits non-zero (the message names it and
+            carries the last lines of its stderr).
+    """
+    with contextlib.ExitStack() as stack:
+        err_a = stack.enter_context(logs[0].open("wb"))
+        err_b = stack.enter_context(logs[1].open("wb"))
+        out: IO[bytes] | int = subprocess.DEVNULL
+        if stdout_path is not None:
+            out = stack.enter_context(stdout_path.open("wb"))
+        start = time.perf_counter()
+        proc_a = subprocess.Popen(
+            first,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err_a,
+            env={**child_env(), **(envs[0] or {})},
+        )
+        assert proc_a.stdout is not None  # noqa: S101 - set by stdout=PIPE
+        proc_b = subprocess.Popen(
+            second,
+            stdin=proc_a.stdout,
+            stdout=out,
+            stderr=err_b,
+            env={**child_env(), **(envs[1] or {})},
+        )
+        proc_a.stdout.close()  # the second side holds the read end now
+        runs: tuple[list[ChildRun], list[ChildRun]] = ([], [])
+        threads = [
+            threading.Thread(target=_reap, args=(proc, start, into))
+            for proc, into in ((proc_a, runs[0]), (proc_b, runs[1]))
+        ]
+        for thread in threads:
+            thread.start()
+
+        def kill() -> None:
+            for proc in (proc_a, proc_b):
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            for thread in threads:
+                thread.join()
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - start
+    result = PipeRun(wall=wall, first=runs[0][0], second=runs[1][0])
+    for name, run, log in (
+        ("the first side (the tap)", result.first, logs[0]),
+        ("the second side (the target)", result.second, logs[1]),
+    ):
+        if run.returncode != 0:
+            why = (
+                f"stopped after the {timeout:.0f} s timeout"
+                if wall >= timeout
+                else f"exit {run.returncode} after {run.wall:.1f} s"
+            )
+            msg = f"{name}: {why}: {_tail(log)}"
+            raise RunFailedError(msg)
+    return result
+
+
+@contextlib.contextmanager
+def proxy(routes: Mapping[str, str], workdir: Path) -> Iterator[str]:
+    """Run the sandbox CONNECT proxy (`python -m sandbox.proxy`) as a subprocess.
+
+    Args:
+        routes: hostname pattern -> `127.0.0.1:port` of an emulator.
+        workdir: where its log goes.
+
+    Yields:
+        Its URL, the value for HTTPS_PROXY.
+
+    Raises:
+        NotAvailableError: when it does not start.
+    """
+    port = free_port()
+    cmd = [PYTHON, "-m", "sandbox.proxy", "--port", str(port)]
+    for pattern, target in routes.items():
+        cmd += ["--route", f"{pattern}={target}"]
+    log = workdir / f"proxy-{port}.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=err, stderr=err, env=child_env())
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                msg = f"the CONNECT proxy exited: {_tail(log, 1)}"
+                raise NotAvailableError(msg)
+            with contextlib.suppress(OSError):
+                socket.create_connection((LOCALHOST, port), timeout=1).close()
+                break
+            if time.monotonic() > deadline:
+                msg = "the CONNECT proxy did not listen within 30 s"
+                raise NotAvailableError(msg)
+            time.sleep(0.1)
+        yield f"http://{LOCALHOST}:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
 
 
 def module_available(module: str) -> bool:
@@ -282,8 +439,14 @@ class Emulator:
 
 
 @contextlib.contextmanager
-def emulator(
-    kind: str, workdir: Path, *extra: str, ready_path: str = "/", tls: bool = False
+def emulator(  # noqa: PLR0913 - each option is needed by one measurement
+    kind: str,
+    workdir: Path,
+    *extra: str,
+    ready_path: str = "/",
+    tls: bool = False,
+    instance_url: str | None = None,
+    db: Path | None = None,
 ) -> Iterator[Emulator]:
     """Start `python -m sandbox <kind>` as a subprocess and stop it afterwards.
 
@@ -293,6 +456,9 @@ def emulator(
         extra: more command-line arguments.
         ready_path: a path that answers (any HTTP status) once the server is up.
         tls: serve HTTPS with the sandbox test CA (`Emulator.ca_file` trusts it).
+        instance_url: what the Salesforce emulator hands out as instance_url
+            (default: its own base URL).
+        db: the SQLite file to serve (default: a new one); removed afterwards.
 
     Yields:
         The running emulator.
@@ -312,12 +478,12 @@ def emulator(
         # the emulator reads ./.sandbox/tls relative to its cwd (the workdir)
         ca_file = ensure_tls_files(workdir / ".sandbox" / "tls").ca_cert
         extra = (*extra, "--tls")
-    db = workdir / f"{kind}-{port}.db"
+    db = db or workdir / f"{kind}-{port}.db"
     log = workdir / f"{kind}-{port}.log"
     cmd = [PYTHON, "-m", "sandbox", kind, "--port", str(port), "--db", str(db)]
     env = child_env()
     # the Salesforce emulator hands this out as instance_url from its token endpoint
-    env["SANDBOX_SALESFORCE_INSTANCE_URL"] = base
+    env["SANDBOX_SALESFORCE_INSTANCE_URL"] = instance_url or base
     with log.open("wb") as err:
         # cwd: the emulators keep key material under ./.sandbox; keep it in workdir
         proc = subprocess.Popen(
@@ -328,7 +494,7 @@ def emulator(
     if ca_file is not None:
         session.verify = str(ca_file)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT
         while True:
             if proc.poll() is not None:
                 msg = f"`python -m sandbox {kind}` exited: {_tail(log, 1)}"
@@ -337,7 +503,10 @@ def emulator(
                 session.get(base + ready_path, timeout=5)
                 break
             if time.monotonic() > deadline:
-                msg = f"`python -m sandbox {kind}` did not answer within 30 s"
+                msg = (
+                    f"`python -m sandbox {kind}` did not answer within "
+                    f"{START_TIMEOUT:.0f} s"
+                )
                 raise NotAvailableError(msg)
             time.sleep(0.1)
         yield Emulator(base_url=base, process=proc, session=session, ca_file=ca_file)

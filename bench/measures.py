@@ -1,241 +1,40 @@
-"""The measurements P1..P5 of issue 8.
+"""The measurements P1..P7 of issues 8 and 18, and the order they run in.
 
-Each `p*` function fills a `Section` with rows and goals. A measurement whose plugin or
-emulator feature is missing adds a "not available yet: <reason>" row instead (the
-check reads the plugin's `--about` settings or probes the emulator), so it is picked
-up automatically once the piece exists.
+Each `p*` function fills a `Section` with rows and goals; a missing plugin setting or
+emulator feature gives a "not available yet: <reason>" row (read from `--about` or
+probed), picked up once the piece exists. P1 and P3-P5 live here, P2 in `latency.py`,
+P6 and P7 (whole pipelines) in `pipelines.py`; the shared pieces in `common.py`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import datetime as dt
 import json
-import re
-import statistics
 import subprocess
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import common
 import generate
 import harness
+import latency
+import pipelines
+from common import (
+    BASELINES,
+    BENCH_EVENT,
+    CT_ACCOUNT,
+    CT_PASSCODE,
+    IMPORT_PRESET,
+    Context,
+    Goal,
+    Row,
+    Section,
+)
 from harness import NotAvailableError, RunFailedError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-BASELINES = BENCH / "baselines"
-IMPORT_PRESET = ROOT / "transforms" / "salesforce_to_clevertap.yml"
-CT_ACCOUNT = "SANDBOX-ACCOUNT"
-CT_PASSCODE = "SANDBOX-PASSCODE"  # the emulator's default; not a real secret
-BENCH_EVENT = "Bench Viewed"
-P2_LATENCY_MS = 100
-P2_CONCURRENCY = (1, 4, 15)
-
-
-@dataclasses.dataclass
-class Row:
-    """One line of the results table."""
-
-    pid: str
-    what: str
-    n: int | None = None
-    wall: float | None = None
-    cpu: float | None = None
-    rss_mib: float | None = None
-    reps: int = 0
-    note: str = ""
-
-    @property
-    def rate(self) -> float | None:
-        """Records per second, from the median wall time."""
-        if self.n is None or not self.wall:
-            return None
-        return self.n / self.wall
-
-
-@dataclasses.dataclass
-class Goal:
-    """A goal of the issue and how the measured value compares."""
-
-    pid: str
-    text: str
-    value: float | None
-    limit: float | None
-    at_most: bool = True
-    note: str = ""
-
-    @property
-    def holds(self) -> bool | None:
-        """True when met, False when missed, None when not measured."""
-        if self.value is None or self.limit is None:
-            return None
-        return self.value <= self.limit if self.at_most else self.value >= self.limit
-
-    @property
-    def miss(self) -> str:
-        """How far the value is from the goal, in words."""
-        if self.value is None:
-            return "not measured"
-        if self.limit is None:
-            return "reported"
-        if self.holds:
-            return "holds"
-        if self.at_most:
-            return f"misses by {self.value / self.limit:.2f}x (over the limit)"
-        return f"misses by {self.limit / self.value:.2f}x (under the minimum)"
-
-
-@dataclasses.dataclass
-class Section:
-    """Rows and goals of one measurement."""
-
-    pid: str
-    title: str
-    rows: list[Row] = dataclasses.field(default_factory=list)
-    goals: list[Goal] = dataclasses.field(default_factory=list)
-
-    def unavailable(self, what: str, reason: str) -> None:
-        """Add a row saying why a part could not be measured."""
-        self.rows.append(Row(self.pid, what, note=f"not available yet: {reason}"))
-
-    def failed(self, what: str, reason: str) -> None:
-        """Add a row saying a part ran and failed."""
-        self.rows.append(Row(self.pid, what, note=f"failed: {reason}"))
-
-
-@dataclasses.dataclass
-class Context:
-    """Sizes and places for one bench run."""
-
-    n: int
-    reps: int
-    mem_sizes: tuple[int, ...]
-    p2_n: int
-    workdir: Path
-    timeout: float = 1800.0
-    p5_reps: int | None = None
-    p2_concurrency: tuple[int, ...] = P2_CONCURRENCY
-    mix: str | None = None
-    log: Callable[[str], None] = print
-    _inputs: dict[tuple[int, bool], Path] = dataclasses.field(default_factory=dict)
-
-    def input_file(self, n: int) -> Path:
-        """The cached tap-salesforce-shaped input with n records (generated once).
-
-        Args:
-            n: number of records.
-
-        Returns:
-            The file path.
-        """
-        tag = re.sub(r"[^A-Za-z0-9]+", "_", self.mix) if self.mix else "mix"
-        name = f"input-sf-{n}-{tag}-v{generate.GENERATOR_VERSION}.singer"
-        path = self.workdir / name
-        if not path.exists():
-            self.log(f"  generating {n} records -> {path.name}")
-            generate.write(path, n, generate.parse_mix(self.mix) if self.mix else None)
-        return path
-
-    def generator_command(self, n: int) -> list[str]:
-        """The command that streams the same input to stdout.
-
-        Args:
-            n: number of records.
-
-        Returns:
-            The command line.
-        """
-        cmd = [harness.PYTHON, str(BENCH / "generate.py"), "--n", str(n)]
-        return [*cmd, "--mix", self.mix] if self.mix else cmd
-
-    def scratch(self, name: str) -> Path:
-        """An empty scratch directory under the workdir.
-
-        Args:
-            name: its name.
-
-        Returns:
-            The path.
-        """
-        return harness.fresh_dir(self.workdir / "scratch" / name)
-
-
-def _median_run(  # noqa: PLR0913 - label, id, size and factory are all needed
-    ctx: Context,
-    what: str,
-    pid: str,
-    n: int,
-    make: Callable[[int], tuple[list[str], dict[str, Any]]],
-    *,
-    reps: int | None = None,
-) -> Row:
-    """Run a child `reps` times and summarise by the median.
-
-    Args:
-        ctx: the run context.
-        what: the row label.
-        pid: the measurement id.
-        n: records processed per run (for the rate).
-        make: given the repetition index, returns the command and the keyword
-            arguments for `harness.run_child` (a fresh setup per repetition).
-        reps: repetitions (default ctx.reps).
-
-    Returns:
-        The row with median wall time, CPU time and peak RSS.
-    """
-    runs: list[harness.ChildRun] = []
-    count = reps or ctx.reps
-    for rep in range(count):
-        cmd, kwargs = make(rep)
-        ctx.log(f"  {pid} {what}: run {rep + 1}/{count}")
-        runs.append(harness.run_child(cmd, timeout=ctx.timeout, **kwargs))
-    return Row(
-        pid,
-        what,
-        n=n,
-        wall=statistics.median(r.wall for r in runs),
-        cpu=statistics.median(r.cpu for r in runs),
-        rss_mib=statistics.median(r.max_rss_kib for r in runs) / 1024,
-        reps=len(runs),
-    )
-
-
-def _clevertap_config(
-    settings: frozenset[str], scratch: Path, rep: int, **extra: Any
-) -> dict[str, Any]:
-    """A target-clevertap config with fresh state, rejects and dry-run paths.
-
-    Args:
-        settings: the target's setting names (from --about).
-        scratch: the measurement's scratch directory.
-        rep: the repetition index (each gets its own state).
-        extra: more settings.
-
-    Returns:
-        The config.
-    """
-    run_dir = harness.fresh_dir(scratch / f"rep{rep}")
-    cfg: dict[str, Any] = {"account_id": CT_ACCOUNT, "passcode": CT_PASSCODE}
-    optional = {
-        "default_phone_country": "US",  # the generated org is mostly US numbers
-        "state_dir": str(run_dir / "state"),
-        "rejects_path": str(run_dir / "rejects.jsonl"),
-    }
-    if IMPORT_PRESET.exists():
-        optional["mappings_file"] = str(IMPORT_PRESET)
-    cfg.update({k: v for k, v in optional.items() if k in settings})
-    cfg.update(extra)
-    return cfg
-
-
-def _ratio(a: Row | None, b: Row | None) -> float | None:
-    if a is None or b is None or not a.wall or not b.wall:
-        return None
-    return a.wall / b.wall
+    from pathlib import Path
 
 
 # --------------------------------------------------------------------------- P1
@@ -272,7 +71,8 @@ def p1_cpu(ctx: Context) -> Section:
          "noop_msgspec.py", {"validate_records": False}),
     ):  # fmt: skip
         try:
-            rows[key] = _median_run(ctx, label, "P1", ctx.n, baseline(script, cfg))
+            make = baseline(script, cfg)
+            rows[key] = common.median_run(ctx, label, "P1", ctx.n, make)
             rows[key].note = f"input {size_mb:.1f} MB"  # type: ignore[union-attr]
             sec.rows.append(rows[key])  # type: ignore[arg-type]
         except RunFailedError as exc:
@@ -286,7 +86,7 @@ def p1_cpu(ctx: Context) -> Section:
         out_name = "payloads.jsonl"
 
         def make(rep: int) -> tuple[list[str], dict[str, Any]]:
-            cfg = _clevertap_config(settings, scratch / "ours", rep)
+            cfg = common.clevertap_config(settings, scratch / "ours", rep)
             cfg["dry_run"] = True
             cfg["dry_run_path"] = str(scratch / "ours" / f"rep{rep}" / out_name)
             if "api_url" in settings:
@@ -295,7 +95,7 @@ def p1_cpu(ctx: Context) -> Section:
             cmd = [harness.PYTHON, "-m", "target_clevertap", "--config", str(cfg_path)]
             return cmd, {"stdin_path": data, "log": scratch / f"ours-{rep}.log"}
 
-        ours = _median_run(ctx, label, "P1", ctx.n, make)
+        ours = common.median_run(ctx, label, "P1", ctx.n, make)
         last = scratch / "ours" / f"rep{ours.reps - 1}"
         payloads = harness.count_lines(last / out_name)
         rejects = harness.count_lines(last / "rejects.jsonl")
@@ -312,111 +112,13 @@ def p1_cpu(ctx: Context) -> Section:
 
     sec.goals.append(
         Goal("P1", "target-clevertap / do-nothing default target",
-             _ratio(rows["ours"], rows["default"]), 0.5)
+             common.ratio(rows["ours"], rows["default"]), 0.5)
     )  # fmt: skip
+    floor = common.ratio(rows["ours"], rows["floor"])
     sec.goals.append(
-        Goal("P1", "target-clevertap / msgspec no-validation floor",
-             _ratio(rows["ours"], rows["floor"]), 1.5)
-    )  # fmt: skip
-    return sec
-
-
-# --------------------------------------------------------------------------- P2
-
-
-def _uploaded(emu: harness.Emulator) -> tuple[int, int, int, float]:
-    """Upload calls, records in 200 replies, non-200 calls, arrival span in s."""
-    log = emu.control("GET", "/_sandbox/requests")
-    calls = [r for r in log if r.get("path") == "/1/upload"]
-    records = sum(int(r.get("records") or 0) for r in calls if r.get("status") == 200)
-    bad = sum(1 for r in calls if r.get("status") != 200)
-    times = [float(r["time"]) for r in calls if r.get("time") is not None]
-    span = max(times) - min(times) if times else 0.0
-    return len(calls), records, bad, span
-
-
-def p2_upload(ctx: Context) -> Section:
-    """P2: uploads to the CleverTap emulator with 100 ms added latency.
-
-    Args:
-        ctx: the run context.
-
-    Returns:
-        The section.
-    """
-    sec = Section("P2", f"upload path: emulator with {P2_LATENCY_MS} ms latency")
-    results: dict[int, Row] = {}
-    spans: dict[int, float] = {}
-    try:
-        settings = harness.require_settings(
-            "target_clevertap", "api_url", "max_concurrency"
-        )
-        data = ctx.input_file(ctx.p2_n)
-        scratch = ctx.scratch("p2")
-        with harness.emulator(
-            "clevertap", scratch, ready_path="/_sandbox/health"
-        ) as emu:
-            fault = {"kind": "latency", "ms": P2_LATENCY_MS, "path": "/1/upload"}
-            emu.control("POST", "/_sandbox/reset")
-            emu.control("POST", "/_sandbox/faults", fault)
-            for conc in ctx.p2_concurrency:
-                label = f"target-clevertap max_concurrency={conc}"
-
-                def make(
-                    rep: int, conc: int = conc
-                ) -> tuple[list[str], dict[str, Any]]:
-                    emu.control("POST", "/_sandbox/reset")
-                    emu.control("POST", "/_sandbox/faults", fault)
-                    extra: dict[str, Any] = {
-                        "api_url": emu.base_url,
-                        "max_concurrency": conc,
-                    }
-                    if "batch_size" in settings:
-                        extra["batch_size"] = 1000
-                    where = scratch / f"c{conc}"
-                    cfg = _clevertap_config(settings, where, rep, **extra)
-                    cfg_path = harness.write_json(where / f"rep{rep}.json", cfg)
-                    cmd = [harness.PYTHON, "-m", "target_clevertap"]
-                    log = scratch / f"c{conc}-{rep}.log"
-                    return [*cmd, "--config", str(cfg_path)], {
-                        "stdin_path": data,
-                        "log": log,
-                    }
-
-                cpu_before = emu.cpu_seconds()
-                try:
-                    row = _median_run(ctx, label, "P2", ctx.p2_n, make)
-                except RunFailedError as exc:
-                    sec.failed(label, str(exc))
-                    continue
-                calls, records, bad, span = _uploaded(emu)
-                emu_ms = (emu.cpu_seconds() - cpu_before) / max(row.reps, 1)
-                emu_ms = emu_ms * 1000 / max(calls, 1)
-                floor = calls * P2_LATENCY_MS / 1000 / conc
-                row.note = (
-                    f"last run: {calls} upload calls ({bad} not HTTP 200) carrying "
-                    f"{records} records, arriving over {span:.1f} s; the added "
-                    f"latency alone needs >= {floor:.1f} s at this concurrency; "
-                    f"the emulator spent {emu_ms:.0f} ms CPU per upload call"
-                )
-                results[conc] = row
-                spans[conc] = span
-                sec.rows.append(row)
-    except NotAvailableError as exc:
-        sec.unavailable("target-clevertap uploads", str(exc))
-    ratio = window = None
-    if 1 in results and 15 in results:
-        ratio = _ratio(results[1], results[15])
-        if spans[15] > 0:
-            window = spans[1] / spans[15]
-    sec.goals.append(
-        Goal("P2", "throughput at max_concurrency 15 / at 1 (whole run)",
-             ratio, 8.0, at_most=False)
-    )  # fmt: skip
-    sec.goals.append(
-        Goal("P2", "same, within the upload window (first to last upload, last run)",
-             window, 8.0, at_most=False)
-    )  # fmt: skip
+        Goal("P1", "target-clevertap / msgspec no-validation floor", floor, 2.0)
+    )
+    sec.goals.append(Goal("P1", "same, stretch goal", floor, 1.5))
     return sec
 
 
@@ -444,7 +146,7 @@ def p3_memory(ctx: Context) -> Section:
 
             def make(rep: int, size: int = size) -> tuple[list[str], dict[str, Any]]:
                 where = scratch / f"n{size}"
-                cfg = _clevertap_config(settings, where, rep, dry_run=True)
+                cfg = common.clevertap_config(settings, where, rep, dry_run=True)
                 # the payloads go to a file that is removed after the run
                 cfg["dry_run_path"] = str(where / f"rep{rep}" / "payloads.jsonl")
                 if "api_url" in settings:
@@ -467,7 +169,7 @@ def p3_memory(ctx: Context) -> Section:
                 )
                 continue
             try:
-                row = _median_run(ctx, label, "P3", size, make, reps=1)
+                row = common.median_run(ctx, label, "P3", size, make, reps=1)
             except RunFailedError as exc:
                 sec.failed(label, str(exc))
                 continue
@@ -534,23 +236,6 @@ def _seed_events(emu: harness.Emulator, n: int) -> None:
         list(pool.map(batch, range(0, n, 1000)))
 
 
-def _select_event_stream(catalog: dict[str, Any], event: str) -> str:
-    """Select only the stream of `event` in a discovered catalog, in place."""
-    wanted = re.sub(r"[^a-z0-9]", "", event.lower())
-    chosen = ""
-    for stream in catalog.get("streams", []):
-        sid = str(stream.get("tap_stream_id") or stream.get("stream"))
-        hit = wanted in re.sub(r"[^a-z0-9]", "", sid.lower())
-        chosen = sid if hit else chosen
-        for entry in stream.get("metadata", []):
-            if entry.get("breadcrumb") == []:
-                entry.setdefault("metadata", {})["selected"] = hit
-    if not chosen:
-        msg = f"no stream for event {event!r} in the discovered catalog"
-        raise NotAvailableError(msg)
-    return chosen
-
-
 def p4_tap(ctx: Context) -> Section:
     """P4: tap-clevertap export against a bare requests loop over the same pages.
 
@@ -601,7 +286,7 @@ def p4_tap(ctx: Context) -> Section:
                 }
 
             try:
-                rows["base"] = _median_run(ctx, label, "P4", n, make_base)
+                rows["base"] = common.median_run(ctx, label, "P4", n, make_base)
                 rows["base"].note = f"{harness.count_lines(out)} lines written"
                 sec.rows.append(rows["base"])
             except RunFailedError as exc:
@@ -613,7 +298,7 @@ def p4_tap(ctx: Context) -> Section:
     tap, base = rows.get("tap"), rows.get("base")
     sec.goals.append(
         Goal("P4", "tap-clevertap / bare requests loop, wall time",
-             _ratio(tap, base), 2.0)
+             common.ratio(tap, base), 2.0)
     )  # fmt: skip
     cpu = None
     if tap and base and tap.cpu and base.cpu:
@@ -667,7 +352,7 @@ def _p4_tap_runs(
         return {}
     try:
         catalog = json.loads(discovered.stdout)
-        stream = _select_event_stream(catalog, BENCH_EVENT)
+        stream = common.select_event_stream(catalog, BENCH_EVENT)
     except (ValueError, NotAvailableError) as exc:
         sec.unavailable(label, str(exc))
         return {}
@@ -681,7 +366,7 @@ def _p4_tap_runs(
         }
 
     try:
-        row = _median_run(ctx, label, "P4", ctx.n, make)
+        row = common.median_run(ctx, label, "P4", ctx.n, make)
     except RunFailedError as exc:
         sec.failed(label, str(exc))
         return {}
@@ -772,7 +457,7 @@ def p5_reverse(ctx: Context) -> Section:
         return cmd, {"stdin_path": data, "log": scratch / f"csv-{rep}.log"}
 
     try:
-        rows["csv"] = _median_run(ctx, label, "P5", n, make_csv)
+        rows["csv"] = common.median_run(ctx, label, "P5", n, make_csv)
         rows["csv"].note = f"{harness.count_lines(out) - 1} data rows"
         sec.rows.append(rows["csv"])
     except RunFailedError as exc:
@@ -792,7 +477,7 @@ def p5_reverse(ctx: Context) -> Section:
     ours, csv_row = rows.get("ours"), rows.get("csv")
     sec.goals.append(
         Goal("P5", "target-salesforce / csv module, wall time (report only)",
-             _ratio(ours, csv_row), None)
+             common.ratio(ours, csv_row), None)
     )  # fmt: skip
     cpu = None
     if ours and csv_row and ours.cpu and csv_row.cpu:
@@ -851,7 +536,7 @@ def _p5_target_runs(  # noqa: PLR0913 - the pieces prepared by p5_reverse
             return cmd, {"stdin_path": data, "log": scratch / f"target-{rep}.log"}
 
         try:
-            row = _median_run(ctx, label, "P5", ctx.n, make, reps=ctx.p5_reps)
+            row = common.median_run(ctx, label, "P5", ctx.n, make, reps=ctx.p5_reps)
         except RunFailedError as exc:
             sec.failed(label, str(exc))
             return {}
@@ -869,16 +554,18 @@ def _p5_target_runs(  # noqa: PLR0913 - the pieces prepared by p5_reverse
 
 MEASURES: dict[str, Callable[[Context], Section]] = {
     "P1": p1_cpu,
-    "P2": p2_upload,
+    "P2": latency.p2_latency,
     "P3": p3_memory,
     "P4": p4_tap,
     "P5": p5_reverse,
+    "P6": pipelines.p6_salesforce_to_clevertap,
+    "P7": pipelines.p7_clevertap_to_salesforce,
 }
 
 
 # P3 streams up to a million records, the longest part: it runs last, so a run that
 # is cut short still has the others.
-ORDER = ("P1", "P2", "P4", "P5", "P3")
+ORDER = ("P1", "P2", "P4", "P5", "P6", "P7", "P3")
 
 
 def run_all(
@@ -886,7 +573,7 @@ def run_all(
     only: Sequence[str],
     progress: Callable[[list[Section]], None] | None = None,
 ) -> list[Section]:
-    """Run the chosen measurements; return their sections in P1..P5 order.
+    """Run the chosen measurements; return their sections in P1..P7 order.
 
     Args:
         ctx: the run context.

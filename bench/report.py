@@ -29,6 +29,7 @@ PACKAGES = (
     "target-salesforce",
     "clevertap-salesforce-sandbox",
 )
+BIG = 1000  # figures from here on (records/s) are shown without decimals
 COLUMNS = (
     "id",
     "measurement",
@@ -124,7 +125,9 @@ def goal_cells(goal: Goal) -> list[str]:
     else:
         limit = f"{'<=' if goal.at_most else '>='} {goal.limit:g}"
         verdict = goal.miss
-    value = _num(goal.value) if goal.value is not None else "not measured"
+    value = "not measured"
+    if goal.value is not None:
+        value = _num(goal.value, 0 if abs(goal.value) >= BIG else 2)
     return [goal.pid, goal.text, value, limit, verdict]
 
 
@@ -160,9 +163,11 @@ def markdown(  # noqa: PLR0913 - the report needs every one of these facts
     Returns:
         The Markdown text.
     """
+    goals = [g for s in sections for g in s.goals]
     lines = [
         "# Bench results",
         "",
+        *current_figures(goals, info, started),
         (
             f"Produced by `{command}` on {started:%Y-%m-%d %H:%M} UTC "
             f"in {seconds:.0f} s. "
@@ -180,13 +185,45 @@ def markdown(  # noqa: PLR0913 - the report needs every one of these facts
     lines += _md_table(COLUMNS, [row_cells(r) for s in sections for r in s.rows])
     lines += ["", "## Goals", ""]
     header = ("id", "goal", "measured", "limit", "verdict")
-    lines += _md_table(header, [goal_cells(g) for s in sections for g in s.goals])
+    lines += _md_table(header, [goal_cells(g) for g in goals])
     lines += ["", "## Sections", ""]
     lines += [f"- **{s.pid}**: {s.title}" for s in sections]
     if notes:
         lines += ["", "## Notes", ""]
         lines += [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+def current_figures(
+    goals: Sequence[Goal], info: dict[str, str], started: dt.datetime
+) -> list[str]:
+    """The opening block of RESULTS.md: every goal's figure and verdict, where, when.
+
+    Args:
+        goals: the goals of the sections measured.
+        info: the machine description.
+        started: when the run started (UTC).
+
+    Returns:
+        Markdown lines, ending with a blank one.
+    """
+    machine = (
+        f"{info.get('CPU', '?')}, {info.get('cores', '?')} cores, "
+        f"{info.get('RAM', '?')} RAM, Python {info.get('Python', '?')}, load "
+        f"average at start {info.get('load average at start', '?')}"
+    )
+    lines = [
+        "## Current figures",
+        "",
+        (
+            f"Measured {started:%Y-%m-%d %H:%M} UTC on {machine}. Why each goal "
+            "and its limit: `bench/README.md`."
+        ),
+        "",
+    ]
+    header = ("id", "goal", "measured", "limit", "verdict")
+    lines += _md_table(header, [goal_cells(g) for g in goals])
+    return [*lines, ""]
 
 
 def console(sections: Sequence[Section]) -> str:

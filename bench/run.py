@@ -1,7 +1,8 @@
 """Bench entry point: `python bench/run.py [--quick] [--n N] [--reps R] [--only P1,P3]`.
 
-Runs the measurements P1..P5 of issue 8 side by side, prints the results table and
-writes it, with the machine's description, to bench/RESULTS.md (or --results).
+Runs the measurements P1..P7 of issues 8 and 18 side by side, prints the results table
+and writes it, with the current figure of every goal and the machine's description, to
+bench/RESULTS.md (or --results).
 A measurement whose plugin or emulator feature is not there yet gets a
 "not available yet: <reason>" row and the rest still runs.
 """
@@ -19,6 +20,7 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:  # when imported rather than run as a script
     sys.path.insert(0, str(BENCH))
 
+import common  # noqa: E402 - needs the path above
 import generate  # noqa: E402 - needs the path above
 import measures  # noqa: E402 - needs the path above
 import report  # noqa: E402 - needs the path above
@@ -58,8 +60,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--p2-concurrency",
         type=_sizes,
-        default=measures.P2_CONCURRENCY,
-        help="P2 max_concurrency values (default 1,4,15; the goal needs 1 and 15)",
+        default=common.P2_CONCURRENCY,
+        help="P2 max_concurrency values (default 1,15; the goal uses the highest, "
+        "the 15 vs 1 ratio needs 1)",
+    )
+    parser.add_argument(
+        "--p2-latency",
+        type=_sizes,
+        default=common.P2_LATENCY_MS,
+        help="P2 milliseconds added per upload call (default 100,500)",
+    )
+    parser.add_argument(
+        "--pipe-n",
+        type=int,
+        help="records (P6: Salesforce org; P7: CleverTap events); default --n",
+    )
+    parser.add_argument(
+        "--pipe-reps", type=int, help="repetitions for P6 and P7 (default --reps)"
     )
     parser.add_argument(
         "--p5-reps",
@@ -71,7 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="stream weights of the Salesforce input for P1-P3, e.g. Contact=1 "
         "(default Contact=40,Lead=25,Opportunity=15,Task=20)",
     )
-    parser.add_argument("--only", default="P1,P2,P3,P4,P5", help="e.g. P1,P3")
+    parser.add_argument("--only", default="P1,P2,P3,P4,P5,P6,P7", help="e.g. P1,P3")
     parser.add_argument(
         "--results",
         type=Path,
@@ -95,6 +112,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.mem_sizes = args.mem_sizes or (args.n, 10 * args.n)
     args.reps = args.reps or preset["reps"]
     args.p2_n = args.p2_n or min(args.n, P2_MAX_DEFAULT)
+    args.pipe_n = args.pipe_n or args.n
+    args.pipe_reps = args.pipe_reps or args.reps
     # at full size P5's wall time is mostly the emulator storing rows one by one
     args.p5_reps = args.p5_reps or (1 if args.n >= P5_ONE_RUN_FROM else args.reps)
     args.only = [p.strip().upper() for p in args.only.split(",") if p.strip()]
@@ -131,10 +150,10 @@ def notes(args: argparse.Namespace) -> list[str]:
             "CPU column is the child's own user+sys time and is steadier."
         ),
         (
-            f"P2 uses {args.p2_n:,} records with max_concurrency "
-            f"{', '.join(map(str, args.p2_concurrency))}; 100 ms per upload of 1000 "
-            "records is 0.1 ms per record at concurrency 1, so the whole-run ratio is "
-            "bounded by the per-record CPU the target spends whatever the concurrency."
+            f"P2 uses {args.p2_n:,} records, uploads of 1000 records with "
+            f"{' and '.join(map(str, args.p2_latency))} ms added per call, "
+            f"max_concurrency {', '.join(map(str, args.p2_concurrency))}; the dry "
+            "run does the same work without sending."
         ),
         (
             "P3 streams the generator's output through a pipe; only the target's peak "
@@ -144,6 +163,13 @@ def notes(args: argparse.Namespace) -> list[str]:
             "P4 seeds the events through the emulator's /1/upload. P4 and P5 wall "
             "times include the emulator's own work; their CPU lines show the client "
             "side alone."
+        ),
+        (
+            f"P6 reads a {args.pipe_n:,}-record org (Contact, Lead, Opportunity, Task "
+            "with Users, Accounts and opportunity history around them) with the real "
+            "tap-salesforce 2.8.1 through the sandbox proxy; P7 exports "
+            f"{args.pipe_n:,} seeded events. {args.pipe_reps} run(s) each; a "
+            "pipeline's CPU column is both sides together, the note splits it."
         ),
         (
             f"P5 inserts Contacts (upsert by external id makes the emulator scan the "
@@ -177,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    ctx = measures.Context(
+    ctx = common.Context(
         n=args.n,
         reps=args.reps,
         mem_sizes=tuple(args.mem_sizes),
@@ -186,19 +212,23 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         p5_reps=args.p5_reps,
         p2_concurrency=args.p2_concurrency,
+        p2_latency=args.p2_latency,
+        pipe_n=args.pipe_n,
+        pipe_reps=args.pipe_reps,
         mix=args.mix,
         log=log,
     )
     log(
         f"bench: n={args.n} reps={args.reps} mem={args.mem_sizes} "
-        f"p2_n={args.p2_n} p5_reps={args.p5_reps} only={','.join(args.only)}"
+        f"p2_n={args.p2_n} p5_reps={args.p5_reps} pipe_n={args.pipe_n} "
+        f"pipe_reps={args.pipe_reps} only={','.join(args.only)}"
     )
     command = "python bench/run.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     args.results.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(sections: list[measures.Section], *, final: bool) -> None:
+    def write(sections: list[common.Section], *, final: bool) -> None:
         text = report.markdown(
             sections,
             info,

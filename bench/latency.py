@@ -1,0 +1,174 @@
+"""P2 (issue 18): is the upload latency hidden behind the target's own work?
+
+A live run of target-clevertap at max_concurrency 15, uploading to the CleverTap
+emulator with 100 ms (and 500 ms) added to every upload call, against a dry run of
+the same input (the same parsing, validation, mapping and payload building, nothing
+sent). The goal is <= 1.25x for both latencies. The live run at max_concurrency 1 is
+measured too, for the 15 vs 1 ratio (information only).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import common
+import harness
+from common import Context, Goal, Row, Section
+from harness import NotAvailableError, RunFailedError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+P2_GOAL = 1.25
+BATCH_SIZE = 1000
+
+
+def _uploaded(emu: harness.Emulator) -> tuple[int, int, int, float]:
+    """Upload calls, records in 200 replies, non-200 calls, arrival span in s."""
+    log = emu.control("GET", "/_sandbox/requests")
+    calls = [r for r in log if r.get("path") == "/1/upload"]
+    records = sum(int(r.get("records") or 0) for r in calls if r.get("status") == 200)
+    bad = sum(1 for r in calls if r.get("status") != 200)
+    times = [float(r["time"]) for r in calls if r.get("time") is not None]
+    span = max(times) - min(times) if times else 0.0
+    return len(calls), records, bad, span
+
+
+def _command(scratch: Path, name: str, cfg: dict[str, Any]) -> list[str]:
+    cfg_path = harness.write_json(scratch / f"{name}.json", cfg)
+    return [harness.PYTHON, "-m", "target_clevertap", "--config", str(cfg_path)]
+
+
+def _dry_run(
+    ctx: Context, sec: Section, settings: frozenset[str], data: Path, scratch: Path
+) -> Row | None:
+    label = "target-clevertap dry_run (same input, nothing sent)"
+
+    def make(rep: int) -> tuple[list[str], dict[str, Any]]:
+        where = scratch / "dry"
+        extra: dict[str, Any] = {"dry_run": True, "api_url": "http://127.0.0.1:9"}
+        if "batch_size" in settings:
+            extra["batch_size"] = BATCH_SIZE
+        cfg = common.clevertap_config(settings, where, rep, **extra)
+        cfg["dry_run_path"] = str(where / f"rep{rep}" / "payloads.jsonl")
+        cmd = _command(where, f"rep{rep}", cfg)
+        return cmd, {"stdin_path": data, "log": scratch / f"dry-{rep}.log"}
+
+    try:
+        row = common.median_run(ctx, label, "P2", ctx.p2_n, make)
+    except RunFailedError as exc:
+        sec.failed(label, str(exc))
+        return None
+    last = scratch / "dry" / f"rep{row.reps - 1}" / "payloads.jsonl"
+    row.note = f"{harness.count_lines(last)} payload records"
+    sec.rows.append(row)
+    return row
+
+
+def _live_runs(  # noqa: PLR0913 - the pieces prepared by p2_latency
+    ctx: Context,
+    sec: Section,
+    *,
+    settings: frozenset[str],
+    data: Path,
+    scratch: Path,
+    latency_ms: int,
+) -> dict[int, Row]:
+    results: dict[int, Row] = {}
+    with harness.emulator("clevertap", scratch, ready_path="/_sandbox/health") as emu:
+        fault = {"kind": "latency", "ms": latency_ms, "path": "/1/upload"}
+        for conc in ctx.p2_concurrency:
+            label = f"target-clevertap live, {latency_ms} ms per upload, "
+            label += f"max_concurrency={conc}"
+
+            def make(rep: int, conc: int = conc) -> tuple[list[str], dict[str, Any]]:
+                emu.control("POST", "/_sandbox/reset")
+                emu.control("POST", "/_sandbox/faults", fault)
+                extra: dict[str, Any] = {"api_url": emu.base_url}
+                extra["max_concurrency"] = conc
+                if "batch_size" in settings:
+                    extra["batch_size"] = BATCH_SIZE
+                where = scratch / f"l{latency_ms}-c{conc}"
+                cfg = common.clevertap_config(settings, where, rep, **extra)
+                cmd = _command(where, f"rep{rep}", cfg)
+                log = scratch / f"l{latency_ms}-c{conc}-{rep}.log"
+                return cmd, {"stdin_path": data, "log": log}
+
+            cpu_before = emu.cpu_seconds()
+            try:
+                row = common.median_run(ctx, label, "P2", ctx.p2_n, make)
+            except RunFailedError as exc:
+                sec.failed(label, str(exc))
+                continue
+            calls, records, bad, span = _uploaded(emu)
+            emu_ms = (emu.cpu_seconds() - cpu_before) / max(row.reps, 1)
+            emu_ms = emu_ms * 1000 / max(calls, 1)
+            floor = calls * latency_ms / 1000 / conc
+            row.note = (
+                f"last run: {calls} upload calls ({bad} not HTTP 200) carrying "
+                f"{records} records, arriving over {span:.1f} s; the added latency "
+                f"alone needs >= {floor:.1f} s at this concurrency; the emulator "
+                f"spent {emu_ms:.0f} ms CPU per upload call"
+            )
+            results[conc] = row
+            sec.rows.append(row)
+    return results
+
+
+def p2_latency(ctx: Context) -> Section:
+    """P2: live run at max_concurrency 15 against a dry run of the same input.
+
+    Args:
+        ctx: the run context.
+
+    Returns:
+        The section.
+    """
+    sec = Section(
+        "P2",
+        "upload latency hidden: live (CleverTap emulator with added latency per "
+        "upload call) against a dry run of the same input",
+    )
+    dry: Row | None = None
+    live: dict[int, dict[int, Row]] = {}
+    try:
+        settings = harness.require_settings(
+            "target_clevertap", "api_url", "max_concurrency", "dry_run", "dry_run_path"
+        )
+        data = ctx.input_file(ctx.p2_n)
+        scratch = ctx.scratch("p2")
+        dry = _dry_run(ctx, sec, settings, data, scratch)
+        for latency_ms in ctx.p2_latency:
+            live[latency_ms] = _live_runs(
+                ctx,
+                sec,
+                settings=settings,
+                data=data,
+                scratch=scratch,
+                latency_ms=latency_ms,
+            )
+    except NotAvailableError as exc:
+        sec.unavailable("target-clevertap uploads", str(exc))
+    top = max(ctx.p2_concurrency)
+    for latency_ms in ctx.p2_latency:
+        rows = live.get(latency_ms, {})
+        sec.goals.append(
+            Goal(
+                "P2",
+                f"live at max_concurrency {top} / dry run, {latency_ms} ms per upload",
+                common.ratio(rows.get(top), dry),
+                P2_GOAL,
+            )
+        )
+    for latency_ms in ctx.p2_latency:
+        rows = live.get(latency_ms, {})
+        sec.goals.append(
+            Goal(
+                "P2",
+                f"throughput at max_concurrency {top} / at 1, {latency_ms} ms per "
+                "upload (information)",
+                common.ratio(rows.get(1), rows.get(top)),
+                None,
+            )
+        )
+    return sec
