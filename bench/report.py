@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Sequence
 
-    from measures import Goal, Row, Section
+    from common import Goal, Row, Section
 
 PACKAGES = (
     "singer-sdk",
