@@ -17,8 +17,9 @@ two windows never overlap (the ledger sees every earlier event settled). At most
 `WINDOWS_IN_FLIGHT` windows are in flight; `submit` waits for the oldest before
 taking one more, so memory holds that many windows plus the one being built.
 Both stages share the run's upload thread pool: `max_concurrency` still caps the
-requests in flight. After a failure no later window sends anything; `drain`
-raises the first window's error (no STATE then).
+requests in flight. After a failure (a window's, or the main thread ended by
+an error elsewhere) no later window sends anything; `drain` raises the first
+window's error (no STATE then).
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ class UploadPipeline:
             self._stages = None
 
     def _check(self) -> None:
-        if self._stop.is_set():
+        # the main thread ended (the run failed outside a window): stop sending
+        if self._stop.is_set() or not threading.main_thread().is_alive():
             msg = "an earlier upload window failed; this window was not sent"
             raise WindowCancelledError(msg)
 

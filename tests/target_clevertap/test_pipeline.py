@@ -77,7 +77,7 @@ def _submit(
 
 
 def test_next_windows_profiles_upload_while_earlier_events_are_in_flight() -> None:
-    log, done = _Log(), []
+    log, done = _Log(), list[str]()
     pipe = _pipeline(log)
     _submit(pipe, "w1", done)
     _submit(pipe, "w2", done)
@@ -91,7 +91,7 @@ def test_next_windows_profiles_upload_while_earlier_events_are_in_flight() -> No
 
 
 def test_events_never_start_before_the_profiles_of_their_and_earlier_windows() -> None:
-    log, done = _Log(), []
+    log, done = _Log(), list[str]()
     pipe = _pipeline(log, limit=3)
     for name in ("w1", "w2", "w3"):
         _submit(pipe, name, done)
@@ -107,7 +107,7 @@ def test_events_never_start_before_the_profiles_of_their_and_earlier_windows() -
 
 
 def test_deletes_wait_for_the_events_of_earlier_windows() -> None:
-    log, done = _Log(), []
+    log, done = _Log(), list[str]()
     pipe = _pipeline(log)
     _submit(pipe, "w1", done)
     _submit(pipe, "w2", done, deletes=True)
@@ -118,7 +118,7 @@ def test_deletes_wait_for_the_events_of_earlier_windows() -> None:
 
 
 def test_submit_waits_while_the_pipeline_holds_its_limit_of_windows() -> None:
-    log, done = _Log(), []
+    log, done = _Log(), list[str]()
     pipe = _pipeline(log, limit=2)
     _submit(pipe, "w1", done)
     _submit(pipe, "w2", done)
@@ -132,7 +132,7 @@ def test_submit_waits_while_the_pipeline_holds_its_limit_of_windows() -> None:
 
 
 def test_after_a_failed_window_later_windows_send_nothing_and_drain_raises() -> None:
-    log, done = _Log(fail="w1:profiles"), []
+    log, done = _Log(fail="w1:profiles"), list[str]()
     pipe = _pipeline(log, limit=3)
     for name in ("w1", "w2", "w3"):
         _submit(pipe, name, done)
