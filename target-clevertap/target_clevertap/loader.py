@@ -185,7 +185,7 @@ class Loader:
         self.tracker.save(entries, waiting)
         for entry in entries:
             if id(entry) not in waiting and not entry.accounted:
-                self.counters.stream_stats(entry.stream).accepted += 1
+                self.counters.bump(entry.stream, "accepted")
 
     def _build(
         self, entries: Sequence[Entry], *, final: bool

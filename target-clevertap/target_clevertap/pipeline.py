@@ -1,25 +1,27 @@
 """The upload pipeline: the next window is built while earlier ones upload.
 
-A window's uploads run in two stages, each on its own thread and first in, first
-out across windows:
+Each window's uploads run in two steps on threads of their own: the profile step
+(its profile upserts, then its profile deletes) and the event step (its events
+through the ledger, then `complete`: identity map, change tracking, accepted
+counts). Windows in flight overlap except where order matters; a step waits for
+the steps of earlier windows still in flight that touch the same people or
+events:
 
-- profile stage: the window's profile upserts, then its profile deletes (the
-  deletes wait until every earlier window's events settled, so no event of an
-  earlier window lands on a profile deleted after it);
-- event stage: waits until the window's profile stage settled (so every profile
-  of this window and of all earlier ones is in CleverTap), then sends the events
-  through the ledger and settles the window (`complete`: identity map, change
-  tracking, accepted counts).
+- profiles and deletes of a person wait for earlier profiles and deletes of that
+  person (the last write wins, as without the pipeline);
+- deletes of a person also wait for earlier events of that person (no event of
+  an earlier window lands on a profile deleted after it);
+- events wait for the window's own profile step and for every earlier profile
+  step touching a person they name (profiles reach CleverTap before the events
+  that need them, across windows too), and for earlier event steps sharing an
+  event key (the ledger sees those settled first: no duplicate send).
 
-So window k+1's profiles upload while window k's events are in flight, but a
-window's events never go before the profiles they may reference, and events of
-two windows never overlap (the ledger sees every earlier event settled). At most
-`WINDOWS_IN_FLIGHT` windows are in flight; `submit` waits for the oldest before
-taking one more, so memory holds that many windows plus the one being built.
-Both stages share the run's upload thread pool: `max_concurrency` still caps the
-requests in flight. After a failure (a window's, or the main thread ended by
-an error elsewhere) no later window sends anything; `drain` raises the first
-window's error (no STATE then).
+At most `WINDOWS_IN_FLIGHT` windows are in flight; `submit` waits for the oldest
+before taking one more, so memory holds that many windows plus the one being
+built. All steps share the run's upload thread pool: `max_concurrency` still caps
+the requests in flight. After a failure (a window's, or the main thread ended by
+an error elsewhere) no later step sends anything; `drain` raises the first
+error (no STATE then).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from __future__ import annotations
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from target_clevertap.client import CleverTapError
 
@@ -39,15 +42,30 @@ if TYPE_CHECKING:
     from target_clevertap.payloads import UploadItem
 
 #: windows whose uploads may be in flight while the next one is built
-WINDOWS_IN_FLIGHT = 2
+WINDOWS_IN_FLIGHT = 3
 
 
 class WindowCancelledError(CleverTapError):
     """An earlier window failed (or the run stops): this one sent nothing more."""
 
 
+def _person(payload: dict[str, Any]) -> str:
+    return str(payload.get("identity") or payload.get("objectId") or "")
+
+
+@dataclass
+class _Window:
+    """What a window in flight touches, and its two steps."""
+
+    writes: frozenset[str]  # people whose profile it upserts or deletes
+    reads: frozenset[str]  # people its events name
+    keys: frozenset[str]  # its event keys
+    profiles_done: Future[None]
+    done: Future[None]
+
+
 class UploadPipeline:
-    """Runs windows' uploads in two ordered stages, a bounded number at a time."""
+    """Runs windows' uploads in two ordered steps, a bounded number at a time."""
 
     def __init__(
         self, dispatch: UploadDispatcher, limit: int = WINDOWS_IN_FLIGHT
@@ -60,18 +78,10 @@ class UploadPipeline:
         """
         self.dispatch = dispatch
         self.limit = max(1, limit)
-        self._stages: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
-        self._in_flight: deque[Future[None]] = deque()
-        self._last_events: Future[None] | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._in_flight: deque[_Window] = deque()
         self._stop = threading.Event()
-
-    def _executors(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
-        if self._stages is None:
-            self._stages = (
-                ThreadPoolExecutor(1, thread_name_prefix="clevertap-profiles"),
-                ThreadPoolExecutor(1, thread_name_prefix="clevertap-events"),
-            )
-        return self._stages
+        self._error: BaseException | None = None
 
     @property
     def in_flight(self) -> int:
@@ -99,37 +109,60 @@ class UploadPipeline:
             The window's handle: done once the window settled.
         """
         while len(self._in_flight) >= self.limit:
-            self._in_flight.popleft().result()  # raises the window's error
-        profile_stage, event_stage = self._executors()
-        earlier_events = self._last_events
-        profiles_done = profile_stage.submit(
-            self._profile_stage, entries, profiles, deletes, earlier_events
+            self._collect()
+        if self._threads is None:  # two steps per window, each may wait
+            self._threads = ThreadPoolExecutor(
+                2 * self.limit, thread_name_prefix="clevertap-window"
+            )
+        upserts = frozenset(_person(it.payload) for _, it in profiles)
+        removed = frozenset(ident for _, ident in deletes)
+        writes = upserts | removed
+        reads = frozenset(_person(it.payload) for _, it in events)
+        keys = frozenset(it.event_key or "" for _, it in events) - {""}
+        earlier = list(self._in_flight)
+        before_profiles = [w.profiles_done for w in earlier if w.writes & writes]
+        before_deletes = [w.done for w in earlier if w.reads & removed]
+        profiles_done = self._threads.submit(
+            self._profile_step, entries, profiles, deletes, before_profiles,
+            before_deletes,
+        )  # fmt: skip
+        before_events = [profiles_done]
+        before_events += [w.profiles_done for w in earlier if w.writes & reads]
+        before_events += [w.done for w in earlier if w.keys & keys]
+        done = self._threads.submit(
+            self._event_step, entries, events, before_events, complete
         )
-        done = event_stage.submit(
-            self._event_stage, entries, events, profiles_done, complete
-        )
-        self._last_events = done
-        self._in_flight.append(done)
+        self._in_flight.append(_Window(writes, reads, keys, profiles_done, done))
         return done
 
+    def _collect(self) -> None:
+        """Wait for the oldest window; raise the run's first error if it failed."""
+        window = self._in_flight.popleft()
+        exc = window.done.exception()
+        if exc is None:
+            exc = window.profiles_done.exception()
+        if exc is not None:
+            raise self._error or exc
+
     def drain(self) -> None:
-        """Wait until every window settled; raise the first window's error.
+        """Wait until every window settled; raise the first error.
 
         Raises:
             BaseException: the first failed window's error (the run must stop).
         """
         while self._in_flight:
-            self._in_flight.popleft().result()
+            self._collect()
 
     def close(self) -> None:
-        """Stop: windows not started send nothing; wait for the ones running."""
+        """Stop: steps not started send nothing; wait for the ones running."""
         self._stop.set()
         while self._in_flight:
-            self._in_flight.popleft().exception()  # waits; raised already if any
-        if self._stages is not None:
-            for executor in self._stages:
-                executor.shutdown(wait=True)
-            self._stages = None
+            window = self._in_flight.popleft()
+            window.done.exception()  # waits; raised already if any
+            window.profiles_done.exception()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
 
     def _check(self) -> None:
         # the main thread ended (the run failed outside a window): stop sending
@@ -137,37 +170,46 @@ class UploadPipeline:
             msg = "an earlier upload window failed; this window was not sent"
             raise WindowCancelledError(msg)
 
-    def _profile_stage(
+    def _failed(self, exc: BaseException) -> None:
+        if self._error is None and not isinstance(exc, WindowCancelledError):
+            self._error = exc
+        self._stop.set()
+
+    def _profile_step(
         self,
         entries: Sequence[Entry],
         profiles: Sequence[tuple[int, UploadItem]],
         deletes: list[tuple[int, str]],
-        earlier_events: Future[None] | None,
+        before_profiles: list[Future[None]],
+        before_deletes: list[Future[None]],
     ) -> None:
         try:
+            for future in before_profiles:
+                future.result()
             self._check()
             self.dispatch.upload_upserts(entries, profiles)
             if deletes:
-                if earlier_events is not None:
-                    earlier_events.result()
+                for future in before_deletes:
+                    future.result()
                 self._check()
                 self.dispatch.deletes.send(entries, deletes)
-        except BaseException:
-            self._stop.set()
+        except BaseException as exc:
+            self._failed(exc)
             raise
 
-    def _event_stage(
+    def _event_step(
         self,
         entries: Sequence[Entry],
         events: Sequence[tuple[int, UploadItem]],
-        profiles_done: Future[None],
+        before: list[Future[None]],
         complete: Callable[[], None],
     ) -> None:
         try:
-            profiles_done.result()
+            for future in before:
+                future.result()
             self._check()
             self.dispatch.events.upload(entries, events)
             complete()
-        except BaseException:
-            self._stop.set()
+        except BaseException as exc:
+            self._failed(exc)
             raise

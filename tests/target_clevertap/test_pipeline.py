@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import singer_sdk.target_base
 from target_clevertap.client import CleverTapClient, CleverTapError
+from target_clevertap.payload_types import UploadItem
 from target_clevertap.pipeline import UploadPipeline, WindowCancelledError
 
 if TYPE_CHECKING:
@@ -33,8 +34,9 @@ class _FakeEvents:
     def __init__(self, log: _Log) -> None:
         self.log = log
 
-    def upload(self, entries: Sequence[Any], _events: Sequence[Any]) -> None:
-        self.log.step(entries, "events")
+    def upload(self, entries: Sequence[Any], events: Sequence[Any]) -> None:
+        if events:
+            self.log.step(entries, "events")
 
 
 class _Log:
@@ -56,8 +58,9 @@ class _Log:
             msg = f"{kind} of {entries[0]} failed"
             raise CleverTapError(msg)
 
-    def upload_upserts(self, entries: Sequence[Any], _profiles: Sequence[Any]) -> None:
-        self.step(entries, "profiles")
+    def upload_upserts(self, entries: Sequence[Any], profiles: Sequence[Any]) -> None:
+        if profiles:  # like the real one: nothing to send, no request
+            self.step(entries, "profiles")
 
 
 def _pipeline(log: _Log, limit: int = 2) -> UploadPipeline:
@@ -65,65 +68,81 @@ def _pipeline(log: _Log, limit: int = 2) -> UploadPipeline:
 
 
 def _submit(
-    pipe: UploadPipeline, name: str, done: list[str], *, deletes: bool = False
+    pipe: UploadPipeline,
+    name: str,
+    done: list[str],
+    *,
+    profiles: str = "",
+    events: str = "",
+    deletes: str = "",
 ) -> None:
+    """Queue a window; each letter is a person (events are keyed by person)."""
     pipe.submit(
         [name],  # type: ignore[list-item]  # the fake only names the window
-        [],
-        [(0, "x")] if deletes else [],
-        [],
+        [(0, UploadItem("profile", {"identity": p})) for p in profiles],
+        [(0, p) for p in deletes],
+        [(0, UploadItem("event", {"identity": p}, event_key=p)) for p in events],
         lambda: done.append(name),
     )
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
 
 
 def test_next_windows_profiles_upload_while_earlier_events_are_in_flight() -> None:
     log, done = _Log(), list[str]()
     pipe = _pipeline(log)
-    _submit(pipe, "w1", done)
-    _submit(pipe, "w2", done)
+    _submit(pipe, "w1", done, profiles="a", events="a")
+    _submit(pipe, "w2", done, profiles="a")  # waits for w1's profiles only
     pipe.drain()
-    p2_start, p2_end = log.spans["w2", "profiles"]
-    e1_start, e1_end = log.spans["w1", "events"]
-    assert p2_start < e1_end
-    assert e1_start < p2_end  # overlapped
-    assert done == ["w1", "w2"]
+    assert log.spans["w1", "profiles"][1] <= log.spans["w2", "profiles"][0]
+    assert _overlap(log.spans["w2", "profiles"], log.spans["w1", "events"])
+    assert sorted(done) == ["w1", "w2"]
     pipe.close()
 
 
-def test_events_never_start_before_the_profiles_of_their_and_earlier_windows() -> None:
+def test_events_wait_for_earlier_profiles_of_their_people_and_earlier_same_keys() -> (
+    None
+):
+    log, done = _Log(), list[str]()
+    pipe = _pipeline(log, limit=4)
+    _submit(pipe, "w1", done, profiles="a")
+    _submit(pipe, "w2", done, profiles="b")
+    _submit(pipe, "w3", done, profiles="c", events="ab")
+    _submit(pipe, "w4", done, events="a")
+    pipe.drain()
+    w3_events = log.spans["w3", "events"][0]
+    assert log.spans["w1", "profiles"][1] <= w3_events
+    assert log.spans["w2", "profiles"][1] <= w3_events
+    assert log.spans["w3", "profiles"][1] <= w3_events
+    # the same event key: the ledger sees the earlier send settled first
+    assert log.spans["w3", "events"][1] <= log.spans["w4", "events"][0]
+    # profiles of different people go together
+    assert _overlap(log.spans["w1", "profiles"], log.spans["w2", "profiles"])
+    pipe.close()
+
+
+def test_profiles_and_deletes_of_a_person_keep_their_order_across_windows() -> None:
     log, done = _Log(), list[str]()
     pipe = _pipeline(log, limit=3)
-    for name in ("w1", "w2", "w3"):
-        _submit(pipe, name, done)
+    _submit(pipe, "w1", done, profiles="x", events="x")
+    _submit(pipe, "w2", done, deletes="x")
+    _submit(pipe, "w3", done, profiles="x")
     pipe.drain()
-    names = ["w1", "w2", "w3"]
-    for k, name in enumerate(names):
-        events_start, _ = log.spans[name, "events"]
-        for earlier in names[: k + 1]:
-            assert log.spans[earlier, "profiles"][1] <= events_start
-        if k:  # the events of two windows never overlap (the ledger rules)
-            assert log.spans[names[k - 1], "events"][1] <= events_start
-    pipe.close()
-
-
-def test_deletes_wait_for_the_events_of_earlier_windows() -> None:
-    log, done = _Log(), list[str]()
-    pipe = _pipeline(log)
-    _submit(pipe, "w1", done)
-    _submit(pipe, "w2", done, deletes=True)
-    pipe.drain()
+    assert log.spans["w1", "profiles"][1] <= log.spans["w2", "deletes"][0]
     assert log.spans["w1", "events"][1] <= log.spans["w2", "deletes"][0]
-    assert log.spans["w2", "deletes"][1] <= log.spans["w2", "events"][0]
+    assert log.spans["w2", "deletes"][1] <= log.spans["w3", "profiles"][0]
     pipe.close()
 
 
 def test_submit_waits_while_the_pipeline_holds_its_limit_of_windows() -> None:
     log, done = _Log(), list[str]()
     pipe = _pipeline(log, limit=2)
-    _submit(pipe, "w1", done)
-    _submit(pipe, "w2", done)
+    _submit(pipe, "w1", done, profiles="a")
+    _submit(pipe, "w2", done, profiles="b")
     assert pipe.in_flight == 2
-    _submit(pipe, "w3", done)  # waits until w1 settled
+    _submit(pipe, "w3", done, profiles="c")  # waits until w1 settled
     assert "w1" in done
     assert pipe.in_flight <= 2
     pipe.drain()
@@ -134,8 +153,9 @@ def test_submit_waits_while_the_pipeline_holds_its_limit_of_windows() -> None:
 def test_after_a_failed_window_later_windows_send_nothing_and_drain_raises() -> None:
     log, done = _Log(fail="w1:profiles"), list[str]()
     pipe = _pipeline(log, limit=3)
-    for name in ("w1", "w2", "w3"):
-        _submit(pipe, name, done)
+    _submit(pipe, "w1", done, profiles="a", events="a")
+    _submit(pipe, "w2", done, profiles="a")
+    _submit(pipe, "w3", done, events="a")
     with pytest.raises(CleverTapError, match="profiles of w1 failed") as info:
         pipe.drain()
     assert not isinstance(info.value, WindowCancelledError)
