@@ -138,10 +138,32 @@ class RunCounters:
     def count_sent(self, entries: Sequence[Entry], idx: int, item: UploadItem) -> None:
         """Count a sent profile or event for its stream."""
         stats = self.stream_stats(entries[idx].stream)
-        if item.kind == "profile":
-            stats.profiles_sent += 1
-        else:
-            stats.events_sent += 1
+        with self._lock:  # upload windows settle on several threads
+            if item.kind == "profile":
+                stats.profiles_sent += 1
+            else:
+                stats.events_sent += 1
+
+    def bump(self, stream: str, name: str, count: int = 1) -> None:
+        """Add to one counter of a stream (safe from any upload thread).
+
+        Args:
+            stream: the stream.
+            name: the `StreamStats` field.
+            count: how much.
+        """
+        stats = self.stream_stats(stream)
+        with self._lock:
+            setattr(stats, name, getattr(stats, name) + count)
+
+    def add_in_doubt(self, count: int) -> None:
+        """Count events whose fate stays unknown (safe from any upload thread).
+
+        Args:
+            count: how many.
+        """
+        with self._lock:
+            self.in_doubt_total += count
 
     def log_progress(self, now: float | None = None) -> None:
         """Log records received/accepted/rejected and the rate.

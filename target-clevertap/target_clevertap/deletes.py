@@ -120,8 +120,7 @@ class Deletes:
             chunk = unique[i : i + DELETE_CHUNK]
             problem = self.ctx.client.delete_profiles(chunk)
             if problem is None:
-                stats = self.counters.stream_stats(entries[0].stream)
-                stats.profiles_deleted += len(chunk)
+                self.counters.bump(entries[0].stream, "profiles_deleted", len(chunk))
                 continue
             wanted = set(chunk)
             for idx in dict.fromkeys(n for n, ident in deletes if ident in wanted):

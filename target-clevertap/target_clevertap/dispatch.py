@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 from target_clevertap import batches
 from target_clevertap.client import JSON_ENCODER
 from target_clevertap.event_uploads import EventUploads
+from target_clevertap.pipeline import UploadPipeline
 from target_clevertap.replies import Rejection
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+    from concurrent.futures import Future
 
     from target_clevertap.client import UploadResult
     from target_clevertap.counters import RunCounters
@@ -52,6 +54,7 @@ class UploadDispatcher:
         self.rejects = rejects
         self.deletes = deletes
         self.events = EventUploads(self)
+        self.pipeline = UploadPipeline(self)
 
     def send(
         self,
@@ -68,11 +71,7 @@ class UploadDispatcher:
             items: (position, upload item) pairs, profiles before events.
             deletes: (position, identity) profile deletes.
         """
-        profiles = [(i, it) for i, it in items if it.kind == "profile"]
-        events = sorted(
-            ((i, it) for i, it in items if it.kind == "event"),
-            key=lambda pair: pair[1].ts or 0,
-        )
+        profiles, events = _split(items)
         ctx = self.ctx
         if ctx.dry_run:
             self.rejects.write_dry_run(
@@ -93,6 +92,30 @@ class UploadDispatcher:
             self.upload_upserts(entries, profiles)
             self.deletes.send(entries, deletes)
             self.events.upload(entries, events)
+
+    def submit(
+        self,
+        entries: Sequence[Entry],
+        items: Sequence[tuple[int, UploadItem]],
+        deletes: list[tuple[int, str]],
+        complete: Callable[[], None],
+    ) -> Future[None]:
+        """Queue one window for upload (a live run); `complete` settles it.
+
+        The window uploads while the next one is built (`pipeline.UploadPipeline`:
+        profiles, deletes, then events, in order across windows).
+
+        Args:
+            entries: the window's records.
+            items: (position, upload item) pairs.
+            deletes: (position, identity) profile deletes.
+            complete: called once every upload of the window settled.
+
+        Returns:
+            The window's handle.
+        """
+        profiles, events = _split(items)
+        return self.pipeline.submit(entries, profiles, deletes, events, complete)
 
     def chunks(self, pairs: Sequence[tuple[int, UploadItem]]) -> list[Pairs]:
         """Upload batches: `batch_size` records, `max_request_bytes` at most."""
@@ -156,3 +179,13 @@ class UploadDispatcher:
                 result.rejections.append(Rejection(0, miss.code, miss.message))
             self.rejects.apply_rejections(entries, single, result)
             count_sent(entries, idx, item)
+
+
+def _split(items: Sequence[tuple[int, UploadItem]]) -> tuple[Pairs, Pairs]:
+    """A window's profiles, and its events oldest first."""
+    profiles = [(i, it) for i, it in items if it.kind == "profile"]
+    events = sorted(
+        ((i, it) for i, it in items if it.kind == "event"),
+        key=lambda pair: pair[1].ts or 0,
+    )
+    return profiles, events

@@ -62,9 +62,7 @@ class EventUploads:
         for idx, item in events:
             key = item.event_key or ""
             if statuses.get(key) == ledger.ACCEPTED or key in seen:
-                self.counters.stream_stats(
-                    entries[idx].stream
-                ).duplicates_suppressed += 1
+                self.counters.bump(entries[idx].stream, "duplicates_suppressed")
                 continue
             seen.add(key)
             todo.append((idx, item))
@@ -100,7 +98,7 @@ class EventUploads:
             )
         if todo:
             self.ctx.store.mark([it.event_key or "" for _, it in todo], ledger.IN_DOUBT)
-            self.counters.in_doubt_total += len(todo)
+            self.counters.add_in_doubt(len(todo))
             msg = (
                 f"{len(todo)} events are in doubt after {RECONCILE_ROUNDS} checks "
                 "(sent, but CleverTap's reply was lost); no STATE was emitted; rerun "
@@ -203,7 +201,7 @@ class EventUploads:
                 ]
             )
         except CleverTapError as exc:
-            self.counters.in_doubt_total += len(pairs)
+            self.counters.add_in_doubt(len(pairs))
             msg = (
                 f"{len(pairs)} events are in doubt (reply lost) and checking them "
                 f"failed: {exc}. No STATE was emitted; the next run checks them first"
@@ -223,7 +221,7 @@ class EventUploads:
                 )
                 self.counters.count_sent(entries, idx, item)
         if outcome.unknown:
-            self.counters.in_doubt_total += len(outcome.unknown)
+            self.counters.add_in_doubt(len(outcome.unknown))
             msg = (
                 f"{len(outcome.unknown)} events are in doubt: not visible in Get "
                 "Events yet (ingestion lag) after the configured checks. No STATE "
@@ -266,7 +264,7 @@ class EventUploads:
         self.ctx.store.mark(sorted(outcome.found), ledger.ACCEPTED)
         self.ctx.store.forget(sorted(outcome.missing))
         if outcome.unknown:
-            self.counters.in_doubt_total += len(outcome.unknown)
+            self.counters.add_in_doubt(len(outcome.unknown))
             msg = (
                 f"{len(outcome.unknown)} events from an earlier run are still in "
                 "doubt (not visible in Get Events yet). Nothing was sent; rerun later"

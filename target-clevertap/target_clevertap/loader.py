@@ -121,17 +121,24 @@ class Loader:
         return self.counters.stream_stats(stream)
 
     def close(self) -> None:
-        """Release files, threads, connections and the database."""
+        """Release files, threads, connections and the database.
+
+        Windows still queued send nothing; running ones finish first.
+        """
+        self.dispatch.pipeline.close()
         self.ctx.close()
         self.rejects.close()
 
     # -------------------------------------------------------------- windows
 
     def process_window(self, entries: Sequence[Entry], *, final: bool) -> list[Entry]:
-        """Upload one window and settle every record in it.
+        """Build one window and hand it to the uploads; settle it once answered.
 
         Profiles go first, then events (oldest first); events already accepted
-        (ledger) are suppressed; ambiguous event sends are reconciled.
+        (ledger) are suppressed; ambiguous event sends are reconciled. A live
+        run returns once the window is queued (`pipeline.UploadPipeline`: at
+        most `WINDOWS_IN_FLIGHT` in flight); `drain` waits for all of them. A
+        dry run settles the window before returning.
 
         Args:
             entries: the records.
@@ -145,21 +152,40 @@ class Loader:
         """
         if not self._reconciled and not self.ctx.any_dry_run:
             self.reconcile_previous_run()
+        if self.joins.enabled:  # lookups see every earlier window's profiles
+            self.drain()
         self.joins.prepare(entries)
         items, deletes, deferred = self._build(entries, final=final)
         items = self._screen(entries, self.joins.apply(entries, items))
-        self.dispatch.send(entries, items, deletes)
+        waiting = {id(e) for e in deferred}
+        if self.ctx.any_dry_run:
+            self.dispatch.send(entries, items, deletes)
+            self._settled(entries, waiting)
+        else:  # uploads while the next window is built (pipeline.py)
+            self.dispatch.submit(
+                entries, items, deletes, lambda: self._settled(entries, waiting)
+            )
+        return deferred
+
+    def drain(self) -> None:
+        """Wait until every window in flight settled (before any STATE).
+
+        Raises:
+            CleverTapError: a window failed (the run must stop, no STATE).
+        """
+        self.dispatch.pipeline.drain()
+
+    def _settled(self, entries: Sequence[Entry], waiting: set[int]) -> None:
+        """Settle a window once all its uploads are answered (the event stage)."""
         # per window (a dry run too), so the pending changes stay within a window
         self.ctx.store.flush_identities()
-        waiting = {id(e) for e in deferred}
         # only now: a crash before this replays the records with the same previous
         # values, so their change events get the same keys (a dry run keeps them
         # in a temporary table of this run only)
         self.tracker.save(entries, waiting)
         for entry in entries:
             if id(entry) not in waiting and not entry.accounted:
-                self.counters.stream_stats(entry.stream).accepted += 1
-        return deferred
+                self.counters.bump(entry.stream, "accepted")
 
     def _build(
         self, entries: Sequence[Entry], *, final: bool

@@ -375,6 +375,8 @@ class TargetCleverTap(Target):
                 self.logger.info("dry run: STATE is not emitted")
                 self._dry_run_state_warned = True
             return
+        # every window before this STATE settled (raises when one failed)
+        self.loader.drain()
         if any(sink.deferred for sink in self.clevertap_sinks):
             self.logger.info("STATE held back: records wait for their person")
             self._held_state = state
@@ -406,8 +408,10 @@ class TargetCleverTap(Target):
             self._settle_deferred()
             if self._held_state is not None:
                 self._write_state_message(self._held_state)
+            self.loader.drain()
             self._check_reject_ratio()
         finally:
+            self.loader.dispatch.pipeline.close()  # the summary counts every window
             self.loader.counters.log_summary()
             self.loader.close()
 

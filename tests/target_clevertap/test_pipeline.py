@@ -1,0 +1,236 @@
+"""The upload pipeline: windows upload while the next is built, in a safe order."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import singer_sdk.target_base
+from target_clevertap.client import CleverTapClient, CleverTapError
+from target_clevertap.payload_types import UploadItem
+from target_clevertap.pipeline import UploadPipeline, WindowCancelledError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from target_clevertap.client import UploadResult
+
+    from tests.target_clevertap.conftest import Run
+
+STAGE_S = 0.15  # each fake upload step takes this long
+
+
+class _FakeDeletes:
+    def __init__(self, log: _Log) -> None:
+        self.log = log
+
+    def send(self, entries: Sequence[Any], _deletes: list[tuple[int, str]]) -> None:
+        self.log.step(entries, "deletes")
+
+
+class _FakeEvents:
+    def __init__(self, log: _Log) -> None:
+        self.log = log
+
+    def upload(self, entries: Sequence[Any], events: Sequence[Any]) -> None:
+        if events:
+            self.log.step(entries, "events")
+
+
+class _Log:
+    """A fake upload dispatcher: every step sleeps and notes when it ran."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.spans: dict[tuple[str, str], tuple[float, float]] = {}
+        self.lock = threading.Lock()
+        self.fail = fail
+        self.deletes = _FakeDeletes(self)
+        self.events = _FakeEvents(self)
+
+    def step(self, entries: Sequence[Any], kind: str) -> None:
+        start = time.monotonic()
+        time.sleep(STAGE_S)
+        with self.lock:
+            self.spans[entries[0], kind] = (start, time.monotonic())
+        if self.fail == f"{entries[0]}:{kind}":
+            msg = f"{kind} of {entries[0]} failed"
+            raise CleverTapError(msg)
+
+    def upload_upserts(self, entries: Sequence[Any], profiles: Sequence[Any]) -> None:
+        if profiles:  # like the real one: nothing to send, no request
+            self.step(entries, "profiles")
+
+
+def _pipeline(log: _Log, limit: int = 2) -> UploadPipeline:
+    return UploadPipeline(log, limit)  # type: ignore[arg-type]  # a duck-typed fake
+
+
+def _submit(
+    pipe: UploadPipeline,
+    name: str,
+    done: list[str],
+    *,
+    profiles: str = "",
+    events: str = "",
+    deletes: str = "",
+) -> None:
+    """Queue a window; each letter is a person (events are keyed by person)."""
+    pipe.submit(
+        [name],  # type: ignore[list-item]  # the fake only names the window
+        [(0, UploadItem("profile", {"identity": p})) for p in profiles],
+        [(0, p) for p in deletes],
+        [(0, UploadItem("event", {"identity": p}, event_key=p)) for p in events],
+        lambda: done.append(name),
+    )
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_next_windows_profiles_upload_while_earlier_events_are_in_flight() -> None:
+    log, done = _Log(), list[str]()
+    pipe = _pipeline(log)
+    _submit(pipe, "w1", done, profiles="a", events="a")
+    _submit(pipe, "w2", done, profiles="a")  # waits for w1's profiles only
+    pipe.drain()
+    assert log.spans["w1", "profiles"][1] <= log.spans["w2", "profiles"][0]
+    assert _overlap(log.spans["w2", "profiles"], log.spans["w1", "events"])
+    assert sorted(done) == ["w1", "w2"]
+    pipe.close()
+
+
+def test_events_wait_for_earlier_profiles_of_their_people_and_earlier_same_keys() -> (
+    None
+):
+    log, done = _Log(), list[str]()
+    pipe = _pipeline(log, limit=4)
+    _submit(pipe, "w1", done, profiles="a")
+    _submit(pipe, "w2", done, profiles="b")
+    _submit(pipe, "w3", done, profiles="c", events="ab")
+    _submit(pipe, "w4", done, events="a")
+    pipe.drain()
+    w3_events = log.spans["w3", "events"][0]
+    assert log.spans["w1", "profiles"][1] <= w3_events
+    assert log.spans["w2", "profiles"][1] <= w3_events
+    assert log.spans["w3", "profiles"][1] <= w3_events
+    # the same event key: the ledger sees the earlier send settled first
+    assert log.spans["w3", "events"][1] <= log.spans["w4", "events"][0]
+    # profiles of different people go together
+    assert _overlap(log.spans["w1", "profiles"], log.spans["w2", "profiles"])
+    pipe.close()
+
+
+def test_profiles_and_deletes_of_a_person_keep_their_order_across_windows() -> None:
+    log, done = _Log(), list[str]()
+    pipe = _pipeline(log, limit=3)
+    _submit(pipe, "w1", done, profiles="x", events="x")
+    _submit(pipe, "w2", done, deletes="x")
+    _submit(pipe, "w3", done, profiles="x")
+    pipe.drain()
+    assert log.spans["w1", "profiles"][1] <= log.spans["w2", "deletes"][0]
+    assert log.spans["w1", "events"][1] <= log.spans["w2", "deletes"][0]
+    assert log.spans["w2", "deletes"][1] <= log.spans["w3", "profiles"][0]
+    pipe.close()
+
+
+def test_submit_waits_while_the_pipeline_holds_its_limit_of_windows() -> None:
+    log, done = _Log(), list[str]()
+    pipe = _pipeline(log, limit=2)
+    _submit(pipe, "w1", done, profiles="a")
+    _submit(pipe, "w2", done, profiles="b")
+    assert pipe.in_flight == 2
+    _submit(pipe, "w3", done, profiles="c")  # waits until w1 settled
+    assert "w1" in done
+    assert pipe.in_flight <= 2
+    pipe.drain()
+    assert pipe.in_flight == 0
+    pipe.close()
+
+
+def test_after_a_failed_window_later_windows_send_nothing_and_drain_raises() -> None:
+    log, done = _Log(fail="w1:profiles"), list[str]()
+    pipe = _pipeline(log, limit=3)
+    _submit(pipe, "w1", done, profiles="a", events="a")
+    _submit(pipe, "w2", done, profiles="a")
+    _submit(pipe, "w3", done, events="a")
+    with pytest.raises(CleverTapError, match="profiles of w1 failed") as info:
+        pipe.drain()
+    assert not isinstance(info.value, WindowCancelledError)
+    pipe.close()
+    assert ("w1", "events") not in log.spans
+    assert not {key for key in log.spans if key[0] != "w1"}
+    assert done == []
+
+
+# ------------------------------------------------- end to end, with the emulator
+
+Uploads = list[tuple[float, float, list[tuple[str, str]]]]
+
+
+@pytest.fixture
+def uploads(monkeypatch: pytest.MonkeyPatch) -> Uploads:
+    """Every upload call the client makes: start, end, (type, identity) of each."""
+    seen: Uploads = []
+    original = CleverTapClient.upload
+
+    def upload(
+        self: CleverTapClient, records: Sequence[dict[str, Any]], **kwargs: Any
+    ) -> UploadResult:
+        start = time.monotonic()
+        try:
+            return original(self, records, **kwargs)
+        finally:
+            kinds = [(str(r["type"]), str(r.get("identity"))) for r in records]
+            seen.append((start, time.monotonic(), kinds))
+
+    monkeypatch.setattr(CleverTapClient, "upload", upload)
+    return seen
+
+
+def test_pipelined_run_keeps_profiles_before_events_and_state_after_all_uploads(
+    clevertap_emulator: Any,
+    ct_config: dict[str, Any],
+    run_target: Callable[[dict[str, Any], str], Run],
+    uploads: Uploads,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    states: list[float] = []
+    write = singer_sdk.target_base.Target._write_state_message
+
+    def timed(self: Any, state: dict[str, Any]) -> None:
+        states.append(time.monotonic())
+        write(self, state)
+
+    monkeypatch.setattr(singer_sdk.target_base.Target, "_write_state_message", timed)
+    clevertap_emulator.fault("latency", ms=300, path="/1/upload")
+    # windows of two records: C1-2, C3-4, T1-2, T3-4, C5-6, one upload call per
+    # record; both stages share the four upload threads
+    config = {
+        **ct_config,
+        "batch_size_rows": 2,
+        "batch_size": 1,
+        "max_concurrency": 4,
+    }
+    run = run_target(config, "pipeline_windows.singer")
+    assert run.states
+    assert run.stats("Contact")["accepted"] == 6
+    assert run.stats("Task")["accepted"] == 4
+    profile_calls = [u for u in uploads if u[2][0][0] == "profile"]
+    event_calls = [u for u in uploads if u[2][0][0] == "event"]
+    assert len(profile_calls) == 6
+    assert len(event_calls) == 4
+    # every event goes after the upload of the profile it references settled
+    for start, _end, kinds in event_calls:
+        for _kind, identity in kinds:
+            settled = [e for _s, e, k in profile_calls if ("profile", identity) in k]
+            assert settled
+            assert max(settled) <= start
+    # the last window's profiles went up while the events of T3-4 were in flight
+    last_start, last_end, _ = max(profile_calls)
+    assert any(s < last_end and last_start < e for s, e, _k in event_calls)
+    # STATE only once every upload settled
+    assert min(states) >= max(e for _s, e, _k in uploads)
+    assert len(clevertap_emulator.events()) == 4
