@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import json
 import re
 import statistics
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -265,3 +268,63 @@ def select_event_stream(catalog: dict[str, Any], event: str) -> str:
         msg = f"no stream for event {event!r} in the discovered catalog"
         raise harness.NotAvailableError(msg)
     return chosen
+
+
+def tap_clevertap_command(
+    scratch: Path,
+    api_url: str,
+    days: tuple[dt.date, dt.date],
+    event: str,
+    settings: frozenset[str],
+) -> tuple[list[str], str, int]:
+    """tap-clevertap's command for one event stream over `days`, in one window.
+
+    One export window over the whole range, so the tap walks the same cursor pages
+    as a bare loop would (one POST, then the pages).
+
+    Args:
+        scratch: where the config and catalog go.
+        api_url: the CleverTap emulator.
+        days: first and last day of the seeded events.
+        event: the event name whose stream is selected.
+        settings: the tap's setting names (optional ones are set only if known).
+
+    Returns:
+        The command, the selected stream id, and the window's days.
+
+    Raises:
+        RunFailedError: `--discover` failed.
+    """
+    end = days[1] + dt.timedelta(days=1)
+    window = (end - days[0]).days
+    cfg: dict[str, Any] = {
+        "account_id": CT_ACCOUNT,
+        "passcode": CT_PASSCODE,
+        "api_url": api_url,
+        "start_date": f"{days[0].isoformat()}T00:00:00Z",
+        "timezone": "UTC",
+        "event_names": [event],
+    }
+    optional: dict[str, Any] = {
+        "end_date": f"{end.isoformat()}T00:00:00Z",
+        "batch_size": 5000,
+        "window_days": window,
+    }
+    cfg.update({k: v for k, v in optional.items() if k in settings})
+    cfg_path = harness.write_json(scratch / "tap.json", cfg)
+    tap = [harness.PYTHON, "-m", "tap_clevertap", "--config", str(cfg_path)]
+    done = subprocess.run(
+        [*tap, "--discover"],
+        capture_output=True,
+        text=True,
+        env=harness.child_env(),
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        msg = f"tap-clevertap --discover: {done.stderr.strip()[-300:]}"
+        raise harness.RunFailedError(msg)
+    catalog = json.loads(done.stdout)
+    stream = select_event_stream(catalog, event)
+    cat_path = harness.write_json(scratch / "catalog.json", catalog)
+    return [*tap, "--catalog", str(cat_path)], stream, window

@@ -11,7 +11,6 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import json
-import subprocess
 from typing import TYPE_CHECKING, Any
 
 import common
@@ -319,48 +318,20 @@ def _p4_tap_runs(
     settings: frozenset[str],
 ) -> dict[str, Row]:
     label = "tap-clevertap, one event stream selected"
-    end = P4_DAYS[1] + dt.timedelta(days=1)
-    cfg: dict[str, Any] = {
-        "account_id": CT_ACCOUNT,
-        "passcode": CT_PASSCODE,
-        "api_url": emu.base_url,
-        "start_date": f"{P4_DAYS[0].isoformat()}T00:00:00Z",
-        "timezone": "UTC",
-        "event_names": [BENCH_EVENT],
-    }
-    # one export window over the whole range, so the tap walks the same cursor pages
-    # as the baseline (one POST, then the pages)
-    days = (end - P4_DAYS[0]).days
-    optional: dict[str, Any] = {
-        "end_date": f"{end.isoformat()}T00:00:00Z",
-        "batch_size": 5000,
-        "window_days": days,
-    }
-    cfg.update({k: v for k, v in optional.items() if k in settings})
-    cfg_path = harness.write_json(scratch / "tap.json", cfg)
-    tap = [harness.PYTHON, "-m", "tap_clevertap", "--config", str(cfg_path)]
-    discovered = subprocess.run(
-        [*tap, "--discover"],
-        capture_output=True,
-        text=True,
-        env=harness.child_env(),
-        timeout=300,
-        check=False,
-    )
-    if discovered.returncode != 0:
-        sec.failed(label, f"--discover: {discovered.stderr.strip()[-300:]}")
-        return {}
     try:
-        catalog = json.loads(discovered.stdout)
-        stream = common.select_event_stream(catalog, BENCH_EVENT)
+        tap, stream, days = common.tap_clevertap_command(
+            scratch, emu.base_url, P4_DAYS, BENCH_EVENT, settings
+        )
+    except RunFailedError as exc:
+        sec.failed(label, str(exc))
+        return {}
     except (ValueError, NotAvailableError) as exc:
         sec.unavailable(label, str(exc))
         return {}
-    cat_path = harness.write_json(scratch / "catalog.json", catalog)
     out = scratch / "tap.singer"
 
     def make(rep: int) -> tuple[list[str], dict[str, Any]]:
-        return [*tap, "--catalog", str(cat_path)], {
+        return tap, {
             "stdout_path": out,
             "log": scratch / f"tap-{rep}.log",
         }

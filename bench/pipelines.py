@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import common
 import harness
-from common import CT_ACCOUNT, CT_PASSCODE, ROOT, Context, Goal, Row, Section
+from common import ROOT, Context, Goal, Row, Section
 from harness import NotAvailableError, RunFailedError
 
 if TYPE_CHECKING:
@@ -399,44 +399,6 @@ def _seed_clevertap(ct: harness.Emulator, n: int) -> int:
     return int(reply.get("events", {}).get(P7_EVENT, 0))
 
 
-def _tap_clevertap(
-    scratch: Path, ct: harness.Emulator, settings: frozenset[str]
-) -> tuple[list[str], str]:
-    end = P7_DAYS[1] + dt.timedelta(days=1)
-    days = (end - P7_DAYS[0]).days
-    cfg: dict[str, Any] = {
-        "account_id": CT_ACCOUNT,
-        "passcode": CT_PASSCODE,
-        "api_url": ct.base_url,
-        "start_date": f"{P7_DAYS[0].isoformat()}T00:00:00Z",
-        "timezone": "UTC",
-        "event_names": [P7_EVENT],
-    }
-    optional: dict[str, Any] = {
-        "end_date": f"{end.isoformat()}T00:00:00Z",
-        "batch_size": 5000,
-        "window_days": days,
-    }
-    cfg.update({k: v for k, v in optional.items() if k in settings})
-    cfg_path = harness.write_json(scratch / "tap.json", cfg)
-    tap = [harness.PYTHON, "-m", "tap_clevertap", "--config", str(cfg_path)]
-    done = subprocess.run(
-        [*tap, "--discover"],
-        capture_output=True,
-        text=True,
-        env=harness.child_env(),
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        msg = f"tap-clevertap --discover: {done.stderr.strip()[-300:]}"
-        raise RunFailedError(msg)
-    catalog = json.loads(done.stdout)
-    stream = common.select_event_stream(catalog, P7_EVENT)
-    cat_path = harness.write_json(scratch / "catalog.json", catalog)
-    return [*tap, "--catalog", str(cat_path)], stream
-
-
 def p7_clevertap_to_salesforce(ctx: Context) -> Section:
     """P7: tap-clevertap | target-salesforce against the slower side alone.
 
@@ -464,7 +426,9 @@ def p7_clevertap_to_salesforce(ctx: Context) -> Section:
         ):
             seeded = _seed_clevertap(ct, ctx.pipe_n)
             ctx.log(f"  P7 seeded {seeded} events of {P7_EVENT!r}")
-            tap, stream = _tap_clevertap(scratch, ct, tap_settings)
+            tap, stream, _ = common.tap_clevertap_command(
+                scratch, ct.base_url, P7_DAYS, P7_EVENT, tap_settings
+            )
             value = _p7_runs(ctx, sec, scratch, (tap, stream, seeded), (ct, sf))
     except NotAvailableError as exc:
         sec.unavailable("tap-clevertap | target-salesforce", str(exc))
