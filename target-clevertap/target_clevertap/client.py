@@ -78,6 +78,24 @@ class UploadResult:
     unmatched: list[Unmatched] = field(default_factory=list)
 
 
+def _says_in_progress(response: requests.Response) -> bool:
+    try:
+        return in_progress(response.json())
+    except ValueError:
+        return False
+
+
+def _until_settled(fetch: Callable[[], object], tries: int, wait: float) -> object:
+    """`fetch()`, asked again while it answers "still in progress" (`tries` times)."""
+    reply = fetch()
+    for _ in range(tries):
+        if not in_progress(reply):
+            break
+        time.sleep(wait)
+        reply = fetch()
+    return reply
+
+
 def in_progress(body: object) -> bool:
     """Whether a read reply says "still in progress" (code 2).
 
@@ -294,6 +312,7 @@ class CleverTapClient:
         params: dict[str, Any] | None = None,
         *,
         maybe_stored: bool = False,
+        read: bool = False,
     ) -> requests.Response:
         try:
             response = self._request("POST", path, params, body)
@@ -312,6 +331,8 @@ class CleverTapClient:
         if maybe_stored and response.status_code in _MAYBE_STORED:
             msg = f"HTTP {response.status_code} (the batch may have been stored)"
             raise AmbiguousSendError(msg)
+        if read and _says_in_progress(response):
+            return response  # retried by the caller, whatever the status
         self._check_status(response, path)
         return response
 
@@ -515,12 +536,16 @@ class CleverTapClient:
         def start() -> object:
             try:
                 return self._post(
-                    EVENTS_PATH, body, params={"batch_size": batch_size}
+                    EVENTS_PATH, body, params={"batch_size": batch_size}, read=True
                 ).json()
             except (AmbiguousSendError, ValueError) as exc:  # a read: ask again
                 raise RetryableError(str(exc)) from exc
 
-        reply = self._with_retries(start)
+        reply = _until_settled(
+            lambda: self._with_retries(start),
+            self.in_progress_tries,
+            self.in_progress_wait,
+        )
         cursor = reply.get("cursor") if isinstance(reply, dict) else None
         if not cursor:
             if isinstance(reply, dict) and reply.get("status") == "fail":

@@ -107,6 +107,21 @@ def test_in_progress_is_retried_whatever_the_http_status(
     assert run.states
 
 
+def test_in_progress_on_opening_the_export_is_retried_whatever_the_http_status(
+    clevertap_emulator, ct_config, run_target, monkeypatch
+):
+    monkeypatch.setattr(CleverTapClient, "in_progress_wait", 0.0)
+    run_target(ct_config, "contacts_five.singer")
+    clevertap_emulator.fault("lost_reply", path="/1/upload", times=1)
+    # the cursor request itself (POST) answers "still in progress" twice
+    clevertap_emulator.fault(
+        "in_progress", path="/1/events.json", method="POST", requests=2, http_status=400
+    )
+    run = run_target(ct_config, "tasks_only.singer")
+    assert _subjects(clevertap_emulator) == ["Call 1", "Call 2", "Call 3"]
+    assert run.states
+
+
 def test_reconciliation_never_asks_for_a_day_in_the_future() -> None:
     zone = dt.timezone(dt.timedelta(hours=-8))
     now = dt.datetime(2026, 12, 7, 6, 0, tzinfo=dt.UTC).timestamp()  # Dec 6 there
