@@ -93,29 +93,24 @@ def test_events_not_visible_within_the_checks_are_not_resent_blindly(
     assert len(clevertap_emulator.events(evtName="Task Created")) == 3  # not resent
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [
+        # a cursor page answers "still in progress" twice
+        {"method": "GET", "fetches": 2},
+        # the cursor request itself (POST) does
+        {"method": "POST", "requests": 2},
+    ],
+    ids=["page", "cursor-request"],
+)
 def test_in_progress_is_retried_whatever_the_http_status(
-    clevertap_emulator, ct_config, run_target, monkeypatch
+    clevertap_emulator, ct_config, run_target, monkeypatch, fault
 ):
     monkeypatch.setattr(CleverTapClient, "in_progress_wait", 0.0)
     run_target(ct_config, "contacts_five.singer")
     clevertap_emulator.fault("lost_reply", path="/1/upload", times=1)
     clevertap_emulator.fault(
-        "in_progress", path="/1/events.json", method="GET", fetches=2, http_status=400
-    )
-    run = run_target(ct_config, "tasks_only.singer")
-    assert _subjects(clevertap_emulator) == ["Call 1", "Call 2", "Call 3"]
-    assert run.states
-
-
-def test_in_progress_on_opening_the_export_is_retried_whatever_the_http_status(
-    clevertap_emulator, ct_config, run_target, monkeypatch
-):
-    monkeypatch.setattr(CleverTapClient, "in_progress_wait", 0.0)
-    run_target(ct_config, "contacts_five.singer")
-    clevertap_emulator.fault("lost_reply", path="/1/upload", times=1)
-    # the cursor request itself (POST) answers "still in progress" twice
-    clevertap_emulator.fault(
-        "in_progress", path="/1/events.json", method="POST", requests=2, http_status=400
+        "in_progress", path="/1/events.json", http_status=400, **fault
     )
     run = run_target(ct_config, "tasks_only.singer")
     assert _subjects(clevertap_emulator) == ["Call 1", "Call 2", "Call 3"]
