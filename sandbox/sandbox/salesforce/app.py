@@ -923,7 +923,8 @@ class SalesforceApp:
         which = call.group("which").lower()
         text = bulk.results_csv(self.emulator, call.group("id"), which)
         # UTF-8 bytes under a bare `text/csv`, as Salesforce sends them (no
-        # charset: `requests` would decode `.text` as ISO-8859-1).
+        # charset, per ../shared/docs/salesforce-api.md (no recording shows the
+        # header itself): `requests` would decode `.text` as ISO-8859-1).
         return Response(text.encode("utf-8"), headers={"Content-Type": "text/csv"})
 
     # --- Bulk 1.0 -------------------------------------------------------------------

@@ -391,6 +391,7 @@ def results_csv(emulator: Emulator, job_id: str, which: str) -> str:
     if which == "successfulresults":
         first, rows = "sf__Created", results["ok"]
     elif which == "failedresults":
+        # sf__Error "CODE:message --" as recorded in misc_real_errors.md.
         first, rows = "sf__Error", results["failed"]
     else:
         raise _bulk_error(404, "NOT_FOUND", "The requested resource does not exist")
