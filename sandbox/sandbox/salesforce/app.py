@@ -1246,7 +1246,9 @@ def check_deserializable(
         if kind is None or value is None:
             continue
         if kind == "datetime" and isinstance(value, str) and _SPACED.match(value):
-            # "2017-10-17 00:00:00" is refused whole (the recording)
+            # "2017-10-17 00:00:00" is refused whole (misc_real_errors.md,
+            # JSON_PARSER_ERROR; copy in tests/fixtures/target_salesforce/
+            # real_api_errors.json)
             raise JsonTypeError(kind, value, raw)
         try:
             coerce(field, value)

@@ -218,7 +218,11 @@ def _line_ending_of(data: str) -> str | None:
 
 
 def _header_line(data: str) -> str:
-    """The uploaded header line, exactly as sent (results echo it)."""
+    """The uploaded header line, exactly as sent (results echo it).
+
+    A clean job's failed/unprocessed files are this header alone, as recorded in
+    bulk2_update_trace_mohan-chinnappan-n_cli-dx.md.
+    """
     return data.split("\n", 1)[0].rstrip("\r")
 
 
