@@ -64,6 +64,9 @@ async def upload(request: Request) -> Response:
             f"at most {MAX_UPLOAD_RECORDS} are allowed"
         )
         return fail(400, error)
+    # dryRun=1 validates without storing: used by tradeo/clevertap-ruby
+    # (lib/clever_tap/client.rb), see ../shared/docs/clevertap-api.md; no
+    # developer.clevertap.com page and no recording of its reply are known.
     dry_run = request.query_params.get("dryRun", "").lower() in {"1", "true"}
     reply = _emulator(request).upload(
         records, dry_run=dry_run, method=request.method, path=request.url.path

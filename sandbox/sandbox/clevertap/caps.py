@@ -4,7 +4,9 @@ At most 256 custom profile property keys and 512 event names per account (docs:
 upload-user-profiles-api, upload-events-api; event names compare ignoring case
 and spaces). Past a cap CleverTap accepts the record and drops the new key (or
 the event) without a word in the reply; the emulator counts what it dropped so
-tests can see it in `GET /_sandbox/caps`.
+tests can see it in `GET /_sandbox/caps`. The limits are the docs'; the silent
+drop is stated in ../shared/docs/clevertap-api.md, not in a recording, so no
+contract test holds it (tests/sandbox/test_clevertap_faults.py checks the emulator).
 """
 
 from __future__ import annotations

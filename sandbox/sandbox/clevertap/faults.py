@@ -23,6 +23,8 @@ KINDS = frozenset(
     }
 )
 
+# The fault kinds (among them status_after_store and ingestion_lag) are an
+# emulator choice for tests: no recording or doc page describes them.
 # Kinds that stay active until cleared unless `times` is given.
 _FOREVER_BY_DEFAULT = frozenset(
     {"latency", "record_failure", "in_progress", "counts_partial", "ingestion_lag"}

@@ -147,6 +147,8 @@ def _profiles(
         # Shaped like the recorded ids: "__g" + 32 hex digits (an in1 export,
         # 2022). 96 random bits as before (the later draws stay the same) plus
         # the profile number.
+        # `__g` + 32 hex digits, like the objectIds in
+        # events-export-page.apperture.json (tests/fixtures/tap_clevertap/real_api/)
         object_id = f"__g{rng.getrandbits(96):024x}{number:08x}"
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         device = dict(rng.choice(_PLATFORMS))

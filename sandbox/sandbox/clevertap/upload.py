@@ -61,6 +61,8 @@ _UPSERT_DEVICE = (
 def new_object_id() -> str:
     """A fresh CleverTap-like objectId: `__` and 32 random hex digits.
 
+    The shape of the objectIds in events-export-page.apperture.json.
+
     The digits come straight from `os.urandom` (readers treat the id as opaque):
     several times cheaper than `uuid.uuid4().hex`, with the same shape.
     """

@@ -196,6 +196,7 @@ def _timestamp(record: dict[str, Any], now: int) -> int:
     if "ts" not in record or record["ts"] is None:
         return now
     value = record["ts"]
+    # ts 0 / non-epoch -> 525 with the recorded text (real_upload_replies.json).
     if isinstance(value, bool):
         raise RecordError(525)
     if isinstance(value, float) and value.is_integer():
@@ -622,7 +623,12 @@ def error_text(code: int, message: str, number: int) -> str:
 
 
 def echo(record: object, code: int) -> object:
-    """The record as CleverTap echoes it in an unprocessed entry."""
+    """The record as CleverTap echoes it in an unprocessed entry.
+
+    Phone as a number, identity as a string: recorded in
+    upload-and-send-responses.tradeo-clevertap-ruby.json (copy:
+    tests/fixtures/target_clevertap/real_upload_replies.json).
+    """
     if not isinstance(record, dict) or record.get("type") != "profile":
         return record
     data = record.get("profileData")

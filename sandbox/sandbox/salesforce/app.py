@@ -923,7 +923,8 @@ class SalesforceApp:
         which = call.group("which").lower()
         text = bulk.results_csv(self.emulator, call.group("id"), which)
         # UTF-8 bytes under a bare `text/csv`, as Salesforce sends them (no
-        # charset: `requests` would decode `.text` as ISO-8859-1).
+        # charset, per ../shared/docs/salesforce-api.md (no recording shows the
+        # header itself): `requests` would decode `.text` as ISO-8859-1).
         return Response(text.encode("utf-8"), headers={"Content-Type": "text/csv"})
 
     # --- Bulk 1.0 -------------------------------------------------------------------
@@ -1245,7 +1246,9 @@ def check_deserializable(
         if kind is None or value is None:
             continue
         if kind == "datetime" and isinstance(value, str) and _SPACED.match(value):
-            # "2017-10-17 00:00:00" is refused whole (the recording)
+            # "2017-10-17 00:00:00" is refused whole (misc_real_errors.md,
+            # JSON_PARSER_ERROR; copy in tests/fixtures/target_salesforce/
+            # real_api_errors.json)
             raise JsonTypeError(kind, value, raw)
         try:
             coerce(field, value)

@@ -218,7 +218,11 @@ def _line_ending_of(data: str) -> str | None:
 
 
 def _header_line(data: str) -> str:
-    """The uploaded header line, exactly as sent (results echo it)."""
+    """The uploaded header line, exactly as sent (results echo it).
+
+    A clean job's failed/unprocessed files are this header alone, as recorded in
+    bulk2_update_trace_mohan-chinnappan-n_cli-dx.md.
+    """
     return data.split("\n", 1)[0].rstrip("\r")
 
 
@@ -391,6 +395,7 @@ def results_csv(emulator: Emulator, job_id: str, which: str) -> str:
     if which == "successfulresults":
         first, rows = "sf__Created", results["ok"]
     elif which == "failedresults":
+        # sf__Error "CODE:message --" as recorded in misc_real_errors.md.
         first, rows = "sf__Error", results["failed"]
     else:
         raise _bulk_error(404, "NOT_FOUND", "The requested resource does not exist")

@@ -38,7 +38,11 @@ API_VERSION: contextvars.ContextVar[str] = contextvars.ContextVar(
 )
 # The org's active duplicate rules: object -> (matched field, rule, matching
 # rule). Action on create: allow with an alert, which the API reports as
-# DUPLICATES_DETECTED unless the request allows the save.
+# DUPLICATES_DETECTED unless the request allows the save. The rules are an
+# emulator choice (seeded); the error shape is the one quoted in
+# tests/fixtures/target_salesforce/real_api_errors.json (duplicates_detected_*:
+# a v54 create reply and the REST guide's composite allOrNone Case 4), held by
+# test_duplicates_detected_has_the_recorded_shape.
 DUPLICATE_RULES: dict[str, tuple[str, str, str]] = {
     "Contact": ("Email", "Contact_Email_Duplicate_Rule", "Contact_Email_Match_Rule"),
     "Lead": ("Email", "Lead_Email_Duplicate_Rule", "Lead_Email_Match_Rule"),
@@ -476,7 +480,9 @@ class Transaction:
             return {field.name: None} if value in (None, "") else {}
         ext = target.field(ext_name)
         # any indexed field identifies the parent: an External ID, or a standard
-        # field whose describe has idLookup (Email, Name, ...)
+        # field whose describe has idLookup (Email, Name, ...). Docs: Bulk API 2.0
+        # "Relationship Fields in a Header Row (2.0)" (RelationshipName.
+        # IndexedFieldName, e.g. ReportsTo.Email); no recording.
         if ext is None or not (ext.external_id or ext.id_lookup or ext.name == "Id"):
             raise _fail(
                 "INVALID_FIELD",
