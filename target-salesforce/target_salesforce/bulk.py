@@ -152,12 +152,7 @@ def build_csv(columns: Sequence[str], items: Sequence[Prepared]) -> str:
     A field absent from a payload is an empty cell (left unchanged); a null value
     is `#N/A` (set to null). `prepare_batch` has already applied the null policy.
     """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(columns)
-    for item in items:
-        writer.writerow(row_cells(columns, item))
-    return buffer.getvalue()
+    return _line(columns) + "".join(_line(row_cells(columns, i)) for i in items)
 
 
 def parse_csv(text: str) -> list[dict[str, str]]:

@@ -241,7 +241,7 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         the records its condition lets through; the others are not its records.
         """
         invalid, self.invalid = self.invalid, None
-        when = self.stream_mapping.when if self.stream_mapping else None
+        when = self.mapping.when
         if when is not None:
             try:
                 if not when(record, config=self.config.get("stream_map_config")):

@@ -219,6 +219,17 @@ def _secret(name: str, description: str) -> th.Property[Any]:
     return th.Property(name, th.StringType, secret=True, description=description)
 
 
+def _choice(name: str, values: list[str], description: str) -> th.Property[Any]:
+    """A string setting limited to `values`; the first one is the default."""
+    return th.Property(
+        name,
+        th.StringType,
+        default=values[0],
+        allowed_values=values,
+        description=description,
+    )
+
+
 class TargetSalesforce(Target):
     """Load Singer records into Salesforce objects (any External ID) or Apex REST."""
 
@@ -341,14 +352,10 @@ class TargetSalesforce(Target):
                 "run starts; set it to reproduce a run."
             ),
         ),
-        th.Property(
+        _choice(
             "unmapped_streams",
-            th.StringType,
-            default="skip",
-            allowed_values=["skip", "fail"],
-            description=(
-                "A stream without a mapping: skip it with one warning, or fail."
-            ),
+            ["skip", "fail"],
+            "A stream without a mapping: skip it with one warning, or fail.",
         ),
         # ---------------------------------------------------------------- writes
         th.Property(
@@ -366,32 +373,26 @@ class TargetSalesforce(Target):
             default=200,
             description="Records per sObject Collections call (at most 200).",
         ),
-        th.Property(
+        _choice(
             "null_policy",
-            th.StringType,
-            default="skip",
-            allowed_values=["skip", "set_null"],
-            description=(
+            ["skip", "set_null"],
+            (
                 "Null values: `skip` leaves the Salesforce field unchanged; "
                 "`set_null` clears it (JSON null, Bulk CSV #N/A)."
             ),
         ),
-        th.Property(
+        _choice(
             "duplicate_keys",
-            th.StringType,
-            default="merge",
-            allowed_values=["merge", "reject"],
-            description=(
+            ["merge", "reject"],
+            (
                 "Same key twice in one batch: merge (later values win) or reject "
                 "all of them before sending."
             ),
         ),
-        th.Property(
+        _choice(
             "duplicate_rules",
-            th.StringType,
-            default="respect",
-            allowed_values=["respect", "allow_save"],
-            description=(
+            ["respect", "allow_save"],
+            (
                 "Active duplicate rules (Contact, Lead): `respect` lets them "
                 "block creates (DUPLICATES_DETECTED rejects with the matched "
                 "Ids); `allow_save` sends Sforce-Duplicate-Rule-Header "
@@ -418,12 +419,10 @@ class TargetSalesforce(Target):
             default=DEFAULT_REJECTS_PATH,
             description="JSON-lines file (mode 0600) for rejected records.",
         ),
-        th.Property(
+        _choice(
             "on_reject",
-            th.StringType,
-            default="continue",
-            allowed_values=["continue", "fail"],
-            description="After a batch with rejects: continue, or fail the run.",
+            ["continue", "fail"],
+            "After a batch with rejects: continue, or fail the run.",
         ),
         th.Property(
             "max_reject_ratio",
