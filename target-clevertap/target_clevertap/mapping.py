@@ -49,7 +49,7 @@ POLYMORPHIC_REFS = frozenset({"WhatId", "ParentId", "RelatedToId"})
 DEFAULT_VERSION_FIELDS = ("SystemModstamp", "LastModifiedDate")
 #: `time:` of an event that uses changed()/previous() and names no time
 MODIFIED_TIME = "modified"
-_TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
+TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
 IdentityKey = Literal["identity", "objectId"]
 
 
@@ -74,7 +74,7 @@ class Template:
         Returns:
             The template.
         """
-        return cls(text, tuple(_TEMPLATE_FIELD.findall(text)))
+        return cls(text, tuple(TEMPLATE_FIELD.findall(text)))
 
 
 @dataclass(frozen=True)

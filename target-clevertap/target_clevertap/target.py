@@ -22,7 +22,6 @@ from typing_extensions import override
 
 from target_clevertap import preflight
 from target_clevertap.client import REGION_HOSTS, CleverTapError
-from target_clevertap.identity_join import own_identity_patterns
 from target_clevertap.loader import Loader
 from target_clevertap.mapping import (
     MappingError,
@@ -31,7 +30,7 @@ from target_clevertap.mapping import (
     referenced_objects,
 )
 from target_clevertap.payloads import account_zone
-from target_clevertap.refs import ComputedReferences
+from target_clevertap.refs import ComputedReferences, own_identity_patterns
 from target_clevertap.sinks import CleverTapSink
 
 if TYPE_CHECKING:
