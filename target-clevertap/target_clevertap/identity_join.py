@@ -18,7 +18,6 @@ Upload items are rewritten after they are built: payload building stays pure.
 from __future__ import annotations
 
 import dataclasses
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +30,11 @@ from target_clevertap.payloads import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    import re
+    from collections.abc import Mapping, Sequence
 
     from target_clevertap.counters import RunCounters
     from target_clevertap.loader import Entry
-    from target_clevertap.mapping import StreamMapping
     from target_clevertap.rejects import Rejects
     from target_clevertap.run_context import RunContext
 
@@ -48,39 +47,6 @@ META_FLAG = "identity_joins"
 #: the record field holding the person's email (Salesforce Contact and Lead)
 EMAIL_FIELD = "Email"
 MODES = ("none", "email")
-_TEMPLATE_FIELD = re.compile(r"\{[^{}]+\}")
-
-
-def own_identity_patterns(
-    mappings: Iterable[StreamMapping],
-) -> tuple[re.Pattern[str], ...]:
-    """Patterns of the profile identities this target's own templates make.
-
-    A profile whose identity one of them matches (`SF_Contact_...` when a
-    mapping says `template: "SF_Contact_{Id}"`) came from the CRM import, not
-    from the app: a Lead whose email is on its converted Contact's profile must
-    not join it (lead conversion links those), so such matches are left out.
-
-    Args:
-        mappings: the stream mappings of the run.
-
-    Returns:
-        One anchored pattern per distinct profile identity template.
-    """
-    texts = {
-        m.profile.identity.template.text
-        for m in mappings
-        if m.profile is not None and m.profile.identity.template is not None
-    }
-    return tuple(
-        re.compile(
-            "^"
-            + ".+".join(re.escape(part) for part in _TEMPLATE_FIELD.split(text))
-            + "$",
-            re.DOTALL,
-        )
-        for text in sorted(texts)
-    )
 
 
 def join_target(record: Mapping[str, Any]) -> tuple[str, str] | None:

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -23,7 +23,6 @@ from target_clevertap.mapping_doc import (
     IdentityDoc,
     ProfileDoc,
     PropertiesDoc,
-    TypeHint,
     field_names,
     node_at,
     parse_stream,
@@ -32,7 +31,6 @@ from target_clevertap.mapping_doc import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-TYPE_HINTS = frozenset(get_args(TypeHint))
 #: reference fields whose object is known from the name
 REF_OBJECTS = {
     "ContactId": "Contact",
@@ -49,7 +47,7 @@ POLYMORPHIC_REFS = frozenset({"WhatId", "ParentId", "RelatedToId"})
 DEFAULT_VERSION_FIELDS = ("SystemModstamp", "LastModifiedDate")
 #: `time:` of an event that uses changed()/previous() and names no time
 MODIFIED_TIME = "modified"
-_TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
+TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
 IdentityKey = Literal["identity", "objectId"]
 
 
@@ -74,7 +72,7 @@ class Template:
         Returns:
             The template.
         """
-        return cls(text, tuple(_TEMPLATE_FIELD.findall(text)))
+        return cls(text, tuple(TEMPLATE_FIELD.findall(text)))
 
 
 @dataclass(frozen=True)

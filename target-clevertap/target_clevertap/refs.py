@@ -19,12 +19,14 @@ the run had its chance to register).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
+from target_clevertap.mapping import TEMPLATE_FIELD
 from target_clevertap.payloads import RecordReject, identity_text, render_template
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from target_clevertap.mapping import StreamMapping
 
@@ -40,6 +42,39 @@ KEY_PREFIXES = {
 }
 #: the objects a polymorphic `Who` reference may name
 WHO_OBJECTS = ("Contact", "Lead")
+
+
+def own_identity_patterns(
+    mappings: Iterable[StreamMapping],
+) -> tuple[re.Pattern[str], ...]:
+    """Patterns of the profile identities this target's own templates make.
+
+    A profile whose identity one of them matches (`SF_Contact_...` when a
+    mapping says `template: "SF_Contact_{Id}"`) came from the CRM import, not
+    from the app: a Lead whose email is on its converted Contact's profile must
+    not join it (lead conversion links those), so such matches are left out.
+
+    Args:
+        mappings: the stream mappings of the run.
+
+    Returns:
+        One anchored pattern per distinct profile identity template.
+    """
+    texts = {
+        m.profile.identity.template.text
+        for m in mappings
+        if m.profile is not None and m.profile.identity.template is not None
+    }
+    # split() with the field group alternates literal, field, literal...
+    return tuple(
+        re.compile(
+            "^"
+            + ".+".join(re.escape(part) for part in TEMPLATE_FIELD.split(text)[::2])
+            + "$",
+            re.DOTALL,
+        )
+        for text in sorted(texts)
+    )
 
 
 class ComputedReferences:

@@ -20,9 +20,8 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
-from target_clevertap import preflight
+from target_clevertap import identity_join, preflight
 from target_clevertap.client import REGION_HOSTS, CleverTapError
-from target_clevertap.identity_join import own_identity_patterns
 from target_clevertap.loader import Loader
 from target_clevertap.mapping import (
     MappingError,
@@ -31,7 +30,7 @@ from target_clevertap.mapping import (
     referenced_objects,
 )
 from target_clevertap.payloads import account_zone
-from target_clevertap.refs import ComputedReferences
+from target_clevertap.refs import ComputedReferences, own_identity_patterns
 from target_clevertap.sinks import CleverTapSink
 
 if TYPE_CHECKING:
@@ -148,7 +147,7 @@ class TargetCleverTap(Target):
             "identity_lookup",
             th.StringType,
             default="none",
-            allowed_values=["none", "email"],
+            allowed_values=list(identity_join.MODES),
             description="`email`: before the first profile of a person the identity "
             "map has never seen, look the record's Email up in CleverTap (Get User "
             "Profile API); one match: write to that profile from then on; several: "
