@@ -312,3 +312,32 @@ def test_direct_session_with_invalid_session_raises_expired_session(
     )
     with pytest.raises(SalesforceExpiredSession):
         bad.query("SELECT Id FROM Contact")
+
+
+def test_soap_login_at_v65_is_refused_like_a_real_org(
+    org: tuple[SalesforceHandle, requests.Session],
+) -> None:
+    handle, session = org
+    with pytest.raises(SalesforceAuthenticationFailed) as refused:
+        Salesforce(
+            username=handle.username,
+            password=handle.password,
+            security_token=handle.security_token,
+            session=session,
+            version="65.0",
+        )
+    # code and text as quoted from a real org in forcedotcom/wsc issue #363
+    assert refused.value.code == "INVALID_OPERATION"
+    assert (
+        "The SOAP Login operation is not available in the API version specified (65.0)"
+        in str(refused.value)
+    )
+    # v64.0 still logs in (login() stays in 62.0-64.0 until Summer '27)
+    kept = Salesforce(
+        username=handle.username,
+        password=handle.password,
+        security_token=handle.security_token,
+        session=session,
+        version="64.0",
+    )
+    assert kept.query("SELECT COUNT() FROM Lead")["totalSize"] == 24

@@ -237,3 +237,40 @@ def test_jwt_audience_failure_is_the_recorded_answer(
     assert answer.status_code == recorded["jwt_audience"]["status"]
     assert answer.headers["content-type"].startswith("application/json")
     assert answer.json() == recorded["jwt_audience"]["body"]
+
+
+def test_update_to_a_converted_lead_is_refused_like_a_real_org(
+    salesforce_emulator: SalesforceHandle, recorded: dict[str, Any]
+) -> None:
+    converted = next(
+        r for r in salesforce_emulator.live_records("Lead") if r.get("IsConverted")
+    )
+    answer = _call(
+        salesforce_emulator,
+        "PATCH",
+        f"/services/data/{V}/sobjects/Lead/{converted['Id']}",
+        json={"Title": "Changed"},
+    )
+    expected = recorded["converted_lead_update"]
+    assert answer.status_code == expected["status"]
+    assert answer.json() == expected["body"]
+    # the same refusal per item in a Collections update; an open Lead still updates
+    open_lead = next(
+        r for r in salesforce_emulator.live_records("Lead") if not r.get("IsConverted")
+    )
+    items = _call(
+        salesforce_emulator,
+        "PATCH",
+        f"/services/data/{V}/composite/sobjects",
+        json={
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": "Lead"}, "Id": rid, "Title": "Changed"}
+                for rid in (converted["Id"], open_lead["Id"])
+            ],
+        },
+    ).json()
+    assert [item["success"] for item in items] == [False, True]
+    assert [e["statusCode"] for e in items[0]["errors"]] == [
+        "CANNOT_UPDATE_CONVERTED_LEAD"
+    ]

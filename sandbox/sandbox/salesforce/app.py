@@ -414,6 +414,11 @@ class SalesforceApp:
         body = await request.body()
         started = time.time()
         version = request.path_params.get("v", "61.0")
+        if _soap_login_retired(version):
+            self._log(request, body, 500, started)
+            return Response(
+                _soap_envelope(_soap_retired_fault(version)), 500, media_type="text/xml"
+            )
         try:
             root = ET.fromstring(body)  # noqa: S314 - local emulator, trusted test clients
             username = next(
@@ -1303,6 +1308,42 @@ def _status_fault(fault: Fault) -> Response:
     code = str(fault.params.get("code", code))
     message = str(fault.params.get("message", "emulated server error (sandbox fault)"))
     return _json([{"errorCode": code, "message": message}], status)
+
+
+def _soap_login_retired(version: str) -> bool:
+    """Whether SOAP `login()` is gone at this API version (v65.0 and later).
+
+    Source: Salesforce's SOAP API end-of-life page,
+    developer.salesforce.com/docs/platform/api/guide/api-eol-soap.html.
+    """
+    try:
+        return float(version) >= 65.0  # noqa: PLR2004 - the documented first version without it
+    except ValueError:
+        return False
+
+
+def _soap_retired_fault(version: str) -> str:
+    """The fault a real org answers to `login()` at v65.0+.
+
+    Code and message as a client quoted them (forcedotcom/wsc issue #363:
+    exceptionCode INVALID_OPERATION, "The SOAP Login operation is not available in
+    the API version specified (65.0). ..."). The detail's type is not in that
+    quote: the partner WSDL declares LoginFault, InvalidIdFault and
+    UnexpectedErrorFault for `login`, and INVALID_OPERATION is not a login fault,
+    so UnexpectedErrorFault is our reading.
+    """
+    message = (
+        "The SOAP Login operation is not available in the API version specified "
+        f"({escape(version)}). Refer to the documentation for supported versions."
+    )
+    return (
+        "<soapenv:Fault><faultcode>sf:INVALID_OPERATION</faultcode><faultstring>"
+        f"INVALID_OPERATION: {message}</faultstring><detail>"
+        '<sf:UnexpectedErrorFault xsi:type="sf:UnexpectedErrorFault">'
+        "<sf:exceptionCode>INVALID_OPERATION</sf:exceptionCode>"
+        f"<sf:exceptionMessage>{message}</sf:exceptionMessage>"
+        "</sf:UnexpectedErrorFault></detail></soapenv:Fault>"
+    )
 
 
 def _soap_envelope(inner: str) -> str:

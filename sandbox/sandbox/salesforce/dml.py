@@ -248,6 +248,13 @@ class Transaction:
         """Update one record by Id."""
         try:
             current = self._existing(sobject, record_id)
+            if sobject.name == "Lead" and current.get("IsConverted"):
+                # A converted Lead is read-only: the real API answers this code and
+                # text (simple-salesforce issue #341; gravityplus/Gravity-Forms-
+                # Salesforce issue #342 quotes the same statusCode and message).
+                raise _fail(
+                    "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead"
+                )
             self._check_lock(current["Id"])
             values = self._coerce_body(sobject, body, creating=False)
             record = copy.deepcopy(current)
