@@ -93,8 +93,8 @@ def test_state_is_written_only_after_every_earlier_bulk_job_is_settled(
 ) -> None:
     """A full drain mid-run (as after the SDK's max record age) writes STATE."""
     written: list[tuple[int, int]] = []
-    write_state = Target._write_state_message  # noqa: SLF001 - the SDK's writer
-    process_state = Target._process_state_message  # noqa: SLF001 - the SDK's reader
+    write_state = Target._write_state_message
+    process_state = Target._process_state_message
 
     def recording(self: TargetSalesforce, state: dict[str, Any]) -> None:
         settled = sum(s.succeeded + s.rejected for s in self.run.summaries.values())
