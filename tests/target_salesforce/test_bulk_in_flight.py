@@ -138,3 +138,16 @@ def test_rows_overlap_only_on_the_same_object_and_key() -> None:
     assert upsert.overlaps(Scope("Contact", "Id", frozenset({"003000000000001"})))
     # an insert names no existing row
     assert not upsert.overlaps(Scope("Contact", None, frozenset()))
+
+
+def test_reject_ratio_sees_the_whole_bulk_window_not_its_invalid_records_alone(
+    harness: Any,
+) -> None:
+    # 1 of 4 records fails schema validation: 0.25 of the window, under 0.3
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=1)
+    config = _config(harness, 3, max_reject_ratio=0.3)
+    run = harness.run(config, harness.fixture("nps_bulk_one_invalid.singer"))
+    assert run.error is None
+    assert [r["code"] for r in run.rejects] == ["INVALID_RECORD"]
+    assert run.summary["nps"]["succeeded"] == 3
+    assert run.states == [{"bookmarks": {"nps": {"n": 4}}}]
