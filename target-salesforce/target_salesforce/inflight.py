@@ -11,6 +11,9 @@ A batch that may touch a row an earlier batch still in flight touches (same
 object, and the same key field with a value in common, or another key field)
 starts its job only once the earlier one has finished: one row is never in two
 running jobs, and rows of one key land in input order. Inserts name no row.
+Two jobs writing the same rows (or children of one parent) at once can fail
+with UNABLE_TO_LOCK_ROW (Bulk API 2.0 guide, "Organize Data to Minimize Lock
+Contention"); rows that still do are resent by the sink's lock retries.
 
 Nothing here writes STATE: the target calls `settle_all` first. An error while
 settling stops the run: the other batches in flight are waited for and settled

@@ -412,7 +412,7 @@ class TargetSalesforce(Target):
         ),
         th.Property(
             "bulk_jobs_in_flight",
-            th.IntegerType,
+            th.IntegerType(minimum=1),
             default=3,
             description=(
                 "Bulk 2.0 jobs that may run at once while the target reads and "
