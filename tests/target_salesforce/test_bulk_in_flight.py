@@ -153,3 +153,18 @@ def test_reject_ratio_sees_the_whole_bulk_window_not_its_invalid_records_alone(
     assert [r["code"] for r in run.rejects] == ["INVALID_RECORD"]
     assert run.summary["nps"]["succeeded"] == 3
     assert run.states == [{"bookmarks": {"nps": {"n": 4}}}]
+
+
+def test_daily_limit_while_jobs_are_in_flight_stops_without_state(
+    harness: Any,
+) -> None:
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    # the daily allocation runs out when the first job's results are fetched
+    harness.handle.fault("request_limit", count=1, path="successfulResults")
+    run = harness.run(_config(harness, 3), harness.fixture(WINDOWS))
+    assert "REQUEST_LIMIT_EXCEEDED" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+    # the other two jobs were waited for and settled; the 4 rows of the job
+    # whose results were refused are not loaded (a rerun sends them)
+    assert run.summary["nps"]["succeeded"] == 8
