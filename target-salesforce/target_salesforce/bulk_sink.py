@@ -6,14 +6,20 @@ pure pieces (limits, splitting, row matching) are in `target_salesforce.bulk`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from target_salesforce import bulk
 from target_salesforce.bulk import bulk_columns, bulk_results
 from target_salesforce.errors import CallFailed, TargetSalesforceError
+from target_salesforce.inflight import Scope
 from target_salesforce.results import error_result
 
 if TYPE_CHECKING:
+    import concurrent.futures
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
     from target_salesforce.mapping import StreamMapping
     from target_salesforce.payloads import Prepared
     from target_salesforce.rejects import StreamSummary
@@ -34,6 +40,18 @@ class BulkIncompleteError(TargetSalesforceError):
         self.results = results
 
 
+@dataclasses.dataclass
+class BulkSend:
+    """One batch's Bulk work: jobs run, and whether an insert stored rows yet.
+
+    Each batch in flight has its own (the work runs in a worker thread); the
+    sink adds `jobs` to its summary when it settles the batch.
+    """
+
+    jobs: int = 0
+    stored: bool = False
+
+
 class BulkWrites:
     """Send prepared items through Bulk 2.0 jobs (mixed into SalesforceSink)."""
 
@@ -42,13 +60,72 @@ class BulkWrites:
     summary: StreamSummary
     # raw CSV bytes per job upload (bulk.MAX_UPLOAD_BYTES; small in tests)
     bulk_max_bytes: int
-    # whether an insert of the current batch stored a row already
-    _batch_stored: bool
 
-    def _send_bulk(self, items: list[Prepared]) -> list[ItemResult]:
+    if TYPE_CHECKING:  # SalesforceSink's own steps, used here
+
+        def _with_lock_retry(
+            self,
+            items: list[Prepared],
+            send: Callable[[list[Prepared]], list[ItemResult]],
+        ) -> list[ItemResult]: ...
+
+        def _settle(
+            self,
+            records: list[dict[str, Any]],
+            items: Sequence[Prepared],
+            results: Sequence[ItemResult],
+        ) -> None: ...
+
+        def _enforce_reject_policy(self) -> None: ...
+
+    def _submit_bulk(
+        self,
+        records: list[dict[str, Any]],
+        items: list[Prepared],
+        settle_first: Callable[[], None],
+    ) -> None:
+        """Send the batch through Bulk 2.0 while the target reads on.
+
+        The jobs (and the resends of UNABLE_TO_LOCK_ROW rows or of rows a
+        Failed insert job left unprocessed) run in a worker thread; the batch
+        settles in the reading thread once every batch sent before it has:
+        `settle_first` (the records refused before sending), then the result
+        rows, then the reject policy. Rows that a job left unsettled stop the
+        run there, without STATE, after the known rows are settled.
+        """
+        mapping = self.mapping
+        send = BulkSend()
+        keys = frozenset(i.key for i in items if i.key is not None)
+        scope = Scope(str(mapping.sobject), mapping.key_field, keys)
+
+        def work() -> list[ItemResult]:
+            return self._with_lock_retry(
+                items, lambda chosen: self._send_bulk(chosen, send)
+            )
+
+        def settle(future: concurrent.futures.Future[list[ItemResult]]) -> None:
+            settle_first()
+            try:
+                results = future.result()
+            except BulkIncompleteError as exc:
+                known = [(i, r) for i, r in zip(items, exc.results, strict=True) if r]
+                self._settle(records, [i for i, _ in known], [r for _, r in known])
+                raise TargetSalesforceError(str(exc)) from None
+            finally:
+                if send.jobs:
+                    self.summary.api_calls["bulk2_jobs"] += send.jobs
+            self._settle(records, items, results)
+            if not self.run.inflight.stopping:
+                self._enforce_reject_policy()
+
+        self.run.inflight.submit(scope, work, settle)
+
+    def _send_bulk(self, items: list[Prepared], send: BulkSend) -> list[ItemResult]:
         """Bulk 2.0 in jobs of at most `bulk_max_bytes` of CSV each.
 
         Items over the Bulk per-field or per-record limits are refused first.
+        Runs in a worker thread: it reads the sink's settings and writes only
+        `send` (and the log).
 
         Raises:
             BulkIncompleteError: a job left rows unsettled (see `_bulk_job`).
@@ -68,7 +145,9 @@ class BulkWrites:
         for positions, csv_text in chunks:
             chosen = [sendable[p] for p in positions]
             try:
-                results = self._bulk_job(columns, [items[p] for p in chosen], csv_text)
+                results = self._bulk_job(
+                    columns, [items[p] for p in chosen], csv_text, send
+                )
             except BulkIncompleteError as exc:
                 for position, result in zip(chosen, exc.results, strict=True):
                     out[position] = result
@@ -78,7 +157,11 @@ class BulkWrites:
         return [r for r in out if r is not None]
 
     def _bulk_job(
-        self, columns: list[str], items: list[Prepared], csv_text: str
+        self,
+        columns: list[str],
+        items: list[Prepared],
+        csv_text: str,
+        send: BulkSend,
     ) -> list[ItemResult]:
         """One ingest job; its rows are settled from its three result files.
 
@@ -94,7 +177,7 @@ class BulkWrites:
         """
         mapping = self.mapping
         key_field = mapping.key_field
-        self.summary.api_calls["bulk2_jobs"] += 1
+        send.jobs += 1
         try:
             outcome = self.run.bulk.ingest(
                 mapping.action,
@@ -109,7 +192,7 @@ class BulkWrites:
         )
         insert = mapping.action == "insert"
         if insert and any(r is not None and r.success for r in matched):
-            self._batch_stored = True
+            send.stored = True
         missing = [i for i, r in enumerate(matched) if r is None]
         if not missing:
             return [r for r in matched if r is not None]
@@ -123,7 +206,7 @@ class BulkWrites:
             raise BulkIncompleteError(msg, list(matched))
         unprocessed = bulk.match_rows(columns, key_field, items, outcome.unprocessed)
         ended = f"{job} ended {outcome.state} ({outcome.error_message or 'no message'})"
-        if insert and self._batch_stored and set(missing) <= unprocessed:
+        if insert and send.stored and set(missing) <= unprocessed:
             message = f"{ended} before processing this record; it was not written"
             for i in missing:
                 matched[i] = error_result(bulk.CODE_BULK_JOB_FAILED, message)

@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     from target_salesforce.target import RunContext, TargetSalesforce
 
 
+# an invalid record held until its batch settles: (record, message, fields)
+Held = tuple[dict[str, Any], str, list[str]]
 # answers worth resending for the same records (in a new call or job)
 RETRY_CODES = frozenset({CODE_LOCK_ROW, bulk.CODE_BULK_JOB_FAILED})
 # Lets REST creates and updates save records that an active duplicate rule
@@ -198,8 +200,14 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         self.max_retries = int(cfg["max_retries"])
         # raw CSV bytes per Bulk job upload (a module constant, small in tests)
         self.bulk_max_bytes = bulk.MAX_UPLOAD_BYTES
-        # whether an insert of the current batch stored a row already
-        self._batch_stored = False
+        # invalid records, rejected when their batch settles
+        self._held: list[Held] = []
+
+    @override
+    def clean_up(self) -> None:
+        """Settle everything still out; the summary (and STATE) come after."""
+        self._settle_now(self._take_held())
+        super().clean_up()
 
     @staticmethod
     @override
@@ -239,6 +247,8 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
 
         An entry with `when` (a second entry reading another stream) keeps only
         the records its condition lets through; the others are not its records.
+        Rejects of invalid records are written when their batch settles (at
+        once with on_reject `fail`), so the reject policy sees whole batches.
         """
         invalid, self.invalid = self.invalid, None
         when = self.mapping.when
@@ -248,32 +258,54 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
                     return
             except ExpressionError as exc:
                 self.summary.received += 1
-                message = f"when {when.text!r}: {exc}"
-                self._reject(record, None, CODE_INVALID_RECORD, message, [])
+                self._held.append((record, f"when {when.text!r}: {exc}", []))
                 return
         if invalid is None:
             super().process_record(record, context)
             return
         self.summary.received += 1
         message, fields = describe_invalid(invalid)
-        self._reject(record, None, CODE_INVALID_RECORD, message, fields)
+        self._held.append((record, message, fields))
         if self.config["on_reject"] == "fail":
+            self._settle_held(self._take_held())
             self._enforce_reject_policy()
 
     @override
     def process_batch(self, context: dict[str, Any]) -> None:
-        """Write the batch and settle every record before returning."""
+        """Write the batch; settle it now, or (Bulk) once its jobs are done.
+
+        A Bulk batch joins the run's batches in flight (`run.inflight`), which
+        settle in the order sent; any other batch first waits for all of them,
+        so records are settled in input order either way.
+        """
         records: list[dict[str, Any]] = context.get("records", [])
-        if records:
-            self.summary.received += len(records)
-            apex = self.mapping.apex
-            if apex is not None:  # apex mode, and only apex mode, has apex settings
-                self._process_apex(records, apex)
-            else:
-                self._process_sobject(records)
+        held = self._take_held()
+        self.summary.received += len(records)
+        apex = self.mapping.apex
+        if records and apex is None and self._process_sobject(records, held):
+            return
+        if records and apex is not None:  # apex mode, and only apex mode
+            self._settle_now(held)
+            self._process_apex(records, apex)
+        elif not records:
+            self._settle_now(held)
         self._enforce_reject_policy()
 
-    def _process_sobject(self, records: list[dict[str, Any]]) -> None:
+    def _take_held(self) -> list[Held]:
+        held, self._held = self._held, []
+        return held
+
+    def _settle_held(self, held: list[Held]) -> None:
+        for record, message, fields in held:
+            self._reject(record, None, CODE_INVALID_RECORD, message, fields)
+
+    def _settle_now(self, held: list[Held]) -> None:
+        """Settle every batch in flight (any stream), then `held`."""
+        self.run.inflight.settle_all()
+        self._settle_held(held)
+
+    def _process_sobject(self, records: list[dict[str, Any]], held: list[Held]) -> bool:
+        """Send the batch; True when it went out as a Bulk batch in flight."""
         mapping = self.mapping
         items, local = prepare_batch(
             records,
@@ -283,28 +315,31 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             self.duplicate_policy,
             now=self.run.started_at,
         )
-        for rej in local:
-            if self._is_not_linked(rej.code):
-                self._not_linked(records[rej.index], rej.fields)
-                continue
-            self._reject(records[rej.index], rej.key, rej.code, rej.message, rej.fields)
-        if not items:
-            return
+
+        def settle_local() -> None:  # records refused before sending
+            self._settle_held(held)
+            for rej in local:
+                if self._is_not_linked(rej.code):
+                    self._not_linked(records[rej.index], rej.fields)
+                    continue
+                self._reject(
+                    records[rej.index], rej.key, rej.code, rej.message, rej.fields
+                )
+
         use_bulk = len(items) > self.bulk_threshold
-        api = "bulk2" if use_bulk else "collections"
+        if use_bulk and not self.run.dry_run:
+            self._submit_bulk(records, items, settle_local)
+            return True
+        self.run.inflight.settle_all()
+        settle_local()
+        if not items:
+            return False
         if self.run.dry_run:
-            self._dry_run(api, items)
-            return
-        send = self._send_bulk if use_bulk else self._send_collections
-        self._batch_stored = False
-        try:
-            results = self._with_lock_retry(items, send)
-        except BulkIncompleteError as exc:
-            # settle every row the job's result files account for, then stop
-            known = [(i, r) for i, r in zip(items, exc.results, strict=True) if r]
-            self._settle(records, [i for i, _ in known], [r for _, r in known])
-            raise TargetSalesforceError(str(exc)) from None
+            self._dry_run("bulk2" if use_bulk else "collections", items)
+            return False
+        results = self._with_lock_retry(items, self._send_collections)
         self._settle(records, items, results)
+        return False
 
     def _process_apex(self, records: list[dict[str, Any]], apex: ApexSpec) -> None:
         items, local = prepare_apex_batch(records, self.mapping)
@@ -524,6 +559,7 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             return
         codes = ", ".join(f"{c}={n}" for c, n in sorted(summary.codes.items()))
         if self.config["on_reject"] == "fail":
+            self.run.inflight.stop()  # the batches still out are settled first
             msg = (
                 f"stream {self.stream_name}: {summary.rejected} records rejected "
                 f"({codes}) and on_reject is 'fail'; see {self.run.rejects_path}"
@@ -531,6 +567,7 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             raise TargetSalesforceError(msg)
         ratio = self.config.get("max_reject_ratio")
         if ratio is not None and summary.reject_ratio > float(ratio):
+            self.run.inflight.stop()
             msg = (
                 f"stream {self.stream_name}: reject ratio {summary.reject_ratio:.3f} "
                 f"is above max_reject_ratio {float(ratio):g} ({codes}); see "

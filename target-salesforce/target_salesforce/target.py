@@ -24,6 +24,7 @@ from target_salesforce.auth import FLOWS, AuthError
 from target_salesforce.bulk_client import BulkClient
 from target_salesforce.client import SalesforceClient
 from target_salesforce.errors import TargetSalesforceError
+from target_salesforce.inflight import InFlight
 from target_salesforce.mapping import MappingError, find_mapping, load_mappings
 from target_salesforce.rejects import (
     PrivateJsonLines,
@@ -99,6 +100,8 @@ class RunContext:
         self._dry_logged = 0
         self._client: SalesforceClient | None = None
         self._bulk: BulkClient | None = None
+        # Bulk batches sent and not settled yet (every sink of the run)
+        self.inflight = InFlight(int(config["bulk_jobs_in_flight"]), logger)
         self._summaries: dict[str, StreamSummary] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -123,7 +126,8 @@ class RunContext:
             return self._bulk
 
     def close(self) -> None:
-        """Close the HTTP session (keep-alive connections) if one was opened."""
+        """Wait for Bulk worker threads; close the HTTP session if one was opened."""
+        self.inflight.close()
         with self._lock:
             if self._client is not None:
                 self._client.session.close()
@@ -407,6 +411,18 @@ class TargetSalesforce(Target):
             description="Seconds between Bulk 2.0 job status polls.",
         ),
         th.Property(
+            "bulk_jobs_in_flight",
+            th.IntegerType(minimum=1),
+            default=3,
+            description=(
+                "Bulk 2.0 jobs that may run at once while the target reads and "
+                "maps on (each holds one batch of `batch_size_rows` records). "
+                "Batches settle in input order and STATE waits for all of them; "
+                "a batch that shares a key with one still running waits for it. "
+                "1 waits for each job before reading on."
+            ),
+        ),
+        th.Property(
             "bulk_timeout",
             th.NumberType,
             default=3600,
@@ -552,6 +568,16 @@ class TargetSalesforce(Target):
             super().process_endofpipe()
         finally:
             self.run.close()
+
+    @override
+    def _write_state_message(self, state: dict[str, Any]) -> None:
+        """Emit STATE only once every Bulk batch sent before it is settled.
+
+        The SDK writes STATE after a full drain; Bulk batches may still be in
+        flight then. An error while settling them stops the run without STATE.
+        """
+        self.run.inflight.settle_all()
+        super()._write_state_message(state)
 
     @override
     def get_sink_class(self, stream_name: str) -> type[Sink]:

@@ -43,6 +43,21 @@ def test_salesforce_target_killed_during_bulk_and_resumed_loses_nothing(
     )
 
 
+@pytest.mark.parametrize("kill_after", [3, 7])
+def test_salesforce_target_killed_with_bulk_jobs_in_flight_loses_nothing(
+    sf_rig: Any, kill_after: int
+) -> None:
+    # every job stays InProgress for a few polls, so up to 3 are out when killed
+    sf_rig.handle.fault("slow_bulk", polls=5, count=1000)
+    sf_rig.crash_cell(
+        kill_after,
+        label=" (Bulk 2.0, 3 jobs in flight)",
+        batch_size_rows=20,
+        bulk_threshold=10,
+        bulk_jobs_in_flight=3,
+    )
+
+
 @pytest.mark.parametrize("kill_after", [2, 6])
 def test_clevertap_tap_killed_and_resumed_emits_every_event(
     tap_rig: Any, kill_after: int

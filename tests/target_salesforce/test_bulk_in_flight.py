@@ -1,0 +1,170 @@
+"""Bulk 2.0 jobs in flight while the target reads on (`bulk_jobs_in_flight`).
+
+Every job is slowed by the emulator's `slow_bulk` fault (it stays InProgress for
+some polls), so a job still runs while the target reads the next window. The
+emulator's request log tells, per job, when its CSV was uploaded and when its
+results were first asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+from singer_sdk.target_base import Target
+from target_salesforce.inflight import Scope
+from target_salesforce.target import TargetSalesforce
+
+WINDOWS = "nps_bulk_windows.singer"  # 3 windows of 4 records, a STATE after each
+SAME_KEY = "nps_bulk_same_key.singer"  # window 2 repeats ct-key-1 with later values
+SLOW_POLLS = 20
+
+
+def _config(harness: Any, in_flight: int, **extra: Any) -> dict[str, Any]:
+    """Every batch through Bulk, windows of 4 records."""
+    config: dict[str, Any] = harness.config(
+        bulk_threshold=0,
+        batch_size_rows=4,
+        bulk_jobs_in_flight=in_flight,
+        bulk_poll_interval=0.02,
+        **extra,
+    )
+    return config
+
+
+def _jobs(handle: Any) -> list[dict[str, Any]]:
+    """Per Bulk job, by upload time: keys sent, upload and first result times."""
+    jobs: dict[str, dict[str, Any]] = {}
+    for entry in handle.requests_log():
+        parts = str(entry["path"]).rstrip("/").split("/")
+        if "ingest" not in parts or parts[-1] == "ingest":
+            continue
+        job = jobs.setdefault(parts[parts.index("ingest") + 1], {})
+        if entry["method"] == "PUT":
+            job["upload"] = entry["time"]
+            rows = csv.DictReader(io.StringIO(entry["body"]))
+            job["keys"] = [row["CleverTap_Id__c"] for row in rows]
+        elif parts[-1] == "successfulResults":
+            job["results"] = entry["time"]
+    return sorted(jobs.values(), key=lambda job: job["upload"])
+
+
+@pytest.mark.parametrize(("in_flight", "overlapping"), [(3, 2), (1, 0)])
+def test_bulk_jobs_run_while_the_target_reads_the_next_windows(
+    harness: Any, in_flight: int, overlapping: int
+) -> None:
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    run = harness.run(_config(harness, in_flight), harness.fixture(WINDOWS))
+    assert run.error is None
+    jobs = _jobs(harness.handle)
+    assert [len(job["keys"]) for job in jobs] == [4, 4, 4]
+    # the later windows were read, mapped and uploaded before the first job ended
+    # (with 1 job in flight, each job waits for the one before: today's order)
+    early = [job for job in jobs[1:] if job["upload"] < jobs[0]["results"]]
+    assert len(early) == overlapping
+    summary = run.summary["nps"]
+    assert (summary["succeeded"], summary["api_calls"]["bulk2_jobs"]) == (12, 3)
+    assert run.states == [{"bookmarks": {"nps": {"n": 12}}}]
+
+
+def test_a_later_window_with_a_key_still_in_flight_waits_and_lands_last(
+    harness: Any,
+) -> None:
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    run = harness.run(_config(harness, 3), harness.fixture(SAME_KEY))
+    assert run.error is None
+    jobs = _jobs(harness.handle)
+    # (the window with other keys may even be uploaded before the first one)
+    first, repeat = [job for job in jobs if "ct-key-1" in job["keys"]]
+    other = next(job for job in jobs if "ct-key-8" in job["keys"])
+    assert "ct-key-2" in first["keys"]
+    # the window sharing ct-key-1 starts only after the first job is done; the
+    # window with other keys does not wait
+    assert repeat["upload"] > first["results"]
+    assert other["upload"] < first["results"]
+    contact = harness.contact("ct-key-1")
+    assert contact is not None
+    assert (contact["LastName"], contact["NPS_Score__c"]) == ("Later 1", 9)
+    assert run.summary["nps"]["succeeded"] == 12
+
+
+def test_state_is_written_only_after_every_earlier_bulk_job_is_settled(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full drain mid-run (as after the SDK's max record age) writes STATE."""
+    written: list[tuple[int, int]] = []
+    write_state = Target._write_state_message
+    process_state = Target._process_state_message
+
+    def recording(self: TargetSalesforce, state: dict[str, Any]) -> None:
+        settled = sum(s.succeeded + s.rejected for s in self.run.summaries.values())
+        written.append((state["bookmarks"]["nps"]["n"], settled))
+        write_state(self, state)
+
+    def drain_at_state(self: TargetSalesforce, message: dict[str, Any]) -> None:
+        process_state(self, message)
+        self.drain_all()
+
+    monkeypatch.setattr(Target, "_write_state_message", recording)
+    monkeypatch.setattr(TargetSalesforce, "_process_state_message", drain_at_state)
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    run = harness.run(_config(harness, 3), harness.fixture(WINDOWS))
+    assert run.error is None
+    assert [n for n, _ in written] == [4, 8, 12, 12]
+    assert all(settled >= n for n, settled in written), written
+
+
+def test_failed_job_among_jobs_in_flight_settles_the_others_and_writes_no_state(
+    harness: Any,
+) -> None:
+    # every job is slow, so all three are out when the Failed one is read
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    harness.handle.fault("bulk_job_failed", processed=2)
+    run = harness.run(_config(harness, 3), harness.fixture(WINDOWS))
+    assert "ended Failed" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+    # 4 + 4 rows of the other jobs and the 2 the Failed job processed; its 2
+    # unprocessed rows are not loaded (a rerun sends them)
+    assert run.summary["nps"]["succeeded"] == 10
+
+
+def test_rows_overlap_only_on_the_same_object_and_key() -> None:
+    upsert = Scope("Contact", "CleverTap_Id__c", frozenset({"a", "b"}))
+    assert upsert.overlaps(Scope("Contact", "CleverTap_Id__c", frozenset({"b"})))
+    assert not upsert.overlaps(Scope("Contact", "CleverTap_Id__c", frozenset({"c"})))
+    assert not upsert.overlaps(Scope("Lead", "CleverTap_Id__c", frozenset({"a"})))
+    # another key field may name the same rows: treated as overlapping
+    assert upsert.overlaps(Scope("Contact", "Id", frozenset({"003000000000001"})))
+    # an insert names no existing row
+    assert not upsert.overlaps(Scope("Contact", None, frozenset()))
+
+
+def test_reject_ratio_sees_the_whole_bulk_window_not_its_invalid_records_alone(
+    harness: Any,
+) -> None:
+    # 1 of 4 records fails schema validation: 0.25 of the window, under 0.3
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=1)
+    config = _config(harness, 3, max_reject_ratio=0.3)
+    run = harness.run(config, harness.fixture("nps_bulk_one_invalid.singer"))
+    assert run.error is None
+    assert [r["code"] for r in run.rejects] == ["INVALID_RECORD"]
+    assert run.summary["nps"]["succeeded"] == 3
+    assert run.states == [{"bookmarks": {"nps": {"n": 4}}}]
+
+
+def test_daily_limit_while_jobs_are_in_flight_stops_without_state(
+    harness: Any,
+) -> None:
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    # the daily allocation runs out when the first job's results are fetched
+    harness.handle.fault("request_limit", count=1, path="successfulResults")
+    run = harness.run(_config(harness, 3), harness.fixture(WINDOWS))
+    assert "REQUEST_LIMIT_EXCEEDED" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+    # the other two jobs were waited for and settled; the 4 rows of the job
+    # whose results were refused are not loaded (a rerun sends them)
+    assert run.summary["nps"]["succeeded"] == 8
