@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from target_clevertap.payload_types import PayloadOptions, RecordReject, SchemaInfo
 from target_clevertap.values import (
     _ADDRESS_KEYS,
+    _DATE_HINTS,
     _GENDERS,
     _RECORD_METADATA,
     _RESERVED,
@@ -18,6 +19,7 @@ from target_clevertap.values import (
     _fit,
     _flatten_address,
     boolean,
+    epoch_seconds,
     normalise_email,
     normalise_phone,
     sanitise_key,
@@ -25,10 +27,16 @@ from target_clevertap.values import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from target_clevertap.mapping import PropertySpec
     from target_clevertap.payload_types import _Out
+
+    #: one field's converter, chosen once per stream: (value, out) -> its value
+    _Converter = Callable[[object, _Out], object]
+    #: (field, output key or "" when it needs the general path, converter or
+    #: None for plain text fields: no type hint, no date format, not reserved)
+    _PlanItem = tuple[str, str, _Converter | None]
 
 
 def _reserved(key: str, value: object, opts: PayloadOptions) -> object:
@@ -98,8 +106,8 @@ def build_properties(
     if profile and spec.derive_name and not props.get("Name"):
         _derive_name(props, record, out)
     _add_previous(props, spec, schema, out, profile=profile)
-    for key, value in spec.constants.items():
-        props[sanitise_key(str(key))] = value
+    for key, value in spec.constant_items:
+        props[key] = value
     return props
 
 
@@ -140,7 +148,7 @@ def _record_values(
             )
         return props
     send_nulls = out.opts.null_values == "send"
-    for name, out_key, hint, kind, reserved in _plan(spec, schema, profile=profile):
+    for name, out_key, convert in _plan(spec, schema, profile=profile):
         value = record.get(name)
         if value is None:
             if send_nulls:
@@ -150,8 +158,14 @@ def _record_values(
             _put_field(
                 props, name, value, spec=spec, schema=schema, out=out, profile=profile
             )
-            continue
-        props[out_key] = _value(out_key, value, hint, kind, out, reserved=reserved)
+        elif convert is None and type(value) is str:  # plain text passes as it is
+            if len(value) * 4 > MAX_VALUE_BYTES:
+                value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
+            props[out_key] = value
+        elif convert is None:
+            props[out_key] = _convert(out_key, value, None, "", out)
+        else:
+            props[out_key] = convert(value, out)
     return props
 
 
@@ -182,8 +196,28 @@ def _value(  # noqa: PLR0913 - one field's decisions, made by the caller
     return _reserved(out_key, converted, out.opts) if reserved else converted
 
 
-#: (field, output key or "" when it needs the general path, hint, kind, reserved)
-_PlanItem = tuple[str, str, str | None, str, bool]
+def _converter(
+    out_key: str, hint: str | None, kind: str, *, reserved: bool
+) -> _Converter | None:
+    """The conversion of one field, decided once (same results as `_value`)."""
+    if hint is None and not kind and not reserved:
+        return None
+    if not reserved and (hint in _DATE_HINTS or (hint is None and kind)):
+        date_only = kind == "date" or hint == "date"
+
+        def convert_date(value: object, out: _Out) -> object:
+            if type(value) is str:  # the common case: cached by its text
+                seconds = epoch_seconds(value, date_only=date_only, zone=out.opts.zone)
+                if seconds is not None:
+                    return f"$D_{seconds}"
+            return _convert(out_key, value, hint, kind, out)
+
+        return convert_date
+
+    def convert(value: object, out: _Out) -> object:
+        return _value(out_key, value, hint, kind, out, reserved=reserved)
+
+    return convert
 
 
 def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_PlanItem]:
@@ -201,7 +235,8 @@ def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_Pla
         if profile and out_key == "DOB":
             hint = hint or "date"
         reserved = _is_reserved(out_key, profile=profile)
-        plan.append((name, out_key, hint, _field_kind(name, schema), reserved))
+        kind = _field_kind(name, schema)
+        plan.append((name, out_key, _converter(out_key, hint, kind, reserved=reserved)))
     spec.plans[cache_key] = (schema, plan)
     return plan
 

@@ -30,13 +30,11 @@ class Screened:
     buckets: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _names(item: UploadItem) -> tuple[str, list[str]]:
+def _admit(item: UploadItem, account_caps: caps.AccountCaps) -> caps.Refusal | None:
     if item.kind == "profile":
         data = item.payload.get("profileData")
-        return caps.PROFILE_KEYS, caps.custom_keys(
-            data if isinstance(data, dict) else {}
-        )
-    return caps.EVENT_NAMES, [item.event_name or str(item.payload.get("evtName"))]
+        return account_caps.admit_profile(data.keys() if isinstance(data, dict) else ())
+    return account_caps.admit_event(item.event_name or str(item.payload.get("evtName")))
 
 
 def screen(
@@ -71,8 +69,7 @@ def screen(
                 fresh.append(item)
         refusal = None
         for item in fresh:
-            kind, names = _names(item)
-            refusal = account_caps.admit(kind, names)
+            refusal = _admit(item, account_caps)
             if refusal is not None:
                 break
         if refusal is not None:
