@@ -10,6 +10,7 @@ map, deferral of records waiting for a person), `IdentityJoiner` (email joins),
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -183,9 +184,13 @@ class Loader:
         # values, so their change events get the same keys (a dry run keeps them
         # in a temporary table of this run only)
         self.tracker.save(entries, waiting)
-        for entry in entries:
-            if id(entry) not in waiting and not entry.accounted:
-                self.counters.bump(entry.stream, "accepted")
+        accepted = Counter(
+            entry.stream
+            for entry in entries
+            if not entry.accounted and id(entry) not in waiting
+        )
+        for stream, count in accepted.items():
+            self.counters.bump(stream, "accepted", count)
 
     def _build(
         self, entries: Sequence[Entry], *, final: bool
