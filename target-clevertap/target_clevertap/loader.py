@@ -201,6 +201,7 @@ class Loader:
         now = int(time.time())
         refs_unit, counters = self.refs, self.counters
         refs_unit.final_pass = final
+        refs_unit.prefetch(entries)
         resolve, options = refs_unit.resolve, self.ctx.options
         for idx, entry in enumerate(entries):
             refs: dict[int, list[str]] = {}  # the identity map is fixed till registered

@@ -211,6 +211,23 @@ class StreamMapping:
                 specs.append(event.identity)
         return tuple(spec for spec in specs if spec.key == "identity")
 
+    @functools.cached_property
+    def ref_specs(self) -> tuple[IdentitySpec, ...]:
+        """The distinct `{ref: ...}` identities of the profile and events.
+
+        Returns:
+            The specs (the identity-map reads a record's window needs).
+        """
+        specs: list[IdentitySpec] = []
+        if self.profile is not None:
+            specs.append(self.profile.identity)
+        specs.extend(event.identity for event in self.events)
+        found: list[IdentitySpec] = []
+        for spec in specs:
+            if spec.kind == "ref" and spec not in found:
+                found.append(spec)
+        return tuple(found)
+
     def version_fields(self) -> tuple[str, ...]:
         """The fields tried, in order, for a record's version time.
 

@@ -168,3 +168,33 @@ def test_event_names_known_by_their_normalised_form(tmp_path) -> None:
     assert tracker.admit_event("Sign Up") is None
     assert tracker.admit_event("signup") is None
     assert tracker.used(caps.EVENT_NAMES) == 1
+
+
+def _stored_map(tmp_path: Any) -> None:
+    store = StateStore(tmp_path, "acct")
+    store.remember("Contact", "003A", ["SF_Contact_003A"])
+    store.remember("Lead", "00QB", ["SF_Lead_00QB"])
+    store.remember("Lead", "00QC", [])  # seen, names nobody
+    store.link("Lead", "00QD", "Contact", "003A")  # a converted Lead
+    store.close()
+
+
+def test_prefetched_lookups_answer_as_lookups_read_one_by_one(tmp_path) -> None:
+    _stored_map(tmp_path)
+    refs = ["003A", "00QB", "00QC", "00QD", "none"]
+    one_by_one = StateStore(tmp_path, "acct")
+    expected = [one_by_one.lookup("Who", ref) for ref in refs]
+    one_by_one.close()
+    prefetched = StateStore(tmp_path, "acct")
+    prefetched.prefetch({"Contact": set(refs), "Lead": set(refs)})
+    assert [prefetched.lookup("Who", ref) for ref in refs] == expected
+    assert expected == [
+        ["SF_Contact_003A"],
+        ["SF_Lead_00QB"],
+        [],
+        ["SF_Contact_003A"],
+        None,
+    ]
+    # a record remembered after the prefetch is no longer taken as absent
+    prefetched.remember("Contact", "none", ["SF_Contact_none"])
+    assert prefetched.lookup("Who", "none") == ["SF_Contact_none"]
