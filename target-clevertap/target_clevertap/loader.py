@@ -278,9 +278,10 @@ class Loader:
                 entry.accounted = True
                 self.counters.skip(entry.stream, "event_too_old")
         old = 0
-        for idx, bucket in out.buckets:
-            self.counters.stream_stats(entries[idx].stream).events_by_age[bucket] += 1
-            old += bucket != ages.LIVE
+        by_age = Counter((entries[idx].stream, bucket) for idx, bucket in out.buckets)
+        for (stream, bucket), count in by_age.items():
+            self.counters.stream_stats(stream).events_by_age[bucket] += count
+            old += count if bucket != ages.LIVE else 0
         if old and not self._backfill_checked:
             self._backfill_checked = True
             self._warn_backfill()

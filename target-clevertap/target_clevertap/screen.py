@@ -37,6 +37,20 @@ def _admit(item: UploadItem, account_caps: caps.AccountCaps) -> caps.Refusal | N
     return account_caps.admit_event(item.event_name or str(item.payload.get("evtName")))
 
 
+def _young(
+    idx: int, group: list[UploadItem], out: Screened, now: int, max_age_days: float
+) -> list[UploadItem]:
+    """The record's items within the age limit (the others are counted)."""
+    fresh: list[UploadItem] = []
+    for item in group:
+        ts = now if item.ts is None else item.ts
+        if item.kind == "event" and ages.too_old(ts, now, max_age_days):
+            out.too_old[idx] += 1
+        else:
+            fresh.append(item)
+    return fresh
+
+
 def screen(
     items: Sequence[tuple[int, UploadItem]],
     account_caps: caps.AccountCaps,
@@ -58,15 +72,18 @@ def screen(
     out = Screened()
     groups: dict[int, list[UploadItem]] = {}
     for idx, item in items:
-        groups.setdefault(idx, []).append(item)
+        group = groups.get(idx)
+        if group is None:
+            groups[idx] = [item]
+        else:
+            group.append(item)
+    kept, buckets, bucket = out.kept, out.buckets, ages.bucket
     for idx, group in groups.items():
-        fresh: list[UploadItem] = []
-        for item in group:
-            ts = now if item.ts is None else item.ts
-            if item.kind == "event" and ages.too_old(ts, now, max_age_days):
-                out.too_old[idx] += 1
-            else:
-                fresh.append(item)
+        fresh = (
+            group
+            if max_age_days is None
+            else _young(idx, group, out, now, max_age_days)
+        )
         refusal = None
         for item in fresh:
             refusal = _admit(item, account_caps)
@@ -75,10 +92,8 @@ def screen(
         if refusal is not None:
             out.refused[idx] = refusal
             continue
-        out.kept.extend((idx, item) for item in fresh)
-        out.buckets.extend(
-            (idx, ages.bucket(now if it.ts is None else it.ts, now))
-            for it in fresh
-            if it.kind == "event"
-        )
+        for item in fresh:
+            kept.append((idx, item))
+            if item.kind == "event":
+                buckets.append((idx, bucket(now if item.ts is None else item.ts, now)))
     return out
