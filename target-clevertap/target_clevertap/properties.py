@@ -59,6 +59,10 @@ def _reserved(key: str, value: object, opts: PayloadOptions) -> object:
     return value
 
 
+#: text up to this many characters is within MAX_VALUE_BYTES whatever its UTF-8
+_SHORT_TEXT = MAX_VALUE_BYTES // 4
+
+
 def _out_key(spec: PropertySpec, raw_key: str, out: _Out) -> str:
     out_key = sanitise_key(spec.rename.get(raw_key, raw_key))
     if len(out_key.encode("utf-8")) <= MAX_KEY_BYTES:
@@ -148,20 +152,20 @@ def _record_values(
             )
         return props
     send_nulls = out.opts.null_values == "send"
+    get = record.get
     for name, out_key, convert in _plan(spec, schema, profile=profile):
-        value = record.get(name)
+        value = get(name)
         if value is None:
             if send_nulls:
                 props[out_key] = None
-            continue
-        if not out_key or type(value) is dict:  # long keys, addresses
+        elif convert is None and type(value) is str:  # plain text passes as it is
+            if len(value) > _SHORT_TEXT:
+                value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
+            props[out_key] = value
+        elif not out_key or type(value) is dict:  # long keys, addresses
             _put_field(
                 props, name, value, spec=spec, schema=schema, out=out, profile=profile
             )
-        elif convert is None and type(value) is str:  # plain text passes as it is
-            if len(value) * 4 > MAX_VALUE_BYTES:
-                value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
-            props[out_key] = value
         elif convert is None:
             props[out_key] = _convert(out_key, value, None, "", out)
         else:
@@ -194,6 +198,11 @@ def _value(  # noqa: PLR0913 - one field's decisions, made by the caller
     else:
         converted = _convert(out_key, value, hint, kind, out)
     return _reserved(out_key, converted, out.opts) if reserved else converted
+
+
+def _general(value: object, out: _Out) -> object:
+    """The converter of fields `_put_field` handles (never called)."""
+    raise NotImplementedError
 
 
 def _converter(
@@ -236,7 +245,10 @@ def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_Pla
             hint = hint or "date"
         reserved = _is_reserved(out_key, profile=profile)
         kind = _field_kind(name, schema)
-        plan.append((name, out_key, _converter(out_key, hint, kind, reserved=reserved)))
+        convert = _converter(out_key, hint, kind, reserved=reserved)
+        if not out_key:  # never the plain-text path: `_put_field` fits the key
+            convert = convert or _general
+        plan.append((name, out_key, convert))
     spec.plans[cache_key] = (schema, plan)
     return plan
 

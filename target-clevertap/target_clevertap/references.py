@@ -120,6 +120,8 @@ class References:
     def _record_id(entry: Entry) -> str | None:
         """The Id other records reference this one by (`Id`, else its key)."""
         rec_id = entry.record.get("Id")
+        if type(rec_id) is str:  # the common case
+            return rec_id
         if rec_id is not None:
             return scalar_text(rec_id)
         return None if entry.key.startswith("sha:") else entry.key

@@ -26,6 +26,8 @@ from target_clevertap.payloads import (
 )
 from target_clevertap.sinks import RejectingValidator
 
+LONG_KEY = "Long_" + "k" * 130  # past the 120-byte key limit
+
 SCHEMA = {
     "type": "object",
     "additionalProperties": False,
@@ -41,6 +43,7 @@ SCHEMA = {
         "Seats__c": {"type": ["null", "integer"]},
         "Flag__c": {"type": ["null", "boolean"]},
         "MailingAddress": {"type": ["null", "object"]},
+        LONG_KEY: {"type": ["null", "string"]},
     },
 }
 RECORD: dict[str, Any] = {
@@ -55,6 +58,7 @@ RECORD: dict[str, Any] = {
     "Seats__c": 7,
     "Flag__c": True,
     "MailingAddress": {"city": "Austin", "postalCode": "78758"},
+    LONG_KEY: "kept under a cut key",
 }
 
 
@@ -87,7 +91,8 @@ def test_field_plan_gives_what_the_general_path_gives(zone: dt.tzinfo) -> None:
     assert props["Score__c"] == 2.5
     assert props["MailingCity"] == "Austin"
     assert len(props["Title"]) == 300
-    assert warns == []
+    assert props[LONG_KEY[:120]] == "kept under a cut key"
+    assert warns == [f"key of {LONG_KEY!r} truncated to 120 bytes"]
 
 
 def test_field_plan_rejects_like_the_general_path() -> None:
