@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from target_clevertap.tracking import Tracked
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One input record waiting in a batch window."""
 

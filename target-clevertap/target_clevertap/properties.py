@@ -59,6 +59,8 @@ def _reserved(key: str, value: object, opts: PayloadOptions) -> object:
     return value
 
 
+#: reserved keys whose text values are normalised (as `_reserved` does)
+_CONTACT_KEYS = frozenset({"Email", "Phone"})
 #: text up to this many characters is within MAX_VALUE_BYTES whatever its UTF-8
 _SHORT_TEXT = MAX_VALUE_BYTES // 4
 
@@ -212,21 +214,44 @@ def _converter(
     if hint is None and not kind and not reserved:
         return None
     if not reserved and (hint in _DATE_HINTS or (hint is None and kind)):
-        date_only = kind == "date" or hint == "date"
-
-        def convert_date(value: object, out: _Out) -> object:
-            if type(value) is str:  # the common case: cached by its text
-                seconds = epoch_seconds(value, date_only=date_only, zone=out.opts.zone)
-                if seconds is not None:
-                    return f"$D_{seconds}"
-            return _convert(out_key, value, hint, kind, out)
-
-        return convert_date
+        return _date_converter(out_key, hint, kind)
+    if reserved and hint is None and not kind and out_key in _CONTACT_KEYS:
+        return _contact_converter(out_key)
 
     def convert(value: object, out: _Out) -> object:
         return _value(out_key, value, hint, kind, out, reserved=reserved)
 
     return convert
+
+
+def _date_converter(out_key: str, hint: str | None, kind: str) -> _Converter:
+    """A date or date-time field: its text's epoch seconds come from a cache."""
+    date_only = kind == "date" or hint == "date"
+
+    def convert_date(value: object, out: _Out) -> object:
+        if type(value) is str:  # the common case: cached by its text
+            seconds = epoch_seconds(value, date_only=date_only, zone=out.opts.zone)
+            if seconds is not None:
+                return f"$D_{seconds}"
+        return _convert(out_key, value, hint, kind, out)
+
+    return convert_date
+
+
+def _contact_converter(out_key: str) -> _Converter:
+    """The profile's Email or Phone: text normalised as `_reserved` does."""
+    email = out_key == "Email"
+
+    def convert_contact(value: object, out: _Out) -> object:
+        if type(value) is not str:
+            return _value(out_key, value, None, "", out, reserved=True)
+        if len(value) > _SHORT_TEXT:
+            value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
+        if email:
+            return normalise_email(value)
+        return normalise_phone(value, out.opts.default_phone_country)
+
+    return convert_contact
 
 
 def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_PlanItem]:
