@@ -26,8 +26,19 @@ if TYPE_CHECKING:
     from target_clevertap.target import TargetCleverTap
 
 
+#: keywords whose checks can differ between jsonschema-rs (JSON values) and
+#: fastjsonschema (Python values: `Decimal('0.1') != 0.1`, `True == 1`, Python
+#: regular expressions); a field under one of them is always checked by both
+_JUDGED_APART = ('"enum":', '"const":', '"uniqueItems":', '"multipleOf":', '"pattern')
+
+
 def _mentions_integer(node: object) -> bool:
     return '"integer"' in json.dumps(node, default=str)
+
+
+def _judged_apart(node: object) -> bool:
+    text = json.dumps(node, default=str)
+    return any(keyword in text for keyword in _JUDGED_APART)
 
 
 class RejectingValidator(BaseJSONSchemaValidator):
@@ -39,7 +50,8 @@ class RejectingValidator(BaseJSONSchemaValidator):
     5 µs); fastjsonschema, compiled too, decides the records jsonschema-rs refuses
     (its message and path make the reject) and the ones the two may judge apart:
     a decimal in an integer field (`2.0`: valid for jsonschema-rs, not for
-    fastjsonschema, which decided alone before).
+    fastjsonschema, which decided alone before), a value under `enum`, `const`,
+    `uniqueItems`, `multipleOf` or `pattern`.
     """
 
     def __init__(self, schema: dict[str, Any]) -> None:
@@ -70,10 +82,13 @@ class RejectingValidator(BaseJSONSchemaValidator):
         self._integer_fields = tuple(
             name for name, sub in properties.items() if _mentions_integer(sub)
         )
-        #: an integer type elsewhere (nested, additional properties): recheck all
-        self._recheck_all = _mentions_integer(
-            {k: v for k, v in schema.items() if k != "properties"}
+        #: top-level fields under a keyword the two may judge apart (rechecked)
+        self._apart_fields = tuple(
+            name for name, sub in properties.items() if _judged_apart(sub)
         )
+        #: the same outside the fields (additional properties...): recheck all
+        rest = {k: v for k, v in schema.items() if k != "properties"}
+        self._recheck_all = _mentions_integer(rest) or _judged_apart(rest)
         self.invalid: dict[int, tuple[str, str | None]] = {}
 
     def _agreed_valid(self, record: dict[str, Any]) -> bool:
@@ -90,7 +105,7 @@ class RejectingValidator(BaseJSONSchemaValidator):
             value = record.get(name)
             if value is not None and type(value) is not int:
                 return False
-        return True
+        return all(record.get(name) is None for name in self._apart_fields)
 
     @override
     def validate(self, record: dict[str, Any]) -> None:

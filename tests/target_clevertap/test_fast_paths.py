@@ -203,3 +203,15 @@ def test_prefetched_lookups_answer_as_lookups_read_one_by_one(tmp_path) -> None:
     # a record remembered after the prefetch is no longer taken as absent
     prefetched.remember("Contact", "none", ["SF_Contact_none"])
     assert prefetched.lookup("Who", "none") == ["SF_Contact_none"]
+
+
+def test_validator_keeps_fastjsonschema_verdicts_where_the_two_differ() -> None:
+    # jsonschema-rs compares JSON numbers (0.1 is in [0.1]); fastjsonschema compares
+    # Python values (Decimal("0.1") != 0.1) and decided alone before
+    schema = {"type": "object", "properties": {"Level__c": {"enum": [None, 0.1]}}}
+    validator = RejectingValidator(schema)
+    level, fine = {"Level__c": Decimal("0.1")}, {"Level__c": None}
+    validator.validate(level)
+    validator.validate(fine)
+    assert validator.invalid[id(level)][1] == "Level__c"
+    assert id(fine) not in validator.invalid
