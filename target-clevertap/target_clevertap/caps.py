@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import logging
     import threading
-    from collections.abc import Iterable
+    from collections.abc import Collection, Iterable
 
     from target_clevertap.store_sql import Backend
 
@@ -134,6 +134,44 @@ class AccountCaps:
         self.sent: dict[str, set[str]] = {PROFILE_KEYS: set(), EVENT_NAMES: set()}
         for kind, name in rows:
             self.sent.setdefault(str(kind), set()).add(str(name))
+        #: profile keys (as sent, predefined and MSG-* ones too) and event names
+        #: (as sent) admitted in this run: they need no check again (the sets
+        #: only grow, bounded by the caps)
+        self._known_keys: set[str] = set(PREDEFINED_KEYS)
+        self._known_names: set[str] = set()
+
+    def admit_profile(self, keys: Collection[str]) -> Refusal | None:
+        """Admit the keys of one profileData (only new custom keys count).
+
+        Args:
+            keys: the profile's keys.
+
+        Returns:
+            None when all are admitted (see `admit`).
+        """
+        known = self._known_keys
+        if known.issuperset(keys):  # the common case: nothing new
+            return None
+        refusal = self.admit(PROFILE_KEYS, custom_keys(keys))
+        if refusal is None:
+            known.update(keys)
+        return refusal
+
+    def admit_event(self, name: str) -> Refusal | None:
+        """Admit one event name.
+
+        Args:
+            name: the event name.
+
+        Returns:
+            None when admitted (see `admit`).
+        """
+        if name in self._known_names:  # the common case: admitted before
+            return None
+        refusal = self.admit(EVENT_NAMES, [name])
+        if refusal is None:
+            self._known_names.add(name)
+        return refusal
 
     def used(self, kind: str) -> int:
         """Keys or names in use: others' plus this target's.

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from target_clevertap.ledger import create_private_file, new_store_warning
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from target_clevertap.loader import Entry
     from target_clevertap.payloads import UploadItem
@@ -137,12 +137,27 @@ class RunCounters:
 
     def count_sent(self, entries: Sequence[Entry], idx: int, item: UploadItem) -> None:
         """Count a sent profile or event for its stream."""
-        stats = self.stream_stats(entries[idx].stream)
+        self.count_all_sent(entries, ((idx, item),))
+
+    def count_all_sent(
+        self, entries: Sequence[Entry], pairs: Iterable[tuple[int, UploadItem]]
+    ) -> None:
+        """Count sent profiles and events for their streams (one lock for all).
+
+        Args:
+            entries: the window's records.
+            pairs: (position, item) of the sent items.
+        """
+        counts: Counter[tuple[str, bool]] = Counter(
+            (entries[idx].stream, item.kind == "profile") for idx, item in pairs
+        )
+        stats = {stream: self.stream_stats(stream) for stream, _ in counts}
         with self._lock:  # upload windows settle on several threads
-            if item.kind == "profile":
-                stats.profiles_sent += 1
-            else:
-                stats.events_sent += 1
+            for (stream, profile), count in counts.items():
+                if profile:
+                    stats[stream].profiles_sent += count
+                else:
+                    stats[stream].events_sent += count
 
     def bump(self, stream: str, name: str, count: int = 1) -> None:
         """Add to one counter of a stream (safe from any upload thread).

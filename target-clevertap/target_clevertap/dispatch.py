@@ -77,8 +77,7 @@ class UploadDispatcher:
             self.rejects.write_dry_run(
                 [it for _, it in profiles] + [it for _, it in events]
             )
-            for idx, item in items:
-                self.counters.count_sent(entries, idx, item)
+            self.counters.count_all_sent(entries, items)
         elif ctx.dry_run_remote:
             self.upload_upserts(entries, profiles)
             self.events.check_remotely(entries, events)
@@ -165,8 +164,7 @@ class UploadDispatcher:
                 for n in rejected:
                     count_sent(entries, *chunk[n])
                 continue
-            for idx, item in chunk:
-                count_sent(entries, idx, item)
+            self.counters.count_all_sent(entries, chunk)
         if not unclear:
             return
         singles = [[pair] for pair in unclear]

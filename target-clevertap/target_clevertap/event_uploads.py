@@ -143,8 +143,7 @@ class EventUploads:
                     self.counters.count_sent(entries, idx, item)
             return
         self.ctx.store.mark([it.event_key or "" for _, it in rest], ledger.ACCEPTED)
-        for idx, item in chunk:
-            self.counters.count_sent(entries, idx, item)
+        self.counters.count_all_sent(entries, chunk)
 
     def _send_round(
         self, entries: Sequence[Entry], todo: list[tuple[int, UploadItem]]
@@ -209,8 +208,7 @@ class EventUploads:
             raise CleverTapError(msg) from exc
         done = [(i, it) for i, it in pairs if it.event_key in outcome.found]
         self.ctx.store.mark([it.event_key or "" for _, it in done], ledger.ACCEPTED)
-        for idx, item in done:
-            self.counters.count_sent(entries, idx, item)
+        self.counters.count_all_sent(entries, done)
         for (idx, item), miss in unclear:
             if item.event_key in outcome.missing:
                 self.ctx.store.mark([item.event_key or ""], ledger.REJECTED)

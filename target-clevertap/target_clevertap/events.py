@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,10 @@ def record_key(record: Mapping[str, Any], key_properties: Iterable[str]) -> str:
     return "sha:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
 
 
+#: `time:` values that are not a field name
+_TIME_WORDS = frozenset({"now", "auto", "modified"})
+
+
 def event_time(record: Mapping[str, Any], time_spec: str, now: int) -> int:
     """The event's epoch seconds.
 
@@ -73,6 +78,14 @@ def event_time(record: Mapping[str, Any], time_spec: str, now: int) -> int:
     Raises:
         RecordReject: when the time field is missing or not a date.
     """
+    if time_spec not in _TIME_WORDS:  # one field, the common case
+        value = record.get(time_spec)
+        if value is not None:
+            seconds = epoch_seconds(value)
+            if seconds is None:
+                msg = f"{time_spec} is not a date-time"
+                raise RecordReject(msg, code="invalid_time", field_name=time_spec)
+            return seconds
     if time_spec == "now":
         return now
     if time_spec == "auto":
@@ -94,6 +107,12 @@ def event_time(record: Mapping[str, Any], time_spec: str, now: int) -> int:
     raise RecordReject(msg, code="missing_time", field_name=candidates[0])
 
 
+@functools.lru_cache(maxsize=1024)
+def _fixed_name(text: str) -> str:
+    """A template without placeholders, as an event name (cleaned once)."""
+    return _PROHIBITED_KEY_CHARS.sub(" ", text).strip()
+
+
 def event_name(record: Mapping[str, Any], spec: EventSpec) -> str:
     """The event name for a record.
 
@@ -107,12 +126,15 @@ def event_name(record: Mapping[str, Any], spec: EventSpec) -> str:
     Raises:
         RecordReject: when the name is empty.
     """
-    if spec.name is not None:
-        name = render_template(spec.name.text, spec.name.fields, record)
+    if spec.name is not None and not spec.name.fields:  # a fixed name
+        name = _fixed_name(spec.name.text)
     else:
-        value = record.get(spec.name_field or "")
-        name = "" if value is None else scalar_text(value)
-    name = _PROHIBITED_KEY_CHARS.sub(" ", name).strip()
+        if spec.name is not None:
+            name = render_template(spec.name.text, spec.name.fields, record)
+        else:
+            value = record.get(spec.name_field or "")
+            name = "" if value is None else scalar_text(value)
+        name = _PROHIBITED_KEY_CHARS.sub(" ", name).strip()
     if not name:
         msg = f"event name from {spec.name_field or spec.label()!r} is empty"
         raise RecordReject(msg, code="missing_event_name", field_name=spec.name_field)

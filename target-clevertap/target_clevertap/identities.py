@@ -155,16 +155,8 @@ def record_persons(
     Returns:
         The identities, in first-seen order (may be empty).
     """
-    specs: list[IdentitySpec] = []
-    if mapping.profile is not None:
-        specs.append(mapping.profile.identity)
-    for event in mapping.events:
-        if event.identity not in specs:
-            specs.append(event.identity)
     found: dict[str, None] = {}
-    for spec in specs:
-        if spec.key != "identity":
-            continue
+    for spec in mapping.person_specs:
         try:
             idents = resolve_identities(record, spec, resolve, memo, refs)
         except (RecordReject, UnresolvedReference):

@@ -76,6 +76,9 @@ class _LRU(Generic[K, V]):
     def pop(self, key: K) -> None:
         self._data.pop(key, None)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
 
 class StateStore(EventLedger):
     """The event ledger, identity map, change tracking and caps of one account."""
@@ -215,6 +218,65 @@ class StateStore(EventLedger):
             self._pending_accts.clear()
             self._pending_by_acct.clear()
             self._pending_links.clear()
+
+    def prefetch(self, wanted: Mapping[str, Iterable[str]]) -> None:
+        """Read the identity-map rows a window's references will look up.
+
+        One query per object (and one for its links) instead of one per miss;
+        what is found goes to the caches, what is not is noted absent, as the
+        lookups themselves would do. Rows already cached, pending or known
+        absent are not read.
+
+        Args:
+            wanted: object -> the Ids references to it name.
+        """
+        with self._lock:
+            for obj, ids in wanted.items():
+                todo = [
+                    i
+                    for i in ids
+                    if (obj, i) not in self._ident_cache
+                    and (obj, i) not in self._pending_idents
+                    and (obj, i) not in self._absent
+                ]
+                if todo:
+                    self._prefetch_identities(obj, todo)
+                if obj in self._linked_objs:
+                    todo = [
+                        i
+                        for i in ids
+                        if (obj, i) not in self._pending_links
+                        and (obj, i) not in self._link_cache
+                        and ("link", obj, i) not in self._absent
+                    ]
+                    if todo:
+                        self._prefetch_links(obj, todo)
+
+    def _prefetch_identities(self, obj: str, ids: list[str]) -> None:
+        query = "SELECT id, idents FROM identities WHERE obj=? AND id "
+        rows = self._sql.execute(
+            query + self._sql.in_keys, (obj, self._sql.keys_param(ids))
+        ).fetchall()
+        found = {str(r[0]): str(r[1]) for r in rows}
+        for record_id in ids:
+            idents = found.get(record_id)
+            if idents is None:
+                self._absent.put((obj, record_id), value=True)
+            else:
+                self._ident_cache.put((obj, record_id), json.loads(idents))
+
+    def _prefetch_links(self, obj: str, ids: list[str]) -> None:
+        query = "SELECT id, to_obj, to_id FROM links WHERE obj=? AND id "
+        rows = self._sql.execute(
+            query + self._sql.in_keys, (obj, self._sql.keys_param(ids))
+        ).fetchall()
+        found = {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
+        for record_id in ids:
+            link = found.get(record_id)
+            if link is None:
+                self._absent.put(("link", obj, record_id), value=True)
+            else:
+                self._link_cache.put((obj, record_id), link)
 
     def _identities(self, obj: str, record_id: str) -> list[str] | None:
         cached = self._ident_cache.get((obj, record_id))

@@ -10,6 +10,7 @@ map, deferral of records waiting for a person), `IdentityJoiner` (email joins),
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from target_clevertap.tracking import Tracked
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One input record waiting in a batch window."""
 
@@ -183,9 +184,13 @@ class Loader:
         # values, so their change events get the same keys (a dry run keeps them
         # in a temporary table of this run only)
         self.tracker.save(entries, waiting)
-        for entry in entries:
-            if id(entry) not in waiting and not entry.accounted:
-                self.counters.bump(entry.stream, "accepted")
+        accepted = Counter(
+            entry.stream
+            for entry in entries
+            if not entry.accounted and id(entry) not in waiting
+        )
+        for stream, count in accepted.items():
+            self.counters.bump(stream, "accepted", count)
 
     def _build(
         self, entries: Sequence[Entry], *, final: bool
@@ -196,6 +201,7 @@ class Loader:
         now = int(time.time())
         refs_unit, counters = self.refs, self.counters
         refs_unit.final_pass = final
+        refs_unit.prefetch(entries)
         resolve, options = refs_unit.resolve, self.ctx.options
         for idx, entry in enumerate(entries):
             refs: dict[int, list[str]] = {}  # the identity map is fixed till registered
@@ -272,9 +278,10 @@ class Loader:
                 entry.accounted = True
                 self.counters.skip(entry.stream, "event_too_old")
         old = 0
-        for idx, bucket in out.buckets:
-            self.counters.stream_stats(entries[idx].stream).events_by_age[bucket] += 1
-            old += bucket != ages.LIVE
+        by_age = Counter((entries[idx].stream, bucket) for idx, bucket in out.buckets)
+        for (stream, bucket), count in by_age.items():
+            self.counters.stream_stats(stream).events_by_age[bucket] += count
+            old += count if bucket != ages.LIVE else 0
         if old and not self._backfill_checked:
             self._backfill_checked = True
             self._warn_backfill()

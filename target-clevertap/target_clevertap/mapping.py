@@ -27,6 +27,7 @@ from target_clevertap.mapping_doc import (
     node_at,
     parse_stream,
 )
+from target_clevertap.values import sanitise_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -118,6 +119,15 @@ class PropertySpec:
         default_factory=dict, compare=False, hash=False, repr=False
     )
 
+    @functools.cached_property
+    def constant_items(self) -> tuple[tuple[str, Any], ...]:
+        """`constants` with their keys as sent (sanitised once).
+
+        Returns:
+            (key, value) pairs.
+        """
+        return tuple((sanitise_key(str(k)), v) for k, v in self.constants.items())
+
 
 @dataclass(frozen=True)
 class ProfileSpec:
@@ -183,6 +193,40 @@ class StreamMapping:
                 found |= spec.when.tracked
             found |= set(spec.properties.previous)
         return frozenset(found)
+
+    @functools.cached_property
+    def person_specs(self) -> tuple[IdentitySpec, ...]:
+        """The distinct `identity` specs of the profile and events, in order.
+
+        Who a record is about (`identities.record_persons`) is their union.
+
+        Returns:
+            The specs (objectId ones left out).
+        """
+        specs: list[IdentitySpec] = []
+        if self.profile is not None:
+            specs.append(self.profile.identity)
+        for event in self.events:
+            if event.identity not in specs:
+                specs.append(event.identity)
+        return tuple(spec for spec in specs if spec.key == "identity")
+
+    @functools.cached_property
+    def ref_specs(self) -> tuple[IdentitySpec, ...]:
+        """The distinct `{ref: ...}` identities of the profile and events.
+
+        Returns:
+            The specs (the identity-map reads a record's window needs).
+        """
+        specs: list[IdentitySpec] = []
+        if self.profile is not None:
+            specs.append(self.profile.identity)
+        specs.extend(event.identity for event in self.events)
+        found: list[IdentitySpec] = []
+        for spec in specs:
+            if spec.kind == "ref" and spec not in found:
+                found.append(spec)
+        return tuple(found)
 
     def version_fields(self) -> tuple[str, ...]:
         """The fields tried, in order, for a record's version time.

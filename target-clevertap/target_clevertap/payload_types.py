@@ -72,7 +72,7 @@ class PayloadOptions:
     map_config: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Out:
     """Options plus the warnings collected while building one record."""
 
@@ -122,7 +122,7 @@ def _formats(prop: object) -> set[str]:
     return found
 
 
-@dataclass
+@dataclass(slots=True)
 class UploadItem:
     """One CleverTap upload record plus what the target needs to track it."""
 
@@ -133,7 +133,7 @@ class UploadItem:
     ts: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class BuildResult:
     """What one input record becomes."""
 

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from target_clevertap.exprlang import Expression
-    from target_clevertap.mapping import IdentitySpec
+    from target_clevertap.mapping import EventSpec
 
 __all__ = [
     "BuildResult",
@@ -89,10 +89,6 @@ __all__ = [
     "sanitise_key",
     "scalar_text",
 ]
-
-
-def _id_field(spec: IdentitySpec) -> str:
-    return spec.key
 
 
 def _holds(
@@ -130,67 +126,84 @@ def build_uploads(record: Mapping[str, Any], ctx: RecordContext) -> BuildResult:
     Raises:
         RecordReject: when the record cannot be mapped.
     """
-    mapping, schema, opts = ctx.mapping, ctx.schema, ctx.opts
-    resolve, now, previous = ctx.resolve, ctx.now, ctx.previous
-    memo, refs = ctx.memo, ctx.refs
+    mapping, opts, previous = ctx.mapping, ctx.opts, ctx.previous
     result = BuildResult()
+    out = _Out(opts, result.warnings, previous)
     profile = mapping.profile
-    if profile is not None and _holds(profile.when, record, previous, opts):
-        identities = resolve_identities(record, profile.identity, resolve, memo, refs)
+    if profile is not None and (
+        profile.when is None or _holds(profile.when, record, previous, opts)
+    ):
+        identities = resolve_identities(
+            record, profile.identity, ctx.resolve, ctx.memo, ctx.refs
+        )
         if not identities:
             field_name = profile.identity.fields[0]
             msg = f"no identity: {field_name} is empty"
             raise RecordReject(msg, code="missing_identity", field_name=field_name)
         data = build_properties(
-            record,
-            profile.properties,
-            schema,
-            _Out(opts, result.warnings, previous),
-            profile=True,
+            record, profile.properties, ctx.schema, out, profile=True
         )
         base: dict[str, Any] = {"type": "profile"}
         if profile.time:
-            base["ts"] = event_time(record, profile.time, now)
+            base["ts"] = event_time(record, profile.time, ctx.now)
+        id_key = profile.identity.key
         for ident in identities:
-            payload = {_id_field(profile.identity): ident, **base, "profileData": data}
+            payload = {id_key: ident, **base, "profileData": data}
             result.items.append(UploadItem("profile", payload))
         result.identities = identities
     for spec in mapping.events:
-        if not _holds(spec.when, record, previous, opts):
-            continue
-        identities = resolve_identities(record, spec.identity, resolve, memo, refs)
-        if not identities:
-            field_name = spec.identity.fields[0]
-            msg = f"no identity for event {spec.label()!r}: {field_name} is empty"
-            raise RecordReject(msg, code="missing_identity", field_name=field_name)
-        name = event_name(record, spec)
-        ts = event_time(record, spec.time, now)
-        data = build_properties(
-            record,
-            spec.properties,
-            schema,
-            _Out(opts, result.warnings, previous),
-            profile=False,
-        )
-        data = _cap_event_properties(data, name, opts, result.warnings)
-        # a reference that may name several people (an Account's contacts, an
-        # Opportunity shared by them) keys each person's event apart; one-person
-        # references (Contact, Lead, Who) do not, so a Lead conversion that moves
-        # the person to another identity never makes an event look new
-        fan_out = (
-            spec.identity.kind == "ref"
-            and spec.identity.ref_object not in _ONE_PERSON_REFS
-        )
-        for ident in identities:
-            ekey = event_key(ctx.stream, ctx.key, name, ts, ident if fan_out else "")
-            payload = {
-                _id_field(spec.identity): ident,
-                "type": "event",
-                "evtName": name,
-                "ts": ts,
-                "evtData": {**data, opts.event_key_property: ekey},
-            }
-            result.items.append(UploadItem("event", payload, ekey, name, ts))
+        if spec.when is None or _holds(spec.when, record, previous, opts):
+            _add_events(record, spec, ctx, out, result)
     if not result.items:
         result.skipped = "condition_false"
     return result
+
+
+def _add_events(
+    record: Mapping[str, Any],
+    spec: EventSpec,
+    ctx: RecordContext,
+    out: _Out,
+    result: BuildResult,
+) -> None:
+    """The events of one event spec (one per person it names).
+
+    Raises:
+        RecordReject: when the record names nobody, or a value is invalid.
+    """
+    identities = resolve_identities(
+        record, spec.identity, ctx.resolve, ctx.memo, ctx.refs
+    )
+    if not identities:
+        field_name = spec.identity.fields[0]
+        msg = f"no identity for event {spec.label()!r}: {field_name} is empty"
+        raise RecordReject(msg, code="missing_identity", field_name=field_name)
+    name = event_name(record, spec)
+    ts = event_time(record, spec.time, ctx.now)
+    data = build_properties(record, spec.properties, ctx.schema, out, profile=False)
+    data = _cap_event_properties(data, name, out.opts, result.warnings)
+    # a reference that may name several people (an Account's contacts, an
+    # Opportunity shared by them) keys each person's event apart; one-person
+    # references (Contact, Lead, Who) do not, so a Lead conversion that moves
+    # the person to another identity never makes an event look new
+    fan_out = (
+        spec.identity.kind == "ref" and spec.identity.ref_object not in _ONE_PERSON_REFS
+    )
+    id_key = spec.identity.key
+    key_property = out.opts.event_key_property
+    single = len(identities) == 1
+    for ident in identities:
+        ekey = event_key(ctx.stream, ctx.key, name, ts, ident if fan_out else "")
+        if single:  # the data is this event's alone
+            evt_data = data
+            evt_data[key_property] = ekey
+        else:
+            evt_data = {**data, key_property: ekey}
+        payload = {
+            id_key: ident,
+            "type": "event",
+            "evtName": name,
+            "ts": ts,
+            "evtData": evt_data,
+        }
+        result.items.append(UploadItem("event", payload, ekey, name, ts))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from target_clevertap.payload_types import PayloadOptions, RecordReject, SchemaInfo
 from target_clevertap.values import (
     _ADDRESS_KEYS,
+    _DATE_HINTS,
     _GENDERS,
     _RECORD_METADATA,
     _RESERVED,
@@ -18,6 +19,7 @@ from target_clevertap.values import (
     _fit,
     _flatten_address,
     boolean,
+    epoch_seconds,
     normalise_email,
     normalise_phone,
     sanitise_key,
@@ -25,10 +27,16 @@ from target_clevertap.values import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from target_clevertap.mapping import PropertySpec
     from target_clevertap.payload_types import _Out
+
+    #: one field's converter, chosen once per stream: (value, out) -> its value
+    _Converter = Callable[[object, _Out], object]
+    #: (field, output key or "" when it needs the general path, converter or
+    #: None for plain text fields: no type hint, no date format, not reserved)
+    _PlanItem = tuple[str, str, _Converter | None]
 
 
 def _reserved(key: str, value: object, opts: PayloadOptions) -> object:
@@ -49,6 +57,12 @@ def _reserved(key: str, value: object, opts: PayloadOptions) -> object:
             msg = f"{key} is not a boolean"
             raise RecordReject(msg, code="invalid_value", field_name=key) from exc
     return value
+
+
+#: reserved keys whose text values are normalised (as `_reserved` does)
+_CONTACT_KEYS = frozenset({"Email", "Phone"})
+#: text up to this many characters is within MAX_VALUE_BYTES whatever its UTF-8
+_SHORT_TEXT = MAX_VALUE_BYTES // 4
 
 
 def _out_key(spec: PropertySpec, raw_key: str, out: _Out) -> str:
@@ -98,8 +112,8 @@ def build_properties(
     if profile and spec.derive_name and not props.get("Name"):
         _derive_name(props, record, out)
     _add_previous(props, spec, schema, out, profile=profile)
-    for key, value in spec.constants.items():
-        props[sanitise_key(str(key))] = value
+    for key, value in spec.constant_items:
+        props[key] = value
     return props
 
 
@@ -140,18 +154,24 @@ def _record_values(
             )
         return props
     send_nulls = out.opts.null_values == "send"
-    for name, out_key, hint, kind, reserved in _plan(spec, schema, profile=profile):
-        value = record.get(name)
+    get = record.get
+    for name, out_key, convert in _plan(spec, schema, profile=profile):
+        value = get(name)
         if value is None:
             if send_nulls:
                 props[out_key] = None
-            continue
-        if not out_key or type(value) is dict:  # long keys, addresses
+        elif convert is None and type(value) is str:  # plain text passes as it is
+            if len(value) > _SHORT_TEXT:
+                value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
+            props[out_key] = value
+        elif not out_key or type(value) is dict:  # long keys, addresses
             _put_field(
                 props, name, value, spec=spec, schema=schema, out=out, profile=profile
             )
-            continue
-        props[out_key] = _value(out_key, value, hint, kind, out, reserved=reserved)
+        elif convert is None:
+            props[out_key] = _convert(out_key, value, None, "", out)
+        else:
+            props[out_key] = convert(value, out)
     return props
 
 
@@ -182,8 +202,56 @@ def _value(  # noqa: PLR0913 - one field's decisions, made by the caller
     return _reserved(out_key, converted, out.opts) if reserved else converted
 
 
-#: (field, output key or "" when it needs the general path, hint, kind, reserved)
-_PlanItem = tuple[str, str, str | None, str, bool]
+def _general(value: object, out: _Out) -> object:
+    """The converter of fields `_put_field` handles (never called)."""
+    raise NotImplementedError
+
+
+def _converter(
+    out_key: str, hint: str | None, kind: str, *, reserved: bool
+) -> _Converter | None:
+    """The conversion of one field, decided once (same results as `_value`)."""
+    if hint is None and not kind and not reserved:
+        return None
+    if not reserved and (hint in _DATE_HINTS or (hint is None and kind)):
+        return _date_converter(out_key, hint, kind)
+    if reserved and hint is None and not kind and out_key in _CONTACT_KEYS:
+        return _contact_converter(out_key)
+
+    def convert(value: object, out: _Out) -> object:
+        return _value(out_key, value, hint, kind, out, reserved=reserved)
+
+    return convert
+
+
+def _date_converter(out_key: str, hint: str | None, kind: str) -> _Converter:
+    """A date or date-time field: its text's epoch seconds come from a cache."""
+    date_only = kind == "date" or hint == "date"
+
+    def convert_date(value: object, out: _Out) -> object:
+        if type(value) is str:  # the common case: cached by its text
+            seconds = epoch_seconds(value, date_only=date_only, zone=out.opts.zone)
+            if seconds is not None:
+                return f"$D_{seconds}"
+        return _convert(out_key, value, hint, kind, out)
+
+    return convert_date
+
+
+def _contact_converter(out_key: str) -> _Converter:
+    """The profile's Email or Phone: text normalised as `_reserved` does."""
+    email = out_key == "Email"
+
+    def convert_contact(value: object, out: _Out) -> object:
+        if type(value) is not str:
+            return _value(out_key, value, None, "", out, reserved=True)
+        if len(value) > _SHORT_TEXT:
+            value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
+        if email:
+            return normalise_email(value)
+        return normalise_phone(value, out.opts.default_phone_country)
+
+    return convert_contact
 
 
 def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_PlanItem]:
@@ -201,7 +269,11 @@ def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_Pla
         if profile and out_key == "DOB":
             hint = hint or "date"
         reserved = _is_reserved(out_key, profile=profile)
-        plan.append((name, out_key, hint, _field_kind(name, schema), reserved))
+        kind = _field_kind(name, schema)
+        convert = _converter(out_key, hint, kind, reserved=reserved)
+        if not out_key:  # never the plain-text path: `_put_field` fits the key
+            convert = convert or _general
+        plan.append((name, out_key, convert))
     spec.plans[cache_key] = (schema, plan)
     return plan
 

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 #: objects whose identity-map entries are always kept in memory
 _PERSON_OBJECTS = frozenset({"Contact", "Lead"})
+#: what a reference to an object is looked up as (`Who`: a Contact or a Lead)
+_LOOKED_UP = {"Who": ("Contact", "Lead")}
 
 
 class References:
@@ -92,10 +94,34 @@ class References:
         if conv and record.get(conv):
             store.link(entry.stream, rec_id, "Contact", str(record[conv]))
 
+    def prefetch(self, entries: Sequence[Entry]) -> None:
+        """Read what a window's references will look up, one query per object.
+
+        Args:
+            entries: the window's records.
+        """
+        wanted: dict[str, set[str]] = {}
+        for entry in entries:
+            for spec in entry.mapping.ref_specs:
+                value = entry.record.get(spec.value)
+                if value is None:
+                    continue
+                ref = str(value).strip()
+                if not ref:
+                    continue
+                obj = spec.ref_object or ""
+                for target in _LOOKED_UP.get(obj, (obj,)):
+                    wanted.setdefault(target, set()).add(ref)
+        wanted.pop("Account", None)  # its contacts are read per account
+        if wanted:
+            self.ctx.store.prefetch(wanted)
+
     @staticmethod
     def _record_id(entry: Entry) -> str | None:
         """The Id other records reference this one by (`Id`, else its key)."""
         rec_id = entry.record.get("Id")
+        if type(rec_id) is str:  # the common case
+            return rec_id
         if rec_id is not None:
             return scalar_text(rec_id)
         return None if entry.key.startswith("sha:") else entry.key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from decimal import Decimal
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from target_clevertap.client import JSON_ENCODER, CleverTapError
 from target_clevertap.payloads import number, scalar_text
@@ -40,7 +40,7 @@ class Rejects:
         self.counters = counters
         self._lock = threading.Lock()
         self._rejects: IO[str] | None = None
-        self._dry: IO[str] | None = None
+        self._dry: TextIO | None = None
 
     def reject(  # noqa: PLR0913 - keyword-only reject fields
         self,
@@ -149,7 +149,7 @@ class Rejects:
             if self._dry is None:
                 self._dry = self.ctx.open_private("dry_run_path")
             lines = JSON_ENCODER.encode_lines([item.payload for item in items])
-            self._dry.write(lines.decode("utf-8"))
+            self._dry.buffer.write(lines)  # UTF-8 already: no text round trip
             self._dry.flush()
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from target_clevertap import caps
 from target_clevertap.client import CleverTapClient
@@ -154,7 +154,7 @@ class RunContext:
                     )
         return self._pool
 
-    def open_private(self, path_setting: str) -> IO[str]:
+    def open_private(self, path_setting: str) -> TextIO:
         """Open the file a path setting names for appending (mode 0600).
 
         Args:

@@ -30,13 +30,25 @@ class Screened:
     buckets: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _names(item: UploadItem) -> tuple[str, list[str]]:
+def _admit(item: UploadItem, account_caps: caps.AccountCaps) -> caps.Refusal | None:
     if item.kind == "profile":
         data = item.payload.get("profileData")
-        return caps.PROFILE_KEYS, caps.custom_keys(
-            data if isinstance(data, dict) else {}
-        )
-    return caps.EVENT_NAMES, [item.event_name or str(item.payload.get("evtName"))]
+        return account_caps.admit_profile(data.keys() if isinstance(data, dict) else ())
+    return account_caps.admit_event(item.event_name or str(item.payload.get("evtName")))
+
+
+def _young(
+    idx: int, group: list[UploadItem], out: Screened, now: int, max_age_days: float
+) -> list[UploadItem]:
+    """The record's items within the age limit (the others are counted)."""
+    fresh: list[UploadItem] = []
+    for item in group:
+        ts = now if item.ts is None else item.ts
+        if item.kind == "event" and ages.too_old(ts, now, max_age_days):
+            out.too_old[idx] += 1
+        else:
+            fresh.append(item)
+    return fresh
 
 
 def screen(
@@ -60,28 +72,28 @@ def screen(
     out = Screened()
     groups: dict[int, list[UploadItem]] = {}
     for idx, item in items:
-        groups.setdefault(idx, []).append(item)
+        group = groups.get(idx)
+        if group is None:
+            groups[idx] = [item]
+        else:
+            group.append(item)
+    kept, buckets, bucket = out.kept, out.buckets, ages.bucket
     for idx, group in groups.items():
-        fresh: list[UploadItem] = []
-        for item in group:
-            ts = now if item.ts is None else item.ts
-            if item.kind == "event" and ages.too_old(ts, now, max_age_days):
-                out.too_old[idx] += 1
-            else:
-                fresh.append(item)
+        fresh = (
+            group
+            if max_age_days is None
+            else _young(idx, group, out, now, max_age_days)
+        )
         refusal = None
         for item in fresh:
-            kind, names = _names(item)
-            refusal = account_caps.admit(kind, names)
+            refusal = _admit(item, account_caps)
             if refusal is not None:
                 break
         if refusal is not None:
             out.refused[idx] = refusal
             continue
-        out.kept.extend((idx, item) for item in fresh)
-        out.buckets.extend(
-            (idx, ages.bucket(now if it.ts is None else it.ts, now))
-            for it in fresh
-            if it.kind == "event"
-        )
+        for item in fresh:
+            kept.append((idx, item))
+            if item.kind == "event":
+                buckets.append((idx, bucket(now if item.ts is None else item.ts, now)))
     return out

@@ -138,6 +138,11 @@ def _day_start(ordinal: int, zone: dt.tzinfo | None) -> int:
     return _midnight(ordinal, zone)
 
 
+#: distinct date texts whose epoch seconds are kept (dates repeat: birthdays,
+#: close dates, activity dates); bounded, so memory does not grow with the input
+DATE_CACHE_SIZE: Final = 16_384
+
+
 def epoch_seconds(
     value: object, *, date_only: bool = False, zone: dt.tzinfo | None = None
 ) -> int | None:
@@ -146,7 +151,8 @@ def epoch_seconds(
     Date-only values become midnight of their calendar day in `zone` (the
     account time zone; UTC when None), whatever the process time zone. A
     date-time flagged date-only (tap-salesforce sends `Birthdate` as
-    `1990-05-17T00:00:00.000000Z`) keeps its UTC calendar day.
+    `1990-05-17T00:00:00.000000Z`) keeps its UTC calendar day. Texts are
+    converted once (a bounded cache keyed on the text, `date_only` and `zone`).
 
     Args:
         value: a datetime, date or ISO string.
@@ -156,6 +162,17 @@ def epoch_seconds(
     Returns:
         Epoch seconds, or None when the value is not a date.
     """
+    if type(value) is str:
+        return _text_epoch(value, date_only, zone)
+    return _epoch(value, date_only=date_only, zone=zone)
+
+
+@functools.lru_cache(maxsize=DATE_CACHE_SIZE)
+def _text_epoch(text: str, date_only: bool, zone: dt.tzinfo | None) -> int | None:  # noqa: FBT001 - positional for the cache's speed
+    return _epoch(text, date_only=date_only, zone=zone)
+
+
+def _epoch(value: object, *, date_only: bool, zone: dt.tzinfo | None) -> int | None:
     parsed = parse_datetime(value)
     if parsed is None:
         return None
@@ -275,6 +292,8 @@ def scalar_text(value: object) -> str:
     Returns:
         The text.
     """
+    if type(value) is str:  # the common case
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (Decimal, int, float)):
