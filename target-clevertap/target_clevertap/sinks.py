@@ -14,6 +14,9 @@ from target_clevertap.loader import Entry
 from target_clevertap.mapping import default_mapping
 from target_clevertap.payloads import SchemaInfo, record_key
 
+#: upload calls' worth of records per window in a live run
+LIVE_WINDOW_CALLS = 5
+
 if TYPE_CHECKING:
     from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 
@@ -77,6 +80,8 @@ class CleverTapSink(BatchSink):
         self.loader: Loader = target.loader
         self._target_ref = target
         self.deferred: list[Entry] = []
+        #: the target's records_read when this sink last got a record
+        self.read_at = 0
         super().__init__(target, stream_name, schema, key_properties)
         target.clevertap_sinks.append(self)
 
@@ -99,13 +104,38 @@ class CleverTapSink(BatchSink):
                 "Stream %s has no mapping: default profile keyed on Email",
                 self.stream_name,
             )
+        self._window_size = self.max_size  # read per record: computed once
 
     @property
     @override
     def max_size(self) -> int:
+        """Records per window.
+
+        A live run hands a window over every `LIVE_WINDOW_CALLS` upload calls'
+        worth of records (one call's worth for a stream that only sends events),
+        so its uploads start while the input is still read (the pipeline keeps
+        many such windows in flight, see pipeline.py). Profile windows are larger:
+        consecutive windows that upsert the same people (e.g. Opportunities
+        upserting their Contact) upload one after the other; events-only windows
+        wait for nothing of their own stream, and a small last window leaves
+        little to upload after the end of input. A dry run has nothing to
+        overlap and keeps windows of `batch_size * max_concurrency` records
+        (fewer per-window costs). `batch_size_rows` overrides both.
+        """
         if self.batch_size_rows is not None:
             return self.batch_size_rows
-        return self.loader.ctx.batch_size * self.loader.ctx.max_concurrency
+        ctx = self.loader.ctx
+        full = ctx.batch_size * ctx.max_concurrency
+        if ctx.any_dry_run:
+            return full
+        mapping = getattr(self, "mapping", None)
+        events_only = mapping is not None and mapping.profile is None
+        return min(full, ctx.batch_size * (1 if events_only else LIVE_WINDOW_CALLS))
+
+    @property
+    def window_records(self) -> int:
+        """Records of the window being filled (deferred ones not counted)."""
+        return super().current_size
 
     @property
     @override
@@ -116,7 +146,7 @@ class CleverTapSink(BatchSink):
     @property
     @override
     def is_full(self) -> bool:
-        return super().current_size >= self.max_size
+        return super().current_size >= self._window_size
 
     @override
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -140,6 +170,7 @@ class CleverTapSink(BatchSink):
 
     @override
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        self.read_at = self._target_ref.records_read
         entry = self._intake(record)
         if entry is not None:
             context.setdefault("records", []).append(entry)

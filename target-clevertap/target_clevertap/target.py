@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -56,6 +57,8 @@ class CleverTapReader(MsgSpecReader):
 
 
 _GC_GEN1_THRESHOLD = 100
+#: records read between checks for streams the input moved away from
+_IDLE_CHECK_EVERY = 250
 _GC_GEN2_THRESHOLD = 1000
 
 _STOPPING_ERRORS = (
@@ -330,6 +333,8 @@ class TargetCleverTap(Target):
         self.clevertap_sinks: list[CleverTapSink] = []
         self._dry_run_state_warned = False
         self._held_state: dict[str, Any] | None = None
+        #: RECORD messages read so far (sinks note it: see _flush_idle_sinks)
+        self.records_read = 0
         super().__init__(*args, **kwargs)
         # sinks share one upload pool; draining them one at a time keeps
         # profiles-before-events order across streams and bounds concurrency
@@ -366,6 +371,55 @@ class TargetCleverTap(Target):
                 f"over max_reject_ratio {ratio}; see the rejects file"
             )
             raise CleverTapError(msg)
+
+    @override
+    def _process_record_message(self, message_dict: dict[str, Any]) -> None:
+        super()._process_record_message(message_dict)
+        self.records_read += 1
+        if self.records_read % self._idle_check_every == 0:
+            self._flush_idle_sinks()
+
+    @override
+    def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
+        new_stream = message_dict.get("stream") not in self.mapper.stream_maps
+        super()._process_schema_message(message_dict)
+        if new_stream and self._overlaps_uploads:
+            # a tap starts its next stream: the others' last windows go now
+            self._flush_idle_sinks(0)
+
+    @cached_property
+    def _overlaps_uploads(self) -> bool:
+        """A live run: windows handed over early upload while the input is read."""
+        return not self.loader.ctx.any_dry_run
+
+    @cached_property
+    def _idle_check_every(self) -> int:
+        if not self._overlaps_uploads:  # windows fill up or wait for the end
+            return 2**62
+        return max(1, min(self.loader.ctx.batch_size, _IDLE_CHECK_EVERY))
+
+    def _flush_idle_sinks(self, idle: int | None = None) -> None:
+        """Hand over the windows of streams the input has moved away from.
+
+        Taps write their streams one after the other: a stream's last, partly
+        filled window would otherwise wait for the end of input, and its
+        uploads (and the events that need its profiles) with it. Such a window
+        is handed over when the next stream's SCHEMA arrives (`idle` 0), or
+        once its sink got no record while a window's worth of other records
+        were read (taps that send every SCHEMA first), so at the end of input
+        little more than the last stream's last window is left to upload.
+        Live runs only; a sink is drained the second way at most once per
+        window's worth of records read.
+
+        Args:
+            idle: records read since a sink's last record that make it idle
+                (None: its window size).
+        """
+        read = self.records_read
+        for sink in self.clevertap_sinks:
+            after = sink.max_size if idle is None else idle
+            if sink.window_records and read - sink.read_at >= after:
+                self.drain_one(sink)
 
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:
