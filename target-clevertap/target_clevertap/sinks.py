@@ -82,6 +82,7 @@ class CleverTapSink(BatchSink):
         self.deferred: list[Entry] = []
         #: the target's records_read when this sink last got a record
         self.read_at = 0
+        self.draining = False  # in process_batch (not drained again meanwhile)
         super().__init__(target, stream_name, schema, key_properties)
         target.clevertap_sinks.append(self)
 
@@ -206,8 +207,24 @@ class CleverTapSink(BatchSink):
         self.loader.tracker.track(entry)
         return entry
 
+    @property
+    def makes_profiles(self) -> bool:
+        """Whether the stream's records upsert profiles."""
+        mapping = getattr(self, "mapping", None)
+        return mapping is not None and mapping.profile is not None
+
     @override
     def process_batch(self, context: dict[str, Any]) -> None:
+        self.draining = True
+        try:
+            if self.mapping is not None and self.mapping.events:
+                # people these events name may wait in another stream's window
+                self._target_ref.hand_over_profiles_first(self)
+            self._process_window(context)
+        finally:
+            self.draining = False
+
+    def _process_window(self, context: dict[str, Any]) -> None:
         entries: list[Entry] = list(self.deferred)
         for item in context.get("records", []):
             if isinstance(item, Entry):

@@ -421,6 +421,29 @@ class TargetCleverTap(Target):
             if sink.window_records and read - sink.read_at >= after:
                 self.drain_one(sink)
 
+    def hand_over_profiles_first(self, sink: CleverTapSink) -> None:
+        """Hand over other streams' profile windows before `sink`'s events window.
+
+        The pipeline orders a window after the windows handed over before it: a
+        person whose profile still waits in another stream's partly filled
+        window (streams interleaved, or small windows) must be handed over
+        first, so that the events naming them wait for it (profiles before
+        the events that need them). Live runs only.
+
+        Args:
+            sink: the sink whose window is about to be handed over.
+        """
+        if not self._overlaps_uploads:
+            return
+        for other in self.clevertap_sinks:
+            if (
+                other is not sink
+                and not other.draining
+                and other.window_records
+                and other.makes_profiles
+            ):
+                self.drain_one(other)
+
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:
         if self.loader.ctx.any_dry_run:
