@@ -119,15 +119,16 @@ class CleverTapSink(BatchSink):
         consecutive windows that upsert the same people (e.g. Opportunities
         upserting their Contact) upload one after the other; events-only windows
         wait for nothing of their own stream, and a small last window leaves
-        little to upload after the end of input. A dry run has nothing to
-        overlap and keeps windows of `batch_size * max_concurrency` records
-        (fewer per-window costs). `batch_size_rows` overrides both.
+        little to upload after the end of input. A dry run, or a run with
+        `identity_lookup: email` (each window waits for all earlier ones), has
+        nothing to overlap and keeps windows of `batch_size * max_concurrency`
+        records (fewer per-window costs). `batch_size_rows` overrides both.
         """
         if self.batch_size_rows is not None:
             return self.batch_size_rows
         ctx = self.loader.ctx
         full = ctx.batch_size * ctx.max_concurrency
-        if ctx.any_dry_run:
+        if ctx.any_dry_run or self.loader.joins.enabled:
             return full
         mapping = getattr(self, "mapping", None)
         events_only = mapping is not None and mapping.profile is None

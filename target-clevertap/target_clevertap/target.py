@@ -389,8 +389,12 @@ class TargetCleverTap(Target):
 
     @cached_property
     def _overlaps_uploads(self) -> bool:
-        """A live run: windows handed over early upload while the input is read."""
-        return not self.loader.ctx.any_dry_run
+        """Windows handed over early upload while the input is read.
+
+        A live run, unless `identity_lookup: email` makes every window wait for
+        all earlier ones (nothing would overlap: windows stay full).
+        """
+        return not self.loader.ctx.any_dry_run and not self.loader.joins.enabled
 
     @cached_property
     def _idle_check_every(self) -> int:
@@ -433,7 +437,7 @@ class TargetCleverTap(Target):
         Args:
             sink: the sink whose window is about to be handed over.
         """
-        if not self._overlaps_uploads:
+        if self.loader.ctx.any_dry_run:
             return
         for other in self.clevertap_sinks:
             if (

@@ -332,7 +332,7 @@ def test_a_stream_smaller_than_a_window_uploads_while_the_input_is_still_read(
     assert len(clevertap_emulator.events()) == 6
 
 
-def test_live_windows_are_a_few_upload_calls_dry_run_windows_stay_full(
+def test_live_windows_are_a_few_upload_calls_dry_run_and_lookup_windows_stay_full(
     ct_config: dict[str, Any],
     run_target: Callable[[dict[str, Any], str], Run],
 ) -> None:
@@ -344,5 +344,8 @@ def test_live_windows_are_a_few_upload_calls_dry_run_windows_stay_full(
     dry = run_target({**config, "dry_run": True}, "streams_in_turn.singer")
     sizes = {sink.stream_name: sink.max_size for sink in dry.target.clevertap_sinks}
     assert sizes == {"Contact": 30, "Task": 30}
+    # email lookups make each window wait for the earlier ones: nothing to overlap
+    joins = run_target({**config, "identity_lookup": "email"}, "streams_in_turn.singer")
+    assert {sink.max_size for sink in joins.target.clevertap_sinks} == {30}
     rows = run_target({**config, "batch_size_rows": 7}, "streams_in_turn.singer")
     assert {sink.max_size for sink in rows.target.clevertap_sinks} == {7}
