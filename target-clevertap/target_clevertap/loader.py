@@ -138,8 +138,7 @@ class Loader:
         (ledger) are suppressed; ambiguous event sends are reconciled. A live
         run returns once the window is queued (`pipeline.UploadPipeline`: a
         bounded number of windows and records in flight); `drain` waits for
-        all of them. A
-        dry run settles the window before returning.
+        all of them. A dry run settles the window before returning.
 
         Args:
             entries: the records.

@@ -57,9 +57,9 @@ class CleverTapReader(MsgSpecReader):
 
 
 _GC_GEN1_THRESHOLD = 100
+_GC_GEN2_THRESHOLD = 1000
 #: records read between checks for streams the input moved away from
 _IDLE_CHECK_EVERY = 250
-_GC_GEN2_THRESHOLD = 1000
 
 _STOPPING_ERRORS = (
     CleverTapError,
