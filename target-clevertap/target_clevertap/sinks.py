@@ -12,6 +12,9 @@ from target_clevertap.mapping import default_mapping
 from target_clevertap.payloads import SchemaInfo, record_key
 from target_clevertap.validation import RejectingValidator
 
+#: upload calls' worth of records per window in a live run
+LIVE_WINDOW_CALLS = 5
+
 if TYPE_CHECKING:
     from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
@@ -42,6 +45,9 @@ class CleverTapSink(BatchSink):
         self.loader: Loader = target.loader
         self._target_ref = target
         self.deferred: list[Entry] = []
+        #: the target's records_read when this sink last got a record
+        self.read_at = 0
+        self.draining = False  # in process_batch (not drained again meanwhile)
         super().__init__(target, stream_name, schema, key_properties)
         target.clevertap_sinks.append(self)
 
@@ -64,13 +70,39 @@ class CleverTapSink(BatchSink):
                 "Stream %s has no mapping: default profile keyed on Email",
                 self.stream_name,
             )
+        self._window_size = self.max_size  # read per record: computed once
 
     @property
     @override
     def max_size(self) -> int:
+        """Records per window.
+
+        A live run hands a window over every `LIVE_WINDOW_CALLS` upload calls'
+        worth of records (one call's worth for a stream that only sends events),
+        so its uploads start while the input is still read (the pipeline keeps
+        many such windows in flight, see pipeline.py). Profile windows are larger:
+        consecutive windows that upsert the same people (e.g. Opportunities
+        upserting their Contact) upload one after the other; events-only windows
+        wait for nothing of their own stream, and a small last window leaves
+        little to upload after the end of input. A dry run, or a run with
+        `identity_lookup: email` (each window waits for all earlier ones), has
+        nothing to overlap and keeps windows of `batch_size * max_concurrency`
+        records (fewer per-window costs). `batch_size_rows` overrides both.
+        """
         if self.batch_size_rows is not None:
             return self.batch_size_rows
-        return self.loader.ctx.batch_size * self.loader.ctx.max_concurrency
+        ctx = self.loader.ctx
+        full = ctx.batch_size * ctx.max_concurrency
+        if ctx.any_dry_run or self.loader.joins.enabled:
+            return full
+        mapping = getattr(self, "mapping", None)
+        events_only = mapping is not None and mapping.profile is None
+        return min(full, ctx.batch_size * (1 if events_only else LIVE_WINDOW_CALLS))
+
+    @property
+    def window_records(self) -> int:
+        """Records of the window being filled (deferred ones not counted)."""
+        return super().current_size
 
     @property
     @override
@@ -81,7 +113,7 @@ class CleverTapSink(BatchSink):
     @property
     @override
     def is_full(self) -> bool:
-        return super().current_size >= self.max_size
+        return super().current_size >= self._window_size
 
     @override
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -105,6 +137,7 @@ class CleverTapSink(BatchSink):
 
     @override
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        self.read_at = self._target_ref.records_read
         entry = self._intake(record)
         if entry is not None:
             context.setdefault("records", []).append(entry)
@@ -140,8 +173,24 @@ class CleverTapSink(BatchSink):
         self.loader.tracker.track(entry)
         return entry
 
+    @property
+    def makes_profiles(self) -> bool:
+        """Whether the stream's records upsert profiles."""
+        mapping = getattr(self, "mapping", None)
+        return mapping is not None and mapping.profile is not None
+
     @override
     def process_batch(self, context: dict[str, Any]) -> None:
+        self.draining = True
+        try:
+            if self.mapping is not None and self.mapping.events:
+                # people these events name may wait in another stream's window
+                self._target_ref.hand_over_profiles_first(self)
+            self._process_window(context)
+        finally:
+            self.draining = False
+
+    def _process_window(self, context: dict[str, Any]) -> None:
         entries: list[Entry] = list(self.deferred)
         for item in context.get("records", []):
             if isinstance(item, Entry):
