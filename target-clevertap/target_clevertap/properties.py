@@ -158,8 +158,18 @@ def _record_values(
     for name, out_key, convert in _plan(spec, schema, profile=profile):
         value = get(name)
         if value is None:
-            if send_nulls:
+            if send_nulls and out_key:
                 props[out_key] = None
+            elif send_nulls:  # a long key: `_put_field` fits it
+                _put_field(
+                    props,
+                    name,
+                    value,
+                    spec=spec,
+                    schema=schema,
+                    out=out,
+                    profile=profile,
+                )
         elif convert is None and type(value) is str:  # plain text passes as it is
             if len(value) > _SHORT_TEXT:
                 value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
@@ -301,12 +311,11 @@ def _put_field(  # noqa: PLR0913 - the pieces of one field's conversion
     else:
         parts = ((name, value),)
     for raw_key, raw_value in parts:
+        out_key = spec.key_cache.get(raw_key) or _out_key(spec, raw_key, out)
         if raw_value is None:
             if out.opts.null_values == "send":
-                out_key = spec.rename.get(raw_key, raw_key)
-                props[sanitise_key(out_key)] = None
+                props[out_key] = None
             continue
-        out_key = spec.key_cache.get(raw_key) or _out_key(spec, raw_key, out)
         if profile and out_key == "DOB":
             hint = hint or "date"
         kind = _field_kind(raw_key, schema)
