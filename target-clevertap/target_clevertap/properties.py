@@ -157,27 +157,17 @@ def _record_values(
     get = record.get
     for name, out_key, convert in _plan(spec, schema, profile=profile):
         value = get(name)
-        if value is None:
-            if send_nulls and out_key:
+        if not out_key or type(value) is dict:  # long keys (nulls too), addresses
+            _put_field(
+                props, name, value, spec=spec, schema=schema, out=out, profile=profile
+            )
+        elif value is None:
+            if send_nulls:
                 props[out_key] = None
-            elif send_nulls:  # a long key: `_put_field` fits it
-                _put_field(
-                    props,
-                    name,
-                    value,
-                    spec=spec,
-                    schema=schema,
-                    out=out,
-                    profile=profile,
-                )
         elif convert is None and type(value) is str:  # plain text passes as it is
             if len(value) > _SHORT_TEXT:
                 value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
             props[out_key] = value
-        elif not out_key or type(value) is dict:  # long keys, addresses
-            _put_field(
-                props, name, value, spec=spec, schema=schema, out=out, profile=profile
-            )
         elif convert is None:
             props[out_key] = _convert(out_key, value, None, "", out)
         else:

@@ -24,7 +24,7 @@ from target_clevertap.payloads import (
     _Out,
     build_properties,
 )
-from target_clevertap.sinks import RejectingValidator
+from target_clevertap.validation import RejectingValidator
 
 LONG_KEY = "Long_" + "k" * 130  # past the 120-byte key limit
 
