@@ -391,6 +391,7 @@ class CleverTapClient:
         *,
         idempotent: bool,
         dry_run: bool = False,
+        body: bytes | None = None,
     ) -> UploadResult:
         """POST records to /1/upload.
 
@@ -403,6 +404,7 @@ class CleverTapClient:
             records: at most 1000 upload records.
             idempotent: whether resending is harmless.
             dry_run: send `dryRun=1`: CleverTap validates and stores nothing.
+            body: `{"d": records}` already encoded (the batching checked its size).
 
         Returns:
             The processed count and the rejections by position.
@@ -411,7 +413,8 @@ class CleverTapClient:
             RetryableError: never (converted to CleverTapError after max tries).
             AmbiguousSendError: for events whose fate is unknown.
         """
-        body = JSON_ENCODER.encode({"d": list(records)})
+        if body is None:
+            body = JSON_ENCODER.encode({"d": list(records)})
         params = {"dryRun": 1} if dry_run else None
 
         def attempt() -> UploadResult:

@@ -31,6 +31,16 @@ if TYPE_CHECKING:
 Pairs = list[tuple[int, "UploadItem"]]
 
 
+class Chunk(list[tuple[int, "UploadItem"]]):
+    """One upload call's (position, item) pairs, with its request body once encoded.
+
+    `chunks` encodes each batch to check `max_request_bytes`; the client sends
+    that body instead of encoding the same records again.
+    """
+
+    body: bytes | None = None
+
+
 class UploadDispatcher:
     """Sends a window's uploads in batches and settles each batch's answer."""
 
@@ -124,9 +134,10 @@ class UploadDispatcher:
         size, max_bytes = self.ctx.batch_size, self.ctx.max_request_bytes
         out: list[Pairs] = []
         for i in range(0, len(pairs), size):
-            chunk = list(pairs[i : i + size])
+            chunk = Chunk(pairs[i : i + size])
             body = JSON_ENCODER.encode({"d": [it.payload for _, it in chunk]})
             if len(body) <= max_bytes:
+                chunk.body = body
                 out.append(chunk)
                 continue
             out.extend(
@@ -144,6 +155,7 @@ class UploadDispatcher:
             [it.payload for _, it in chunk],
             idempotent=True,
             dry_run=self.ctx.dry_run_remote,
+            body=getattr(chunk, "body", None),
         )
 
     def upload_upserts(

@@ -46,7 +46,9 @@ class EventUploads:
     ) -> UploadResult | AmbiguousSendError:
         try:
             return self.ctx.client.upload(
-                [it.payload for _, it in chunk], idempotent=False
+                [it.payload for _, it in chunk],
+                idempotent=False,
+                body=getattr(chunk, "body", None),
             )
         except AmbiguousSendError as exc:
             return exc
