@@ -106,7 +106,7 @@ class Caps:
 
     def _profile(self, op: ProfileOp, *, dry_run: bool) -> ProfileOp:
         keys = self.keys if self.keys is not None else set()
-        new = [k for k in op.properties if is_custom(k) and k not in keys]
+        new = [k for k in op.properties if k not in keys and is_custom(k)]
         if not new:
             return op
         room = max(0, self.max_keys - len(keys))
