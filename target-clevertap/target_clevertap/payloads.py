@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from target_clevertap.exprlang import Expression
-    from target_clevertap.mapping import EventSpec
+    from target_clevertap.mapping import EventSpec, IdentitySpec
 
 __all__ = [
     "BuildResult",
@@ -133,13 +133,7 @@ def build_uploads(record: Mapping[str, Any], ctx: RecordContext) -> BuildResult:
     if profile is not None and (
         profile.when is None or _holds(profile.when, record, previous, opts)
     ):
-        identities = resolve_identities(
-            record, profile.identity, ctx.resolve, ctx.memo, ctx.refs
-        )
-        if not identities:
-            field_name = profile.identity.fields[0]
-            msg = f"no identity: {field_name} is empty"
-            raise RecordReject(msg, code="missing_identity", field_name=field_name)
+        identities = _identities(record, profile.identity, ctx, "")
         data = build_properties(
             record, profile.properties, ctx.schema, out, profile=True
         )
@@ -159,6 +153,22 @@ def build_uploads(record: Mapping[str, Any], ctx: RecordContext) -> BuildResult:
     return result
 
 
+def _identities(
+    record: Mapping[str, Any], spec: IdentitySpec, ctx: RecordContext, what: str
+) -> list[str]:
+    """The identities `spec` names in the record.
+
+    Raises:
+        RecordReject: `missing_identity` when it names none (`what` says for what).
+    """
+    identities = resolve_identities(record, spec, ctx.resolve, ctx.memo, ctx.refs)
+    if not identities:
+        field_name = spec.fields[0]
+        msg = f"no identity{what}: {field_name} is empty"
+        raise RecordReject(msg, code="missing_identity", field_name=field_name)
+    return identities
+
+
 def _add_events(
     record: Mapping[str, Any],
     spec: EventSpec,
@@ -171,13 +181,7 @@ def _add_events(
     Raises:
         RecordReject: when the record names nobody, or a value is invalid.
     """
-    identities = resolve_identities(
-        record, spec.identity, ctx.resolve, ctx.memo, ctx.refs
-    )
-    if not identities:
-        field_name = spec.identity.fields[0]
-        msg = f"no identity for event {spec.label()!r}: {field_name} is empty"
-        raise RecordReject(msg, code="missing_identity", field_name=field_name)
+    identities = _identities(record, spec.identity, ctx, f" for event {spec.label()!r}")
     name = event_name(record, spec)
     ts = event_time(record, spec.time, ctx.now)
     data = build_properties(record, spec.properties, ctx.schema, out, profile=False)
