@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import msgspec
 from singer_sdk import typing as th
@@ -21,7 +21,7 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
-from target_clevertap import identity_join, preflight
+from target_clevertap import identity_join, preflight, readahead
 from target_clevertap.client import REGION_HOSTS, CleverTapError
 from target_clevertap.loader import Loader
 from target_clevertap.mapping import (
@@ -35,6 +35,9 @@ from target_clevertap.refs import ComputedReferences, own_identity_patterns
 from target_clevertap.sinks import CleverTapSink
 
 if TYPE_CHECKING:
+    from collections import Counter
+    from collections.abc import Callable
+
     import click
 
     from target_clevertap.loader import Loader as LoaderType
@@ -43,8 +46,21 @@ if TYPE_CHECKING:
 class CleverTapReader(MsgSpecReader):
     """The SDK's msgspec reader, reporting a bad line as one clear error.
 
-    The SDK's reader logs a traceback and the whole (possibly huge) line.
+    The SDK's reader logs a traceback and the whole (possibly huge) line. A piped
+    standard input is read ahead on a thread (readahead.py), so the tap is not
+    held up while a window is built.
     """
+
+    @override
+    def process_lines(
+        self,
+        file_input: IO[str] | None,
+        callbacks: dict[str, Callable[[dict[str, Any]], None]],
+    ) -> Counter[str]:
+        if file_input is None and readahead.is_pipe(sys.stdin.buffer):
+            # the SDK only iterates its input: lines are all a reader needs
+            file_input = cast("IO[str]", readahead.ReadAhead(sys.stdin.buffer))
+        return super().process_lines(file_input, callbacks)
 
     @override
     def deserialize_json(self, line: str) -> dict[str, Any]:
