@@ -48,7 +48,7 @@ V = TypeVar("V")
 _ENCODER = msgspec.json.Encoder()
 #: identity-map entries (and Lead links) kept in memory at most; the rest are
 #: read back from the database, so memory does not grow with the input
-IDENTITY_CACHE_SIZE = 30_000
+IDENTITY_CACHE_SIZE = 100_000
 
 
 class _LRU(Generic[K, V]):

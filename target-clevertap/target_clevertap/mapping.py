@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from target_clevertap.conditions import compile_condition
 from target_clevertap.exprlang import Expression, ExpressionError, compile_expression
 from target_clevertap.mapping_doc import (
     DocError,
@@ -403,7 +404,7 @@ def _build_when(
     if text is None:
         return None
     try:
-        return compile_expression(text)
+        return compile_condition(compile_expression(text))
     except ExpressionError as exc:
         raise ctx.error(where, f"invalid condition: {exc}", raw, "when") from exc
 
