@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from target_clevertap import batches
 from target_clevertap.client import JSON_ENCODER
 from target_clevertap.event_uploads import EventUploads
-from target_clevertap.pipeline import UploadPipeline
+from target_clevertap.pipeline import RECORDS_IN_FLIGHT_CALLS, UploadPipeline
 from target_clevertap.replies import Rejection
 
 if TYPE_CHECKING:
@@ -54,7 +54,10 @@ class UploadDispatcher:
         self.rejects = rejects
         self.deletes = deletes
         self.events = EventUploads(self)
-        self.pipeline = UploadPipeline(self)
+        self.pipeline = UploadPipeline(
+            self,
+            max_records=RECORDS_IN_FLIGHT_CALLS * ctx.batch_size * ctx.max_concurrency,
+        )
 
     def send(
         self,
@@ -149,7 +152,8 @@ class UploadDispatcher:
         """Upload what may be resent (profiles; events in a remote dry run)."""
         count_sent = self.counters.count_sent
         chunks = self.chunks(profiles)
-        results = list(self.ctx.pool.map(self._send_profiles, chunks))
+        # each answered batch settles while later ones are still in flight
+        results = self.ctx.pool.map(self._send_profiles, chunks)
         unclear: Pairs = []
         for chunk, result in zip(chunks, results, strict=True):
             rejected = self.rejects.apply_rejections(entries, chunk, result)

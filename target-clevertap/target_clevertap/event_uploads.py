@@ -158,10 +158,10 @@ class EventUploads:
             for idx, it in todo
         )
         chunks = self.dispatch.chunks(todo)
-        outcomes = list(self.ctx.pool.map(self._send, chunks))
-        sent_at = time.time()
         lost: list[tuple[int, UploadItem]] = []
         unclear: list[tuple[tuple[int, UploadItem], Unmatched]] = []
+        # each answered batch settles while later ones are still in flight
+        outcomes = self.ctx.pool.map(self._send, chunks)
         for chunk, outcome in zip(chunks, outcomes, strict=True):
             if isinstance(outcome, AmbiguousSendError):
                 self.ctx.logger.warning(
@@ -173,6 +173,7 @@ class EventUploads:
                 lost.extend(chunk)
                 continue
             self._settle_result(entries, chunk, outcome, unclear)
+        sent_at = time.time()  # every batch answered (the reconcile lag runs from here)
         return lost, unclear, sent_at
 
     def _reconcile_window(

@@ -137,9 +137,9 @@ class Loader:
 
         Profiles go first, then events (oldest first); events already accepted
         (ledger) are suppressed; ambiguous event sends are reconciled. A live
-        run returns once the window is queued (`pipeline.UploadPipeline`: at
-        most `WINDOWS_IN_FLIGHT` in flight); `drain` waits for all of them. A
-        dry run settles the window before returning.
+        run returns once the window is queued (`pipeline.UploadPipeline`: a
+        bounded number of windows and records in flight); `drain` waits for
+        all of them. A dry run settles the window before returning.
 
         Args:
             entries: the records.

@@ -16,12 +16,18 @@ events:
   that need them, across windows too), and for earlier event steps sharing an
   event key (the ledger sees those settled first: no duplicate send).
 
-At most `WINDOWS_IN_FLIGHT` windows are in flight; `submit` waits for the oldest
-before taking one more, so memory holds that many windows plus the one being
-built. All steps share the run's upload thread pool: `max_concurrency` still caps
-the requests in flight. After a failure (a window's, or the main thread ended by
-an error elsewhere) no later step sends anything; `drain` raises the first
-error (no STATE then).
+Windows in flight are bounded twice: at most `WINDOWS_IN_FLIGHT` of them, and
+at most `max_records` records among them (`RECORDS_IN_FLIGHT_CALLS` times
+`batch_size * max_concurrency` by default: what three full windows held before
+live windows got smaller); `submit` waits for the oldest before taking one more,
+so memory holds that many records plus the window being built. Many small
+windows can be in flight at once: a live run hands over a window every few
+upload calls' worth of records (sinks.py), so uploads run while the input is
+still read instead of after its end (a window already settled is collected
+at the next `submit` without waiting). All steps share the run's upload thread
+pool: `max_concurrency` still caps the requests in flight. After a failure (a
+window's, or the main thread ended by an error elsewhere) no later step sends
+anything; `drain` raises the first error (no STATE then).
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ if TYPE_CHECKING:
     from target_clevertap.payloads import UploadItem
 
 #: windows whose uploads may be in flight while the next one is built
-WINDOWS_IN_FLIGHT = 3
+WINDOWS_IN_FLIGHT = 16
+#: records in flight at most, in full windows (batch_size * max_concurrency)
+RECORDS_IN_FLIGHT_CALLS = 3
 
 
 class WindowCancelledError(CleverTapError):
@@ -60,6 +68,7 @@ class _Window:
     writes: frozenset[str]  # people whose profile it upserts or deletes
     reads: frozenset[str]  # people its events name
     keys: frozenset[str]  # its event keys
+    size: int  # its records
     profiles_done: Future[None]
     done: Future[None]
 
@@ -68,16 +77,23 @@ class UploadPipeline:
     """Runs windows' uploads in two ordered steps, a bounded number at a time."""
 
     def __init__(
-        self, dispatch: UploadDispatcher, limit: int = WINDOWS_IN_FLIGHT
+        self,
+        dispatch: UploadDispatcher,
+        limit: int = WINDOWS_IN_FLIGHT,
+        max_records: int | None = None,
     ) -> None:
         """Set up (threads start with the first window).
 
         Args:
             dispatch: sends profiles, deletes and events and settles them.
             limit: windows in flight at most.
+            max_records: records in flight at most (None: no bound but `limit`);
+                a window larger than that still goes, alone.
         """
         self.dispatch = dispatch
         self.limit = max(1, limit)
+        self.max_records = max_records
+        self._records = 0  # records of the windows in flight
         self._threads: ThreadPoolExecutor | None = None
         self._in_flight: deque[_Window] = deque()
         self._stop = threading.Event()
@@ -108,7 +124,9 @@ class UploadPipeline:
         Returns:
             The window's handle: done once the window settled.
         """
-        while len(self._in_flight) >= self.limit:
+        while self._in_flight and self._in_flight[0].done.done():
+            self._collect()  # settled already: frees its room without waiting
+        while self._in_flight and self._full(len(entries)):
             self._collect()
         if self._threads is None:  # two steps per window, each may wait
             self._threads = ThreadPoolExecutor(
@@ -132,12 +150,22 @@ class UploadPipeline:
         done = self._threads.submit(
             self._event_step, entries, events, before_events, complete
         )
-        self._in_flight.append(_Window(writes, reads, keys, profiles_done, done))
+        self._in_flight.append(
+            _Window(writes, reads, keys, len(entries), profiles_done, done)
+        )
+        self._records += len(entries)
         return done
+
+    def _full(self, size: int) -> bool:
+        """Whether a window of `size` records must wait for room."""
+        if len(self._in_flight) >= self.limit:
+            return True
+        return self.max_records is not None and self._records + size > self.max_records
 
     def _collect(self) -> None:
         """Wait for the oldest window; raise the run's first error if it failed."""
         window = self._in_flight.popleft()
+        self._records -= window.size
         exc = window.done.exception()
         if exc is None:
             exc = window.profiles_done.exception()
@@ -158,6 +186,7 @@ class UploadPipeline:
         self._stop.set()
         while self._in_flight:
             window = self._in_flight.popleft()
+            self._records -= window.size
             window.done.exception()  # waits; raised already if any
             window.profiles_done.exception()
         if self._threads is not None:

@@ -157,17 +157,17 @@ def _record_values(
     get = record.get
     for name, out_key, convert in _plan(spec, schema, profile=profile):
         value = get(name)
-        if value is None:
+        if not out_key or type(value) is dict:  # long keys (nulls too), addresses
+            _put_field(
+                props, name, value, spec=spec, schema=schema, out=out, profile=profile
+            )
+        elif value is None:
             if send_nulls:
                 props[out_key] = None
         elif convert is None and type(value) is str:  # plain text passes as it is
             if len(value) > _SHORT_TEXT:
                 value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
             props[out_key] = value
-        elif not out_key or type(value) is dict:  # long keys, addresses
-            _put_field(
-                props, name, value, spec=spec, schema=schema, out=out, profile=profile
-            )
         elif convert is None:
             props[out_key] = _convert(out_key, value, None, "", out)
         else:
@@ -301,12 +301,11 @@ def _put_field(  # noqa: PLR0913 - the pieces of one field's conversion
     else:
         parts = ((name, value),)
     for raw_key, raw_value in parts:
+        out_key = spec.key_cache.get(raw_key) or _out_key(spec, raw_key, out)
         if raw_value is None:
             if out.opts.null_values == "send":
-                out_key = spec.rename.get(raw_key, raw_key)
-                props[sanitise_key(out_key)] = None
+                props[out_key] = None
             continue
-        out_key = spec.key_cache.get(raw_key) or _out_key(spec, raw_key, out)
         if profile and out_key == "DOB":
             hint = hint or "date"
         kind = _field_kind(raw_key, schema)

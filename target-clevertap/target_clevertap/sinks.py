@@ -2,121 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
-import fastjsonschema
-import jsonschema_rs
-from singer_sdk.exceptions import InvalidJSONSchema
 from singer_sdk.sinks import BatchSink
-from singer_sdk.sinks.core import BaseJSONSchemaValidator
 from typing_extensions import override
 
 from target_clevertap.loader import Entry
 from target_clevertap.mapping import default_mapping
 from target_clevertap.payloads import SchemaInfo, record_key
+from target_clevertap.validation import RejectingValidator
+
+#: upload calls' worth of records per window in a live run
+LIVE_WINDOW_CALLS = 5
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
+    from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
     from target_clevertap.loader import Loader
     from target_clevertap.mapping import StreamMapping
     from target_clevertap.target import TargetCleverTap
-
-
-#: keywords whose checks can differ between jsonschema-rs (JSON values) and
-#: fastjsonschema (Python values: `Decimal('0.1') != 0.1`, `True == 1`, Python
-#: regular expressions); a field under one of them is always checked by both
-_JUDGED_APART = ('"enum":', '"const":', '"uniqueItems":', '"multipleOf":', '"pattern')
-
-
-def _mentions_integer(node: object) -> bool:
-    return '"integer"' in json.dumps(node, default=str)
-
-
-def _judged_apart(node: object) -> bool:
-    text = json.dumps(node, default=str)
-    return any(keyword in text for keyword in _JUDGED_APART)
-
-
-class RejectingValidator(BaseJSONSchemaValidator):
-    """A compiled validator that notes failures instead of raising.
-
-    Every record is still validated; an invalid one becomes a reject naming the
-    stream, key and field, instead of stopping the run. jsonschema-rs answers
-    whether a record is valid (about 0.7 µs for a Contact against fastjsonschema's
-    5 µs); fastjsonschema, compiled too, decides the records jsonschema-rs refuses
-    (its message and path make the reject) and the ones the two may judge apart:
-    a decimal in an integer field (`2.0`: valid for jsonschema-rs, not for
-    fastjsonschema, which decided alone before), a value under `enum`, `const`,
-    `uniqueItems`, `multipleOf` or `pattern`.
-    """
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        """Compile the schema.
-
-        Args:
-            schema: the stream schema.
-
-        Raises:
-            InvalidJSONSchema: when the schema does not compile.
-        """
-        super().__init__(schema)
-        try:
-            self._validate = fastjsonschema.compile(schema, use_formats=False)
-        except (fastjsonschema.JsonSchemaDefinitionException, TypeError) as exc:
-            msg = f"Schema Validation Error: {exc}"
-            raise InvalidJSONSchema(msg) from exc
-        self._is_valid: Callable[[object], bool] | None
-        try:
-            self._is_valid = jsonschema_rs.validator_for(
-                schema, validate_formats=False
-            ).is_valid
-        except (ValueError, TypeError):  # fastjsonschema alone then
-            self._is_valid = None
-        properties = schema.get("properties")
-        properties = properties if isinstance(properties, dict) else {}
-        #: top-level fields an integer type applies to (rechecked when decimal)
-        self._integer_fields = tuple(
-            name for name, sub in properties.items() if _mentions_integer(sub)
-        )
-        #: top-level fields under a keyword the two may judge apart (rechecked)
-        self._apart_fields = tuple(
-            name for name, sub in properties.items() if _judged_apart(sub)
-        )
-        #: the same outside the fields (additional properties...): recheck all
-        rest = {k: v for k, v in schema.items() if k != "properties"}
-        self._recheck_all = _mentions_integer(rest) or _judged_apart(rest)
-        self.invalid: dict[int, tuple[str, str | None]] = {}
-
-    def _agreed_valid(self, record: dict[str, Any]) -> bool:
-        """Whether jsonschema-rs finds it valid and fastjsonschema must agree."""
-        is_valid = self._is_valid
-        if is_valid is None or self._recheck_all:
-            return False
-        try:
-            if not is_valid(record):
-                return False
-        except ValueError:  # a value jsonschema-rs cannot read
-            return False
-        for name in self._integer_fields:
-            value = record.get(name)
-            if value is not None and type(value) is not int:
-                return False
-        return all(record.get(name) is None for name in self._apart_fields)
-
-    @override
-    def validate(self, record: dict[str, Any]) -> None:
-        if self._agreed_valid(record):
-            return
-        try:
-            self._validate(record)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            path = list(exc.path or [])
-            field = str(path[1]) if len(path) > 1 else None
-            self.invalid[id(record)] = (str(exc.message), field)
 
 
 class CleverTapSink(BatchSink):
@@ -140,6 +45,9 @@ class CleverTapSink(BatchSink):
         self.loader: Loader = target.loader
         self._target_ref = target
         self.deferred: list[Entry] = []
+        #: the target's records_read when this sink last got a record
+        self.read_at = 0
+        self.draining = False  # in process_batch (not drained again meanwhile)
         super().__init__(target, stream_name, schema, key_properties)
         target.clevertap_sinks.append(self)
 
@@ -162,13 +70,39 @@ class CleverTapSink(BatchSink):
                 "Stream %s has no mapping: default profile keyed on Email",
                 self.stream_name,
             )
+        self._window_size = self.max_size  # read per record: computed once
 
     @property
     @override
     def max_size(self) -> int:
+        """Records per window.
+
+        A live run hands a window over every `LIVE_WINDOW_CALLS` upload calls'
+        worth of records (one call's worth for a stream that only sends events),
+        so its uploads start while the input is still read (the pipeline keeps
+        many such windows in flight, see pipeline.py). Profile windows are larger:
+        consecutive windows that upsert the same people (e.g. Opportunities
+        upserting their Contact) upload one after the other; events-only windows
+        wait for nothing of their own stream, and a small last window leaves
+        little to upload after the end of input. A dry run, or a run with
+        `identity_lookup: email` (each window waits for all earlier ones), has
+        nothing to overlap and keeps windows of `batch_size * max_concurrency`
+        records (fewer per-window costs). `batch_size_rows` overrides both.
+        """
         if self.batch_size_rows is not None:
             return self.batch_size_rows
-        return self.loader.ctx.batch_size * self.loader.ctx.max_concurrency
+        ctx = self.loader.ctx
+        full = ctx.batch_size * ctx.max_concurrency
+        if ctx.any_dry_run or self.loader.joins.enabled:
+            return full
+        mapping = getattr(self, "mapping", None)
+        events_only = mapping is not None and mapping.profile is None
+        return min(full, ctx.batch_size * (1 if events_only else LIVE_WINDOW_CALLS))
+
+    @property
+    def window_records(self) -> int:
+        """Records of the window being filled (deferred ones not counted)."""
+        return super().current_size
 
     @property
     @override
@@ -179,7 +113,7 @@ class CleverTapSink(BatchSink):
     @property
     @override
     def is_full(self) -> bool:
-        return super().current_size >= self.max_size
+        return super().current_size >= self._window_size
 
     @override
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -203,6 +137,7 @@ class CleverTapSink(BatchSink):
 
     @override
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        self.read_at = self._target_ref.records_read
         entry = self._intake(record)
         if entry is not None:
             context.setdefault("records", []).append(entry)
@@ -238,8 +173,24 @@ class CleverTapSink(BatchSink):
         self.loader.tracker.track(entry)
         return entry
 
+    @property
+    def makes_profiles(self) -> bool:
+        """Whether the stream's records upsert profiles."""
+        mapping = getattr(self, "mapping", None)
+        return mapping is not None and mapping.profile is not None
+
     @override
     def process_batch(self, context: dict[str, Any]) -> None:
+        self.draining = True
+        try:
+            if self.mapping is not None and self.mapping.events:
+                # people these events name may wait in another stream's window
+                self._target_ref.hand_over_profiles_first(self)
+            self._process_window(context)
+        finally:
+            self.draining = False
+
+    def _process_window(self, context: dict[str, Any]) -> None:
         entries: list[Entry] = list(self.deferred)
         for item in context.get("records", []):
             if isinstance(item, Entry):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -57,6 +58,8 @@ class CleverTapReader(MsgSpecReader):
 
 _GC_GEN1_THRESHOLD = 100
 _GC_GEN2_THRESHOLD = 1000
+#: records read between checks for streams the input moved away from
+_IDLE_CHECK_EVERY = 250
 
 _STOPPING_ERRORS = (
     CleverTapError,
@@ -330,6 +333,8 @@ class TargetCleverTap(Target):
         self.clevertap_sinks: list[CleverTapSink] = []
         self._dry_run_state_warned = False
         self._held_state: dict[str, Any] | None = None
+        #: RECORD messages read so far (sinks note it: see _flush_idle_sinks)
+        self.records_read = 0
         super().__init__(*args, **kwargs)
         # sinks share one upload pool; draining them one at a time keeps
         # profiles-before-events order across streams and bounds concurrency
@@ -366,6 +371,82 @@ class TargetCleverTap(Target):
                 f"over max_reject_ratio {ratio}; see the rejects file"
             )
             raise CleverTapError(msg)
+
+    @override
+    def _process_record_message(self, message_dict: dict[str, Any]) -> None:
+        super()._process_record_message(message_dict)
+        self.records_read += 1
+        if self.records_read % self._idle_check_every == 0:
+            self._flush_idle_sinks()
+
+    @override
+    def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
+        new_stream = message_dict.get("stream") not in self.mapper.stream_maps
+        super()._process_schema_message(message_dict)
+        if new_stream and self._overlaps_uploads:
+            # a tap starts its next stream: the others' last windows go now
+            self._flush_idle_sinks(0)
+
+    @cached_property
+    def _overlaps_uploads(self) -> bool:
+        """Windows handed over early upload while the input is read.
+
+        A live run, unless `identity_lookup: email` makes every window wait for
+        all earlier ones (nothing would overlap: windows stay full).
+        """
+        return not self.loader.ctx.any_dry_run and not self.loader.joins.enabled
+
+    @cached_property
+    def _idle_check_every(self) -> int:
+        if not self._overlaps_uploads:  # windows fill up or wait for the end
+            return 2**62
+        return max(1, min(self.loader.ctx.batch_size, _IDLE_CHECK_EVERY))
+
+    def _flush_idle_sinks(self, idle: int | None = None) -> None:
+        """Hand over the windows of streams the input has moved away from.
+
+        Taps write their streams one after the other: a stream's last, partly
+        filled window would otherwise wait for the end of input, and its
+        uploads (and the events that need its profiles) with it. Such a window
+        is handed over when the next stream's SCHEMA arrives (`idle` 0), or
+        once its sink got no record while a window's worth of other records
+        were read (taps that send every SCHEMA first), so at the end of input
+        little more than the last stream's last window is left to upload.
+        Live runs only; a sink is drained the second way at most once per
+        window's worth of records read.
+
+        Args:
+            idle: records read since a sink's last record that make it idle
+                (None: its window size).
+        """
+        read = self.records_read
+        for sink in self.clevertap_sinks:
+            after = sink.max_size if idle is None else idle
+            if sink.window_records and read - sink.read_at >= after:
+                self.drain_one(sink)
+
+    def hand_over_profiles_first(self, sink: CleverTapSink) -> None:
+        """Hand over other streams' profile windows before `sink`'s events window.
+
+        The pipeline orders a window after the windows handed over before it: a
+        person whose profile still waits in another stream's partly filled
+        window (streams interleaved, or small windows) must be handed over
+        first, so that the events naming them wait for it (profiles before
+        the events that need them). Live runs only.
+
+        Args:
+            sink: the sink whose window is about to be handed over.
+        """
+        if self.loader.ctx.any_dry_run:
+            return
+        for other in self.clevertap_sinks:
+            if (
+                other is not sink
+                and not other.draining
+                and other.window_records
+                and other.makes_profiles
+            ):
+                self.drain_one(other)
 
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:

@@ -32,9 +32,15 @@ def bench() -> Iterator[dict[str, ModuleType]]:
     try:
         import common  # noqa: PLC0415 - bench/ is not a package
         import harness  # noqa: PLC0415 - bench/ is not a package
+        import latency  # noqa: PLC0415 - bench/ is not a package
         import report  # noqa: PLC0415 - bench/ is not a package
 
-        yield {"common": common, "harness": harness, "report": report}
+        yield {
+            "common": common,
+            "harness": harness,
+            "latency": latency,
+            "report": report,
+        }
     finally:
         sys.path.remove(str(BENCH))
 
@@ -109,6 +115,21 @@ def test_results_open_with_every_goal_its_verdict_the_machine_and_date(
     assert "| P6 | pipe / tap alone | 1.07 | <= 1.15 | holds |" in opening
     unmeasured = "| P6 | pipe / tap alone, BULK | not measured | <= 1.15 |"
     assert f"{unmeasured} not measured |" in opening
+
+
+def test_p2_floor_is_the_dry_run_plus_the_rounds_after_the_last_record(
+    bench: dict[str, ModuleType],
+) -> None:
+    latency, common = bench["latency"], bench["common"]
+    # the default input ends with Task: events only, their people upserted before
+    assert latency.rounds_after_input(None) == 1
+    # Opportunity upserts its Contact and sends events: they wait for the profiles
+    assert latency.rounds_after_input("Contact=1,Opportunity=1") == 2
+    dry = common.Row("P2", "dry", 20_000, wall=1.5, reps=3)
+    floor = latency._floor_row(dry, 500, 1)
+    assert floor.wall == pytest.approx(2.0)
+    assert "floor at 500 ms" in floor.what
+    assert "computed, not run" in floor.note
 
 
 def test_large_org_counts_follow_the_mix() -> None:

@@ -124,6 +124,20 @@ def test_schema_invalid_record_is_a_reject_not_a_crash(
     assert run.states  # the run completed
 
 
+def test_decimal_under_multiple_of_is_checked_not_a_crash(
+    clevertap_emulator, ct_config, run_target, read_rejects
+):
+    # `multipleOf` (database taps declare it for NUMERIC columns) on decimal
+    # input stopped the run inside fastjsonschema; now it is checked exactly
+    run = run_target(ct_config, "decimal_multiple_of.singer")
+    assert len(clevertap_emulator.profiles()) == 3
+    (reject,) = read_rejects()
+    assert (reject["key"], reject["code"]) == ("003C0002", "invalid_record")
+    assert reject["field"] == "NumberOfEmployees__c"
+    assert "multiple of 0.01" in reject["message"]
+    assert run.states
+
+
 def test_partial_failure_writes_rejects_with_code(
     clevertap_emulator, ct_config, run_target, read_rejects, tmp_path
 ):

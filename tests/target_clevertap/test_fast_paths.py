@@ -24,7 +24,7 @@ from target_clevertap.payloads import (
     _Out,
     build_properties,
 )
-from target_clevertap.sinks import RejectingValidator
+from target_clevertap.validation import RejectingValidator
 
 LONG_KEY = "Long_" + "k" * 130  # past the 120-byte key limit
 
@@ -215,3 +215,22 @@ def test_validator_keeps_fastjsonschema_verdicts_where_the_two_differ() -> None:
     validator.validate(fine)
     assert validator.invalid[id(level)][1] == "Level__c"
     assert id(fine) not in validator.invalid
+
+
+def test_null_under_a_long_key_is_sent_under_the_cut_key() -> None:
+    # null_values: send with a key over 120 bytes wrote `props[""] = None` (plan
+    # path) or the whole long key (general path); both now use the cut key
+    record = {**RECORD, LONG_KEY: None}
+    opts = PayloadOptions(default_phone_country="US", null_values="send")
+    for spec in (PropertySpec(include=tuple(record)), PropertySpec()):
+        warns: list[str] = []
+        props = build_properties(
+            record,
+            spec,
+            SchemaInfo.from_schema(SCHEMA),
+            _Out(opts, warns),
+            profile=True,
+        )
+        assert "" not in props
+        assert LONG_KEY not in props
+        assert props[LONG_KEY[:120]] is None

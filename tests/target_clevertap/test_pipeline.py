@@ -11,6 +11,8 @@ import singer_sdk.target_base
 from target_clevertap.client import CleverTapClient, CleverTapError
 from target_clevertap.payload_types import UploadItem
 from target_clevertap.pipeline import UploadPipeline, WindowCancelledError
+from target_clevertap.sinks import LIVE_WINDOW_CALLS
+from target_clevertap.target import TargetCleverTap
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -75,10 +77,11 @@ def _submit(
     profiles: str = "",
     events: str = "",
     deletes: str = "",
+    size: int = 1,
 ) -> None:
-    """Queue a window; each letter is a person (events are keyed by person)."""
+    """Queue a window of `size` records; each letter is a person (and event key)."""
     pipe.submit(
-        [name],  # type: ignore[list-item]  # the fake only names the window
+        [name] * size,  # type: ignore[list-item]  # the fake only names the window
         [(0, UploadItem("profile", {"identity": p})) for p in profiles],
         [(0, p) for p in deletes],
         [(0, UploadItem("event", {"identity": p}, event_key=p)) for p in events],
@@ -147,6 +150,33 @@ def test_submit_waits_while_the_pipeline_holds_its_limit_of_windows() -> None:
     assert pipe.in_flight <= 2
     pipe.drain()
     assert pipe.in_flight == 0
+    pipe.close()
+
+
+def test_submit_waits_while_the_records_in_flight_would_pass_the_budget() -> None:
+    log, done = _Log(), list[str]()
+    pipe = UploadPipeline(log, 8, max_records=3)  # type: ignore[arg-type]  # a duck-typed fake
+    _submit(pipe, "w1", done, profiles="a", size=2)
+    _submit(pipe, "w2", done, profiles="b", size=2)  # 2 + 2 > 3: waits for w1
+    assert done == ["w1"]
+    _submit(pipe, "w3", done, profiles="c", size=5)  # larger than the budget: alone
+    assert done == ["w1", "w2"]
+    assert pipe.in_flight == 1
+    pipe.drain()
+    assert log.spans["w1", "profiles"][1] <= log.spans["w2", "profiles"][0]
+    assert log.spans["w2", "profiles"][1] <= log.spans["w3", "profiles"][0]
+    pipe.close()
+
+
+def test_a_settled_window_frees_its_room_at_the_next_submit_without_waiting() -> None:
+    log, done = _Log(), list[str]()
+    pipe = _pipeline(log, limit=2)
+    _submit(pipe, "w1", done, profiles="a")
+    time.sleep(3 * STAGE_S)  # w1 settled meanwhile
+    assert done == ["w1"]
+    _submit(pipe, "w2", done, profiles="b")
+    assert pipe.in_flight == 1  # w1 collected, w2 in flight
+    pipe.drain()
     pipe.close()
 
 
@@ -234,3 +264,88 @@ def test_pipelined_run_keeps_profiles_before_events_and_state_after_all_uploads(
     # STATE only once every upload settled
     assert min(states) >= max(e for _s, e, _k in uploads)
     assert len(clevertap_emulator.events()) == 4
+
+
+def _end_of_input(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When the target read its last line (process_endofpipe starts)."""
+    seen: list[float] = []
+    original = TargetCleverTap.process_endofpipe
+
+    def timed(self: TargetCleverTap) -> None:
+        seen.append(time.monotonic())
+        original(self)
+
+    monkeypatch.setattr(TargetCleverTap, "process_endofpipe", timed)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        # tap-salesforce: each stream's SCHEMA just before its records
+        "streams_in_turn.singer",
+        # every SCHEMA first: the Contact window goes once Contact fell silent,
+        # or before a Task window whose events name its people
+        "schemas_first.singer",
+    ],
+)
+def test_a_stream_smaller_than_a_window_uploads_while_the_input_is_still_read(
+    clevertap_emulator: Any,
+    ct_config: dict[str, Any],
+    run_target: Callable[[dict[str, Any], str], Run],
+    uploads: Uploads,
+    *,
+    monkeypatch: pytest.MonkeyPatch,
+    fixture: str,
+) -> None:
+    states: list[float] = []
+    write = singer_sdk.target_base.Target._write_state_message
+
+    def timed(self: Any, state: dict[str, Any]) -> None:
+        states.append(time.monotonic())
+        write(self, state)
+
+    monkeypatch.setattr(singer_sdk.target_base.Target, "_write_state_message", timed)
+    end_of_input = _end_of_input(monkeypatch)
+    clevertap_emulator.fault("latency", ms=300, path="/1/upload")
+    # a full window would be 15 records: the 3 Contacts never fill one
+    config = {**ct_config, "batch_size": 1, "max_concurrency": 15}
+    run = run_target(config, fixture)
+    assert run.stats("Contact")["accepted"] == 3
+    assert run.stats("Task")["accepted"] == 6
+    profile_calls = [u for u in uploads if u[2][0][0] == "profile"]
+    event_calls = [u for u in uploads if u[2][0][0] == "event"]
+    assert len(profile_calls) == 3
+    assert len(event_calls) == 6
+    # the Contacts' profiles went up while the Tasks were still being read
+    assert max(start for start, _end, _k in profile_calls) < end_of_input[0]
+    # every event after the profile it references settled
+    for start, _end, kinds in event_calls:
+        for _kind, identity in kinds:
+            settled = [e for _s, e, k in profile_calls if ("profile", identity) in k]
+            assert settled
+            assert max(settled) <= start
+    # STATE only once every upload settled, the last bookmark last
+    assert states
+    assert min(states) >= max(e for _s, e, _k in uploads)
+    assert run.states[-1] == {"bookmarks": {"Task": {"n": 6}}}
+    assert len(clevertap_emulator.events()) == 6
+
+
+def test_live_windows_are_a_few_upload_calls_dry_run_and_lookup_windows_stay_full(
+    ct_config: dict[str, Any],
+    run_target: Callable[[dict[str, Any], str], Run],
+) -> None:
+    config = {**ct_config, "batch_size": 2, "max_concurrency": 15}
+    live = run_target(config, "streams_in_turn.singer")
+    sizes = {sink.stream_name: sink.max_size for sink in live.target.clevertap_sinks}
+    # profiles: LIVE_WINDOW_CALLS calls' worth; events only: one call's worth
+    assert sizes == {"Contact": 2 * LIVE_WINDOW_CALLS, "Task": 2}
+    dry = run_target({**config, "dry_run": True}, "streams_in_turn.singer")
+    sizes = {sink.stream_name: sink.max_size for sink in dry.target.clevertap_sinks}
+    assert sizes == {"Contact": 30, "Task": 30}
+    # email lookups make each window wait for the earlier ones: nothing to overlap
+    joins = run_target({**config, "identity_lookup": "email"}, "streams_in_turn.singer")
+    assert {sink.max_size for sink in joins.target.clevertap_sinks} == {30}
+    rows = run_target({**config, "batch_size_rows": 7}, "streams_in_turn.singer")
+    assert {sink.max_size for sink in rows.target.clevertap_sinks} == {7}
