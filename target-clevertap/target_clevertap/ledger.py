@@ -73,6 +73,10 @@ class _LRU(Generic[K, V]):
         if len(self._data) > self.size:
             self._data.popitem(last=False)
 
+    def peek(self, key: K) -> V | None:
+        """The value, leaving the order of use as it is."""
+        return self._data.get(key)
+
     def pop(self, key: K) -> None:
         self._data.pop(key, None)
 
@@ -162,6 +166,26 @@ class StateStore(EventLedger):
         """
         with self._lock:
             return self._pending_idents.get((obj, record_id))
+
+    def known(self, obj: str, record_id: str) -> list[str] | None:
+        """What the map holds for a record, as far as memory tells (no query).
+
+        The pending change, else the cached entry: a cached entry that is not
+        pending was written by an earlier flush or read from the database, so
+        remembering the same again would write nothing new.
+
+        Args:
+            obj: the object (stream) name.
+            record_id: the record Id.
+
+        Returns:
+            The identities, or None when memory does not know.
+        """
+        with self._lock:
+            pending = self._pending_idents.get((obj, record_id))
+            if pending is not None:
+                return pending
+            return self._ident_cache.peek((obj, record_id))
 
     def remember_account(self, contact_id: str, account_id: str) -> None:
         """Remember a Contact's Account (for AccountId references).

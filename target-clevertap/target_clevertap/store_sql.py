@@ -243,10 +243,17 @@ class SQLiteBackend:
         return row is not None
 
     def create(self, *, temp_tracked: bool) -> None:
-        """Create the tables (and the dry run's temporary table)."""
-        self._db.executescript(
-            SCHEMA.format(int="INTEGER", real="REAL", keyed=" WITHOUT ROWID")
-        )
+        """Create the tables (and the dry run's temporary table).
+
+        In one transaction: a new file is synced once, not once per table.
+        """
+        script = SCHEMA.format(int="INTEGER", real="REAL", keyed=" WITHOUT ROWID")
+        try:
+            self._db.executescript(f"BEGIN;\n{script}\nCOMMIT;")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.rollback()
+            raise
         if temp_tracked:
             self._db.execute(TRACKED_DRY.format(int="INTEGER"))
         self._db.commit()

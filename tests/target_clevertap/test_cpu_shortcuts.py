@@ -392,3 +392,36 @@ def test_stores_made_before_keep_their_tables_and_answer_the_same(tmp_path) -> N
             "SELECT sql FROM sqlite_master WHERE name='identities'"
         ).fetchone()[0]
     assert "WITHOUT ROWID" not in sql
+
+
+def test_new_store_is_created_in_one_transaction(tmp_path) -> None:
+    import sqlite3  # noqa: PLC0415
+
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db: sqlite3.Connection = connect(*args, **kwargs)
+        db.set_trace_callback(statements.append)
+        return db
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sqlite3, "connect", traced)
+        StateStore(tmp_path, "acct").close()
+    creates = [i for i, s in enumerate(statements) if "CREATE TABLE" in s]
+    begins = [i for i, s in enumerate(statements) if s.strip(" ;\n").upper() == "BEGIN"]
+    assert creates
+    assert any(b < creates[0] for b in begins)  # all tables in one transaction
+
+
+def test_known_tells_what_memory_holds_without_a_query(tmp_path) -> None:
+    store = StateStore(tmp_path, "acct")
+    store.remember("Opportunity", "006A", ["SF_Contact_003A"])
+    assert store.known("Opportunity", "006A") == ["SF_Contact_003A"]  # pending
+    store.flush_identities()
+    assert store.known("Opportunity", "006A") == ["SF_Contact_003A"]  # cached
+    store.remember("Task", "00TA", ["SF_Contact_003A"], cache=False)
+    store.flush_identities()
+    assert store.known("Task", "00TA") is None  # on disk only: not known
+    assert store.lookup("Task", "00TA") == ["SF_Contact_003A"]
+    store.close()
