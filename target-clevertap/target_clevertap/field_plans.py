@@ -10,8 +10,9 @@ mapping says) and names bound to the plan's converters; each block does what the
 loop did for its field:
 
 - a null: the key with None when `null_values` is `send`, else nothing;
-- a field without converter: plain text as it is (cut when too long), other
-  values through `values._convert`;
+- a field without converter: plain text as it is (cut when too long), booleans
+  and integers as they are (what `values._convert` makes of them), other values
+  through `values._convert`;
 - a field with one: its converter;
 - an object value, or a key too long for CleverTap: `properties._put_field`
   (addresses flattened, keys cut), as before.
@@ -67,6 +68,8 @@ def _block(index: int, item: PlanItem) -> list[str]:
                 f"        props[{key}] = v if len(v) <= SHORT_TEXT else "
                 f"_fit(v, MAX_VALUE_BYTES, 'value', {key}, out)"
             ),
+            "    elif type(v) is bool or type(v) is int:",  # as `_convert` gives them
+            f"        props[{key}] = v",
             "    elif type(v) is dict:",
             f"        general(props, {field}, v, spec, schema, out)",
             "    else:",

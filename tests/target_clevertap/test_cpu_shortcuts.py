@@ -243,7 +243,7 @@ _PLAN_VALUES: dict[str, list[object]] = {
     "Title": ["Boss", "x" * 300, "é" * 300, None, 7, Decimal("2.5"), True],
     "Birthdate": ["1990-05-17T00:00:00.000000Z", None, "nope"],
     "CreatedDate": ["2024-01-02T09:30:15.500000Z", None, 5],
-    "Score__c": [Decimal("2.50"), 3, 2.0, None, True, {"a": 1}],
+    "Score__c": [Decimal("2.50"), 3, 10**30, -4, 2.0, None, True, {"a": 1}],
     "Flag__c": [True, False, None],
     "MailingAddress": [{"city": "Austin", "postalCode": "78758"}, None, {"x": 1}],
     "Tags__c": [["a", "b"], None],
