@@ -114,8 +114,9 @@ class PropertySpec:
     key_cache: dict[str, str] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
-    #: (id of the stream's SchemaInfo, profile) -> (that SchemaInfo, field plan)
-    plans: dict[tuple[int, bool], tuple[Any, list[Any]]] = field(
+    #: (id of the stream's SchemaInfo, profile) -> (that SchemaInfo, its field
+    #: plan compiled: `field_plans.compile_plan`)
+    plans: dict[tuple[int, bool], tuple[Any, Any]] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
 

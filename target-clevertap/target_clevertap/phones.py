@@ -25,7 +25,7 @@ from phonenumbers.phonemetadata import PhoneMetadata
 
 #: digits with the separators people type; `+` only first
 _PLAIN = re.compile(r"\+?[0-9 ().\-]+")
-_SEPARATORS = str.maketrans("", "", "+ ().-")
+_SEPARATOR_BYTES = b"+ ().-"
 _MAX_COUNTRY_CODE_DIGITS = 3
 _MIN_DIGITS = 3  # fewer may not be a viable number for phonenumbers
 _MAX_TEXT = 64
@@ -58,6 +58,8 @@ class _Region:
     """What validation and parsing need from one region's metadata."""
 
     country_code: int
+    #: the calling code as digits (a number starting with them has no `+`)
+    code_text: str
     #: per national number length: the general description (a lookahead) and
     #: every number type of that length, as one pattern
     by_length: dict[int, re.Pattern[str]]
@@ -117,6 +119,7 @@ def _region(code: str) -> _Region | None:
     types = [d for d in (_desc(getattr(meta, name, None)) for name in _TYPES) if d]
     return _Region(
         country_code=int(meta.country_code),
+        code_text=str(int(meta.country_code)),
         by_length=_by_length(_desc(meta.general_desc), types),
         leading_digits=_pattern(meta.leading_digits),
         international_prefix=_pattern(meta.international_prefix),
@@ -133,6 +136,50 @@ def _calling_code(country_code: int) -> tuple[_Region | None, ...] | None:
     return tuple(_region(code) for code in regions)
 
 
+#: one step of the region choice: a combined leading-digits pattern whose
+#: matching group names the region, or None and the one region without them
+_Step = tuple[re.Pattern[str] | None, tuple[_Region, ...]]
+
+
+def _steps(regions: tuple[_Region | None, ...]) -> tuple[_Step, ...]:
+    """The region choice of a calling code as steps, in phonenumbers' order.
+
+    Consecutive regions with leading digits become one pattern whose first
+    matching alternative (a regular expression tries them in order) is the
+    first of those regions whose leading digits match; a region without them
+    is a step of its own (valid there: the number is valid).
+    """
+    steps: list[_Step] = []
+    run: list[_Region] = []
+
+    def close_run() -> None:
+        if run:
+            alternatives = "|".join(
+                f"(?:{r.leading_digits.pattern})(?P<_r{i}>)"  # type: ignore[union-attr]
+                for i, r in enumerate(run)
+            )
+            steps.append((re.compile(alternatives), tuple(run)))
+            run.clear()
+
+    for region in regions:
+        if region is None:
+            continue
+        if region.leading_digits is None:
+            close_run()
+            steps.append((None, (region,)))
+        else:
+            run.append(region)
+    close_run()
+    return tuple(steps)
+
+
+@functools.cache
+def _choice(country_code: int) -> tuple[_Step, ...] | None:
+    """The region-choice steps of a geographic calling code (None: not one)."""
+    regions = _calling_code(country_code)
+    return None if regions is None else _steps(regions)
+
+
 def _is_valid(country_code: int, nsn: str) -> bool:
     """The result of phonenumbers' `is_valid_number` for a geographic calling code.
 
@@ -142,6 +189,22 @@ def _is_valid(country_code: int, nsn: str) -> bool:
     Returns:
         True when valid.
     """
+    steps = _choice(country_code)
+    if steps is None:
+        return False
+    for leading, regions in steps:
+        if leading is None:
+            if regions[0].valid(nsn):
+                return True
+            continue
+        found = leading.match(nsn)
+        if found is not None:
+            return regions[int(str(found.lastgroup)[2:])].valid(nsn)
+    return False
+
+
+def _is_valid_by_region(country_code: int, nsn: str) -> bool:
+    """`_is_valid` region by region (kept to check the steps against)."""
     regions = _calling_code(country_code)
     if regions is None:
         return False
@@ -172,34 +235,48 @@ def _split_with_plus(digits: str) -> tuple[int, str] | None:
     return None
 
 
-def _prefixed(digits: str) -> tuple[int, str, _Region | None] | None:
-    """Digits written after a `+`: (calling code, national number, main region)."""
-    split = _split_with_plus(digits)
+@functools.lru_cache(maxsize=1024)
+def _prefixed(first_digits: str) -> tuple[int, int, _Region | None] | None:
+    """Digits written after a `+`, by their first three digits (all that decide).
+
+    Returns:
+        (calling code, its length, main region), or None without a calling code.
+    """
+    split = _split_with_plus(first_digits)
     if split is None:
         return None
-    region = _region(phonenumbers.region_code_for_country_code(split[0]))
-    return split[0], split[1], region
+    code = split[0]
+    region = _region(phonenumbers.region_code_for_country_code(code))
+    return code, len(first_digits) - len(split[1]), region
 
 
-def _unprefixed(digits: str, region: _Region) -> tuple[int, str, _Region] | None:
-    """Digits without `+`, in the default region, when no prefix can apply."""
-    idd = region.international_prefix
-    code = region.country_code
-    if (idd is not None and idd.match(digits)) or digits.startswith(str(code)):
+def _split(
+    text: str, digits: str, default_region: str | None
+) -> tuple[int, str, _Region | None] | None:
+    """(calling code, national number, region) when no prefix handling applies."""
+    if text.startswith("+"):
+        found = _prefixed(digits[:_MAX_COUNTRY_CODE_DIGITS])
+        if found is None:
+            return None
+        code, size, region = found
+        return code, digits[size:], region
+    default = _region(default_region) if default_region else None
+    if default is None:
+        return None
+    idd = default.international_prefix
+    if (idd is not None and idd.match(digits)) or digits.startswith(default.code_text):
         return None  # an IDD prefix or a country code without `+`
-    return code, digits, region
+    return default.country_code, digits, default
 
 
 def _national(text: str, default_region: str | None) -> tuple[int, str] | None:
     """(calling code, national number) when no prefix handling can apply."""
-    digits = text.translate(_SEPARATORS)
+    # bytes.translate deletes faster than str.translate; only ASCII bytes go,
+    # so the UTF-8 stays whole
+    digits = text.encode().translate(None, _SEPARATOR_BYTES).decode()
     if len(digits) < _MIN_DIGITS:
         return None
-    if text.startswith("+"):
-        found = _prefixed(digits)
-    else:
-        default = _region(default_region) if default_region else None
-        found = _unprefixed(digits, default) if default is not None else None
+    found = _split(text, digits, default_region)
     if found is None:
         return None
     code, nsn, region = found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from target_clevertap.field_plans import compile_plan
 from target_clevertap.payload_types import PayloadOptions, RecordReject, SchemaInfo
 from target_clevertap.values import (
     _ADDRESS_KEYS,
@@ -29,6 +30,7 @@ from target_clevertap.values import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
+    from target_clevertap.field_plans import Fill
     from target_clevertap.mapping import PropertySpec
     from target_clevertap.payload_types import _Out
 
@@ -153,25 +155,8 @@ def _record_values(
                 profile=profile,
             )
         return props
-    send_nulls = out.opts.null_values == "send"
-    get = record.get
-    for name, out_key, convert in _plan(spec, schema, profile=profile):
-        value = get(name)
-        if not out_key or type(value) is dict:  # long keys (nulls too), addresses
-            _put_field(
-                props, name, value, spec=spec, schema=schema, out=out, profile=profile
-            )
-        elif value is None:
-            if send_nulls:
-                props[out_key] = None
-        elif convert is None and type(value) is str:  # plain text passes as it is
-            if len(value) > _SHORT_TEXT:
-                value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
-            props[out_key] = value
-        elif convert is None:
-            props[out_key] = _convert(out_key, value, None, "", out)
-        else:
-            props[out_key] = convert(value, out)
+    fill = _fill(spec, schema, profile=profile)
+    fill(record.get, props, out, out.opts.null_values == "send", spec, schema)
     return props
 
 
@@ -255,11 +240,7 @@ def _contact_converter(out_key: str) -> _Converter:
 
 
 def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_PlanItem]:
-    """Per-field decisions of an `include` list, made once per stream."""
-    cache_key = (id(schema), profile)
-    cached = spec.plans.get(cache_key)
-    if cached is not None and cached[0] is schema:
-        return cached[1]
+    """Per-field decisions of an `include` list (compiled by `_fill`)."""
     plan: list[_PlanItem] = []
     for name in _property_names({}, spec):
         out_key = sanitise_key(spec.rename.get(name, name))
@@ -274,8 +255,42 @@ def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_Pla
         if not out_key:  # never the plain-text path: `_put_field` fits the key
             convert = convert or _general
         plan.append((name, out_key, convert))
-    spec.plans[cache_key] = (schema, plan)
     return plan
+
+
+def _fill(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> Fill:
+    """The field plan of an `include` list as one function, made once per stream."""
+    cache_key = (id(schema), profile)
+    cached = spec.plans.get(cache_key)
+    if cached is not None and cached[0] is schema:
+        fill: Fill = cached[1]
+        return fill
+    general = _general_profile if profile else _general_event
+    fill = compile_plan(_plan(spec, schema, profile=profile), general)
+    spec.plans[cache_key] = (schema, fill)
+    return fill
+
+
+def _general_profile(  # noqa: PLR0913, PLR0917 - called positionally by `fill`
+    props: dict[str, Any],
+    name: str,
+    value: object,
+    spec: PropertySpec,
+    schema: SchemaInfo,
+    out: _Out,
+) -> None:
+    _put_field(props, name, value, spec=spec, schema=schema, out=out, profile=True)
+
+
+def _general_event(  # noqa: PLR0913, PLR0917 - called positionally by `fill`
+    props: dict[str, Any],
+    name: str,
+    value: object,
+    spec: PropertySpec,
+    schema: SchemaInfo,
+    out: _Out,
+) -> None:
+    _put_field(props, name, value, spec=spec, schema=schema, out=out, profile=False)
 
 
 def _put_field(  # noqa: PLR0913 - the pieces of one field's conversion

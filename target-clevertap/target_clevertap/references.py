@@ -151,7 +151,7 @@ class References:
             or entry.stream in self.referenced
             or entry.stream in _PERSON_OBJECTS
         )
-        if cache and store.pending(entry.stream, rec_id) == persons:
+        if cache and store.known(entry.stream, rec_id) == persons:
             return  # remembered when the record was read (a Contact, a Lead)
         store.remember(entry.stream, rec_id, persons, cache=cache)
 
