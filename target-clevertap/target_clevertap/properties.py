@@ -30,7 +30,7 @@ from target_clevertap.values import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from target_clevertap.field_plans import Fill
+    from target_clevertap.field_plans import Fill, General
     from target_clevertap.mapping import PropertySpec
     from target_clevertap.payload_types import _Out
 
@@ -265,32 +265,28 @@ def _fill(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> Fill:
     if cached is not None and cached[0] is schema:
         fill: Fill = cached[1]
         return fill
-    general = _general_profile if profile else _general_event
+    general = _general_path(profile=profile)
     fill = compile_plan(_plan(spec, schema, profile=profile), general)
     spec.plans[cache_key] = (schema, fill)
     return fill
 
 
-def _general_profile(  # noqa: PLR0913, PLR0917 - called positionally by `fill`
-    props: dict[str, Any],
-    name: str,
-    value: object,
-    spec: PropertySpec,
-    schema: SchemaInfo,
-    out: _Out,
-) -> None:
-    _put_field(props, name, value, spec=spec, schema=schema, out=out, profile=True)
+def _general_path(*, profile: bool) -> General:
+    """`_put_field` for one kind of payload, called positionally by a compiled plan."""
 
+    def general(  # noqa: PLR0913, PLR0917 - called positionally by `fill`
+        props: dict[str, Any],
+        name: str,
+        value: object,
+        spec: PropertySpec,
+        schema: SchemaInfo,
+        out: _Out,
+    ) -> None:
+        _put_field(
+            props, name, value, spec=spec, schema=schema, out=out, profile=profile
+        )
 
-def _general_event(  # noqa: PLR0913, PLR0917 - called positionally by `fill`
-    props: dict[str, Any],
-    name: str,
-    value: object,
-    spec: PropertySpec,
-    schema: SchemaInfo,
-    out: _Out,
-) -> None:
-    _put_field(props, name, value, spec=spec, schema=schema, out=out, profile=False)
+    return general
 
 
 def _put_field(  # noqa: PLR0913 - the pieces of one field's conversion
