@@ -263,7 +263,7 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc] # simp
         if isinstance(base, dict):
             if node.attr in base:
                 return base[node.attr]
-            return getattr(base, node.attr) if node.attr in METHODS else None
+            return getattr(base, node.attr, None) if node.attr in METHODS else None
         return getattr(base, node.attr, None)
 
     def _eval_subscript(self, node: ast.Subscript) -> Any:  # noqa: ANN401 - a value

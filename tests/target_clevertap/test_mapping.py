@@ -176,6 +176,11 @@ def test_default_mapping_needs_an_email_field() -> None:
         ("(A == 1 or B == 2) and C == 'x'", {"A": 1, "B": 3, "C": "x"}, True),
         ('Status == "It\'s done"', {"Status": "It's done"}, True),
         ("Amount == '12'", {"Amount": Decimal(12)}, True),
+        # a method the value does not have is a missing value, for an object too
+        # (it raised AttributeError, which stopped the run, for a dict)
+        ("StageName.lower() == 'won'", {"StageName": {"a": 1}}, False),
+        ("StageName.lower() == 'won'", {"StageName": 5}, False),
+        ("StageName.lower() == 'won'", {"StageName": "Won"}, True),
     ],
 )
 def test_conditions_evaluate_safely(text, record, expected) -> None:
