@@ -146,26 +146,11 @@ def bulk_columns(
     return list(columns)
 
 
-def build_csv(columns: Sequence[str], items: Sequence[Prepared]) -> str:
-    """Bulk 2.0 CSV with CRLF line endings.
-
-    A field absent from a payload is an empty cell (left unchanged); a null value
-    is `#N/A` (set to null). `prepare_batch` has already applied the null policy.
-    """
-    return _line(columns) + "".join(_line(row_cells(columns, i)) for i in items)
-
-
 def parse_csv(text: str) -> list[dict[str, str]]:
     """Parse a Bulk 2.0 result CSV into rows."""
     if not text.strip():
         return []
     return list(csv.DictReader(io.StringIO(text)))
-
-
-def split_bulk_error(text: str) -> tuple[str, str]:
-    """Split `sf__Error` (`CODE:message`) into code and message."""
-    code, message, _ = parse_bulk_error(text)
-    return code, message
 
 
 def parse_bulk_error(text: str) -> tuple[str, str, tuple[str, ...]]:

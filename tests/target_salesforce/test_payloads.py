@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from target_salesforce.bulk import (
-    build_csv,
     bulk_columns,
     bulk_results,
+    parse_bulk_error,
     parse_csv,
-    split_bulk_error,
+    split_uploads,
 )
 from target_salesforce.describe import check_mapping_against_describe, parse_describe
 from target_salesforce.mapping import (
@@ -384,7 +384,8 @@ def test_bulk_csv_uses_crlf_empty_for_absent_and_na_for_null() -> None:
     ]
     columns = bulk_columns("upsert", "CleverTap_Id__c", items)
     assert columns == ["CleverTap_Id__c", "Email", "NPS_Score__c", "Description"]
-    text = build_csv(columns, items)
+    [(positions, text)] = split_uploads(columns, items, 10**8)
+    assert positions == [0, 1]
     assert text.split("\r\n")[:2] == [
         "CleverTap_Id__c,Email,NPS_Score__c,Description",
         "a,#N/A,1.5,",
@@ -462,12 +463,15 @@ def test_collections_results_carry_status_code_and_fields() -> None:
         collections_results(["not an object"], 1)
 
 
-def test_split_bulk_error() -> None:
-    assert split_bulk_error("UNABLE_TO_LOCK_ROW:unable to obtain exclusive access") == (
+def test_bulk_error_without_fields_part_splits_into_code_and_message() -> None:
+    text = "UNABLE_TO_LOCK_ROW:unable to obtain exclusive access"
+    code, message, fields = parse_bulk_error(text)
+    assert (code, message, fields) == (
         "UNABLE_TO_LOCK_ROW",
         "unable to obtain exclusive access",
+        (),
     )
-    assert split_bulk_error("weird") == ("UNKNOWN_ERROR", "weird")
+    assert parse_bulk_error("weird") == ("UNKNOWN_ERROR", "weird", ())
 
 
 def test_apex_payload_keeps_types_and_quotes_path_values() -> None:
