@@ -148,11 +148,7 @@ def run_child(  # noqa: PLR0913 - a process launcher takes several independent o
         returncode=proc.returncode,
     )
     if run.returncode != 0:
-        why = (
-            f"stopped after the {timeout:.0f} s timeout"
-            if wall >= timeout
-            else f"exit {run.returncode} after {wall:.1f} s"
-        )
+        why = _why_failed(run.returncode, wall, wall, timeout)
         so_far = f"CPU {run.cpu:.1f} s, peak RSS {run.max_rss_kib / 1024:.1f} MiB"
         msg = f"{why} ({so_far}): {_tail(log)}"
         raise RunFailedError(msg)
@@ -260,14 +256,17 @@ def run_pipeline(  # noqa: PLR0913 - two commands, each with its log and environ
         ("the second side (the target)", result.second, logs[1]),
     ):
         if run.returncode != 0:
-            why = (
-                f"stopped after the {timeout:.0f} s timeout"
-                if wall >= timeout
-                else f"exit {run.returncode} after {run.wall:.1f} s"
-            )
+            why = _why_failed(run.returncode, run.wall, wall, timeout)
             msg = f"{name}: {why}: {_tail(log)}"
             raise RunFailedError(msg)
     return result
+
+
+def _why_failed(returncode: int, ran: float, wall: float, timeout: float) -> str:
+    """Why a child failed: the timeout (`wall` reached it) or its exit after `ran` s."""
+    if wall >= timeout:
+        return f"stopped after the {timeout:.0f} s timeout"
+    return f"exit {returncode} after {ran:.1f} s"
 
 
 @contextlib.contextmanager

@@ -110,6 +110,15 @@ class Loader:
         """The API client (created on first use)."""
         return self.ctx.client
 
+    @property
+    def overlaps_uploads(self) -> bool:
+        """Whether windows handed over early upload while the input is still read.
+
+        A live run, unless `identity_lookup: email` makes every window wait for
+        all earlier ones (nothing would overlap: windows stay full).
+        """
+        return not self.ctx.any_dry_run and not self.joins.enabled
+
     def stream_stats(self, stream: str) -> StreamStats:
         """Counters of a stream.
 

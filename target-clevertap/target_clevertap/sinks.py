@@ -93,7 +93,7 @@ class CleverTapSink(BatchSink):
             return self.batch_size_rows
         ctx = self.loader.ctx
         full = ctx.batch_size * ctx.max_concurrency
-        if ctx.any_dry_run or self.loader.joins.enabled:
+        if not self.loader.overlaps_uploads:
             return full
         mapping = getattr(self, "mapping", None)
         events_only = mapping is not None and mapping.profile is None

@@ -399,22 +399,13 @@ class TargetCleverTap(Target):
     def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
         new_stream = message_dict.get("stream") not in self.mapper.stream_maps
         super()._process_schema_message(message_dict)
-        if new_stream and self._overlaps_uploads:
+        if new_stream and self.loader.overlaps_uploads:
             # a tap starts its next stream: the others' last windows go now
             self._flush_idle_sinks(0)
 
     @cached_property
-    def _overlaps_uploads(self) -> bool:
-        """Windows handed over early upload while the input is read.
-
-        A live run, unless `identity_lookup: email` makes every window wait for
-        all earlier ones (nothing would overlap: windows stay full).
-        """
-        return not self.loader.ctx.any_dry_run and not self.loader.joins.enabled
-
-    @cached_property
     def _idle_check_every(self) -> int:
-        if not self._overlaps_uploads:  # windows fill up or wait for the end
+        if not self.loader.overlaps_uploads:  # windows fill up or wait for the end
             return 2**62
         return max(1, min(self.loader.ctx.batch_size, _IDLE_CHECK_EVERY))
 
