@@ -34,6 +34,11 @@ LEGACY_LOGIN_END: Final = "2027-02-20"
 # SOAP login() is unavailable from API v65.0 (developer.salesforce.com
 # platform/api/guide/api-eol-soap.html)
 SOAP_LOGIN_LAST_VERSION: Final = 64.0
+#: where a refused legacy login sends the user
+OAUTH_FLOWS_HINT: Final = (
+    "Use an OAuth flow: JWT bearer (client_id, username, private_key), client "
+    "credentials (client_id, client_secret, My Domain in `domain`) or refresh_token"
+)
 JWT_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_LOGIN_AUDIENCE: Final = "https://login.salesforce.com"
 JWT_SANDBOX_AUDIENCE: Final = "https://test.salesforce.com"
@@ -254,10 +259,8 @@ def _password_login(inputs: _LoginInputs) -> tuple[str, str]:
         msg = (
             f"username/password login without client_id and client_secret uses "
             f"SOAP login(), which Salesforce removed from API v65.0; api_version "
-            f"is {version}. Use an OAuth flow: JWT bearer (client_id, username, "
-            "private_key), client credentials (client_id, client_secret, My "
-            "Domain in `domain`) or refresh_token; or set api_version to 64.0 "
-            "or lower while you move."
+            f"is {version}. {OAUTH_FLOWS_HINT}; or set api_version to 64.0 or "
+            "lower while you move."
         )
         raise AuthError(msg)
     return SalesforceLogin(
@@ -322,6 +325,9 @@ def login(
         token, instance = flow_login(inputs)
     except SalesforceAuthenticationFailed as exc:
         msg = f"Salesforce login ({flow}) failed: {exc.code}: {exc.auth_message}"
+        if flow == "password" and exc.code == "INVALID_OPERATION":
+            # SOAP login() off in the org (new orgs' default) or gone at this version
+            msg += f" {OAUTH_FLOWS_HINT}."
         raise AuthError(msg) from None
     except (OSError, ValueError, jwt.PyJWTError) as exc:
         # A bad or unreadable private key; say which, never show the key.

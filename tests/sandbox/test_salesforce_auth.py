@@ -314,30 +314,72 @@ def test_direct_session_with_invalid_session_raises_expired_session(
         bad.query("SELECT Id FROM Contact")
 
 
-def test_soap_login_at_v65_is_refused_like_a_real_org(
-    org: tuple[SalesforceHandle, requests.Session],
-) -> None:
-    handle, session = org
-    with pytest.raises(SalesforceAuthenticationFailed) as refused:
-        Salesforce(
-            username=handle.username,
-            password=handle.password,
-            security_token=handle.security_token,
-            session=session,
-            version="65.0",
-        )
-    # code and text as quoted from a real org in forcedotcom/wsc issue #363
-    assert refused.value.code == "INVALID_OPERATION"
-    assert (
-        "The SOAP Login operation is not available in the API version specified (65.0)"
-        in str(refused.value)
-    )
-    # v64.0 still logs in (login() stays in 62.0-64.0 until Summer '27)
-    kept = Salesforce(
+def _soap_login(
+    handle: SalesforceHandle, session: requests.Session, version: str
+) -> SF:
+    return Salesforce(
         username=handle.username,
         password=handle.password,
         security_token=handle.security_token,
         session=session,
-        version="64.0",
+        version=version,
     )
+
+
+def _refused_like(
+    refused: SalesforceAuthenticationFailed, recording: dict[str, Any]
+) -> None:
+    """simple-salesforce read the recorded code and message from the fault."""
+    fault = recording["soap_fault"]
+    assert refused.code == fault["exceptionCode"]
+    assert refused.auth_message == fault["exceptionMessage"]
+
+
+def _last_soap_status(handle: SalesforceHandle) -> int:
+    soap = [r for r in handle.requests_log() if r["path"].startswith("/services/Soap")]
+    return int(soap[-1]["status"])
+
+
+def test_soap_login_at_v65_is_refused_like_a_real_org(
+    org: tuple[SalesforceHandle, requests.Session],
+    recorded_sf_errors: dict[str, Any],
+) -> None:
+    handle, session = org
+    with pytest.raises(SalesforceAuthenticationFailed) as refused:
+        _soap_login(handle, session, "65.0")
+    recording = recorded_sf_errors["soap_login_v65"]
+    _refused_like(refused.value, recording)
+    assert _last_soap_status(handle) == recording["status"]
+    # v64.0 still logs in (login() stays in 62.0-64.0 until Summer '27)
+    kept = _soap_login(handle, session, "64.0")
     assert kept.query("SELECT COUNT() FROM Lead")["totalSize"] == 24
+
+
+def test_soap_login_in_an_org_that_has_it_disabled_is_refused_like_a_real_org(
+    org: tuple[SalesforceHandle, requests.Session],
+    recorded_sf_errors: dict[str, Any],
+) -> None:
+    handle, session = org
+    switched = handle.session().post(
+        f"{handle.base_url}/_sandbox/org_settings",
+        json={"soap_login_enabled": False},
+        timeout=10,
+    )
+    assert switched.json() == {"ok": True, "soap_login_enabled": False}
+    recording = recorded_sf_errors["soap_login_disabled"]
+    for version in ("64.0", "62.0"):
+        with pytest.raises(SalesforceAuthenticationFailed) as refused:
+            _soap_login(handle, session, version)
+        _refused_like(refused.value, recording)
+        assert _last_soap_status(handle) == recording["status"]
+    # the OAuth flows do not depend on it
+    granted = _token(
+        session,
+        "sandbox.my.salesforce.com",
+        grant_type="client_credentials",
+        client_id=handle.client_id,
+        client_secret=handle.client_secret,
+    )
+    assert granted.status_code == 200
+    handle.emulator.auth.soap_login_enabled = True  # an admin enables it
+    assert _soap_login(handle, session, "64.0").query("SELECT COUNT() FROM Lead")

@@ -10,10 +10,8 @@ so the rule cannot drift away from reality.
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -26,9 +24,6 @@ if TYPE_CHECKING:
     import requests
     from sandbox.salesforce.testing import SalesforceHandle
 
-RECORDINGS = Path(__file__).resolve().parents[1] / (
-    "fixtures/target_salesforce/real_api_errors.json"
-)
 APEX_STACK = re.compile(r"^(Class\.[\w.]+: line \d+, column \d+|\(System Code\))$")
 JSON_PARSER_MESSAGE = re.compile(
     r"^Cannot deserialize instance of \S+ from VALUE_\w+ value .+ or request may "
@@ -38,9 +33,8 @@ V = "v62.0"
 
 
 @pytest.fixture(scope="module")
-def recorded() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(RECORDINGS.read_text(encoding="utf-8"))
-    return data
+def recorded(recorded_sf_errors: dict[str, Any]) -> dict[str, Any]:
+    return recorded_sf_errors
 
 
 def _call(

@@ -40,6 +40,21 @@ def test_legacy_password_login_warns_about_the_2027_cutoff(
     assert login_harness.handle.password not in caplog.text
 
 
+def test_soap_login_disabled_in_the_org_stops_with_salesforces_words_and_the_way_out(
+    login_harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # new orgs have "Enable SOAP API login()" off (help.salesforce.com 005132110)
+    login_harness.handle.emulator.auth.soap_login_enabled = False
+    config = login_harness.login_config("password")
+    run = login_harness.run(config, login_harness.fixture("nps_upsert_create.singer"))
+    error = str(run.error)
+    assert "INVALID_OPERATION: SOAP API login() is disabled by default" in error
+    assert "Use an OAuth flow: JWT bearer" in error
+    assert run.states == []
+    assert login_harness.contact("ct-test-2") is None
+    assert login_harness.handle.password not in error + caplog.text
+
+
 def test_client_credentials_on_login_domain_is_refused_clearly(
     login_harness: Any,
 ) -> None:

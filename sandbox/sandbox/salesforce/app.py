@@ -414,10 +414,17 @@ class SalesforceApp:
         body = await request.body()
         started = time.time()
         version = request.path_params.get("v", "61.0")
+        refused = None
         if _soap_login_retired(version):
+            refused = _soap_retired_message(version)
+        elif not self.emulator.auth.soap_login_enabled:
+            refused = SOAP_LOGIN_DISABLED
+        if refused is not None:
             self._log(request, body, 500, started)
             return Response(
-                _soap_envelope(_soap_retired_fault(version)), 500, media_type="text/xml"
+                _soap_envelope(_soap_operation_fault(refused)),
+                500,
+                media_type="text/xml",
             )
         try:
             root = ET.fromstring(body)  # noqa: S314 - local emulator, trusted test clients
@@ -1117,7 +1124,17 @@ class SalesforceApp:
             ("POST", "token"): lambda _: _json({"access_token": emulator.auth.issue()}),
             ("GET", "usage"): lambda _: self._sandbox_usage(),
             ("POST", "connected_app"): self._sandbox_connected_app,
+            ("POST", "org_settings"): self._sandbox_org_settings,
         }
+
+    def _sandbox_org_settings(self, body: object) -> Response:
+        """Org settings: `{"soap_login_enabled": bool}` (Session Settings)."""
+        if not isinstance(body, dict):
+            return _not_an_object()
+        auth = self.emulator.auth
+        if "soap_login_enabled" in body:
+            auth.soap_login_enabled = bool(body["soap_login_enabled"])
+        return _json({"ok": True, "soap_login_enabled": auth.soap_login_enabled})
 
     def _sandbox_connected_app(self, body: object) -> Response:
         """Connected app policies: `{"refresh_requires_secret": bool}`."""
@@ -1322,20 +1339,41 @@ def _soap_login_retired(version: str) -> bool:
         return False
 
 
-def _soap_retired_fault(version: str) -> str:
-    """The fault a real org answers to `login()` at v65.0+.
+def _soap_retired_message(version: str) -> str:
+    """What a real org answers to `login()` at v65.0+ (with INVALID_OPERATION).
 
-    Code and message as a client quoted them (forcedotcom/wsc issue #363:
-    exceptionCode INVALID_OPERATION, "The SOAP Login operation is not available in
-    the API version specified (65.0). ..."). The detail's type is not in that
-    quote: the partner WSDL declares LoginFault, InvalidIdFault and
-    UnexpectedErrorFault for `login`, and INVALID_OPERATION is not a login fault,
-    so UnexpectedErrorFault is our reading.
+    As a client quoted it: forcedotcom/wsc issue #363, exceptionCode
+    INVALID_OPERATION, "The SOAP Login operation is not available in the API
+    version specified (65.0). Refer to the documentation for supported versions."
     """
-    message = (
+    return (
         "The SOAP Login operation is not available in the API version specified "
         f"({escape(version)}). Refer to the documentation for supported versions."
     )
+
+
+#: What an org with "Enable SOAP API login()" off answers (the default of newly
+#: created orgs, help.salesforce.com 005132110), as clients quote it
+#: through simple-salesforce: "Authentication failed (code: INVALID_OPERATION):
+#: SOAP API login() is disabled by default in this org. Contact the org
+#: administrator to enable SOAP API login()." (OpenFn/adaptors issue #1715 quotes
+#: the same code and first sentence). Checked after the version, before the
+#: credentials: that order is our reading, no source shows it.
+SOAP_LOGIN_DISABLED = (
+    "SOAP API login() is disabled by default in this org. Contact the org "
+    "administrator to enable SOAP API login()."
+)
+
+
+def _soap_operation_fault(message: str) -> str:
+    """A SOAP fault with exceptionCode INVALID_OPERATION and `message`.
+
+    The code, and the message in `exceptionMessage`, are what clients quote (and
+    what simple-salesforce reads). The detail's type is not in those quotes: the
+    partner WSDL declares LoginFault, InvalidIdFault and UnexpectedErrorFault for
+    `login`, and INVALID_OPERATION is not a login fault, so UnexpectedErrorFault
+    is our reading.
+    """
     return (
         "<soapenv:Fault><faultcode>sf:INVALID_OPERATION</faultcode><faultstring>"
         f"INVALID_OPERATION: {message}</faultstring><detail>"

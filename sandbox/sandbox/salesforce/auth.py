@@ -135,6 +135,10 @@ class Auth:
         # "Require Secret for Refresh Token Flow" of the connected app: off, a
         # refresh-token grant may leave out client_secret.
         self.refresh_requires_secret = True
+        # Session Settings "Enable SOAP API login()": on here, as in older orgs;
+        # newly created orgs have it off (help.salesforce.com
+        # article 005132110, "Platform SOAP API login() Retirement").
+        self.soap_login_enabled = True
         cert = x509.load_pem_x509_certificate(jwt_certificate_pem)
         self._jwt_key = cert.public_key()
         self._tokens: set[str] = set()
