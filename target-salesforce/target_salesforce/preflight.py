@@ -34,7 +34,6 @@ from target_salesforce.mapping import MappingError, StreamMapping, load_mappings
 from target_salesforce.preflight_cli import (
     Check,
     settings_loader,
-    unflatten,
     with_preflight_option,
 )
 
@@ -372,8 +371,14 @@ FIELD_SPEC_KEYS = frozenset(
 )
 
 
-def _streams_path(key: str) -> list[str]:
-    """A flattened `streams` key split into its path; field names keep their dots."""
+def streams_path(key: str) -> list[str]:
+    """A flattened `streams` key split into its path; field names keep their dots.
+
+    Meltano flattens the object setting in the environment; with
+    `preflight_cli.unflatten` this undoes it: `{"nps.object": "Contact",
+    "nps.fields.Id": "id"}` becomes `{"nps": {"object": "Contact", "fields":
+    {"Id": "id"}}}`.
+    """
     parts = key.split(".")
     if len(parts) < 3 or parts[1] != "fields":  # noqa: PLR2004 - stream.fields.<name>
         return parts
@@ -382,16 +387,6 @@ def _streams_path(key: str) -> list[str]:
     if cut is None:
         return [*parts[:2], ".".join(rest)]
     return [*parts[:2], ".".join(rest[:cut]), *rest[cut:]]
-
-
-def unflatten_streams(value: object) -> object:
-    """Undo Meltano's flattening of the `streams` setting; field names keep dots.
-
-    `{"nps.object": "Contact", "nps.fields.Id": "id"}` becomes
-    `{"nps": {"object": "Contact", "fields": {"Id": "id"}}}` (see
-    `preflight_cli.unflatten`).
-    """
-    return unflatten(value, _streams_path)
 
 
 def with_defaults(
@@ -417,7 +412,7 @@ def config_loader(
         schema: the plugin's config JSON schema.
         prefix: its environment variable prefix, e.g. `TARGET_SALESFORCE_`.
     """
-    load = settings_loader(schema, prefix, "streams", _streams_path)
+    load = settings_loader(schema, prefix, "streams", streams_path)
 
     def load_with_defaults(ctx: click.Context) -> dict[str, Any]:
         return with_defaults(schema, load(ctx))

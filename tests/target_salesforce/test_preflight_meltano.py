@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
-from target_salesforce.preflight import unflatten_streams
+from target_salesforce.preflight import streams_path
+from target_salesforce.preflight_cli import unflatten
 
 if TYPE_CHECKING:
     from tests.target_salesforce.conftest import Harness
@@ -35,7 +36,7 @@ def test_meltano_flattened_streams_are_rebuilt_with_dotted_field_names() -> None
         "nps.fields.Channel__c.map.push": "Push",
     }
 
-    assert unflatten_streams(flat) == {
+    assert unflatten(flat, streams_path) == {
         "nps": {
             "object": "Contact",
             "action": "update",
@@ -48,7 +49,7 @@ def test_meltano_flattened_streams_are_rebuilt_with_dotted_field_names() -> None
         }
     }
     nested = {"nps": {"object": "Contact"}}
-    assert unflatten_streams(nested) is nested
+    assert unflatten(nested, streams_path) is nested
 
 
 @pytest.mark.slow
