@@ -478,15 +478,62 @@ def emulator(  # noqa: PLR0913 - each option is needed by one measurement
         ca_file = ensure_tls_files(workdir / ".sandbox" / "tls").ca_cert
         extra = (*extra, "--tls")
     db = db or workdir / f"{kind}-{port}.db"
-    log = workdir / f"{kind}-{port}.log"
     cmd = [PYTHON, "-m", "sandbox", kind, "--port", str(port), "--db", str(db)]
     env = child_env()
     # the Salesforce emulator hands this out as instance_url from its token endpoint
     env["SANDBOX_SALESFORCE_INSTANCE_URL"] = instance_url or base
+    try:
+        with serving(
+            [*cmd, *extra],
+            base,
+            workdir / f"{kind}-{port}.log",
+            name=f"`python -m sandbox {kind}`",
+            ready_path=ready_path,
+            env=env,
+            ca_file=ca_file,
+        ) as served:
+            yield served
+    finally:
+        for path in (
+            db,
+            db.with_name(db.name + "-wal"),
+            db.with_name(db.name + "-shm"),
+        ):
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def serving(  # noqa: PLR0913 - what a server process needs
+    cmd: list[str],
+    base: str,
+    log: Path,
+    *,
+    name: str,
+    ready_path: str = "/",
+    env: dict[str, str] | None = None,
+    ca_file: Path | None = None,
+) -> Iterator[Emulator]:
+    """Start a server process (cwd: the log's folder); stop it afterwards.
+
+    Args:
+        cmd: the command line.
+        base: the base URL it serves.
+        log: where its output goes.
+        name: how errors name it.
+        ready_path: a path that answers (any HTTP status) once the server is up.
+        env: its environment (default: `child_env()`).
+        ca_file: the CA that signs its certificate (HTTPS).
+
+    Yields:
+        The running server.
+
+    Raises:
+        NotAvailableError: when it cannot start.
+    """
     with log.open("wb") as err:
-        # cwd: the emulators keep key material under ./.sandbox; keep it in workdir
+        # cwd: the emulators keep key material under ./.sandbox; keep it there
         proc = subprocess.Popen(
-            [*cmd, *extra], stdout=err, stderr=err, env=env, cwd=workdir
+            cmd, stdout=err, stderr=err, env=env or child_env(), cwd=log.parent
         )
     session = requests.Session()
     session.trust_env = False
@@ -496,16 +543,13 @@ def emulator(  # noqa: PLR0913 - each option is needed by one measurement
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if proc.poll() is not None:
-                msg = f"`python -m sandbox {kind}` exited: {_tail(log, 1)}"
+                msg = f"{name} exited: {_tail(log, 1)}"
                 raise NotAvailableError(msg)
             with contextlib.suppress(requests.ConnectionError):
                 session.get(base + ready_path, timeout=5)
                 break
             if time.monotonic() > deadline:
-                msg = (
-                    f"`python -m sandbox {kind}` did not answer within "
-                    f"{START_TIMEOUT:.0f} s"
-                )
+                msg = f"{name} did not answer within {START_TIMEOUT:.0f} s"
                 raise NotAvailableError(msg)
             time.sleep(0.1)
         yield Emulator(base_url=base, process=proc, session=session, ca_file=ca_file)
@@ -518,12 +562,6 @@ def emulator(  # noqa: PLR0913 - each option is needed by one measurement
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=15)
-        for path in (
-            db,
-            db.with_name(db.name + "-wal"),
-            db.with_name(db.name + "-shm"),
-        ):
-            path.unlink(missing_ok=True)
 
 
 def fresh_dir(path: Path) -> Path:

@@ -165,6 +165,54 @@ def _live_runs(  # noqa: PLR0913 - the pieces prepared by p2_latency
     return results
 
 
+def _noop_server_run(  # noqa: PLR0913 - the pieces prepared by p2_latency
+    ctx: Context,
+    sec: Section,
+    *,
+    settings: frozenset[str],
+    data: Path,
+    scratch: Path,
+    latency_ms: int,
+) -> Row | None:
+    """The live run at the top concurrency against a do-nothing upload server.
+
+    Information only: the server (bench/baselines/noop_upload_server.py) spends
+    almost no CPU, so unlike the emulator it does not take the client's cores,
+    as a real CleverTap would not.
+    """
+    conc = max(ctx.p2_concurrency)
+    label = (
+        f"target-clevertap live, {latency_ms} ms per upload, max_concurrency={conc}, "
+        "against a do-nothing upload server (information)"
+    )
+    port = harness.free_port()
+    base = f"http://{harness.LOCALHOST}:{port}"
+    server = [harness.PYTHON, str(common.BASELINES / "noop_upload_server.py")]
+    server += ["--port", str(port), "--latency-ms", str(latency_ms)]
+    where = harness.fresh_dir(scratch / f"noop-l{latency_ms}")
+    log = where / "server.log"
+    try:
+        with harness.serving(
+            server, base, log, name="noop_upload_server.py", ready_path="/health"
+        ):
+
+            def make(rep: int) -> tuple[list[str], dict[str, Any]]:
+                extra: dict[str, Any] = {"api_url": base, "max_concurrency": conc}
+                if "batch_size" in settings:
+                    extra["batch_size"] = BATCH_SIZE
+                cfg = common.clevertap_config(settings, where, rep, **extra)
+                cmd = _command(where, f"rep{rep}", cfg)
+                return cmd, {"stdin_path": data, "log": where / f"run-{rep}.log"}
+
+            row = common.median_run(ctx, label, "P2", ctx.p2_n, make)
+    except (NotAvailableError, RunFailedError) as exc:
+        sec.failed(label, str(exc))
+        return None
+    row.note = "the server answers success after the delay and checks nothing"
+    sec.rows.append(row)
+    return row
+
+
 def p2_latency(ctx: Context) -> Section:
     """P2: live run at max_concurrency 15 against a dry run of the same input.
 
@@ -182,6 +230,7 @@ def p2_latency(ctx: Context) -> Section:
     dry: Row | None = None
     live: dict[int, dict[int, Row]] = {}
     floors: dict[int, Row] = {}
+    noop: dict[int, Row | None] = {}
     try:
         settings = harness.require_settings(
             "target_clevertap", "api_url", "max_concurrency", "dry_run", "dry_run_path"
@@ -202,6 +251,14 @@ def p2_latency(ctx: Context) -> Section:
                 floor = _floor_row(dry, latency_ms, rounds_after_input(ctx.mix))
                 floors[latency_ms] = floor
                 sec.rows.append(floor)
+            noop[latency_ms] = _noop_server_run(
+                ctx,
+                sec,
+                settings=settings,
+                data=data,
+                scratch=scratch,
+                latency_ms=latency_ms,
+            )
     except NotAvailableError as exc:
         sec.unavailable("target-clevertap uploads", str(exc))
     top = max(ctx.p2_concurrency)
@@ -222,6 +279,13 @@ def p2_latency(ctx: Context) -> Section:
             ),
             None,
         ),
+        (
+            (
+                "live at max_concurrency {top} against a do-nothing upload server "
+                "/ dry run, {ms} ms per upload (information)"
+            ),
+            None,
+        ),
     )
     for kind, (label, limit) in enumerate(kinds):
         for latency_ms in ctx.p2_latency:
@@ -230,6 +294,7 @@ def p2_latency(ctx: Context) -> Section:
                 (rows.get(top), dry),
                 (rows.get(1), rows.get(top)),
                 (rows.get(top), floors.get(latency_ms)),
+                (noop.get(latency_ms), dry),
             )
             sec.goals.append(
                 Goal(

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "bench" / "run.py"
 IDS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7")
 TAP_SALESFORCE = ROOT / ".venv-tap-salesforce" / "bin" / "tap-salesforce"
-GOAL_IDS = ["P1"] * 3 + ["P2"] * 6 + ["P3"] + ["P4"] * 2 + ["P5"] * 2
+GOAL_IDS = ["P1"] * 3 + ["P2"] * 8 + ["P3"] + ["P4"] * 2 + ["P5"] * 2
 GOAL_IDS += ["P6"] * 4 + ["P7"] * 2
 BASELINES = (
     "do-nothing SDK target (default reader, validation on)",
