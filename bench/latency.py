@@ -16,6 +16,7 @@ possible at that latency.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import common
@@ -89,6 +90,24 @@ def _command(scratch: Path, name: str, cfg: dict[str, Any]) -> list[str]:
     return [harness.PYTHON, "-m", "target_clevertap", "--config", str(cfg_path)]
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What every P2 run shares: the target's settings, the input, a scratch folder."""
+
+    settings: frozenset[str]
+    data: Path
+    scratch: Path
+
+    def live_run(
+        self, where: Path, rep: int, log: Path, **extra: Any
+    ) -> tuple[list[str], dict[str, Any]]:
+        """The command and run options of one live run (`extra`: its settings)."""
+        if "batch_size" in self.settings:
+            extra["batch_size"] = BATCH_SIZE
+        cfg = common.clevertap_config(self.settings, where, rep, **extra)
+        return _command(where, f"rep{rep}", cfg), {"stdin_path": self.data, "log": log}
+
+
 def _dry_run(
     ctx: Context, sec: Section, settings: frozenset[str], data: Path, scratch: Path
 ) -> Row | None:
@@ -115,16 +134,11 @@ def _dry_run(
     return row
 
 
-def _live_runs(  # noqa: PLR0913 - the pieces prepared by p2_latency
-    ctx: Context,
-    sec: Section,
-    *,
-    settings: frozenset[str],
-    data: Path,
-    scratch: Path,
-    latency_ms: int,
+def _live_runs(
+    ctx: Context, sec: Section, inputs: _Inputs, latency_ms: int
 ) -> dict[int, Row]:
     results: dict[int, Row] = {}
+    scratch = inputs.scratch
     with harness.emulator("clevertap", scratch, ready_path="/_sandbox/health") as emu:
         fault = {"kind": "latency", "ms": latency_ms, "path": "/1/upload"}
         for conc in ctx.p2_concurrency:
@@ -134,15 +148,13 @@ def _live_runs(  # noqa: PLR0913 - the pieces prepared by p2_latency
             def make(rep: int, conc: int = conc) -> tuple[list[str], dict[str, Any]]:
                 emu.control("POST", "/_sandbox/reset")
                 emu.control("POST", "/_sandbox/faults", fault)
-                extra: dict[str, Any] = {"api_url": emu.base_url}
-                extra["max_concurrency"] = conc
-                if "batch_size" in settings:
-                    extra["batch_size"] = BATCH_SIZE
-                where = scratch / f"l{latency_ms}-c{conc}"
-                cfg = common.clevertap_config(settings, where, rep, **extra)
-                cmd = _command(where, f"rep{rep}", cfg)
-                log = scratch / f"l{latency_ms}-c{conc}-{rep}.log"
-                return cmd, {"stdin_path": data, "log": log}
+                return inputs.live_run(
+                    scratch / f"l{latency_ms}-c{conc}",
+                    rep,
+                    scratch / f"l{latency_ms}-c{conc}-{rep}.log",
+                    api_url=emu.base_url,
+                    max_concurrency=conc,
+                )
 
             cpu_before = emu.cpu_seconds()
             try:
@@ -165,14 +177,8 @@ def _live_runs(  # noqa: PLR0913 - the pieces prepared by p2_latency
     return results
 
 
-def _noop_server_run(  # noqa: PLR0913 - the pieces prepared by p2_latency
-    ctx: Context,
-    sec: Section,
-    *,
-    settings: frozenset[str],
-    data: Path,
-    scratch: Path,
-    latency_ms: int,
+def _noop_server_run(
+    ctx: Context, sec: Section, inputs: _Inputs, latency_ms: int
 ) -> Row | None:
     """The live run at the top concurrency against a do-nothing upload server.
 
@@ -189,7 +195,7 @@ def _noop_server_run(  # noqa: PLR0913 - the pieces prepared by p2_latency
     base = f"http://{harness.LOCALHOST}:{port}"
     server = [harness.PYTHON, str(common.BASELINES / "noop_upload_server.py")]
     server += ["--port", str(port), "--latency-ms", str(latency_ms)]
-    where = harness.fresh_dir(scratch / f"noop-l{latency_ms}")
+    where = harness.fresh_dir(inputs.scratch / f"noop-l{latency_ms}")
     log = where / "server.log"
     try:
         with harness.serving(
@@ -197,12 +203,10 @@ def _noop_server_run(  # noqa: PLR0913 - the pieces prepared by p2_latency
         ):
 
             def make(rep: int) -> tuple[list[str], dict[str, Any]]:
-                extra: dict[str, Any] = {"api_url": base, "max_concurrency": conc}
-                if "batch_size" in settings:
-                    extra["batch_size"] = BATCH_SIZE
-                cfg = common.clevertap_config(settings, where, rep, **extra)
-                cmd = _command(where, f"rep{rep}", cfg)
-                return cmd, {"stdin_path": data, "log": where / f"run-{rep}.log"}
+                log = where / f"run-{rep}.log"
+                return inputs.live_run(
+                    where, rep, log, api_url=base, max_concurrency=conc
+                )
 
             row = common.median_run(ctx, label, "P2", ctx.p2_n, make)
     except (NotAvailableError, RunFailedError) as exc:
@@ -238,27 +242,14 @@ def p2_latency(ctx: Context) -> Section:
         data = ctx.input_file(ctx.p2_n)
         scratch = ctx.scratch("p2")
         dry = _dry_run(ctx, sec, settings, data, scratch)
+        inputs = _Inputs(settings, data, scratch)
         for latency_ms in ctx.p2_latency:
-            live[latency_ms] = _live_runs(
-                ctx,
-                sec,
-                settings=settings,
-                data=data,
-                scratch=scratch,
-                latency_ms=latency_ms,
-            )
+            live[latency_ms] = _live_runs(ctx, sec, inputs, latency_ms)
             if dry is not None and dry.wall:
                 floor = _floor_row(dry, latency_ms, rounds_after_input(ctx.mix))
                 floors[latency_ms] = floor
                 sec.rows.append(floor)
-            noop[latency_ms] = _noop_server_run(
-                ctx,
-                sec,
-                settings=settings,
-                data=data,
-                scratch=scratch,
-                latency_ms=latency_ms,
-            )
+            noop[latency_ms] = _noop_server_run(ctx, sec, inputs, latency_ms)
     except NotAvailableError as exc:
         sec.unavailable("target-clevertap uploads", str(exc))
     top = max(ctx.p2_concurrency)
