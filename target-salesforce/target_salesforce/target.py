@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import msgspec
 from singer_sdk import typing as th
@@ -35,7 +35,8 @@ from target_salesforce.sinks import SalesforceSink, SkippedStreamSink
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Mapping
+    from collections import Counter
+    from collections.abc import Callable, Mapping
     from pathlib import PurePath
 
     import click
@@ -62,7 +63,28 @@ class SalesforceReader(MsgSpecReader):
     """The SDK's msgspec reader; a line that is not JSON is one clear error.
 
     The SDK's own reader logs a traceback with the whole (maybe huge) line.
+    Any error that stops the reading (a bad line, or one raised while a message
+    is handled) first runs `on_stop`, which the target sets.
     """
+
+    def __init__(self) -> None:
+        """No stop hook until the target sets one."""
+        super().__init__()
+        self.on_stop: Callable[[], None] | None = None
+
+    @override
+    def process_lines(
+        self,
+        file_input: IO[str] | None,
+        callbacks: dict[str, Callable[[dict[str, Any]], None]],
+    ) -> Counter[str]:
+        """The SDK's loop; an error leaving it runs `on_stop`, then is raised."""
+        try:
+            return super().process_lines(file_input, callbacks)
+        except BaseException:
+            if self.on_stop is not None:
+                self.on_stop()
+            raise
 
     @override
     def deserialize_json(self, line: str) -> dict[str, Any]:
@@ -105,6 +127,7 @@ class RunContext:
         self._summaries: dict[str, StreamSummary] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        self.stopped = False
 
     @property
     def client(self) -> SalesforceClient:
@@ -131,6 +154,31 @@ class RunContext:
         with self._lock:
             if self._client is not None:
                 self._client.session.close()
+
+    def stop(self) -> None:
+        """An error stops the run: settle the Bulk batches out, show the counts.
+
+        The batches still in flight are waited for and settled as on the normal
+        path (their rejects written, their rows counted; their own errors only
+        logged), then every stream's summary is logged and `summary_path`
+        written. No STATE is written here: the caller raises the error that
+        stops the run, which stays the one the user sees. Runs once.
+        """
+        if self.stopped:
+            return
+        self.stopped = True
+        try:
+            self.inflight.stop()
+        finally:
+            for summary in self.summaries.values():
+                self.logger.getChild(summary.stream).info(
+                    "Run summary (run stopped): %s",
+                    json.dumps(summary.as_dict(), sort_keys=True),
+                )
+            try:
+                self.write_summary_file()
+            except OSError as exc:
+                self.logger.error("Summary file not written: %s", exc)  # noqa: TRY400 - one line; the run's own error follows
 
     def mapping_for(self, stream: str) -> StreamMapping | None:
         """The stream's mapping (exact name, then pattern), or None."""
@@ -192,6 +240,7 @@ class RunContext:
         if not path:
             return
         data = {
+            "stopped": self.stopped,
             "dry_run": self.dry_run,
             "rejects_path": self.rejects_path,
             "not_linked_path": self.not_linked_path,
@@ -524,6 +573,9 @@ class TargetSalesforce(Target):
         )
         self.max_parallelism = 1  # one shared client, quota guard and session
         self.run = RunContext(self.config, self.logger)
+        if isinstance(self.message_reader, SalesforceReader):
+            # an error while reading settles the Bulk batches out first
+            self.message_reader.on_stop = self.run.stop
         if setup_mapper:
             self._add_source_stream_aliases()
 
@@ -563,9 +615,15 @@ class TargetSalesforce(Target):
 
     @override
     def process_endofpipe(self) -> None:
-        """Drain everything, then close the HTTP session."""
+        """Drain everything, then close the HTTP session.
+
+        An error while draining settles the Bulk batches still out first.
+        """
         try:
             super().process_endofpipe()
+        except BaseException:
+            self.run.stop()
+            raise
         finally:
             self.run.close()
 
