@@ -255,3 +255,26 @@ def test_on_reject_fail_records_the_later_jobs_already_sent(harness: Any) -> Non
     run = harness.run(config, harness.fixture(REFUSED_THEN_STOP))
     assert "on_reject is 'fail'" in str(run.error)
     _assert_every_window_settled(harness, run, summary_path)
+
+
+def test_a_job_failing_while_the_run_stops_is_logged_and_the_first_error_stands(
+    harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 5 in flight: all three windows are out at the bad line; one job ends
+    # Failed after its first 2 rows (one accepted, one refused)
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    harness.handle.fault("bulk_job_failed", processed=2)
+    summary_path = harness.tmp_path / "summary.json"
+    config = _config(harness, 5, summary_path=str(summary_path))
+    run = harness.run(config, harness.fixture(REFUSED_THEN_STOP))
+    assert "not valid JSON" in str(run.error)
+    assert run.states == []
+    assert "A Bulk batch in flight was not settled" in caplog.text
+    assert "ended Failed" in caplog.text
+    # every refused row was processed (the second of each window); the Failed
+    # job's last 2 rows are not loaded, so a rerun sends them
+    assert [r["key"] for r in run.rejects] == REFUSED_KEYS
+    written = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert written["stopped"] is True
+    (nps,) = written["streams"]
+    assert (nps["received"], nps["succeeded"], nps["rejected"]) == (12, 7, 3)
