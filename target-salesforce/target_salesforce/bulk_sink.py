@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from target_salesforce.payloads import Prepared
     from target_salesforce.rejects import StreamSummary
     from target_salesforce.results import ItemResult
-    from target_salesforce.target import RunContext
+    from target_salesforce.run_context import RunContext
 
 
 class BulkIncompleteError(TargetSalesforceError):

@@ -18,6 +18,8 @@ Contention"); rows that still do are resent by the sink's lock retries.
 Nothing here writes STATE: the target calls `settle_all` first. An error while
 settling stops the run: the other batches in flight are waited for and settled
 (their rejects written) before it is raised, so no job is left behind unread.
+Any other error that stops the run (a bad input line, a stream that cannot be
+routed) reaches `stop` through `RunContext.stop` before it is raised.
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ if TYPE_CHECKING:
 
     from target_salesforce.describe import FieldInfo
     from target_salesforce.mapping import ApexSpec, StreamMapping
-    from target_salesforce.target import RunContext, TargetSalesforce
+    from target_salesforce.run_context import RunContext
+    from target_salesforce.target import TargetSalesforce
 
 
 # an invalid record held until its batch settles: (record, message, fields)

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import os
 import sys
-import threading
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import msgspec
 from singer_sdk import typing as th
@@ -21,30 +16,20 @@ from typing_extensions import override
 
 from target_salesforce import preflight
 from target_salesforce.auth import FLOWS, AuthError
-from target_salesforce.bulk_client import BulkClient
-from target_salesforce.client import SalesforceClient
 from target_salesforce.errors import TargetSalesforceError
-from target_salesforce.inflight import InFlight
-from target_salesforce.mapping import MappingError, find_mapping, load_mappings
-from target_salesforce.rejects import (
-    PrivateJsonLines,
-    StreamSummary,
-    not_linked_path,
-)
+from target_salesforce.mapping import MappingError
+from target_salesforce.run_context import RunContext
 from target_salesforce.sinks import SalesforceSink, SkippedStreamSink
 
 if TYPE_CHECKING:
-    import logging
-    from collections.abc import Mapping
+    from collections import Counter
+    from collections.abc import Callable
     from pathlib import PurePath
 
     import click
     from singer_sdk.sinks import Sink
 
-    from target_salesforce.mapping import StreamMapping
-
 DEFAULT_REJECTS_PATH: Final = "target-salesforce-rejects.jsonl"
-DRY_RUN_LOG_LINES: Final = 20
 
 # Errors that stop the run with one clear line (exit 1, no traceback). None of
 # them lets the SDK write a STATE past records that were not settled.
@@ -62,7 +47,28 @@ class SalesforceReader(MsgSpecReader):
     """The SDK's msgspec reader; a line that is not JSON is one clear error.
 
     The SDK's own reader logs a traceback with the whole (maybe huge) line.
+    Any error that stops the reading (a bad line, or one raised while a message
+    is handled) first runs `on_stop`, which the target sets.
     """
+
+    def __init__(self) -> None:
+        """No stop hook until the target sets one."""
+        super().__init__()
+        self.on_stop: Callable[[], None] | None = None
+
+    @override
+    def process_lines(
+        self,
+        file_input: IO[str] | None,
+        callbacks: dict[str, Callable[[dict[str, Any]], None]],
+    ) -> Counter[str]:
+        """The SDK's loop; an error leaving it runs `on_stop`, then is raised."""
+        try:
+            return super().process_lines(file_input, callbacks)
+        except BaseException:
+            if self.on_stop is not None:
+                self.on_stop()
+            raise
 
     @override
     def deserialize_json(self, line: str) -> dict[str, Any]:
@@ -77,146 +83,6 @@ class SalesforceReader(MsgSpecReader):
             msg = f"input line is not valid JSON ({exc}; {len(line)} characters)"
             raise InvalidInputLine(msg) from None
         return result
-
-
-class RunContext:
-    """What the sinks of one run share: mappings, client, rejects and summaries."""
-
-    def __init__(self, config: Mapping[str, Any], logger: logging.Logger) -> None:
-        """Parse the mappings (fails early on a bad mapping); no network yet."""
-        self.config = config
-        self.logger = logger
-        self.mappings = load_mappings(
-            config.get("streams"), config.get("mappings_file")
-        )
-        self.started_at = run_start(config.get("run_started_at"))
-        self.dry_run = bool(config["dry_run"])
-        self.rejects_path = str(config["rejects_path"])
-        self._rejects = PrivateJsonLines(self.rejects_path)
-        self.not_linked_path = not_linked_path(self.rejects_path)
-        self._not_linked = PrivateJsonLines(self.not_linked_path)
-        dry_path = config.get("dry_run_path")
-        self._dry = PrivateJsonLines(dry_path) if dry_path else None
-        self._dry_logged = 0
-        self._client: SalesforceClient | None = None
-        self._bulk: BulkClient | None = None
-        # Bulk batches sent and not settled yet (every sink of the run)
-        self.inflight = InFlight(int(config["bulk_jobs_in_flight"]), logger)
-        self._summaries: dict[str, StreamSummary] = {}
-        self._warned: set[str] = set()
-        self._lock = threading.Lock()
-
-    @property
-    def client(self) -> SalesforceClient:
-        """The Salesforce client, created on first use."""
-        with self._lock:
-            if self._client is None:
-                self._client = SalesforceClient(
-                    self.config, self.logger.getChild("client")
-                )
-            return self._client
-
-    @property
-    def bulk(self) -> BulkClient:
-        """Bulk API 2.0 jobs over the client's session and retries."""
-        client = self.client  # takes the lock itself
-        with self._lock:
-            if self._bulk is None:
-                self._bulk = BulkClient(client)
-            return self._bulk
-
-    def close(self) -> None:
-        """Wait for Bulk worker threads; close the HTTP session if one was opened."""
-        self.inflight.close()
-        with self._lock:
-            if self._client is not None:
-                self._client.session.close()
-
-    def mapping_for(self, stream: str) -> StreamMapping | None:
-        """The stream's mapping (exact name, then pattern), or None."""
-        return find_mapping(self.mappings, stream)
-
-    def note_skipped(self, stream: str) -> None:
-        """Say once per stream that its mapping switches it off."""
-        if stream not in self._warned:
-            self._warned.add(stream)
-            self.logger.info(
-                "Stream %r is switched off by its mapping (skip: true); its records "
-                "are validated and counted but not written.",
-                stream,
-            )
-
-    def warn_unmapped(self, stream: str) -> None:
-        """Say once per stream that it has no mapping and is skipped."""
-        if stream not in self._warned:
-            self._warned.add(stream)
-            self.logger.warning(
-                "Stream %r has no mapping in `streams` or `mappings_file`; its "
-                "records are validated and counted but not written "
-                "(unmapped_streams=skip).",
-                stream,
-            )
-
-    def summary(self, stream: str, target: str) -> StreamSummary:
-        """The stream's summary (one per stream for the whole run)."""
-        with self._lock:
-            if stream not in self._summaries:
-                self._summaries[stream] = StreamSummary(stream=stream, target=target)
-            return self._summaries[stream]
-
-    @property
-    def summaries(self) -> dict[str, StreamSummary]:
-        """All stream summaries so far."""
-        return dict(self._summaries)
-
-    def write_reject(self, entry: Mapping[str, Any]) -> None:
-        """Append one reject to the rejects file (mode 0600)."""
-        self._rejects.write(entry)
-
-    def write_not_linked(self, entry: Mapping[str, Any]) -> None:
-        """Append one not-linked record to the not-linked file (mode 0600)."""
-        self._not_linked.write(entry)
-
-    def write_dry_run(self, entry: Mapping[str, Any]) -> None:
-        """Record what would be written: to dry_run_path, else to the log."""
-        if self._dry is not None:
-            self._dry.write(entry)
-            return
-        if self._dry_logged < DRY_RUN_LOG_LINES:
-            self._dry_logged += 1
-            self.logger.info("Dry run, would write: %s", json.dumps(entry))
-
-    def write_summary_file(self) -> None:
-        """Write every stream summary to `summary_path` (mode 0600), if set."""
-        path = self.config.get("summary_path")
-        if not path:
-            return
-        data = {
-            "dry_run": self.dry_run,
-            "rejects_path": self.rejects_path,
-            "not_linked_path": self.not_linked_path,
-            "streams": [s.as_dict() for s in self._summaries.values()],
-        }
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-
-
-def run_start(value: str | None) -> dt.datetime:
-    """The run's start time: the `run_started_at` setting, else now (UTC).
-
-    Raises:
-        TargetSalesforceError: when the setting is not an ISO 8601 date-time.
-    """
-    if not value:
-        return dt.datetime.now(dt.UTC).replace(microsecond=0)
-    try:
-        parsed = dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        msg = f"run_started_at {value!r} is not an ISO 8601 date-time"
-        raise TargetSalesforceError(msg) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _secret(name: str, description: str) -> th.Property[Any]:
@@ -524,6 +390,9 @@ class TargetSalesforce(Target):
         )
         self.max_parallelism = 1  # one shared client, quota guard and session
         self.run = RunContext(self.config, self.logger)
+        if isinstance(self.message_reader, SalesforceReader):
+            # an error while reading settles the Bulk batches out first
+            self.message_reader.on_stop = self.run.stop
         if setup_mapper:
             self._add_source_stream_aliases()
 
@@ -563,9 +432,15 @@ class TargetSalesforce(Target):
 
     @override
     def process_endofpipe(self) -> None:
-        """Drain everything, then close the HTTP session."""
+        """Drain everything, then close the HTTP session.
+
+        An error while draining settles the Bulk batches still out first.
+        """
         try:
             super().process_endofpipe()
+        except BaseException:
+            self.run.stop()
+            raise
         finally:
             self.run.close()
 

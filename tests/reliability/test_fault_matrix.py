@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.reliability.conftest import Cell, singer_lines, with_states
+
 pytestmark = pytest.mark.timeout(90)
 
 
@@ -287,6 +289,44 @@ def test_salesforce_target_loses_and_duplicates_nothing_under_fault(
         note=fault.note,
         **dict(fault.config),
     )
+
+
+def test_salesforce_target_stopped_by_a_bad_line_settles_its_jobs_in_flight(
+    sf_rig: Any,
+) -> None:
+    """A line that is not JSON after 60 records, two Bulk jobs still out: no rerun.
+
+    The run stops with that error's one line and no STATE, once the jobs out are
+    settled: every record is already accepted or in the rejects file.
+    """
+    sf_rig.handle.fault("slow_bulk", polls=5, count=3)  # windows 2 and 3 stay out
+    invalid = {2, 25, 41, 59}  # refused by the validation rule, in every window
+    records = sf_rig.make_records(60, invalid)
+    messages = with_states(sf_rig.schema(), records, sf_rig.every, sf_rig.stream)
+    text = "".join(singer_lines(messages)) + "this line is not JSON\n"
+    config = sf_rig.config(bulk_threshold=10, bulk_jobs_in_flight=3)
+    run = sf_rig.run_text(config, text)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert run.states == []
+    assert "not valid JSON" in run.stderr.strip().splitlines()[-1]
+    tally = sf_rig.tally(records)
+    sf_rig.report.add(
+        Cell(
+            sf_rig.plugin,
+            "bad JSON line, 3 Bulk 2.0 jobs in flight",
+            1,
+            tally.received,
+            tally.accepted,
+            tally.rejected,
+            tally.lost,
+            tally.duplicated,
+            "stops without STATE after settling the jobs out; no rerun needed",
+        )
+    )
+    assert tally.rejected == len(invalid), tally
+    assert tally.lost == 0, tally.unsettled[:10]
+    assert tally.duplicated == 0, tally
+    sf_rig.check_summary(run)
 
 
 # -------------------------------------------------------------- tap-clevertap

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 import pytest
@@ -168,3 +169,112 @@ def test_daily_limit_while_jobs_are_in_flight_stops_without_state(
     # the other two jobs were waited for and settled; the 4 rows of the job
     # whose results were refused are not loaded (a rerun sends them)
     assert run.summary["nps"]["succeeded"] == 8
+
+
+# 3 windows of 4 records, one refused by Salesforce in each (NPS 11 breaks the
+# org's validation rule), then the line `__STOP__` (not JSON unless replaced)
+REFUSED_THEN_STOP = "nps_bulk_refused_then_stop.singer"
+REFUSED_KEYS = ["ct-ref-02", "ct-ref-06", "ct-ref-10"]
+ORDERS_SCHEMA = (
+    '{"type": "SCHEMA", "stream": "orders", "schema": {"type": "object", '
+    '"properties": {"id": {"type": "integer"}}}, "key_properties": ["id"]}'
+)
+
+
+def _assert_every_window_settled(harness: Any, run: Any, summary_path: Any) -> None:
+    """Every window's refused rows are in the rejects file; the summary counts all."""
+    assert run.states == []
+    assert [r["key"] for r in run.rejects] == REFUSED_KEYS
+    for reject in run.rejects:
+        assert (reject["stream"], reject["object"], reject["code"]) == (
+            "nps",
+            "Contact",
+            "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        )
+        assert reject["fields"] == ["NPS_Score__c"]
+        assert reject["record"]["score"] == 11
+    assert harness.contact("ct-ref-12") is not None
+    written = json.loads(summary_path.read_text(encoding="utf-8"))
+    (nps,) = written["streams"]
+    assert (nps["received"], nps["succeeded"], nps["rejected"]) == (12, 9, 3)
+    assert nps["api_calls"]["bulk2_jobs"] == 3
+    assert run.summary["nps"] == nps
+
+
+@pytest.mark.parametrize(
+    ("stop_line", "extra", "cause"),
+    [
+        ("__STOP__", {}, "not valid JSON"),
+        ('{"type": "RECORD", "stream": "orders", "record": {"id": 1}}', {}, "schema"),
+        (ORDERS_SCHEMA, {"unmapped_streams": "fail"}, "no mapping"),
+    ],
+    ids=["bad-json-line", "record-before-schema", "unmapped-stream-fail"],
+)
+def test_stopping_error_in_the_reading_thread_settles_the_jobs_in_flight_first(
+    harness: Any, stop_line: str, extra: dict[str, Any], cause: str
+) -> None:
+    # every job stays InProgress for a while: two are still out at the stop line
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    summary_path = harness.tmp_path / "summary.json"
+    config = _config(harness, 3, summary_path=str(summary_path), **extra)
+    text = harness.fixture(REFUSED_THEN_STOP, __STOP__=stop_line)
+    run = harness.run(config, text)
+    assert cause.lower() in str(run.error).lower()
+    _assert_every_window_settled(harness, run, summary_path)
+
+
+def test_bad_json_line_with_jobs_in_flight_still_ends_with_its_own_one_line(
+    harness: Any,
+) -> None:
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    summary_path = harness.tmp_path / "summary.json"
+    config = _config(harness, 3, summary_path=str(summary_path))
+    result = harness.run_cli(config, harness.fixture(REFUSED_THEN_STOP))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stdout == ""  # no STATE
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "target-salesforce stopped" in last
+    assert "not valid JSON" in last
+    assert "Run summary" in result.stderr
+    rejects = harness.rejects_path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["key"] for line in rejects] == REFUSED_KEYS
+    nps = json.loads(summary_path.read_text(encoding="utf-8"))["streams"][0]
+    assert (nps["succeeded"], nps["rejected"]) == (9, 3)
+
+
+def test_on_reject_fail_records_the_later_jobs_already_sent(harness: Any) -> None:
+    """Window 1's reject fails the run once windows 2 and 3 are already sent.
+
+    Their jobs ran: their rejects are written and their accepted rows counted
+    (summary log and file) before the run stops, without STATE.
+    """
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    summary_path = harness.tmp_path / "summary.json"
+    config = _config(harness, 3, on_reject="fail", summary_path=str(summary_path))
+    run = harness.run(config, harness.fixture(REFUSED_THEN_STOP))
+    assert "on_reject is 'fail'" in str(run.error)
+    _assert_every_window_settled(harness, run, summary_path)
+
+
+def test_a_job_failing_while_the_run_stops_is_logged_and_the_first_error_stands(
+    harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 5 in flight: all three windows are out at the bad line; one job ends
+    # Failed after its first 2 rows (one accepted, one refused)
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    harness.handle.fault("bulk_job_failed", processed=2)
+    summary_path = harness.tmp_path / "summary.json"
+    config = _config(harness, 5, summary_path=str(summary_path))
+    run = harness.run(config, harness.fixture(REFUSED_THEN_STOP))
+    assert "not valid JSON" in str(run.error)
+    assert run.states == []
+    assert "A Bulk batch in flight was not settled" in caplog.text
+    assert "ended Failed" in caplog.text
+    # every refused row was processed (the second of each window); the Failed
+    # job's last 2 rows are not loaded, so a rerun sends them
+    assert [r["key"] for r in run.rejects] == REFUSED_KEYS
+    written = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert written["stopped"] is True
+    (nps,) = written["streams"]
+    assert (nps["received"], nps["succeeded"], nps["rejected"]) == (12, 7, 3)

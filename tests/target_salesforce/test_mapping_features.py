@@ -19,7 +19,7 @@ from target_salesforce.mapping import (
     parse_stream_mapping,
 )
 from target_salesforce.payloads import build_sobject_payload, prepare_batch
-from target_salesforce.target import run_start
+from target_salesforce.run_context import run_start
 from target_salesforce.values import CODE_CONVERSION
 
 if TYPE_CHECKING:
