@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import singer_sdk.target_base
+from singer_sdk.singerlib.exceptions import InvalidInputLine
 from target_clevertap.client import CleverTapClient, CleverTapError
 from target_clevertap.payload_types import UploadItem
 from target_clevertap.pipeline import UploadPipeline, WindowCancelledError
@@ -349,3 +350,24 @@ def test_live_windows_are_a_few_upload_calls_dry_run_and_lookup_windows_stay_ful
     assert {sink.max_size for sink in joins.target.clevertap_sinks} == {30}
     rows = run_target({**config, "batch_size_rows": 7}, "streams_in_turn.singer")
     assert {sink.max_size for sink in rows.target.clevertap_sinks} == {7}
+
+
+def test_a_bad_input_line_stops_the_windows_still_waiting_to_upload(
+    clevertap_emulator: Any,
+    ct_config: dict[str, Any],
+    run_target: Callable[[dict[str, Any], str], Run],
+    uploads: Uploads,
+) -> None:
+    # the Contact window's profiles are in flight (latency) and the Task window's
+    # events wait for them when the next line turns out not to be JSON: the run
+    # stops, so the waiting events must not go out after it reported failure
+    # (threads keep running: the main thread stays alive until they end)
+    clevertap_emulator.fault("latency", ms=400, path="/1/upload")
+    config = {**ct_config, "batch_size_rows": 2, "batch_size": 1}
+    with pytest.raises(InvalidInputLine):
+        run_target(config, "bad_line_after_windows.singer")
+    stopped = time.monotonic()
+    time.sleep(1.2)  # what the waiting events' upload would take, and more
+    assert [u for u in uploads if u[0] >= stopped] == []
+    assert all(end <= stopped for _start, end, _kinds in uploads)
+    assert clevertap_emulator.events() == []
