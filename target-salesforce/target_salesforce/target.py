@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import msgspec
 from singer_sdk import typing as th
@@ -35,7 +35,8 @@ from target_salesforce.sinks import SalesforceSink, SkippedStreamSink
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Mapping
+    from collections import Counter
+    from collections.abc import Callable, Mapping
     from pathlib import PurePath
 
     import click
@@ -62,7 +63,25 @@ class SalesforceReader(MsgSpecReader):
     """The SDK's msgspec reader; a line that is not JSON is one clear error.
 
     The SDK's own reader logs a traceback with the whole (maybe huge) line.
+    When reading stops on an error (a bad line, a stopping error of a sink,
+    Ctrl-C), `on_stop` runs before the error goes on.
     """
+
+    #: called when reading ends with an error: the target settles its Bulk jobs
+    on_stop: Callable[[], None] | None = None
+
+    @override
+    def process_lines(
+        self,
+        file_input: IO[str] | None,
+        callbacks: dict[str, Callable[[dict[str, Any]], None]],
+    ) -> Counter[str]:
+        try:
+            return super().process_lines(file_input, callbacks)
+        except BaseException:
+            if self.on_stop is not None:
+                self.on_stop()
+            raise
 
     @override
     def deserialize_json(self, line: str) -> dict[str, Any]:
@@ -524,6 +543,10 @@ class TargetSalesforce(Target):
         )
         self.max_parallelism = 1  # one shared client, quota guard and session
         self.run = RunContext(self.config, self.logger)
+        if isinstance(self.message_reader, SalesforceReader):
+            # Bulk jobs in flight are settled (rejects written) before the run
+            # stops, whatever stopped it (settle errors already do this)
+            self.message_reader.on_stop = self.run.inflight.stop
         if setup_mapper:
             self._add_source_stream_aliases()
 

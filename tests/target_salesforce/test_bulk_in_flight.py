@@ -168,3 +168,20 @@ def test_daily_limit_while_jobs_are_in_flight_stops_without_state(
     # the other two jobs were waited for and settled; the 4 rows of the job
     # whose results were refused are not loaded (a rerun sends them)
     assert run.summary["nps"]["succeeded"] == 8
+
+
+def test_a_bad_input_line_while_a_job_is_in_flight_settles_it_first(
+    harness: Any,
+) -> None:
+    # the window's invalid record is rejected when its Bulk job settles; the
+    # next line is not JSON while the job still runs: the run stops, and the
+    # job is settled first (reject written, its rows counted), as for any error
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=1)
+    config = _config(harness, 3)
+    run = harness.run(
+        config, harness.fixture("nps_bulk_one_invalid_then_not_json.singer")
+    )
+    assert "not valid JSON" in str(run.error)
+    assert run.states == []
+    assert [r["code"] for r in run.rejects] == ["INVALID_RECORD"]
+    assert run.summary["nps"]["succeeded"] == 3
