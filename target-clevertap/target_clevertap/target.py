@@ -37,6 +37,7 @@ from target_clevertap.sinks import CleverTapSink
 if TYPE_CHECKING:
     from collections import Counter
     from collections.abc import Callable
+    from types import FrameType
 
     import click
 
@@ -451,6 +452,31 @@ class TargetCleverTap(Target):
             after = sink.max_size if idle is None else idle
             if sink.window_records and read - sink.read_at >= after:
                 self.drain_one(sink)
+
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM or Ctrl-C: stop without draining; STATE stays at the last one.
+
+        The SDK's handler drains every sink and writes STATE from inside the
+        handler, in the middle of whatever the main thread was doing: most
+        often waiting for the oldest upload window, which is then off the
+        pipeline's queue and not waited for (a STATE before it settled), or
+        handing a window over (handed over twice). Instead the run stops as on
+        any stopping error: windows not started send nothing, running ones
+        finish, and the next run resends what no STATE covered (the ledger
+        keeps events from being sent twice). Exit code 128 + the signal.
+
+        Args:
+            signum: the signal.
+            frame: where the main thread was (unused).
+        """
+        del frame
+        self.logger.error(
+            "target-clevertap stopped by signal %d: no STATE past the last one "
+            "written; uploads not started are not sent",
+            signum,
+        )
+        sys.exit(128 + signum)
 
     def hand_over_profiles_first(self, sink: CleverTapSink) -> None:
         """Hand over other streams' profile windows before `sink`'s events window.
