@@ -37,6 +37,7 @@ from target_clevertap.sinks import CleverTapSink
 if TYPE_CHECKING:
     from collections import Counter
     from collections.abc import Callable
+    from types import FrameType
 
     import click
 
@@ -48,8 +49,12 @@ class CleverTapReader(MsgSpecReader):
 
     The SDK's reader logs a traceback and the whole (possibly huge) line. A piped
     standard input is read ahead on a thread (readahead.py), so the tap is not
-    held up while a window is built.
+    held up while a window is built. When reading stops on an error (a bad
+    line, a failed window, Ctrl-C), `on_stop` runs before the error goes on.
     """
+
+    #: called when reading ends with an error: the target stops its uploads
+    on_stop: Callable[[], None] | None = None
 
     @override
     def process_lines(
@@ -60,7 +65,12 @@ class CleverTapReader(MsgSpecReader):
         if file_input is None and readahead.is_pipe(sys.stdin.buffer):
             # the SDK only iterates its input: lines are all a reader needs
             file_input = cast("IO[str]", readahead.ReadAhead(sys.stdin.buffer))
-        return super().process_lines(file_input, callbacks)
+        try:
+            return super().process_lines(file_input, callbacks)
+        except BaseException:
+            if self.on_stop is not None:
+                self.on_stop()
+            raise
 
     @override
     def deserialize_json(self, line: str) -> dict[str, Any]:
@@ -375,6 +385,17 @@ class TargetCleverTap(Target):
         )
         self.loader.refs.computed = ComputedReferences.from_mappings(self.mappings)
         self.loader.joins.own_patterns = own_identity_patterns(self.mappings.values())
+        if isinstance(self.message_reader, CleverTapReader):
+            self.message_reader.on_stop = self._stop_uploads
+
+    def _stop_uploads(self) -> None:
+        """Reading stopped on an error: windows not started send nothing.
+
+        The upload threads outlive the main thread's error (the interpreter
+        waits for them at exit), so the windows still waiting would upload
+        after the run reported its failure; the ones uploading now finish.
+        """
+        self.loader.dispatch.pipeline.close()
 
     def _check_reject_ratio(self) -> None:
         ratio = self.config.get("max_reject_ratio")
@@ -431,6 +452,31 @@ class TargetCleverTap(Target):
             after = sink.max_size if idle is None else idle
             if sink.window_records and read - sink.read_at >= after:
                 self.drain_one(sink)
+
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM or Ctrl-C: stop without draining; STATE stays at the last one.
+
+        The SDK's handler drains every sink and writes STATE from inside the
+        handler, in the middle of whatever the main thread was doing: most
+        often waiting for the oldest upload window, which is then off the
+        pipeline's queue and not waited for (a STATE before it settled), or
+        handing a window over (handed over twice). Instead the run stops as on
+        any stopping error: windows not started send nothing, running ones
+        finish, and the next run resends what no STATE covered (the ledger
+        keeps events from being sent twice). Exit code 128 + the signal.
+
+        Args:
+            signum: the signal.
+            frame: where the main thread was (unused).
+        """
+        del frame
+        self.logger.error(
+            "target-clevertap stopped by signal %d: no STATE past the last one "
+            "written; uploads not started are not sent",
+            signum,
+        )
+        sys.exit(128 + signum)
 
     def hand_over_profiles_first(self, sink: CleverTapSink) -> None:
         """Hand over other streams' profile windows before `sink`'s events window.

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections import Counter
     from collections.abc import Callable
     from pathlib import PurePath
+    from types import FrameType
 
     import click
     from singer_sdk.sinks import Sink
@@ -429,6 +430,30 @@ class TargetSalesforce(Target):
             # the message names the cause; no STATE was written past it
             cls.logger.error("target-salesforce stopped: %s", exc)  # noqa: TRY400 - one clear line, no traceback
             sys.exit(1)
+
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM or Ctrl-C: stop without draining; STATE stays at the last one.
+
+        The SDK's handler drains every sink and writes STATE from inside the
+        handler, in the middle of whatever the reading thread was doing: most
+        often waiting for the oldest Bulk job, which is then off the batches in
+        flight and not waited for (a STATE before it settled), or sending a
+        batch (sent twice). Instead the run stops as on any stopping error: the
+        batches in flight are settled, no STATE is written past the last one,
+        and the exit code is 128 + the signal.
+
+        Args:
+            signum: the signal.
+            frame: where the reading thread was (unused).
+        """
+        del frame
+        self.logger.error(
+            "target-salesforce stopped by signal %d: no STATE past the last one "
+            "written",
+            signum,
+        )
+        sys.exit(128 + signum)
 
     @override
     def process_endofpipe(self) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import singer_sdk.target_base
+from singer_sdk.singerlib.exceptions import InvalidInputLine
 from target_clevertap.client import CleverTapClient, CleverTapError
 from target_clevertap.payload_types import UploadItem
 from target_clevertap.pipeline import UploadPipeline, WindowCancelledError
@@ -349,3 +351,85 @@ def test_live_windows_are_a_few_upload_calls_dry_run_and_lookup_windows_stay_ful
     assert {sink.max_size for sink in joins.target.clevertap_sinks} == {30}
     rows = run_target({**config, "batch_size_rows": 7}, "streams_in_turn.singer")
     assert {sink.max_size for sink in rows.target.clevertap_sinks} == {7}
+
+
+def test_a_bad_input_line_stops_the_windows_still_waiting_to_upload(
+    clevertap_emulator: Any,
+    ct_config: dict[str, Any],
+    run_target: Callable[[dict[str, Any], str], Run],
+    uploads: Uploads,
+) -> None:
+    # the Contact window's profiles are in flight (latency) and the Task window's
+    # events wait for them when the next line turns out not to be JSON: the run
+    # stops, so the waiting events must not go out after it reported failure
+    # (threads keep running: the main thread stays alive until they end)
+    clevertap_emulator.fault("latency", ms=400, path="/1/upload")
+    config = {**ct_config, "batch_size_rows": 2, "batch_size": 1}
+    with pytest.raises(InvalidInputLine):
+        run_target(config, "bad_line_after_windows.singer")
+    stopped = time.monotonic()
+    time.sleep(1.2)  # what the waiting events' upload would take, and more
+    assert [u for u in uploads if u[0] >= stopped] == []
+    assert all(end <= stopped for _start, end, _kinds in uploads)
+    assert clevertap_emulator.events() == []
+
+
+def test_sigterm_while_waiting_for_a_window_writes_no_state_before_it_settled(
+    ct_config: dict[str, Any],
+    run_target: Callable[[dict[str, Any], str], Run],
+    uploads: Uploads,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The SDK's handler drains every sink and writes STATE inside the signal
+    # handler, i.e. in the middle of what the main thread was doing. Most often
+    # that is waiting for the oldest window, already taken off the pipeline's
+    # queue: a STATE written then does not wait for it.
+    states: list[float] = []
+    write = singer_sdk.target_base.Target._write_state_message
+
+    def timed(self: Any, state: dict[str, Any]) -> None:
+        states.append(time.monotonic())
+        write(self, state)
+
+    monkeypatch.setattr(singer_sdk.target_base.Target, "_write_state_message", timed)
+    collect = UploadPipeline._collect
+    fired: list[bool] = []
+
+    def signal_while_waiting(self: UploadPipeline) -> None:
+        window = self._in_flight[0]
+        if not fired and not window.done.done():
+            fired.append(True)
+            wait = window.done.exception
+
+            def interrupted(timeout: float | None = None) -> BaseException | None:
+                signal.raise_signal(signal.SIGTERM)  # lands while it waits
+                return wait(timeout)
+
+            window.done.exception = interrupted  # type: ignore[method-assign]
+        collect(self)
+
+    monkeypatch.setattr(UploadPipeline, "_collect", signal_while_waiting)
+    # the first window's uploads are slow, the others are not
+    upload = CleverTapClient.upload
+
+    def slow_first(
+        self: CleverTapClient, records: Sequence[dict[str, Any]], **kwargs: Any
+    ) -> UploadResult:
+        if any(r.get("identity") == "SF_Contact_003C0001" for r in records):
+            time.sleep(0.8)
+        return upload(self, records, **kwargs)
+
+    monkeypatch.setattr(CleverTapClient, "upload", slow_first)
+    config = {**ct_config, "batch_size_rows": 2, "batch_size": 1}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            run_target(config, "contacts_five.singer")
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert fired
+    time.sleep(1.0)  # let the slow window end if it still runs
+    last_upload = max(end for _start, end, _kinds in uploads)
+    assert all(at >= last_upload for at in states), (states, last_upload)
+    assert stopped.value.code == 128 + signal.SIGTERM

@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 from typing import Any
 
 import pytest
 from singer_sdk.target_base import Target
-from target_salesforce.inflight import Scope
+from target_salesforce.inflight import InFlight, Scope
 from target_salesforce.target import TargetSalesforce
 
 WINDOWS = "nps_bulk_windows.singer"  # 3 windows of 4 records, a STATE after each
@@ -278,3 +279,62 @@ def test_a_job_failing_while_the_run_stops_is_logged_and_the_first_error_stands(
     assert written["stopped"] is True
     (nps,) = written["streams"]
     assert (nps["received"], nps["succeeded"], nps["rejected"]) == (12, 7, 3)
+
+
+def test_a_bad_input_line_while_a_job_is_in_flight_settles_it_first(
+    harness: Any,
+) -> None:
+    # the window's invalid record is rejected when its Bulk job settles; the
+    # next line is not JSON while the job still runs: the run stops, and the
+    # job is settled first (reject written, its rows counted), as for any error
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=1)
+    config = _config(harness, 3)
+    run = harness.run(
+        config, harness.fixture("nps_bulk_one_invalid_then_not_json.singer")
+    )
+    assert "not valid JSON" in str(run.error)
+    assert run.states == []
+    assert [r["code"] for r in run.rejects] == ["INVALID_RECORD"]
+    assert run.summary["nps"]["succeeded"] == 3
+
+
+def test_sigterm_while_waiting_for_a_job_writes_no_state_before_it_settled(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK's handler drains every sink and writes STATE inside the signal
+    # handler, in the middle of what the reading thread was doing: most often
+    # waiting for the oldest job, already taken off the batches in flight.
+    written: list[bool] = []
+    waited: list[bool] = []  # the interrupted batch settled
+    write_state = Target._write_state_message
+    settle_oldest = InFlight._settle_oldest
+
+    def recording(self: TargetSalesforce, state: dict[str, Any]) -> None:
+        written.append(bool(waited))
+        write_state(self, state)
+
+    def signal_while_waiting(self: InFlight) -> None:
+        batch = self._batches[0]
+        if not waited and not written and not batch.future.done():
+            settle = batch.settle
+
+            def interrupted(future: Any) -> None:
+                signal.raise_signal(signal.SIGTERM)  # lands while it waits
+                settle(future)
+                waited.append(True)
+
+            batch.settle = interrupted
+        settle_oldest(self)
+
+    monkeypatch.setattr(Target, "_write_state_message", recording)
+    monkeypatch.setattr(InFlight, "_settle_oldest", signal_while_waiting)
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            harness.run(_config(harness, 3), harness.fixture(WINDOWS))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert all(written), "STATE written before the interrupted batch settled"
+    assert stopped.value.code == 128 + signal.SIGTERM
