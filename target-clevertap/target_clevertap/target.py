@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -36,7 +37,7 @@ from target_clevertap.sinks import CleverTapSink
 
 if TYPE_CHECKING:
     from collections import Counter
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from types import FrameType
 
     import click
@@ -50,11 +51,17 @@ class CleverTapReader(MsgSpecReader):
     The SDK's reader logs a traceback and the whole (possibly huge) line. A piped
     standard input is read ahead on a thread (readahead.py), so the tap is not
     held up while a window is built. When reading stops on an error (a bad
-    line, a failed window, Ctrl-C), `on_stop` runs before the error goes on.
+    line, a failed window, a second Ctrl-C), `on_stop` runs before the error
+    goes on; `stop_reading` ends the input after the message being handled.
     """
 
     #: called when reading ends with an error: the target stops its uploads
     on_stop: Callable[[], None] | None = None
+
+    def __init__(self) -> None:
+        """No stop asked yet."""
+        super().__init__()
+        self.stop_reading = threading.Event()
 
     @override
     def process_lines(
@@ -62,11 +69,13 @@ class CleverTapReader(MsgSpecReader):
         file_input: IO[str] | None,
         callbacks: dict[str, Callable[[dict[str, Any]], None]],
     ) -> Counter[str]:
+        lines: Iterable[str] = file_input or self.default_input
         if file_input is None and readahead.is_pipe(sys.stdin.buffer):
-            # the SDK only iterates its input: lines are all a reader needs
-            file_input = cast("IO[str]", readahead.ReadAhead(sys.stdin.buffer))
+            lines = readahead.ReadAhead(sys.stdin.buffer)
+        # the SDK only iterates its input: lines are all a reader needs
+        lines = readahead.until(self.stop_reading, lines)
         try:
-            return super().process_lines(file_input, callbacks)
+            return super().process_lines(cast("IO[str]", lines), callbacks)
         except BaseException:
             if self.on_stop is not None:
                 self.on_stop()
@@ -455,27 +464,27 @@ class TargetCleverTap(Target):
 
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """SIGTERM or Ctrl-C: stop without draining; STATE stays at the last one.
+        """SIGTERM or Ctrl-C: end the input after the message being handled.
 
-        The SDK's handler drains every sink and writes STATE from inside the
-        handler, in the middle of whatever the main thread was doing: most
-        often waiting for the oldest upload window, which is then off the
-        pipeline's queue and not waited for (a STATE before it settled), or
-        handing a window over (handed over twice). Instead the run stops as on
-        any stopping error: windows not started send nothing, running ones
-        finish, and the next run resends what no STATE covered (the ledger
-        keeps events from being sent twice). Exit code 128 + the signal.
-
-        Args:
-            signum: the signal.
-            frame: where the main thread was (unused).
+        The SDK's handler drains and writes STATE from inside the handler, in
+        the middle of whatever the main thread was doing (waiting for a window
+        already off the pipeline's queue: a STATE before it settled). Here the
+        first signal only ends the input: what was read settles and STATE is
+        written the usual way. A second one stops at once (exit 128 + signal,
+        no STATE past the last one; windows not started send nothing).
         """
         del frame
-        self.logger.error(
-            "target-clevertap stopped by signal %d: no STATE past the last one "
-            "written; uploads not started are not sent",
-            signum,
-        )
+        reader = self.message_reader
+        if isinstance(reader, CleverTapReader) and not reader.stop_reading.is_set():
+            reader.stop_reading.set()
+            self.logger.warning(
+                "signal %d: the input ends after the message being handled; what "
+                "was read is settled and STATE written (a second signal stops at "
+                "once)",
+                signum,
+            )
+            return
+        self.logger.error("target-clevertap stopped by signal %d", signum)
         sys.exit(128 + signum)
 
     def hand_over_profiles_first(self, sink: CleverTapSink) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import IO, TYPE_CHECKING, Any, Final
+import threading
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 from singer_sdk import typing as th
@@ -23,7 +24,7 @@ from target_salesforce.sinks import SalesforceSink, SkippedStreamSink
 
 if TYPE_CHECKING:
     from collections import Counter
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import PurePath
     from types import FrameType
 
@@ -44,18 +45,28 @@ STOPPING_ERRORS: Final = (
 )
 
 
+def _until(stop: threading.Event, lines: Iterable[str]) -> Iterator[str]:
+    """The lines, ending once `stop` is set (checked after each line is handled)."""
+    for line in lines:
+        yield line
+        if stop.is_set():
+            return
+
+
 class SalesforceReader(MsgSpecReader):
     """The SDK's msgspec reader; a line that is not JSON is one clear error.
 
     The SDK's own reader logs a traceback with the whole (maybe huge) line.
     Any error that stops the reading (a bad line, or one raised while a message
-    is handled) first runs `on_stop`, which the target sets.
+    is handled) first runs `on_stop`, which the target sets. `stop_reading`
+    ends the input after the message being handled (a first SIGTERM or Ctrl-C).
     """
 
     def __init__(self) -> None:
         """No stop hook until the target sets one."""
         super().__init__()
         self.on_stop: Callable[[], None] | None = None
+        self.stop_reading = threading.Event()
 
     @override
     def process_lines(
@@ -64,8 +75,9 @@ class SalesforceReader(MsgSpecReader):
         callbacks: dict[str, Callable[[dict[str, Any]], None]],
     ) -> Counter[str]:
         """The SDK's loop; an error leaving it runs `on_stop`, then is raised."""
+        lines = _until(self.stop_reading, file_input or self.default_input)
         try:
-            return super().process_lines(file_input, callbacks)
+            return super().process_lines(cast("IO[str]", lines), callbacks)
         except BaseException:
             if self.on_stop is not None:
                 self.on_stop()
@@ -433,26 +445,27 @@ class TargetSalesforce(Target):
 
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """SIGTERM or Ctrl-C: stop without draining; STATE stays at the last one.
+        """SIGTERM or Ctrl-C: end the input after the message being handled.
 
-        The SDK's handler drains every sink and writes STATE from inside the
-        handler, in the middle of whatever the reading thread was doing: most
-        often waiting for the oldest Bulk job, which is then off the batches in
-        flight and not waited for (a STATE before it settled), or sending a
-        batch (sent twice). Instead the run stops as on any stopping error: the
-        batches in flight are settled, no STATE is written past the last one,
-        and the exit code is 128 + the signal.
-
-        Args:
-            signum: the signal.
-            frame: where the reading thread was (unused).
+        The SDK's handler drains and writes STATE from inside the handler, in
+        the middle of whatever the reading thread was doing (waiting for a Bulk
+        job already off the batches in flight: a STATE before it settled).
+        Here the first signal only ends the input: what was read settles and
+        STATE is written the usual way. A second one stops at once (exit 128 +
+        the signal, no STATE past the last one; the jobs out are settled).
         """
         del frame
-        self.logger.error(
-            "target-salesforce stopped by signal %d: no STATE past the last one "
-            "written",
-            signum,
-        )
+        reader = self.message_reader
+        if isinstance(reader, SalesforceReader) and not reader.stop_reading.is_set():
+            reader.stop_reading.set()
+            self.logger.warning(
+                "signal %d: the input ends after the message being handled; what "
+                "was read is settled and STATE written (a second signal stops at "
+                "once)",
+                signum,
+            )
+            return
+        self.logger.error("target-salesforce stopped by signal %d", signum)
         sys.exit(128 + signum)
 
     @override

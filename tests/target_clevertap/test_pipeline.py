@@ -13,7 +13,7 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from target_clevertap.client import CleverTapClient, CleverTapError
 from target_clevertap.payload_types import UploadItem
 from target_clevertap.pipeline import UploadPipeline, WindowCancelledError
-from target_clevertap.sinks import LIVE_WINDOW_CALLS
+from target_clevertap.sinks import LIVE_WINDOW_CALLS, CleverTapSink
 from target_clevertap.target import TargetCleverTap
 
 if TYPE_CHECKING:
@@ -423,13 +423,78 @@ def test_sigterm_while_waiting_for_a_window_writes_no_state_before_it_settled(
     config = {**ct_config, "batch_size_rows": 2, "batch_size": 1}
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        run = run_target(config, "contacts_five.singer")
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert fired
+    last_upload = max(end for _start, end, _kinds in uploads)
+    assert states, "what was read settles and STATE is written"
+    assert all(at >= last_upload for at in states), (states, last_upload)
+    # the input ended after the message being handled (a STATE, or the record
+    # before it): the last STATE written is the last one read
+    received = run.target.loader.counters.totals()["received"]
+    assert run.states[-1]["bookmarks"]["Contact"]["n"] in {received - 1, received}
+
+
+def test_a_first_sigterm_ends_the_input_there_and_settles_what_was_read(
+    ct_config: dict[str, Any],
+    run_target: Callable[[dict[str, Any], str], Run],
+    clevertap_emulator: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # SIGTERM arrives while the second record is handled: the input ends after
+    # it (records 3-5 and the STATE that follows record 2 are not read), the
+    # first two are uploaded and the last STATE read, n=1, is written once they
+    # settled; the run ends as at end of input (no exit code)
+    process = CleverTapSink.process_record
+
+    def signalled(self: CleverTapSink, record: dict[str, Any], context: Any) -> None:
+        process(self, record, context)
+        if record["Id"] == "003C0002":
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(CleverTapSink, "process_record", signalled)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run = run_target(ct_config, "contacts_five.singer")
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert run.target.loader.counters.totals()["received"] == 2
+    assert run.states[-1] == {"bookmarks": {"Contact": {"n": 1}}}
+    ids = sorted(p["identity"] for p in clevertap_emulator.profiles())
+    assert ids == ["SF_Contact_003C0001", "SF_Contact_003C0002"]
+    assert "the input ends after the message being handled" in caplog.text
+
+
+def test_a_second_signal_stops_at_once_without_state(
+    ct_config: dict[str, Any],
+    run_target: Callable[[dict[str, Any], str], Run],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    process = CleverTapSink.process_record
+
+    def twice(self: CleverTapSink, record: dict[str, Any], context: Any) -> None:
+        process(self, record, context)
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C, then Ctrl-C again
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(CleverTapSink, "process_record", twice)
+    written: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        singer_sdk.target_base.Target,
+        "_write_state_message",
+        lambda _self, state: written.append(state),
+    )
+    config = {**ct_config, "batch_size_rows": 1}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
         with pytest.raises(SystemExit) as stopped:
             run_target(config, "contacts_five.singer")
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-    assert fired
-    time.sleep(1.0)  # let the slow window end if it still runs
-    last_upload = max(end for _start, end, _kinds in uploads)
-    assert all(at >= last_upload for at in states), (states, last_upload)
-    assert stopped.value.code == 128 + signal.SIGTERM
+    assert stopped.value.code == 128 + signal.SIGINT
+    assert written == []

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from singer_sdk.target_base import Target
 from target_salesforce.inflight import InFlight, Scope
+from target_salesforce.sinks import SalesforceSink
 from target_salesforce.target import TargetSalesforce
 
 WINDOWS = "nps_bulk_windows.singer"  # 3 windows of 4 records, a STATE after each
@@ -331,10 +332,63 @@ def test_sigterm_while_waiting_for_a_job_writes_no_state_before_it_settled(
     harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        run = harness.run(_config(harness, 3), harness.fixture(WINDOWS))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert run.error is None
+    assert waited
+    assert written, "what was read settles and STATE is written"
+    assert all(written), "STATE written before the interrupted batch settled"
+
+
+def test_a_first_sigterm_ends_the_input_there_and_settles_what_was_read(
+    harness: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SIGTERM while record 6 is handled: the input ends after it (records 7-12
+    # are not read); window 1 and records 5-6 are loaded, the last STATE read
+    # (n=4) is written once they settled, and the run ends as at end of input
+    process = SalesforceSink.process_record
+
+    def signalled(self: Any, record: dict[str, Any], context: Any) -> None:
+        process(self, record, context)
+        if record["identity"] == "ct-win-06":
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(SalesforceSink, "process_record", signalled)
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run = harness.run(_config(harness, 3), harness.fixture(WINDOWS))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert run.error is None
+    assert run.states[-1] == {"bookmarks": {"nps": {"n": 4}}}
+    loaded = [
+        f"ct-win-{n:02d}" for n in range(1, 13) if harness.contact(f"ct-win-{n:02d}")
+    ]
+    assert loaded == [f"ct-win-{n:02d}" for n in range(1, 7)]
+    assert run.summary["nps"]["succeeded"] == 6
+    assert "the input ends after the message being handled" in caplog.text
+
+
+def test_a_second_signal_stops_at_once_without_state(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    process = SalesforceSink.process_record
+
+    def twice(self: Any, record: dict[str, Any], context: Any) -> None:
+        process(self, record, context)
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C, then Ctrl-C again
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(SalesforceSink, "process_record", twice)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
         with pytest.raises(SystemExit) as stopped:
             harness.run(_config(harness, 3), harness.fixture(WINDOWS))
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-    assert all(written), "STATE written before the interrupted batch settled"
-    assert stopped.value.code == 128 + signal.SIGTERM
+    assert stopped.value.code == 128 + signal.SIGINT
