@@ -35,6 +35,15 @@ def test_both_targets_carry_the_same_expression_language_module() -> None:
     assert clevertap.read_bytes() == salesforce.read_bytes()
 
 
+def test_both_targets_carry_the_same_stopping_module() -> None:
+    # How a signal or an error ends a target's reading is one text in both
+    # targets; each ships its own copy so that it installs on its own.
+    root = Path(__file__).resolve().parents[1]
+    clevertap = root / "target-clevertap" / "target_clevertap" / "stopping.py"
+    salesforce = root / "target-salesforce" / "target_salesforce" / "stopping.py"
+    assert clevertap.read_bytes() == salesforce.read_bytes()
+
+
 def test_every_plugin_carries_the_same_preflight_output_module() -> None:
     # The `--preflight` result lines, report and option are one text in the three
     # plugins; each ships its own copy so that it installs on its own.

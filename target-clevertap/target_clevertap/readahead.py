@@ -23,7 +23,7 @@ import threading
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterator
 
 #: bytes asked of the pipe per read (a read returns what is there, up to this)
 CHUNK_BYTES = 1 << 20
@@ -108,15 +108,3 @@ class ReadAhead:
             self._chunks.put(exc)
             return
         self._chunks.put(_END)
-
-
-def until(stop: threading.Event, lines: Iterable[str]) -> Iterator[str]:
-    """The lines, ending once `stop` is set (checked after each line is handled).
-
-    A first SIGTERM or Ctrl-C sets it: the message being handled is finished and
-    the input ends there, so the target settles what it read the usual way.
-    """
-    for line in lines:
-        yield line
-        if stop.is_set():
-            return

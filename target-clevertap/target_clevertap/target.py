@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import gc
 import sys
-import threading
 from functools import cached_property
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 from singer_sdk import typing as th
 from singer_sdk.contrib import msgspec as sdk_msgspec
-from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import (
     ConfigValidationError,
     InvalidJSONSchema,
@@ -22,7 +20,7 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
-from target_clevertap import identity_join, preflight, readahead
+from target_clevertap import identity_join, preflight, readahead, stopping
 from target_clevertap.client import REGION_HOSTS, CleverTapError
 from target_clevertap.loader import Loader
 from target_clevertap.mapping import (
@@ -34,10 +32,10 @@ from target_clevertap.mapping import (
 from target_clevertap.payloads import account_zone
 from target_clevertap.refs import ComputedReferences, own_identity_patterns
 from target_clevertap.sinks import CleverTapSink
+from target_clevertap.stopping import StoppableReader
 
 if TYPE_CHECKING:
-    from collections import Counter
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
     from types import FrameType
 
     import click
@@ -45,41 +43,20 @@ if TYPE_CHECKING:
     from target_clevertap.loader import Loader as LoaderType
 
 
-class CleverTapReader(MsgSpecReader):
+class CleverTapReader(StoppableReader):
     """The SDK's msgspec reader, reporting a bad line as one clear error.
 
     The SDK's reader logs a traceback and the whole (possibly huge) line. A piped
     standard input is read ahead on a thread (readahead.py), so the tap is not
-    held up while a window is built. When reading stops on an error (a bad
-    line, a failed window, a second Ctrl-C), `on_stop` runs before the error
-    goes on; `stop_reading` ends the input after the message being handled.
+    held up while a window is built. A signal or an error ends the reading as
+    stopping.py says (`on_stop`: the target stops its uploads).
     """
 
-    #: called when reading ends with an error: the target stops its uploads
-    on_stop: Callable[[], None] | None = None
-
-    def __init__(self) -> None:
-        """No stop asked yet."""
-        super().__init__()
-        self.stop_reading = threading.Event()
-
     @override
-    def process_lines(
-        self,
-        file_input: IO[str] | None,
-        callbacks: dict[str, Callable[[dict[str, Any]], None]],
-    ) -> Counter[str]:
-        lines: Iterable[str] = file_input or self.default_input
+    def input_lines(self, file_input: IO[str] | None) -> Iterable[str]:
         if file_input is None and readahead.is_pipe(sys.stdin.buffer):
-            lines = readahead.ReadAhead(sys.stdin.buffer)
-        # the SDK only iterates its input: lines are all a reader needs
-        lines = readahead.until(self.stop_reading, lines)
-        try:
-            return super().process_lines(cast("IO[str]", lines), callbacks)
-        except BaseException:
-            if self.on_stop is not None:
-                self.on_stop()
-            raise
+            return readahead.ReadAhead(sys.stdin.buffer)
+        return super().input_lines(file_input)
 
     @override
     def deserialize_json(self, line: str) -> dict[str, Any]:
@@ -464,28 +441,9 @@ class TargetCleverTap(Target):
 
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """SIGTERM or Ctrl-C: end the input after the message being handled.
-
-        The SDK's handler drains and writes STATE from inside the handler, in
-        the middle of whatever the main thread was doing (waiting for a window
-        already off the pipeline's queue: a STATE before it settled). Here the
-        first signal only ends the input: what was read settles and STATE is
-        written the usual way. A second one stops at once (exit 128 + signal,
-        no STATE past the last one; windows not started send nothing).
-        """
+        """SIGTERM or Ctrl-C: end the input, then a second one stops (stopping.py)."""
         del frame
-        reader = self.message_reader
-        if isinstance(reader, CleverTapReader) and not reader.stop_reading.is_set():
-            reader.stop_reading.set()
-            self.logger.warning(
-                "signal %d: the input ends after the message being handled; what "
-                "was read is settled and STATE written (a second signal stops at "
-                "once)",
-                signum,
-            )
-            return
-        self.logger.error("target-clevertap stopped by signal %d", signum)
-        sys.exit(128 + signum)
+        stopping.on_signal(self.message_reader, self.logger, self.name, signum)
 
     def hand_over_profiles_first(self, sink: CleverTapSink) -> None:
         """Hand over other streams' profile windows before `sink`'s events window.

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import sys
-import threading
-from typing import IO, TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from singer_sdk import typing as th
 from singer_sdk.contrib import msgspec as sdk_msgspec
-from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import FatalSyncError, InvalidJSONSchema
 from singer_sdk.singerlib.exceptions import InvalidInputLine, SingerReadError
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
-from target_salesforce import preflight
+from target_salesforce import preflight, stopping
 from target_salesforce.auth import FLOWS, AuthError
 from target_salesforce.errors import TargetSalesforceError
 from target_salesforce.mapping import MappingError
 from target_salesforce.run_context import RunContext
 from target_salesforce.sinks import SalesforceSink, SkippedStreamSink
+from target_salesforce.stopping import StoppableReader
 
 if TYPE_CHECKING:
-    from collections import Counter
-    from collections.abc import Callable, Iterable, Iterator
     from pathlib import PurePath
     from types import FrameType
 
@@ -45,43 +42,13 @@ STOPPING_ERRORS: Final = (
 )
 
 
-def _until(stop: threading.Event, lines: Iterable[str]) -> Iterator[str]:
-    """The lines, ending once `stop` is set (checked after each line is handled)."""
-    for line in lines:
-        yield line
-        if stop.is_set():
-            return
-
-
-class SalesforceReader(MsgSpecReader):
+class SalesforceReader(StoppableReader):
     """The SDK's msgspec reader; a line that is not JSON is one clear error.
 
-    The SDK's own reader logs a traceback with the whole (maybe huge) line.
-    Any error that stops the reading (a bad line, or one raised while a message
-    is handled) first runs `on_stop`, which the target sets. `stop_reading`
-    ends the input after the message being handled (a first SIGTERM or Ctrl-C).
+    The SDK's own reader logs a traceback with the whole (maybe huge) line. A
+    signal or an error ends the reading as stopping.py says (`on_stop`: the
+    target settles the Bulk batches out first).
     """
-
-    def __init__(self) -> None:
-        """No stop hook until the target sets one."""
-        super().__init__()
-        self.on_stop: Callable[[], None] | None = None
-        self.stop_reading = threading.Event()
-
-    @override
-    def process_lines(
-        self,
-        file_input: IO[str] | None,
-        callbacks: dict[str, Callable[[dict[str, Any]], None]],
-    ) -> Counter[str]:
-        """The SDK's loop; an error leaving it runs `on_stop`, then is raised."""
-        lines = _until(self.stop_reading, file_input or self.default_input)
-        try:
-            return super().process_lines(cast("IO[str]", lines), callbacks)
-        except BaseException:
-            if self.on_stop is not None:
-                self.on_stop()
-            raise
 
     @override
     def deserialize_json(self, line: str) -> dict[str, Any]:
@@ -445,28 +412,9 @@ class TargetSalesforce(Target):
 
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """SIGTERM or Ctrl-C: end the input after the message being handled.
-
-        The SDK's handler drains and writes STATE from inside the handler, in
-        the middle of whatever the reading thread was doing (waiting for a Bulk
-        job already off the batches in flight: a STATE before it settled).
-        Here the first signal only ends the input: what was read settles and
-        STATE is written the usual way. A second one stops at once (exit 128 +
-        the signal, no STATE past the last one; the jobs out are settled).
-        """
+        """SIGTERM or Ctrl-C: end the input, then a second one stops (stopping.py)."""
         del frame
-        reader = self.message_reader
-        if isinstance(reader, SalesforceReader) and not reader.stop_reading.is_set():
-            reader.stop_reading.set()
-            self.logger.warning(
-                "signal %d: the input ends after the message being handled; what "
-                "was read is settled and STATE written (a second signal stops at "
-                "once)",
-                signum,
-            )
-            return
-        self.logger.error("target-salesforce stopped by signal %d", signum)
-        sys.exit(128 + signum)
+        stopping.on_signal(self.message_reader, self.logger, self.name, signum)
 
     @override
     def process_endofpipe(self) -> None:
