@@ -43,6 +43,10 @@ class EarlierBatchFailedError(TargetSalesforceError):
     """Not sent: an earlier batch on the same rows did not finish cleanly."""
 
 
+class RunStoppedError(TargetSalesforceError):
+    """Not sent: the run stopped while the batch waited for an earlier one."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Scope:
     """The rows a batch may write: its object, key field and key values.
@@ -79,6 +83,7 @@ class InFlight:
         self.logger = logger
         # True while the run stops: settle callbacks then skip the reject policy
         self.stopping = False
+        self._stopped = threading.Event()  # `stopping`, as the workers see it
         self._batches: collections.deque[_Batch] = collections.deque()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -110,7 +115,7 @@ class InFlight:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
                     max_workers=self.limit, thread_name_prefix="bulk"
                 )
-            future = self._pool.submit(_after, earlier, work)
+            future = self._pool.submit(_after, earlier, work, self._stopped)
         self._batches.append(_Batch(scope, future, settle))
         while len(self._batches) >= self.limit:
             self._settle_oldest()
@@ -137,6 +142,7 @@ class InFlight:
         is the one the caller raises.
         """
         self.stopping = True
+        self._stopped.set()  # batches still waiting for an earlier one send nothing
         while self._batches:
             batch = self._batches.popleft()
             try:
@@ -152,14 +158,25 @@ class InFlight:
             pool.shutdown(wait=True)
 
 
-def _after(earlier: list[concurrent.futures.Future[Any]], work: Callable[[], T]) -> T:
+def _after(
+    earlier: list[concurrent.futures.Future[Any]],
+    work: Callable[[], T],
+    stopped: threading.Event,
+) -> T:
     """Run `work` once the earlier batches on the same rows have finished.
 
     Raises:
         EarlierBatchFailedError: one of them failed; `work` is not run, so its
             rows are not loaded and the run stops without STATE.
+        RunStoppedError: the run stopped meanwhile; nothing is sent after that.
     """
     concurrent.futures.wait(earlier)
+    if earlier and stopped.is_set():
+        msg = (
+            "not sent: the run stopped while this Bulk batch waited for an earlier "
+            "one on the same rows; these records are not loaded and a rerun loads them"
+        )
+        raise RunStoppedError(msg)
     if any(f.exception() is not None for f in earlier):
         msg = (
             "not sent: an earlier Bulk batch on the same rows did not finish; "

@@ -93,6 +93,28 @@ def test_a_later_window_with_a_key_still_in_flight_waits_and_lands_last(
     assert run.summary["nps"]["succeeded"] == 12
 
 
+def test_a_batch_waiting_for_an_earlier_one_sends_nothing_once_the_run_stops(
+    harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # window 2 repeats ct-key-1, so it waits for window 1's (slow) job; the next
+    # line is not JSON: the run stops, and window 2 must not start its job then
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=1)
+    run = harness.run(
+        _config(harness, 3), harness.fixture("nps_bulk_same_key_then_stop.singer")
+    )
+    assert "not valid JSON" in str(run.error)
+    assert run.states == []
+    assert [sorted(job["keys"]) for job in _jobs(harness.handle)] == [
+        ["ct-key-1", "ct-key-2", "ct-key-3", "ct-key-4"]
+    ]
+    contact = harness.contact("ct-key-1")
+    assert contact is not None
+    assert (contact["LastName"], contact["NPS_Score__c"]) == ("First 1", 1)
+    assert harness.contact("ct-key-5") is None
+    assert run.summary["nps"]["succeeded"] == 4
+    assert "not sent: the run stopped while this Bulk batch waited" in caplog.text
+
+
 def test_state_is_written_only_after_every_earlier_bulk_job_is_settled(
     harness: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
