@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
@@ -100,3 +101,14 @@ def run_preflight(
         timeout=120,
         check=False,
     )
+
+
+@pytest.fixture
+def signal_handlers() -> Iterator[None]:
+    """SIGTERM and SIGINT handled as before the test (a target installs its own)."""
+    saved = {
+        signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)

@@ -222,13 +222,9 @@ def uploads(monkeypatch: pytest.MonkeyPatch) -> Uploads:
     return seen
 
 
-def test_pipelined_run_keeps_profiles_before_events_and_state_after_all_uploads(
-    clevertap_emulator: Any,
-    ct_config: dict[str, Any],
-    run_target: Callable[[dict[str, Any], str], Run],
-    uploads: Uploads,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def state_times(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When each STATE is written (monotonic clock), as the test's run writes them."""
     states: list[float] = []
     write = singer_sdk.target_base.Target._write_state_message
 
@@ -237,6 +233,17 @@ def test_pipelined_run_keeps_profiles_before_events_and_state_after_all_uploads(
         write(self, state)
 
     monkeypatch.setattr(singer_sdk.target_base.Target, "_write_state_message", timed)
+    return states
+
+
+def test_pipelined_run_keeps_profiles_before_events_and_state_after_all_uploads(
+    clevertap_emulator: Any,
+    ct_config: dict[str, Any],
+    run_target: Callable[[dict[str, Any], str], Run],
+    uploads: Uploads,
+    state_times: list[float],
+) -> None:
+    states = state_times
     clevertap_emulator.fault("latency", ms=300, path="/1/upload")
     # windows of two records: C1-2, C3-4, T1-2, T3-4, C5-6, one upload call per
     # record; both stages share the four upload threads
@@ -298,16 +305,10 @@ def test_a_stream_smaller_than_a_window_uploads_while_the_input_is_still_read(
     uploads: Uploads,
     *,
     monkeypatch: pytest.MonkeyPatch,
+    state_times: list[float],
     fixture: str,
 ) -> None:
-    states: list[float] = []
-    write = singer_sdk.target_base.Target._write_state_message
-
-    def timed(self: Any, state: dict[str, Any]) -> None:
-        states.append(time.monotonic())
-        write(self, state)
-
-    monkeypatch.setattr(singer_sdk.target_base.Target, "_write_state_message", timed)
+    states = state_times
     end_of_input = _end_of_input(monkeypatch)
     clevertap_emulator.fault("latency", ms=300, path="/1/upload")
     # a full window would be 15 records: the 3 Contacts never fill one
@@ -374,24 +375,19 @@ def test_a_bad_input_line_stops_the_windows_still_waiting_to_upload(
     assert clevertap_emulator.events() == []
 
 
+@pytest.mark.usefixtures("signal_handlers")
 def test_sigterm_while_waiting_for_a_window_writes_no_state_before_it_settled(
     ct_config: dict[str, Any],
     run_target: Callable[[dict[str, Any], str], Run],
     uploads: Uploads,
     monkeypatch: pytest.MonkeyPatch,
+    state_times: list[float],
 ) -> None:
     # The SDK's handler drains every sink and writes STATE inside the signal
     # handler, i.e. in the middle of what the main thread was doing. Most often
     # that is waiting for the oldest window, already taken off the pipeline's
     # queue: a STATE written then does not wait for it.
-    states: list[float] = []
-    write = singer_sdk.target_base.Target._write_state_message
-
-    def timed(self: Any, state: dict[str, Any]) -> None:
-        states.append(time.monotonic())
-        write(self, state)
-
-    monkeypatch.setattr(singer_sdk.target_base.Target, "_write_state_message", timed)
+    states = state_times
     collect = UploadPipeline._collect
     fired: list[bool] = []
 
@@ -421,12 +417,7 @@ def test_sigterm_while_waiting_for_a_window_writes_no_state_before_it_settled(
 
     monkeypatch.setattr(CleverTapClient, "upload", slow_first)
     config = {**ct_config, "batch_size_rows": 2, "batch_size": 1}
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        run = run_target(config, "contacts_five.singer")
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    run = run_target(config, "contacts_five.singer")
     assert fired
     last_upload = max(end for _start, end, _kinds in uploads)
     assert states, "what was read settles and STATE is written"
@@ -437,6 +428,7 @@ def test_sigterm_while_waiting_for_a_window_writes_no_state_before_it_settled(
     assert run.states[-1]["bookmarks"]["Contact"]["n"] in {received - 1, received}
 
 
+@pytest.mark.usefixtures("signal_handlers")
 def test_a_first_sigterm_ends_the_input_there_and_settles_what_was_read(
     ct_config: dict[str, Any],
     run_target: Callable[[dict[str, Any], str], Run],
@@ -456,12 +448,7 @@ def test_a_first_sigterm_ends_the_input_there_and_settles_what_was_read(
             signal.raise_signal(signal.SIGTERM)
 
     monkeypatch.setattr(CleverTapSink, "process_record", signalled)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        run = run_target(ct_config, "contacts_five.singer")
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    run = run_target(ct_config, "contacts_five.singer")
     assert run.target.loader.counters.totals()["received"] == 2
     assert run.states[-1] == {"bookmarks": {"Contact": {"n": 1}}}
     ids = sorted(p["identity"] for p in clevertap_emulator.profiles())
@@ -469,6 +456,7 @@ def test_a_first_sigterm_ends_the_input_there_and_settles_what_was_read(
     assert "the input ends after the message being handled" in caplog.text
 
 
+@pytest.mark.usefixtures("signal_handlers")
 def test_a_second_signal_stops_at_once_without_state(
     ct_config: dict[str, Any],
     run_target: Callable[[dict[str, Any], str], Run],
@@ -489,12 +477,7 @@ def test_a_second_signal_stops_at_once_without_state(
         lambda _self, state: written.append(state),
     )
     config = {**ct_config, "batch_size_rows": 1}
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            run_target(config, "contacts_five.singer")
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    with pytest.raises(SystemExit) as stopped:
+        run_target(config, "contacts_five.singer")
     assert stopped.value.code == 128 + signal.SIGINT
     assert written == []

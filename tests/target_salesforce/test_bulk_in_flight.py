@@ -321,6 +321,7 @@ def test_a_bad_input_line_while_a_job_is_in_flight_settles_it_first(
     assert run.summary["nps"]["succeeded"] == 3
 
 
+@pytest.mark.usefixtures("signal_handlers")
 def test_sigterm_while_waiting_for_a_job_writes_no_state_before_it_settled(
     harness: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -352,18 +353,14 @@ def test_sigterm_while_waiting_for_a_job_writes_no_state_before_it_settled(
     monkeypatch.setattr(Target, "_write_state_message", recording)
     monkeypatch.setattr(InFlight, "_settle_oldest", signal_while_waiting)
     harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        run = harness.run(_config(harness, 3), harness.fixture(WINDOWS))
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    run = harness.run(_config(harness, 3), harness.fixture(WINDOWS))
     assert run.error is None
     assert waited
     assert written, "what was read settles and STATE is written"
     assert all(written), "STATE written before the interrupted batch settled"
 
 
+@pytest.mark.usefixtures("signal_handlers")
 def test_a_first_sigterm_ends_the_input_there_and_settles_what_was_read(
     harness: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -379,12 +376,7 @@ def test_a_first_sigterm_ends_the_input_there_and_settles_what_was_read(
 
     monkeypatch.setattr(SalesforceSink, "process_record", signalled)
     harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        run = harness.run(_config(harness, 3), harness.fixture(WINDOWS))
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    run = harness.run(_config(harness, 3), harness.fixture(WINDOWS))
     assert run.error is None
     assert run.states[-1] == {"bookmarks": {"nps": {"n": 4}}}
     loaded = [
@@ -395,6 +387,7 @@ def test_a_first_sigterm_ends_the_input_there_and_settles_what_was_read(
     assert "the input ends after the message being handled" in caplog.text
 
 
+@pytest.mark.usefixtures("signal_handlers")
 def test_a_second_signal_stops_at_once_without_state(
     harness: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -406,11 +399,6 @@ def test_a_second_signal_stops_at_once_without_state(
         signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(SalesforceSink, "process_record", twice)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            harness.run(_config(harness, 3), harness.fixture(WINDOWS))
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    with pytest.raises(SystemExit) as stopped:
+        harness.run(_config(harness, 3), harness.fixture(WINDOWS))
     assert stopped.value.code == 128 + signal.SIGINT
