@@ -39,6 +39,16 @@ OAUTH_FLOWS_HINT: Final = (
     "Use an OAuth flow: JWT bearer (client_id, username, private_key), client "
     "credentials (client_id, client_secret, My Domain in `domain`) or refresh_token"
 )
+#: a refused OAuth password grant reads like wrong credentials whatever the cause
+#: (Summer '23 release note rn_security_username-password_flow_blocked_by_default;
+#: External Client Apps have no username-password flow: ForceCLI/force PR #780)
+REFUSED_GRANT_HINT: Final = (
+    "Salesforce answers this to a wrong username, password or security token, and "
+    'also when the org blocks the OAuth username-password flow ("Allow OAuth '
+    'Username-Password Flows" in OAuth and OpenID Connect Settings, off in orgs '
+    "created since Summer '23) or the app is an External Client App, which has no "
+    "such flow."
+)
 JWT_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_LOGIN_AUDIENCE: Final = "https://login.salesforce.com"
 JWT_SANDBOX_AUDIENCE: Final = "https://test.salesforce.com"
@@ -328,6 +338,8 @@ def login(
         if flow == "password" and exc.code == "INVALID_OPERATION":
             # SOAP login() off in the org (new orgs' default) or gone at this version
             msg += f" {OAUTH_FLOWS_HINT}."
+        elif flow == "password" and exc.code == "invalid_grant":
+            msg += f" {REFUSED_GRANT_HINT} {OAUTH_FLOWS_HINT}."
         raise AuthError(msg) from None
     except (OSError, ValueError, jwt.PyJWTError) as exc:
         # A bad or unreadable private key; say which, never show the key.

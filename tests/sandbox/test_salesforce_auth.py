@@ -365,7 +365,7 @@ def test_soap_login_in_an_org_that_has_it_disabled_is_refused_like_a_real_org(
         json={"soap_login_enabled": False},
         timeout=10,
     )
-    assert switched.json() == {"ok": True, "soap_login_enabled": False}
+    assert switched.json()["soap_login_enabled"] is False
     recording = recorded_sf_errors["soap_login_disabled"]
     for version in ("64.0", "62.0"):
         with pytest.raises(SalesforceAuthenticationFailed) as refused:
@@ -383,3 +383,40 @@ def test_soap_login_in_an_org_that_has_it_disabled_is_refused_like_a_real_org(
     assert granted.status_code == 200
     handle.emulator.auth.soap_login_enabled = True  # an admin enables it
     assert _soap_login(handle, session, "64.0").query("SELECT COUNT() FROM Lead")
+
+
+def test_password_grant_in_an_org_that_blocks_it_is_refused_like_a_real_org(
+    org: tuple[SalesforceHandle, requests.Session],
+    recorded_sf_errors: dict[str, Any],
+) -> None:
+    handle, session = org
+    form = {
+        "grant_type": "password",
+        "client_id": handle.client_id,
+        "client_secret": handle.client_secret,
+        "username": handle.username,
+        "password": handle.password + handle.security_token,
+    }
+    assert _token(session, "login.salesforce.com", **form).status_code == 200
+    switched = handle.session().post(
+        f"{handle.base_url}/_sandbox/org_settings",
+        json={"oauth_password_flow_enabled": False},
+        timeout=10,
+    )
+    assert switched.json()["oauth_password_flow_enabled"] is False
+    # the right credentials get the answer of wrong ones, as in a real org
+    recording = recorded_sf_errors["oauth_password_flow_blocked"]
+    refused = _token(session, "login.salesforce.com", **form)
+    assert refused.status_code == recording["status"]
+    assert refused.json() == recording["body"]
+    wrong = _token(session, "login.salesforce.com", **{**form, "password": "wrong"})
+    assert wrong.json() == recording["body"]
+    # the other OAuth flows do not depend on it
+    granted = _token(
+        session,
+        "sandbox.my.salesforce.com",
+        grant_type="client_credentials",
+        client_id=handle.client_id,
+        client_secret=handle.client_secret,
+    )
+    assert granted.status_code == 200

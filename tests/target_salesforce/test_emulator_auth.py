@@ -55,6 +55,26 @@ def test_soap_login_disabled_in_the_org_stops_with_salesforces_words_and_the_way
     assert login_harness.handle.password not in error + caplog.text
 
 
+def test_blocked_oauth_password_flow_stops_with_the_causes_and_the_way_out(
+    login_harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # orgs created since Summer '23 block the OAuth username-password flow
+    login_harness.handle.emulator.auth.oauth_password_flow_enabled = False
+    config = login_harness.login_config("password")
+    config.update(
+        client_id=login_harness.handle.client_id,
+        client_secret=login_harness.handle.client_secret,
+    )
+    run = login_harness.run(config, login_harness.fixture("nps_upsert_create.singer"))
+    error = str(run.error)
+    assert "invalid_grant: authentication failure" in error
+    assert "Allow OAuth Username-Password Flows" in error
+    assert "Use an OAuth flow: JWT bearer" in error
+    assert run.states == []
+    secrets = (login_harness.handle.password, login_harness.handle.client_secret)
+    assert not any(secret in error + caplog.text for secret in secrets)
+
+
 def test_client_credentials_on_login_domain_is_refused_clearly(
     login_harness: Any,
 ) -> None:

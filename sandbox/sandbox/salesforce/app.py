@@ -1128,13 +1128,15 @@ class SalesforceApp:
         }
 
     def _sandbox_org_settings(self, body: object) -> Response:
-        """Org settings: `{"soap_login_enabled": bool}` (Session Settings)."""
+        """Org settings: `soap_login_enabled`, `oauth_password_flow_enabled` (bools)."""
         if not isinstance(body, dict):
             return _not_an_object()
         auth = self.emulator.auth
-        if "soap_login_enabled" in body:
-            auth.soap_login_enabled = bool(body["soap_login_enabled"])
-        return _json({"ok": True, "soap_login_enabled": auth.soap_login_enabled})
+        names = ("soap_login_enabled", "oauth_password_flow_enabled")
+        for name in names:
+            if name in body:
+                setattr(auth, name, bool(body[name]))
+        return _json({"ok": True} | {name: getattr(auth, name) for name in names})
 
     def _sandbox_connected_app(self, body: object) -> Response:
         """Connected app policies: `{"refresh_requires_secret": bool}`."""

@@ -139,6 +139,11 @@ class Auth:
         # newly created orgs have it off (help.salesforce.com
         # article 005132110, "Platform SOAP API login() Retirement").
         self.soap_login_enabled = True
+        # OAuth and OpenID Connect Settings "Allow OAuth Username-Password Flows":
+        # on here, as in older orgs; blocked by default in orgs created from
+        # Summer '23 (release note rn_security_username-password_flow_blocked_
+        # by_default), when the grant answers exactly like wrong credentials.
+        self.oauth_password_flow_enabled = True
         cert = x509.load_pem_x509_certificate(jwt_certificate_pem)
         self._jwt_key = cert.public_key()
         self._tokens: set[str] = set()
@@ -183,6 +188,8 @@ class Auth:
                 raise OAuthError("invalid_grant", "expired access/refresh token")
         elif grant_type == "password":
             self._check_client(client_id, client_secret)
+            if not self.oauth_password_flow_enabled:
+                raise OAuthError("invalid_grant", "authentication failure")
             self._check_user(form.get("username", ""), form.get("password", ""))
         elif grant_type == "client_credentials":
             if host.split(":", maxsplit=1)[0].lower() in LOGIN_HOSTS:
