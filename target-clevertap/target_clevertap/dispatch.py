@@ -177,8 +177,7 @@ class UploadDispatcher:
                     len(chunk) - len(rejected),
                 )
                 unclear.extend(p for n, p in enumerate(chunk) if n not in rejected)
-                for n in rejected:
-                    count_sent(entries, *chunk[n])
+                self.counters.count_all_sent(entries, [chunk[n] for n in rejected])
                 continue
             self.counters.count_all_sent(entries, chunk)
         if not unclear:

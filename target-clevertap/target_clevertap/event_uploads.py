@@ -140,9 +140,9 @@ class EventUploads:
                 len(rest),
             )
             unclear.extend((pair, miss) for pair in rest)
-            for p, (idx, item) in enumerate(chunk):
-                if p in rejected:
-                    self.counters.count_sent(entries, idx, item)
+            self.counters.count_all_sent(
+                entries, [pair for p, pair in enumerate(chunk) if p in rejected]
+            )
             return
         self.ctx.store.mark([it.event_key or "" for _, it in rest], ledger.ACCEPTED)
         self.counters.count_all_sent(entries, chunk)

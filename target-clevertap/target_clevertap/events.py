@@ -60,8 +60,11 @@ def record_key(record: Mapping[str, Any], key_properties: Iterable[str]) -> str:
     return "sha:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
 
 
-#: `time:` values that are not a field name
-_TIME_WORDS = frozenset({"now", "auto", "modified"})
+#: the fields tried, in order, for the time words (any other spec is one field)
+_TIME_CANDIDATES = {
+    "auto": ("CreatedDate", "SystemModstamp"),
+    "modified": ("SystemModstamp", "LastModifiedDate"),  # when the record changed
+}
 
 
 def event_time(record: Mapping[str, Any], time_spec: str, now: int) -> int:
@@ -78,22 +81,9 @@ def event_time(record: Mapping[str, Any], time_spec: str, now: int) -> int:
     Raises:
         RecordReject: when the time field is missing or not a date.
     """
-    if time_spec not in _TIME_WORDS:  # one field, the common case
-        value = record.get(time_spec)
-        if value is not None:
-            seconds = epoch_seconds(value)
-            if seconds is None:
-                msg = f"{time_spec} is not a date-time"
-                raise RecordReject(msg, code="invalid_time", field_name=time_spec)
-            return seconds
     if time_spec == "now":
         return now
-    if time_spec == "auto":
-        candidates = ["CreatedDate", "SystemModstamp"]
-    elif time_spec == "modified":  # change events: when the record was modified
-        candidates = ["SystemModstamp", "LastModifiedDate"]
-    else:
-        candidates = [time_spec]
+    candidates = _TIME_CANDIDATES.get(time_spec) or (time_spec,)
     for name in candidates:
         value = record.get(name)
         if value is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from target_clevertap.values import MAX_VALUE_BYTES, _convert, _fit
+from target_clevertap.values import MAX_VALUE_BYTES, SHORT_TEXT, _convert, _fit
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -43,9 +43,6 @@ if TYPE_CHECKING:
         [Callable[[str], object], dict[str, Any], _Out, bool, PropertySpec, SchemaInfo],
         None,
     ]
-
-#: text up to this many characters is within MAX_VALUE_BYTES whatever its UTF-8
-SHORT_TEXT = MAX_VALUE_BYTES // 4
 
 
 def _block(index: int, item: PlanItem) -> list[str]:

@@ -27,7 +27,7 @@ from target_clevertap.event_ledger import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from pathlib import Path
 
 __all__ = [
@@ -161,19 +161,6 @@ class StateStore(EventLedger):
             self._absent.pop((obj, record_id))
             self._pending_idents[(obj, record_id)] = identities
 
-    def pending(self, obj: str, record_id: str) -> list[str] | None:
-        """What was remembered for a record since the last flush, if anything.
-
-        Args:
-            obj: the object (stream) name.
-            record_id: the record Id.
-
-        Returns:
-            The identities, or None.
-        """
-        with self._lock:
-            return self._pending_idents.get((obj, record_id))
-
     def known(self, obj: str, record_id: str) -> list[str] | None:
         """What the map holds for a record, as far as memory tells (no query).
 
@@ -284,30 +271,45 @@ class StateStore(EventLedger):
                         self._prefetch_links(obj, todo)
 
     def _prefetch_identities(self, obj: str, ids: list[str]) -> None:
-        query = "SELECT id, idents FROM identities WHERE obj=? AND id "
-        rows = self._sql.execute(
-            query + self._sql.in_keys, (obj, self._sql.keys_param(ids))
-        ).fetchall()
-        found = {str(r[0]): str(r[1]) for r in rows}
-        for record_id in ids:
-            idents = found.get(record_id)
-            if idents is None:
-                self._absent.put((obj, record_id), value=True)
-            else:
-                self._ident_cache.put((obj, record_id), json.loads(idents))
+        self._prefetch_rows(
+            "SELECT id, idents FROM identities WHERE obj=? AND id ",
+            obj,
+            ids,
+            lambda row: json.loads(row[1]),
+            self._ident_cache,
+            lambda record_id: (obj, record_id),
+        )
 
     def _prefetch_links(self, obj: str, ids: list[str]) -> None:
-        query = "SELECT id, to_obj, to_id FROM links WHERE obj=? AND id "
+        self._prefetch_rows(
+            "SELECT id, to_obj, to_id FROM links WHERE obj=? AND id ",
+            obj,
+            ids,
+            lambda row: (str(row[1]), str(row[2])),
+            self._link_cache,
+            lambda record_id: ("link", obj, record_id),
+        )
+
+    def _prefetch_rows(  # noqa: PLR0913, PLR0917 - one query's pieces, positional
+        self,
+        query: str,
+        obj: str,
+        ids: list[str],
+        decode: Callable[[Any], V],
+        cache: _LRU[tuple[str, str], V],
+        absent_key: Callable[[str], tuple[str, ...]],
+    ) -> None:
+        """One query for `ids` of `obj`: rows found go to `cache`, the rest absent."""
         rows = self._sql.execute(
             query + self._sql.in_keys, (obj, self._sql.keys_param(ids))
         ).fetchall()
-        found = {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
+        found = {str(row[0]): row for row in rows}
         for record_id in ids:
-            link = found.get(record_id)
-            if link is None:
-                self._absent.put(("link", obj, record_id), value=True)
+            row = found.get(record_id)
+            if row is None:
+                self._absent.put(absent_key(record_id), value=True)
             else:
-                self._link_cache.put((obj, record_id), link)
+                cache.put((obj, record_id), decode(row))
 
     def _identities(self, obj: str, record_id: str) -> list[str] | None:
         cached = self._ident_cache.get((obj, record_id))

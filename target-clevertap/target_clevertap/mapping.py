@@ -196,6 +196,17 @@ class StreamMapping:
         return frozenset(found)
 
     @functools.cached_property
+    def _identity_specs(self) -> tuple[IdentitySpec, ...]:
+        """The distinct identity specs of the profile and events, in order."""
+        specs: list[IdentitySpec] = []
+        if self.profile is not None:
+            specs.append(self.profile.identity)
+        for event in self.events:
+            if event.identity not in specs:
+                specs.append(event.identity)
+        return tuple(specs)
+
+    @functools.cached_property
     def person_specs(self) -> tuple[IdentitySpec, ...]:
         """The distinct `identity` specs of the profile and events, in order.
 
@@ -204,13 +215,7 @@ class StreamMapping:
         Returns:
             The specs (objectId ones left out).
         """
-        specs: list[IdentitySpec] = []
-        if self.profile is not None:
-            specs.append(self.profile.identity)
-        for event in self.events:
-            if event.identity not in specs:
-                specs.append(event.identity)
-        return tuple(spec for spec in specs if spec.key == "identity")
+        return tuple(spec for spec in self._identity_specs if spec.key == "identity")
 
     @functools.cached_property
     def ref_specs(self) -> tuple[IdentitySpec, ...]:
@@ -219,15 +224,7 @@ class StreamMapping:
         Returns:
             The specs (the identity-map reads a record's window needs).
         """
-        specs: list[IdentitySpec] = []
-        if self.profile is not None:
-            specs.append(self.profile.identity)
-        specs.extend(event.identity for event in self.events)
-        found: list[IdentitySpec] = []
-        for spec in specs:
-            if spec.kind == "ref" and spec not in found:
-                found.append(spec)
-        return tuple(found)
+        return tuple(spec for spec in self._identity_specs if spec.kind == "ref")
 
     def version_fields(self) -> tuple[str, ...]:
         """The fields tried, in order, for a record's version time.

@@ -92,19 +92,17 @@ __all__ = [
 
 
 def _holds(
-    when: Expression | None,
+    when: Expression,
     record: Mapping[str, Any],
     previous: Mapping[str, Any] | None,
     opts: PayloadOptions,
 ) -> bool:
-    """Whether a `when:` condition lets the record through (no condition: yes).
+    """Whether a `when:` condition lets the record through (callers skip no condition).
 
     Raises:
         RecordReject: a condition that cannot be evaluated on this record (the
             message names the condition, not the record's values).
     """
-    if when is None:
-        return True
     try:
         return when(record, previous, opts.map_config)
     except ExpressionError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from target_clevertap.field_plans import compile_plan
@@ -15,12 +16,13 @@ from target_clevertap.values import (
     KNOWN_DATE_FIELDS,
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
+    SHORT_TEXT,
     _convert,
     _convert_items,
     _fit,
     _flatten_address,
     boolean,
-    epoch_seconds,
+    ct_date,
     normalise_email,
     normalise_phone,
     sanitise_key,
@@ -63,8 +65,6 @@ def _reserved(key: str, value: object, opts: PayloadOptions) -> object:
 
 #: reserved keys whose text values are normalised (as `_reserved` does)
 _CONTACT_KEYS = frozenset({"Email", "Phone"})
-#: text up to this many characters is within MAX_VALUE_BYTES whatever its UTF-8
-_SHORT_TEXT = MAX_VALUE_BYTES // 4
 
 
 def _out_key(spec: PropertySpec, raw_key: str, out: _Out) -> str:
@@ -180,16 +180,11 @@ def _value(  # noqa: PLR0913 - one field's decisions, made by the caller
         converted = _convert_items(out_key, value, out)
     elif hint is None and not kind and type(value) is str:
         converted = value
-        if len(value) * 4 > MAX_VALUE_BYTES:
+        if len(value) > SHORT_TEXT:
             converted = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
     else:
         converted = _convert(out_key, value, hint, kind, out)
     return _reserved(out_key, converted, out.opts) if reserved else converted
-
-
-def _general(value: object, out: _Out) -> object:
-    """The converter of fields `_put_field` handles (never called)."""
-    raise NotImplementedError
 
 
 def _converter(
@@ -215,9 +210,9 @@ def _date_converter(out_key: str, hint: str | None, kind: str) -> _Converter:
 
     def convert_date(value: object, out: _Out) -> object:
         if type(value) is str:  # the common case: cached by its text
-            seconds = epoch_seconds(value, date_only=date_only, zone=out.opts.zone)
-            if seconds is not None:
-                return f"$D_{seconds}"
+            converted = ct_date(value, date_only=date_only, zone=out.opts.zone)
+            if converted is not None:
+                return converted
         return _convert(out_key, value, hint, kind, out)
 
     return convert_date
@@ -230,7 +225,7 @@ def _contact_converter(out_key: str) -> _Converter:
     def convert_contact(value: object, out: _Out) -> object:
         if type(value) is not str:
             return _value(out_key, value, None, "", out, reserved=True)
-        if len(value) > _SHORT_TEXT:
+        if len(value) > SHORT_TEXT:
             value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
         if email:
             return normalise_email(value)
@@ -251,9 +246,10 @@ def _plan(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> list[_Pla
             hint = hint or "date"
         reserved = _is_reserved(out_key, profile=profile)
         kind = _field_kind(name, schema)
-        convert = _converter(out_key, hint, kind, reserved=reserved)
-        if not out_key:  # never the plain-text path: `_put_field` fits the key
-            convert = convert or _general
+        # no output key: the general path (`_put_field` fits the key), no converter
+        convert = (
+            _converter(out_key, hint, kind, reserved=reserved) if out_key else None
+        )
         plan.append((name, out_key, convert))
     return plan
 
@@ -265,38 +261,21 @@ def _fill(spec: PropertySpec, schema: SchemaInfo, *, profile: bool) -> Fill:
     if cached is not None and cached[0] is schema:
         fill: Fill = cached[1]
         return fill
-    general = _general_path(profile=profile)
+    # the compiled plan calls it positionally: (props, name, value, spec, schema, out)
+    general: General = functools.partial(_put_field, profile=profile)
     fill = compile_plan(_plan(spec, schema, profile=profile), general)
     spec.plans[cache_key] = (schema, fill)
     return fill
 
 
-def _general_path(*, profile: bool) -> General:
-    """`_put_field` for one kind of payload, called positionally by a compiled plan."""
-
-    def general(  # noqa: PLR0913, PLR0917 - called positionally by `fill`
-        props: dict[str, Any],
-        name: str,
-        value: object,
-        spec: PropertySpec,
-        schema: SchemaInfo,
-        out: _Out,
-    ) -> None:
-        _put_field(
-            props, name, value, spec=spec, schema=schema, out=out, profile=profile
-        )
-
-    return general
-
-
-def _put_field(  # noqa: PLR0913 - the pieces of one field's conversion
+def _put_field(  # noqa: PLR0913, PLR0917 - one field's conversion, positional for field plans
     props: dict[str, Any],
     name: str,
     value: object,
-    *,
     spec: PropertySpec,
     schema: SchemaInfo,
     out: _Out,
+    *,
     profile: bool,
 ) -> None:
     """Convert one field (flattening an address) into `props`."""

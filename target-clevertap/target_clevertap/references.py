@@ -16,6 +16,7 @@ from target_clevertap.payloads import (
     resolve_identities,
     scalar_text,
 )
+from target_clevertap.refs import WHO_OBJECTS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 
 #: objects whose identity-map entries are always kept in memory
 _PERSON_OBJECTS = frozenset({"Contact", "Lead"})
-#: what a reference to an object is looked up as (`Who`: a Contact or a Lead)
-_LOOKED_UP = {"Who": ("Contact", "Lead")}
 
 
 class References:
@@ -110,7 +109,7 @@ class References:
                 if not ref:
                     continue
                 obj = spec.ref_object or ""
-                for target in _LOOKED_UP.get(obj, (obj,)):
+                for target in WHO_OBJECTS if obj == "Who" else (obj,):
                     wanted.setdefault(target, set()).add(ref)
         wanted.pop("Account", None)  # its contacts are read per account
         if wanted:

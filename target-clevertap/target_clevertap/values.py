@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 KNOWN_DATE_FIELDS = frozenset({"Birthdate", "CloseDate", "ActivityDate", "DueDate"})
 MAX_KEY_BYTES = 120
 MAX_VALUE_BYTES = 512
+#: text up to this many characters is within MAX_VALUE_BYTES whatever its UTF-8
+SHORT_TEXT = MAX_VALUE_BYTES // 4
 MAX_MULTI_ITEMS = 100
 MAX_IDENTITY_CHARS = 1024
 PLACEHOLDER_IDENTITIES = frozenset(

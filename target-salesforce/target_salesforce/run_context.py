@@ -103,10 +103,7 @@ class RunContext:
             self.inflight.stop()
         finally:
             for summary in self.summaries.values():
-                self.logger.getChild(summary.stream).info(
-                    "Run summary (run stopped): %s",
-                    json.dumps(summary.as_dict(), sort_keys=True),
-                )
+                self.log_summary(self.logger.getChild(summary.stream), summary)
             try:
                 self.write_summary_file()
             except OSError as exc:
@@ -165,6 +162,11 @@ class RunContext:
         if self._dry_logged < DRY_RUN_LOG_LINES:
             self._dry_logged += 1
             self.logger.info("Dry run, would write: %s", json.dumps(entry))
+
+    def log_summary(self, logger: logging.Logger, summary: StreamSummary) -> None:
+        """Log a stream's run summary (marked when the run stopped)."""
+        label = "Run summary (run stopped)" if self.stopped else "Run summary"
+        logger.info("%s: %s", label, json.dumps(summary.as_dict(), sort_keys=True))
 
     def write_summary_file(self) -> None:
         """Write every stream summary to `summary_path` (mode 0600), if set."""

@@ -11,7 +11,6 @@ schema is rejected (code INVALID_RECORD, naming the field) when it arrives.
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk.exceptions import InvalidRecord
@@ -63,6 +62,7 @@ if TYPE_CHECKING:
 
     from target_salesforce.describe import FieldInfo
     from target_salesforce.mapping import ApexSpec, StreamMapping
+    from target_salesforce.payloads import LocalReject
     from target_salesforce.run_context import RunContext
     from target_salesforce.target import TargetSalesforce
 
@@ -143,9 +143,7 @@ class _CompiledValidation(BatchSink):
     @override
     def clean_up(self) -> None:
         """Log the stream's run summary (and update the summary file)."""
-        self.logger.info(
-            "Run summary: %s", json.dumps(self.summary.as_dict(), sort_keys=True)
-        )
+        self.run.log_summary(self.logger, self.summary)
         self.run.write_summary_file()
         super().clean_up()
 
@@ -283,13 +281,13 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         held = self._take_held()
         self.summary.received += len(records)
         apex = self.mapping.apex
-        if records and apex is None and self._process_sobject(records, held):
-            return
-        if records and apex is not None:  # apex mode, and only apex mode
+        if not records:
+            self._settle_now(held)
+        elif apex is not None:  # apex mode, and only apex mode
             self._settle_now(held)
             self._process_apex(records, apex)
-        elif not records:
-            self._settle_now(held)
+        elif self._process_sobject(records, held):
+            return  # a Bulk batch in flight: judged when it settles
         self._enforce_reject_policy()
 
     def _take_held(self) -> list[Held]:
@@ -319,13 +317,7 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
 
         def settle_local() -> None:  # records refused before sending
             self._settle_held(held)
-            for rej in local:
-                if self._is_not_linked(rej.code):
-                    self._not_linked(records[rej.index], rej.fields)
-                    continue
-                self._reject(
-                    records[rej.index], rej.key, rej.code, rej.message, rej.fields
-                )
+            self._settle_local(records, local)
 
         use_bulk = len(items) > self.bulk_threshold
         if use_bulk and not self.run.dry_run:
@@ -342,13 +334,19 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         self._settle(records, items, results)
         return False
 
-    def _process_apex(self, records: list[dict[str, Any]], apex: ApexSpec) -> None:
-        items, local = prepare_apex_batch(records, self.mapping)
+    def _settle_local(
+        self, records: list[dict[str, Any]], local: list[LocalReject]
+    ) -> None:
+        """Records refused before sending: not linked, or rejected with a reason."""
         for rej in local:
             if self._is_not_linked(rej.code):
                 self._not_linked(records[rej.index], rej.fields)
                 continue
-            self._reject(records[rej.index], None, rej.code, rej.message, rej.fields)
+            self._reject(records[rej.index], rej.key, rej.code, rej.message, rej.fields)
+
+    def _process_apex(self, records: list[dict[str, Any]], apex: ApexSpec) -> None:
+        items, local = prepare_apex_batch(records, self.mapping)
+        self._settle_local(records, local)
         if self.run.dry_run:
             self._dry_run("apex", items)
             return

@@ -340,6 +340,27 @@ def _last_soap_status(handle: SalesforceHandle) -> int:
     return int(soap[-1]["status"])
 
 
+def _org_settings(handle: SalesforceHandle, **settings: bool) -> None:
+    """Change org settings through the control API, as a test setup would."""
+    answer = handle.session().post(
+        f"{handle.base_url}/_sandbox/org_settings", json=settings, timeout=10
+    )
+    assert {k: answer.json()[k] for k in settings} == settings
+
+
+def _client_credentials(
+    handle: SalesforceHandle, session: requests.Session
+) -> requests.Response:
+    """A client-credentials grant on the My Domain host (independent of logins)."""
+    return _token(
+        session,
+        "sandbox.my.salesforce.com",
+        grant_type="client_credentials",
+        client_id=handle.client_id,
+        client_secret=handle.client_secret,
+    )
+
+
 def test_soap_login_at_v65_is_refused_like_a_real_org(
     org: tuple[SalesforceHandle, requests.Session],
     recorded_sf_errors: dict[str, Any],
@@ -360,12 +381,7 @@ def test_soap_login_in_an_org_that_has_it_disabled_is_refused_like_a_real_org(
     recorded_sf_errors: dict[str, Any],
 ) -> None:
     handle, session = org
-    switched = handle.session().post(
-        f"{handle.base_url}/_sandbox/org_settings",
-        json={"soap_login_enabled": False},
-        timeout=10,
-    )
-    assert switched.json()["soap_login_enabled"] is False
+    _org_settings(handle, soap_login_enabled=False)
     recording = recorded_sf_errors["soap_login_disabled"]
     for version in ("64.0", "62.0"):
         with pytest.raises(SalesforceAuthenticationFailed) as refused:
@@ -373,14 +389,7 @@ def test_soap_login_in_an_org_that_has_it_disabled_is_refused_like_a_real_org(
         _refused_like(refused.value, recording)
         assert _last_soap_status(handle) == recording["status"]
     # the OAuth flows do not depend on it
-    granted = _token(
-        session,
-        "sandbox.my.salesforce.com",
-        grant_type="client_credentials",
-        client_id=handle.client_id,
-        client_secret=handle.client_secret,
-    )
-    assert granted.status_code == 200
+    assert _client_credentials(handle, session).status_code == 200
     handle.emulator.auth.soap_login_enabled = True  # an admin enables it
     assert _soap_login(handle, session, "64.0").query("SELECT COUNT() FROM Lead")
 
@@ -398,12 +407,7 @@ def test_password_grant_in_an_org_that_blocks_it_is_refused_like_a_real_org(
         "password": handle.password + handle.security_token,
     }
     assert _token(session, "login.salesforce.com", **form).status_code == 200
-    switched = handle.session().post(
-        f"{handle.base_url}/_sandbox/org_settings",
-        json={"oauth_password_flow_enabled": False},
-        timeout=10,
-    )
-    assert switched.json()["oauth_password_flow_enabled"] is False
+    _org_settings(handle, oauth_password_flow_enabled=False)
     # the right credentials get the answer of wrong ones, as in a real org
     recording = recorded_sf_errors["oauth_password_flow_blocked"]
     refused = _token(session, "login.salesforce.com", **form)
@@ -412,11 +416,4 @@ def test_password_grant_in_an_org_that_blocks_it_is_refused_like_a_real_org(
     wrong = _token(session, "login.salesforce.com", **{**form, "password": "wrong"})
     assert wrong.json() == recording["body"]
     # the other OAuth flows do not depend on it
-    granted = _token(
-        session,
-        "sandbox.my.salesforce.com",
-        grant_type="client_credentials",
-        client_id=handle.client_id,
-        client_secret=handle.client_secret,
-    )
-    assert granted.status_code == 200
+    assert _client_credentials(handle, session).status_code == 200

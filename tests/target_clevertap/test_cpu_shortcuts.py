@@ -158,7 +158,7 @@ def _walked(
             if send_nulls:
                 props[out_key] = None
         elif convert is None and type(value) is str:
-            if len(value) > p._SHORT_TEXT:
+            if len(value) > v.SHORT_TEXT:
                 value = v._fit(value, v.MAX_VALUE_BYTES, "value", out_key, out)
             props[out_key] = value
         elif convert is None:

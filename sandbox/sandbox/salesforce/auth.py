@@ -142,7 +142,10 @@ class Auth:
         # OAuth and OpenID Connect Settings "Allow OAuth Username-Password Flows":
         # on here, as in older orgs; blocked by default in orgs created from
         # Summer '23 (release note rn_security_username-password_flow_blocked_
-        # by_default), when the grant answers exactly like wrong credentials.
+        # by_default), when the grant answers exactly like wrong credentials:
+        # recording `oauth_password_flow_blocked` in tests/fixtures/
+        # target_salesforce/real_api_errors.json (vdesabou/kafka-docker-playground
+        # issue #4178), held by test_salesforce_auth.py's contract test.
         self.oauth_password_flow_enabled = True
         cert = x509.load_pem_x509_certificate(jwt_certificate_pem)
         self._jwt_key = cert.public_key()
