@@ -247,7 +247,8 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         An entry with `when` (a second entry reading another stream) keeps only
         the records its condition lets through; the others are not its records.
         Rejects of invalid records are written when their batch settles (at
-        once with on_reject `fail`), so the reject policy sees whole batches.
+        once with on_reject `fail`, after the batches still in flight), so the
+        reject policy sees whole batches.
         """
         invalid, self.invalid = self.invalid, None
         when = self.mapping.when
@@ -266,6 +267,9 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         message, fields = describe_invalid(invalid)
         self._held.append((record, message, fields))
         if self.config["on_reject"] == "fail":
+            # the run stops here: the batches sent before this record settle
+            # first, so the rejects file keeps the input order
+            self.run.inflight.stop()
             self._settle_held(self._take_held())
             self._enforce_reject_policy()
 

@@ -281,6 +281,27 @@ def test_on_reject_fail_records_the_later_jobs_already_sent(harness: Any) -> Non
     _assert_every_window_settled(harness, run, summary_path)
 
 
+def test_on_reject_fail_on_an_invalid_record_writes_the_jobs_in_flight_rejects_first(
+    harness: Any,
+) -> None:
+    # 5 in flight: the three jobs are still out when a record fails its schema;
+    # their refused rows come before it in the input, so first in the rejects file
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    summary_path = harness.tmp_path / "summary.json"
+    config = _config(harness, 5, on_reject="fail", summary_path=str(summary_path))
+    invalid = (
+        '{"type": "RECORD", "stream": "nps", "record": {"identity": "ct-ref-13", '
+        '"name": "Invalid score", "score": "high"}}'
+    )
+    run = harness.run(config, harness.fixture(REFUSED_THEN_STOP, __STOP__=invalid))
+    assert "on_reject is 'fail'" in str(run.error)
+    assert run.states == []
+    assert [r["key"] for r in run.rejects] == [*REFUSED_KEYS, "ct-ref-13"]
+    assert run.rejects[-1]["code"] == "INVALID_RECORD"
+    nps = json.loads(summary_path.read_text(encoding="utf-8"))["streams"][0]
+    assert (nps["received"], nps["succeeded"], nps["rejected"]) == (13, 9, 4)
+
+
 def test_a_job_failing_while_the_run_stops_is_logged_and_the_first_error_stands(
     harness: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
