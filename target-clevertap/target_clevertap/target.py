@@ -23,12 +23,8 @@ from typing_extensions import override
 from target_clevertap import identity_join, preflight, readahead, stopping
 from target_clevertap.client import REGION_HOSTS, CleverTapError
 from target_clevertap.loader import Loader
-from target_clevertap.mapping import (
-    MappingError,
-    StreamMapping,
-    load_mappings,
-    referenced_objects,
-)
+from target_clevertap.mapping import StreamMapping, referenced_objects
+from target_clevertap.mapping_load import MappingError, load_mappings
 from target_clevertap.payloads import account_zone
 from target_clevertap.refs import ComputedReferences, own_identity_patterns
 from target_clevertap.sinks import CleverTapSink
