@@ -369,6 +369,8 @@ class TargetCleverTap(Target):
         self.loader.joins.own_patterns = own_identity_patterns(self.mappings.values())
         if isinstance(self.message_reader, CleverTapReader):
             self.message_reader.on_stop = self._stop_uploads
+            # a first signal also ends the waits of event reconciliation
+            self.loader.ctx.stop_asked = self.message_reader.stop_reading
 
     def _stop_uploads(self) -> None:
         """Reading stopped on an error: windows not started send nothing.
