@@ -223,9 +223,14 @@ class EventUploads:
                 self.counters.count_sent(entries, idx, item)
         if outcome.unknown:
             self.counters.add_in_doubt(len(outcome.unknown))
+            why = (
+                "their check was cut short by the stop"
+                if outcome.stopped
+                else "not visible in Get Events yet (ingestion lag) after the "
+                "configured checks"
+            )
             msg = (
-                f"{len(outcome.unknown)} events are in doubt: not visible in Get "
-                "Events yet (ingestion lag) after the configured checks. No STATE "
+                f"{len(outcome.unknown)} events are in doubt: {why}. No STATE "
                 "was emitted; rerun later to check and settle them"
             )
             raise CleverTapError(msg)
@@ -266,9 +271,14 @@ class EventUploads:
         self.ctx.store.forget(sorted(outcome.missing))
         if outcome.unknown:
             self.counters.add_in_doubt(len(outcome.unknown))
+            why = (
+                "their check was cut short by the stop"
+                if outcome.stopped
+                else "not visible in Get Events yet"
+            )
             msg = (
                 f"{len(outcome.unknown)} events from an earlier run are still in "
-                "doubt (not visible in Get Events yet). Nothing was sent; rerun later"
+                f"doubt ({why}). Nothing was sent; rerun later"
             )
             raise CleverTapError(msg)
         self.ctx.logger.info(

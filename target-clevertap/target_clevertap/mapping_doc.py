@@ -4,7 +4,7 @@ A stream's entry becomes a `StreamDoc` through `parse_stream`, which refuses unk
 keys and values of the wrong type, and reports the object, the key (for its line)
 and a message in the words the mapping errors have always used. The rules across
 keys (one of field/template/ref, identity or objectId, name or name_field, ...)
-stay in `mapping.py`, which builds profiles and events from the checked entry.
+stay in `mapping_load.py`, which builds profiles and events from the checked entry.
 
 The import presets reference `mapping.schema.json`, which is these structs as JSON
 Schema (`msgspec.json.schema`), so editors check a preset while it is written; to

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from target_clevertap.client import REGION_HOSTS, CleverTapClient, CleverTapError
-from target_clevertap.mapping import MappingError, StreamMapping, load_mappings
+from target_clevertap.mapping_load import MappingError, load_mappings
 from target_clevertap.payloads import account_zone
 from target_clevertap.preflight_cli import (
     Check,
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     import click
+
+    from target_clevertap.mapping import StreamMapping
 
 MAX_CUSTOM_PROFILE_KEYS = 256
 # CleverTap's predefined profile keys (shared docs, clevertap-api.md 2.5); MSG-*

@@ -8,6 +8,10 @@ An accepted event may take a while before Get Events returns it (ingestion lag).
 So "not found" only counts once a check ran at least `lag_seconds` after the
 event was sent; earlier misses are checked again, at most `checks` times in all.
 An event never checked late enough stays unknown (in doubt in the ledger).
+
+A stop asked for (a first SIGTERM or Ctrl-C: `stop` is set) ends the waits
+between checks at once: what no check found yet stays unknown, so in doubt in
+the ledger, and the next run checks it before anything is sent again.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterator, Sequence
 
 LOGGER = logging.getLogger("target-clevertap.reconcile")
 _DAY = dt.timedelta(days=1)
+#: how often a wait between checks looks whether a stop was asked for (seconds)
+STOP_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class Outcome:
     found: set[str] = field(default_factory=set)
     missing: set[str] = field(default_factory=set)
     unknown: set[str] = field(default_factory=set)
+    #: a stop ended the checks before the lag was waited for
+    stopped: bool = False
 
 
 def day_range(
@@ -79,6 +88,7 @@ class Reconciler:
         checks: int,
         zone: dt.tzinfo,
         sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
     ) -> None:
         """Set up.
 
@@ -89,6 +99,8 @@ class Reconciler:
             checks: reads of one set of events at most.
             zone: the account's time zone.
             sleep: the wait function (tests).
+            stop: set when the run is asked to stop (a first signal); the
+                waits between checks then end at once.
         """
         self.iter_events = iter_events
         self.key_property = key_property
@@ -96,6 +108,25 @@ class Reconciler:
         self.checks = max(1, checks)
         self.zone = zone
         self.sleep = sleep
+        self.stop = stop
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait between checks; False when a stop was (or is) asked for.
+
+        The wait is cut into short sleeps rather than an `Event.wait`: the
+        signal handler sets `stop` in the main thread, which may be the one
+        waiting here (the earlier run's events are checked there).
+        """
+        if self.stop is None:
+            self.sleep(seconds)
+            return True
+        end = time.monotonic() + seconds
+        while not self.stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            self.sleep(min(left, STOP_POLL_SECONDS))
+        return False
 
     def _read(self, rows: Sequence[Sent]) -> set[str]:
         wanted = {row.key for row in rows}
@@ -119,7 +150,8 @@ class Reconciler:
 
         Reads are spread over the lag window: the first at once, the others
         `lag_seconds / (checks - 1)` apart, so the last one comes after the
-        window for events just sent.
+        window for events just sent. A stop asked for ends the waits: what is
+        not found by then is unknown (`Outcome.stopped`).
 
         Args:
             rows: the events to look for.
@@ -148,11 +180,28 @@ class Reconciler:
                 break
             due = min(r.sent_at for r in todo) + self.lag_seconds - time.time()
             wait = max(0.0, min(gap, due)) if gap else max(0.0, due)
-            LOGGER.info(
-                "%d events not visible yet in Get Events; checking again in %.0f s",
-                len(todo),
-                wait,
-            )
-            self.sleep(wait)
+            if self.stop is None or not self.stop.is_set():
+                LOGGER.info(
+                    "%d events not visible yet in Get Events; checking again in %.0f s",
+                    len(todo),
+                    wait,
+                )
+            if not self._pause(wait):
+                outcome.stopped = True
+                self._log_stop(todo)
+                break
         outcome.unknown = {r.key for r in todo}
         return outcome
+
+    def _log_stop(self, todo: Sequence[Sent]) -> None:
+        """Say what the stop leaves: events in doubt, checked by the next run."""
+        left = max(r.sent_at for r in todo) + self.lag_seconds - time.time()
+        LOGGER.info(
+            "Stop asked: the check of %d events of unknown fate (a lost reply) "
+            "ends now instead of waiting up to %.0f s more for them to show in Get "
+            "Events; they stay in doubt in the ledger, no STATE is written past "
+            "them, and the next run checks them in Get Events before sending "
+            "anything again",
+            len(todo),
+            max(0.0, left),
+        )

@@ -61,6 +61,9 @@ class RunContext:
         self._pool: ThreadPoolExecutor | None = None
         self._caps: caps.AccountCaps | None = None
         self._reconciler: Reconciler | None = None
+        #: set when the run is asked to stop (the target links its reader's
+        #: first-signal event here): reconciliation then stops waiting
+        self.stop_asked = threading.Event()
 
     @property
     def any_dry_run(self) -> bool:
@@ -121,6 +124,7 @@ class RunContext:
                 lag_seconds=float(self.config["reconcile_lag_seconds"]),
                 checks=int(self.config["reconcile_checks"]),
                 zone=self.options.zone,
+                stop=self.stop_asked,
             )
         return self._reconciler
 

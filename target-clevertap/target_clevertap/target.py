@@ -23,12 +23,8 @@ from typing_extensions import override
 from target_clevertap import identity_join, preflight, readahead, stopping
 from target_clevertap.client import REGION_HOSTS, CleverTapError
 from target_clevertap.loader import Loader
-from target_clevertap.mapping import (
-    MappingError,
-    StreamMapping,
-    load_mappings,
-    referenced_objects,
-)
+from target_clevertap.mapping import StreamMapping, referenced_objects
+from target_clevertap.mapping_load import MappingError, load_mappings
 from target_clevertap.payloads import account_zone
 from target_clevertap.refs import ComputedReferences, own_identity_patterns
 from target_clevertap.sinks import CleverTapSink
@@ -373,6 +369,8 @@ class TargetCleverTap(Target):
         self.loader.joins.own_patterns = own_identity_patterns(self.mappings.values())
         if isinstance(self.message_reader, CleverTapReader):
             self.message_reader.on_stop = self._stop_uploads
+            # a first signal also ends the waits of event reconciliation
+            self.loader.ctx.stop_asked = self.message_reader.stop_reading
 
     def _stop_uploads(self) -> None:
         """Reading stopped on an error: windows not started send nothing.

@@ -58,6 +58,8 @@ class RunContext:
         self.inflight = InFlight(int(config["bulk_jobs_in_flight"]), logger)
         self._summaries: dict[str, StreamSummary] = {}
         self._warned: set[str] = set()
+        #: streams whose summary was logged (each is logged once)
+        self._summary_logged: set[str] = set()
         self._lock = threading.Lock()
         self.stopped = False
 
@@ -92,7 +94,8 @@ class RunContext:
 
         The batches still in flight are waited for and settled as on the normal
         path (their rejects written, their rows counted; their own errors only
-        logged), then every stream's summary is logged and `summary_path`
+        logged), then the summary of every stream that has not logged its own
+        yet is logged (marked: the run stopped before it) and `summary_path`
         written. No STATE is written here: the caller raises the error that
         stops the run, which stays the one the user sees. Runs once.
         """
@@ -103,7 +106,8 @@ class RunContext:
             self.inflight.stop()
         finally:
             for summary in self.summaries.values():
-                self.log_summary(self.logger.getChild(summary.stream), summary)
+                if summary.stream not in self._summary_logged:
+                    self.log_summary(self.logger.getChild(summary.stream), summary)
             try:
                 self.write_summary_file()
             except OSError as exc:
@@ -164,7 +168,9 @@ class RunContext:
             self.logger.info("Dry run, would write: %s", json.dumps(entry))
 
     def log_summary(self, logger: logging.Logger, summary: StreamSummary) -> None:
-        """Log a stream's run summary (marked when the run stopped)."""
+        """Log a stream's run summary (marked when the run stopped before it)."""
+        with self._lock:
+            self._summary_logged.add(summary.stream)
         label = "Run summary (run stopped)" if self.stopped else "Run summary"
         logger.info("%s: %s", label, json.dumps(summary.as_dict(), sort_keys=True))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from typing import Any
 
@@ -122,3 +123,30 @@ def test_reads_never_ask_for_a_future_day() -> None:
     ((_, _day_from, day_to),) = export.asked
     today = int(dt.datetime.now(dt.UTC).strftime("%Y%m%d"))
     assert day_to <= today
+
+
+def test_a_stop_ends_the_wait_between_checks_and_leaves_the_rest_unknown() -> None:
+    export = _Export(["a"], visible_after=1)
+    stop = threading.Event()
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the stop comes during the first wait
+        waits.append(seconds)
+        stop.set()
+
+    rec = Reconciler(
+        export,
+        key_property="k",
+        lag_seconds=60,
+        checks=4,
+        zone=dt.UTC,
+        sleep=sleep,
+        stop=stop,
+    )
+    now = time.time()
+    outcome = rec.check([Sent("a", "E", int(now), now), Sent("b", "E", int(now), now)])
+    # what the first read found stays found; the rest is unknown (in doubt)
+    assert (outcome.found, outcome.unknown, outcome.missing) == ({"a"}, {"b"}, set())
+    assert outcome.stopped
+    assert export.reads == 1
+    assert len(waits) == 1

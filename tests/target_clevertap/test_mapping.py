@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from target_clevertap.exprlang import ExpressionError as ConditionError
 from target_clevertap.exprlang import compile_expression as compile_condition
-from target_clevertap.mapping import MappingError, default_mapping, load_mappings
+from target_clevertap.mapping import default_mapping
+from target_clevertap.mapping_load import MappingError, load_mappings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "target_clevertap"
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from target_clevertap.mapping import load_mappings
+from target_clevertap.mapping_load import load_mappings
 from target_clevertap.payloads import (
     PayloadOptions,
     RecordContext,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from target_clevertap.mapping import load_mappings
+from target_clevertap.mapping_load import load_mappings
 from target_clevertap.refs import ComputedReferences
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "target_clevertap"

@@ -22,8 +22,8 @@ import pytest
 import requests
 import yaml
 from sandbox.salesforce.schema import OBJECTS
-from target_clevertap.mapping import MappingError as CleverTapMappingError
-from target_clevertap.mapping import load_mappings as load_clevertap_mappings
+from target_clevertap.mapping_load import MappingError as CleverTapMappingError
+from target_clevertap.mapping_load import load_mappings as load_clevertap_mappings
 from target_salesforce.describe import check_mapping_against_describe, parse_describe
 from target_salesforce.mapping import MappingError as SalesforceMappingError
 from target_salesforce.mapping import find_mapping, template_paths
