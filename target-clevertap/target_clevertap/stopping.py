@@ -81,7 +81,8 @@ def on_signal(reader: object, logger: logging.Logger, name: str, signum: int) ->
         reader.stop_reading.set()
         logger.warning(
             "signal %d: the input ends after the message being handled; what was "
-            "read is settled and STATE written (a second signal stops at once)",
+            "read is settled as far as it can be and STATE written for what "
+            "settled (a second signal stops at once)",
             signum,
         )
         return
