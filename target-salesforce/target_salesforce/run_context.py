@@ -60,6 +60,8 @@ class RunContext:
         self._warned: set[str] = set()
         #: streams whose summary was logged (each is logged once)
         self._summary_logged: set[str] = set()
+        #: each stream's latest sink (the one that logs its summary)
+        self._current_sinks: dict[str, object] = {}
         self._lock = threading.Lock()
         self.stopped = False
 
@@ -138,12 +140,22 @@ class RunContext:
                 stream,
             )
 
-    def summary(self, stream: str, target: str) -> StreamSummary:
-        """The stream's summary (one per stream for the whole run)."""
+    def summary(self, stream: str, target: str, sink: object) -> StreamSummary:
+        """The stream's summary (one per stream for the whole run).
+
+        `sink` becomes the stream's current sink: the SDK opens a new one when
+        the stream's schema changes, and only the current one logs the summary.
+        """
         with self._lock:
+            self._current_sinks[stream] = sink
             if stream not in self._summaries:
                 self._summaries[stream] = StreamSummary(stream=stream, target=target)
             return self._summaries[stream]
+
+    def is_current_sink(self, stream: str, sink: object) -> bool:
+        """Whether `sink` is the stream's latest (not replaced by a schema change)."""
+        with self._lock:
+            return self._current_sinks.get(stream) is sink
 
     @property
     def summaries(self) -> dict[str, StreamSummary]:

@@ -104,7 +104,7 @@ class _CompiledValidation(BatchSink):
         self.run = target.run
         self.stream_mapping = self.run.mapping_for(stream_name)
         self.summary = self.run.summary(
-            stream_name, self.summary_label(self.stream_mapping)
+            stream_name, self.summary_label(self.stream_mapping), self
         )
 
     @staticmethod
@@ -142,8 +142,13 @@ class _CompiledValidation(BatchSink):
 
     @override
     def clean_up(self) -> None:
-        """Log the stream's run summary (and update the summary file)."""
-        self.run.log_summary(self.logger, self.summary)
+        """Log the stream's run summary (and update the summary file).
+
+        A sink replaced after a schema change leaves it to the stream's
+        current sink, which holds the same (whole-stream) summary.
+        """
+        if self.run.is_current_sink(self.stream_name, self):
+            self.run.log_summary(self.logger, self.summary)
         self.run.write_summary_file()
         super().clean_up()
 

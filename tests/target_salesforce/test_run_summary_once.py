@@ -49,3 +49,18 @@ def test_a_summary_logged_before_an_end_of_input_error_is_not_logged_again(
         "audit_log": 1,
         "nps": 3,
     }
+
+
+def test_a_schema_change_mid_stream_logs_one_complete_summary(
+    harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the SDK replaces the stream's sink when its schema changes and cleans up
+    # both at the end of the input: the stream's summary is logged once, whole
+    caplog.set_level(logging.INFO)
+    run = harness.run(
+        harness.config(), harness.fixture("nps_schema_changes_mid_stream.singer")
+    )
+    assert run.error is None
+    assert run.states == [{"bookmarks": {"nps": {"n": 5}}}]
+    assert _summaries(caplog) == [("Run summary", "nps")]
+    assert (run.summary["nps"]["received"], run.summary["nps"]["succeeded"]) == (5, 5)
