@@ -118,7 +118,7 @@ def test_collections_upsert_results_have_the_guide_keys(
         c for c in salesforce_emulator.live_records("Contact") if c["CleverTap_Id__c"]
     )
 
-    def upsert(all_or_none: bool, records: list[dict[str, Any]]) -> Any:  # noqa: FBT001 - mirrors the body flag
+    def upsert(all_or_none: bool, records: list[dict[str, Any]]) -> Any:
         return _call(
             salesforce_emulator,
             "PATCH",
@@ -149,7 +149,8 @@ def test_target_reads_the_documented_collections_results() -> None:
     assert results[0].record_id == "001xx0000004GxDAAU"
     assert results[1].record_id is None
     assert results[1].code == "MALFORMED_ID"
-    created = collections_results(COLLECTIONS["create_some_failed_all_or_none_false"], 2)
+    create = COLLECTIONS["create_some_failed_all_or_none_false"]
+    created = collections_results(create, 2)
     assert created[0].record_id is None
     assert created[1].record_id == "003RM0000068xVCYAY"
 
@@ -275,7 +276,8 @@ def test_bulk2_row_errors_read_like_the_real_org(
         "Id\n" + salesforce_emulator.live_records("Account")[1]["Id"] + "\n",
     )
     ok = parse_csv(_results(salesforce_emulator, deleted, "successfulResults"))
-    assert [r["sf__Created"] for r in ok] == [BULK2["delete_not_created"]["sf__Created"]]
+    recorded_created = BULK2["delete_not_created"]["sf__Created"]
+    assert [r["sf__Created"] for r in ok] == [recorded_created]
 
 
 def test_bulk2_row_with_the_wrong_cell_count_fails_alone_like_the_real_org(
@@ -295,4 +297,5 @@ def test_bulk2_row_with_the_wrong_cell_count_fails_alone_like_the_real_org(
     answer = _results(salesforce_emulator, job_id, "failedResults")
     expected_row = recorded["answer"].splitlines()[1]
     assert answer.splitlines()[1] == expected_row
-    assert len(parse_csv(_results(salesforce_emulator, job_id, "successfulResults"))) == 1
+    ok = parse_csv(_results(salesforce_emulator, job_id, "successfulResults"))
+    assert len(ok) == 1

@@ -271,7 +271,8 @@ class Transaction:
             # A malformed Id names no record: the result has no `id` (REST API
             # guide, Collections update/delete examples, MALFORMED_ID item).
             normal = schema.normalise_id(record_id or "")
-            known = record_id if normal and normal.startswith(sobject.key_prefix) else None
+            ours = bool(normal and normal.startswith(sobject.key_prefix))
+            known = record_id if ours else None
             return Result(known, success=False, errors=failure.errors, created=False)
         self._stage(sobject.name, record)
         return Result(record["Id"], success=True, errors=[], created=False)
