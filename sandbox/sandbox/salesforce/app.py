@@ -772,13 +772,22 @@ class SalesforceApp:
 
     @staticmethod
     def _finish_collection(
-        tx: Any, results: list[Result], *, all_or_none: bool, upsert: bool = False
+        tx: Any,
+        results: list[Result],
+        *,
+        all_or_none: bool,
+        upsert: bool = False,
+        creates: bool = False,
     ) -> Response:
         if all_or_none and not all(r.success for r in results):
             for result in results:
                 if result.success:
                     result.success = False
-                    result.id = None
+                    # A rolled-back create has no record, so no `id`; a rolled-back
+                    # update or delete keeps the record's `id` (REST API guide,
+                    # sObject Collections examples, "allOrNone is true").
+                    if creates:
+                        result.id = None
                     result.errors = [dict(ROLLED_BACK)]
         else:
             tx.commit()
@@ -802,7 +811,9 @@ class SalesforceApp:
                 )
                 continue
             results.append(tx.create(sobject, record))
-        return self._finish_collection(tx, results, all_or_none=all_or_none)
+        return self._finish_collection(
+            tx, results, all_or_none=all_or_none, creates=True
+        )
 
     def collection_update(self, call: Call) -> Response:
         """`PATCH composite/sobjects`: update by Id."""
@@ -889,7 +900,9 @@ class SalesforceApp:
         )
         if all_or_none and not all(r.success for r in results):
             for result in results:
-                if result.errors == [ROLLED_BACK]:
+                # the record it would have created is gone; an existing one keeps
+                # its `id` (REST API guide, Collections upsert, "allOrNone is true")
+                if result.errors == [ROLLED_BACK] and result.created:
                     result.id = None
         return _json([r.as_json(with_created=True) for r in results])
 

@@ -281,17 +281,32 @@ def _process_ingest(emulator: Emulator, job: dict[str, Any]) -> None:
             )
         )
         body_rows = body_rows[:processed]
-    outcomes = run_dml(
-        emulator,
-        sobject,
-        job["operation"],
-        job["externalIdFieldName"],
-        [dict(zip(header, row, strict=False)) for row in body_rows],
-        csv_cells=True,
+    # A row whose cell count differs from the header's fails on its own, its
+    # cells echoed empty: `"","INVALID_FIELD:Number of fields in header is
+    # different from the row. header = 4 row = 3:--","","","",""` (a real
+    # failedResults answer, fixture real_api_salesforce/bulk2_results_real.json).
+    well_formed = [row for row in body_rows if len(row) == len(header)]
+    written = iter(
+        run_dml(
+            emulator,
+            sobject,
+            job["operation"],
+            job["externalIdFieldName"],
+            [dict(zip(header, row, strict=True)) for row in well_formed],
+            csv_cells=True,
+        )
     )
     ok: list[list[str]] = []
     bad: list[list[str]] = []
-    for row, result in zip(body_rows, outcomes, strict=True):
+    for row in body_rows:
+        if len(row) != len(header):
+            text = (
+                "INVALID_FIELD:Number of fields in header is different from the "
+                f"row. header = {len(header)} row = {len(row)}:--"
+            )
+            bad.append(["", text, *([""] * len(header))])
+            continue
+        result = next(written)
         if result.success:
             ok.append([result.id or "", "true" if result.created else "false", *row])
         else:
@@ -722,11 +737,15 @@ def batch_info(
 ) -> dict[str, Any]:
     """Batch info; `slow_bulk` shows InProgress for its polls."""
     info = {k: v for k, v in batch.items() if not k.startswith("_")}
-    if poll and batch["_polls"] > 0:
+    if not poll:
+        # The add-batch answer is always Queued with nothing processed yet (Bulk
+        # API guide, "Add a Batch to a Job" example; fixture
+        # real_api_salesforce/bulk1_docs.json); the first poll shows the outcome.
+        info.update(state="Queued", numberRecordsProcessed=0, numberRecordsFailed=0)
+        info.pop("stateMessage", None)
+    elif batch["_polls"] > 0:
         batch["_polls"] -= 1
         info["state"] = "InProgress"
-    elif not poll and batch["_polls"] > 0:
-        info["state"] = "Queued"
     info.setdefault("stateMessage", None)
     del job
     return info

@@ -69,13 +69,20 @@ class Result:
     matches: list[str] = dataclasses.field(default_factory=list)
 
     def as_json(self, *, with_created: bool = False) -> dict[str, Any]:
-        """The result as the REST APIs serve it."""
-        body: dict[str, Any] = {
-            "id": self.id,
-            "success": self.success,
-            "errors": self.errors,
-        }
-        if with_created:
+        """The result as the REST APIs serve it.
+
+        A failed item without a record has no `id` key, and a failed upsert
+        item no `created` key: the REST API guide's sObject Collections
+        examples (create, update, delete and upsert, "Some Items Failed")
+        show `{"success": false, "errors": [...]}`, plus `id` only for a record
+        that exists (tests/fixtures/real_api_salesforce/collections_docs.json).
+        """
+        body: dict[str, Any] = {}
+        if self.id is not None:
+            body["id"] = self.id
+        body["success"] = self.success
+        body["errors"] = self.errors
+        if with_created and self.success:
             body["created"] = bool(self.created)
         return body
 
@@ -261,9 +268,12 @@ class Transaction:
             record.update(values)
             self._finish(sobject, record, creating=False)
         except RecordFailure as failure:
-            return Result(
-                record_id, success=False, errors=failure.errors, created=False
-            )
+            # A malformed Id names no record: the result has no `id` (REST API
+            # guide, Collections update/delete examples, MALFORMED_ID item).
+            normal = schema.normalise_id(record_id or "")
+            ours = bool(normal and normal.startswith(sobject.key_prefix))
+            known = record_id if ours else None
+            return Result(known, success=False, errors=failure.errors, created=False)
         self._stage(sobject.name, record)
         return Result(record["Id"], success=True, errors=[], created=False)
 
@@ -319,7 +329,7 @@ class Transaction:
         normal = schema.normalise_id(record_id or "")
         if normal is None:
             return Result(
-                record_id,
+                None,
                 success=False,
                 errors=[record_error("MALFORMED_ID", f"malformed id {record_id}")],
             )
@@ -374,7 +384,10 @@ class Transaction:
 
     def _existing(self, sobject: SObject, record_id: str | None) -> Record:
         normal = schema.normalise_id(record_id or "")
-        if normal is None:
+        if normal is None or not normal.startswith(sobject.key_prefix):
+            # Another object's Id is refused the same way as a malformed one:
+            # "Contact ID: id value of incorrect type: 001xx..." (REST API guide,
+            # Collections update example; collections_docs.json).
             raise _fail(
                 "MALFORMED_ID",
                 f"{sobject.name} ID: id value of incorrect type: {record_id}",
