@@ -465,16 +465,6 @@ def _fast_identity(record: dict[str, Any]) -> Identifier | None:
     return Identifier("identity", text)
 
 
-def _fast_ts(record: dict[str, Any], now: int) -> int | None:
-    """The record's `ts` when absent, null or a valid integer (else None)."""
-    value = record.get("ts")
-    if value is None:
-        return now
-    if type(value) is int and 0 < value < MAX_EPOCH_SECONDS:
-        return value
-    return None
-
-
 def _good_event_name(name: object) -> TypeGuard[str]:
     """Whether `name` is a valid event name, learning the valid ones."""
     if type(name) is not str:
@@ -500,9 +490,11 @@ def _fast_event(record: dict[str, Any], cap: int, now: int) -> EventOp | None:
     data = record.get("evtData", {})
     if type(data) is not dict or len(data) > cap:
         return None
+    ts = record.get("ts")  # absent, null or a valid integer (else not fast)
+    if ts is None:
+        ts = now
     who = _fast_identity(record)
-    ts = _fast_ts(record, now)
-    if who is None or ts is None:
+    if who is None or type(ts) is not int or not 0 < ts < MAX_EPOCH_SECONDS:
         return None
     if not data.keys() <= _GOOD_EVENT_KEYS and not _keys_known(
         data, _GOOD_EVENT_KEYS, _PROHIBITED
@@ -515,10 +507,14 @@ def _fast_event(record: dict[str, Any], cap: int, now: int) -> EventOp | None:
 
 
 def _fast_profile(record: dict[str, Any], now: int) -> ProfileOp | None:
-    who = _fast_identity(record)
-    ts = _fast_ts(record, now)
     data = record.get("profileData")
-    if who is None or ts is None or type(data) is not dict:
+    if type(data) is not dict:
+        return None
+    ts = record.get("ts")  # absent, null or a valid integer (else not fast)
+    if ts is None:
+        ts = now
+    who = _fast_identity(record)
+    if who is None or type(ts) is not int or not 0 < ts < MAX_EPOCH_SECONDS:
         return None
     if not data.keys() <= _GOOD_PROFILE_KEYS and not _keys_known(
         data, _GOOD_PROFILE_KEYS, _PROFILE_PROHIBITED
