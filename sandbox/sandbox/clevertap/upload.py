@@ -40,9 +40,13 @@ _SELECT_BY = {
     "GPID": "SELECT * FROM profiles WHERE gpid = ?",
 }
 # The columns `prefetch_identities` reads, in its order.
+# A join rather than `identity IN (SELECT value FROM json_each(?))`: SQLite then
+# builds no temporary index of the wanted values; the identities are distinct
+# and sorted, so the rows come in the same (identity) order.
 _SELECT_IDENTITIES = (
-    "SELECT id, identity, object_id, fbid, gpid, created_ts, updated_ts, "
-    "profile_data FROM profiles WHERE identity IN (SELECT value FROM json_each(?))"
+    "SELECT p.id, p.identity, p.object_id, p.fbid, p.gpid, p.created_ts, "
+    "p.updated_ts, p.profile_data FROM json_each(?) AS j "
+    "JOIN profiles AS p ON p.identity = j.value"
 )
 _INSERT_PROFILE = (
     "INSERT INTO profiles (object_id, identity, fbid, gpid, profile_data, "
