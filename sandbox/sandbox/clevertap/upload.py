@@ -52,6 +52,11 @@ _INSERT_PROFILE = (
     "INSERT INTO profiles (object_id, identity, fbid, gpid, profile_data, "
     "created_ts, updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+# The same without fbid and gpid, which stay NULL (the columns have no default).
+_INSERT_PROFILE_BY_IDENTITY = (
+    "INSERT INTO profiles (object_id, identity, profile_data, created_ts, "
+    "updated_ts) VALUES (?, ?, ?, ?, ?)"
+)
 _UPDATE_PROFILE = "UPDATE profiles SET profile_data = ?, updated_ts = ? WHERE id = ?"
 _INSERT_EVENT = (
     "INSERT INTO events (object_id, identity, evt_name, evt_key, ts, evt_data) "
@@ -295,22 +300,39 @@ class UploadBatch:
         """Write every change of the batch (one statement per kind of row)."""
         conn = self._conn
         changed = [p for p in self._profiles if p.dirty]
-        conn.executemany(
-            _INSERT_PROFILE,
-            [
-                (
-                    p.ids["objectId"],
-                    p.ids["identity"],
-                    p.ids["FBID"],
-                    p.ids["GPID"],
-                    dumps(p.data()),
-                    p.created_ts,
-                    p.updated_ts,
-                )
-                for p in changed
-                if p.row_id is None
-            ],
-        )
+        new = [p for p in changed if p.row_id is None]
+        if all(p.ids["FBID"] is None and p.ids["GPID"] is None for p in new):
+            # the common case: no None to bind (sqlite3 binds None through its
+            # adaptation protocol, which raises and formats an AttributeError)
+            conn.executemany(
+                _INSERT_PROFILE_BY_IDENTITY,
+                [
+                    (
+                        p.ids["objectId"],
+                        p.ids["identity"],
+                        dumps(p.data()),
+                        p.created_ts,
+                        p.updated_ts,
+                    )
+                    for p in new
+                ],
+            )
+        else:
+            conn.executemany(
+                _INSERT_PROFILE,
+                [
+                    (
+                        p.ids["objectId"],
+                        p.ids["identity"],
+                        p.ids["FBID"],
+                        p.ids["GPID"],
+                        dumps(p.data()),
+                        p.created_ts,
+                        p.updated_ts,
+                    )
+                    for p in new
+                ],
+            )
         conn.executemany(
             _UPDATE_PROFILE,
             [
