@@ -113,7 +113,7 @@ class Caps:
 
     def _profile(self, op: ProfileOp, *, dry_run: bool) -> ProfileOp:
         covered = self._covered
-        if covered.issuperset(op.properties):
+        if op.properties.keys() <= covered:  # no set built from the keys
             return op
         keys = self.keys if self.keys is not None else set()
         new = [k for k in op.properties if k not in keys and is_custom(k)]
