@@ -80,11 +80,15 @@ def new_object_id() -> str:
     The digits come straight from `os.urandom` (readers treat the id as opaque),
     read for 256 ids at a time: one system call instead of one per new profile.
     """
-    if not _pool:
-        digits = os.urandom(_ID_BYTES * _POOL_IDS).hex()
-        step = 2 * _ID_BYTES
-        _pool.extend("__" + digits[i : i + step] for i in range(0, len(digits), step))
-    return _pool.pop()
+    while True:  # emulators in threads of one process share the pool
+        try:
+            return _pool.pop()
+        except IndexError:
+            digits = os.urandom(_ID_BYTES * _POOL_IDS).hex()
+            step = 2 * _ID_BYTES
+            _pool.extend(
+                "__" + digits[i : i + step] for i in range(0, len(digits), step)
+            )
 
 
 @dataclasses.dataclass(slots=True)
