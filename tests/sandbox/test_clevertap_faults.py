@@ -441,6 +441,35 @@ def test_caps_drop_new_keys_and_event_names_silently(ct) -> None:
     assert caps["dropped_events"] == {"Second": 1}
 
 
+def test_caps_keep_keys_in_use_and_drop_new_ones_across_uploads(ct) -> None:
+    ct._call("POST", "caps", json={"max_custom_profile_keys": 2})
+
+    def send(identity: str, **data: Any) -> None:
+        record = {"type": "profile", "identity": identity, "profileData": data}
+        reply = fresh_post(ct, "/1/upload", {"d": [record]}).json()
+        assert reply == {"status": "success", "processed": 1, "unprocessed": []}
+
+    send("u1", a=1, Name="N", Email="n@example.com")
+    send("u2", a=2, Name="M", **{"MSG-email": True})  # keys in use / predefined
+    send("u3", b=3, c=4)  # b takes the last room, c is dropped
+    send("u4", a=5, b=6, c=7, Name="O")  # a and b in use, c dropped again
+    data = {p["identity"]: p["profileData"] for p in ct.profiles()}
+    assert data == {
+        "u1": {"a": 1, "Name": "N", "Email": "n@example.com"},
+        "u2": {"a": 2, "Name": "M", "MSG-email": True},
+        "u3": {"b": 3},
+        "u4": {"a": 5, "b": 6, "Name": "O"},
+    }
+    caps = ct._call("GET", "caps")
+    assert caps["custom_profile_keys"] == 2
+    assert caps["dropped_profile_keys"] == {"c": 2}
+    ct.reset()  # a new account: the keys in use before take no room
+    ct._call("POST", "caps", json={"max_custom_profile_keys": 1})
+    send("u5", c=1, a=2)
+    assert [p["profileData"] for p in ct.profiles()] == [{"c": 1}]
+    assert ct._call("GET", "caps")["dropped_profile_keys"] == {"a": 1}
+
+
 def test_dry_run_takes_no_key_or_name_of_the_caps(ct) -> None:
     ct._call("POST", "caps", json={"max_event_names": 1})
     reply = fresh_post(ct, "/1/upload?dryRun=1", events(1, "Probe")).json()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,17 @@ def upload(ct: CleverTapHandle, *records: Any, **kwargs: Any) -> dict[str, Any]:
     assert response.headers["content-type"].startswith("application/json")
     body: dict[str, Any] = response.json()
     return body
+
+
+def test_new_profiles_get_distinct_clevertap_like_object_ids(ct) -> None:
+    records = [profile(f"u{i}", Name="N") for i in range(600)]
+    records += [event(f"e{i}", "Signed Up") for i in range(300)]
+    assert upload(ct, *records)["processed"] == 900
+    ids = [p["objectId"] for p in ct.profiles()]
+    assert len(ids) == len(set(ids)) == 900
+    assert all(re.fullmatch(r"__[0-9a-f]{32}", i) for i in ids)
+    by_identity = {p["identity"]: p["objectId"] for p in ct.profiles()}
+    assert all(e["objectId"] == by_identity[e["identity"]] for e in ct.events())
 
 
 def test_valid_batch_replies_success_and_stores_profile_and_event(ct) -> None:

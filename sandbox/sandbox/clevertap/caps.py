@@ -60,6 +60,11 @@ class Caps:
     names: set[str] | None = None
     dropped_keys: Counter[str] = dataclasses.field(default_factory=Counter)
     dropped_events: Counter[str] = dataclasses.field(default_factory=Counter)
+    #: keys a profile may use without taking room: those in `keys` and the
+    #: predefined ones seen (one set test per record in the common case)
+    _covered: set[str] = dataclasses.field(
+        default_factory=set, repr=False, compare=False
+    )
 
     def load(self, store: Store) -> None:
         """Read the keys and names already stored (seeded data included)."""
@@ -70,6 +75,7 @@ class Caps:
                 if isinstance(data, dict):
                     keys.update(k for k in data if is_custom(k))
             self.keys = keys
+            self._covered = set(keys)
         if self.names is None:
             rows = store.query("SELECT DISTINCT evt_key FROM events")
             self.names = {str(r["evt_key"]) for r in rows}
@@ -77,6 +83,7 @@ class Caps:
     def forget(self) -> None:
         """Drop what was loaded (after a wipe or a seed) and the drop counts."""
         self.keys = self.names = None
+        self._covered = set()
         self.dropped_keys.clear()
         self.dropped_events.clear()
 
@@ -105,9 +112,14 @@ class Caps:
         return op
 
     def _profile(self, op: ProfileOp, *, dry_run: bool) -> ProfileOp:
+        covered = self._covered
+        if op.properties.keys() <= covered:  # no set built from the keys
+            return op
         keys = self.keys if self.keys is not None else set()
         new = [k for k in op.properties if k not in keys and is_custom(k)]
         if not new:
+            if keys is self.keys:
+                covered.update(op.properties)
             return op
         room = max(0, self.max_keys - len(keys))
         taken, dropped = new[:room], new[room:]

@@ -155,27 +155,27 @@ class Emulator:
         with self.store.transaction(rollback=dry_run) as conn:
             batch = UploadBatch(conn)
             batch.prefetch_identities(records)
-
-            def apply(record: object, number: int) -> RecordError | None:
-                try:
-                    self._check_forced(forced, record, number)
-                    op = validate_record(
-                        record, max_event_properties=self.max_event_properties, now=now
-                    )
-                    kept = self.caps.apply(op, dry_run=dry_run)
-                    if kept is not None:  # past a cap: dropped without a word
-                        batch.apply(kept)
-                except RecordError as exc:
-                    return exc
-                return None
-
+            # bound once: this loop runs for every record of the request
+            cap, store = self.caps.apply, batch.apply
+            max_properties = self.max_event_properties
             for number, record in enumerate(records, start=1):
-                error = (
-                    RecordError(555) if processed >= limit else apply(record, number)
-                )
-                if error is None:
-                    processed += 1
-                    continue
+                if processed >= limit:
+                    error = RecordError(555)
+                else:
+                    try:
+                        if forced:
+                            self._check_forced(forced, record, number)
+                        op = validate_record(
+                            record, max_event_properties=max_properties, now=now
+                        )
+                        kept = cap(op, dry_run=dry_run)
+                        if kept is not None:  # past a cap: dropped without a word
+                            store(kept)
+                    except RecordError as exc:
+                        error = exc
+                    else:
+                        processed += 1
+                        continue
                 unprocessed.append(
                     {
                         "status": "fail",

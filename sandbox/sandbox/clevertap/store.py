@@ -137,12 +137,14 @@ def dumps(value: object) -> str:
     and any refusal are left to `json.dumps`, which keeps those values as before.
     """
     try:
-        data = _ENCODER.encode(value)
+        text = _ENCODER.encode(value).decode()
     except (TypeError, ValueError, OverflowError):
-        data = b"null"
-    if b"null" in data:
+        text = "null"
+    # searched in the text: `b"null" in data` first tries the operand as an int
+    # and formats the TypeError that fails, which costs more than the search
+    if "null" in text:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return data.decode()
+    return text
 
 
 def loads(text: str | bytes | None) -> Any:  # noqa: ANN401 - a JSON column holds any JSON value; callers rely on it

@@ -39,14 +39,23 @@ _SELECT_BY = {
     "FBID": "SELECT * FROM profiles WHERE fbid = ?",
     "GPID": "SELECT * FROM profiles WHERE gpid = ?",
 }
-# The columns `_Profile.from_tuple` reads, in its order.
+# The columns `prefetch_identities` reads, in its order.
+# A join rather than `identity IN (SELECT value FROM json_each(?))`: SQLite then
+# builds no temporary index of the wanted values; the identities are distinct
+# and sorted, so the rows come in the same (identity) order.
 _SELECT_IDENTITIES = (
-    "SELECT id, identity, object_id, fbid, gpid, created_ts, updated_ts, "
-    "profile_data FROM profiles WHERE identity IN (SELECT value FROM json_each(?))"
+    "SELECT p.id, p.identity, p.object_id, p.fbid, p.gpid, p.created_ts, "
+    "p.updated_ts, p.profile_data FROM json_each(?) AS j "
+    "JOIN profiles AS p ON p.identity = j.value"
 )
 _INSERT_PROFILE = (
     "INSERT INTO profiles (object_id, identity, fbid, gpid, profile_data, "
     "created_ts, updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+# The same without fbid and gpid, which stay NULL (the columns have no default).
+_INSERT_PROFILE_BY_IDENTITY = (
+    "INSERT INTO profiles (object_id, identity, profile_data, created_ts, "
+    "updated_ts) VALUES (?, ?, ?, ?, ?)"
 )
 _UPDATE_PROFILE = "UPDATE profiles SET profile_data = ?, updated_ts = ? WHERE id = ?"
 _INSERT_EVENT = (
@@ -58,15 +67,28 @@ _UPSERT_DEVICE = (
 )
 
 
+_ID_BYTES = 16
+_POOL_IDS = 256  # objectIds drawn from one `os.urandom` call
+_pool: list[str] = []
+
+
 def new_object_id() -> str:
     """A fresh CleverTap-like objectId: `__` and 32 random hex digits.
 
     The shape of the objectIds in events-export-page.apperture.json.
 
-    The digits come straight from `os.urandom` (readers treat the id as opaque):
-    several times cheaper than `uuid.uuid4().hex`, with the same shape.
+    The digits come straight from `os.urandom` (readers treat the id as opaque),
+    read for 256 ids at a time: one system call instead of one per new profile.
     """
-    return "__" + os.urandom(16).hex()
+    while True:  # emulators in threads of one process share the pool
+        try:
+            return _pool.pop()
+        except IndexError:
+            digits = os.urandom(_ID_BYTES * _POOL_IDS).hex()
+            step = 2 * _ID_BYTES
+            _pool.extend(
+                "__" + digits[i : i + step] for i in range(0, len(digits), step)
+            )
 
 
 @dataclasses.dataclass(slots=True)
@@ -93,23 +115,6 @@ class _Profile:
             created_ts=int(row["created_ts"]),
             updated_ts=int(row["updated_ts"]),
             stored=row["profile_data"],
-        )
-
-    @classmethod
-    def from_tuple(cls, row: tuple[Any, ...]) -> _Profile:
-        """A profile from a plain row of `_SELECT_IDENTITIES` (cheaper than a Row)."""
-        row_id, identity, object_id, fbid, gpid, created_ts, updated_ts, stored = row
-        return cls(
-            row_id=int(row_id),
-            ids={
-                "identity": identity,
-                "objectId": object_id,
-                "FBID": fbid,
-                "GPID": gpid,
-            },
-            created_ts=int(created_ts),
-            updated_ts=int(updated_ts),
-            stored=stored,
         )
 
     def data(self) -> dict[str, Any]:
@@ -205,9 +210,30 @@ class UploadBatch:
         )
         cursor = self._conn.cursor()
         cursor.row_factory = None  # plain tuples
-        for row in cursor.execute(_SELECT_IDENTITIES, (dumps(sorted(wanted)),)):
-            self._remember(_Profile.from_tuple(row))
-        self._absent.update(v for v in wanted if ("identity", v) not in self._known)
+        known, profiles = self._known, self._profiles
+        # a `_Profile` and `_remember`, inlined: one pass per stored row
+        for (
+            row_id,
+            identity,
+            object_id,
+            fbid,
+            gpid,
+            created,
+            updated,
+            stored,
+        ) in cursor.execute(_SELECT_IDENTITIES, (dumps(sorted(wanted)),)):
+            ids = {
+                "identity": identity,
+                "objectId": object_id,
+                "FBID": fbid,
+                "GPID": gpid,
+            }
+            profile = _Profile(int(row_id), ids, int(created), int(updated), stored)
+            profiles.append(profile)
+            for field, value in ids.items():
+                if value is not None:
+                    known[field, value] = profile
+        self._absent.update(v for v in wanted if ("identity", v) not in known)
 
     def _find(self, field: str, value: str) -> _Profile | None:
         profile = self._known.get((field, value))
@@ -240,7 +266,10 @@ class UploadBatch:
         existing = self._find(op.who.field, op.who.value)
         data = {} if existing is None else dict(existing.data())
         if op.plain:  # no operator: every property is set as it is
-            data.update(op.properties)
+            if existing is None:  # a new profile: the validated copy as it is
+                data = op.properties
+            else:
+                data.update(op.properties)
         else:
             for key, value in op.properties.items():
                 if type(value) is dict:  # an operator (or a date): may raise
@@ -275,22 +304,39 @@ class UploadBatch:
         """Write every change of the batch (one statement per kind of row)."""
         conn = self._conn
         changed = [p for p in self._profiles if p.dirty]
-        conn.executemany(
-            _INSERT_PROFILE,
-            [
-                (
-                    p.ids["objectId"],
-                    p.ids["identity"],
-                    p.ids["FBID"],
-                    p.ids["GPID"],
-                    dumps(p.data()),
-                    p.created_ts,
-                    p.updated_ts,
-                )
-                for p in changed
-                if p.row_id is None
-            ],
-        )
+        new = [p for p in changed if p.row_id is None]
+        if all(p.ids["FBID"] is None and p.ids["GPID"] is None for p in new):
+            # the common case: no None to bind (sqlite3 binds None through its
+            # adaptation protocol, which raises and formats an AttributeError)
+            conn.executemany(
+                _INSERT_PROFILE_BY_IDENTITY,
+                [
+                    (
+                        p.ids["objectId"],
+                        p.ids["identity"],
+                        dumps(p.data()),
+                        p.created_ts,
+                        p.updated_ts,
+                    )
+                    for p in new
+                ],
+            )
+        else:
+            conn.executemany(
+                _INSERT_PROFILE,
+                [
+                    (
+                        p.ids["objectId"],
+                        p.ids["identity"],
+                        p.ids["FBID"],
+                        p.ids["GPID"],
+                        dumps(p.data()),
+                        p.created_ts,
+                        p.updated_ts,
+                    )
+                    for p in new
+                ],
+            )
         conn.executemany(
             _UPDATE_PROFILE,
             [
