@@ -113,9 +113,8 @@ class Reconciler:
     def _pause(self, seconds: float) -> bool:
         """Wait between checks; False when a stop was (or is) asked for.
 
-        The wait is cut into short sleeps rather than an `Event.wait`: the
-        signal handler sets `stop` in the main thread, which may be the one
-        waiting here (the earlier run's events are checked there).
+        The wait is cut into short sleeps of the `sleep` function (which tests
+        replace) rather than an `Event.wait`.
         """
         if self.stop is None:
             self.sleep(seconds)
@@ -197,7 +196,7 @@ class Reconciler:
         """Say what the stop leaves: events in doubt, checked by the next run."""
         left = max(r.sent_at for r in todo) + self.lag_seconds - time.time()
         LOGGER.info(
-            "Stop asked: the check of %d events of unknown fate (a lost reply) "
+            "Stop asked: the check of %d events of unknown fate (no readable reply) "
             "ends now instead of waiting up to %.0f s more for them to show in Get "
             "Events; they stay in doubt in the ledger, no STATE is written past "
             "them, and the next run checks them in Get Events before sending "

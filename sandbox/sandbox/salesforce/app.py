@@ -776,7 +776,6 @@ class SalesforceApp:
         results: list[Result],
         *,
         all_or_none: bool,
-        upsert: bool = False,
         creates: bool = False,
     ) -> Response:
         if all_or_none and not all(r.success for r in results):
@@ -791,7 +790,7 @@ class SalesforceApp:
                     result.errors = [dict(ROLLED_BACK)]
         else:
             tx.commit()
-        return _json([r.as_json(with_created=upsert) for r in results])
+        return _json([r.as_json() for r in results])
 
     def collection_create(self, call: Call) -> Response:
         """`POST composite/sobjects`: per-record SaveResults in request order."""

@@ -284,7 +284,8 @@ def _process_ingest(emulator: Emulator, job: dict[str, Any]) -> None:
     # A row whose cell count differs from the header's fails on its own, its
     # cells echoed empty: `"","INVALID_FIELD:Number of fields in header is
     # different from the row. header = 4 row = 3:--","","","",""` (a real
-    # failedResults answer, fixture real_api_salesforce/bulk2_results_real.json).
+    # failedResults answer quoted in github garek007/salesforce
+    # sf-api-jquery/index.php; fixture real_api_salesforce/bulk2_results_real.json).
     well_formed = [row for row in body_rows if len(row) == len(header)]
     written = iter(
         run_dml(
