@@ -37,7 +37,7 @@ def _post(ct: CleverTapHandle, path: str, body: Any) -> requests.Response:
     )
 
 
-def _get(ct: CleverTapHandle, path: str) -> requests.Response:
+def _get(ct: CleverTapHandle, path: str, _body: None = None) -> requests.Response:
     return requests.get(ct.base_url + path, headers=ct.headers(), timeout=15)
 
 
@@ -58,8 +58,8 @@ def _busy_then(
             assert deadline, "the slow requests never arrived"
             concurrent.futures.wait(held, timeout=0.05)
         replies = [
-            pool.submit(_post if method == "POST" else _get, ct, p, *args)
-            for method, p, *args in then
+            pool.submit(_post if method == "POST" else _get, ct, p, body)
+            for method, p, body in then
         ]
         assert all(f.result().status_code == 200 for f in held)
         return [f.result() for f in replies]
@@ -80,7 +80,7 @@ def test_concurrency_limit_is_per_api_like_the_docs(
         ct,
         ("/1/events.json", query),
         [
-            ("GET", "/1/profile.json?identity=u1"),
+            ("GET", "/1/profile.json?identity=u1", None),
             ("POST", "/1/counts/events.json", query),
             ("POST", "/1/events.json", query),
         ],
@@ -98,10 +98,10 @@ def test_get_user_profiles_by_id_and_by_cursor_share_one_limit(
 ) -> None:
     """Both reads are the one Get User Profiles API (one row of the limits table)."""
     ct = clevertap_emulator
-    assert CONCURRENCY["limits"]["Get User Profiles"]["path"] == "/1/profiles.json"
+    api = CONCURRENCY["limits"]["Get User Profiles"]
     query = {"event_name": "E", **RANGE}
     [by_id] = _busy_then(
-        ct, ("/1/profiles.json", query), [("GET", "/1/profile.json?identity=u1")]
+        ct, (api["path"], query), [("GET", f"{api['by_id_path']}?identity=u1", None)]
     )
     assert by_id.status_code == CONCURRENCY["throttled_status"]
 

@@ -30,8 +30,9 @@ OTHER_CONCURRENCY = 3
 # api-evangelist/clevertap rate-limits/clevertap-rate-limits.yml): 15 for the uploads,
 # 3 for each other API on its own, so a Get Events walk does not take a Get User
 # Profiles slot. Paths of one API share a slot count: Get User Profiles is the
-# cursor export and the by-id read (one docs page, one row of the table). Any
-# other path counts as its own API.
+# cursor export and the by-ID read (developer.clevertap.com/docs/get-user-profiles-api:
+# one API, "by event" and "by ID"; one row of the limits table). Any other path
+# counts as its own API.
 _API_OF_PATH = {
     UPLOAD_PATH: "upload",
     "/1/events.json": "get events",
