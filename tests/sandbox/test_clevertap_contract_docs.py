@@ -49,7 +49,7 @@ def _busy_then(
     """Fill `busy`'s API to its limit with slow requests, then send `then` at once."""
     path, body = busy
     limit = CONCURRENCY["limits"]["Get Events"]["limit"]
-    ct.fault("latency", ms=1500, path=path, times=limit)
+    ct.fault("latency", ms=2500, path=path, times=limit)
     with concurrent.futures.ThreadPoolExecutor(limit + len(then)) as pool:
         held = [pool.submit(_post, ct, path, body) for _ in range(limit)]
         deadline = 50
