@@ -904,7 +904,10 @@ async def delete_profiles(request: Request) -> Response:
     if not values:
         return fail(400, f"{field} must be a string or a list of strings")
     if len(values) > MAX_MAINTENANCE_VALUES:
-        return fail(400, f"At most {MAX_MAINTENANCE_VALUES} values per request")
+        # The text CleverTap answered a 1000-identity delete, as reported in
+        # rudderlabs/rudder-transformer PR #1720 (2022-12-20); its HTTP status
+        # and code were not reported.
+        return fail(400, f"Max {MAX_MAINTENANCE_VALUES} are allowed")
     select = _OBJECT_ID_BY[field]
     with emulator.store.transaction() as conn:
         for value in values:

@@ -25,6 +25,20 @@ SANDBOX_PREFIX = "/_sandbox/"
 UPLOAD_PATH = "/1/upload"
 UPLOAD_CONCURRENCY = 15
 OTHER_CONCURRENCY = 3
+# CleverTap's concurrency limits are "defined per user account for each API"
+# (developer.clevertap.com/docs/api-request-limit, page of 2026-03-17, as read in
+# api-evangelist/clevertap rate-limits/clevertap-rate-limits.yml): 15 for the uploads,
+# 3 for each other API on its own, so a Get Events walk does not take a Get User
+# Profiles slot. Paths of one API share a slot count: Get User Profiles is the
+# cursor export and the by-ID read (developer.clevertap.com/docs/get-user-profiles-api:
+# one API, "by event" and "by ID"; one row of the limits table). Any other path
+# counts as its own API.
+_API_OF_PATH = {
+    UPLOAD_PATH: "upload",
+    "/1/events.json": "get events",
+    "/1/profiles.json": "get user profiles",
+    "/1/profile.json": "get user profiles",
+}
 ABORT_KEY = "sandbox.abort"
 INFO_KEY = "sandbox.info"
 
@@ -88,7 +102,7 @@ class Gate:
         """Wrap `app` for `emulator`."""
         self.app = app
         self.emulator = emulator
-        self.inflight = {"upload": 0, "other": 0}
+        self.inflight: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection scope."""
@@ -134,20 +148,24 @@ class Gate:
             )
             return
         path: str = scope["path"]
-        group = "upload" if path == UPLOAD_PATH else "other"
+        group = _API_OF_PATH.get(path, path)
         limit = UPLOAD_CONCURRENCY if group == "upload" else OTHER_CONCURRENCY
-        if self.inflight[group] >= limit:
+        if self.inflight.get(group, 0) >= limit:
             info["fault"] = "concurrency"
             await send_json(send, 429, fail_body(429, "Too many concurrent requests"))
             return
         self.emulator.release_lagged(
             export_read=path == "/1/events.json" and scope["method"] == "POST"
         )
-        self.inflight[group] += 1
+        self.inflight[group] = self.inflight.get(group, 0) + 1
         try:
             await self._faulted(scope, receive, send, info)
         finally:
-            self.inflight[group] -= 1
+            left = self.inflight[group] - 1
+            if left:
+                self.inflight[group] = left
+            else:  # any path may be asked for: keep no count for idle ones
+                del self.inflight[group]
 
     async def _after_store(
         self,
