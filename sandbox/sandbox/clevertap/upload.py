@@ -305,38 +305,24 @@ class UploadBatch:
         conn = self._conn
         changed = [p for p in self._profiles if p.dirty]
         new = [p for p in changed if p.row_id is None]
-        if all(p.ids["FBID"] is None and p.ids["GPID"] is None for p in new):
-            # the common case: no None to bind (sqlite3 binds None through its
-            # adaptation protocol, which raises and formats an AttributeError)
-            conn.executemany(
-                _INSERT_PROFILE_BY_IDENTITY,
-                [
-                    (
-                        p.ids["objectId"],
-                        p.ids["identity"],
-                        dumps(p.data()),
-                        p.created_ts,
-                        p.updated_ts,
-                    )
-                    for p in new
-                ],
-            )
-        else:
-            conn.executemany(
-                _INSERT_PROFILE,
-                [
-                    (
-                        p.ids["objectId"],
-                        p.ids["identity"],
-                        p.ids["FBID"],
-                        p.ids["GPID"],
-                        dumps(p.data()),
-                        p.created_ts,
-                        p.updated_ts,
-                    )
-                    for p in new
-                ],
-            )
+        # the common case has no FBID or GPID: a statement without them binds no
+        # None (sqlite3 binds None through its adaptation protocol, which raises
+        # and formats an AttributeError)
+        plain = all(p.ids["FBID"] is None and p.ids["GPID"] is None for p in new)
+        conn.executemany(
+            _INSERT_PROFILE_BY_IDENTITY if plain else _INSERT_PROFILE,
+            [
+                (
+                    p.ids["objectId"],
+                    p.ids["identity"],
+                    *(() if plain else (p.ids["FBID"], p.ids["GPID"])),
+                    dumps(p.data()),
+                    p.created_ts,
+                    p.updated_ts,
+                )
+                for p in new
+            ],
+        )
         conn.executemany(
             _UPDATE_PROFILE,
             [

@@ -470,6 +470,20 @@ def _fast_identity(record: dict[str, Any]) -> Identifier | None:
     return _new(Identifier, ("identity", text))
 
 
+def _fast_who_ts(record: dict[str, Any], now: int) -> tuple[Identifier, int] | None:
+    """The identifier and time of a record the fast paths take (else None).
+
+    `ts` absent or null is `now`; any other value must be a valid integer.
+    """
+    ts = record.get("ts")
+    if ts is None:
+        ts = now
+    who = _fast_identity(record)
+    if who is None or type(ts) is not int or not 0 < ts < MAX_EPOCH_SECONDS:
+        return None
+    return who, ts
+
+
 def _good_event_name(name: object) -> TypeGuard[str]:
     """Whether `name` is a valid event name, learning the valid ones."""
     if type(name) is not str:
@@ -495,12 +509,10 @@ def _fast_event(record: dict[str, Any], cap: int, now: int) -> EventOp | None:
     data = record.get("evtData", {})
     if type(data) is not dict or len(data) > cap:
         return None
-    ts = record.get("ts")  # absent, null or a valid integer (else not fast)
-    if ts is None:
-        ts = now
-    who = _fast_identity(record)
-    if who is None or type(ts) is not int or not 0 < ts < MAX_EPOCH_SECONDS:
+    found = _fast_who_ts(record, now)
+    if found is None:
         return None
+    who, ts = found
     if not data.keys() <= _GOOD_EVENT_KEYS and not _keys_known(
         data, _GOOD_EVENT_KEYS, _PROHIBITED
     ):
@@ -515,12 +527,10 @@ def _fast_profile(record: dict[str, Any], now: int) -> ProfileOp | None:
     data = record.get("profileData")
     if type(data) is not dict:
         return None
-    ts = record.get("ts")  # absent, null or a valid integer (else not fast)
-    if ts is None:
-        ts = now
-    who = _fast_identity(record)
-    if who is None or type(ts) is not int or not 0 < ts < MAX_EPOCH_SECONDS:
+    found = _fast_who_ts(record, now)
+    if found is None:
         return None
+    who, ts = found
     if not data.keys() <= _GOOD_PROFILE_KEYS and not _keys_known(
         data, _GOOD_PROFILE_KEYS, _PROFILE_PROHIBITED
     ):
