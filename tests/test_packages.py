@@ -44,6 +44,15 @@ def test_both_targets_carry_the_same_stopping_module() -> None:
     assert clevertap.read_bytes() == salesforce.read_bytes()
 
 
+def test_both_targets_carry_the_same_yaml_lines_module() -> None:
+    # Reading a mapping document with the line of each key is one text in both
+    # targets; each ships its own copy so that it installs on its own.
+    root = Path(__file__).resolve().parents[1]
+    clevertap = root / "target-clevertap" / "target_clevertap" / "yaml_lines.py"
+    salesforce = root / "target-salesforce" / "target_salesforce" / "yaml_lines.py"
+    assert clevertap.read_bytes() == salesforce.read_bytes()
+
+
 def test_every_plugin_carries_the_same_preflight_output_module() -> None:
     # The `--preflight` result lines, report and option are one text in the three
     # plugins; each ships its own copy so that it installs on its own.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from target_clevertap import yaml_lines
 from target_clevertap.exprlang import Expression, ExpressionError, compile_expression
 from target_clevertap.mapping import (
     MODIFIED_TIME,
@@ -34,6 +35,7 @@ from target_clevertap.mapping_doc import (
     node_at,
     parse_stream,
 )
+from target_clevertap.yaml_lines import LineDict
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -60,35 +62,8 @@ class MappingError(ValueError):
 # --------------------------------------------------------------------------- YAML
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that remembers the line of each mapping key."""
-
-
-class _LineDict(dict[str, Any]):
-    lines: dict[str, int]
-    line: int
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
-    result = _LineDict()
-    result.lines = {}
-    result.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.lines[str(key)] = key_node.start_mark.line + 1
-    return result
-
-
-_LineLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
-
-
 def _line_of(obj: object, key: str | None = None) -> int | None:
-    if isinstance(obj, _LineDict):
+    if isinstance(obj, LineDict):
         if key is not None and key in obj.lines:
             return obj.lines[key]
         return obj.line
@@ -310,25 +285,11 @@ def _parse_document(source: str, doc: object) -> dict[str, StreamMapping]:
     }
 
 
-def _load_yaml(text: str) -> object:
-    """Parse YAML, keeping the line of each mapping key (safe: no object tags)."""
-    return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
-
-
 def _read_file(path: Path) -> object:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        msg = f"mappings_file {path}: cannot read it ({exc.strerror})"
-        raise MappingError(msg) from exc
-    try:
-        return _load_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        msg = f"mappings_file {path}{where}: {problem}"
-        raise MappingError(msg) from exc
+        return yaml_lines.read(path, f"mappings_file {path}")
+    except yaml_lines.YamlFileError as exc:
+        raise MappingError(str(exc)) from exc
 
 
 def load_mappings(
@@ -362,7 +323,7 @@ def load_mappings(
                 doc = json.loads(inline)
             except json.JSONDecodeError:
                 try:
-                    doc = _load_yaml(inline)
+                    doc = yaml_lines.load(inline)
                 except yaml.YAMLError as exc:
                     msg = f"mappings setting: not valid JSON or YAML ({exc})"
                     raise MappingError(msg) from exc

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, get_args
 
 import msgspec
-import yaml
 
+from target_salesforce import yaml_lines
 from target_salesforce.exprlang import (
     Expression,
     ExpressionError,
@@ -40,6 +40,7 @@ from target_salesforce.mapping_doc import (
     StreamDoc,
     parse_stream,
 )
+from target_salesforce.yaml_lines import LineDict
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -396,62 +397,24 @@ def _refuse_upsert_on_id(stream: str, action: str, ext: object) -> None:
         raise MappingError(msg, ("external_id_field",))
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader whose mappings remember the line of each key."""
-
-
-class _LineDict(dict[str, Any]):
-    """A YAML mapping with `line` (its own) and `lines` (each key's), 1-based."""
-
-    line: int
-    lines: dict[str, int]
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)  # resolve `<<:` merge keys first
-    result = _LineDict()
-    result.line = node.start_mark.line + 1
-    result.lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.lines[str(key)] = key_node.start_mark.line + 1
-    return result
-
-
-_LineLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
-
-
 def _line_of(node: object, keys: tuple[str, ...]) -> int:
     """The line of the deepest key of `keys` found under `node` (0: unknown)."""
-    line = node.line if isinstance(node, _LineDict) else 0
+    line = node.line if isinstance(node, LineDict) else 0
     for key in keys:
-        if not isinstance(node, _LineDict) or key not in node.lines:
+        if not isinstance(node, LineDict) or key not in node.lines:
             break
         line = node.lines[key]
         node = node[key]
     return line
 
 
-def _read_file(mappings_file: str) -> _LineDict:
-    path = Path(mappings_file)
+def _read_file(mappings_file: str) -> LineDict:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        msg = f"mappings_file {mappings_file}: cannot read it ({exc.strerror})"
-        raise MappingError(msg) from exc
-    try:
-        loaded = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        msg = f"mappings_file {mappings_file}{where}: {problem}"
-        raise MappingError(msg) from exc
+        loaded = yaml_lines.read(Path(mappings_file), f"mappings_file {mappings_file}")
+    except yaml_lines.YamlFileError as exc:
+        raise MappingError(str(exc)) from exc
     streams = loaded.get("streams") if isinstance(loaded, dict) else None
-    if not isinstance(streams, _LineDict):
+    if not isinstance(streams, LineDict):
         msg = f"mappings_file {mappings_file} needs a top-level `streams:` mapping"
         raise MappingError(msg)
     return streams
@@ -460,7 +423,7 @@ def _read_file(mappings_file: str) -> _LineDict:
 def _field_lines(raw: object, stream_line: int) -> dict[str, int]:
     lines = {"": stream_line}
     fields = raw.get("fields") if isinstance(raw, dict) else None
-    if isinstance(fields, _LineDict):
+    if isinstance(fields, LineDict):
         lines.update(fields.lines)
     return lines
 
@@ -482,7 +445,7 @@ def load_mappings(
         MappingError: when the file cannot be read or a mapping is invalid; for an
             entry of the file, the message starts with the file and the line.
     """
-    file_streams: _LineDict | None = None
+    file_streams: LineDict | None = None
     merged: dict[str, Any] = {}
     if mappings_file:
         file_streams = _read_file(mappings_file)
