@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from target_clevertap.dispatch import UploadDispatcher
     from target_clevertap.loader import Entry
     from target_clevertap.payloads import UploadItem
+    from target_clevertap.reconcile import Outcome
 
 #: send rounds of events whose reply was lost, before they are left in doubt
 RECONCILE_ROUNDS = 3
@@ -221,19 +222,11 @@ class EventUploads:
                     UploadResult(0, [Rejection(0, miss.code, miss.message)]),
                 )
                 self.counters.count_sent(entries, idx, item)
-        if outcome.unknown:
-            self.counters.add_in_doubt(len(outcome.unknown))
-            why = (
-                "their check was cut short by the stop"
-                if outcome.stopped
-                else "not visible in Get Events yet (ingestion lag) after the "
-                "configured checks"
-            )
-            msg = (
-                f"{len(outcome.unknown)} events are in doubt: {why}. No STATE "
-                "was emitted; rerun later to check and settle them"
-            )
-            raise CleverTapError(msg)
+        self._stop_if_in_doubt(
+            outcome,
+            "events are",
+            "No STATE was emitted; rerun later to check and settle them",
+        )
         missing = [(i, it) for i, it in lost if it.event_key in outcome.missing]
         self.ctx.logger.info(
             "Reconciled %d events of unknown fate: %d had landed, %d will be sent "
@@ -243,6 +236,20 @@ class EventUploads:
             len(missing),
         )
         return missing
+
+    def _stop_if_in_doubt(self, outcome: Outcome, events: str, after: str) -> None:
+        """Stop the run when a reconciliation left events unknown (in doubt).
+
+        Raises:
+            CleverTapError: some events are unknown; no STATE covers them.
+        """
+        if not outcome.unknown:
+            return
+        self.counters.add_in_doubt(len(outcome.unknown))
+        msg = (
+            f"{len(outcome.unknown)} {events} in doubt ({outcome.why_unknown}). {after}"
+        )
+        raise CleverTapError(msg)
 
     def settle_previous_run(self) -> None:
         """Settle events a previous run left pending or in doubt.
@@ -269,18 +276,11 @@ class EventUploads:
             raise CleverTapError(msg) from exc
         self.ctx.store.mark(sorted(outcome.found), ledger.ACCEPTED)
         self.ctx.store.forget(sorted(outcome.missing))
-        if outcome.unknown:
-            self.counters.add_in_doubt(len(outcome.unknown))
-            why = (
-                "their check was cut short by the stop"
-                if outcome.stopped
-                else "not visible in Get Events yet"
-            )
-            msg = (
-                f"{len(outcome.unknown)} events from an earlier run are still in "
-                f"doubt ({why}). Nothing was sent; rerun later"
-            )
-            raise CleverTapError(msg)
+        self._stop_if_in_doubt(
+            outcome,
+            "events from an earlier run are still",
+            "Nothing was sent; rerun later",
+        )
         self.ctx.logger.info(
             "Earlier run: %d events had landed, %d had not (they will be sent again "
             "when their records are replayed)",

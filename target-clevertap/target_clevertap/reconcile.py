@@ -52,6 +52,13 @@ class Outcome:
     #: a stop ended the checks before the lag was waited for
     stopped: bool = False
 
+    @property
+    def why_unknown(self) -> str:
+        """Why the unknown events are unknown, for the message that stops the run."""
+        if self.stopped:
+            return "their check was cut short by the stop"
+        return "not visible in Get Events yet (ingestion lag) after the checks"
+
 
 def day_range(
     stamps: Sequence[int], zone: dt.tzinfo, now: float | None = None

@@ -81,12 +81,16 @@ class InFlight:
         """No thread yet; `limit` (at least 1) batches may be out at once."""
         self.limit = max(1, int(limit))
         self.logger = logger
-        # True while the run stops: settle callbacks then skip the reject policy
-        self.stopping = False
-        self._stopped = threading.Event()  # `stopping`, as the workers see it
+        # set once the run stops: the workers send nothing more that waits
+        self._stopped = threading.Event()
         self._batches: collections.deque[_Batch] = collections.deque()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+
+    @property
+    def stopping(self) -> bool:
+        """True once the run stops: settle callbacks then skip the reject policy."""
+        return self._stopped.is_set()
 
     def __len__(self) -> int:
         """Batches sent and not settled yet."""
@@ -141,7 +145,6 @@ class InFlight:
         Their own errors are logged, not raised: the error that stops the run
         is the one the caller raises.
         """
-        self.stopping = True
         self._stopped.set()  # batches still waiting for an earlier one send nothing
         while self._batches:
             batch = self._batches.popleft()

@@ -12,13 +12,16 @@ import csv
 import io
 import json
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from singer_sdk.target_base import Target
 from target_salesforce.inflight import InFlight, Scope
 from target_salesforce.sinks import SalesforceSink
 from target_salesforce.target import TargetSalesforce
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 WINDOWS = "nps_bulk_windows.singer"  # 3 windows of 4 records, a STATE after each
 SAME_KEY = "nps_bulk_same_key.singer"  # window 2 repeats ct-key-1 with later values
@@ -35,6 +38,16 @@ def _config(harness: Any, in_flight: int, **extra: Any) -> dict[str, Any]:
         **extra,
     )
     return config
+
+
+def _slow_jobs_with_summary(
+    harness: Any, in_flight: int, **extra: Any
+) -> tuple[dict[str, Any], Path]:
+    """Three slowed jobs (InProgress for a while) and a summary file: config, path."""
+    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    summary_path = harness.tmp_path / "summary.json"
+    config = _config(harness, in_flight, summary_path=str(summary_path), **extra)
+    return config, summary_path
 
 
 def _jobs(handle: Any) -> list[dict[str, Any]]:
@@ -238,9 +251,7 @@ def test_stopping_error_in_the_reading_thread_settles_the_jobs_in_flight_first(
     harness: Any, stop_line: str, extra: dict[str, Any], cause: str
 ) -> None:
     # every job stays InProgress for a while: two are still out at the stop line
-    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
-    summary_path = harness.tmp_path / "summary.json"
-    config = _config(harness, 3, summary_path=str(summary_path), **extra)
+    config, summary_path = _slow_jobs_with_summary(harness, 3, **extra)
     text = harness.fixture(REFUSED_THEN_STOP, __STOP__=stop_line)
     run = harness.run(config, text)
     assert cause.lower() in str(run.error).lower()
@@ -250,9 +261,7 @@ def test_stopping_error_in_the_reading_thread_settles_the_jobs_in_flight_first(
 def test_bad_json_line_with_jobs_in_flight_still_ends_with_its_own_one_line(
     harness: Any,
 ) -> None:
-    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
-    summary_path = harness.tmp_path / "summary.json"
-    config = _config(harness, 3, summary_path=str(summary_path))
+    config, summary_path = _slow_jobs_with_summary(harness, 3)
     result = harness.run_cli(config, harness.fixture(REFUSED_THEN_STOP))
     assert result.returncode == 1, result.stderr[-2000:]
     assert result.stdout == ""  # no STATE
@@ -273,9 +282,7 @@ def test_on_reject_fail_records_the_later_jobs_already_sent(harness: Any) -> Non
     Their jobs ran: their rejects are written and their accepted rows counted
     (summary log and file) before the run stops, without STATE.
     """
-    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
-    summary_path = harness.tmp_path / "summary.json"
-    config = _config(harness, 3, on_reject="fail", summary_path=str(summary_path))
+    config, summary_path = _slow_jobs_with_summary(harness, 3, on_reject="fail")
     run = harness.run(config, harness.fixture(REFUSED_THEN_STOP))
     assert "on_reject is 'fail'" in str(run.error)
     _assert_every_window_settled(harness, run, summary_path)
@@ -286,9 +293,7 @@ def test_on_reject_fail_on_an_invalid_record_writes_the_jobs_in_flight_rejects_f
 ) -> None:
     # 5 in flight: the three jobs are still out when a record fails its schema;
     # their refused rows come before it in the input, so first in the rejects file
-    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
-    summary_path = harness.tmp_path / "summary.json"
-    config = _config(harness, 5, on_reject="fail", summary_path=str(summary_path))
+    config, summary_path = _slow_jobs_with_summary(harness, 5, on_reject="fail")
     invalid = (
         '{"type": "RECORD", "stream": "nps", "record": {"identity": "ct-ref-13", '
         '"name": "Invalid score", "score": "high"}}'
@@ -307,10 +312,8 @@ def test_a_job_failing_while_the_run_stops_is_logged_and_the_first_error_stands(
 ) -> None:
     # 5 in flight: all three windows are out at the bad line; one job ends
     # Failed after its first 2 rows (one accepted, one refused)
-    harness.handle.fault("slow_bulk", polls=SLOW_POLLS, count=3)
+    config, summary_path = _slow_jobs_with_summary(harness, 5)
     harness.handle.fault("bulk_job_failed", processed=2)
-    summary_path = harness.tmp_path / "summary.json"
-    config = _config(harness, 5, summary_path=str(summary_path))
     run = harness.run(config, harness.fixture(REFUSED_THEN_STOP))
     assert "not valid JSON" in str(run.error)
     assert run.states == []

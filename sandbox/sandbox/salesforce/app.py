@@ -1141,25 +1141,26 @@ class SalesforceApp:
 
     def _sandbox_org_settings(self, body: object) -> Response:
         """Org settings: `soap_login_enabled`, `oauth_password_flow_enabled` (bools)."""
+        return self._auth_switches(
+            body, ("soap_login_enabled", "oauth_password_flow_enabled")
+        )
+
+    def _sandbox_connected_app(self, body: object) -> Response:
+        """Connected app policies: `{"refresh_requires_secret": bool}`."""
+        return self._auth_switches(body, ("refresh_requires_secret",))
+
+    def _auth_switches(self, body: object, names: tuple[str, ...]) -> Response:
+        """Set the named on/off settings of the org's auth given in `body`.
+
+        Answers every named setting's value after the change.
+        """
         if not isinstance(body, dict):
             return _not_an_object()
         auth = self.emulator.auth
-        names = ("soap_login_enabled", "oauth_password_flow_enabled")
         for name in names:
             if name in body:
                 setattr(auth, name, bool(body[name]))
         return _json({"ok": True} | {name: getattr(auth, name) for name in names})
-
-    def _sandbox_connected_app(self, body: object) -> Response:
-        """Connected app policies: `{"refresh_requires_secret": bool}`."""
-        if not isinstance(body, dict):
-            return _not_an_object()
-        auth = self.emulator.auth
-        if "refresh_requires_secret" in body:
-            auth.refresh_requires_secret = bool(body["refresh_requires_secret"])
-        return _json(
-            {"ok": True, "refresh_requires_secret": auth.refresh_requires_secret}
-        )
 
     def _sandbox_jobs(self) -> Response:
         jobs = self.emulator.store.jobs
