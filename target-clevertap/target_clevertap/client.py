@@ -61,6 +61,10 @@ class RetryableError(Exception):
     """429, 5xx or a request that certainly was not sent."""
 
 
+class ReadStoppedError(CleverTapError):
+    """A stop was asked for while CleverTap was still preparing a read's answer."""
+
+
 class AmbiguousSendError(Exception):
     """The request may have reached CleverTap, but no reply was read."""
 
@@ -85,13 +89,15 @@ def _says_in_progress(response: requests.Response) -> bool:
         return False
 
 
-def _until_settled(fetch: Callable[[], object], tries: int, wait: float) -> object:
+def _until_settled(
+    fetch: Callable[[], object], tries: int, nap: Callable[[], None]
+) -> object:
     """`fetch()`, asked again while it answers "still in progress" (`tries` times)."""
     reply = fetch()
     for _ in range(tries):
         if not in_progress(reply):
             break
-        time.sleep(wait)
+        nap()
         reply = fetch()
     return reply
 
@@ -229,10 +235,27 @@ class CleverTapClient:
         self._lock = threading.Lock()
         self._read_slots = threading.BoundedSemaphore(READ_CONCURRENCY)
         self._read_bucket = TokenBucket(read_rate, burst=READ_CONCURRENCY)
+        #: set when the run is asked to stop (a first signal): the waits for a
+        #: Get Events answer still in preparation end then (`ReadStoppedError`)
+        self.stop: threading.Event | None = None
 
     def close(self) -> None:
         """Close the session."""
         self.session.close()
+
+    def _wait_in_progress(self) -> None:
+        """Wait before asking again for an answer CleverTap is still preparing.
+
+        Raises:
+            ReadStoppedError: a stop was (or is) asked for: the read ends.
+        """
+        wait = self.in_progress_wait
+        LOGGER.debug("Get Events still preparing its answer; asking in %.1f s", wait)
+        if self.stop is None:
+            time.sleep(wait)
+        elif self.stop.wait(wait):
+            msg = "a stop was asked for while Get Events was preparing its answer"
+            raise ReadStoppedError(msg)
 
     # ------------------------------------------------------------------ retries
 
@@ -547,7 +570,7 @@ class CleverTapClient:
         reply = _until_settled(
             lambda: self._with_retries(start),
             self.in_progress_tries,
-            self.in_progress_wait,
+            self._wait_in_progress,
         )
         cursor = reply.get("cursor") if isinstance(reply, dict) else None
         if not cursor:
@@ -569,7 +592,7 @@ class CleverTapClient:
                 if in_progress(page) and waits < self.in_progress_tries:
                     waits += 1
                     seen.discard(cursor)
-                    time.sleep(self.in_progress_wait)
+                    self._wait_in_progress()
                     continue
                 msg = f"Get Events page failed: {str(error)[:200]}"
                 raise CleverTapError(msg)

@@ -10,8 +10,10 @@ event was sent; earlier misses are checked again, at most `checks` times in all.
 An event never checked late enough stays unknown (in doubt in the ledger).
 
 A stop asked for (a first SIGTERM or Ctrl-C: `stop` is set) ends the waits
-between checks at once: what no check found yet stays unknown, so in doubt in
-the ledger, and the next run checks it before anything is sent again.
+between checks at once, and so does the client's wait for a Get Events answer
+CleverTap is still preparing (`ReadStoppedError`, the read's findings dropped):
+what no check found yet stays unknown, so in doubt in the ledger, and the next
+run checks it before anything is sent again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from target_clevertap.client import ReadStoppedError
 
 if TYPE_CHECKING:
     import threading
@@ -173,7 +177,12 @@ class Reconciler:
         gap = self.lag_seconds / (self.checks - 1) if self.checks > 1 else 0.0
         for attempt in range(self.checks):
             started = time.time()
-            found = self._read(todo)
+            try:
+                found = self._read(todo)
+            except ReadStoppedError:  # cut short: what this read found is unsure
+                outcome.stopped = True
+                self._log_stop(todo)
+                break
             outcome.found |= found
             late = {
                 r.key

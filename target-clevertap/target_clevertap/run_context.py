@@ -144,6 +144,7 @@ class RunContext:
                         max_tries=int(self.config["max_retries"]),
                         read_rate=float(self.config["identity_lookup_rate"]),
                     )
+                    self._client.stop = self.stop_asked
         return self._client
 
     @property

@@ -80,3 +80,62 @@ def test_a_first_signal_ends_the_reconcile_wait_and_a_rerun_settles_the_events(
     assert run.states
     assert "Earlier run: 3 events had landed" in caplog.text
     assert len(clevertap_emulator.events(evtName="Task Created")) == 3
+
+
+@pytest.fixture
+def signal_at_first_in_progress(clevertap_emulator: Any) -> Iterator[list[float]]:
+    """SIGTERM to the main thread once Get Events was asked (the fault answers
+    that first read "still in progress")."""
+    fired: list[float] = []
+    done = threading.Event()
+    main = threading.main_thread().ident or 0
+
+    def watch() -> None:
+        while not done.wait(0.02):
+            log = clevertap_emulator.requests_log()
+            if any(row["path"] == "/1/events.json" for row in log):
+                fired.append(time.monotonic())
+                signal.pthread_kill(main, signal.SIGTERM)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    yield fired
+    done.set()
+    watcher.join()
+
+
+@pytest.mark.usefixtures("signal_handlers")
+def test_a_first_signal_ends_the_wait_for_a_get_events_answer_still_in_progress(
+    clevertap_emulator: Any,
+    ct_config: dict[str, Any],
+    run_target: Callable[[dict[str, Any], str], Run],
+    signal_at_first_in_progress: list[float],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    run_target(ct_config, "contacts_five.singer")
+    # the event batch is stored but answered 502 (reply lost); the first read of
+    # Get Events answers "still in progress" (the client would ask again 15 times,
+    # 2 s apart, before giving up)
+    clevertap_emulator.fault("status_after_store", status=502, path="/1/upload")
+    clevertap_emulator.fault("in_progress", requests=1)
+    config = {**ct_config, "reconcile_lag_seconds": LAG_S, "reconcile_checks": 3}
+    out = io.StringIO()
+    with (
+        pytest.raises(CleverTapError, match="cut short by the stop"),
+        redirect_stdout(out),
+    ):
+        run_target(config, "tasks_only.singer")
+    assert signal_at_first_in_progress
+    # the run ended before even one 2 s wait for the answer was over
+    assert time.monotonic() - signal_at_first_in_progress[0] < 1.5  # noqa: PLR2004
+    assert out.getvalue() == ""  # no STATE past events in doubt
+    assert "Stop asked: the check of 3 events of unknown fate" in caplog.text
+    assert len(clevertap_emulator.events(evtName="Task Created")) == 3
+
+    # the rerun finds them in Get Events first: accepted, not sent again
+    run = run_target(config, "tasks_only.singer")
+    assert run.states
+    assert "Earlier run: 3 events had landed" in caplog.text
+    assert len(clevertap_emulator.events(evtName="Task Created")) == 3
