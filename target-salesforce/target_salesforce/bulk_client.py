@@ -87,17 +87,22 @@ class BulkClient:
             sf.api_usage = Salesforce.parse_api_usage(info)
         return response
 
-    def _bulk_step(self, what: str, func: Callable[[Salesforce], T]) -> T:
+    def _bulk_step(
+        self, what: str, func: Callable[[Salesforce], T], *, new_work: bool = False
+    ) -> T:
         """One idempotent call on an existing Bulk job; any failure is fatal.
 
         Once the job exists its records may be written, so a failed step leaves
         their outcome unknown: the run stops without STATE instead of rejecting.
+        The quota guard holds back only the upload and the close (`new_work`):
+        a job stopped before its close processes nothing, while one closed is
+        polled and its result files read whatever the usage, so its rows settle.
 
         Raises:
             BulkJobFailedError: when the step fails for any reason.
         """
         try:
-            return self.client.call(what, func, idempotent=True)
+            return self.client.call(what, func, idempotent=True, new_work=new_work)
         except CallFailed as exc:
             msg = (
                 f"{what}: HTTP {exc.status} {exc}; the outcome of the job's records "
@@ -149,6 +154,7 @@ class BulkClient:
                 data=csv_text.encode("utf-8"),
                 headers={"Content-Type": "text/csv; charset=UTF-8"},
             ),
+            new_work=True,
         )
         try:
             step(
@@ -156,6 +162,7 @@ class BulkClient:
                 lambda sf: self._raw(
                     sf, "PATCH", url(f"/{job_id}"), json={"state": "UploadComplete"}
                 ),
+                new_work=True,
             )
         except TargetSalesforceError:
             # A retried close whose first reply was lost is refused (the job is

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 from target_salesforce import bulk
 from target_salesforce.bulk import bulk_columns, bulk_results
-from target_salesforce.errors import CallFailed, TargetSalesforceError
+from target_salesforce.errors import CallFailed, SendIncompleteError
 from target_salesforce.inflight import Scope
 from target_salesforce.results import error_result
 
 if TYPE_CHECKING:
     import concurrent.futures
     from collections.abc import Callable, Sequence
-    from typing import Any
+    from typing import Any, NoReturn
 
     from target_salesforce.mapping import StreamMapping
     from target_salesforce.payloads import Prepared
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from target_salesforce.run_context import RunContext
 
 
-class BulkIncompleteError(TargetSalesforceError):
+class BulkIncompleteError(SendIncompleteError):
     """A Bulk job left rows whose outcome is not settled: settle the rest, stop.
 
     `results` lines up with the items that were sent; None marks a row that is
@@ -36,8 +36,7 @@ class BulkIncompleteError(TargetSalesforceError):
 
     def __init__(self, message: str, results: list[ItemResult | None]) -> None:
         """Keep the per-item results known so far."""
-        super().__init__(message)
-        self.results = results
+        super().__init__(message, results)
 
 
 @dataclasses.dataclass
@@ -78,6 +77,13 @@ class BulkWrites:
 
         def _enforce_reject_policy(self) -> None: ...
 
+        def _settle_known(
+            self,
+            records: list[dict[str, Any]],
+            items: Sequence[Prepared],
+            stop: SendIncompleteError,
+        ) -> NoReturn: ...
+
     def _submit_bulk(
         self,
         records: list[dict[str, Any]],
@@ -107,10 +113,8 @@ class BulkWrites:
             settle_first()
             try:
                 results = future.result()
-            except BulkIncompleteError as exc:
-                known = [(i, r) for i, r in zip(items, exc.results, strict=True) if r]
-                self._settle(records, [i for i, _ in known], [r for _, r in known])
-                raise TargetSalesforceError(str(exc)) from None
+            except SendIncompleteError as exc:
+                self._settle_known(records, items, exc)
             finally:
                 if send.jobs:
                     self.summary.api_calls["bulk2_jobs"] += send.jobs
@@ -128,7 +132,8 @@ class BulkWrites:
         `send` (and the log).
 
         Raises:
-            BulkIncompleteError: a job left rows unsettled (see `_bulk_job`).
+            SendIncompleteError: a job left rows unsettled (see `_bulk_job`),
+                or a later job failed: with the results known so far.
         """
         columns = bulk_columns(self.mapping.action, self.mapping.key_field, items)
         out: list[ItemResult | None] = [None] * len(items)
@@ -148,10 +153,12 @@ class BulkWrites:
                 results = self._bulk_job(
                     columns, [items[p] for p in chosen], csv_text, send
                 )
-            except BulkIncompleteError as exc:
+            except SendIncompleteError as exc:
                 for position, result in zip(chosen, exc.results, strict=True):
                     out[position] = result
-                raise BulkIncompleteError(str(exc), out) from None
+                raise exc.with_results(out) from None
+            except Exception as exc:  # the earlier jobs' results are known
+                raise SendIncompleteError(str(exc), out, exc) from exc
             for position, result in zip(chosen, results, strict=True):
                 out[position] = result
         return [r for r in out if r is not None]

@@ -276,7 +276,7 @@ class SalesforceClient:
             msg = (
                 f"API usage {self.usage[0]}/{self.usage[1]} ({percent:.1f}%) is above "
                 f"quota_percent {self.quota_percent:g}; stopping before the next "
-                "call. Records already written are settled; rerun later."
+                "write. Records already written are settled; rerun later."
             )
             raise QuotaExceededError(msg)
 
@@ -347,15 +347,24 @@ class SalesforceClient:
         raise TargetSalesforceError(msg) from None
 
     def call(
-        self, what: str, func: Callable[[Salesforce], T], *, idempotent: bool
+        self,
+        what: str,
+        func: Callable[[Salesforce], T],
+        *,
+        idempotent: bool,
+        new_work: bool = True,
     ) -> T:
         """Run one API call, resent while a concurrency limit refuses it.
+
+        `new_work` False marks a step of work already under way (the status
+        polls and result files of a Bulk job already closed): the quota guard
+        lets it go, since stopping there would leave written rows unsettled.
 
         Raises:
             RequestLimitError: the concurrency limit outlasted the wait.
         """
         return retry_concurrent_limits(
-            lambda: self._call(what, func, idempotent=idempotent),
+            lambda: self._call(what, func, idempotent=idempotent, new_work=new_work),
             what=what,
             max_time=self.limit_wait,
             factor=self.backoff,
@@ -363,7 +372,12 @@ class SalesforceClient:
         )
 
     def _call(
-        self, what: str, func: Callable[[Salesforce], T], *, idempotent: bool
+        self,
+        what: str,
+        func: Callable[[Salesforce], T],
+        *,
+        idempotent: bool,
+        new_work: bool,
     ) -> T:
         """Run one API call with the quota guard, re-login and retries.
 
@@ -371,6 +385,7 @@ class SalesforceClient:
             what: a short name for logs and errors.
             func: does the call with the simple-salesforce client.
             idempotent: whether a 5xx or connection error may be retried.
+            new_work: whether the quota guard may refuse it (see `call`).
 
         Returns:
             What `func` returns.
@@ -385,7 +400,9 @@ class SalesforceClient:
             self.logger.warning("%s: %s; retrying", what, details["exception"].note)
 
         attempt = self.retrying(_Transient, on_backoff=waiting)(
-            lambda: self._attempt(what, func, relogin, idempotent=idempotent)
+            lambda: self._attempt(
+                what, func, relogin, idempotent=idempotent, new_work=new_work
+            )
         )
         try:
             return attempt()
@@ -399,6 +416,7 @@ class SalesforceClient:
         relogin: _Relogin,
         *,
         idempotent: bool,
+        new_work: bool,
     ) -> T:
         """One try of a call (logging in again once if the session expired).
 
@@ -406,7 +424,8 @@ class SalesforceClient:
             _Transient: a failure worth resending the call for.
         """
         while True:
-            self.check_quota()
+            if new_work:
+                self.check_quota()
             sf = self.sf
             try:
                 self.calls += 1

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from simple_salesforce.exceptions import SalesforceError, SalesforceRefusedRequest
 
+    from target_salesforce.results import ItemResult
     from target_salesforce.values import JsonValue
 
 HTTP_NOT_FOUND: Final = 404
@@ -27,6 +28,37 @@ APEX_NO_MAPPING: Final = "Could not find a match for URL"
 
 class TargetSalesforceError(RuntimeError):
     """A fatal condition: the run stops, no STATE is written after it."""
+
+
+class SendIncompleteError(TargetSalesforceError):
+    """A send stopped part-way: settle the results known so far, then stop.
+
+    `results` lines up with the items of the send; None marks an item whose
+    outcome is not known (not sent, not loaded, or no result row). `error` is
+    what stopped the send, raised again once the known results are settled
+    (None: this error's own message stops the run).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        results: list[ItemResult | None],
+        error: BaseException | None = None,
+    ) -> None:
+        """Keep the per-item results known so far and what stopped the send."""
+        super().__init__(message)
+        self.results = results
+        self.error = error
+
+    def with_results(self, results: list[ItemResult | None]) -> SendIncompleteError:
+        """The same stop, with the results of a larger send (earlier rounds)."""
+        return SendIncompleteError(str(self), results, self.error)
+
+    def fatal(self) -> BaseException:
+        """What to raise once the known results are settled."""
+        return (
+            self.error if self.error is not None else TargetSalesforceError(str(self))
+        )
 
 
 class QuotaExceededError(TargetSalesforceError):

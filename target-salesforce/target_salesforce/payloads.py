@@ -137,8 +137,8 @@ def build_sobject_payload(
             if value is not None and value != "":
                 payload[spec.target] = str(json_safe(value))
             continue
-        payload[spec.target] = empty_is_null(
-            _convert_field(spec.target, value, spec.type, fields.get(spec.target))
+        payload[spec.target] = _converted(
+            spec.target, value, spec.type, fields.get(spec.target)
         )
     used = mapping.used_roots
     leftovers = {
@@ -148,9 +148,7 @@ def build_sobject_payload(
     }
     if mapping.pass_through:
         for name, value in leftovers.items():
-            payload[name] = empty_is_null(
-                _convert_field(name, value, None, fields.get(name))
-            )
+            payload[name] = _converted(name, value, None, fields.get(name))
     elif mapping.pack_unmapped_into and leftovers:
         target = mapping.pack_unmapped_into
         payload[target] = _convert_field(
@@ -163,6 +161,19 @@ def build_sobject_payload(
         msg = f"the key field {key!r} has no value"
         raise RecordError(CODE_MISSING_KEY, msg, [key])
     return payload
+
+
+def _converted(
+    name: str, value: JsonValue, kind: str | None, info: FieldInfo | None
+) -> JsonValue:
+    """The field's value for Salesforce; an empty string is null for every type.
+
+    Taps write `""` for an empty date, number or boolean column too (CSV and
+    spreadsheet sources do), so it is null before any conversion is tried.
+    """
+    if value == "":
+        return None
+    return empty_is_null(_convert_field(name, value, kind, info))
 
 
 def empty_is_null(value: JsonValue) -> JsonValue:

@@ -11,7 +11,7 @@ schema is rejected (code INVALID_RECORD, naming the field) when it arrives.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
@@ -19,12 +19,13 @@ from typing_extensions import override
 
 from target_salesforce import bulk
 from target_salesforce.apex_sink import ApexWrites
-from target_salesforce.bulk_sink import BulkIncompleteError, BulkWrites
+from target_salesforce.bulk_sink import BulkWrites
 from target_salesforce.describe import check_mapping_against_describe, parse_describe
 from target_salesforce.errors import (
     CODE_APEX_ERROR,
     CallFailed,
     ConfigurationError,
+    SendIncompleteError,
     TargetSalesforceError,
 )
 from target_salesforce.exprlang import ExpressionError
@@ -339,7 +340,10 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         if self.run.dry_run:
             self._dry_run("bulk2" if use_bulk else "collections", items)
             return False
-        results = self._with_lock_retry(items, self._send_collections)
+        try:
+            results = self._with_lock_retry(items, self._send_collections)
+        except SendIncompleteError as exc:
+            self._settle_known(records, items, exc)
         self._settle(records, items, results)
         return False
 
@@ -383,7 +387,8 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         fails after `max_retries` is rejected with that code.
 
         Raises:
-            BulkIncompleteError: with the results of every item known so far.
+            SendIncompleteError: the send stopped part-way (in any round): with
+                the results of every item known so far.
         """
         results: list[ItemResult | None] = [None] * len(items)
         pending = list(range(len(items)))
@@ -392,10 +397,12 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             nonlocal pending
             try:
                 outcome = send([items[i] for i in pending])
-            except BulkIncompleteError as exc:
+            except SendIncompleteError as exc:
                 for position, result in zip(pending, exc.results, strict=True):
                     results[position] = result
-                raise BulkIncompleteError(str(exc), results) from None
+                raise exc.with_results(results) from None
+            except Exception as exc:  # earlier rounds' results are known
+                raise SendIncompleteError(str(exc), results, exc) from exc
             retry = []
             for position, result in zip(pending, outcome, strict=True):
                 results[position] = result
@@ -420,8 +427,25 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         return [r for r in results if r is not None]
 
     def _send_collections(self, items: list[Prepared]) -> list[ItemResult]:
-        mapping = self.mapping
+        """Send the items in Collections calls of `collection_size` items.
+
+        Raises:
+            SendIncompleteError: a call failed as a whole: with the results of
+                the calls before it (what stopped the send is raised once they
+                are settled).
+        """
         out: list[ItemResult] = []
+        try:
+            self._collections_calls(items, out)
+        except Exception as exc:
+            known: list[ItemResult | None] = [*out]
+            known += [None] * (len(items) - len(out))
+            raise SendIncompleteError(str(exc), known, exc) from exc
+        return out
+
+    def _collections_calls(self, items: list[Prepared], out: list[ItemResult]) -> None:
+        """The Collections calls, each call's results added to `out` as it ends."""
+        mapping = self.mapping
         for chunk in chunked(items, self.collection_size):
             method, path, kwargs = collections_request(
                 mapping.action, str(mapping.sobject), mapping.external_id_field, chunk
@@ -453,9 +477,27 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
                 out.extend(collections_results(response, len(chunk)))
             except ValueError as exc:
                 raise TargetSalesforceError(str(exc)) from None
-        return out
 
     # ------------------------------------------------------------------ outcomes
+
+    def _settle_known(
+        self,
+        records: list[dict[str, Any]],
+        items: Sequence[Prepared],
+        stop: SendIncompleteError,
+    ) -> NoReturn:
+        """Settle the items whose outcome is known, then stop the run (no STATE).
+
+        A send that stops part-way (a later call refused, the quota reached,
+        retries used up) still counts and rejects what Salesforce answered for
+        its earlier calls, so those outcomes are not lost with the run.
+
+        Raises:
+            BaseException: what stopped the send.
+        """
+        known = [(i, r) for i, r in zip(items, stop.results, strict=True) if r]
+        self._settle(records, [i for i, _ in known], [r for _, r in known])
+        raise stop.fatal() from None
 
     def _settle(
         self,
@@ -468,7 +510,8 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             for index in item.inputs:
                 if result.success:
                     self.summary.succeeded += 1
-                    if result.created is True:
+                    # a Collections insert answers no `created`: each is one
+                    if result.created is True or self.mapping.action == "insert":
                         self.summary.created += 1
                     elif result.created is False:
                         self.summary.updated += 1

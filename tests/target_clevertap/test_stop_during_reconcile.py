@@ -84,8 +84,10 @@ def test_a_first_signal_ends_the_reconcile_wait_and_a_rerun_settles_the_events(
 
 @pytest.fixture
 def signal_at_first_in_progress(clevertap_emulator: Any) -> Iterator[list[float]]:
-    """SIGTERM to the main thread once Get Events was asked (the fault answers
-    that first read "still in progress")."""
+    """SIGTERM to the main thread once Get Events was asked.
+
+    The fault answers that first read "still in progress".
+    """
     fired: list[float] = []
     done = threading.Event()
     main = threading.main_thread().ident or 0
@@ -129,7 +131,7 @@ def test_a_first_signal_ends_the_wait_for_a_get_events_answer_still_in_progress(
         run_target(config, "tasks_only.singer")
     assert signal_at_first_in_progress
     # the run ended before even one 2 s wait for the answer was over
-    assert time.monotonic() - signal_at_first_in_progress[0] < 1.5  # noqa: PLR2004
+    assert time.monotonic() - signal_at_first_in_progress[0] < 1.5
     assert out.getvalue() == ""  # no STATE past events in doubt
     assert "Stop asked: the check of 3 events of unknown fate" in caplog.text
     assert len(clevertap_emulator.events(evtName="Task Created")) == 3

@@ -156,6 +156,29 @@ def test_null_policy_skip_drops_nulls_and_set_null_keeps_them() -> None:
     }
 
 
+@pytest.mark.parametrize("kind", ["date", "datetime", "number", "integer", "boolean"])
+def test_an_empty_string_is_null_for_every_field_type(kind: str) -> None:
+    mapping = parse_stream_mapping(
+        "s",
+        {
+            "object": "Contact",
+            "external_id_field": "CleverTap_Id__c",
+            "fields": {
+                "CleverTap_Id__c": "id",
+                "Typed__c": {"source": "value", "type": kind},
+            },
+        },
+    )
+    record = {"id": "k", "value": ""}
+    assert build_sobject_payload(record, mapping, FIELDS, "skip") == {
+        "CleverTap_Id__c": "k"
+    }
+    assert build_sobject_payload(record, mapping, FIELDS, "set_null") == {
+        "CleverTap_Id__c": "k",
+        "Typed__c": None,
+    }
+
+
 def test_leftover_properties_are_packed_as_json_into_a_text_field() -> None:
     mapping = parse_stream_mapping(
         "s",
