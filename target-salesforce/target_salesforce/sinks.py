@@ -28,6 +28,7 @@ from target_salesforce.errors import (
     TargetSalesforceError,
 )
 from target_salesforce.exprlang import ExpressionError
+from target_salesforce.journal_sink import BatchJournal, merge_results
 from target_salesforce.payloads import (
     Prepared,
     apex_calls,
@@ -267,6 +268,7 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
                 return
         if invalid is None:
             super().process_record(record, context)
+            context.setdefault("seqs", []).append(self.run.seq)
             return
         self.summary.received += 1
         message, fields = describe_invalid(invalid)
@@ -295,7 +297,7 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         elif apex is not None:  # apex mode, and only apex mode
             self._settle_now(held)
             self._process_apex(records, apex)
-        elif self._process_sobject(records, held):
+        elif self._process_sobject(records, held, context.get("seqs", [])):
             return  # a Bulk batch in flight: judged when it settles
         self._enforce_reject_policy()
 
@@ -312,7 +314,9 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         self.run.inflight.settle_all()
         self._settle_held(held)
 
-    def _process_sobject(self, records: list[dict[str, Any]], held: list[Held]) -> bool:
+    def _process_sobject(
+        self, records: list[dict[str, Any]], held: list[Held], seqs: list[int]
+    ) -> bool:
         """Send the batch; True when it went out as a Bulk batch in flight."""
         mapping = self.mapping
         items, local = prepare_batch(
@@ -328,9 +332,11 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             self._settle_held(held)
             self._settle_local(records, local)
 
-        use_bulk = len(items) > self.bulk_threshold
+        journal, known = BatchJournal.start(self, seqs, items)
+        sending = [item for p, item in enumerate(items) if p not in known]
+        use_bulk = len(sending) > self.bulk_threshold
         if use_bulk and not self.run.dry_run:
-            self._submit_bulk(records, items, settle_local)
+            self._submit_bulk(records, items, settle_local, known, journal)
             return True
         self.run.inflight.settle_all()
         settle_local()
@@ -339,8 +345,11 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         if self.run.dry_run:
             self._dry_run("bulk2" if use_bulk else "collections", items)
             return False
-        results = self._with_lock_retry(items, self._send_collections)
-        self._settle(records, items, results)
+        sent = self._with_lock_retry(
+            sending, lambda chosen: self._send_collections(chosen, journal)
+        )
+        results = merge_results(len(items), known, sent)
+        self._settle(records, items, [r for r in results if r is not None])
         return False
 
     def _settle_local(
@@ -419,7 +428,9 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             self.run.client.retrying(_ResendItems, on_backoff=waiting)(attempt)()
         return [r for r in results if r is not None]
 
-    def _send_collections(self, items: list[Prepared]) -> list[ItemResult]:
+    def _send_collections(
+        self, items: list[Prepared], journal: BatchJournal | None
+    ) -> list[ItemResult]:
         mapping = self.mapping
         out: list[ItemResult] = []
         for chunk in chunked(items, self.collection_size):
@@ -450,9 +461,12 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
                 )
                 raise ConfigurationError(msg) from None
             try:
-                out.extend(collections_results(response, len(chunk)))
+                results = collections_results(response, len(chunk))
             except ValueError as exc:
                 raise TargetSalesforceError(str(exc)) from None
+            if journal is not None:  # its rows are stored: remember them now
+                journal.stored(chunk, results)
+            out.extend(results)
         return out
 
     # ------------------------------------------------------------------ outcomes
