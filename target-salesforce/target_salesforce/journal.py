@@ -131,9 +131,13 @@ class InsertJournal:
         self.path = Path(path)
         self.run_id = uuid.uuid4().hex
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            msg = f"insert journal {self.path} cannot be created: {exc}"
+            raise ConfigurationError(msg) from None
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -153,7 +157,7 @@ class InsertJournal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             self._unlock()
             msg = f"insert journal {self.path} cannot be used: {exc}"
             raise ConfigurationError(msg) from None

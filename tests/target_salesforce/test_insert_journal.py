@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 from target_salesforce.errors import ConfigurationError
 from target_salesforce.journal import (
     AlreadyInserted,
@@ -179,6 +180,49 @@ def test_a_bulk_job_still_running_at_the_kill_is_recovered_not_inserted_again(
         "4 records were stored by an earlier run that stopped before its STATE; "
         "not inserted again"
     ) in caplog.text
+    assert _journal(harness.journal_path) == ([], 0)
+
+
+def _open_job(harness: Any) -> str:
+    """An insert job created (as a killed run left it) but never closed: its id."""
+    handle = harness.handle
+    response = requests.post(
+        f"{handle.base_url}/services/data/v62.0/jobs/ingest",
+        json={"object": "Task", "operation": "insert", "lineEnding": "CRLF"},
+        headers={"Authorization": f"Bearer {handle.access_token}"},
+        verify=handle.ca_bundle,
+        timeout=30,
+    )
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def _job_state(harness: Any, job_id: str) -> str:
+    handle = harness.handle
+    response = requests.get(
+        f"{handle.base_url}/services/data/v62.0/jobs/ingest/{job_id}",
+        headers={"Authorization": f"Bearer {handle.access_token}"},
+        verify=handle.ca_bundle,
+        timeout=30,
+    )
+    return str(response.json()["state"])
+
+
+def test_an_open_job_of_an_earlier_run_is_aborted_and_a_gone_one_dropped(
+    harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    open_job = _open_job(harness)
+    earlier = InsertJournal(harness.journal_path)  # another run id: an earlier run
+    earlier.add_job(open_job, "Task", ["Subject", "Description"])
+    earlier.add_job("750000000000000AAA", "Task", ["Subject", "Description"])
+    earlier.close()
+    caplog.set_level("INFO")
+    run = harness.run(_config(harness, bulk=True), harness.fixture(KILL))
+    assert run.error is None
+    assert _job_state(harness, open_job) == "Aborted"
+    assert "750000000000000AAA on Task of an earlier run is gone" in caplog.text
+    assert _stored(harness) == {f"ct-jrn-{i:02d}": 1 for i in range(1, 11)}
+    assert run.summary["nps"]["already_inserted"] == 0
     assert _journal(harness.journal_path) == ([], 0)
 
 
