@@ -212,11 +212,13 @@ class BulkWrites:
             )
         except CallFailed as exc:
             return [error_result(exc.code, exc.message, exc.fields)] * len(items)
-        if journal is not None:
-            journal.job_finished(outcome.job_id, columns, items, outcome.successful)
         matched = bulk_results(
             columns, key_field, items, outcome.successful, outcome.failed
         )
+        if journal is not None:  # before anything of the job settles
+            journal.job_finished(
+                outcome.job_id, columns, items, matched, outcome.successful
+            )
         insert = mapping.action == "insert"
         if insert and any(r is not None and r.success for r in matched):
             send.stored = True

@@ -71,8 +71,10 @@ def row_digest(columns: Sequence[str], cells: Sequence[str]) -> str:
     record gives the same digest whatever other records shared its batch (and
     so its columns), through Collections or Bulk 2.0 alike.
     """
-    pairs = sorted((c, v) for c, v in zip(columns, cells, strict=True) if v != "")
-    return hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()
+    parts = sorted(
+        f"{len(c)}:{c}{len(v)}:{v}" for c, v in zip(columns, cells, strict=True) if v
+    )
+    return hashlib.sha256("".join(parts).encode("utf-8")).hexdigest()
 
 
 def item_digest(item: Prepared) -> str:
@@ -102,17 +104,22 @@ class AlreadyInserted:
         """Index rows given as (row id, object, digest, Salesforce Id)."""
         self._rows: dict[tuple[str, str], collections.deque[tuple[int, str | None]]]
         self._rows = collections.defaultdict(collections.deque)
+        self._left = 0
         for rowid, sobject, digest, sf_id in rows:
             self._rows[sobject, digest].append((rowid, sf_id))
+            self._left += 1
 
     def __len__(self) -> int:
         """Rows not taken yet."""
-        return sum(len(q) for q in self._rows.values())
+        return self._left
 
     def take(self, sobject: str, digest: str) -> tuple[int, str | None] | None:
         """Take one row of (object, digest): (row id, Id), or None if none is left."""
         queue = self._rows.get((sobject, digest))
-        return queue.popleft() if queue else None
+        if not queue:
+            return None
+        self._left -= 1
+        return queue.popleft()
 
 
 # ------------------------------------------------------------------ the file

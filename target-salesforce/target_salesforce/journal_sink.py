@@ -72,6 +72,8 @@ class BatchJournal:
         """
         known: dict[int, ItemResult] = {}
         adopted: list[tuple[int, int]] = []
+        if not self.earlier:  # nothing left of earlier runs: no digest needed
+            return known
         for position, item in enumerate(items):
             found = self.earlier.take(self.sobject, item_digest(item))
             if found is None:
@@ -111,26 +113,26 @@ class BatchJournal:
         job_id: str,
         columns: Sequence[str],
         items: Sequence[Prepared],
+        matched: Sequence[ItemResult | None],
         successful: Sequence[Mapping[str, str]],
     ) -> None:
         """A Bulk job's results were read: its stored rows in, its entry out.
 
-        Each successful result row is one journal row (digest over the job's
-        columns); its input line is that of the item it matches, else the
-        batch's last one (the row stays until a STATE covers the whole batch).
+        `matched` are the result rows matched back to the items (on every
+        column, `bulk.bulk_results`): each success is one journal row under its
+        record's input line. A successful row no item matched (not expected)
+        is kept too, digest over the job's columns, under the batch's last line.
         """
-        seqs: dict[str, collections.deque[int]] = collections.defaultdict(
-            collections.deque
-        )
-        for item in items:
-            seqs[item_digest(item)].append(self._seq(item))
-        last = max(self.seqs, default=0)
-        rows = []
-        for row in successful:
-            digest = result_row_digest(columns, row)
-            queue = seqs.get(digest)
-            seq = queue.popleft() if queue else last
-            rows.append(JournalRow(digest, row.get("sf__Id") or None, seq))
+        rows = self._rows(items, matched)
+        if len(rows) < len(successful):
+            have = collections.Counter(r.digest for r in rows)
+            last = max(self.seqs, default=0)
+            for row in successful:
+                digest = result_row_digest(columns, row)
+                if have[digest]:
+                    have[digest] -= 1
+                else:
+                    rows.append(JournalRow(digest, row.get("sf__Id") or None, last))
         self.journal.finish_job(job_id, self.sobject, rows)
 
 
