@@ -501,6 +501,7 @@ def _p5_target_runs(  # noqa: PLR0913 - the pieces prepared by p5_reverse
                 "bulk_poll_interval": 0.25,
                 "rejects_path": str(run_dir / "rejects.jsonl"),
                 "summary_path": str(run_dir / "summary.json"),
+                "insert_journal_path": str(run_dir / "insert-journal.sqlite3"),
             }
             cfg_path = harness.write_json(run_dir / "config.json", cfg)
             cmd = [harness.PYTHON, "-m", "target_salesforce", "--config", str(cfg_path)]

@@ -110,13 +110,23 @@ class BulkClient:
             )
             raise BulkJobFailedError(msg) from None
 
+    def _url(self, suffix: str = "") -> str:
+        return f"{self.client.sf.bulk2_url}ingest{suffix}"
+
     def ingest(
-        self, operation: str, sobject: str, external_id_field: str | None, csv_text: str
+        self,
+        operation: str,
+        sobject: str,
+        external_id_field: str | None,
+        csv_text: str,
+        on_created: Callable[[str], None] | None = None,
     ) -> BulkOutcome:
         """Run one Bulk 2.0 ingest job to the end and fetch its per-record results.
 
         A job that ends Failed or Aborted is not an error here: its result
         files are fetched all the same (`BulkOutcome.state` tells).
+        `on_created(job_id)` runs once the job exists, before its upload (the
+        insert journal remembers the job there).
 
         Raises:
             BulkJobFailedError: when the job does not finish in time, or a step
@@ -132,9 +142,7 @@ class BulkClient:
         if operation == "upsert":
             body["externalIdFieldName"] = external_id_field
 
-        def url(suffix: str = "") -> str:
-            return f"{self.client.sf.bulk2_url}ingest{suffix}"
-
+        url = self._url
         # Creating a job writes no record: a retry after a lost reply at worst
         # leaves an empty Open job behind, which Salesforce discards.
         job = self.client.call(
@@ -143,6 +151,8 @@ class BulkClient:
             idempotent=True,
         )
         job_id = str(job["id"])
+        if on_created is not None:
+            on_created(job_id)
         step = self._bulk_step
         step(
             f"bulk upload {job_id}",
@@ -176,12 +186,47 @@ class BulkClient:
             self.client.logger.info(
                 "bulk close %s: job already %s; polling it", job_id, info.get("state")
             )
+        return self.finish(job_id, sobject)
+
+    def state(self, job_id: str) -> dict[str, Any]:
+        """The job's info (its `state` and `errorMessage`, among others).
+
+        Raises:
+            BulkJobFailedError: when the call fails.
+        """
+        info: dict[str, Any] = self._bulk_step(
+            f"bulk status {job_id}", lambda sf: self.state_raw(sf, job_id)
+        )
+        return info
+
+    def state_raw(self, sf: Salesforce, job_id: str) -> dict[str, Any]:
+        """One job-info call, for `SalesforceClient.call` (errors as they come)."""
+        info: dict[str, Any] = self._raw(sf, "GET", self._url(f"/{job_id}")).json()
+        return info
+
+    def abort(self, job_id: str) -> None:
+        """Abort an Open job (its upload never completed: nothing was processed).
+
+        Raises:
+            BulkJobFailedError: when the call fails.
+        """
+        self._bulk_step(
+            f"bulk abort {job_id}",
+            lambda sf: self._raw(
+                sf, "PATCH", self._url(f"/{job_id}"), json={"state": "Aborted"}
+            ),
+        )
+
+    def finish(self, job_id: str, sobject: str) -> BulkOutcome:
+        """Poll a closed job until it ends (`bulk_timeout`), then read its results.
+
+        Raises:
+            BulkJobFailedError: when the job does not finish in time, or a call
+                on it fails.
+        """
         deadline = time.monotonic() + self.timeout
         while True:
-            info = step(
-                f"bulk status {job_id}",
-                lambda sf: self._raw(sf, "GET", url(f"/{job_id}")).json(),
-            )
+            info = self.state(job_id)
             state = str(info.get("state"))
             if state in BULK_DONE:
                 break
@@ -202,24 +247,28 @@ class BulkClient:
                 state,
                 info.get("errorMessage") or "no error message",
             )
-
-        def results(kind: str) -> list[dict[str, str]]:
-            # Salesforce sends UTF-8 under a bare `text/csv` (no charset), which
-            # `requests` would decode as ISO-8859-1: decode the bytes ourselves.
-            body = step(
-                f"bulk {kind} {job_id}",
-                lambda sf: self._raw(sf, "GET", url(f"/{job_id}/{kind}/")).content,
-            )
-            return parse_csv(decode_csv(body))
-
         return BulkOutcome(
             job_id=job_id,
-            successful=results("successfulResults"),
-            failed=results("failedResults"),
-            unprocessed=results("unprocessedrecords"),
+            successful=self.results(job_id, "successfulResults"),
+            failed=self.results(job_id, "failedResults"),
+            unprocessed=self.results(job_id, "unprocessedrecords"),
             state=state,
             error_message=str(info.get("errorMessage") or ""),
         )
+
+    def results(self, job_id: str, kind: str) -> list[dict[str, str]]:
+        """One result file of a finished job, as rows.
+
+        Raises:
+            BulkJobFailedError: when the call fails.
+        """
+        # Salesforce sends UTF-8 under a bare `text/csv` (no charset), which
+        # `requests` would decode as ISO-8859-1: decode the bytes ourselves.
+        body = self._bulk_step(
+            f"bulk {kind} {job_id}",
+            lambda sf: self._raw(sf, "GET", self._url(f"/{job_id}/{kind}/")).content,
+        )
+        return parse_csv(decode_csv(body))
 
 
 def decode_csv(body: bytes) -> str:

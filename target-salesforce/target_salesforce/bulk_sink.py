@@ -13,13 +13,15 @@ from target_salesforce import bulk
 from target_salesforce.bulk import bulk_columns, bulk_results
 from target_salesforce.errors import CallFailed, SendIncompleteError
 from target_salesforce.inflight import Scope
+from target_salesforce.journal_sink import merge_results
 from target_salesforce.results import error_result
 
 if TYPE_CHECKING:
     import concurrent.futures
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any, NoReturn
 
+    from target_salesforce.journal_sink import BatchJournal
     from target_salesforce.mapping import StreamMapping
     from target_salesforce.payloads import Prepared
     from target_salesforce.rejects import StreamSummary
@@ -89,8 +91,14 @@ class BulkWrites:
         records: list[dict[str, Any]],
         items: list[Prepared],
         settle_first: Callable[[], None],
+        known: Mapping[int, ItemResult],
+        journal: BatchJournal | None,
     ) -> None:
         """Send the batch through Bulk 2.0 while the target reads on.
+
+        `known` are the items an earlier run stored (insert journal): they
+        settle with the others, unsent; `journal` records the jobs and the
+        rows they store.
 
         The jobs (and the resends of UNABLE_TO_LOCK_ROW rows or of rows a
         Failed insert job left unprocessed) run in a worker thread; the batch
@@ -104,12 +112,21 @@ class BulkWrites:
         keys = frozenset(i.key for i in items if i.key is not None)
         scope = Scope(str(mapping.sobject), mapping.key_field, keys)
 
-        def work() -> list[ItemResult]:
-            return self._with_lock_retry(
-                items, lambda chosen: self._send_bulk(chosen, send)
-            )
+        sending = [item for p, item in enumerate(items) if p not in known]
 
-        def settle(future: concurrent.futures.Future[list[ItemResult]]) -> None:
+        def work() -> list[ItemResult | None]:
+            try:
+                sent = self._with_lock_retry(
+                    sending, lambda chosen: self._send_bulk(chosen, send, journal)
+                )
+            except SendIncompleteError as exc:
+                merged = merge_results(len(items), known, exc.results)
+                raise exc.with_results(merged) from None
+            return merge_results(len(items), known, sent)
+
+        def settle(
+            future: concurrent.futures.Future[list[ItemResult | None]],
+        ) -> None:
             settle_first()
             try:
                 results = future.result()
@@ -118,13 +135,15 @@ class BulkWrites:
             finally:
                 if send.jobs:
                     self.summary.api_calls["bulk2_jobs"] += send.jobs
-            self._settle(records, items, results)
+            self._settle(records, items, [r for r in results if r is not None])
             if not self.run.inflight.stopping:
                 self._enforce_reject_policy()
 
         self.run.inflight.submit(scope, work, settle)
 
-    def _send_bulk(self, items: list[Prepared], send: BulkSend) -> list[ItemResult]:
+    def _send_bulk(
+        self, items: list[Prepared], send: BulkSend, journal: BatchJournal | None
+    ) -> list[ItemResult]:
         """Bulk 2.0 in jobs of at most `bulk_max_bytes` of CSV each.
 
         Items over the Bulk per-field or per-record limits are refused first.
@@ -151,7 +170,7 @@ class BulkWrites:
             chosen = [sendable[p] for p in positions]
             try:
                 results = self._bulk_job(
-                    columns, [items[p] for p in chosen], csv_text, send
+                    columns, [items[p] for p in chosen], csv_text, send, journal
                 )
             except SendIncompleteError as exc:
                 for position, result in zip(chosen, exc.results, strict=True):
@@ -169,8 +188,13 @@ class BulkWrites:
         items: list[Prepared],
         csv_text: str,
         send: BulkSend,
+        journal: BatchJournal | None,
     ) -> list[ItemResult]:
         """One ingest job; its rows are settled from its three result files.
+
+        With the insert journal, the job is recorded in it before its upload
+        completes, and its stored rows replace that entry (one transaction)
+        once its results are read, before anything of it settles.
 
         A job that ends Failed or Aborted may have processed some rows. Rows
         it left unprocessed are "not loaded": the run stops (without STATE)
@@ -191,12 +215,17 @@ class BulkWrites:
                 str(mapping.sobject),
                 mapping.external_id_field,
                 csv_text,
+                on_created=None if journal is None else journal.on_job_created(columns),
             )
         except CallFailed as exc:
             return [error_result(exc.code, exc.message, exc.fields)] * len(items)
         matched = bulk_results(
             columns, key_field, items, outcome.successful, outcome.failed
         )
+        if journal is not None:  # before anything of the job settles
+            journal.job_finished(
+                outcome.job_id, columns, items, matched, outcome.successful
+            )
         insert = mapping.action == "insert"
         if insert and any(r is not None and r.success for r in matched):
             send.stored = True

@@ -141,6 +141,9 @@ class StreamSummary:
     #: rejects; listed in the not-linked file)
     not_linked: int = 0
     dry_run: int = 0
+    #: records an earlier run stored (insert journal): counted as succeeded,
+    #: not sent again
+    already_inserted: int = 0
     api_calls: Counter[str] = dataclasses.field(default_factory=Counter)
     codes: Counter[str] = dataclasses.field(default_factory=Counter)
 
@@ -162,6 +165,7 @@ class StreamSummary:
             "rejected": self.rejected,
             "not_linked": self.not_linked,
             "dry_run": self.dry_run,
+            "already_inserted": self.already_inserted,
             "rejected_by_code": dict(sorted(self.codes.items())),
             "api_calls": dict(sorted(self.api_calls.items())),
         }

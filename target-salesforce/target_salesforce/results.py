@@ -50,8 +50,13 @@ def duplicate_matches(error: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(ids)
 
 
-def collections_results(payload: JsonValue, count: int) -> list[ItemResult]:
+def collections_results(
+    payload: JsonValue, count: int, *, creates: bool = False
+) -> list[ItemResult]:
     """Map a Collections response array (request order) to item results.
+
+    `creates`: the call was an insert, whose reply (a SaveResult per record)
+    has no `created` flag: each success created its record.
 
     Raises:
         ValueError: when the response does not have one entry per item.
@@ -70,7 +75,7 @@ def collections_results(payload: JsonValue, count: int) -> list[ItemResult]:
                 ItemResult(
                     success=True,
                     record_id=entry.get("id"),
-                    created=entry.get("created"),
+                    created=True if creates else entry.get("created"),
                 )
             )
             continue

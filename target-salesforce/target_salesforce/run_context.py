@@ -17,6 +17,8 @@ from target_salesforce.bulk_client import BulkClient
 from target_salesforce.client import SalesforceClient
 from target_salesforce.errors import TargetSalesforceError
 from target_salesforce.inflight import InFlight
+from target_salesforce.journal import AlreadyInserted, InsertJournal
+from target_salesforce.journal_recovery import recover_jobs
 from target_salesforce.mapping import find_mapping, load_mappings
 from target_salesforce.rejects import (
     PrivateJsonLines,
@@ -64,6 +66,14 @@ class RunContext:
         self._current_sinks: dict[str, object] = {}
         self._lock = threading.Lock()
         self.stopped = False
+        #: input messages read so far (RECORD and STATE): a record's input line
+        self.seq = 0
+        #: the input line of the latest STATE (the one the SDK writes next)
+        self.state_seq: int | None = None
+        self._journal: InsertJournal | None = None
+        self._journal_opened = False
+        #: rows earlier runs stored and left in the insert journal
+        self.already_inserted = AlreadyInserted(())
 
     @property
     def client(self) -> SalesforceClient:
@@ -85,11 +95,61 @@ class RunContext:
             return self._bulk
 
     def close(self) -> None:
-        """Wait for Bulk worker threads; close the HTTP session if one was opened."""
+        """Wait for Bulk worker threads; close the HTTP session and the journal."""
         self.inflight.close()
         with self._lock:
             if self._client is not None:
                 self._client.session.close()
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+
+    def insert_journal(self) -> InsertJournal | None:
+        """The insert journal, opened on first use; None when off or a dry run.
+
+        Opening it first settles the Bulk insert jobs an earlier run left
+        (`journal_recovery`), then reads the rows earlier runs stored.
+        """
+        if self._journal_opened:
+            return self._journal
+        self._journal_opened = True
+        path = self.config.get("insert_journal_path")
+        if self.dry_run or not path:
+            return None
+        journal = InsertJournal(str(path))
+        self._journal = journal
+        recover_jobs(journal, self.bulk, self.logger)
+        self.already_inserted = journal.earlier_rows()
+        if len(self.already_inserted):
+            self.logger.info(
+                "Insert journal %s: %d rows stored by an earlier run that stopped "
+                "before its STATE; records that match them are not inserted again",
+                path,
+                len(self.already_inserted),
+            )
+        return journal
+
+    def state_read(self) -> None:
+        """A new STATE was read at input line `seq`."""
+        self.state_seq = self.seq
+
+    def state_written(self) -> None:
+        """STATE went out: the journal forgets this run's rows it covers."""
+        if self._journal is not None and self.state_seq is not None:
+            self._journal.forget_covered(self.state_seq)
+
+    def ended_normally(self) -> None:
+        """The input ended and everything settled, with no error or signal.
+
+        Rows of earlier runs had their chance to be met again, so they go; a
+        run that read no STATE at all leaves none of its own either (its tap
+        sends everything again next time, so nothing of it is a replay).
+        """
+        if self._journal is None:
+            return
+        self._journal.forget_earlier_runs()
+        if self.state_seq is None:
+            self._journal.forget_this_run()
 
     def stop(self) -> None:
         """An error stops the run: settle the Bulk batches out, show the counts.
@@ -184,6 +244,12 @@ class RunContext:
         with self._lock:
             self._summary_logged.add(summary.stream)
         label = "Run summary (run stopped)" if self.stopped else "Run summary"
+        if summary.already_inserted:
+            logger.info(
+                "%d records were stored by an earlier run that stopped before "
+                "its STATE; not inserted again",
+                summary.already_inserted,
+            )
         logger.info("%s: %s", label, json.dumps(summary.as_dict(), sort_keys=True))
 
     def write_summary_file(self) -> None:

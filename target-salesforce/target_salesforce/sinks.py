@@ -29,6 +29,7 @@ from target_salesforce.errors import (
     TargetSalesforceError,
 )
 from target_salesforce.exprlang import ExpressionError
+from target_salesforce.journal_sink import BatchJournal, merge_results
 from target_salesforce.payloads import (
     Prepared,
     apex_calls,
@@ -268,6 +269,7 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
                 return
         if invalid is None:
             super().process_record(record, context)
+            context.setdefault("seqs", []).append(self.run.seq)
             return
         self.summary.received += 1
         message, fields = describe_invalid(invalid)
@@ -296,7 +298,7 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         elif apex is not None:  # apex mode, and only apex mode
             self._settle_now(held)
             self._process_apex(records, apex)
-        elif self._process_sobject(records, held):
+        elif self._process_sobject(records, held, context.get("seqs", [])):
             return  # a Bulk batch in flight: judged when it settles
         self._enforce_reject_policy()
 
@@ -313,7 +315,9 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         self.run.inflight.settle_all()
         self._settle_held(held)
 
-    def _process_sobject(self, records: list[dict[str, Any]], held: list[Held]) -> bool:
+    def _process_sobject(
+        self, records: list[dict[str, Any]], held: list[Held], seqs: list[int]
+    ) -> bool:
         """Send the batch; True when it went out as a Bulk batch in flight."""
         mapping = self.mapping
         items, local = prepare_batch(
@@ -329,9 +333,11 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             self._settle_held(held)
             self._settle_local(records, local)
 
-        use_bulk = len(items) > self.bulk_threshold
+        journal, known = BatchJournal.start(self, seqs, items)
+        sending = [item for p, item in enumerate(items) if p not in known]
+        use_bulk = len(sending) > self.bulk_threshold
         if use_bulk and not self.run.dry_run:
-            self._submit_bulk(records, items, settle_local)
+            self._submit_bulk(records, items, settle_local, known, journal)
             return True
         self.run.inflight.settle_all()
         settle_local()
@@ -341,10 +347,14 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             self._dry_run("bulk2" if use_bulk else "collections", items)
             return False
         try:
-            results = self._with_lock_retry(items, self._send_collections)
+            sent = self._with_lock_retry(
+                sending, lambda chosen: self._send_collections(chosen, journal)
+            )
         except SendIncompleteError as exc:
-            self._settle_known(records, items, exc)
-        self._settle(records, items, results)
+            merged = merge_results(len(items), known, exc.results)
+            self._settle_known(records, items, exc.with_results(merged))
+        results = merge_results(len(items), known, sent)
+        self._settle(records, items, [r for r in results if r is not None])
         return False
 
     def _settle_local(
@@ -426,8 +436,13 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             self.run.client.retrying(_ResendItems, on_backoff=waiting)(attempt)()
         return [r for r in results if r is not None]
 
-    def _send_collections(self, items: list[Prepared]) -> list[ItemResult]:
+    def _send_collections(
+        self, items: list[Prepared], journal: BatchJournal | None
+    ) -> list[ItemResult]:
         """Send the items in Collections calls of `collection_size` items.
+
+        With the insert journal, each call's stored rows are journaled as soon
+        as its answer arrives.
 
         Raises:
             SendIncompleteError: a call failed as a whole: with the results of
@@ -436,14 +451,19 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
         """
         out: list[ItemResult] = []
         try:
-            self._collections_calls(items, out)
+            self._collections_calls(items, out, journal)
         except Exception as exc:
             known: list[ItemResult | None] = [*out]
             known += [None] * (len(items) - len(out))
             raise SendIncompleteError(str(exc), known, exc) from exc
         return out
 
-    def _collections_calls(self, items: list[Prepared], out: list[ItemResult]) -> None:
+    def _collections_calls(
+        self,
+        items: list[Prepared],
+        out: list[ItemResult],
+        journal: BatchJournal | None,
+    ) -> None:
         """The Collections calls, each call's results added to `out` as it ends."""
         mapping = self.mapping
         for chunk in chunked(items, self.collection_size):
@@ -474,9 +494,14 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
                 )
                 raise ConfigurationError(msg) from None
             try:
-                out.extend(collections_results(response, len(chunk)))
+                results = collections_results(
+                    response, len(chunk), creates=mapping.action == "insert"
+                )
             except ValueError as exc:
                 raise TargetSalesforceError(str(exc)) from None
+            if journal is not None:  # its rows are stored: remember them now
+                journal.stored(chunk, results)
+            out.extend(results)
 
     # ------------------------------------------------------------------ outcomes
 
@@ -510,8 +535,7 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             for index in item.inputs:
                 if result.success:
                     self.summary.succeeded += 1
-                    # a Collections insert answers no `created`: each is one
-                    if result.created is True or self.mapping.action == "insert":
+                    if result.created is True:
                         self.summary.created += 1
                     elif result.created is False:
                         self.summary.updated += 1

@@ -16,6 +16,7 @@ from typing_extensions import override
 from target_salesforce import preflight, stopping
 from target_salesforce.auth import FLOWS, AuthError
 from target_salesforce.errors import TargetSalesforceError
+from target_salesforce.journal import DEFAULT_JOURNAL_PATH
 from target_salesforce.mapping import MappingError
 from target_salesforce.run_context import RunContext
 from target_salesforce.sinks import SalesforceSink, SkippedStreamSink
@@ -295,6 +296,17 @@ class TargetSalesforce(Target):
             ),
         ),
         th.Property(
+            "insert_journal_path",
+            th.StringType,
+            default=DEFAULT_JOURNAL_PATH,
+            description=(
+                "SQLite file (mode 0600) remembering the rows `action: insert` "
+                "streams stored that no STATE covers yet, so a rerun after a "
+                "kill does not insert them twice (not for Apex mode, not in dry "
+                "runs). One run at a time per file. Empty string: off."
+            ),
+        ),
+        th.Property(
             "summary_path",
             th.StringType,
             description="Also write the per-stream run summary to this JSON file.",
@@ -424,11 +436,31 @@ class TargetSalesforce(Target):
         """
         try:
             super().process_endofpipe()
+            reader = self.message_reader
+            if not (
+                isinstance(reader, SalesforceReader) and reader.stop_reading.is_set()
+            ):
+                self.run.ended_normally()
         except BaseException:
             self.run.stop()
             raise
         finally:
             self.run.close()
+
+    @override
+    def _process_record_message(self, message_dict: dict[str, Any]) -> None:
+        """Count the input line (the insert journal's sequence number)."""
+        self.run.seq += 1
+        super()._process_record_message(message_dict)
+
+    @override
+    def _process_state_message(self, message_dict: dict[str, Any]) -> None:
+        """Note the input line of a new STATE (the insert journal's coverage)."""
+        self.run.seq += 1
+        before = self._latest_state
+        super()._process_state_message(message_dict)
+        if self._latest_state is not before:
+            self.run.state_read()
 
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:
@@ -439,6 +471,7 @@ class TargetSalesforce(Target):
         """
         self.run.inflight.settle_all()
         super()._write_state_message(state)
+        self.run.state_written()
 
     @override
     def get_sink_class(self, stream_name: str) -> type[Sink]:

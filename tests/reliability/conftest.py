@@ -722,6 +722,7 @@ class SalesforceRig(TargetRig):
             "refresh_token": self.handle.refresh_token,
             "rejects_path": str(self.rejects_path),
             "summary_path": str(self.summary_path),
+            "insert_journal_path": str(self.tmp_path / "insert-journal.sqlite3"),
             "retry_backoff_seconds": 0.01,
             "bulk_poll_interval": 0.01,
             "request_timeout": 10,

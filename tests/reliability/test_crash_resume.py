@@ -13,6 +13,7 @@ covered only records that were already settled.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -63,3 +64,22 @@ def test_clevertap_tap_killed_and_resumed_emits_every_event(
     tap_rig: Any, kill_after: int
 ) -> None:
     tap_rig.crash_cell(kill_after)
+
+
+@pytest.mark.parametrize("kill_after", [2, 5])
+def test_salesforce_insert_killed_during_bulk_and_resumed_inserts_nothing_twice(
+    sf_rig: Any, kill_after: int
+) -> None:
+    # `action: insert` has no key: the insert journal (a Bulk job is recorded
+    # before its upload completes) keeps the replay from inserting twice; without
+    # it the unique CleverTap_Id__c refuses the replayed records (DUPLICATE_VALUE:
+    # the tally sees no second row, but the rerun's summary counts the rejects)
+    sf_rig.crash_cell(
+        kill_after,
+        label=" (Bulk 2.0 insert)",
+        action="insert",
+        batch_size_rows=20,
+        bulk_threshold=10,
+    )
+    streams = json.loads(sf_rig.summary_path.read_text(encoding="utf-8"))["streams"]
+    assert [(s["rejected"], s["rejected_by_code"]) for s in streams] == [(0, {})]

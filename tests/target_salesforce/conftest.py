@@ -71,6 +71,7 @@ class Harness:
         self.tmp_path = tmp_path
         self.capsys = capsys
         self.rejects_path = tmp_path / "rejects.jsonl"
+        self.journal_path = tmp_path / "insert-journal.sqlite3"
         self.nps_mapping = NPS_MAPPING
 
     def config(self, **extra: Any) -> dict[str, Any]:
@@ -79,6 +80,7 @@ class Harness:
             "access_token": self.handle.access_token,
             "instance_url": self.handle.base_url,
             "rejects_path": str(self.rejects_path),
+            "insert_journal_path": str(self.journal_path),
             "streams": {"nps": NPS_MAPPING},
             "retry_backoff_seconds": 0.001,
             "bulk_poll_interval": 0.01,
