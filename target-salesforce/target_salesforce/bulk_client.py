@@ -124,7 +124,7 @@ class BulkClient:
                 it is still not final `ABORT_WAIT_SECONDS` after the abort.
         """
         self.client.logger.warning("%s; aborting it", late)
-        refused = ""
+        why = ""
         try:
             self.client.call(
                 f"bulk abort {job_id}",
@@ -132,13 +132,16 @@ class BulkClient:
                 idempotent=True,
             )
         except (CallFailed, TargetSalesforceError) as exc:
-            refused = str(exc)
+            why = f"aborting it failed ({exc})"
         deadline = time.monotonic() + ABORT_WAIT_SECONDS
         while True:
-            info: dict[str, Any] = self._bulk_step(
-                f"bulk status {job_id}",
-                lambda sf: self._raw(sf, "GET", job_url).json(),
-            )
+            try:
+                info: dict[str, Any] = self._bulk_step(
+                    f"bulk status {job_id}",
+                    lambda sf: self._raw(sf, "GET", job_url).json(),
+                )
+            except TargetSalesforceError as exc:  # also the quota guard
+                info, why = {}, why or f"its state after the abort is unknown ({exc})"
             state = str(info.get("state"))
             if state in BULK_DONE:
                 if state == "Aborted" and not info.get("errorMessage"):
@@ -146,12 +149,9 @@ class BulkClient:
                         f"aborted by the target after bulk_timeout {self.timeout:g}s"
                     )
                 return info
-            if refused or time.monotonic() > deadline:
-                why = (
-                    f"aborting it failed ({refused})"
-                    if refused
-                    else f"aborted, but still {state} {ABORT_WAIT_SECONDS}s later"
-                )
+            if not why and time.monotonic() > deadline:
+                why = f"aborted, but still {state} {ABORT_WAIT_SECONDS}s later"
+            if why:
                 msg = (
                     f"{late}; {why}. Salesforce may still write its records: look "
                     f"job {job_id} up in Setup > Bulk Data Load Jobs and abort it "

@@ -244,3 +244,29 @@ def test_reply_lost_after_storing_is_retried_without_duplicates(harness: Any) ->
     assert run.rejects == []
     assert run.summary["nps"]["succeeded"] == 2
     assert run.states
+
+
+def test_bulk_job_state_unknown_after_the_abort_stops_naming_the_job(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.handle.fault("slow_bulk", polls=1000)
+    raw = BulkClient._raw
+
+    def quota_crossed(
+        self: BulkClient, sf: Any, method: str, url: str, **kw: Any
+    ) -> Any:
+        if kw.get("json") == {"state": "Aborted"}:  # its reply shows 95% used
+            _, limit = harness.handle.api_usage()
+            harness.handle.fault("api_usage", used=int(limit * 0.95))
+        return raw(self, sf, method, url, **kw)
+
+    monkeypatch.setattr(BulkClient, "_raw", quota_crossed)
+    run = harness.run(
+        harness.config(bulk_threshold=0, bulk_timeout=0.05),
+        harness.fixture("nps_upsert_create.singer"),
+    )
+    (job,) = _ingest_jobs(harness.handle)
+    assert job["state"] == "Aborted"
+    assert "its state after the abort is unknown (API usage" in str(run.error)
+    assert f"job {job['id']} up in Setup > Bulk Data Load Jobs" in str(run.error)
+    assert run.states == []
