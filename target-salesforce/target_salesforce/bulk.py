@@ -121,13 +121,18 @@ def match_rows(
 
 
 def csv_cell(value: JsonValue) -> str:
-    """One Bulk 2.0 CSV cell: null is `#N/A` (sets null), floats in plain notation."""
+    """One Bulk 2.0 CSV cell: null is `#N/A` (sets null), numbers in plain notation.
+
+    A Decimal is written with all its digits (`1234567890123456.78`).
+    """
     if value is None:
         return BULK_NULL
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         return format(decimal.Decimal(repr(value)), "f")
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
     return str(value)
 
 

@@ -30,10 +30,12 @@ BULK_DONE: Final = frozenset({"JobComplete", "Failed", "Aborted"})
 HTTP_CREATED: Final = 201
 # raw REST calls: anything from here up is handed to simple-salesforce's error mapping
 FIRST_NON_SUCCESS_STATUS: Final = 300
+# How long an aborted job may take to show a final state before the run stops
+ABORT_WAIT_SECONDS: Final = 120
 
 
 class BulkJobFailedError(TargetSalesforceError):
-    """A Bulk 2.0 job did not finish in time, or a call on an existing job failed."""
+    """A late Bulk 2.0 job could not be aborted, or a call on an existing job failed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +115,64 @@ class BulkClient:
     def _url(self, suffix: str = "") -> str:
         return f"{self.client.sf.bulk2_url}ingest{suffix}"
 
+    def _abort_request(self, job_id: str) -> Callable[[Salesforce], requests.Response]:
+        """The call that aborts a job (`PATCH {"state": "Aborted"}`)."""
+        return lambda sf: self._raw(
+            sf, "PATCH", self._url(f"/{job_id}"), json={"state": "Aborted"}
+        )
+
+    def _abort(self, job_id: str, late: str) -> dict[str, Any]:
+        """Abort a job that outlived `bulk_timeout`; its info once it is final.
+
+        Salesforce goes on processing a job the client stopped waiting for, so
+        a rerun would race it (or insert its rows twice). The job is aborted
+        (Bulk API 2.0 developer guide, "Close or Abort a Job": PATCH
+        jobs/ingest/{jobId} with `{"state": "Aborted"}`) and polled until it
+        is final, so that its result files tell which rows it processed. A job
+        that finished meanwhile refuses the abort (INVALIDJOBSTATE "Aborting
+        already Completed Job not allowed", restforce/restforce#905): its
+        status then shows it final.
+
+        Raises:
+            BulkJobFailedError: the abort failed and the job is not final, or
+                it is still not final `ABORT_WAIT_SECONDS` after the abort.
+        """
+        self.client.logger.warning("%s; aborting it", late)
+        why = ""
+        try:
+            # a step of work under way: the quota guard lets it through
+            self.client.call(
+                f"bulk abort {job_id}",
+                self._abort_request(job_id),
+                idempotent=True,
+                new_work=False,
+            )
+        except (CallFailed, TargetSalesforceError) as exc:
+            why = f"aborting it failed ({exc})"
+        deadline = time.monotonic() + ABORT_WAIT_SECONDS
+        while True:
+            try:
+                info = self.state(job_id)
+            except TargetSalesforceError as exc:  # also the quota guard
+                info, why = {}, why or f"its state after the abort is unknown ({exc})"
+            state = str(info.get("state"))
+            if state in BULK_DONE:
+                if state == "Aborted" and not info.get("errorMessage"):
+                    info["errorMessage"] = (
+                        f"aborted by the target after bulk_timeout {self.timeout:g}s"
+                    )
+                return info
+            if not why and time.monotonic() > deadline:
+                why = f"aborted, but still {state} {ABORT_WAIT_SECONDS}s later"
+            if why:
+                msg = (
+                    f"{late}; {why}. Salesforce may still write its records: look "
+                    f"job {job_id} up in Setup > Bulk Data Load Jobs and abort it "
+                    "there before a rerun. Stopping without STATE"
+                )
+                raise BulkJobFailedError(msg)
+            self.sleep(self.poll_interval)
+
     def ingest(
         self,
         operation: str,
@@ -124,13 +184,14 @@ class BulkClient:
         """Run one Bulk 2.0 ingest job to the end and fetch its per-record results.
 
         A job that ends Failed or Aborted is not an error here: its result
-        files are fetched all the same (`BulkOutcome.state` tells).
+        files are fetched all the same (`BulkOutcome.state` tells). A job still
+        running after `bulk_timeout` is aborted first (see `_abort`).
         `on_created(job_id)` runs once the job exists, before its upload (the
         insert journal remembers the job there).
 
         Raises:
-            BulkJobFailedError: when the job does not finish in time, or a step
-                on the existing job fails.
+            BulkJobFailedError: when a job that outlived `bulk_timeout` cannot
+                be aborted, or a step on the existing job fails.
         """
         body: dict[str, Any] = {
             "object": sobject,
@@ -210,12 +271,7 @@ class BulkClient:
         Raises:
             BulkJobFailedError: when the call fails.
         """
-        self._bulk_step(
-            f"bulk abort {job_id}",
-            lambda sf: self._raw(
-                sf, "PATCH", self._url(f"/{job_id}"), json={"state": "Aborted"}
-            ),
-        )
+        self._bulk_step(f"bulk abort {job_id}", self._abort_request(job_id))
 
     def finish(self, job_id: str, sobject: str) -> BulkOutcome:
         """Poll a closed job until it ends (`bulk_timeout`), then read its results.
@@ -231,11 +287,13 @@ class BulkClient:
             if state in BULK_DONE:
                 break
             if time.monotonic() > deadline:
-                msg = (
+                late = (
                     f"Bulk 2.0 job {job_id} on {sobject} still {state} after "
-                    f"{self.timeout:g}s; its records are not settled"
+                    f"{self.timeout:g}s (bulk_timeout)"
                 )
-                raise BulkJobFailedError(msg)
+                info = self._abort(job_id, late)
+                state = str(info.get("state"))
+                break
             self.sleep(self.poll_interval)
         if state != "JobComplete":
             # A Failed (or Aborted) job may have processed some rows: its result

@@ -61,6 +61,7 @@ class BulkWrites:
     summary: StreamSummary
     # raw CSV bytes per job upload (bulk.MAX_UPLOAD_BYTES; small in tests)
     bulk_max_bytes: int
+    stream_name: str
 
     if TYPE_CHECKING:  # SalesforceSink's own steps, used here
 
@@ -204,7 +205,8 @@ class BulkWrites:
         and rejected with BULK_JOB_FAILED if they never get processed.
 
         Raises:
-            BulkIncompleteError: rows not loaded, or with no result row at all.
+            BulkIncompleteError: rows not loaded, or with no result row at all;
+                or Salesforce refused the job as a whole (none of its rows).
         """
         mapping = self.mapping
         key_field = mapping.key_field
@@ -218,7 +220,21 @@ class BulkWrites:
                 on_created=None if journal is None else journal.on_job_created(columns),
             )
         except CallFailed as exc:
-            return [error_result(exc.code, exc.message, exc.fields)] * len(items)
+            # Creating a job sends no record, so a refusal is about the job, the
+            # org or the user, never the records: ExceededQuota (the 24-hour batch
+            # allowance is used up), InvalidJob, FeatureNotEnabled, InvalidUser
+            # (Bulk API 2.0 developer guide, "Errors": api_asynch
+            # asynch_api_reference_errors.htm). As for a whole Collections call
+            # refused: nothing is rejected, the run stops without STATE.
+            msg = (
+                f"stream {self.stream_name}: Salesforce refused a Bulk 2.0 "
+                f"{mapping.action} job on {mapping.sobject} with HTTP {exc.status} "
+                f"{exc.code}: {exc.message}; this is about the job, the org or the "
+                "user, not the records. Nothing of this job was written and no "
+                "STATE covers it: fix the cause (or wait for the 24-hour Bulk "
+                "allowance) and rerun."
+            )
+            raise BulkIncompleteError(msg, [None] * len(items)) from None
         matched = bulk_results(
             columns, key_field, items, outcome.successful, outcome.failed
         )

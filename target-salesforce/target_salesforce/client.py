@@ -34,6 +34,7 @@ from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceRefusedRequest,
 )
+from simple_salesforce.util import exception_handler
 
 from target_salesforce.auth import Token, login
 from target_salesforce.errors import (
@@ -47,7 +48,7 @@ from target_salesforce.errors import (
     refusal_error,
     whole_call_error,
 )
-from target_salesforce.values import CODE_LOCK_ROW, JsonValue
+from target_salesforce.values import CODE_LOCK_ROW, JsonValue, encode_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -58,6 +59,8 @@ HTTP_TOO_MANY_REQUESTS: Final = 429
 TRANSIENT_STATUS: Final = frozenset({HTTP_TOO_MANY_REQUESTS, 500, 502, 503, 504})
 # whole-call answers that are about the records sent (a reason to reject them)
 RECORD_LEVEL_STATUS: Final = frozenset({300, 400, 404})
+# raw calls (Apex): anything from here up goes to simple-salesforce's error mapping
+FIRST_NON_SUCCESS_STATUS: Final = 300
 MAX_LIMIT_WAIT_STEP: Final = 60.0
 
 
@@ -489,7 +492,14 @@ class SalesforceClient:
     def collections(
         self, method: str, path: str, kwargs: Mapping[str, Any], *, idempotent: bool
     ) -> JsonValue:
-        """One sObject Collections call (path under /services/data/vXX.X/)."""
+        """One sObject Collections call (path under /services/data/vXX.X/).
+
+        A `json` body is encoded here by `values.encode_json` (Decimals as JSON
+        numbers with every digit), not by `requests`.
+        """
+        if "json" in kwargs:
+            body = encode_json(kwargs["json"])
+            kwargs = {k: v for k, v in kwargs.items() if k != "json"} | {"data": body}
         return self.call(
             f"{method} {path}",
             lambda sf: sf.restful(path, method=method, timeout=self.timeout, **kwargs),
@@ -497,11 +507,30 @@ class SalesforceClient:
         )
 
     def apex(self, method: str, path: str, body: JsonValue) -> JsonValue:
-        """One Apex REST call to /services/apexrest/<path>."""
-        return self.call(
-            f"apex {method} {path}",
-            lambda sf: sf.apexecute(
-                path, method=method, data=body, timeout=self.timeout
-            ),
-            idempotent=False,
-        )
+        """One Apex REST call to /services/apexrest/<path>.
+
+        Sent as simple-salesforce's `apexecute` sends it (its headers, its error
+        mapping, the reply as JSON or else text), but with the body encoded by
+        `values.encode_json`: `apexecute`'s json.dumps cannot write a Decimal.
+        """
+        data = None if body is None else encode_json(body)
+
+        def send(sf: Salesforce) -> JsonValue:
+            response = sf.session.request(
+                method,
+                sf.apex_url + path,
+                headers=dict(sf.headers),
+                data=data,
+                timeout=self.timeout,
+            )
+            if response.status_code >= FIRST_NON_SUCCESS_STATUS:
+                exception_handler(response, name="apexecute")
+            info = response.headers.get("Sforce-Limit-Info")
+            if info:
+                sf.api_usage = Salesforce.parse_api_usage(info)
+            try:
+                return response.json()
+            except ValueError:
+                return response.text
+
+        return self.call(f"apex {method} {path}", send, idempotent=False)

@@ -12,6 +12,7 @@ file name the file and the line of the offending key.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import fnmatch
 import re
 from pathlib import Path
@@ -187,6 +188,9 @@ def map_key(value: object) -> str:
     """The form in which `map` keys and record values are compared."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, decimal.Decimal):
+        # a record's 7.50 matches a `7.5` key, as it did when it was a float
+        value = value.normalize()
     return str(value).strip().casefold()
 
 

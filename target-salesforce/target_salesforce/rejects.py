@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import os
 import stat
 import threading
@@ -19,7 +18,9 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from target_salesforce.values import JsonValue, json_safe
+import msgspec
+
+from target_salesforce.values import JsonValue, encode_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -65,14 +66,15 @@ class PrivateJsonLines:
 
     def write(self, entry: Mapping[str, Any]) -> None:
         """Append one JSON object as a line."""
-        line = json.dumps(json_safe(dict(entry)), ensure_ascii=False) + "\n"
+        # one line, `", "` and `": "` as json.dumps writes; Decimals keep all digits
+        line = msgspec.json.format(encode_json(dict(entry)), indent=0) + b"\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 if stat.S_ISREG(os.fstat(fd).st_mode):  # never chmod /dev/null
                     os.fchmod(fd, 0o600)
-                os.write(fd, line.encode("utf-8"))
+                os.write(fd, line)
             finally:
                 os.close(fd)
             self.count += 1

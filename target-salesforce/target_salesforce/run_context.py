@@ -25,6 +25,7 @@ from target_salesforce.rejects import (
     StreamSummary,
     not_linked_path,
 )
+from target_salesforce.values import dumps
 
 if TYPE_CHECKING:
     import logging
@@ -237,7 +238,7 @@ class RunContext:
             return
         if self._dry_logged < DRY_RUN_LOG_LINES:
             self._dry_logged += 1
-            self.logger.info("Dry run, would write: %s", json.dumps(entry))
+            self.logger.info("Dry run, would write: %s", dumps(entry))
 
     def log_summary(self, logger: logging.Logger, summary: StreamSummary) -> None:
         """Log a stream's run summary (marked when the run stopped before it)."""

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import re
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import quote
+
+import msgspec
 
 from target_salesforce.mapping import PLACEHOLDER
 
@@ -32,6 +33,11 @@ JsonValue: TypeAlias = Any
 _EPOCH_MS_FLOOR: Final = 100_000_000_000
 _COMPACT_DATETIME: Final = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$")
 _COMPACT_DATE: Final = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+# JSON with Decimals as numbers with all their digits (the SDK reads JSON numbers
+# with a fraction as Decimal; Number and Currency fields hold up to 18 digits,
+# which a float cannot): `1234567890123456.78` stays that, never
+# `1234567890123456.8`. The standard json module cannot write a Decimal at all.
+_JSON: Final = msgspec.json.Encoder(decimal_format="number")
 _TRUE: Final = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE: Final = frozenset({"false", "f", "no", "n", "0"})
 
@@ -75,10 +81,26 @@ def _format_datetime(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def exact_number(number: decimal.Decimal) -> int | decimal.Decimal:
+    """A whole Decimal as int; any other stays the Decimal, every digit kept."""
+    if number == number.to_integral_value():
+        return int(number)
+    return number
+
+
+def decimal_text(number: decimal.Decimal) -> str:
+    """A Decimal as plain text, never in exponent form (`0.0000001`, not `1E-7`)."""
+    return format(number, "f")
+
+
 def json_safe(value: JsonValue) -> JsonValue:
-    """Make a record value JSON-serialisable (Decimal, datetime, date, time)."""
+    """Make a record value JSON-serialisable (datetime, date, time).
+
+    A Decimal with a fraction stays a Decimal (`encode_json` writes it with all
+    its digits); a whole one becomes an int.
+    """
     if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        return exact_number(value)
     if isinstance(value, dt.datetime):
         return _format_datetime(value)
     if isinstance(value, dt.date | dt.time):
@@ -90,9 +112,14 @@ def json_safe(value: JsonValue) -> JsonValue:
     return value
 
 
+def encode_json(value: JsonValue) -> bytes:
+    """Compact UTF-8 JSON of a record value or request body, Decimals exact."""
+    return _JSON.encode(json_safe(value))
+
+
 def dumps(value: JsonValue) -> str:
-    """Compact JSON of a record value."""
-    return json.dumps(json_safe(value), separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON of a record value (as text)."""
+    return encode_json(value).decode("utf-8")
 
 
 def _from_epoch(number: decimal.Decimal | float) -> dt.datetime:
@@ -139,7 +166,8 @@ def _compact(text: str) -> dt.datetime | None:
     return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
 
 
-def _to_number(value: JsonValue) -> int | float:
+def _to_number(value: JsonValue) -> int | float | decimal.Decimal:
+    """A number; a Decimal or numeric text keeps all its digits (no float)."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
@@ -149,7 +177,7 @@ def _to_number(value: JsonValue) -> int | float:
     number = decimal.Decimal(str(value).strip())
     if not number.is_finite():
         raise ValueError(value)
-    return int(number) if number == number.to_integral_value() else float(number)
+    return exact_number(number)
 
 
 def _to_bool(value: JsonValue) -> bool:
@@ -177,7 +205,7 @@ def _to_datetime_text(value: JsonValue) -> str:
 
 def _to_integer(value: JsonValue) -> int:
     number = _to_number(value)
-    if isinstance(number, float):
+    if not isinstance(number, int):
         raise TypeError(value)
     return number
 
@@ -193,7 +221,8 @@ def _to_text(value: JsonValue) -> str:
         return dumps(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(json_safe(value))
+    safe = json_safe(value)
+    return decimal_text(safe) if isinstance(safe, decimal.Decimal) else str(safe)
 
 
 # field kind -> converter; any other kind is only made JSON-safe

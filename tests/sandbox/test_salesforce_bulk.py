@@ -373,6 +373,59 @@ def test_slow_bulk_fault_keeps_the_job_in_progress_for_n_polls(
     assert states == ["InProgress", "InProgress", "JobComplete"]
 
 
+def test_abort_stops_a_running_job_and_is_refused_for_a_finished_one(
+    salesforce_emulator: SalesforceHandle,
+) -> None:
+    base = f"{salesforce_emulator.base_url}/services/data/v61.0/jobs/ingest"
+    session = salesforce_emulator.session()
+    headers = {"Authorization": f"Bearer {salesforce_emulator.access_token}"}
+
+    def job(data: str) -> str:
+        made = session.post(
+            base,
+            headers=headers,
+            timeout=10,
+            json={"object": "Contact", "operation": "insert"},
+        ).json()
+        url = f"{base}/{made['id']}"
+        session.put(f"{url}/batches", data=data, headers=headers, timeout=10)
+        session.patch(
+            url, json={"state": "UploadComplete"}, headers=headers, timeout=10
+        )
+        return url
+
+    def abort(url: str) -> Any:
+        return session.patch(
+            url, json={"state": "Aborted"}, headers=headers, timeout=10
+        )
+
+    salesforce_emulator.fault("slow_bulk", polls=100)
+    salesforce_emulator.fault("bulk_job_failed", processed=1)
+    running = job("LastName\nAbortA\nAbortB\n")
+    assert abort(running).status_code == 200
+    assert _finished(session, running, headers)["state"] == "Aborted"
+    ok = session.get(f"{running}/successfulResults/", headers=headers, timeout=10)
+    left = session.get(f"{running}/unprocessedrecords/", headers=headers, timeout=10)
+    assert ok.text.splitlines()[1:] == [f'"{_id(ok.text)}","true","AbortA"']
+    assert left.text.splitlines() == ["LastName", "AbortB"]
+
+    done = job("LastName\nAbortC\n")
+    assert _finished(session, done, headers)["state"] == "JobComplete"
+    refused = abort(done)
+    # restforce/restforce#905 (a real org's answer to aborting a completed job)
+    assert refused.status_code == 400
+    assert refused.json() == [
+        {
+            "errorCode": "INVALIDJOBSTATE",
+            "message": "Aborting already Completed Job not allowed",
+        }
+    ]
+
+
+def _id(results_csv: str) -> str:
+    return next(csv.DictReader(io.StringIO(results_csv)))["sf__Id"]
+
+
 # --- Bulk API 1.0 -------------------------------------------------------------------
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
+
+from target_salesforce.bulk_client import BulkClient
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def _token_calls(handle: Any) -> int:
@@ -101,14 +107,96 @@ def test_slow_bulk_job_is_polled_until_complete(harness: Any) -> None:
     assert harness.contact("ct-test-2") is not None
 
 
-def test_slow_bulk_job_beyond_bulk_timeout_stops(harness: Any) -> None:
+def _job_patches(handle: Any) -> list[dict[str, Any]]:
+    """The PATCH calls on Bulk 2.0 jobs (close or abort), in order."""
+    return [
+        r
+        for r in handle.requests_log()
+        if r["method"] == "PATCH" and "/jobs/ingest/" in r["path"]
+    ]
+
+
+def _ingest_jobs(handle: Any) -> list[dict[str, Any]]:
+    """Every Bulk 2.0 ingest job the emulator holds (`GET jobs/ingest`)."""
+    url = f"{handle.base_url}/services/data/v62.0/jobs/ingest"
+    headers = {"Authorization": f"Bearer {handle.access_token}"}
+    answer = handle.session().get(url, headers=headers, timeout=10).json()
+    return list(answer["records"])
+
+
+def test_bulk_job_beyond_bulk_timeout_is_aborted_then_settled(harness: Any) -> None:
     harness.handle.fault("slow_bulk", polls=1000)
     run = harness.run(
         harness.config(bulk_threshold=0, bulk_timeout=0.05),
         harness.fixture("nps_upsert_create.singer"),
     )
-    assert "still InProgress" in str(run.error) or "still" in str(run.error)
+    # close, then abort: Salesforce no longer works on the job after the run
+    patches = [json.loads(r["body"]) for r in _job_patches(harness.handle)]
+    assert patches == [{"state": "UploadComplete"}, {"state": "Aborted"}]
+    assert [j["state"] for j in _ingest_jobs(harness.handle)] == ["Aborted"]
+    # the emulator had processed both rows when the job was aborted: both settle
+    assert run.error is None
+    assert run.summary["nps"]["succeeded"] == 2
+    assert harness.contact("ct-test-2") is not None
+    assert run.states
+
+
+def test_aborted_late_upsert_job_stops_without_state_for_unprocessed_rows(
+    harness: Any,
+) -> None:
+    harness.handle.fault("slow_bulk", polls=1000)
+    harness.handle.fault("bulk_job_failed", processed=1)
+    run = harness.run(
+        harness.config(bulk_threshold=0, bulk_timeout=0.05),
+        harness.fixture("nps_upsert_create.singer"),
+    )
+    assert "ended Aborted (aborted by the target after bulk_timeout" in str(run.error)
+    assert "1 not processed" in str(run.error)
     assert run.states == []
+    assert harness.contact("ct-test-1") is not None  # processed before the abort
+    assert harness.contact("ct-test-2") is None  # a rerun loads it
+
+
+def test_aborted_late_insert_job_resends_its_unprocessed_rows_once(
+    harness: Any,
+) -> None:
+    streams = {"nps": {"object": "Contact", "action": "insert", "fields": {
+        "LastName": "name", "CleverTap_Id__c": "identity"}}}  # fmt: skip
+    harness.handle.fault("slow_bulk", polls=1000)
+    harness.handle.fault("bulk_job_failed", processed=1)
+    run = harness.run(
+        harness.config(streams=streams, bulk_threshold=0, bulk_timeout=0.05),
+        harness.fixture("nps_upsert_create.singer"),
+    )
+    assert run.error is None
+    assert run.summary["nps"]["api_calls"]["bulk2_jobs"] == 2
+    assert harness.contact("ct-test-1") is not None  # one row each, not two
+    assert harness.contact("ct-test-2") is not None
+    assert run.states
+
+
+def test_bulk_job_that_cannot_be_aborted_stops_naming_the_job(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.handle.fault("slow_bulk", polls=1000)
+    raw = BulkClient._raw
+
+    def abort_fails(self: BulkClient, sf: Any, method: str, url: str, **kw: Any) -> Any:
+        if kw.get("json") == {"state": "Aborted"}:  # the abort and its retries
+            harness.handle.fault("status", status=503, path="/jobs/ingest/")
+        return raw(self, sf, method, url, **kw)
+
+    monkeypatch.setattr(BulkClient, "_raw", abort_fails)
+    run = harness.run(
+        harness.config(bulk_threshold=0, bulk_timeout=0.05),
+        harness.fixture("nps_upsert_create.singer"),
+    )
+    (job,) = _ingest_jobs(harness.handle)
+    assert job["state"] != "Aborted"
+    assert f"job {job['id']} up in Setup > Bulk Data Load Jobs" in str(run.error)
+    assert "aborting it failed" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
 
 
 def test_quota_guard_stops_before_writing(harness: Any) -> None:
@@ -156,3 +244,33 @@ def test_reply_lost_after_storing_is_retried_without_duplicates(harness: Any) ->
     assert run.rejects == []
     assert run.summary["nps"]["succeeded"] == 2
     assert run.states
+
+
+def test_bulk_job_state_unknown_after_the_abort_stops_naming_the_job(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.handle.fault("slow_bulk", polls=1000)
+    raw = BulkClient._raw
+
+    def status_fails_after_abort(
+        self: BulkClient, sf: Any, method: str, url: str, **kw: Any
+    ) -> Any:
+        if kw.get("json") == {"state": "Aborted"}:  # then every status read fails
+            harness.handle.fault(
+                "status", status=500, count=None, path="jobs/ingest", method="GET"
+            )
+        return raw(self, sf, method, url, **kw)
+
+    monkeypatch.setattr(BulkClient, "_raw", status_fails_after_abort)
+    run = harness.run(
+        harness.config(
+            bulk_threshold=0, bulk_timeout=0.05, max_retries=1, retry_backoff_seconds=0
+        ),
+        harness.fixture("nps_upsert_create.singer"),
+    )
+    harness.handle.clear_faults()
+    (job,) = _ingest_jobs(harness.handle)
+    assert job["state"] == "Aborted"
+    assert "its state after the abort is unknown (bulk status" in str(run.error)
+    assert f"job {job['id']} up in Setup > Bulk Data Load Jobs" in str(run.error)
+    assert run.states == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import decimal
+import io
 import json
 from typing import Any
 
@@ -461,3 +464,61 @@ def test_collections_calls_are_chunked(harness: Any) -> None:
     assert run.error is None
     assert run.summary["nps"]["api_calls"] == {"collections": 2}
     assert harness.contact("ct-test-2") is not None
+
+
+# Contact.Lifetime_Value__c is Currency(16, 2). 99999999999999.99 has 16 digits,
+# which a float cannot hold (it reads 99999999999999.98); 1200 is a JSON integer
+# and 0.0000001 a Decimal whose str() is "1E-7".
+DECIMALS = "nps_lifetime_value_decimals.singer"
+LTV_STREAM = {"nps": {"object": "Contact", "external_id_field": "CleverTap_Id__c",
+    "fields": {"CleverTap_Id__c": "identity", "LastName": "name",
+               "Lifetime_Value__c": "ltv"}}}  # fmt: skip
+
+
+def test_collections_body_keeps_every_digit_of_a_decimal(harness: Any) -> None:
+    run = harness.run(harness.config(streams=LTV_STREAM), harness.fixture(DECIMALS))
+    assert run.error is None
+    (sent,) = [r["body"] for r in harness.writes() if "composite" in r["path"]]
+    assert '"Lifetime_Value__c":99999999999999.99' in sent
+    assert '"Lifetime_Value__c":1E-7' in sent  # a JSON number, the same digits
+    values = [
+        r["Lifetime_Value__c"]
+        for r in json.loads(sent, parse_float=decimal.Decimal)["records"]
+    ]
+    assert values == [
+        decimal.Decimal("99999999999999.99"),
+        1200,
+        decimal.Decimal("1E-7"),
+    ]
+    assert type(values[1]) is int
+
+
+def test_bulk_csv_keeps_every_digit_of_a_decimal_in_plain_notation(
+    harness: Any,
+) -> None:
+    config = harness.config(streams=LTV_STREAM, bulk_threshold=0)
+    run = harness.run(config, harness.fixture(DECIMALS))
+    assert run.error is None
+    (upload,) = [r["body"] for r in harness.writes() if r["path"].endswith("/batches")]
+    cells = [row["Lifetime_Value__c"] for row in csv.DictReader(io.StringIO(upload))]
+    assert cells == ["99999999999999.99", "1200", "0.0000001"]
+
+
+def test_apex_body_keeps_every_digit_of_a_decimal(harness: Any) -> None:
+    bodies: list[bytes] = []
+
+    def ltv_class(request: Any, context: Any) -> tuple[int, Any]:
+        del context
+        bodies.append(request.body)
+        return 200, {"success": True}
+
+    harness.handle.register_apex("/ct/ltv", ltv_class)
+    payload = {"id": "{identity}", "ltv": "{ltv}"}
+    streams = {"nps": {"mode": "apex", "apex": {"path": "ct/ltv", "payload": payload}}}
+    run = harness.run(harness.config(streams=streams), harness.fixture(DECIMALS))
+    assert run.error is None
+    assert bodies == [
+        b'{"id":"ct-dec-1","ltv":99999999999999.99}',
+        b'{"id":"ct-dec-2","ltv":1200}',
+        b'{"id":"ct-dec-3","ltv":1E-7}',
+    ]

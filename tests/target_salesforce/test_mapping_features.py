@@ -214,7 +214,7 @@ def test_expression_computes_a_rounded_rate() -> None:
     )
     assert payload["CleverTap_Click_Rate__c"] == 7.5
     payload = _payload({"CleverTap_Click_Rate__c": RATE}, {"clicked": 1, "sent": 3})
-    assert payload["CleverTap_Click_Rate__c"] == 33.33
+    assert payload["CleverTap_Click_Rate__c"] == decimal.Decimal("33.33")
 
 
 def test_expression_reads_sdk_decimals_and_numeric_text() -> None:

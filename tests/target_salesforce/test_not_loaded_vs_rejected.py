@@ -1,9 +1,10 @@
 """Transport failures leave records 'not loaded' (stop, no STATE), never rejected.
 
-Only an answer about the records themselves (a per-record error, 300/400/404 for a
-whole call, a lock beyond its retries) may become a reject; a record that is
-invalid for its stream's schema is rejected by name and the run goes on. Rejects
-keep the record replayable, with over-long values cut and marked.
+Only an answer about the records themselves (a per-record error, a lock beyond
+its retries) may become a reject; a whole call or Bulk job Salesforce refuses stops
+the run. A record that is invalid for its stream's schema is rejected by name and
+the run goes on. Rejects keep the record replayable, with over-long values cut and
+marked.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from target_salesforce import bulk
+from target_salesforce.bulk_client import BulkClient
 from target_salesforce.client import SalesforceClient
 from target_salesforce.preflight import with_defaults
 from target_salesforce.rejects import MAX_REJECT_VALUE_CHARS, reject_entry
@@ -99,6 +102,60 @@ def test_bulk_step_failing_after_job_creation_stops_without_rejects(
     assert "outcome of the job's records is unknown" in str(run.error)
     assert run.states == []
     assert run.rejects == []
+
+
+# Job-level codes of the Bulk API guide's "Errors" page (api_asynch,
+# asynch_api_reference_errors.htm): the 24-hour batch allowance used up, a job
+# Salesforce will not run, Bulk API off for the org, a user without the permission.
+JOB_REFUSALS = ["ExceededQuota", "InvalidJob", "FeatureNotEnabled", "InvalidUser"]
+
+
+@pytest.mark.parametrize("code", JOB_REFUSALS)
+def test_bulk_job_refused_as_a_whole_stops_without_state_or_rejects(
+    harness: Any, code: str
+) -> None:
+    harness.handle.fault(
+        "status", status=400, path="jobs/ingest", method="POST", code=code
+    )
+    run = harness.run(
+        harness.config(bulk_threshold=0), harness.fixture("nps_upsert_create.singer")
+    )
+    assert f"refused a Bulk 2.0 upsert job on Contact with HTTP 400 {code}" in str(
+        run.error
+    )
+    assert "not the records" in str(run.error)
+    assert run.states == []
+    assert run.rejects == []
+    assert harness.contact("ct-test-1") is None
+
+
+def test_bulk_job_refused_after_an_earlier_job_keeps_that_jobs_results(
+    harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one job per record (uploads cut small); the second job is refused
+    monkeypatch.setattr(bulk, "MAX_UPLOAD_BYTES", 150)
+    ingest = BulkClient.ingest
+    jobs: list[str] = []
+
+    def second_refused(self: BulkClient, *args: Any, **kw: Any) -> Any:
+        jobs.append(args[-1])
+        if len(jobs) == 2:  # the second job
+            harness.handle.fault(
+                "status", status=400, path="jobs/ingest", method="POST",
+                code="ExceededQuota",
+            )  # fmt: skip
+        return ingest(self, *args, **kw)
+
+    monkeypatch.setattr(BulkClient, "ingest", second_refused)
+    run = harness.run(
+        harness.config(bulk_threshold=0), harness.fixture("nps_upsert_create.singer")
+    )
+    assert len(jobs) == 2  # one job per record
+    assert "HTTP 400 ExceededQuota" in str(run.error)
+    assert run.summary["nps"]["succeeded"] == 1  # the first job's row settled
+    assert harness.contact("ct-test-1") is not None
+    assert run.rejects == []
+    assert run.states == []
 
 
 def test_bulk_create_503_is_retried_and_every_record_loads(harness: Any) -> None:

@@ -559,6 +559,15 @@ def test_apex_list_batching_groups_records_per_call() -> None:
     assert render_payload([1, "{e}"], {"e": True}) == [1, True]
 
 
+def test_rejects_file_keeps_every_digit_of_a_decimal(tmp_path: Any) -> None:
+    path = tmp_path / "rejects.jsonl"
+    record = {"ltv": decimal.Decimal("99999999999999.99"), "n": decimal.Decimal(3)}
+    PrivateJsonLines(path).write({"record": record})
+    assert path.read_text(encoding="utf-8") == (
+        '{"record": {"ltv": 99999999999999.99, "n": 3}}\n'
+    )
+
+
 def test_rejects_file_is_private_json_lines(tmp_path: Any) -> None:
     path = tmp_path / "sub" / "rejects.jsonl"
     writer = PrivateJsonLines(path)

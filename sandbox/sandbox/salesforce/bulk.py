@@ -174,9 +174,22 @@ def change_state(emulator: Emulator, job_id: str, state: str) -> dict[str, Any]:
     """
     job = load_ingest(emulator, job_id)
     if state == "Aborted":
-        if job["state"] in {"JobComplete", "Failed"}:
-            raise _bulk_error(400, "INVALIDJOBSTATE", "Job is already finished")
+        if job["state"] in {"JobComplete", "Failed"} and job["_polls"] == 0:
+            # Real text for a completed job (restforce/restforce#905): `[{"errorCode":
+            # "INVALIDJOBSTATE","message":"Aborting already Completed Job not
+            # allowed"}]`; the status and the Failed-job text are not recorded.
+            finished = "Completed" if job["state"] == "JobComplete" else "Failed"
+            raise _bulk_error(
+                400,
+                "INVALIDJOBSTATE",
+                f"Aborting already {finished} Job not allowed",
+            )
+        # A job whose polls still show InProgress (`slow_bulk`) stops there: the
+        # rows processed so far stay written and reported, the rest (if a
+        # `bulk_job_failed` fault left any) unprocessed.
         job["state"] = "Aborted"
+        job["_polls"] = 0
+        job.pop("errorMessage", None)
     elif state == "UploadComplete":
         if job["state"] != "Open":
             raise _bulk_error(
