@@ -83,6 +83,10 @@ class ExportNotAllowedError(FatalAPIError):
     """CleverTap refuses to export this event (notification events)."""
 
 
+class CredentialsError(FatalAPIError):
+    """CleverTap rejected the account id or passcode (HTTP 401)."""
+
+
 class CursorLoopError(FatalAPIError):
     """CleverTap handed back a cursor it had already given in this walk."""
 
@@ -260,7 +264,7 @@ class CleverTapStream(RESTStream[Any]):
                 f"({self.url_base}). Check account_id, passcode and region: "
                 "a passcode from another region's host also answers 401."
             )
-            raise FatalAPIError(msg)
+            raise CredentialsError(msg)
         if status < HTTPStatus.BAD_REQUEST or self.tolerated(response):
             return
         if (

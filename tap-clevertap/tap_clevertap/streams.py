@@ -12,9 +12,10 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import typing as th
+from singer_sdk.exceptions import FatalAPIError
 from typing_extensions import override
 
-from tap_clevertap.client import CleverTapStream
+from tap_clevertap.client import CleverTapStream, CredentialsError
 from tap_clevertap.records import json_or_none, parse_property_list, scalar_str
 from tap_clevertap.timeutil import UTC, local_date, local_midnight
 
@@ -211,9 +212,29 @@ class SchemaListingStream(CleverTapStream):
         self.fail_on_body(payload, f"/getSchema?type={self.schema_type}")
         return schema_entries(payload, self.schema_type)
 
+    def fetch_or_warn(self) -> list[dict[str, Any]] | None:
+        """The entries, or None with a WARNING when CleverTap refuses the call.
+
+        ``/getSchema`` is not in CleverTap's public API reference, so an account
+        may refuse it (a 4xx, or a ``"status": "fail"`` body). Wrong credentials
+        (401) still stop the run.
+        """
+        try:
+            return self.fetch()
+        except CredentialsError:
+            raise
+        except FatalAPIError as exc:
+            self.logger.warning(
+                "CleverTap refused /getSchema?type=%s (%s); going on without that "
+                "listing",
+                self.schema_type,
+                exc,
+            )
+            return None
+
     @override
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
-        for entry in self.fetch():
+        for entry in self.fetch_or_warn() or []:
             yield {
                 "name": str(entry["name"]),
                 "type": scalar_str(entry.get("type") or entry.get("dataType")),
