@@ -136,7 +136,13 @@ class WindowedStream(CleverTapStream):
             self._sent_bookmark = self._sent_bookmark or state.get(
                 "replication_key_value"
             )
-            self._unsent_bookmark = str(markers["replication_key_value"])
+            self._unsent_bookmark = self._later(
+                self._unsent_bookmark, str(markers.pop("replication_key_value"))
+            )
+            # Nothing left for the SDK to promote when the stream ends, which it
+            # does before the last batch file is written: until `get_batches` moves
+            # it, the state (also what a SIGTERM writes) keeps the sent bookmark.
+            markers.pop("replication_key", None)
             return
         # Keep the SDK's "not resumable" note so the next window does not log its
         # unsorted-stream warning again.

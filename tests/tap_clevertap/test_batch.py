@@ -143,3 +143,37 @@ def test_batch_mode_state_follows_each_batch_and_ends_at_the_last_event(
     assert bookmarks[0].startswith("2024-03-01T11")  # day 1 sent in the first batch
     assert bookmarks[-1].startswith("2024-03-03T11")
     assert bookmark(out.state) == bookmarks[-1]
+
+
+def test_batch_mode_unwritable_last_batch_leaves_no_bookmark_in_the_state(
+    make_clevertap_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    ct = make_clevertap_emulator()
+    not_a_directory = tmp_path / "batches"
+    not_a_directory.write_text("", encoding="utf-8")
+    config = batch_config(ct, not_a_directory)
+    tap = TapCleverTap(config=config, parse_env_config=False)
+    with (
+        contextlib.redirect_stdout(io.TextIOWrapper(io.BytesIO())),
+        pytest.raises(OSError, match="batches"),
+    ):
+        tap.streams["events_charged"].sync()
+    # Every window was read, none was sent: the state the tap holds (and would
+    # write on SIGTERM) has no bookmark.
+    assert bookmark(tap.state) is None
+
+
+def test_batch_mode_lookback_rerun_keeps_the_bookmark(
+    make_clevertap_emulator: Callable[..., Any], tmp_path: Path
+) -> None:
+    ct = make_clevertap_emulator()
+    config = {**batch_config(ct, tmp_path), "lookback_days": 1}
+    first = run_tap(config)
+    assert (bookmark(first.state) or "").startswith("2024-03-03T11")
+    # The rerun ends before the bookmark's day and reads only the lookback day 03-02:
+    # its events are older than the bookmark, which stays.
+    rerun = run_tap({**config, "end_date": "2024-03-03T00:00:00Z"}, state=first.state)
+    assert any(
+        m["type"] == "BATCH" and m["stream"] == "events_charged" for m in rerun.messages
+    )
+    assert bookmark(rerun.state) == bookmark(first.state)
