@@ -83,6 +83,10 @@ class ExportNotAllowedError(FatalAPIError):
     """CleverTap refuses to export this event (notification events)."""
 
 
+class CredentialsError(FatalAPIError):
+    """CleverTap rejected the account id or passcode (HTTP 401)."""
+
+
 class CursorLoopError(FatalAPIError):
     """CleverTap handed back a cursor it had already given in this walk."""
 
@@ -140,6 +144,41 @@ def says_in_progress(response: requests.Response) -> bool:
     if not content or len(content) > _SHORT_BODY_BYTES:
         return False
     return _is_in_progress(_decode(response))
+
+
+def _check_export_answer(
+    what: str, response: requests.Response, payload: object
+) -> None:
+    """Retry an export answer that is neither a success nor a failure object.
+
+    CleverTap's Get Events / Get Profiles reference says to fetch pages until a
+    success answer carries no ``next_cursor``
+    (developer.clevertap.com/docs/get-events-api). An empty, HTML or bare-string
+    200 body is no such answer (a proxy or gateway page, a cut reply), so it is
+    retried like "still in progress"; once the retries are used up the run stops
+    naming the stream and window, before the window is bookmarked. A
+    ``"status": "fail"`` body is left to `CleverTapStream.fail_on_body`.
+
+    Raises:
+        RetriableAPIError: the answer is not a JSON object with status success
+            or fail.
+    """
+    if isinstance(payload, dict) and payload.get("status") in {"success", "fail"}:
+        return
+    if not response.content:
+        got = "an empty body"
+    elif payload is None:
+        kind = response.headers.get("Content-Type") or "no Content-Type"
+        got = f"a body that is not JSON ({kind}, {len(response.content)} bytes)"
+    elif isinstance(payload, dict):
+        got = f"a JSON object with status {payload.get('status')!r}"
+    else:
+        got = f"a JSON {type(payload).__name__}, not an object"
+    msg = (
+        f"CleverTap answered {what} with HTTP {response.status_code} and {got}, "
+        'not {"status": "success", ...}; the rest of that window was not read'
+    )
+    raise RetriableAPIError(msg, response)
 
 
 class CleverTapStream(RESTStream[Any]):
@@ -260,7 +299,7 @@ class CleverTapStream(RESTStream[Any]):
                 f"({self.url_base}). Check account_id, passcode and region: "
                 "a passcode from another region's host also answers 401."
             )
-            raise FatalAPIError(msg)
+            raise CredentialsError(msg)
         if status < HTTPStatus.BAD_REQUEST or self.tolerated(response):
             return
         if (
@@ -437,9 +476,13 @@ class CleverTapStream(RESTStream[Any]):
         Raises:
             CursorLoopError: a cursor repeated.
         """
-        _, payload = self.call("POST", path, body=body, params=params, context=context)
+        what = f"{path} {dict(body)} of stream {self.name!r}"
+        check = functools.partial(_check_export_answer, what)
+        _, payload = self.call(
+            "POST", path, body=body, params=params, check=check, context=context
+        )
         self.fail_on_body(payload, f"the export {path} {dict(body)}")
-        cursor = payload.get("cursor") if isinstance(payload, dict) else None
+        cursor = payload.get("cursor")
         seen: set[str] = set()
         pages = 0
         while cursor:
@@ -452,13 +495,18 @@ class CleverTapStream(RESTStream[Any]):
                 raise CursorLoopError(msg)
             seen.add(cursor)
             _, page = self.call(
-                "GET", path, raw_query=f"cursor={cursor}", context=context
+                "GET",
+                path,
+                raw_query=f"cursor={cursor}",
+                check=functools.partial(
+                    _check_export_answer, f"page {pages + 1} of {what}"
+                ),
+                context=context,
             )
             pages += 1
             self.fail_on_body(page, f"an export page of {path}")
-            records = page.get("records") if isinstance(page, dict) else None
-            yield from records or []
-            cursor = page.get("next_cursor") if isinstance(page, dict) else None
+            yield from page.get("records") or []
+            cursor = page.get("next_cursor")
 
     @staticmethod
     def _check_poll(response: requests.Response, payload: object) -> None:

@@ -12,15 +12,17 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import typing as th
+from singer_sdk.exceptions import FatalAPIError
 from typing_extensions import override
 
-from tap_clevertap.client import CleverTapStream
+from tap_clevertap.client import CleverTapStream, CredentialsError
 from tap_clevertap.records import json_or_none, parse_property_list, scalar_str
 from tap_clevertap.timeutil import UTC, local_date, local_midnight
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
+    from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
 DEFAULT_BATCH_SIZE = 4991  # the largest multiple of 23 under 5000 (CleverTap advice)
@@ -120,10 +122,27 @@ class WindowedStream(CleverTapStream):
         Records of a window are all written before this runs (the SDK writes each
         record before asking for the next), so the bookmark never passes a window
         that was only partly emitted.
+
+        With `batch_config` the records of the window may still sit in a batch file
+        that no BATCH message has announced yet (the SDK collects them, then writes
+        BATCH and only then STATE). Then the window's bookmark is only noted here
+        and promoted by `get_batches` once the batch holding it has been sent.
         """
         state = self.get_context_state(context)
         markers = state.get("progress_markers") or {}
         if "replication_key_value" not in markers:
+            return
+        if self.get_batch_config(self.config) is not None:
+            self._sent_bookmark = self._sent_bookmark or state.get(
+                "replication_key_value"
+            )
+            self._unsent_bookmark = self._later(
+                self._unsent_bookmark, str(markers.pop("replication_key_value"))
+            )
+            # Nothing left for the SDK to promote when the stream ends, which it
+            # does before the last batch file is written: until `get_batches` moves
+            # it, the state (also what a SIGTERM writes) keeps the sent bookmark.
+            markers.pop("replication_key", None)
             return
         # Keep the SDK's "not resumable" note so the next window does not log its
         # unsorted-stream warning again.
@@ -132,15 +151,52 @@ class WindowedStream(CleverTapStream):
         self.state_manager.finalize_state(state)
         if note:
             state["progress_markers"] = note
-        # A lookback window ends before the old bookmark: never move it back.
-        if previous:
-            try:
-                earlier = parse_datetime_setting(previous)
-            except ValueError as exc:
-                raise bad_bookmark(self.name, previous, "date-time") from exc
-            if earlier > parse_datetime_setting(state["replication_key_value"]):
-                state["replication_key_value"] = previous
+        state["replication_key_value"] = self._later(
+            previous, state["replication_key_value"]
+        )
         self._write_state_message()
+
+    _sent_bookmark: str | None = None
+    _unsent_bookmark: str | None = None
+
+    def _later(self, previous: object, value: str) -> str:
+        """`value`, or `previous` if it is later (a lookback never moves it back)."""
+        if not previous:
+            return value
+        try:
+            earlier = parse_datetime_setting(previous)
+        except ValueError as exc:
+            raise bad_bookmark(self.name, previous, "date-time") from exc
+        return str(previous) if earlier > parse_datetime_setting(value) else value
+
+    @override
+    def get_batches(
+        self, batch_config: BatchConfig, context: Context | None = None
+    ) -> Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
+        """The SDK's batches; after each, the windows it completed are bookmarked.
+
+        The SDK writes a BATCH message, then STATE, for each batch yielded here. A
+        window checkpointed while this batch was filled has all its records in it
+        or in an earlier one, so its bookmark may go into that STATE. A failed run
+        never wrote a STATE past records it did not send. The last window can end
+        exactly on a batch boundary: its bookmark is set after the last batch, for
+        the STATE the SDK writes when the stream ends.
+        """
+        for encoding, manifest in super().get_batches(batch_config, context):
+            self._promote_sent_windows(context)
+            yield encoding, manifest
+        self._promote_sent_windows(context)
+
+    def _promote_sent_windows(self, context: Context | None) -> None:
+        if self._unsent_bookmark is None:
+            return
+        state = self.get_context_state(context)
+        value = self._later(self._sent_bookmark, self._unsent_bookmark)
+        state["replication_key"] = self.replication_key
+        state["replication_key_value"] = value
+        self._sent_bookmark = value
+        self._unsent_bookmark = None
+        self.state_manager.is_flushed = False
 
 
 class SchemaListingStream(CleverTapStream):
@@ -162,9 +218,29 @@ class SchemaListingStream(CleverTapStream):
         self.fail_on_body(payload, f"/getSchema?type={self.schema_type}")
         return schema_entries(payload, self.schema_type)
 
+    def fetch_or_warn(self) -> list[dict[str, Any]] | None:
+        """The entries, or None with a WARNING when CleverTap refuses the call.
+
+        ``/getSchema`` is not in CleverTap's public API reference, so an account
+        may refuse it (a 4xx, or a ``"status": "fail"`` body). Wrong credentials
+        (401) still stop the run.
+        """
+        try:
+            return self.fetch()
+        except CredentialsError:
+            raise
+        except FatalAPIError as exc:
+            self.logger.warning(
+                "CleverTap refused /getSchema?type=%s (%s); going on without that "
+                "listing",
+                self.schema_type,
+                exc,
+            )
+            return None
+
     @override
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
-        for entry in self.fetch():
+        for entry in self.fetch_or_warn() or []:
             yield {
                 "name": str(entry["name"]),
                 "type": scalar_str(entry.get("type") or entry.get("dataType")),

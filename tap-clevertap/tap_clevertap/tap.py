@@ -405,19 +405,33 @@ class TapCleverTap(Tap):
             sys.exit(1)
 
     @functools.cached_property
-    def _schema_listings(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The events and userProperties entries of /getSchema (fetched once)."""
-        events = EventSchemaStream(self).fetch()
-        user_properties = UserPropertiesStream(self).fetch()
-        return events, user_properties
+    def _event_listing(self) -> list[dict[str, Any]] | None:
+        """The events entries of /getSchema (fetched once), None if refused."""
+        return EventSchemaStream(self).fetch_or_warn()
+
+    @functools.cached_property
+    def _user_property_listing(self) -> list[dict[str, Any]] | None:
+        """The userProperties entries of /getSchema (fetched once), None if refused."""
+        return UserPropertiesStream(self).fetch_or_warn()
 
     @functools.cached_property
     def event_names(self) -> list[str]:
-        """The configured event names, else every exportable discovered one."""
+        """The configured event names, else every exportable discovered one.
+
+        Raises:
+            FatalAPIError: no `event_names` and CleverTap refused the listing.
+        """
         configured = self.config.get("event_names") or []
         if configured:
             return list(dict.fromkeys(str(name) for name in configured))
-        events, _ = self._schema_listings
+        events = self._event_listing
+        if events is None:
+            msg = (
+                "CleverTap refused /getSchema?type=events, the only source of the "
+                "event names when event_names is not set (see the WARNING above); "
+                "set event_names to the events to export"
+            )
+            raise FatalAPIError(msg)
         return sorted(
             {
                 str(entry["name"])
@@ -443,19 +457,26 @@ class TapCleverTap(Tap):
 
         Column types come from, in order: the input catalog (a saved discovery),
         the properties ``/getSchema`` lists, or one sample page of each event.
+        ``/getSchema`` is asked only when `event_names` is not set or a column
+        type is not in the catalog; a refusal is a WARNING where the samples can
+        stand in.
         """
         try:
             load_zone(str(self.config["timezone"]))
         except ValueError as exc:
             raise ConfigValidationError(str(exc), errors=[str(exc)]) from exc
-        events, user_property_entries = self._schema_listings
-        by_name = {str(entry["name"]): entry for entry in events}
         names = self.event_names
         stream_names = event_stream_names(names)
         catalog = {name: self._catalog_schema(stream_names[name]) for name in names}
+        profiles_schema = self._catalog_schema(ProfilesStream.name)
+        # /getSchema only types columns the input catalog does not give; when
+        # CleverTap refuses it, the samples type them instead.
+        must_type = profiles_schema is None or None in catalog.values()
+        events = (self._event_listing or []) if must_type else []
+        user_property_entries = (self._user_property_listing or []) if must_type else []
+        by_name = {str(entry["name"]): entry for entry in events}
         listed = {name: event_property_types(by_name.get(name, {})) for name in names}
         to_sample = [n for n in names if catalog[n] is None and not listed[n]]
-        profiles_schema = self._catalog_schema(ProfilesStream.name)
         if profiles_schema is None and not to_sample:
             to_sample = names
         samples = self._samples(to_sample)

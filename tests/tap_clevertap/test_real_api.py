@@ -44,7 +44,10 @@ pytestmark = pytest.mark.usefixtures("no_waits_no_proxy")
 
 
 class Script:
-    """Replies per `METHOD path`, consumed in order (the last one repeats)."""
+    """Replies per `METHOD path`, consumed in order (the last one repeats).
+
+    A reply body is sent as JSON, or byte for byte when it is `bytes`.
+    """
 
     def __init__(self) -> None:
         self.replies: dict[str, list[Reply]] = {}
@@ -74,7 +77,7 @@ def serving(script: Script) -> Iterator[str]:
                 (self.command, path, query, json.loads(raw) if raw else None)
             )
             status, body = script.next(self.command, path)
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json;charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
