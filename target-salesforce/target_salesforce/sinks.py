@@ -10,7 +10,6 @@ schema is rejected (code INVALID_RECORD, naming the field) when it arrives.
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from singer_sdk.exceptions import InvalidRecord
@@ -20,11 +19,10 @@ from typing_extensions import override
 from target_salesforce import bulk
 from target_salesforce.apex_sink import ApexWrites
 from target_salesforce.bulk_sink import BulkWrites
+from target_salesforce.collections_sink import CollectionsWrites
 from target_salesforce.describe import check_mapping_against_describe, parse_describe
 from target_salesforce.errors import (
     CODE_APEX_ERROR,
-    CallFailed,
-    ConfigurationError,
     SendIncompleteError,
     TargetSalesforceError,
 )
@@ -33,24 +31,16 @@ from target_salesforce.journal_sink import BatchJournal, merge_results
 from target_salesforce.payloads import (
     Prepared,
     apex_calls,
-    chunked,
-    collections_request,
     prepare_apex_batch,
     prepare_batch,
 )
 from target_salesforce.rejects import StreamSummary, reject_entry
-from target_salesforce.results import (
-    ItemResult,
-    collections_results,
-    error_result,
-)
 from target_salesforce.validation import (
     CODE_INVALID_RECORD,
     CompiledValidator,
     describe_invalid,
 )
 from target_salesforce.values import (
-    CODE_LOCK_ROW,
     CODE_MISSING_KEY,
     MISSING,
     get_path,
@@ -58,29 +48,20 @@ from target_salesforce.values import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
     from target_salesforce.describe import FieldInfo
     from target_salesforce.mapping import ApexSpec, StreamMapping
     from target_salesforce.payloads import LocalReject
+    from target_salesforce.results import ItemResult
     from target_salesforce.run_context import RunContext
     from target_salesforce.target import TargetSalesforce
 
 
 # an invalid record held until its batch settles: (record, message, fields)
 Held = tuple[dict[str, Any], str, list[str]]
-# answers worth resending for the same records (in a new call or job)
-RETRY_CODES = frozenset({CODE_LOCK_ROW, bulk.CODE_BULK_JOB_FAILED})
-# Lets REST creates and updates save records that an active duplicate rule
-# would block (developer.salesforce.com api_rest headers_duplicaterules.htm).
-# Bulk API 2.0 takes no such header: duplicate rules always apply there.
-DUPLICATE_RULE_HEADER = "Sforce-Duplicate-Rule-Header"
-
-
-class _ResendItems(Exception):  # noqa: N818 - internal retry signal
-    """Some items of a send failed with a code worth resending them for."""
 
 
 class _CompiledValidation(BatchSink):
@@ -175,7 +156,7 @@ class SkippedStreamSink(_CompiledValidation):
         """Nothing to write."""
 
 
-class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
+class SalesforceSink(BulkWrites, ApexWrites, CollectionsWrites, _CompiledValidation):
     """Write one stream to an sObject (Collections or Bulk 2.0) or Apex REST."""
 
     def __init__(
@@ -382,126 +363,6 @@ class SalesforceSink(BulkWrites, ApexWrites, _CompiledValidation):
             ):
                 results = self._apex_one_by_one(apex, path, call_items)
             self._settle(records, call_items, results)
-
-    # ------------------------------------------------------------------ sending
-
-    def _with_lock_retry(
-        self,
-        items: list[Prepared],
-        send: Callable[[list[Prepared]], list[ItemResult]],
-    ) -> list[ItemResult]:
-        """Send, then resend only the items that failed with a retryable code.
-
-        UNABLE_TO_LOCK_ROW, and rows a Failed Bulk insert job left unprocessed
-        (BULK_JOB_FAILED), are resent (the client's retry policy); what still
-        fails after `max_retries` is rejected with that code.
-
-        Raises:
-            SendIncompleteError: the send stopped part-way (in any round): with
-                the results of every item known so far.
-        """
-        results: list[ItemResult | None] = [None] * len(items)
-        pending = list(range(len(items)))
-
-        def attempt() -> None:
-            nonlocal pending
-            try:
-                outcome = send([items[i] for i in pending])
-            except SendIncompleteError as exc:
-                for position, result in zip(pending, exc.results, strict=True):
-                    results[position] = result
-                raise exc.with_results(results) from None
-            except Exception as exc:  # earlier rounds' results are known
-                raise SendIncompleteError(str(exc), results, exc) from exc
-            retry = []
-            for position, result in zip(pending, outcome, strict=True):
-                results[position] = result
-                if not result.success and result.code in RETRY_CODES:
-                    retry.append(position)
-            if retry:
-                pending = retry
-                raise _ResendItems
-
-        def waiting(details: Mapping[str, Any]) -> None:
-            codes = sorted({str(r.code) for i in pending if (r := results[i])})
-            self.logger.warning(
-                "%d records hit %s; retrying them (attempt %d of %d)",
-                len(pending),
-                "/".join(codes),
-                details["tries"],
-                self.max_retries,
-            )
-
-        with contextlib.suppress(_ResendItems):
-            self.run.client.retrying(_ResendItems, on_backoff=waiting)(attempt)()
-        return [r for r in results if r is not None]
-
-    def _send_collections(
-        self, items: list[Prepared], journal: BatchJournal | None
-    ) -> list[ItemResult]:
-        """Send the items in Collections calls of `collection_size` items.
-
-        With the insert journal, each call's stored rows are journaled as soon
-        as its answer arrives.
-
-        Raises:
-            SendIncompleteError: a call failed as a whole: with the results of
-                the calls before it (what stopped the send is raised once they
-                are settled).
-        """
-        out: list[ItemResult] = []
-        try:
-            self._collections_calls(items, out, journal)
-        except Exception as exc:
-            known: list[ItemResult | None] = [*out]
-            known += [None] * (len(items) - len(out))
-            raise SendIncompleteError(str(exc), known, exc) from exc
-        return out
-
-    def _collections_calls(
-        self,
-        items: list[Prepared],
-        out: list[ItemResult],
-        journal: BatchJournal | None,
-    ) -> None:
-        """The Collections calls, each call's results added to `out` as it ends."""
-        mapping = self.mapping
-        for chunk in chunked(items, self.collection_size):
-            method, path, kwargs = collections_request(
-                mapping.action, str(mapping.sobject), mapping.external_id_field, chunk
-            )
-            if self.allow_duplicate_save and mapping.action != "delete":
-                headers = {DUPLICATE_RULE_HEADER: "allowSave=true"}
-                kwargs = {**kwargs, "headers": headers}
-            self.summary.api_calls["collections"] += 1
-            try:
-                response = self.run.client.collections(
-                    method, path, kwargs, idempotent=mapping.action != "insert"
-                )
-            except CallFailed as exc:
-                if exc.code == CODE_LOCK_ROW:
-                    out.extend([error_result(exc.code, exc.message)] * len(chunk))
-                    continue
-                # Collections report record problems per record inside an HTTP
-                # 200; a whole call refused is about the settings (a field or
-                # object, the key, the body), so no record of it is rejected.
-                msg = (
-                    f"stream {self.stream_name}: Salesforce refused a whole "
-                    f"{method} {path} call with HTTP {exc.status} {exc.code}: "
-                    f"{exc.message}; this is a settings problem, not a record "
-                    "problem. Nothing of this call was written and no STATE "
-                    "covers it: fix the mapping and rerun."
-                )
-                raise ConfigurationError(msg) from None
-            try:
-                results = collections_results(
-                    response, len(chunk), creates=mapping.action == "insert"
-                )
-            except ValueError as exc:
-                raise TargetSalesforceError(str(exc)) from None
-            if journal is not None:  # its rows are stored: remember them now
-                journal.stored(chunk, results)
-            out.extend(results)
 
     # ------------------------------------------------------------------ outcomes
 
