@@ -7,6 +7,7 @@ pieces (CSV, limits, result rows) are in `target_salesforce.bulk`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -15,7 +16,11 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.util import exception_handler
 
 from target_salesforce.bulk import parse_csv
-from target_salesforce.errors import CallFailed, TargetSalesforceError
+from target_salesforce.errors import (
+    CallFailed,
+    OutcomeUnknownError,
+    TargetSalesforceError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -90,9 +95,14 @@ class BulkClient:
         return response
 
     def _bulk_step(
-        self, what: str, func: Callable[[Salesforce], T], *, new_work: bool = False
+        self,
+        what: str,
+        func: Callable[[Salesforce], T],
+        *,
+        new_work: bool = False,
+        idempotent: bool = True,
     ) -> T:
-        """One idempotent call on an existing Bulk job; any failure is fatal.
+        """One call on an existing Bulk job (idempotent unless said); fatal if failed.
 
         Once the job exists its records may be written, so a failed step leaves
         their outcome unknown: the run stops without STATE instead of rejecting.
@@ -104,7 +114,9 @@ class BulkClient:
             BulkJobFailedError: when the step fails for any reason.
         """
         try:
-            return self.client.call(what, func, idempotent=True, new_work=new_work)
+            return self.client.call(
+                what, func, idempotent=idempotent, new_work=new_work
+            )
         except CallFailed as exc:
             msg = (
                 f"{what}: HTTP {exc.status} {exc}; the outcome of the job's records "
@@ -204,29 +216,8 @@ class BulkClient:
             body["externalIdFieldName"] = external_id_field
 
         url = self._url
-        # Creating a job writes no record: a retry after a lost reply at worst
-        # leaves an empty Open job behind, which Salesforce discards.
-        job = self.client.call(
-            "bulk create job",
-            lambda sf: self._raw(sf, "POST", url(), json=body).json(),
-            idempotent=True,
-        )
-        job_id = str(job["id"])
-        if on_created is not None:
-            on_created(job_id)
         step = self._bulk_step
-        step(
-            f"bulk upload {job_id}",
-            lambda sf: self._raw(
-                sf,
-                "PUT",
-                url(f"/{job_id}/batches"),
-                expect=HTTP_CREATED,
-                data=csv_text.encode("utf-8"),
-                headers={"Content-Type": "text/csv; charset=UTF-8"},
-            ),
-            new_work=True,
-        )
+        job_id = self._uploaded_job(body, csv_text, on_created)
         try:
             step(
                 f"bulk close {job_id}",
@@ -248,6 +239,82 @@ class BulkClient:
                 "bulk close %s: job already %s; polling it", job_id, info.get("state")
             )
         return self.finish(job_id, sobject)
+
+    def _upload_request(
+        self, job_id: str, csv_text: str
+    ) -> Callable[[Salesforce], requests.Response]:
+        """The call that uploads a job's CSV (`PUT .../batches`, 201 expected)."""
+        return lambda sf: self._raw(
+            sf,
+            "PUT",
+            self._url(f"/{job_id}/batches"),
+            expect=HTTP_CREATED,
+            data=csv_text.encode("utf-8"),
+            headers={"Content-Type": "text/csv; charset=UTF-8"},
+        )
+
+    def _uploaded_job(
+        self,
+        body: dict[str, Any],
+        csv_text: str,
+        on_created: Callable[[str], None] | None,
+    ) -> str:
+        """Create a job and upload its CSV; the job id (the job still Open).
+
+        An upload whose reply is lost or refused (5xx, connection error) is not
+        sent again to the same job: a real org refuses a second upload to a job
+        ("Found multiple contents for job: only one upload is allowed"; see the
+        fidelity audit in sandbox/SALESFORCE.md), so the run used to stop there.
+        The job, still Open and so never processed, is aborted instead, and the
+        CSV goes to a new job (up to `max_retries` times, backing off as for
+        other calls).
+
+        Raises:
+            TargetSalesforceError: the upload was refused (`BulkJobFailedError`
+                for an answer about the CSV), or the last job's failed too.
+        """
+        url = self._url
+        fresh_jobs = self.client.max_retries
+        for attempt in range(fresh_jobs + 1):
+            # Creating a job writes no record: a retry after a lost reply at
+            # worst leaves an empty Open job behind, which Salesforce discards.
+            job = self.client.call(
+                "bulk create job",
+                lambda sf: self._raw(sf, "POST", url(), json=body).json(),
+                idempotent=True,
+            )
+            job_id = str(job["id"])
+            if on_created is not None:
+                on_created(job_id)
+            try:
+                self._bulk_step(
+                    f"bulk upload {job_id}",
+                    self._upload_request(job_id, csv_text),
+                    new_work=True,
+                    idempotent=False,
+                )
+            except TargetSalesforceError as exc:
+                with contextlib.suppress(TargetSalesforceError, CallFailed):
+                    self.client.call(
+                        f"bulk abort {job_id}",
+                        self._abort_request(job_id),
+                        idempotent=True,
+                        new_work=False,
+                    )
+                # an answer about the CSV, the quota or the settings: the same
+                # upload would fail again
+                if attempt == fresh_jobs or not isinstance(exc, OutcomeUnknownError):
+                    raise
+                self.client.logger.warning(
+                    "%s; job %s aborted (an Open job processes nothing), its "
+                    "rows go in a new job",
+                    exc,
+                    job_id,
+                )
+                self.sleep(self.client.backoff * 2**attempt)
+                continue
+            return job_id
+        raise AssertionError  # pragma: no cover - the loop returns or raises
 
     def state(self, job_id: str) -> dict[str, Any]:
         """The job's info (its `state` and `errorMessage`, among others).

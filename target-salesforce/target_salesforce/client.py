@@ -41,6 +41,7 @@ from target_salesforce.errors import (
     CallFailed,
     ConcurrentLimitError,
     ConfigurationError,
+    OutcomeUnknownError,
     QuotaExceededError,
     RequestLimitError,
     TargetSalesforceError,
@@ -347,7 +348,7 @@ class SalesforceClient:
         if retryable:
             note = f"HTTP {exc.status} ({code})"
             raise _Transient(note, msg) from None
-        raise TargetSalesforceError(msg) from None
+        raise OutcomeUnknownError(msg) from None
 
     def call(
         self,
@@ -410,7 +411,7 @@ class SalesforceClient:
         try:
             return attempt()
         except _Transient as exc:
-            raise TargetSalesforceError(exc.final) from None
+            raise OutcomeUnknownError(exc.final) from None
 
     def _attempt(
         self,
@@ -456,14 +457,14 @@ class SalesforceClient:
                 )
                 if idempotent:
                     raise _Transient(type(exc).__name__, msg) from None
-                raise TargetSalesforceError(msg) from None
+                raise OutcomeUnknownError(msg) from None
             except (requests.RequestException, ValueError) as exc:
                 # e.g. a reply that is not JSON: the outcome of the call is unknown
                 msg = (
                     f"{what}: unusable reply from Salesforce ({type(exc).__name__}); "
                     "the outcome of this call is unknown, rerun to settle its records"
                 )
-                raise TargetSalesforceError(msg) from None
+                raise OutcomeUnknownError(msg) from None
             self._note_usage()
             return result
 

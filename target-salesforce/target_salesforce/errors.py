@@ -30,6 +30,13 @@ class TargetSalesforceError(RuntimeError):
     """A fatal condition: the run stops, no STATE is written after it."""
 
 
+class OutcomeUnknownError(TargetSalesforceError):
+    """A call ended with no usable answer: whether it took effect is unknown.
+
+    A 5xx, a connection error, a reply that cannot be read, or retries used up.
+    """
+
+
 class SendIncompleteError(TargetSalesforceError):
     """A send stopped part-way: settle the results known so far, then stop.
 

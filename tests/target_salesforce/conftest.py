@@ -156,6 +156,13 @@ class Harness:
             check=False,
         )
 
+    def ingest_jobs(self) -> list[dict[str, Any]]:
+        """Every Bulk 2.0 ingest job the emulator holds (`GET jobs/ingest`)."""
+        url = f"{self.handle.base_url}/services/data/v62.0/jobs/ingest"
+        headers = {"Authorization": f"Bearer {self.handle.access_token}"}
+        answer = self.handle.session().get(url, headers=headers, timeout=10).json()
+        return list(answer["records"])
+
     def contact(self, ext_id: str) -> dict[str, Any] | None:
         rows = [
             r

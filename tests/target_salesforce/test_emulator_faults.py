@@ -116,14 +116,6 @@ def _job_patches(handle: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _ingest_jobs(handle: Any) -> list[dict[str, Any]]:
-    """Every Bulk 2.0 ingest job the emulator holds (`GET jobs/ingest`)."""
-    url = f"{handle.base_url}/services/data/v62.0/jobs/ingest"
-    headers = {"Authorization": f"Bearer {handle.access_token}"}
-    answer = handle.session().get(url, headers=headers, timeout=10).json()
-    return list(answer["records"])
-
-
 def test_bulk_job_beyond_bulk_timeout_is_aborted_then_settled(harness: Any) -> None:
     harness.handle.fault("slow_bulk", polls=1000)
     run = harness.run(
@@ -133,7 +125,7 @@ def test_bulk_job_beyond_bulk_timeout_is_aborted_then_settled(harness: Any) -> N
     # close, then abort: Salesforce no longer works on the job after the run
     patches = [json.loads(r["body"]) for r in _job_patches(harness.handle)]
     assert patches == [{"state": "UploadComplete"}, {"state": "Aborted"}]
-    assert [j["state"] for j in _ingest_jobs(harness.handle)] == ["Aborted"]
+    assert [j["state"] for j in harness.ingest_jobs()] == ["Aborted"]
     # the emulator had processed both rows when the job was aborted: both settle
     assert run.error is None
     assert run.summary["nps"]["succeeded"] == 2
@@ -191,7 +183,7 @@ def test_bulk_job_that_cannot_be_aborted_stops_naming_the_job(
         harness.config(bulk_threshold=0, bulk_timeout=0.05),
         harness.fixture("nps_upsert_create.singer"),
     )
-    (job,) = _ingest_jobs(harness.handle)
+    (job,) = harness.ingest_jobs()
     assert job["state"] != "Aborted"
     assert f"job {job['id']} up in Setup > Bulk Data Load Jobs" in str(run.error)
     assert "aborting it failed" in str(run.error)
@@ -269,7 +261,7 @@ def test_bulk_job_state_unknown_after_the_abort_stops_naming_the_job(
         harness.fixture("nps_upsert_create.singer"),
     )
     harness.handle.clear_faults()
-    (job,) = _ingest_jobs(harness.handle)
+    (job,) = harness.ingest_jobs()
     assert job["state"] == "Aborted"
     assert "its state after the abort is unknown (bulk status" in str(run.error)
     assert f"job {job['id']} up in Setup > Bulk Data Load Jobs" in str(run.error)

@@ -309,3 +309,42 @@ def test_bulk_close_reply_lost_goes_on_to_poll_the_closed_job(harness: Any) -> N
     assert run.rejects == []
     assert harness.contact("ct-test-1") is not None
     assert run.states
+
+
+@pytest.mark.parametrize("action", ["insert", "upsert"])
+def test_bulk_upload_reply_lost_goes_to_a_new_job_not_twice_to_the_same(
+    harness: Any, action: str
+) -> None:
+    # the CSV upload is stored but its reply is lost: the job (still Open, never
+    # processed) is aborted and the rows go in a new job; a second upload to the
+    # same job would be refused ("Found multiple contents for job") and stop the run
+    harness.handle.fault(
+        "reset", count=1, after_processing=True, path="batches", method="PUT"
+    )
+    extra: dict[str, Any] = {}
+    if action == "insert":
+        fields = {"LastName": "name", "Description": "identity"}
+        extra["streams"] = {
+            "nps": {"object": "Contact", "action": "insert", "fields": fields}
+        }
+    run = harness.run(
+        harness.config(bulk_threshold=0, retry_backoff_seconds=0, **extra),
+        harness.fixture("nps_upsert_create.singer"),
+    )
+    assert run.error is None
+    assert run.rejects == []
+    assert [j["state"] for j in harness.ingest_jobs()] == ["Aborted", "JobComplete"]
+    uploads = [
+        r["path"]
+        for r in harness.handle.requests_log()
+        if r["path"].endswith("/batches")
+    ]
+    assert len(set(uploads)) == len(uploads) == 2  # one upload per job
+    key = "Description" if action == "insert" else "CleverTap_Id__c"
+    stored = [
+        c[key]
+        for c in harness.handle.live_records("Contact")
+        if c.get(key) in {"ct-test-1", "ct-test-2"}
+    ]
+    assert sorted(stored) == ["ct-test-1", "ct-test-2"]  # each once
+    assert run.states
