@@ -1,10 +1,7 @@
 """The rejects file (JSON lines, mode 0600), the dry-run file and run summaries.
 
-Each reject line holds the input record so that it can be fixed and replayed. A
-string value longer than `MAX_REJECT_VALUE_CHARS` (4096 characters) is cut to that
-length and ends with a `...[truncated, N characters]` marker, and the line lists
-the cut fields under `truncated` (dotted paths); a record with no such value is
-stored unchanged, so small rejects stay replayable as they are.
+Each reject line holds the input record, whole (however long its values), so
+that it can be fixed and replayed.
 """
 
 from __future__ import annotations
@@ -16,43 +13,14 @@ import stat
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from target_salesforce.values import JsonValue, encode_json
+from target_salesforce.values import encode_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-
-MAX_REJECT_VALUE_CHARS: Final = 4096
-
-
-def cap_values(
-    value: JsonValue,
-    limit: int = MAX_REJECT_VALUE_CHARS,
-    path: str = "",
-    cut: list[str] | None = None,
-) -> JsonValue:
-    """The value with every string over `limit` characters cut and marked.
-
-    Paths of the cut values are appended to `cut` (when given).
-    """
-    if isinstance(value, str):
-        if len(value) <= limit:
-            return value
-        if cut is not None:
-            cut.append(path or "$")
-        return f"{value[:limit]}...[truncated, {len(value)} characters]"
-    if isinstance(value, dict):
-        return {
-            k: cap_values(v, limit, f"{path}.{k}" if path else str(k), cut)
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [cap_values(v, limit, f"{path}[{i}]", cut) for i, v in enumerate(value)]
-    return value
 
 
 class PrivateJsonLines:
@@ -105,11 +73,9 @@ def reject_entry(  # noqa: PLR0913 - one argument per documented rejects column
 ) -> dict[str, Any]:
     """One line of the rejects file. Holds record data only, never settings.
 
-    Long string values of the record are cut (see the module docstring).
     `matches` are the Ids of the existing records a duplicate rule matched
     (DUPLICATES_DETECTED); the line has a `matches` key only when there are some.
     """
-    cut: list[str] = []
     entry = {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "stream": stream,
@@ -119,12 +85,10 @@ def reject_entry(  # noqa: PLR0913 - one argument per documented rejects column
         "code": code,
         "message": message,
         "fields": list(fields),
-        "record": cap_values(dict(record), cut=cut),
+        "record": dict(record),
     }
     if matches:
         entry["matches"] = list(matches)
-    if cut:
-        entry["truncated"] = cut
     return entry
 
 

@@ -16,7 +16,7 @@ from target_salesforce import bulk
 from target_salesforce.bulk_client import BulkClient
 from target_salesforce.client import SalesforceClient
 from target_salesforce.preflight import with_defaults
-from target_salesforce.rejects import MAX_REJECT_VALUE_CHARS, reject_entry
+from target_salesforce.rejects import reject_entry
 from target_salesforce.target import TargetSalesforce
 
 TRACEBACK = "Traceback (most recent call last)"
@@ -257,17 +257,14 @@ def test_invalid_record_with_on_reject_fail_stops_without_state(
 # ------------------------------------------------------------- rejects file
 
 
-def test_reject_of_huge_value_is_cut_and_marked(harness: Any) -> None:
+def test_reject_of_a_huge_value_keeps_it_whole_for_replay(harness: Any) -> None:
     text = harness.fixture("nps_long_value.singer", __LONG__="x" * 200_000)
     run = harness.run(harness.config(), text)
     assert run.error is None
     assert len(run.rejects) == 1
     reject = run.rejects[0]
-    assert reject["truncated"] == ["name"]
-    name = reject["record"]["name"]
-    assert name.startswith("x" * MAX_REJECT_VALUE_CHARS)
-    assert name.endswith("...[truncated, 200000 characters]")
-    assert harness.rejects_path.stat().st_size < 20_000
+    assert reject["record"]["name"] == "x" * 200_000
+    assert "truncated" not in reject
 
 
 def _nps_reject(record: dict[str, Any]) -> dict[str, Any]:
@@ -283,19 +280,11 @@ def _nps_reject(record: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def test_reject_of_small_record_keeps_it_unchanged_for_replay() -> None:
-    record = {"identity": "a", "name": "n" * MAX_REJECT_VALUE_CHARS, "tags": ["x"]}
+def test_reject_keeps_long_values_inside_nested_values() -> None:
+    record = {"identity": "a", "extra": {"notes": ["ok", "y" * 50_000]}}
     entry = _nps_reject(record)
     assert entry["record"] == record
     assert "truncated" not in entry
-
-
-def test_reject_cuts_long_values_inside_nested_values() -> None:
-    record = {"identity": "a", "extra": {"notes": ["ok", "y" * 5000]}}
-    entry = _nps_reject(record)
-    assert entry["truncated"] == ["extra.notes[1]"]
-    assert entry["record"]["extra"]["notes"][0] == "ok"
-    assert entry["record"]["identity"] == "a"
 
 
 def test_bulk_close_reply_lost_goes_on_to_poll_the_closed_job(harness: Any) -> None:
