@@ -5,7 +5,10 @@ Checks, one output line each (`PASS`, `FAIL` with the fix, or `WARN`):
 - credentials and region: `GET /getSchema?type=userProperties`. CleverTap answers
   401 both for wrong credentials and for the wrong regional host (shared docs,
   clevertap-api.md section 1), so after a 401 the read is tried on the other
-  regions' hosts: an answer there names the region to configure.
+  regions' hosts: an answer there names the region to configure. Another 4xx
+  means the credentials were taken but `/getSchema` is refused (it is not in
+  CleverTap's public API reference): a WARN with `event_names` set (the tap does
+  without the listing), a FAIL naming `event_names` otherwise.
 - time zone: CleverTap's API does not return the account's time zone. What it
   does return is enough to check it: an exported event's `ts` is the account-local
   `yyyyMMddHHmmss`, and its profile's `events.<name>.first_seen`/`last_seen` are
@@ -48,6 +51,9 @@ SYSTEM_PROFILE_KEYS = frozenset(
     | {"DOB", "Photo", "Tz", "Identity"}
 )
 HTTP_OK = 200
+HTTP_BAD_REQUEST = 400
+HTTP_UNAUTHORIZED = 401
+HTTP_SERVER_ERROR = 500
 LOOKBACK_DAYS = 7
 MAX_EVENT_NAMES = 3
 MAX_OFFSET_SECONDS = 14 * 3600
@@ -153,6 +159,33 @@ def credentials_check(where: str, error: str | None, answering: list[str]) -> Ch
     )
 
 
+def _refused_not_unauthorised(status: int | None) -> bool:
+    """A 4xx other than 401: the credentials were taken, the read was refused."""
+    if status is None or status == HTTP_UNAUTHORIZED:
+        return False
+    return HTTP_BAD_REQUEST <= status < HTTP_SERVER_ERROR
+
+
+def schema_refused_check(where: str, error: str, config: Mapping[str, Any]) -> Check:
+    """What the tap does when `/getSchema` is refused with a 4xx other than 401.
+
+    `/getSchema` is not in CleverTap's public API reference, so an account may
+    refuse it; the credentials were taken all the same.
+    """
+    detail = (
+        f"the account answers on {where} (no 401), but {error}: the tap types "
+        "columns from sample export pages, and lists no event names by itself"
+    )
+    if config.get("event_names"):
+        return Check("credentials and region", "WARN", detail)
+    return Check(
+        "credentials and region",
+        "FAIL",
+        detail,
+        "set event_names to the events to export",
+    )
+
+
 def profile_keys_check(existing: Iterable[str]) -> Check:
     """How many of the 256 custom profile keys the account already uses."""
     custom = {
@@ -188,16 +221,17 @@ class _Reader:
         except ValueError:
             return response.status_code, None
 
-    def schema(self, kind: str) -> tuple[list[str] | None, str | None]:
+    def schema(self, kind: str) -> tuple[list[str] | None, str | None, int | None]:
+        """The names `/getSchema` lists, or why not, and the HTTP status."""
         try:
             status, body = self.get("/getSchema", type=kind)
         except requests.RequestException as exc:
-            return None, f"GET /getSchema: {type(exc).__name__}"
+            return None, f"GET /getSchema: {type(exc).__name__}", None
         if status != HTTP_OK or not isinstance(body, dict):
             error = body.get("error") if isinstance(body, dict) else ""
-            return None, f"GET /getSchema: HTTP {status} {error}".rstrip()
+            return None, f"GET /getSchema: HTTP {status} {error}".rstrip(), status
         items = body.get(kind) or []
-        return [str(i.get("name")) for i in items if isinstance(i, dict)], None
+        return [str(i.get("name")) for i in items if isinstance(i, dict)], None, status
 
     def events(
         self, event_name: str, start: dt.date, end: dt.date
@@ -261,18 +295,23 @@ def run_checks(
         ]
     reader = _Reader(config, str(base))
     try:
-        existing, error = reader.schema("userProperties")
-        answering: list[str] = []
-        if error is not None and not api_url:
-            for other, host in hosts.items():
-                probe = _Reader(config, host)
-                if other != region and probe.schema("userProperties")[1] is None:
-                    answering.append(other)
-                probe.close()
+        existing, error, status = reader.schema("userProperties")
         where = f"api_url {api_url}" if api_url else f"region {region}"
-        checks = [credentials_check(where, error, answering)]
-        if existing is None:
-            return checks
+        if error is not None and _refused_not_unauthorised(status):
+            # the credentials were taken (no 401); the tap does without the listing
+            checks = [schema_refused_check(where, error, config)]
+            existing = None
+        else:
+            answering: list[str] = []
+            if error is not None and not api_url:
+                for other, host in hosts.items():
+                    probe = _Reader(config, host)
+                    if other != region and probe.schema("userProperties")[1] is None:
+                        answering.append(other)
+                    probe.close()
+            checks = [credentials_check(where, error, answering)]
+            if existing is None:
+                return checks
         zone_name = str(config.get("timezone") or "UTC")
         try:
             zone = load_zone(zone_name)
@@ -281,11 +320,12 @@ def run_checks(
                 *checks,
                 Check("time zone", "FAIL", str(exc), "use an IANA zone name"),
             ]
-        names = list(config.get("event_names") or []) or (
-            reader.schema("events")[0] or []
-        )
+        names = list(config.get("event_names") or [])
+        if not names and existing is not None:
+            names = reader.schema("events")[0] or []
         checks.append(timezone_check(_records(reader, names, zone), zone, zone_name))
-        checks.append(profile_keys_check(existing))
+        if existing is not None:
+            checks.append(profile_keys_check(existing))
         return checks
     finally:
         reader.close()

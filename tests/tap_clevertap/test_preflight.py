@@ -6,9 +6,12 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from tap_clevertap import preflight
 
 from tests.conftest import run_preflight
+from tests.tap_clevertap.test_get_schema import REFUSED, export_script
+from tests.tap_clevertap.test_real_api import serving
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -96,3 +99,31 @@ def test_cli_flag_exits_1_on_a_timezone_mismatch(
     lines = result.stdout.splitlines()
     assert lines[1].startswith("FAIL time zone: exported event times are UTC+05:30")
     assert lines[-1] == "preflight: 2 passed, 1 failed"
+
+
+@pytest.mark.usefixtures("no_waits_no_proxy")
+@pytest.mark.parametrize(
+    ("event_names", "status"), [(["UTM Visited"], "WARN"), ([], "FAIL")]
+)
+def test_preflight_with_get_schema_refused_warns_or_names_event_names(
+    event_names: list[str], status: str
+) -> None:
+    # 403 is not a credentials answer (that is 401): the tap can do without the
+    # listing when event_names is set
+    with serving(export_script(REFUSED)) as url:
+        config = {
+            "account_id": "A",
+            "passcode": "P",
+            "api_url": url,
+            "start_date": "2024-01-01T00:00:00Z",
+            "event_names": event_names,
+        }
+        checks = preflight.run_checks(config)
+    first = checks[0]
+    assert (first.name, first.status) == ("credentials and region", status)
+    assert "no 401" in first.detail
+    assert "HTTP 403" in first.detail
+    if status == "FAIL":
+        assert first.fix == "set event_names to the events to export"
+    else:  # the other checks still run; no listing: no profile keys count
+        assert [c.name for c in checks[1:]] == ["time zone"]
