@@ -57,6 +57,10 @@ class CleverTapError(Exception):
     """A failure that stops the run (the message is safe to log)."""
 
 
+class RefusedError(CleverTapError):
+    """CleverTap answered a 4xx other than 401 and 429: it took the credentials."""
+
+
 class RetryableError(Exception):
     """429, 5xx or a request that certainly was not sent."""
 
@@ -378,7 +382,7 @@ class CleverTapClient:
             msg = (
                 f"CleverTap answered HTTP {status} for {path}: {_error_text(response)}"
             )
-            raise CleverTapError(msg)
+            raise RefusedError(msg)
 
     def _upload_once(
         self,

@@ -21,7 +21,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from target_clevertap.client import REGION_HOSTS, CleverTapClient, CleverTapError
+from target_clevertap.client import (
+    REGION_HOSTS,
+    CleverTapClient,
+    CleverTapError,
+    RefusedError,
+)
 from target_clevertap.mapping_load import MappingError, load_mappings
 from target_clevertap.payloads import account_zone
 from target_clevertap.preflight_cli import (
@@ -185,17 +190,23 @@ def _client(
 
 def read_properties(
     config: Mapping[str, Any], region: str, api_url: str | None
-) -> tuple[list[str] | None, str | None]:
-    """The account's profile property names, or the error of the read."""
+) -> tuple[list[str] | None, str | None, bool]:
+    """The account's profile property names, or the error of the read.
+
+    The flag is True when CleverTap took the credentials but refused the read
+    (a 4xx other than 401: `/getSchema` is not in its public API reference).
+    """
     client = _client(config, region, api_url)
     try:
         reply = client.get_schema("userProperties")
+    except RefusedError as exc:
+        return None, str(exc), True
     except CleverTapError as exc:
-        return None, str(exc)
+        return None, str(exc), False
     finally:
         client.close()
     props = reply.get("userProperties") or []
-    return [str(p.get("name")) for p in props if isinstance(p, dict)], None
+    return [str(p.get("name")) for p in props if isinstance(p, dict)], None, False
 
 
 def run_checks(
@@ -222,15 +233,23 @@ def run_checks(
         return [
             Check("credentials and region", "FAIL", f"unknown region {region!r}", fix)
         ]
-    existing, error = read_properties(config, region, base)
+    existing, error, refused = read_properties(config, region, base)
     answering: list[str] = []
-    if error is not None and not api_url:
+    if error is not None and not refused and not api_url:
         answering = [
             other
             for other, host in hosts.items()
             if other != region and read_properties(config, other, host)[1] is None
         ]
-    checks.append(credentials_check(region, api_url, error, answering))
+    if refused:
+        where = f"api_url {api_url}" if api_url else f"region {region}"
+        detail = (
+            f"the account answers on {where} (no 401), but {error}; the custom "
+            "profile keys the import adds cannot be counted against the 256"
+        )
+        checks.append(Check("credentials and region", "WARN", detail))
+    else:
+        checks.append(credentials_check(region, api_url, error, answering))
     checks.append(timezone_check(config.get("timezone")))
     if existing is not None:
         keys, open_streams = mapped_profile_keys(mappings.values())

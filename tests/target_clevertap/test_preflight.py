@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from target_clevertap import preflight, preflight_cli
 
 from tests.conftest import run_preflight
+from tests.tap_clevertap.test_get_schema import REFUSED, export_script
+from tests.tap_clevertap.test_real_api import serving
+
+if TYPE_CHECKING:
+    import pytest
 
 PRESET = (
     Path(__file__).resolve().parents[2] / "transforms" / "salesforce_to_clevertap.yml"
@@ -127,3 +132,22 @@ def test_preflight_checks_the_timezone_setting() -> None:
     good = preflight.timezone_check("America/Los_Angeles")
     assert good.status == "PASS"
     assert "timezone=America/Los_Angeles" in good.detail
+
+
+def test_preflight_with_get_schema_refused_warns_instead_of_blaming_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a 403 is not a credentials answer (that is 401): only the key count is lost
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with serving(export_script(REFUSED)) as url:
+        config = {"account_id": "A", "passcode": "P", "api_url": url}
+        checks = preflight.run_checks(
+            {**config, "mappings_file": str(PRESET), "timezone": "UTC"}
+        )
+    assert [(c.name, c.status) for c in checks] == [
+        ("credentials and region", "WARN"),
+        ("time zone", "PASS"),
+    ]
+    assert "(no 401), but CleverTap answered HTTP 403" in checks[0].detail
+    assert "cannot be counted" in checks[0].detail
