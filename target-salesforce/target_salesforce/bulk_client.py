@@ -7,15 +7,12 @@ pieces (CSV, limits, result rows) are in `target_salesforce.bulk`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from simple_salesforce.api import Salesforce
-from simple_salesforce.util import exception_handler
-
 from target_salesforce.bulk import parse_csv
+from target_salesforce.client import raw_request
 from target_salesforce.errors import (
     CallFailed,
     OutcomeUnknownError,
@@ -26,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import requests
+    from simple_salesforce.api import Salesforce
 
     from target_salesforce.client import SalesforceClient
 
@@ -34,7 +32,6 @@ T = TypeVar("T")
 BULK_DONE: Final = frozenset({"JobComplete", "Failed", "Aborted"})
 HTTP_CREATED: Final = 201
 # raw REST calls: anything from here up is handed to simple-salesforce's error mapping
-FIRST_NON_SUCCESS_STATUS: Final = 300
 # How long an aborted job may take to show a final state before the run stops
 ABORT_WAIT_SECONDS: Final = 120
 
@@ -60,6 +57,16 @@ class BulkOutcome:
         return self.state == "JobComplete"
 
 
+@dataclasses.dataclass
+class JobHooks:
+    """What a caller hears of the jobs `BulkClient.ingest` makes for one upload."""
+
+    #: a job was created (its upload not complete yet)
+    created: Callable[[str], None] = lambda _job_id: None
+    #: a job was aborted while Open (its upload failed): it stored nothing
+    abandoned: Callable[[str], None] = lambda _job_id: None
+
+
 class BulkClient:
     """Bulk 2.0 ingest jobs through a `SalesforceClient` (its session and retries)."""
 
@@ -79,19 +86,18 @@ class BulkClient:
         expect: int | None = None,
         **kwargs: Any,
     ) -> requests.Response:
-        headers = dict(sf.headers)
-        headers.update(kwargs.pop("headers", {}))
-        response = self.client.session.request(
-            method, url, headers=headers, timeout=self.client.timeout, **kwargs
+        response = raw_request(
+            sf,
+            self.client.session,
+            method,
+            url,
+            name=url,
+            timeout=self.client.timeout,
+            **kwargs,
         )
-        if response.status_code >= FIRST_NON_SUCCESS_STATUS:
-            exception_handler(response, name=url)
         if expect is not None and response.status_code != expect:
             msg = f"{method} {url}: expected HTTP {expect}, got {response.status_code}"
             raise TargetSalesforceError(msg)
-        info = response.headers.get("Sforce-Limit-Info")
-        if info:
-            sf.api_usage = Salesforce.parse_api_usage(info)
         return response
 
     def _bulk_step(
@@ -127,11 +133,23 @@ class BulkClient:
     def _url(self, suffix: str = "") -> str:
         return f"{self.client.sf.bulk2_url}ingest{suffix}"
 
-    def _abort_request(self, job_id: str) -> Callable[[Salesforce], requests.Response]:
-        """The call that aborts a job (`PATCH {"state": "Aborted"}`)."""
-        return lambda sf: self._raw(
-            sf, "PATCH", self._url(f"/{job_id}"), json={"state": "Aborted"}
-        )
+    def _try_abort(self, job_id: str) -> Exception | None:
+        """Abort a job (`PATCH {"state": "Aborted"}`); None, or why it failed.
+
+        A step of work under way: the quota guard lets it through.
+        """
+        try:
+            self.client.call(
+                f"bulk abort {job_id}",
+                lambda sf: self._raw(
+                    sf, "PATCH", self._url(f"/{job_id}"), json={"state": "Aborted"}
+                ),
+                idempotent=True,
+                new_work=False,
+            )
+        except (CallFailed, TargetSalesforceError) as exc:
+            return exc
+        return None
 
     def _abort(self, job_id: str, late: str) -> dict[str, Any]:
         """Abort a job that outlived `bulk_timeout`; its info once it is final.
@@ -150,22 +168,13 @@ class BulkClient:
                 it is still not final `ABORT_WAIT_SECONDS` after the abort.
         """
         self.client.logger.warning("%s; aborting it", late)
-        why = ""
-        try:
-            # a step of work under way: the quota guard lets it through
-            self.client.call(
-                f"bulk abort {job_id}",
-                self._abort_request(job_id),
-                idempotent=True,
-                new_work=False,
-            )
-        except (CallFailed, TargetSalesforceError) as exc:
-            why = f"aborting it failed ({exc})"
+        failed = self._try_abort(job_id)
+        why = "" if failed is None else f"aborting it failed ({failed})"
         deadline = time.monotonic() + ABORT_WAIT_SECONDS
         while True:
             try:
                 info = self.state(job_id)
-            except TargetSalesforceError as exc:  # also the quota guard
+            except TargetSalesforceError as exc:
                 info, why = {}, why or f"its state after the abort is unknown ({exc})"
             state = str(info.get("state"))
             if state in BULK_DONE:
@@ -191,15 +200,15 @@ class BulkClient:
         sobject: str,
         external_id_field: str | None,
         csv_text: str,
-        on_created: Callable[[str], None] | None = None,
+        hooks: JobHooks | None = None,
     ) -> BulkOutcome:
         """Run one Bulk 2.0 ingest job to the end and fetch its per-record results.
 
         A job that ends Failed or Aborted is not an error here: its result
         files are fetched all the same (`BulkOutcome.state` tells). A job still
-        running after `bulk_timeout` is aborted first (see `_abort`).
-        `on_created(job_id)` runs once the job exists, before its upload (the
-        insert journal remembers the job there).
+        running after `bulk_timeout` is aborted first (see `_abort`). `hooks`
+        hear of every job created, before its upload, and of every job
+        abandoned while Open (the insert journal records and drops them there).
 
         Raises:
             BulkJobFailedError: when a job that outlived `bulk_timeout` cannot
@@ -215,24 +224,22 @@ class BulkClient:
         if operation == "upsert":
             body["externalIdFieldName"] = external_id_field
 
-        url = self._url
-        step = self._bulk_step
-        job_id = self._uploaded_job(body, csv_text, on_created)
+        job_id = self._uploaded_job(body, csv_text, hooks or JobHooks())
         try:
-            step(
+            self._bulk_step(
                 f"bulk close {job_id}",
                 lambda sf: self._raw(
-                    sf, "PATCH", url(f"/{job_id}"), json={"state": "UploadComplete"}
+                    sf,
+                    "PATCH",
+                    self._url(f"/{job_id}"),
+                    json={"state": "UploadComplete"},
                 ),
                 new_work=True,
             )
         except TargetSalesforceError:
             # A retried close whose first reply was lost is refused (the job is
             # no longer Open): the close did happen, so go on to poll the job.
-            info = step(
-                f"bulk status {job_id}",
-                lambda sf: self._raw(sf, "GET", url(f"/{job_id}")).json(),
-            )
+            info = self.state(job_id)
             if str(info.get("state")) == "Open":
                 raise
             self.client.logger.info(
@@ -257,7 +264,7 @@ class BulkClient:
         self,
         body: dict[str, Any],
         csv_text: str,
-        on_created: Callable[[str], None] | None,
+        hooks: JobHooks,
     ) -> str:
         """Create a job and upload its CSV; the job id (the job still Open).
 
@@ -265,9 +272,9 @@ class BulkClient:
         sent again to the same job: a real org refuses a second upload to a job
         ("Found multiple contents for job: only one upload is allowed"; see the
         fidelity audit in sandbox/SALESFORCE.md), so the run used to stop there.
-        The job, still Open and so never processed, is aborted instead, and the
-        CSV goes to a new job (up to `max_retries` times, backing off as for
-        other calls).
+        The job, still Open and so never processed, is aborted instead (then
+        `hooks.abandoned`), and the CSV goes to a new job (up to `max_retries`
+        times, backing off as for other calls).
 
         Raises:
             TargetSalesforceError: the upload was refused (`BulkJobFailedError`
@@ -284,8 +291,7 @@ class BulkClient:
                 idempotent=True,
             )
             job_id = str(job["id"])
-            if on_created is not None:
-                on_created(job_id)
+            hooks.created(job_id)
             try:
                 self._bulk_step(
                     f"bulk upload {job_id}",
@@ -294,13 +300,8 @@ class BulkClient:
                     idempotent=False,
                 )
             except TargetSalesforceError as exc:
-                with contextlib.suppress(TargetSalesforceError, CallFailed):
-                    self.client.call(
-                        f"bulk abort {job_id}",
-                        self._abort_request(job_id),
-                        idempotent=True,
-                        new_work=False,
-                    )
+                if self._try_abort(job_id) is None:
+                    hooks.abandoned(job_id)
                 # an answer about the CSV, the quota or the settings: the same
                 # upload would fail again
                 if attempt == fresh_jobs or not isinstance(exc, OutcomeUnknownError):
@@ -338,7 +339,10 @@ class BulkClient:
         Raises:
             BulkJobFailedError: when the call fails.
         """
-        self._bulk_step(f"bulk abort {job_id}", self._abort_request(job_id))
+        failed = self._try_abort(job_id)
+        if failed is not None:
+            msg = f"bulk abort {job_id}: {failed}"
+            raise BulkJobFailedError(msg)
 
     def finish(self, job_id: str, sobject: str) -> BulkOutcome:
         """Poll a closed job until it ends (`bulk_timeout`), then read its results.

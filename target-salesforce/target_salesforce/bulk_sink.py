@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from target_salesforce import bulk
 from target_salesforce.bulk import bulk_columns, bulk_results
+from target_salesforce.bulk_client import JobHooks
 from target_salesforce.errors import CallFailed, SendIncompleteError
 from target_salesforce.inflight import Scope
-from target_salesforce.journal_sink import merge_results
 from target_salesforce.results import error_result
 
 if TYPE_CHECKING:
@@ -27,18 +27,6 @@ if TYPE_CHECKING:
     from target_salesforce.rejects import StreamSummary
     from target_salesforce.results import ItemResult
     from target_salesforce.run_context import RunContext
-
-
-class BulkIncompleteError(SendIncompleteError):
-    """A Bulk job left rows whose outcome is not settled: settle the rest, stop.
-
-    `results` lines up with the items that were sent; None marks a row that is
-    not loaded (unprocessed) or whose outcome is unknown.
-    """
-
-    def __init__(self, message: str, results: list[ItemResult | None]) -> None:
-        """Keep the per-item results known so far."""
-        super().__init__(message, results)
 
 
 @dataclasses.dataclass
@@ -65,9 +53,10 @@ class BulkWrites:
 
     if TYPE_CHECKING:  # SalesforceSink's own steps, used here
 
-        def _with_lock_retry(
+        def _send_around(
             self,
             items: list[Prepared],
+            known: Mapping[int, ItemResult],
             send: Callable[[list[Prepared]], list[ItemResult]],
         ) -> list[ItemResult]: ...
 
@@ -113,21 +102,12 @@ class BulkWrites:
         keys = frozenset(i.key for i in items if i.key is not None)
         scope = Scope(str(mapping.sobject), mapping.key_field, keys)
 
-        sending = [item for p, item in enumerate(items) if p not in known]
+        def work() -> list[ItemResult]:
+            return self._send_around(
+                items, known, lambda chosen: self._send_bulk(chosen, send, journal)
+            )
 
-        def work() -> list[ItemResult | None]:
-            try:
-                sent = self._with_lock_retry(
-                    sending, lambda chosen: self._send_bulk(chosen, send, journal)
-                )
-            except SendIncompleteError as exc:
-                merged = merge_results(len(items), known, exc.results)
-                raise exc.with_results(merged) from None
-            return merge_results(len(items), known, sent)
-
-        def settle(
-            future: concurrent.futures.Future[list[ItemResult | None]],
-        ) -> None:
+        def settle(future: concurrent.futures.Future[list[ItemResult]]) -> None:
             settle_first()
             try:
                 results = future.result()
@@ -136,7 +116,7 @@ class BulkWrites:
             finally:
                 if send.jobs:
                     self.summary.api_calls["bulk2_jobs"] += send.jobs
-            self._settle(records, items, [r for r in results if r is not None])
+            self._settle(records, items, results)
             if not self.run.inflight.stopping:
                 self._enforce_reject_policy()
 
@@ -205,19 +185,18 @@ class BulkWrites:
         and rejected with BULK_JOB_FAILED if they never get processed.
 
         Raises:
-            BulkIncompleteError: rows not loaded, or with no result row at all;
+            SendIncompleteError: rows not loaded, or with no result row at all;
                 or Salesforce refused the job as a whole (none of its rows).
         """
         mapping = self.mapping
         key_field = mapping.key_field
-        send.jobs += 1
         try:
             outcome = self.run.bulk.ingest(
                 mapping.action,
                 str(mapping.sobject),
                 mapping.external_id_field,
                 csv_text,
-                on_created=None if journal is None else journal.on_job_created(columns),
+                _job_hooks(send, journal, columns),
             )
         except CallFailed as exc:
             # Creating a job sends no record, so a refusal is about the job, the
@@ -234,7 +213,7 @@ class BulkWrites:
                 "STATE covers it: fix the cause (or wait for the 24-hour Bulk "
                 "allowance) and rerun."
             )
-            raise BulkIncompleteError(msg, [None] * len(items)) from None
+            raise SendIncompleteError(msg, [None] * len(items)) from None
         matched = bulk_results(
             columns, key_field, items, outcome.successful, outcome.failed
         )
@@ -255,7 +234,7 @@ class BulkWrites:
                 f"({len(outcome.unprocessed)} unprocessed); their outcome is "
                 "unknown, so the run stops without STATE"
             )
-            raise BulkIncompleteError(msg, list(matched))
+            raise SendIncompleteError(msg, list(matched))
         unprocessed = bulk.match_rows(columns, key_field, items, outcome.unprocessed)
         ended = f"{job} ended {outcome.state} ({outcome.error_message or 'no message'})"
         if insert and send.stored and set(missing) <= unprocessed:
@@ -274,4 +253,20 @@ class BulkWrites:
             )
             + "; stopping without STATE so a rerun loads them"
         )
-        raise BulkIncompleteError(msg, list(matched))
+        raise SendIncompleteError(msg, list(matched))
+
+
+def _job_hooks(
+    send: BulkSend, journal: BatchJournal | None, columns: Sequence[str]
+) -> JobHooks:
+    """Count every job made for one upload; the journal records and drops them."""
+
+    def created(job_id: str) -> None:
+        send.jobs += 1
+        if journal is not None:
+            journal.job_created(job_id, columns)
+
+    hooks = JobHooks(created)
+    if journal is not None:
+        hooks.abandoned = journal.job_abandoned
+    return hooks

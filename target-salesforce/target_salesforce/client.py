@@ -193,6 +193,32 @@ def make_session(config: Mapping[str, Any]) -> requests.Session:
     return session
 
 
+def raw_request(  # noqa: PLR0913 - the request's parts, as requests names them
+    sf: Salesforce,
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    name: str,
+    headers: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> requests.Response:
+    """One request with the session's auth headers, outside simple-salesforce's helpers.
+
+    An error status raises as simple-salesforce would (`name` in its message),
+    and `Sforce-Limit-Info` updates `sf.api_usage` (the quota guard).
+    """
+    response = session.request(
+        method, url, headers={**sf.headers, **(headers or {})}, **kwargs
+    )
+    if response.status_code >= FIRST_NON_SUCCESS_STATUS:
+        exception_handler(response, name=name)
+    info = response.headers.get("Sforce-Limit-Info")
+    if info:
+        sf.api_usage = Salesforce.parse_api_usage(info)
+    return response
+
+
 class SalesforceClient:
     """simple-salesforce with login, quota guard, retries and Bulk 2.0 ingest."""
 
@@ -348,7 +374,9 @@ class SalesforceClient:
         if retryable:
             note = f"HTTP {exc.status} ({code})"
             raise _Transient(note, msg) from None
-        raise OutcomeUnknownError(msg) from None
+        if exc.status in TRANSIENT_STATUS:  # a 5xx not resent, or a lasting 429
+            raise OutcomeUnknownError(msg) from None
+        raise TargetSalesforceError(msg) from None
 
     def call(
         self,
@@ -517,18 +545,15 @@ class SalesforceClient:
         data = None if body is None else encode_json(body)
 
         def send(sf: Salesforce) -> JsonValue:
-            response = sf.session.request(
+            response = raw_request(
+                sf,
+                sf.session,
                 method,
                 sf.apex_url + path,
-                headers=dict(sf.headers),
+                name="apexecute",
                 data=data,
                 timeout=self.timeout,
             )
-            if response.status_code >= FIRST_NON_SUCCESS_STATUS:
-                exception_handler(response, name="apexecute")
-            info = response.headers.get("Sforce-Limit-Info")
-            if info:
-                sf.api_usage = Salesforce.parse_api_usage(info)
             try:
                 return response.json()
             except ValueError:

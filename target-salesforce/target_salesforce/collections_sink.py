@@ -19,6 +19,7 @@ from target_salesforce.errors import (
     SendIncompleteError,
     TargetSalesforceError,
 )
+from target_salesforce.journal_sink import merge_results
 from target_salesforce.payloads import chunked, collections_request
 from target_salesforce.results import collections_results, error_result
 from target_salesforce.values import CODE_LOCK_ROW
@@ -62,6 +63,29 @@ class CollectionsWrites:
         @property
         def logger(self) -> logging.Logger:
             """The sink's logger."""
+
+    def _send_around(
+        self,
+        items: list[Prepared],
+        known: Mapping[int, ItemResult],
+        send: Callable[[list[Prepared]], list[ItemResult]],
+    ) -> list[ItemResult]:
+        """Send the items whose result is not `known`; every result, in item order.
+
+        `known` are the items the insert journal says an earlier run stored;
+        locked items are resent (`_with_lock_retry`).
+
+        Raises:
+            SendIncompleteError: the send stopped part-way: with the results of
+                every item known so far, in item order.
+        """
+        sending = [item for p, item in enumerate(items) if p not in known]
+        try:
+            sent = self._with_lock_retry(sending, send)
+        except SendIncompleteError as exc:
+            merged = merge_results(len(items), known, exc.results)
+            raise exc.with_results(merged) from None
+        return [r for r in merge_results(len(items), known, sent) if r is not None]
 
     def _with_lock_retry(
         self,

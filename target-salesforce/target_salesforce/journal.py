@@ -3,17 +3,18 @@
 Salesforce has no idempotency key for inserts, and STATE is written only once
 records are settled, so after a kill -9 the tap replays every record read after
 the last STATE and an insert would store them twice. The journal (a small
-SQLite file, mode 0600) remembers, per row stored: its object, a digest of the
-cells sent (`row_digest`), its Id, the run and the input line (sequence number)
-it came from; and per Bulk 2.0 insert job whose results were not read yet: its
-id, object and columns. A later run that finds rows of an earlier one skips
-records with the same object and digest (one per row) instead of inserting them
-again (`AlreadyInserted`).
+SQLite file, mode 0600) remembers, per row stored: its stream and object, a
+digest of the cells sent (`row_digest`), its Id, the run and the input line
+(sequence number) it came from; and per Bulk 2.0 insert job whose results were
+not read yet: its id, stream, object and columns. A later run that finds rows
+of an earlier one skips records with the same stream, object and digest (one
+per row) instead of inserting them again (`AlreadyInserted`): a row is only
+ever matched by a record of the stream that stored it.
 
 Rows leave the journal once a STATE covers them (`forget_covered`), or, rows of
-earlier runs, when a run ends normally (`forget_earlier_runs`). Only one run
-may use a journal at a time: `InsertJournal` holds an exclusive lock on
-`<path>.lock` while open.
+earlier runs, when a run that read their stream ends normally
+(`forget_earlier_runs`). Only one run may use a journal at a time:
+`InsertJournal` holds an exclusive lock on `<path>.lock` while open.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ DEFAULT_JOURNAL_PATH: Final = ".target-salesforce/insert-journal.sqlite3"
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS rows (
     id INTEGER PRIMARY KEY,
+    stream TEXT NOT NULL,
     sobject TEXT NOT NULL,
     digest TEXT NOT NULL,
     sf_id TEXT,
@@ -53,6 +55,7 @@ CREATE TABLE IF NOT EXISTS rows (
 CREATE INDEX IF NOT EXISTS rows_by_run ON rows (run_id, seq);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
+    stream TEXT NOT NULL,
     sobject TEXT NOT NULL,
     columns TEXT NOT NULL,
     run_id TEXT NOT NULL
@@ -97,25 +100,34 @@ class JournalRow:
     seq: int
 
 
-class AlreadyInserted:
-    """Rows earlier runs stored, by (object, digest); each is taken once."""
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """Whose rows: the stream that stored them and its object."""
 
-    def __init__(self, rows: Iterable[tuple[int, str, str, str | None]]) -> None:
-        """Index rows given as (row id, object, digest, Salesforce Id)."""
-        self._rows: dict[tuple[str, str], collections.deque[tuple[int, str | None]]]
-        self._rows = collections.defaultdict(collections.deque)
+    stream: str
+    sobject: str
+
+
+class AlreadyInserted:
+    """Rows earlier runs stored, by (stream, object, digest); each taken once."""
+
+    def __init__(self, rows: Iterable[tuple[int, str, str, str, str | None]]) -> None:
+        """Index rows given as (row id, stream, object, digest, Salesforce Id)."""
+        self._rows: dict[
+            tuple[Scope, str], collections.deque[tuple[int, str | None]]
+        ] = collections.defaultdict(collections.deque)
         self._left = 0
-        for rowid, sobject, digest, sf_id in rows:
-            self._rows[sobject, digest].append((rowid, sf_id))
+        for rowid, stream, sobject, digest, sf_id in rows:
+            self._rows[Scope(stream, sobject), digest].append((rowid, sf_id))
             self._left += 1
 
     def __len__(self) -> int:
         """Rows not taken yet."""
         return self._left
 
-    def take(self, sobject: str, digest: str) -> tuple[int, str | None] | None:
-        """Take one row of (object, digest): (row id, Id), or None if none is left."""
-        queue = self._rows.get((sobject, digest))
+    def take(self, scope: Scope, digest: str) -> tuple[int, str | None] | None:
+        """Take one row of (scope, digest): (row id, Id), or None if none is left."""
+        queue = self._rows.get((scope, digest))
         if not queue:
             return None
         self._left -= 1
@@ -193,22 +205,25 @@ class InsertJournal:
 
     # ---------------------------------------------------------------- rows
 
-    def add_rows(self, sobject: str, rows: Iterable[JournalRow]) -> None:
+    def add_rows(self, scope: Scope, rows: Iterable[JournalRow]) -> None:
         """Remember rows this run stored (one transaction)."""
         with self._transaction() as db:
-            self._insert_rows(db, sobject, rows, self.run_id)
+            self._insert_rows(db, scope, rows, self.run_id)
 
     def _insert_rows(
         self,
         db: sqlite3.Connection,
-        sobject: str,
+        scope: Scope,
         rows: Iterable[JournalRow],
         run_id: str,
     ) -> None:
         db.executemany(
-            "INSERT INTO rows (sobject, digest, sf_id, run_id, seq) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(sobject, r.digest, r.sf_id, run_id, r.seq) for r in rows],
+            "INSERT INTO rows (stream, sobject, digest, sf_id, run_id, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (scope.stream, scope.sobject, r.digest, r.sf_id, run_id, r.seq)
+                for r in rows
+            ],
         )
 
     def adopt(self, rowids: Sequence[tuple[int, int]]) -> None:
@@ -223,8 +238,8 @@ class InsertJournal:
         """The rows earlier runs left (their records may come again)."""
         with self._lock:
             found = self._db.execute(
-                "SELECT id, sobject, digest, sf_id FROM rows WHERE run_id != ? "
-                "ORDER BY id",
+                "SELECT id, stream, sobject, digest, sf_id FROM rows "
+                "WHERE run_id != ? ORDER BY id",
                 (self.run_id,),
             ).fetchall()
         return AlreadyInserted(found)
@@ -236,10 +251,17 @@ class InsertJournal:
                 "DELETE FROM rows WHERE run_id = ? AND seq < ?", (self.run_id, seq)
             )
 
-    def forget_earlier_runs(self) -> None:
-        """The run ended normally: rows of earlier runs had their chance."""
+    def forget_earlier_runs(self, streams: Iterable[str]) -> None:
+        """The run read `streams` to their end: their earlier rows had their chance.
+
+        Rows of other streams (another pipeline sharing the file, or a stream
+        this run's tap did not send) stay for the run that reads them.
+        """
         with self._transaction() as db:
-            db.execute("DELETE FROM rows WHERE run_id != ?", (self.run_id,))
+            db.executemany(
+                "DELETE FROM rows WHERE run_id != ? AND stream = ?",
+                [(self.run_id, stream) for stream in streams],
+            )
 
     def forget_this_run(self) -> None:
         """Drop this run's rows (a run without any STATE ended normally)."""
@@ -254,34 +276,58 @@ class InsertJournal:
 
     # ---------------------------------------------------------------- jobs
 
-    def add_job(self, job_id: str, sobject: str, columns: Sequence[str]) -> None:
+    def add_job(self, job_id: str, scope: Scope, columns: Sequence[str]) -> None:
         """A Bulk insert job was created; its upload is not complete yet."""
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO jobs (job_id, sobject, columns, run_id) "
-                "VALUES (?, ?, ?, ?)",
-                (job_id, sobject, json.dumps(list(columns)), self.run_id),
+                "INSERT OR REPLACE INTO jobs "
+                "(job_id, stream, sobject, columns, run_id) VALUES (?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    scope.stream,
+                    scope.sobject,
+                    json.dumps(list(columns)),
+                    self.run_id,
+                ),
             )
 
     def finish_job(
         self,
         job_id: str,
-        sobject: str,
+        scope: Scope,
         rows: Iterable[JournalRow],
         *,
         run_id: str | None = None,
     ) -> None:
-        """The job's results were read: its stored rows in, the job out (at once)."""
+        """The job's results were read (or it stored nothing): its rows in, it out."""
         with self._transaction() as db:
-            self._insert_rows(db, sobject, rows, run_id or self.run_id)
+            self._insert_rows(db, scope, rows, run_id or self.run_id)
             db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
 
-    def open_jobs(self) -> list[tuple[str, str, list[str], str]]:
-        """Earlier runs' jobs with results not read: (id, object, columns, run)."""
+    def open_jobs(self) -> list[OpenJob]:
+        """Earlier runs' jobs whose results were not read."""
         with self._lock:
             found = self._db.execute(
-                "SELECT job_id, sobject, columns, run_id FROM jobs "
+                "SELECT job_id, stream, sobject, columns, run_id FROM jobs "
                 "WHERE run_id != ? ORDER BY rowid",
                 (self.run_id,),
             ).fetchall()
-        return [(j, s, list(json.loads(c)), r) for j, s, c, r in found]
+        return [
+            OpenJob(j, Scope(t, s), list(json.loads(c)), r) for j, t, s, c, r in found
+        ]
+
+    def count_jobs(self) -> int:
+        """Jobs in the journal (for logs and tests)."""
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        return int(count)
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenJob:
+    """A Bulk insert job an earlier run created and never read the results of."""
+
+    job_id: str
+    scope: Scope
+    columns: list[str]
+    run_id: str

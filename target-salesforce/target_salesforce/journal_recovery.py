@@ -8,26 +8,26 @@ inserts anything, each such job (`InsertJournal.open_jobs`) is looked at:
 - `UploadComplete` / `InProgress`: polled until it ends (`bulk_poll_interval`,
   at most `bulk_timeout`), then as below.
 - ended (`JobComplete`, `Failed`, `Aborted`): its successfulResults rows become
-  journal rows of that earlier run (digest over the job's own columns).
+  journal rows of that earlier run (digest over the job's own columns); an
+  `Aborted` job that processed no record (aborted while Open) has none to read.
 - gone (HTTP 404: Salesforce deletes jobs some days after they end): dropped
-  with a warning; its rows, if any, cannot be known any more.
+  with a warning; what it stored, if anything, cannot be known any more.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from target_salesforce.errors import CallFailed
+from target_salesforce.bulk_client import BulkJobFailedError
+from target_salesforce.errors import HTTP_NOT_FOUND, CallFailed
 from target_salesforce.journal import JournalRow, result_row_digest
 
 if TYPE_CHECKING:
     import logging
 
     from target_salesforce.bulk_client import BulkClient
-    from target_salesforce.journal import InsertJournal
-
-HTTP_NOT_FOUND: Final = 404
+    from target_salesforce.journal import InsertJournal, OpenJob
 
 
 def recover_jobs(
@@ -39,46 +39,67 @@ def recover_jobs(
         BulkJobFailedError: when a job does not end within `bulk_timeout`, or a
             call on it fails (the run stops: its rows are not known yet).
     """
-    for job_id, sobject, columns, run_id in journal.open_jobs():
-        try:
-            info = bulk.client.call(
-                f"bulk status {job_id}",
-                functools.partial(bulk.state_raw, job_id=job_id),
-                idempotent=True,
-            )
-        except CallFailed as exc:
-            if exc.status != HTTP_NOT_FOUND:
-                raise
+    for job in journal.open_jobs():
+        what = f"Bulk 2.0 job {job.job_id} on {job.scope.sobject} of an earlier run"
+        info = _job_info(job, bulk)
+        if info is None:
             logger.warning(
-                "Insert journal: Bulk 2.0 job %s on %s of an earlier run is gone "
-                "(HTTP 404); whatever it stored cannot be told apart any more",
-                job_id,
-                sobject,
+                "Insert journal: %s is gone (HTTP 404); what it stored, if "
+                "anything, cannot be told apart any more",
+                what,
             )
-            journal.finish_job(job_id, sobject, [], run_id=run_id)
+            journal.finish_job(job.job_id, job.scope, [], run_id=job.run_id)
             continue
         state = str(info.get("state"))
         if state == "Open":
-            bulk.abort(job_id)
+            bulk.abort(job.job_id)
             logger.info(
-                "Insert journal: aborted Bulk 2.0 job %s on %s of an earlier run "
-                "(its upload never completed; nothing of it was stored)",
-                job_id,
-                sobject,
+                "Insert journal: aborted %s (its upload never completed; nothing "
+                "of it was stored)",
+                what,
             )
-            journal.finish_job(job_id, sobject, [], run_id=run_id)
+            journal.finish_job(job.job_id, job.scope, [], run_id=job.run_id)
             continue
-        outcome = bulk.finish(job_id, sobject)
+        if state == "Aborted" and not info.get("numberRecordsProcessed"):
+            journal.finish_job(job.job_id, job.scope, [], run_id=job.run_id)
+            continue
+        outcome = bulk.finish(job.job_id, job.scope.sobject)
         rows = [
-            JournalRow(result_row_digest(columns, row), row.get("sf__Id") or None, 0)
+            JournalRow(
+                result_row_digest(job.columns, row), row.get("sf__Id") or None, 0
+            )
             for row in outcome.successful
         ]
-        journal.finish_job(job_id, sobject, rows, run_id=run_id)
+        journal.finish_job(job.job_id, job.scope, rows, run_id=job.run_id)
         logger.info(
-            "Insert journal: Bulk 2.0 job %s on %s of an earlier run ended %s "
-            "with %d rows stored; they will not be inserted again",
-            job_id,
-            sobject,
+            "Insert journal: %s ended %s with %d rows stored; they will not be "
+            "inserted again",
+            what,
             outcome.state,
             len(rows),
         )
+
+
+def _job_info(job: OpenJob, bulk: BulkClient) -> dict[str, object] | None:
+    """The job's info; None when Salesforce no longer has it (HTTP 404).
+
+    Raises:
+        BulkJobFailedError: when the status read fails otherwise.
+    """
+    try:
+        info: dict[str, object] = bulk.client.call(
+            f"bulk status {job.job_id}",
+            functools.partial(bulk.state_raw, job_id=job.job_id),
+            idempotent=True,
+            new_work=False,
+        )
+    except CallFailed as exc:
+        if exc.status == HTTP_NOT_FOUND:
+            return None
+        msg = (
+            f"insert journal: the state of Bulk 2.0 job {job.job_id} of an earlier "
+            f"run cannot be read (HTTP {exc.status} {exc}); the run stops before "
+            "inserting anything, as that job's rows are not known yet"
+        )
+        raise BulkJobFailedError(msg) from None
+    return info

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 from target_salesforce.journal import (
     JournalRow,
+    Scope,
     item_digest,
     result_row_digest,
 )
 from target_salesforce.results import ItemResult
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from target_salesforce.journal import AlreadyInserted, InsertJournal
     from target_salesforce.payloads import Prepared
@@ -34,13 +35,13 @@ class BatchJournal:
         self,
         journal: InsertJournal,
         earlier: AlreadyInserted,
-        sobject: str,
+        scope: Scope,
         seqs: Sequence[int],
     ) -> None:
         """`seqs`: the input line of each record of the batch (by record index)."""
         self.journal = journal
         self.earlier = earlier
-        self.sobject = sobject
+        self.scope = scope
         self.seqs = seqs
 
     @classmethod
@@ -50,16 +51,15 @@ class BatchJournal:
         """The batch's journal (None if the sink has none), and known results.
 
         The known results are those of the items an earlier run stored, by
-        position (counted in the summary); they are not sent.
+        position (`ItemResult.already_inserted`); they are not sent.
         """
         opened = sink.run.insert_journal() if sink.mapping.action == "insert" else None
         if opened is None:
             return None, {}
-        sobject = str(sink.mapping.sobject)
-        journal = cls(opened, sink.run.already_inserted, sobject, seqs)
-        known = journal.take_already_inserted(items)
-        sink.summary.already_inserted += sum(len(items[p].inputs) for p in known)
-        return journal, known
+        scope = Scope(sink.stream_name, str(sink.mapping.sobject))
+        sink.run.journal_streams.add(scope.stream)
+        journal = cls(opened, sink.run.already_inserted, scope, seqs)
+        return journal, journal.take_already_inserted(items)
 
     def _seq(self, item: Prepared) -> int:
         return max(self.seqs[i] for i in item.inputs)
@@ -75,12 +75,14 @@ class BatchJournal:
         if not self.earlier:  # nothing left of earlier runs: no digest needed
             return known
         for position, item in enumerate(items):
-            found = self.earlier.take(self.sobject, item_digest(item))
+            found = self.earlier.take(self.scope, item_digest(item))
             if found is None:
                 continue
             rowid, sf_id = found
             adopted.append((rowid, self._seq(item)))
-            known[position] = ItemResult(success=True, record_id=sf_id, created=None)
+            known[position] = ItemResult(
+                success=True, record_id=sf_id, already_inserted=True
+            )
         if adopted:
             self.journal.adopt(adopted)
         return known
@@ -98,15 +100,15 @@ class BatchJournal:
         """A Collections call answered: remember the rows it stored."""
         rows = self._rows(items, results)
         if rows:
-            self.journal.add_rows(self.sobject, rows)
+            self.journal.add_rows(self.scope, rows)
 
-    def on_job_created(self, columns: Sequence[str]) -> Callable[[str], None]:
-        """The hook that records a Bulk job before its upload completes."""
+    def job_created(self, job_id: str, columns: Sequence[str]) -> None:
+        """A Bulk job exists; its upload is not complete: record it."""
+        self.journal.add_job(job_id, self.scope, columns)
 
-        def created(job_id: str) -> None:
-            self.journal.add_job(job_id, self.sobject, columns)
-
-        return created
+    def job_abandoned(self, job_id: str) -> None:
+        """A job aborted while Open (its upload failed) stored nothing: drop it."""
+        self.journal.finish_job(job_id, self.scope, [])
 
     def job_finished(
         self,
@@ -133,7 +135,7 @@ class BatchJournal:
                     have[digest] -= 1
                 else:
                     rows.append(JournalRow(digest, row.get("sf__Id") or None, last))
-        self.journal.finish_job(job_id, self.sobject, rows)
+        self.journal.finish_job(job_id, self.scope, rows)
 
 
 def merge_results(
@@ -141,6 +143,13 @@ def merge_results(
     known: Mapping[int, ItemResult],
     sent: Sequence[ItemResult | None],
 ) -> list[ItemResult | None]:
-    """All `count` results in item order: `known` ones, then `sent` in the gaps."""
+    """All `count` results in item order: `known` ones, then `sent` in the gaps.
+
+    Raises:
+        ValueError: when `sent` does not hold one result per item not known.
+    """
+    if len(sent) != count - len(known):
+        msg = f"{len(sent)} results for {count - len(known)} items sent"
+        raise ValueError(msg)
     rest = iter(sent)
-    return [known[p] if p in known else next(rest, None) for p in range(count)]
+    return [known[p] if p in known else next(rest) for p in range(count)]

@@ -27,6 +27,8 @@ class ItemResult:
     message: str | None = None
     fields: tuple[str, ...] = ()
     matches: tuple[str, ...] = ()
+    #: stored by an earlier run (insert journal), not sent again
+    already_inserted: bool = False
 
 
 def duplicate_matches(error: Mapping[str, Any]) -> tuple[str, ...]:

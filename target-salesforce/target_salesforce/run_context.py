@@ -75,6 +75,8 @@ class RunContext:
         self._journal_opened = False
         #: rows earlier runs stored and left in the insert journal
         self.already_inserted = AlreadyInserted(())
+        #: insert streams that used the journal (their earlier rows go at a normal end)
+        self.journal_streams: set[str] = set()
 
     @property
     def client(self) -> SalesforceClient:
@@ -142,13 +144,14 @@ class RunContext:
     def ended_normally(self) -> None:
         """The input ended and everything settled, with no error or signal.
 
-        Rows of earlier runs had their chance to be met again, so they go; a
-        run that read no STATE at all leaves none of its own either (its tap
+        Rows earlier runs left for the streams this run read had their chance
+        to be met again, so they go (other streams' rows stay); a run that read
+        no STATE at all leaves none of its own either (its tap
         sends everything again next time, so nothing of it is a replay).
         """
         if self._journal is None:
             return
-        self._journal.forget_earlier_runs()
+        self._journal.forget_earlier_runs(self.journal_streams)
         if self.state_seq is None:
             self._journal.forget_this_run()
 

@@ -27,7 +27,7 @@ from target_salesforce.errors import (
     TargetSalesforceError,
 )
 from target_salesforce.exprlang import ExpressionError
-from target_salesforce.journal_sink import BatchJournal, merge_results
+from target_salesforce.journal_sink import BatchJournal
 from target_salesforce.payloads import (
     Prepared,
     apex_calls,
@@ -315,8 +315,7 @@ class SalesforceSink(BulkWrites, ApexWrites, CollectionsWrites, _CompiledValidat
             self._settle_local(records, local)
 
         journal, known = BatchJournal.start(self, seqs, items)
-        sending = [item for p, item in enumerate(items) if p not in known]
-        use_bulk = len(sending) > self.bulk_threshold
+        use_bulk = len(items) - len(known) > self.bulk_threshold
         if use_bulk and not self.run.dry_run:
             self._submit_bulk(records, items, settle_local, known, journal)
             return True
@@ -328,14 +327,12 @@ class SalesforceSink(BulkWrites, ApexWrites, CollectionsWrites, _CompiledValidat
             self._dry_run("bulk2" if use_bulk else "collections", items)
             return False
         try:
-            sent = self._with_lock_retry(
-                sending, lambda chosen: self._send_collections(chosen, journal)
+            results = self._send_around(
+                items, known, lambda chosen: self._send_collections(chosen, journal)
             )
         except SendIncompleteError as exc:
-            merged = merge_results(len(items), known, exc.results)
-            self._settle_known(records, items, exc.with_results(merged))
-        results = merge_results(len(items), known, sent)
-        self._settle(records, items, [r for r in results if r is not None])
+            self._settle_known(records, items, exc)
+        self._settle(records, items, results)
         return False
 
     def _settle_local(
@@ -396,7 +393,9 @@ class SalesforceSink(BulkWrites, ApexWrites, CollectionsWrites, _CompiledValidat
             for index in item.inputs:
                 if result.success:
                     self.summary.succeeded += 1
-                    if result.created is True:
+                    if result.already_inserted:  # by an earlier run
+                        self.summary.already_inserted += 1
+                    elif result.created is True:
                         self.summary.created += 1
                     elif result.created is False:
                         self.summary.updated += 1

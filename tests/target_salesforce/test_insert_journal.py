@@ -26,6 +26,8 @@ from target_salesforce.errors import ConfigurationError
 from target_salesforce.journal import (
     AlreadyInserted,
     InsertJournal,
+    JournalRow,
+    Scope,
     item_digest,
     result_row_digest,
 )
@@ -144,8 +146,8 @@ def test_insert_killed_by_sigkill_is_not_inserted_twice_by_the_rerun(
         10,
         0,
     )
-    # accepted counts include the 8 an earlier run stored (not sent again);
-    # Collections create answers carry no `created` flag, Bulk result rows do
+    # accepted counts include the 8 an earlier run stored (not sent again),
+    # counted apart from the 2 this run created
     assert (summary["already_inserted"], summary["created"]) == (8, 2)
     assert run.states == [{"bookmarks": {"nps": {"n": 10}}}]
     assert _journal(harness.journal_path) == ([], 0)  # a normal end empties it
@@ -213,8 +215,9 @@ def test_an_open_job_of_an_earlier_run_is_aborted_and_a_gone_one_dropped(
 ) -> None:
     open_job = _open_job(harness)
     earlier = InsertJournal(harness.journal_path)  # another run id: an earlier run
-    earlier.add_job(open_job, "Task", ["Subject", "Description"])
-    earlier.add_job("750000000000000AAA", "Task", ["Subject", "Description"])
+    earlier.add_job(open_job, Scope("nps", "Task"), ["Subject", "Description"])
+    scope = Scope("nps", "Task")
+    earlier.add_job("750000000000000AAA", scope, ["Subject", "Description"])
     earlier.close()
     caplog.set_level("INFO")
     run = harness.run(_config(harness, bulk=True), harness.fixture(KILL))
@@ -242,6 +245,30 @@ def test_rows_behind_a_written_state_go_rows_after_it_stay_a_normal_end_clears(
     assert run.error is None
     assert run.summary["nps"]["already_inserted"] == 0
     assert _journal(harness.journal_path) == ([], 0)
+
+
+def test_a_normal_end_keeps_the_rows_another_stream_left(harness: Any) -> None:
+    # another pipeline sharing the file (stream "tasks_other") was killed after
+    # storing a row; this run (stream nps) ends normally: that row stays for
+    # its own rerun, and no nps record matches it, identical as it may be
+    config = _config(harness, bulk=False)
+    text = harness.fixture(KILL)
+    first = harness.run(config, text)
+    assert first.error is None
+    item = Prepared(
+        inputs=[0], payload={"Subject": "Journal 1", "Description": "ct-jrn-01"}
+    )
+    other = InsertJournal(harness.journal_path)
+    other.add_rows(
+        Scope("tasks_other", "Task"), [JournalRow(item_digest(item), "00Tx", 1)]
+    )
+    other.close()
+    run = harness.run(config, text)
+    assert run.error is None
+    assert run.summary["nps"]["already_inserted"] == 0
+    assert set(_stored(harness).values()) == {2}  # nps inserted its 10 again
+    rows, jobs = _journal(harness.journal_path)
+    assert (len(rows), jobs) == (1, 0)  # the other stream's row
 
 
 def test_insert_journal_off_inserts_again_as_before_and_writes_no_file(
@@ -293,14 +320,16 @@ def test_a_sent_item_and_its_bulk_result_row_have_one_digest() -> None:
     assert result_row_digest(columns, row) != item_digest(item)
 
 
-def test_each_row_of_an_earlier_run_skips_one_record_only() -> None:
+def test_each_row_of_an_earlier_run_skips_one_record_of_its_own_stream_only() -> None:
     earlier = AlreadyInserted(
-        [(1, "Contact", "d1", "003a"), (2, "Contact", "d1", None)]
+        [(1, "s", "Contact", "d1", "003a"), (2, "s", "Contact", "d1", None)]
     )
-    assert earlier.take("Contact", "d1") == (1, "003a")
-    assert earlier.take("Account", "d1") is None
-    assert earlier.take("Contact", "d1") == (2, None)
-    assert earlier.take("Contact", "d1") is None
+    contacts = Scope("s", "Contact")
+    assert earlier.take(contacts, "d1") == (1, "003a")
+    assert earlier.take(Scope("s", "Account"), "d1") is None
+    assert earlier.take(Scope("other", "Contact"), "d1") is None
+    assert earlier.take(contacts, "d1") == (2, None)
+    assert earlier.take(contacts, "d1") is None
 
 
 def test_two_runs_cannot_share_one_journal(tmp_path: Path) -> None:

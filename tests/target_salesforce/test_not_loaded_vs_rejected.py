@@ -15,6 +15,7 @@ import pytest
 from target_salesforce import bulk
 from target_salesforce.bulk_client import BulkClient
 from target_salesforce.client import SalesforceClient
+from target_salesforce.journal import InsertJournal
 from target_salesforce.preflight import with_defaults
 from target_salesforce.rejects import reject_entry
 from target_salesforce.target import TargetSalesforce
@@ -316,10 +317,8 @@ def test_bulk_upload_reply_lost_goes_to_a_new_job_not_twice_to_the_same(
         extra["streams"] = {
             "nps": {"object": "Contact", "action": "insert", "fields": fields}
         }
-    run = harness.run(
-        harness.config(bulk_threshold=0, retry_backoff_seconds=0, **extra),
-        harness.fixture("nps_upsert_create.singer"),
-    )
+    config = harness.config(bulk_threshold=0, retry_backoff_seconds=0, **extra)
+    run = harness.run(config, harness.fixture("nps_upsert_create.singer"))
     assert run.error is None
     assert run.rejects == []
     assert [j["state"] for j in harness.ingest_jobs()] == ["Aborted", "JobComplete"]
@@ -337,3 +336,13 @@ def test_bulk_upload_reply_lost_goes_to_a_new_job_not_twice_to_the_same(
     ]
     assert sorted(stored) == ["ct-test-1", "ct-test-2"]  # each once
     assert run.states
+    assert run.summary["nps"]["api_calls"]["bulk2_jobs"] == 2  # both jobs counted
+    if action == "insert":  # the aborted job stored nothing: not left in the journal
+        journal = InsertJournal(harness.journal_path)
+        assert journal.count_jobs() == 0
+        journal.close()
+        # so the next run does not stop on it
+        assert (
+            harness.run(config, harness.fixture("nps_upsert_create.singer")).error
+            is None
+        )
