@@ -42,25 +42,26 @@ def recover_jobs(
     for job in journal.open_jobs():
         what = f"Bulk 2.0 job {job.job_id} on {job.scope.sobject} of an earlier run"
         info = _job_info(job, bulk)
+        state = None if info is None else str(info.get("state"))
+        if state == "Open":
+            bulk.abort(job.job_id)
         if info is None:
             logger.warning(
                 "Insert journal: %s is gone (HTTP 404); what it stored, if "
                 "anything, cannot be told apart any more",
                 what,
             )
-            journal.finish_job(job.job_id, job.scope, [], run_id=job.run_id)
-            continue
-        state = str(info.get("state"))
-        if state == "Open":
-            bulk.abort(job.job_id)
+        elif state == "Open":
             logger.info(
                 "Insert journal: aborted %s (its upload never completed; nothing "
                 "of it was stored)",
                 what,
             )
-            journal.finish_job(job.job_id, job.scope, [], run_id=job.run_id)
-            continue
-        if state == "Aborted" and not info.get("numberRecordsProcessed"):
+        if (
+            info is None
+            or state == "Open"
+            or (state == "Aborted" and not info.get("numberRecordsProcessed"))
+        ):  # nothing of it to read
             journal.finish_job(job.job_id, job.scope, [], run_id=job.run_id)
             continue
         outcome = bulk.finish(job.job_id, job.scope.sobject)

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from target_salesforce.bulk_client import BulkClient
 from target_salesforce.target import TargetSalesforce
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "target_salesforce"
 
@@ -155,6 +156,39 @@ class Harness:
             timeout=60,
             check=False,
         )
+
+    def before_bulk_job(
+        self, monkeypatch: pytest.MonkeyPatch, number: int, arm: Callable[[], None]
+    ) -> list[int]:
+        """Call `arm()` (a fault, say) just before the `number`-th Bulk upload's job.
+
+        Returns:
+            One entry per upload sent through `BulkClient.ingest` (filled as it goes).
+        """
+        original = BulkClient.ingest
+        jobs: list[int] = []
+
+        def ingest(client: BulkClient, *args: Any, **kw: Any) -> Any:
+            jobs.append(len(jobs) + 1)
+            if len(jobs) == number:
+                arm()
+            return original(client, *args, **kw)
+
+        monkeypatch.setattr(BulkClient, "ingest", ingest)
+        return jobs
+
+    def on_bulk_abort(
+        self, monkeypatch: pytest.MonkeyPatch, arm: Callable[[], None]
+    ) -> None:
+        """Call `arm()` whenever a Bulk job is aborted (PATCH state Aborted)."""
+        original = BulkClient._raw
+
+        def raw(client: BulkClient, sf: Any, method: str, url: str, **kw: Any) -> Any:
+            if kw.get("json") == {"state": "Aborted"}:
+                arm()
+            return original(client, sf, method, url, **kw)
+
+        monkeypatch.setattr(BulkClient, "_raw", raw)
 
     def ingest_jobs(self) -> list[dict[str, Any]]:
         """Every Bulk 2.0 ingest job the emulator holds (`GET jobs/ingest`)."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from target_salesforce.bulk_client import BulkClient
-
 if TYPE_CHECKING:
     import pytest
 
@@ -171,14 +169,12 @@ def test_bulk_job_that_cannot_be_aborted_stops_naming_the_job(
     harness: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness.handle.fault("slow_bulk", polls=1000)
-    raw = BulkClient._raw
+    # the abort and its retries fail
+    harness.on_bulk_abort(
+        monkeypatch,
+        lambda: harness.handle.fault("status", status=503, path="/jobs/ingest/"),
+    )
 
-    def abort_fails(self: BulkClient, sf: Any, method: str, url: str, **kw: Any) -> Any:
-        if kw.get("json") == {"state": "Aborted"}:  # the abort and its retries
-            harness.handle.fault("status", status=503, path="/jobs/ingest/")
-        return raw(self, sf, method, url, **kw)
-
-    monkeypatch.setattr(BulkClient, "_raw", abort_fails)
     run = harness.run(
         harness.config(bulk_threshold=0, bulk_timeout=0.05),
         harness.fixture("nps_upsert_create.singer"),
@@ -242,18 +238,13 @@ def test_bulk_job_state_unknown_after_the_abort_stops_naming_the_job(
     harness: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness.handle.fault("slow_bulk", polls=1000)
-    raw = BulkClient._raw
-
-    def status_fails_after_abort(
-        self: BulkClient, sf: Any, method: str, url: str, **kw: Any
-    ) -> Any:
-        if kw.get("json") == {"state": "Aborted"}:  # then every status read fails
-            harness.handle.fault(
-                "status", status=500, count=None, path="jobs/ingest", method="GET"
-            )
-        return raw(self, sf, method, url, **kw)
-
-    monkeypatch.setattr(BulkClient, "_raw", status_fails_after_abort)
+    # after the abort every status read fails
+    harness.on_bulk_abort(
+        monkeypatch,
+        lambda: harness.handle.fault(
+            "status", status=500, count=None, path="jobs/ingest", method="GET"
+        ),
+    )
     run = harness.run(
         harness.config(
             bulk_threshold=0, bulk_timeout=0.05, max_retries=1, retry_backoff_seconds=0

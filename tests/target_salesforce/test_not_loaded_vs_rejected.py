@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from target_salesforce import bulk
-from target_salesforce.bulk_client import BulkClient
 from target_salesforce.client import SalesforceClient
 from target_salesforce.journal import InsertJournal
 from target_salesforce.preflight import with_defaults
@@ -135,19 +134,14 @@ def test_bulk_job_refused_after_an_earlier_job_keeps_that_jobs_results(
 ) -> None:
     # one job per record (uploads cut small); the second job is refused
     monkeypatch.setattr(bulk, "MAX_UPLOAD_BYTES", 150)
-    ingest = BulkClient.ingest
-    jobs: list[str] = []
-
-    def second_refused(self: BulkClient, *args: Any, **kw: Any) -> Any:
-        jobs.append(args[-1])
-        if len(jobs) == 2:  # the second job
-            harness.handle.fault(
-                "status", status=400, path="jobs/ingest", method="POST",
-                code="ExceededQuota",
-            )  # fmt: skip
-        return ingest(self, *args, **kw)
-
-    monkeypatch.setattr(BulkClient, "ingest", second_refused)
+    jobs = harness.before_bulk_job(
+        monkeypatch,
+        2,
+        lambda: harness.handle.fault(
+            "status", status=400, path="jobs/ingest", method="POST",
+            code="ExceededQuota",
+        ),
+    )  # fmt: skip
     run = harness.run(
         harness.config(bulk_threshold=0), harness.fixture("nps_upsert_create.singer")
     )

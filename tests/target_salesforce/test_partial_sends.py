@@ -135,18 +135,13 @@ def test_rows_of_a_bulk_job_before_a_failed_job_are_settled(
     # uploads of at most 60 bytes: 20 records make several jobs; every job
     # creation after the first answers 503 until the retries are used up
     monkeypatch.setattr(bulk, "MAX_UPLOAD_BYTES", 60)
-    original = BulkClient.ingest
-    jobs: list[int] = []
-
-    def ingest(self: BulkClient, *args: Any, **kw: Any) -> Any:
-        jobs.append(1)
-        if len(jobs) == 2:
-            harness.handle.fault(
-                "status", status=503, count=None, path="jobs/ingest", method="POST"
-            )
-        return original(self, *args, **kw)
-
-    monkeypatch.setattr(BulkClient, "ingest", ingest)
+    jobs = harness.before_bulk_job(
+        monkeypatch,
+        2,
+        lambda: harness.handle.fault(
+            "status", status=503, count=None, path="jobs/ingest", method="POST"
+        ),
+    )
     streams = {"nps": {**INSERT["nps"], "bulk_threshold": 0}}
     run = harness.run(
         harness.config(streams=streams, retry_backoff_seconds=0, max_retries=1),
