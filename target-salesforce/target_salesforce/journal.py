@@ -176,10 +176,26 @@ class InsertJournal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._add_stream_columns()
         except (sqlite3.Error, OSError) as exc:
             self._unlock()
             msg = f"insert journal {self.path} cannot be used: {exc}"
             raise ConfigurationError(msg) from None
+
+    def _add_stream_columns(self) -> None:
+        """Journals written before rows were kept per stream get the column.
+
+        Their rows and jobs get stream "" (matched by no stream: a record
+        that matched one of them is inserted again, as without a journal).
+        """
+        for table in ("rows", "jobs"):
+            columns = {
+                str(c[1]) for c in self._db.execute(f"PRAGMA table_info({table})")
+            }
+            if "stream" not in columns:
+                self._db.execute(
+                    f"ALTER TABLE {table} ADD COLUMN stream TEXT NOT NULL DEFAULT ''"
+                )
 
     def _unlock(self) -> None:
         with contextlib.suppress(OSError):

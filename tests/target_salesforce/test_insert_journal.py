@@ -341,3 +341,28 @@ def test_two_runs_cannot_share_one_journal(tmp_path: Path) -> None:
     finally:
         first.close()
     InsertJournal(path).close()  # free again once the first run closed it
+
+
+def test_a_journal_from_before_streams_opens_and_matches_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE rows (id INTEGER PRIMARY KEY, sobject TEXT NOT NULL, "
+        "digest TEXT NOT NULL, sf_id TEXT, run_id TEXT NOT NULL, seq INTEGER NOT NULL);"
+        "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, sobject TEXT NOT NULL, "
+        "columns TEXT NOT NULL, run_id TEXT NOT NULL);"
+        "INSERT INTO rows (sobject, digest, sf_id, run_id, seq) "
+        "VALUES ('Task', 'd1', '00T1', 'old', 1);"
+        "INSERT INTO jobs VALUES ('750x', 'Task', '[\"Subject\"]', 'old');"
+    )
+    db.commit()
+    db.close()
+    journal = InsertJournal(path)
+    try:
+        assert journal.earlier_rows().take(Scope("nps", "Task"), "d1") is None
+        [job] = journal.open_jobs()
+        assert (job.job_id, job.scope) == ("750x", Scope("", "Task"))
+    finally:
+        journal.close()

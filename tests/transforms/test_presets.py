@@ -886,6 +886,7 @@ def _salesforce_config(
         "instance_url": handle.base_url,
         "mappings_file": str(TRANSFORMS / preset),
         "rejects_path": str(tmp_path / "sf-rejects.jsonl"),
+        "insert_journal_path": str(tmp_path / "insert-journal.sqlite3"),
         "retry_backoff_seconds": 0.001,
         **extra,
     }
