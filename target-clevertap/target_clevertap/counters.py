@@ -40,6 +40,8 @@ class StreamStats:
     old_events_skipped: int = 0
     identity_lookups: int = 0
     joined_existing_profiles: int = 0
+    #: profile fields left out as invalid, by field (the rest was sent)
+    dropped_fields: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON view.
@@ -61,6 +63,7 @@ class StreamStats:
             "old_events_skipped": self.old_events_skipped,
             "identity_lookups": self.identity_lookups,
             "joined_existing_profiles": self.joined_existing_profiles,
+            "dropped_fields": dict(self.dropped_fields),
         }
 
 

@@ -11,13 +11,15 @@ from target_clevertap.identities import render_template
 from target_clevertap.payload_types import PayloadOptions, RecordReject, UploadItem
 from target_clevertap.values import (
     _PROHIBITED_KEY_CHARS,
+    KNOWN_DATE_FIELDS,
     epoch_seconds,
     sanitise_key,
     scalar_text,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    import datetime as dt
+    from collections.abc import Container, Iterable, Mapping
 
     from target_clevertap.mapping import EventSpec
 
@@ -67,13 +69,26 @@ _TIME_CANDIDATES = {
 }
 
 
-def event_time(record: Mapping[str, Any], time_spec: str, now: int) -> int:
+def event_time(
+    record: Mapping[str, Any],
+    time_spec: str,
+    now: int,
+    *,
+    date_fields: Container[str] = (),
+    zone: dt.tzinfo | None = None,
+) -> int:
     """The event's epoch seconds.
+
+    A date-only field (`date_fields`, or a Salesforce date field such as
+    CloseDate) gives midnight of its day in `zone`, the account time zone, as
+    its profile property does: the event lands on that day in the dashboard.
 
     Args:
         record: the record.
         time_spec: `auto` (CreatedDate, else SystemModstamp), a field, or `now`.
         now: the current time, used only for `now`.
+        date_fields: the stream's date-only fields (schema `format: date`).
+        zone: the account time zone (None: UTC).
 
     Returns:
         Epoch seconds.
@@ -88,7 +103,8 @@ def event_time(record: Mapping[str, Any], time_spec: str, now: int) -> int:
         value = record.get(name)
         if value is None:
             continue
-        seconds = epoch_seconds(value)
+        date_only = name in date_fields or name in KNOWN_DATE_FIELDS
+        seconds = epoch_seconds(value, date_only=date_only, zone=zone)
         if seconds is None:
             msg = f"{name} is not a date-time"
             raise RecordReject(msg, code="invalid_time", field_name=name)

@@ -250,6 +250,10 @@ class Loader:
                     record=entry.record,
                 )
                 continue
+            if result.dropped_fields:
+                counters.stream_stats(entry.stream).dropped_fields.update(
+                    result.dropped_fields
+                )
             for warning in result.warnings:
                 counters.warn_once(
                     f"warn:{entry.stream}:{warning}",

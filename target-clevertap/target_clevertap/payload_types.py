@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -80,6 +80,12 @@ class _Out:
     warns: list[str]
     #: remembered values of the record's tracked fields (change tracking)
     previous: Mapping[str, Any] | None = None
+    #: keys of the profile's fields left out as invalid (they hold `DROPPED`)
+    dropped: list[str] = field(default_factory=list)
+
+
+#: the value of a profile field left out as invalid (Phone), taken out before sending
+DROPPED: Final = object()
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,8 @@ class BuildResult:
     """What one input record becomes."""
 
     items: list[UploadItem] = field(default_factory=list)
+    #: profile fields left out as invalid (Phone): counted per stream
+    dropped_fields: list[str] = field(default_factory=list)
     skipped: str | None = None
     warnings: list[str] = field(default_factory=list)
     identities: list[str] = field(default_factory=list)

@@ -8,6 +8,7 @@ are re-exported here.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from target_clevertap.events import (
@@ -126,7 +127,7 @@ def build_uploads(record: Mapping[str, Any], ctx: RecordContext) -> BuildResult:
     """
     mapping, opts, previous = ctx.mapping, ctx.opts, ctx.previous
     result = BuildResult()
-    out = _Out(opts, result.warnings, previous)
+    out = _Out(opts, result.warnings, previous, result.dropped_fields)
     profile = mapping.profile
     if profile is not None and (
         profile.when is None or _holds(profile.when, record, previous, opts)
@@ -137,7 +138,13 @@ def build_uploads(record: Mapping[str, Any], ctx: RecordContext) -> BuildResult:
         )
         base: dict[str, Any] = {"type": "profile"}
         if profile.time:
-            base["ts"] = event_time(record, profile.time, ctx.now)
+            base["ts"] = event_time(
+                record,
+                profile.time,
+                ctx.now,
+                date_fields=ctx.schema.date_fields,
+                zone=opts.zone,
+            )
         id_key = profile.identity.key
         for ident in identities:
             payload = {id_key: ident, **base, "profileData": data}
@@ -181,7 +188,20 @@ def _add_events(
     """
     identities = _identities(record, spec.identity, ctx, f" for event {spec.label()!r}")
     name = event_name(record, spec)
-    ts = event_time(record, spec.time, ctx.now)
+    ts = event_time(
+        record,
+        spec.time,
+        ctx.now,
+        date_fields=ctx.schema.date_fields,
+        zone=out.opts.zone,
+    )
+    # the key keeps the UTC midnight a date-only time had before it followed
+    # the account zone: events keyed before stay recognised (no duplicate)
+    key_ts = ts
+    if out.opts.zone is not dt.UTC:
+        key_ts = event_time(
+            record, spec.time, ctx.now, date_fields=ctx.schema.date_fields
+        )
     data = build_properties(record, spec.properties, ctx.schema, out, profile=False)
     data = _cap_event_properties(data, name, out.opts, result.warnings)
     # a reference that may name several people (an Account's contacts, an
@@ -195,7 +215,7 @@ def _add_events(
     key_property = out.opts.event_key_property
     single = len(identities) == 1
     for ident in identities:
-        ekey = event_key(ctx.stream, ctx.key, name, ts, ident if fan_out else "")
+        ekey = event_key(ctx.stream, ctx.key, name, key_ts, ident if fan_out else "")
         if single:  # the data is this event's alone
             evt_data = data
             evt_data[key_property] = ekey

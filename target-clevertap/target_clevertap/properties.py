@@ -6,7 +6,11 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from target_clevertap.field_plans import compile_plan
-from target_clevertap.payload_types import PayloadOptions, RecordReject, SchemaInfo
+from target_clevertap.payload_types import (
+    DROPPED,
+    RecordReject,
+    SchemaInfo,
+)
 from target_clevertap.values import (
     _ADDRESS_KEYS,
     _DATE_HINTS,
@@ -43,11 +47,35 @@ if TYPE_CHECKING:
     _PlanItem = tuple[str, str, _Converter | None]
 
 
-def _reserved(key: str, value: object, opts: PayloadOptions) -> object:
+def _contact(key: str, value: object, out: _Out) -> object:
+    """A profile's Email or Phone normalised; an invalid Phone is left out.
+
+    CleverTap refuses a whole profile for an invalid Phone (code 516 "Phone
+    number is not valid", recorded answers), and phone numbers in CRM data are
+    often partial ("555-1234", extensions): rejecting the record would also
+    lose its other fields, opt-outs included. So the Phone alone is left out
+    (`DROPPED`, with a warning and a count) and the rest of the profile is sent.
+    An invalid Email still rejects the record (it may be what names the person).
+
+    Raises:
+        RecordReject: for an invalid Email.
+    """
     if key == "Email":
         return normalise_email(value)
-    if key == "Phone":
-        return normalise_phone(value, opts.default_phone_country)
+    try:
+        return normalise_phone(value, out.opts.default_phone_country)
+    except RecordReject as exc:
+        out.warns.append(
+            f"{exc.message}: left out of the profile, the rest of it is sent "
+            "(counted in dropped_fields)"
+        )
+        out.dropped.append(key)
+        return DROPPED
+
+
+def _reserved(key: str, value: object, out: _Out) -> object:
+    if key in _CONTACT_KEYS:
+        return _contact(key, value, out)
     if key == "Gender":
         gender = _GENDERS.get(scalar_text(value).strip().lower())
         if gender is None:
@@ -107,6 +135,8 @@ def build_properties(
         RecordReject: when a value is invalid.
     """
     props = _record_values(record, spec, schema, out, profile=profile)
+    if out.dropped:
+        props = {k: v for k, v in props.items() if v is not DROPPED}
     if spec.invert:
         _add_inverted(props, record, spec)
     if spec.opt_out:
@@ -184,7 +214,7 @@ def _value(  # noqa: PLR0913 - one field's decisions, made by the caller
             converted = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
     else:
         converted = _convert(out_key, value, hint, kind, out)
-    return _reserved(out_key, converted, out.opts) if reserved else converted
+    return _reserved(out_key, converted, out) if reserved else converted
 
 
 def _converter(
@@ -220,16 +250,13 @@ def _date_converter(out_key: str, hint: str | None, kind: str) -> _Converter:
 
 def _contact_converter(out_key: str) -> _Converter:
     """The profile's Email or Phone: text normalised as `_reserved` does."""
-    email = out_key == "Email"
 
     def convert_contact(value: object, out: _Out) -> object:
         if type(value) is not str:
             return _value(out_key, value, None, "", out, reserved=True)
         if len(value) > SHORT_TEXT:
             value = _fit(value, MAX_VALUE_BYTES, "value", out_key, out)
-        if email:
-            return normalise_email(value)
-        return normalise_phone(value, out.opts.default_phone_country)
+        return _contact(out_key, value, out)
 
     return convert_contact
 

@@ -34,7 +34,8 @@ CLEVERTAP: dict[str, tuple[str, ...]] = {
     "unmapped_stream.singer": ("skip", "mystery"),
     "missing_identity.singer": ("reject", "identity"),
     "invalid_email.singer": ("reject", "email"),
-    "invalid_phone.singer": ("reject", "phone"),
+    # an invalid Phone is left out of the profile, the rest is sent
+    "invalid_phone.singer": ("accept",),
     "invalid_gender.singer": ("reject", "gender"),
     "oversize_key.singer": ("reject", "k" * 20),
     "oversize_value.singer": ("reject", "name"),

@@ -43,9 +43,11 @@ def test_typed_values_become_clevertap_types(clevertap_emulator, ct_config, run_
     assert run.states[-1] == {"bookmarks": {"Contact": {"n": 2}}}
 
 
-def test_phone_numbers_become_e164_or_are_rejected(
+def test_phone_numbers_become_e164_and_an_invalid_one_is_left_out_of_the_profile(
     clevertap_emulator, ct_config, run_target, read_rejects
 ):
+    # CleverTap refuses a whole profile for an invalid Phone (code 516): the
+    # field is left out so the rest (Email, opt-outs, name) still arrives
     run = run_target(ct_config, "phone_e164.singer")
     assert (
         _profile(clevertap_emulator, "SF_Contact_003C0001")["Phone"] == "+14155551234"
@@ -53,13 +55,13 @@ def test_phone_numbers_become_e164_or_are_rejected(
     assert (
         _profile(clevertap_emulator, "SF_Contact_003C0002")["Phone"] == "+442079460958"
     )
-    assert clevertap_emulator.profiles(identity="SF_Contact_003C0003") == []
-    (reject,) = read_rejects()
-    assert reject["code"] == "invalid_phone"
-    assert reject["key"] == "003C0003"
-    assert reject["field"] == "Phone"
-    assert reject["stream"] == "Contact"
-    assert run.stats("Contact")["rejected_by_code"] == {"invalid_phone": 1}
+    third = _profile(clevertap_emulator, "SF_Contact_003C0003")
+    assert "Phone" not in third
+    assert third["Email"] == "person3@example.com"
+    assert read_rejects() == []
+    stats = run.stats("Contact")
+    assert (stats["accepted"], stats["rejected"]) == (3, 0)
+    assert stats["dropped_fields"] == {"Phone": 1}
 
 
 def test_multi_picklist_becomes_a_deduplicated_list_of_at_most_100(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from target_clevertap.mapping_load import load_mappings
@@ -218,6 +219,32 @@ def test_event_time_never_defaults_to_now() -> None:
         spec, {"Id": "1", "Who": "p", "SystemModstamp": "2024-01-01T00:00:00Z"}
     )
     assert fallback.items[0].ts == 1704067200
+
+
+def test_an_event_timed_by_a_date_field_lands_on_that_day_in_the_account_zone() -> None:
+    # CloseDate 2026-12-27 in a Los Angeles account: the event and the
+    # property are both midnight of Dec 27 there (the event was 16:00 on Dec 26)
+    spec = {
+        "events": [
+            {
+                "name": "Opportunity Won",
+                "identity": "Who",
+                "time": "CloseDate",
+                "properties": {"include": ["CloseDate"]},
+            }
+        ]
+    }
+    zone = ZoneInfo("America/Los_Angeles")
+    opts = PayloadOptions(default_phone_country="US", zone=zone)
+    record = {"Id": "1", "Who": "p", "CloseDate": "2026-12-27"}
+    (item,) = _build(spec, record, stream="Opportunity", opts=opts).items
+    midnight = int(dt.datetime(2026, 12, 27, tzinfo=zone).timestamp())
+    assert item.ts == midnight
+    assert item.payload["evtData"]["CloseDate"] == f"$D_{midnight}"
+    # the event key is the one it had with the UTC midnight: no resend
+    utc = _build(spec, record, stream="Opportunity").items[0]
+    assert utc.ts != item.ts
+    assert item.event_key == utc.event_key
 
 
 def test_event_name_from_template_or_field_and_condition() -> None:
