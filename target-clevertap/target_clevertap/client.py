@@ -41,10 +41,17 @@ PROFILE_PATH = "/1/profile.json"
 #: per account (docs/api-request-limit; ../shared/docs/clevertap-api.md 2.11)
 READ_CONCURRENCY = 3
 _MAX_CURSOR_PAGES = 10_000
-#: statuses that may come after CleverTap stored the batch (an internal error, or
-#: a gateway giving up on a backend that went on): a lost reply for events.
-#: 429 and 503 ("retry later") mean the request was not taken.
-_MAYBE_STORED = frozenset({500, 502, 504})
+#: 429 and 503 ("retry later") mean the request was not taken; every other 5xx
+#: may come after CleverTap stored the batch (an internal error, or a gateway or
+#: CDN giving up on a backend that went on: 500, 501, 502, 504, 520-524...): a
+#: lost reply for events. Nothing documents that a 5xx means "not stored".
+_NOT_TAKEN = frozenset({HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE})
+
+
+def _maybe_stored(status: int) -> bool:
+    return status >= HTTPStatus.INTERNAL_SERVER_ERROR and status not in _NOT_TAKEN
+
+
 #: Get Events' "still in progress" code (recorded text: "Request still in
 #: progress, please retry later"), whatever the HTTP status it comes with
 IN_PROGRESS_CODE = 2
@@ -355,7 +362,7 @@ class CleverTapClient:
         except requests.exceptions.RequestException as exc:
             msg = f"reply could not be read: {type(exc).__name__}"
             raise AmbiguousSendError(msg) from exc
-        if maybe_stored and response.status_code in _MAYBE_STORED:
+        if maybe_stored and _maybe_stored(response.status_code):
             msg = f"HTTP {response.status_code} (the batch may have been stored)"
             raise AmbiguousSendError(msg)
         if read and _says_in_progress(response):

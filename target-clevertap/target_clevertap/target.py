@@ -199,7 +199,7 @@ class TargetCleverTap(Target):
             th.NumberType(minimum=0),
             default=120,
             description="How long an accepted event may take to show in Get Events. "
-            "An event whose reply was lost (or HTTP 500/502/504) is only resent "
+            "An event whose reply was lost (or an HTTP 5xx but 503) is only resent "
             "once a check this long after sending did not find it.",
         ),
         th.Property(

@@ -65,6 +65,20 @@ def test_503_and_429_on_events_stay_plain_retries(
     assert _export_reads(clevertap_emulator) == 0
 
 
+@pytest.mark.parametrize("status", [501, 520])
+def test_a_gateway_5xx_after_the_store_is_checked_in_get_events_not_resent(
+    clevertap_emulator, ct_config, run_target, status
+):
+    # any 5xx but 503 may come after the batch was stored (a CDN's 520-524
+    # too): the events are looked up before anything is sent again
+    run_target(ct_config, "contacts_five.singer")
+    clevertap_emulator.fault("status_after_store", status=status, path="/1/upload")
+    run = run_target(ct_config, "tasks_only.singer")
+    assert _subjects(clevertap_emulator) == ["Call 1", "Call 2", "Call 3"]
+    assert _export_reads(clevertap_emulator) >= 1
+    assert run.states
+
+
 def test_ingestion_lag_is_waited_for_before_anything_is_resent(
     clevertap_emulator, ct_config, run_target
 ):

@@ -182,7 +182,9 @@ class Gate:
             return
 
         await self.app(scope, receive, drop)
-        await send_json(send, code, fail_body(code, _STATUS_BODIES[code]))
+        # another 5xx: a gateway or CDN's answer (its body is not CleverTap's)
+        error = _STATUS_BODIES.get(code, "Server Error")
+        await send_json(send, code, fail_body(code, error))
 
     async def _faulted(
         self, scope: Scope, receive: Receive, send: Send, info: dict[str, Any]
