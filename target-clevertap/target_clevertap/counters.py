@@ -42,6 +42,8 @@ class StreamStats:
     joined_existing_profiles: int = 0
     #: profile fields left out as invalid, by field (the rest was sent)
     dropped_fields: Counter[str] = field(default_factory=Counter)
+    #: events whose time was in the future, sent as the time of sending
+    event_times_in_future: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON view.
@@ -64,6 +66,7 @@ class StreamStats:
             "identity_lookups": self.identity_lookups,
             "joined_existing_profiles": self.joined_existing_profiles,
             "dropped_fields": dict(self.dropped_fields),
+            "event_times_in_future": self.event_times_in_future,
         }
 
 

@@ -250,10 +250,10 @@ class Loader:
                     record=entry.record,
                 )
                 continue
-            if result.dropped_fields:
-                counters.stream_stats(entry.stream).dropped_fields.update(
-                    result.dropped_fields
-                )
+            if result.dropped_fields or result.future_times:
+                stats = counters.stream_stats(entry.stream)
+                stats.dropped_fields.update(result.dropped_fields)
+                stats.event_times_in_future += result.future_times
             for warning in result.warnings:
                 counters.warn_once(
                     f"warn:{entry.stream}:{warning}",

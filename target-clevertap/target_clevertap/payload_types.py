@@ -146,6 +146,8 @@ class BuildResult:
     items: list[UploadItem] = field(default_factory=list)
     #: profile fields left out as invalid (Phone): counted per stream
     dropped_fields: list[str] = field(default_factory=list)
+    #: events whose time was in the future, sent as the time of sending
+    future_times: int = 0
     skipped: str | None = None
     warnings: list[str] = field(default_factory=list)
     identities: list[str] = field(default_factory=list)

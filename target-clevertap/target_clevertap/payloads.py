@@ -202,6 +202,16 @@ def _add_events(
         key_ts = event_time(
             record, spec.time, ctx.now, date_fields=ctx.schema.date_fields
         )
+    if ts > ctx.now:
+        # a time not reached yet (a CloseDate ahead): sent as the time of
+        # sending, which Get Events can be asked about if the reply is lost;
+        # the key keeps the record's time, so a replay is still recognised
+        ts = ctx.now
+        result.future_times += 1
+        result.warnings.append(
+            "event times in the future (a date not reached yet) are sent as the "
+            "time of sending (counted in event_times_in_future)"
+        )
     data = build_properties(record, spec.properties, ctx.schema, out, profile=False)
     data = _cap_event_properties(data, name, out.opts, result.warnings)
     # a reference that may name several people (an Account's contacts, an

@@ -38,6 +38,10 @@ DATE_SCHEMA = {
 }
 
 
+#: the build's "now" (2033-05-18): after every record time of these tests
+NOW = 2_000_000_000
+
+
 def _build(mapping_spec, record, *, stream="Contact", opts=None, resolve=None):
     mapping = load_mappings({stream: mapping_spec})[stream]
 
@@ -53,7 +57,7 @@ def _build(mapping_spec, record, *, stream="Contact", opts=None, resolve=None):
             schema=SchemaInfo.from_schema(DATE_SCHEMA),
             opts=opts or PayloadOptions(default_phone_country="US"),
             resolve=resolve or no_refs,
-            now=1_700_000_000,
+            now=NOW,
         ),
     )
 
@@ -214,7 +218,7 @@ def test_event_time_never_defaults_to_now() -> None:
         _build(spec, {"Id": "1", "Who": "p"})
     assert err.value.code == "missing_time"
     now_spec = {"events": [{"name": "E", "identity": {"field": "Who"}, "time": "now"}]}
-    assert _build(now_spec, {"Id": "1", "Who": "p"}).items[0].ts == 1_700_000_000
+    assert _build(now_spec, {"Id": "1", "Who": "p"}).items[0].ts == NOW
     fallback = _build(
         spec, {"Id": "1", "Who": "p", "SystemModstamp": "2024-01-01T00:00:00Z"}
     )
@@ -376,7 +380,7 @@ def test_previous_values_are_typed_like_their_fields_and_skipped_when_unknown() 
                 schema=SchemaInfo(),
                 opts=PayloadOptions(),
                 resolve=lambda _obj, _id: [],
-                now=0,
+                now=NOW,
                 previous=previous,
             ),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import time
 from contextlib import redirect_stdout
 from typing import Any
 
@@ -76,6 +77,22 @@ def test_a_gateway_5xx_after_the_store_is_checked_in_get_events_not_resent(
     run = run_target(ct_config, "tasks_only.singer")
     assert _subjects(clevertap_emulator) == ["Call 1", "Call 2", "Call 3"]
     assert _export_reads(clevertap_emulator) >= 1
+    assert run.states
+
+
+def test_an_event_time_in_the_future_is_sent_as_now_and_checked_not_resent(
+    clevertap_emulator, ct_config, run_target
+):
+    # a deal won before its CloseDate (2099): Get Events is never asked about a
+    # day not begun, so the event goes at the time of sending, which a lost
+    # reply's check can find; its key keeps the record's time
+    run_target(ct_config, "contacts_five.singer")
+    clevertap_emulator.fault("status_after_store", status=502, path="/1/upload")
+    before = int(time.time())
+    run = run_target(ct_config, "opportunity_won_future.singer")
+    (won,) = clevertap_emulator.events(evtName="Opportunity Won")
+    assert before <= won["ts"] <= int(time.time())
+    assert run.stats("Opportunity")["event_times_in_future"] == 1
     assert run.states
 
 
