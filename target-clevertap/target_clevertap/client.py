@@ -41,15 +41,17 @@ PROFILE_PATH = "/1/profile.json"
 #: per account (docs/api-request-limit; ../shared/docs/clevertap-api.md 2.11)
 READ_CONCURRENCY = 3
 _MAX_CURSOR_PAGES = 10_000
+
+
 #: 429 and 503 ("retry later") mean the request was not taken; every other 5xx
 #: may come after CleverTap stored the batch (an internal error, or a gateway or
 #: CDN giving up on a backend that went on: 500, 501, 502, 504, 520-524...): a
 #: lost reply for events. Nothing documents that a 5xx means "not stored".
-_NOT_TAKEN = frozenset({HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE})
-
-
 def _maybe_stored(status: int) -> bool:
-    return status >= HTTPStatus.INTERNAL_SERVER_ERROR and status not in _NOT_TAKEN
+    return (
+        status >= HTTPStatus.INTERNAL_SERVER_ERROR
+        and status != HTTPStatus.SERVICE_UNAVAILABLE
+    )
 
 
 #: Get Events' "still in progress" code (recorded text: "Request still in

@@ -40,28 +40,7 @@ def recover_jobs(
             call on it fails (the run stops: its rows are not known yet).
     """
     for job in journal.open_jobs():
-        what = f"Bulk 2.0 job {job.job_id} on {job.scope.sobject} of an earlier run"
-        info = _job_info(job, bulk)
-        state = None if info is None else str(info.get("state"))
-        if state == "Open":
-            bulk.abort(job.job_id)
-        if info is None:
-            logger.warning(
-                "Insert journal: %s is gone (HTTP 404); what it stored, if "
-                "anything, cannot be told apart any more",
-                what,
-            )
-        elif state == "Open":
-            logger.info(
-                "Insert journal: aborted %s (its upload never completed; nothing "
-                "of it was stored)",
-                what,
-            )
-        if (
-            info is None
-            or state == "Open"
-            or (state == "Aborted" and not info.get("numberRecordsProcessed"))
-        ):  # nothing of it to read
+        if _nothing_to_read(job, bulk, logger):
             journal.finish_job(job.job_id, job.scope, [], run_id=job.run_id)
             continue
         outcome = bulk.finish(job.job_id, job.scope.sobject)
@@ -75,10 +54,43 @@ def recover_jobs(
         logger.info(
             "Insert journal: %s ended %s with %d rows stored; they will not be "
             "inserted again",
-            what,
+            _what(job),
             outcome.state,
             len(rows),
         )
+
+
+def _what(job: OpenJob) -> str:
+    return f"Bulk 2.0 job {job.job_id} on {job.scope.sobject} of an earlier run"
+
+
+def _nothing_to_read(job: OpenJob, bulk: BulkClient, logger: logging.Logger) -> bool:
+    """Whether the job has no result files worth reading (it is then dropped).
+
+    Gone (HTTP 404), still Open (aborted here: nothing was processed), or
+    Aborted before it processed any record.
+
+    Raises:
+        BulkJobFailedError: when its state cannot be read or the abort fails.
+    """
+    info = _job_info(job, bulk)
+    if info is None:
+        logger.warning(
+            "Insert journal: %s is gone (HTTP 404); what it stored, if anything, "
+            "cannot be told apart any more",
+            _what(job),
+        )
+        return True
+    state = str(info.get("state"))
+    if state == "Open":
+        bulk.abort(job.job_id)
+        logger.info(
+            "Insert journal: aborted %s (its upload never completed; nothing of "
+            "it was stored)",
+            _what(job),
+        )
+        return True
+    return state == "Aborted" and not info.get("numberRecordsProcessed")
 
 
 def _job_info(job: OpenJob, bulk: BulkClient) -> dict[str, object] | None:
