@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import pytest
@@ -14,6 +16,16 @@ from simple_salesforce.exceptions import (
 
 if TYPE_CHECKING:
     from sandbox.salesforce.testing import SalesforceHandle
+
+#: a real org's answer to aborting a completed Bulk 2.0 job, with its source
+ABORT_COMPLETED = json.loads(
+    (
+        Path(__file__).resolve().parents[1]
+        / "fixtures"
+        / "real_api_salesforce"
+        / "misc_real_errors.json"
+    ).read_text("utf-8")
+)["bulk2_abort_completed_job"]
 
 # simple-salesforce types its dynamic attributes (sf.Contact, sf.bulk2.Contact) as a
 # union of its handler classes and restful() as `Any | None`: the tests use the
@@ -412,14 +424,9 @@ def test_abort_stops_a_running_job_and_is_refused_for_a_finished_one(
     done = job("LastName\nAbortC\n")
     assert _finished(session, done, headers)["state"] == "JobComplete"
     refused = abort(done)
-    # restforce/restforce#905 (a real org's answer to aborting a completed job)
+    # a real org's answer to aborting a completed job (restforce/restforce#905)
     assert refused.status_code == 400
-    assert refused.json() == [
-        {
-            "errorCode": "INVALIDJOBSTATE",
-            "message": "Aborting already Completed Job not allowed",
-        }
-    ]
+    assert refused.json() == ABORT_COMPLETED["body"]
 
 
 def _id(results_csv: str) -> str:

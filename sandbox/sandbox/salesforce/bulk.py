@@ -175,7 +175,8 @@ def change_state(emulator: Emulator, job_id: str, state: str) -> dict[str, Any]:
     job = load_ingest(emulator, job_id)
     if state == "Aborted":
         if job["state"] in {"JobComplete", "Failed"} and job["_polls"] == 0:
-            # Real text for a completed job (restforce/restforce#905): `[{"errorCode":
+            # Real text for a completed job (restforce/restforce#905; contract in
+            # tests/fixtures/real_api_salesforce/misc_real_errors.json): `[{"errorCode":
             # "INVALIDJOBSTATE","message":"Aborting already Completed Job not
             # allowed"}]`; the status and the Failed-job text are not recorded.
             finished = "Completed" if job["state"] == "JobComplete" else "Failed"
